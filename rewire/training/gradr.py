@@ -1,0 +1,224 @@
+r"""Gradient Rewiring (GradR): the synapse parametrization and the optimizer.
+
+Chen, Yu, Tian & Huang, "Pruning of Deep Spiking Neural Networks through Gradient
+Rewiring", IJCAI 2021 (arXiv 2105.04916), Section 3.
+
+Each synapse has a fixed sign :math:`s` and a hidden parameter :math:`\theta`; the weight is
+
+.. math::  w = s \cdot \mathrm{ReLU}(\theta) \qquad \text{(paper Eq. 5)}
+
+and the synapse is connected iff :math:`\theta > 0`. The gradient is *redefined* so that it
+reaches pruned synapses too (paper Eq. 7, no Heaviside factor), which lets them regrow:
+
+.. math::  \frac{\partial L}{\partial \theta} := s \, \frac{\partial L}{\partial w}
+
+A Laplace prior :math:`p(\theta) \propto \exp(-\alpha|\theta - \mu|)` with target sparsity
+:math:`p = P(\theta < 0)` gives :math:`\mu = \ln(2(1-p)) / \alpha` (paper Eq. 11) and adds
+:math:`\alpha\,\mathrm{sign}(\theta - \mu)` to the gradient.
+
+The sign and the redefined gradient live in :class:`SignedReLU`, a
+``torch.nn.utils.parametrize`` parametrization; the prior lives in :class:`GradR`, a
+``torch.optim.Adam`` whose step adds the bias-corrected prior pull, exactly as the
+reference implementation (``Yanqi-Chen/Gradient-Rewiring``, ``gradrewire.py``) does.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Iterator
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+class _SignedReLUFn(torch.autograd.Function):
+    """``w = s * relu(theta)`` forward; ``dL/dtheta = s * dL/dw`` backward (GradR Eq. 7)."""
+
+    @staticmethod
+    def forward(ctx, theta: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(sign)
+        return sign * theta.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad_w: torch.Tensor):
+        (sign,) = ctx.saved_tensors
+        return grad_w * sign, None
+
+
+class SignedReLU(nn.Module):
+    r"""Parametrization ``w = s * relu(theta)`` with GradR's straight-through gradient.
+
+    Register it with :func:`torch.nn.utils.parametrize.register_parametrization`; the stored
+    parameter (``module.parametrizations.weight.original``) is then :math:`\theta` and
+    ``module.weight`` is :math:`w`. :meth:`right_inverse` maps an initial weight
+    :math:`w_0` to :math:`\theta_0 = |w_0|` (reference code, ``state['strength']``).
+
+    Args:
+        sign: tensor of +1/-1 with the weight's shape; a zero initial weight gets +1 (the
+            reference gives it sign 0, which would leave the synapse dead forever).
+
+    Shapes:
+        theta: any shape, equal to ``sign``'s; output: the same shape.
+
+    Source: Chen et al., IJCAI 2021, Eq. 5 (parametrization) and Eq. 7 (gradient).
+    """
+
+    def __init__(self, sign: torch.Tensor) -> None:
+        super().__init__()
+        if not torch.all((sign == 1) | (sign == -1)):
+            raise ValueError("sign must contain only +1 and -1")
+        self.register_buffer("sign", sign.clone())
+
+    def forward(self, theta: torch.Tensor) -> torch.Tensor:
+        return _SignedReLUFn.apply(theta, self.sign)
+
+    def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight.abs()
+
+
+def fixed_sign(weight: torch.Tensor) -> torch.Tensor:
+    """Sign used for GradR: ``sign(w)`` with +1 for zeros. Shape and dtype of ``weight``."""
+    return torch.where(weight < 0, -torch.ones_like(weight), torch.ones_like(weight))
+
+
+def apply_gradr(model: nn.Module,
+                types: tuple[type[nn.Module], ...] = PRUNABLE_TYPES) -> list[nn.Parameter]:
+    """Parametrize every ``weight`` of ``types`` in ``model`` as ``s * relu(theta)``.
+
+    Biases and normalisation layers are left alone (paper Sec. 4: they are not pruned).
+    The model is changed in place; calling it twice is an error.
+
+    Args:
+        model: a torch module (for example :class:`rewire.training.model.SpikingMLP`).
+        types: module classes whose ``weight`` is prunable.
+
+    Returns:
+        The hidden parameters :math:`\\theta`, one per prunable layer, in module order.
+
+    Raises:
+        ValueError: the model has no prunable layer, or one is already parametrized.
+    """
+    thetas = []
+    for name, module in model.named_modules():
+        if isinstance(module, types):
+            if parametrize.is_parametrized(module, "weight"):
+                raise ValueError(f"layer {name!r} is already parametrized")
+            sign = fixed_sign(module.weight.detach())
+            parametrize.register_parametrization(module, "weight", SignedReLU(sign))
+            thetas.append(module.parametrizations.weight.original)
+    if not thetas:
+        raise ValueError(f"model has no prunable layer of types {[t.__name__ for t in types]}")
+    return thetas
+
+
+def prunable_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """Yield ``(name, module)`` for every layer parametrized by :func:`apply_gradr`."""
+    for name, module in model.named_modules():
+        if parametrize.is_parametrized(module, "weight") and isinstance(
+                module.parametrizations.weight[0], SignedReLU):
+            yield name, module
+
+
+def hidden_params(model: nn.Module) -> list[nn.Parameter]:
+    """The hidden :math:`\\theta` of every GradR layer, in module order."""
+    return [m.parametrizations.weight.original for _, m in prunable_layers(model)]
+
+
+def connectivity(model: nn.Module) -> float:
+    """Connected synapses (``theta > 0``) over all prunable synapses, in [0, 1].
+
+    Raises:
+        ValueError: the model has no GradR layer.
+    """
+    thetas = hidden_params(model)
+    if not thetas:
+        raise ValueError("model has no GradR layer: call apply_gradr first")
+    total = sum(t.numel() for t in thetas)
+    return sum(int((t > 0).sum()) for t in thetas) / total
+
+
+def prior_mean(alpha: float, sparsity: float) -> float:
+    r"""Laplace prior centre :math:`\mu = \ln(2(1-p)) / \alpha` (GradR Eq. 11).
+
+    Args:
+        alpha: prior penalty :math:`\alpha > 0`.
+        sparsity: target sparsity :math:`p \in [0.5, 1)`.
+    """
+    return math.log(2.0 * (1.0 - sparsity)) / alpha
+
+
+class GradR(torch.optim.Adam):
+    r"""Gradient Rewiring optimizer: Adam on :math:`\theta` plus the Laplace prior pull.
+
+    .. math::
+        \theta_{t} = \theta_{t-1} - k_t\, \hat d_t - k_t\, \alpha\,
+                     \mathrm{sign}(\theta_{t-1} - \mu), \qquad k_t = \frac{\eta}{1-\beta_1^t}
+
+    where :math:`\hat d_t = m_t / (\sqrt{v_t / (1-\beta_2^t)} + \epsilon)` is Adam's direction of
+    the redefined gradient :math:`s\,\partial L/\partial w` (provided by :class:`SignedReLU`)
+    and :math:`\mu` is :func:`prior_mean`. This is the reference implementation's update
+    (``gradrewire.py``: the prior step uses the same bias-corrected step size); there is no
+    noise term. Parameters whose group has ``alpha == 0`` (biases) get plain Adam.
+
+    Args:
+        params: iterable of parameters or param groups; a group may set its own ``alpha`` and
+            ``sparsity``.
+        lr: learning rate :math:`\eta` (default 1e-3).
+        alpha: prior penalty :math:`\alpha \ge 0` (default 0: no pruning pressure).
+        sparsity: target sparsity :math:`p \in [0.5, 1)` (default 0.95).
+        betas, eps, weight_decay: as in :class:`torch.optim.Adam`.
+
+    Raises:
+        ValueError: ``alpha < 0`` or ``sparsity`` outside [0.5, 1), or Adam's own checks.
+
+    Example:
+        >>> from rewire.training.gradr import GradR, apply_gradr
+        >>> net = torch.nn.Linear(4, 3, bias=False)
+        >>> opt = GradR(apply_gradr(net), lr=1e-2, alpha=0.1)
+        >>> net(torch.ones(2, 4)).sum().backward(); opt.step()
+    """
+
+    def __init__(self, params: Iterable, lr: float = 1e-3, alpha: float = 0.0,
+                 sparsity: float = 0.95, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+        _check_prior(alpha, sparsity)
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         foreach=False)
+        for group in self.param_groups:
+            group.setdefault("alpha", alpha)
+            group.setdefault("sparsity", sparsity)
+            _check_prior(group["alpha"], group["sparsity"])
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One GradR step (Adam step, then the prior pull). Returns the closure's loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        # The prior's sign is taken at theta_{t-1}, before the gradient step (reference code).
+        pulls = []
+        for group in self.param_groups:
+            _check_prior(group["alpha"], group["sparsity"])
+            if group["alpha"] == 0:
+                continue
+            mu = prior_mean(group["alpha"], group["sparsity"])
+            for theta in group["params"]:
+                if theta.grad is not None:
+                    pulls.append((theta, group, torch.sign(theta - mu)))
+        super().step()
+        for theta, group, direction in pulls:
+            step = float(self.state[theta]["step"])
+            k = group["lr"] / (1.0 - group["betas"][0] ** step)
+            theta.add_(direction, alpha=-k * group["alpha"])
+        return loss
+
+
+def _check_prior(alpha: float, sparsity: float) -> None:
+    if not alpha >= 0.0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    if not 0.5 <= sparsity < 1.0:
+        raise ValueError(f"sparsity (target p) must be in [0.5, 1), got {sparsity}")
