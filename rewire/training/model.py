@@ -123,7 +123,10 @@ class SpikingMLP(nn.Module):
         return z, states
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        inputs = self.encode(x, generator)
+        return self.run_encoded(self.encode(x, generator))
+
+    def run_encoded(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Run already-encoded input ``(T, B, n_in)``; return output spikes ``(T, B, n_out)``."""
         states, out = None, []
         for x_t in inputs:
             z, states = self.step(x_t, states)

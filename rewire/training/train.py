@@ -86,16 +86,27 @@ class TrainResult:
         return asdict(self)
 
 
+def encoded_batches(model: SpikingMLP, x: torch.Tensor, batch_size: int = 512,
+                    seed: int = 0):
+    """Yield ``(start, encoded (T, b, n_in))`` over ``x``, deterministic for a given ``seed``.
+
+    The float model and the integer model are evaluated on the same encoded input, so rate
+    coding does not blur the comparison.
+    """
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    for i in range(0, len(x), batch_size):
+        yield i, model.encode(x[i:i + batch_size], gen)
+
+
 @torch.no_grad()
 def evaluate(model: SpikingMLP, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512,
              seed: int = 0) -> float:
     """Test accuracy (fraction in [0, 1]) by output spike count; rate input seeded by ``seed``."""
     model.eval()
-    gen = torch.Generator(device=x.device).manual_seed(seed)
     correct = 0
-    for i in range(0, len(x), batch_size):
-        counts = spike_count_logits(model(x[i:i + batch_size], generator=gen))
-        correct += int((predict(counts) == y[i:i + batch_size]).sum())
+    for i, inputs in encoded_batches(model, x, batch_size, seed):
+        counts = spike_count_logits(model.run_encoded(inputs))
+        correct += int((predict(counts) == y[i:i + len(inputs[0])]).sum())
     return correct / len(x)
 
 

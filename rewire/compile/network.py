@@ -1,0 +1,136 @@
+"""The compiled network: the one object every exporter reads.
+
+A :class:`CompiledNetwork` holds, per layer, both the float parameters of the trained Norse
+model and their fixed-point image on the chip (REFERENCE §3), plus how the input is encoded
+and which profile it was compiled for. It is frozen: exporters never change it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rewire.hw_profiles.profile import HardwareProfile
+from rewire.training.model import NeuronConfig
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CompiledLayer:
+    """One fully connected CUBA layer, float and fixed point.
+
+    Attributes:
+        name: layer name (``"fc1"``, ...).
+        weight: float32 ``(out, in)``: the trained weight ``s * relu(theta)``.
+        weight_int: int32 ``(out, in)``: chip weights, multiples of the profile's step.
+        scale: ``S``, the factor from float voltage to the chip's voltage mantissa:
+            ``vThMant = round(v_th * S)``, ``weight_int ~= weight * dt/tau_mem * S * input_scale``.
+        input_scale: float value of one unit of input payload (1 for binary spikes).
+        i_decay: ``iDecay`` in [0, 4096] (current decay per step, in 1/4096).
+        v_decay: ``vDecay`` in [0, 4096] (voltage decay per step, in 1/4096).
+        v_th_mant: ``vThMant`` (threshold mantissa; threshold is ``vThMant << 6``).
+        scale_limited_by: which constraint set ``S`` (``"weight bits"``, ``"threshold bits"``,
+            ``"activation bits"`` or ``"current bits"``).
+    """
+
+    name: str
+    weight: np.ndarray
+    weight_int: np.ndarray
+    scale: float
+    input_scale: float
+    i_decay: int
+    v_decay: int
+    v_th_mant: int
+    scale_limited_by: str
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(out, in)``."""
+        return tuple(self.weight.shape)
+
+    @property
+    def synapses(self) -> int:
+        """Connected synapses (non-zero chip weights)."""
+        return int(np.count_nonzero(self.weight_int))
+
+    @property
+    def max_fan_in(self) -> int:
+        """Most connected synapses into one neuron of this layer."""
+        return int(np.count_nonzero(self.weight_int, axis=1).max())
+
+
+@dataclass(frozen=True)
+class CoreMapping:
+    """How many cores each layer takes under the profile's per-core limits.
+
+    Attributes:
+        cores_per_layer: cores of each layer, in layer order (a core holds one layer).
+        neurons_per_layer, synapses_per_layer: what each layer puts on its cores.
+    """
+
+    cores_per_layer: tuple[int, ...]
+    neurons_per_layer: tuple[int, ...]
+    synapses_per_layer: tuple[int, ...]
+
+    @property
+    def cores(self) -> int:
+        """Total cores used."""
+        return sum(self.cores_per_layer)
+
+
+@dataclass(frozen=True)
+class CompiledNetwork:
+    """A pruned SNN compiled for one chip: what the netx, ONNX and report writers read.
+
+    Attributes:
+        layers: :class:`CompiledLayer` in order, input side first.
+        neuron: float LIF constants (:class:`rewire.training.model.NeuronConfig`).
+        steps: time steps ``T`` one sample is presented for.
+        encoding: ``"current"`` (graded spikes carrying the integer pixel value every step)
+            or ``"rate"`` (binary spikes).
+        input_gain: float input current per unit of ``x`` (current encoding).
+        input_max_value: integer payload that stands for ``x = 1`` (16 for digits).
+        profile: the :class:`HardwareProfile` compiled for.
+        mapping: the :class:`CoreMapping`.
+        format_version: version of this representation and of the files written from it.
+    """
+
+    layers: tuple[CompiledLayer, ...]
+    neuron: NeuronConfig
+    steps: int
+    encoding: str
+    input_gain: float
+    input_max_value: int
+    profile: HardwareProfile
+    mapping: CoreMapping
+    format_version: int = FORMAT_VERSION
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Layer sizes, input first."""
+        return (self.layers[0].shape[1],) + tuple(l.shape[0] for l in self.layers)
+
+    @property
+    def input_message_bits(self) -> int:
+        """Bits of the graded input payload (0 = binary spikes), as Lava's Network expects."""
+        if self.encoding == "rate":
+            return 0
+        return max(1, int(self.input_max_value).bit_length())
+
+    @property
+    def synapses(self) -> int:
+        """Connected synapses over all layers."""
+        return sum(l.synapses for l in self.layers)
+
+    @property
+    def total_synapses(self) -> int:
+        """Synapses of the dense network."""
+        return sum(l.weight.size for l in self.layers)
+
+    @property
+    def neurons(self) -> int:
+        """Neurons (compartments) over all layers."""
+        return sum(l.shape[0] for l in self.layers)

@@ -1,0 +1,182 @@
+r"""Compile a trained Norse SNN to the chip's fixed-point CUBA arithmetic (REFERENCE §3).
+
+Norse's LIF step and Loihi's CUBA step are the same recurrence once
+
+.. math::
+    \mathrm{iDecay} = \mathrm{round}(4096\,\Delta t\,\tau_\mathrm{syn}^{-1}), \quad
+    \mathrm{vDecay} = \mathrm{round}(4096\,\Delta t\,\tau_\mathrm{mem}^{-1}), \\
+    w_\mathrm{int} = \mathrm{round}(w\,\Delta t\,\tau_\mathrm{mem}^{-1} S\,c_\mathrm{in}), \quad
+    \mathrm{vThMant} = \mathrm{round}(v_\mathrm{th} S),
+
+with one scale :math:`S` per layer and :math:`c_\mathrm{in}` the float value of one unit of
+input payload. Only the rounding differs. :math:`S` is the largest value such that
+
+* the largest :math:`|w_\mathrm{int}|` fits the profile's weight format (weight bits),
+* ``vThMant`` fits its unsigned ``threshold_bits`` (threshold bits),
+* the worst-case synaptic input :math:`\sum_j |w_\mathrm{int}|\,p_\mathrm{max}` fits 16 bits
+  (Lava's ``a_in`` port, activation bits), and
+* the steady-state current :math:`a_\mathrm{max} 2^6 / \delta_i` fits the signed
+  ``state_bits`` (current bits), so the chip's current never wraps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from rewire.compile.network import CompiledLayer, CompiledNetwork, CoreMapping
+from rewire.hw_profiles.profile import HardwareProfile
+from rewire.training.model import NeuronConfig, SpikingMLP
+
+ACTIVATION_BITS = 16  # Lava's LIF a_in port: LavaPyType(np.int16, precision=16)
+
+
+class CompileError(ValueError):
+    """The network cannot run on the chip; the message names the layer, the limit and the fix."""
+
+
+def decay_constant(rate_inv: float, dt: float, profile: HardwareProfile, what: str) -> int:
+    """``round(2**decay_bits * dt * rate_inv)``: a Norse time constant as a chip decay.
+
+    Raises:
+        CompileError: the decay rounds to 0 (no leak on chip) or exceeds ``2**decay_bits``.
+    """
+    unit = profile.neuron.decay_unit
+    value = round(unit * dt * rate_inv)
+    if value < 1 or value > unit:
+        raise CompileError(f"{what}: dt * tau_inv = {dt * rate_inv:g} gives a decay of {value} "
+                           f"/ {unit}; the chip needs 1..{unit} (change dt or the time constant)")
+    return int(value)
+
+
+def check_neuron(neuron: NeuronConfig) -> None:
+    """Refuse neuron constants the chip's CUBA model cannot express.
+
+    Raises:
+        CompileError: ``v_leak`` or ``v_reset`` non-zero, or ``v_th <= 0``.
+    """
+    if neuron.v_leak != 0 or neuron.v_reset != 0:
+        raise CompileError(f"neuron: v_leak = {neuron.v_leak} and v_reset = {neuron.v_reset} "
+                           f"must both be 0 for the chip's CUBA neuron")
+    if not neuron.v_th > 0:
+        raise CompileError(f"neuron: v_th must be > 0, got {neuron.v_th}")
+
+
+def quantize_layer(name: str, weight: np.ndarray, neuron: NeuronConfig, profile: HardwareProfile,
+                   input_scale: float, max_payload: int) -> CompiledLayer:
+    """Quantize one layer (see the module docstring for the choice of ``S``).
+
+    Args:
+        name: layer name for messages.
+        weight: float ``(out, in)``.
+        neuron: LIF constants.
+        profile: target chip.
+        input_scale: float value of one unit of input payload.
+        max_payload: largest input payload (1 for binary spikes).
+
+    Raises:
+        CompileError: the layer has no synapse left, or no scale satisfies every limit.
+    """
+    i_decay = decay_constant(neuron.tau_syn_inv, neuron.dt, profile, f"layer {name} iDecay")
+    v_decay = decay_constant(neuron.tau_mem_inv, neuron.dt, profile, f"layer {name} vDecay")
+    gain = neuron.dt * neuron.tau_mem_inv * input_scale   # float weight -> u per unit S
+    wmax = float(np.abs(weight).max())
+    if wmax == 0:
+        raise CompileError(f"layer {name}: every synapse is pruned (all-zero weights), so it "
+                           f"can never spike; relax the budget (--connectivity/--max-synapses)")
+    wfmt, nfmt = profile.weights, profile.neuron
+    rowsum = float(np.abs(weight).sum(1).max()) * max_payload
+    state_max = 2 ** (nfmt.state_bits - 1) - 1
+    limits = {
+        "weight bits": wfmt.max_int / (gain * wmax),
+        "threshold bits": nfmt.max_threshold_mant / neuron.v_th,
+        "activation bits": (2 ** (ACTIVATION_BITS - 1) - 1) / (gain * rowsum),
+        "current bits": state_max * (i_decay / nfmt.decay_unit)
+                        / (gain * rowsum * 2 ** nfmt.activation_shift),
+    }
+    limited_by = min(limits, key=limits.get)
+    scale = limits[limited_by]
+    step = wfmt.step
+    while True:
+        w_int = np.clip(np.round(weight * gain * scale / step) * step, wfmt.min_int, wfmt.max_int)
+        w_int = w_int.astype(np.int32)
+        a_max = int(np.abs(w_int).sum(1).max()) * max_payload
+        if a_max <= 2 ** (ACTIVATION_BITS - 1) - 1 or scale < 1e-12:
+            break
+        scale *= 0.99  # rounding pushed the worst case over: shrink a little
+    v_th_mant = int(round(neuron.v_th * scale))
+    if not 1 <= v_th_mant <= nfmt.max_threshold_mant:
+        raise CompileError(f"layer {name}: vThMant = {v_th_mant} is outside 1..."
+                           f"{nfmt.max_threshold_mant}; the weights span too wide a range")
+    return CompiledLayer(name=name, weight=weight.astype(np.float32), weight_int=w_int,
+                         scale=float(scale), input_scale=float(input_scale), i_decay=i_decay,
+                         v_decay=v_decay, v_th_mant=v_th_mant, scale_limited_by=limited_by)
+
+
+def map_cores(layers: list[CompiledLayer], profile: HardwareProfile,
+              cores: int | None = None) -> CoreMapping:
+    """Place each layer on its own cores under the per-core neuron and synapse limits.
+
+    A layer takes ``max(ceil(neurons / neurons_per_core), ceil(synapses / synapses_per_core))``
+    cores (at least one).
+
+    Raises:
+        CompileError: a neuron's fan-in exceeds ``limits.fan_in``, or the layers need more
+            cores than allotted (``cores``, default the whole chip).
+    """
+    lim = profile.limits
+    allotted = lim.cores if cores is None else cores
+    per_layer = []
+    for layer in layers:
+        if lim.fan_in and layer.max_fan_in > lim.fan_in:
+            raise CompileError(f"layer {layer.name}: fan-in {layer.max_fan_in} exceeds "
+                               f"limits.fan_in = {lim.fan_in} by {layer.max_fan_in - lim.fan_in}; "
+                               f"train with --max-fan-in {lim.fan_in}")
+        per_layer.append(max(1, math.ceil(layer.shape[0] / lim.neurons_per_core),
+                             math.ceil(layer.synapses / lim.synapses_per_core)))
+    mapping = CoreMapping(tuple(per_layer), tuple(l.shape[0] for l in layers),
+                          tuple(l.synapses for l in layers))
+    if mapping.cores > allotted:
+        raise CompileError(f"the network needs {mapping.cores} cores ({per_layer} per layer) but "
+                           f"{allotted} are allotted (limits.cores = {lim.cores}); raise --cores "
+                           f"or tighten the synapse budget")
+    return mapping
+
+
+def compile_network(model: SpikingMLP, profile: HardwareProfile, input_max_value: int,
+                    cores: int | None = None) -> CompiledNetwork:
+    """Compile a trained :class:`SpikingMLP` for ``profile``.
+
+    Args:
+        model: trained model (GradR-parametrized or plain); it is not modified.
+        profile: target chip.
+        input_max_value: integer payload standing for input 1.0 (16 for digits, 255 MNIST).
+        cores: cores allotted to the model (default: the whole chip).
+
+    Returns:
+        The frozen :class:`CompiledNetwork`.
+
+    Raises:
+        CompileError: see :func:`check_neuron`, :func:`quantize_layer` and :func:`map_cores`.
+    """
+    if profile.neuron.model != "cuba":
+        raise CompileError(f"profile {profile.name!r}: neuron model {profile.neuron.model!r} "
+                           f"is not supported (only 'cuba')")
+    check_neuron(model.neuron)
+    layers = []
+    for k, linear in enumerate(model.linears):
+        with torch.no_grad():
+            weight = linear.weight.detach().cpu().numpy().astype(np.float64)
+        if k == 0 and model.encoding == "current":
+            input_scale, max_payload = model.input_gain / input_max_value, input_max_value
+        else:
+            input_scale, max_payload = 1.0, 1
+        layers.append(quantize_layer(f"fc{k + 1}", weight, model.neuron, profile,
+                                     input_scale, max_payload))
+    mapping = map_cores(layers, profile, cores)
+    return CompiledNetwork(layers=tuple(layers), neuron=model.neuron, steps=model.steps,
+                           encoding=model.encoding, input_gain=model.input_gain,
+                           input_max_value=int(input_max_value), profile=profile,
+                           mapping=mapping)

@@ -1,0 +1,122 @@
+r"""Integer reference simulator: the chip's CUBA arithmetic bit for bit, batched in numpy.
+
+Per layer and time step (Lava ``proc/lif/models.py``, ``PyLifModelBitAcc``; REFERENCE §3):
+
+.. math::
+    a &= W_\mathrm{int}\, s \\
+    u &= \mathrm{wrap}_{24}\big(\mathrm{trunc_0}(u (4096 - \mathrm{iDecay}) / 4096) + (a \ll 6)\big) \\
+    v &= \mathrm{clip}_{24}\big(\mathrm{trunc_0}(v (4096 - \mathrm{vDecay}) / 4096) + u\big) \\
+    z &= v > (\mathrm{vThMant} \ll 6), \qquad v \leftarrow 0 \text{ where } z
+
+``trunc0`` rounds toward zero; ``u`` wraps around at 24 bits as Lava's model does and ``v``
+saturates. With ``lava_delay=True`` every dense layer delivers its input one step later, as
+each ``Dense`` process in Lava does (the sink and source add none): that is what a netx file
+run in Lava's Loihi 2 simulator produces. Running ``T + L`` steps (input zero-padded) and
+dropping the first ``L`` outputs of the delayed model gives the undelayed one exactly
+(:func:`align`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rewire.compile.network import CompiledNetwork
+
+
+def _decay(x: np.ndarray, decay: int, decay_bits: int) -> np.ndarray:
+    unit = 1 << decay_bits
+    prod = x * (unit - decay)
+    return np.sign(prod) * (np.abs(prod) >> decay_bits)
+
+
+def encode_input(net: CompiledNetwork, x: np.ndarray) -> np.ndarray:
+    """Integer input payloads ``(T, B, n_in)`` for constant-current input ``x`` in [0, 1].
+
+    For ``current`` encoding every step carries ``round(x * input_max_value)`` as a graded
+    spike; for ``rate`` encoding ``x`` must already be the binary spike train ``(T, B, n_in)``.
+
+    Raises:
+        ValueError: wrong shape for the encoding.
+    """
+    x = np.asarray(x)
+    if net.encoding == "rate":
+        if x.ndim != 3:
+            raise ValueError(f"rate encoding needs spikes of shape (T, B, n_in), got {x.shape}")
+        return (x > 0).astype(np.int64)
+    if x.ndim != 2:
+        raise ValueError(f"current encoding needs x of shape (B, n_in), got {x.shape}")
+    payload = np.rint(x * net.input_max_value).astype(np.int64)
+    return np.broadcast_to(payload, (net.steps,) + payload.shape)
+
+
+def simulate(net: CompiledNetwork, payload: np.ndarray, lava_delay: bool = False,
+             record_all: bool = False) -> list[np.ndarray]:
+    """Run the integer model.
+
+    Args:
+        net: the compiled network.
+        payload: integer input ``(T, B, n_in)`` (graded payloads or 0/1 spikes).
+        lava_delay: add Lava's one-step delay per dense layer.
+        record_all: return the spikes of every layer, not only the last.
+
+    Returns:
+        Spike trains ``(T, B, n)`` as uint8, one per layer (or only the output layer's).
+
+    Shapes:
+        payload ``(T, B, n_in)`` -> ``[(T, B, n_1), ..., (T, B, n_L)]``.
+    """
+    payload = np.asarray(payload, dtype=np.int64)
+    steps, batch = payload.shape[:2]
+    nfmt = net.profile.neuron
+    half = 1 << (nfmt.state_bits - 1)
+    w_t = [l.weight_int.astype(np.int64).T for l in net.layers]
+    u = [np.zeros((batch, l.shape[0]), np.int64) for l in net.layers]
+    v = [np.zeros((batch, l.shape[0]), np.int64) for l in net.layers]
+    # input that reached each layer one step earlier (Lava's Dense delivers it a step late)
+    pending = [np.zeros((batch, l.shape[1]), np.int64) for l in net.layers]
+    out = [np.zeros((steps, batch, l.shape[0]), np.uint8) for l in net.layers]
+    for t in range(steps):
+        s = payload[t]
+        for k, layer in enumerate(net.layers):
+            if lava_delay:
+                s, pending[k] = pending[k], s
+            a = s @ w_t[k]
+            uk = _decay(u[k], layer.i_decay, nfmt.decay_bits) + (a << nfmt.activation_shift)
+            wrapped = np.where(uk > half, uk - 2 * half, uk)
+            u[k] = np.where(wrapped <= -half, uk + 2 * half, wrapped)
+            vk = _decay(v[k], layer.v_decay, nfmt.decay_bits) + u[k]
+            vk = np.clip(vk, -half + 1, half - 1)
+            z = vk > (layer.v_th_mant << nfmt.threshold_shift)
+            vk[z] = 0
+            v[k] = vk
+            out[k][t] = z
+            s = z.astype(np.int64)
+    return out if record_all else [out[-1]]
+
+
+def align(net: CompiledNetwork, payload: np.ndarray) -> np.ndarray:
+    """Output spikes of the Lava-delayed model, shifted back so they line up with the input.
+
+    Pads ``L`` (number of layers) silent steps, runs with ``lava_delay=True`` and drops the
+    first ``L`` steps: the result equals ``simulate(net, payload)[-1]`` exactly.
+    """
+    n_layers = len(net.layers)
+    pad = np.zeros((n_layers,) + payload.shape[1:], dtype=np.int64)
+    delayed = simulate(net, np.concatenate([payload, pad]), lava_delay=True)[-1]
+    return delayed[n_layers:]
+
+
+def accuracy(net: CompiledNetwork, batches) -> float:
+    """Integer-model accuracy (fraction) by output spike count, ties to the lowest index.
+
+    Args:
+        net: the compiled network.
+        batches: iterable of ``(payload (T, B, n_in) int, labels (B,))`` pairs (see
+            :func:`encode_input`).
+    """
+    correct = total = 0
+    for payload, labels in batches:
+        counts = simulate(net, payload)[-1].sum(0)
+        correct += int((counts.argmax(-1) == np.asarray(labels)).sum())
+        total += len(labels)
+    return correct / max(total, 1)

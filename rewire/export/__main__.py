@@ -1,0 +1,124 @@
+"""``python -m rewire.export``: train a Norse SNN with GradR inside a chip's budget and export it.
+
+Examples::
+
+    python -m rewire.export --profile loihi2 --out build/
+    python -m rewire.export --profile my_chip.toml --max-synapses 2000 --out build/
+    python -m rewire.export --dataset mnist --data-dir ../shared/datasets/mnist --hidden 800 \\
+        --steps 8 --epochs 30 --connectivity 0.02
+    python -m rewire.export --list-profiles
+    python -m rewire.export --show-profile loihi2
+
+Exit codes: 0 success, 2 bad input (the message names the option or field and the fix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rewire.compile.quantize import CompileError
+from rewire.hw_profiles.profile import ProfileError, list_profiles, load_profile
+from rewire.training.budget import BudgetError
+from rewire.training.data import DATASETS, DataError
+from rewire.training.model import ENCODINGS
+from rewire.training.train import TrainConfig
+
+USER_ERRORS = (ProfileError, DataError, BudgetError, CompileError, ValueError, OSError)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command-line parser (every option documented in ``--help``)."""
+    p = argparse.ArgumentParser(prog="python -m rewire.export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", default="loihi2",
+                   help="shipped profile name or path to a TOML profile (default loihi2)")
+    p.add_argument("--out", default="build", help="output folder (default build/)")
+    p.add_argument("--list-profiles", action="store_true", help="list shipped profiles, exit")
+    p.add_argument("--show-profile", metavar="NAME", help="print a profile as JSON, exit")
+    d = p.add_argument_group("data and network")
+    d.add_argument("--dataset", choices=DATASETS, default="digits",
+                   help="digits (embedded, default) or mnist (needs --data-dir)")
+    d.add_argument("--data-dir", help="folder with the MNIST IDX files")
+    d.add_argument("--hidden", type=_positive_int, nargs="+", default=[256],
+                   help="hidden layer sizes (default 256)")
+    d.add_argument("--steps", type=_positive_int, default=16, help="time steps T (default 16)")
+    d.add_argument("--encoding", choices=ENCODINGS, default="current",
+                   help="input encoding: constant current (graded spikes on chip) or rate")
+    d.add_argument("--input-gain", type=_float, default=4.0,
+                   help="constant-current gain (default 4)")
+    b = p.add_argument_group("budget (the smallest applies)")
+    b.add_argument("--cores", type=_positive_int, help="cores allotted (default: whole chip)")
+    b.add_argument("--max-synapses", type=_positive_int, help="synapse budget")
+    b.add_argument("--connectivity", type=_float, default=0.1,
+                   help="connectivity budget in (0, 1] (default 0.1)")
+    b.add_argument("--max-fan-in", type=_positive_int, help="per-neuron fan-in budget")
+    t = p.add_argument_group("training (GradR)")
+    t.add_argument("--epochs", type=_positive_int, default=60, help="epochs (default 60)")
+    t.add_argument("--batch-size", type=_positive_int, default=64, help="batch (default 64)")
+    t.add_argument("--lr", type=_float, default=1e-3, help="learning rate (default 1e-3)")
+    t.add_argument("--alpha", type=_float, default=0.3,
+                   help="initial prior penalty; adapted to meet the budget (default 0.3)")
+    t.add_argument("--target-sparsity", type=_float, default=0.95,
+                   help="Laplace prior target sparsity p in [0.5, 1) (default 0.95)")
+    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    t.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--lava-samples", type=int, default=10,
+                   help="test samples to run in Lava and compare spike for spike with the "
+                        "integer model (default 10; 0 skips; skipped without Lava)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = parser().parse_args(argv)
+    try:
+        if args.list_profiles:
+            for name in list_profiles():
+                print(f"{name:12s} {load_profile(name).description}")
+            return 0
+        if args.show_profile:
+            print(json.dumps(load_profile(args.show_profile).to_dict(), indent=2))
+            return 0
+        from rewire.export.pipeline import JobSpec, prepare, run
+
+        spec = JobSpec(
+            profile=args.profile, out=args.out, dataset=args.dataset, data_dir=args.data_dir,
+            hidden=tuple(args.hidden), steps=args.steps, encoding=args.encoding,
+            input_gain=args.input_gain, cores=args.cores, max_synapses=args.max_synapses,
+            connectivity=args.connectivity, max_fan_in=args.max_fan_in,
+            train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                              alpha=args.alpha, sparsity=args.target_sparsity, seed=args.seed,
+                              device=args.device, progress=not args.no_progress),
+            lava_samples=args.lava_samples)
+        run(prepare(spec))
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

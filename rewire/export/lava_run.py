@@ -1,0 +1,79 @@
+"""Run a netx file in Lava's Loihi 2 simulator (fixed point). Needs the ``lava`` extra.
+
+Recipe (REFERENCE §3, checked with lava-nc 0.10 / lava-dl 0.6): a ``RingBuffer`` source holding
+the input ``(n_in, T)`` feeds ``net.inp``; ``net.out`` feeds a ``RingBuffer`` sink;
+``net.run(RunSteps(T), Loihi2SimCfg(select_tag="fixed_pt"))``; the network is always stopped
+(in ``finally``), since Lava starts worker processes that would otherwise hang.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import multiprocessing
+import sys
+
+import h5py
+import numpy as np
+
+_LAVA_MP = "lava.magma.runtime.message_infrastructure.multiprocessing"
+
+
+def _allow_lava_import() -> None:
+    """Lava calls ``multiprocessing.set_start_method('fork')`` at import, which raises
+    "context has already been set" once anything (tqdm's lock, for one) has created a
+    multiprocessing object. Clear the unused choice so Lava's import can make it."""
+    if _LAVA_MP not in sys.modules and multiprocessing.get_start_method(allow_none=True):
+        multiprocessing.set_start_method(None, force=True)
+
+
+def lava_missing() -> str | None:
+    """Why Lava cannot run here (``None`` when ``lava.lib.dl.netx`` and Lava's sim import)."""
+    try:
+        _allow_lava_import()
+        import lava.lib.dl.netx  # noqa: F401
+        from lava.magma.core.run_configs import Loihi2SimCfg  # noqa: F401
+    except Exception as exc:  # pragma: no cover - depends on the environment
+        return f"Lava is not usable ({type(exc).__name__}: {exc}); install 'rewire[lava]' " \
+               f"on Python 3.10"
+    return None
+
+
+def run_netx(path: str | Path, payload: np.ndarray, sparse: bool = True) -> np.ndarray:
+    """Run one input sequence through a netx file in Lava and return the output spikes.
+
+    Args:
+        path: netx HDF5 written by :func:`rewire.export.netx.write`.
+        payload: integer input ``(T, n_in)`` (graded payloads or 0/1 spikes).
+        sparse: load dense layers as Lava ``Sparse`` synapses (``sparse_fc_layer``).
+
+    Returns:
+        Output spikes ``(T, n_out)`` as uint8, with Lava's one-step delay per dense layer.
+
+    Raises:
+        ImportError: Lava is not installed (install ``rewire[lava]`` on Python 3.10).
+    """
+    _allow_lava_import()
+    from lava.lib.dl import netx
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+
+    with h5py.File(path, "r") as f:
+        bits = int(f.attrs.get("input_message_bits", 0))
+    payload = np.asarray(payload)
+    steps = payload.shape[0]
+    net = netx.hdf5.Network(net_config=str(path), input_message_bits=bits,
+                            sparse_fc_layer=sparse)
+    source = Source(data=payload.T.astype(np.int32) if bits else (payload.T > 0))
+    sink = Sink(shape=net.out.shape, buffer=steps)
+    source.s_out.connect(net.inp)
+    net.out.connect(sink.a_in)
+    try:
+        net.run(condition=RunSteps(num_steps=steps),
+                run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+        out = sink.data.get()
+    finally:
+        net.stop()
+    return (np.asarray(out).T > 0).astype(np.uint8)

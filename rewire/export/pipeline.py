@@ -1,0 +1,184 @@
+"""The main job: train with GradR inside a chip's budget, compile, export, report.
+
+:func:`prepare` checks every input (profile, data, budget, output folder) before any work;
+:func:`run` then trains, compiles and writes ``<out>/model.net`` (Lava netx HDF5),
+``<out>/model_step.onnx`` and ``<out>/report.json``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rewire import __version__
+from rewire.compile import simulate
+from rewire.compile.network import CompiledNetwork
+from rewire.compile.quantize import compile_network
+from rewire.export import netx, onnx_step
+from rewire.export.atomic import write_text
+from rewire.export.report import build_report, format_report, to_json
+from rewire.hw_profiles.profile import HardwareProfile, load_profile
+from rewire.training.budget import SynapseBudget, make_budget
+from rewire.training.data import Split, load_split
+from rewire.training.model import SpikingMLP
+from rewire.training.train import TrainConfig, encoded_batches, train
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything the main job needs, from the command line.
+
+    Attributes:
+        profile: shipped profile name or TOML path.
+        out: output folder.
+        dataset, data_dir: data set (``digits`` needs no folder).
+        hidden: hidden layer sizes.
+        steps: time steps ``T``.
+        encoding: ``current`` or ``rate``.
+        input_gain: constant-current gain.
+        cores, max_synapses, connectivity, max_fan_in: budget options (see
+            :func:`rewire.training.budget.make_budget`).
+        train: :class:`TrainConfig`.
+        lava_samples: test samples to run through Lava and compare spike for spike with the
+            integer model (0 = skip; skipped when Lava is not installed).
+    """
+
+    profile: str = "loihi2"
+    out: str = "build"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    hidden: tuple[int, ...] = (256,)
+    steps: int = 16
+    encoding: str = "current"
+    input_gain: float = 4.0
+    cores: int | None = None
+    max_synapses: int | None = None
+    connectivity: float | None = 0.1
+    max_fan_in: int | None = None
+    train: TrainConfig = TrainConfig()
+    lava_samples: int = 0
+
+
+@dataclass
+class Prepared:
+    """Validated inputs of the job."""
+
+    spec: JobSpec
+    profile: HardwareProfile
+    split: Split
+    model: SpikingMLP
+    budget: SynapseBudget
+    out: Path
+
+
+def _check_out_dir(out: str) -> Path:
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a directory")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        raise ValueError(f"--out {out}: {probe} is not writable")
+    return path
+
+
+def prepare(spec: JobSpec) -> Prepared:
+    """Check every input before any work and build the untrained model.
+
+    Raises:
+        ProfileError, DataError, BudgetError, ValueError: with the field and the fix.
+    """
+    profile = load_profile(spec.profile)
+    out = _check_out_dir(spec.out)
+    if spec.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {spec.steps}")
+    if any(h < 1 for h in spec.hidden):
+        raise ValueError(f"--hidden sizes must be >= 1, got {list(spec.hidden)}")
+    if spec.train.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {spec.train.device}: CUDA is not available here; use cpu")
+    split = load_split(spec.dataset, spec.data_dir)
+    sizes = (split.num_features, *spec.hidden, split.num_classes)
+    model = SpikingMLP(sizes, steps=spec.steps, encoding=spec.encoding,
+                       input_gain=spec.input_gain)
+    budget = make_budget(profile, sizes, cores=spec.cores, max_synapses=spec.max_synapses,
+                         connectivity=spec.connectivity, max_fan_in=spec.max_fan_in)
+    return Prepared(spec, profile, split, model, budget, out)
+
+
+def test_payloads(model: SpikingMLP, net: CompiledNetwork, x: torch.Tensor, y: torch.Tensor,
+                  seed: int):
+    """Yield ``(payload (T, B, n_in), labels)``: the integer image of the float test input."""
+    for i, enc in encoded_batches(model, x, seed=seed):
+        labels = y[i:i + enc.shape[1]].cpu().numpy()
+        if net.encoding == "current":
+            yield simulate.encode_input(net, x[i:i + enc.shape[1]].cpu().numpy()), labels
+        else:
+            yield enc.cpu().numpy().astype(np.int64), labels
+
+
+def lava_check(net: CompiledNetwork, path: Path, payloads, samples: int) -> dict:
+    """Run ``samples`` test inputs through Lava and compare with the integer model.
+
+    Returns:
+        ``{"samples", "spike_exact", "output_spikes", "seconds"}``, or ``{"skipped": why}``.
+    """
+    from rewire.export.lava_run import lava_missing, run_netx
+
+    if samples <= 0:
+        return {"skipped": "--lava-samples 0"}
+    missing = lava_missing()
+    if missing:
+        return {"skipped": missing}
+    start = time.perf_counter()
+    payload = next(iter(payloads))[0][:, :samples]
+    pad = np.zeros((len(net.layers),) + payload.shape[1:], np.int64)
+    padded = np.concatenate([payload, pad])
+    ref = simulate.simulate(net, padded, lava_delay=True)[-1]
+    exact = spikes = 0
+    for b in range(payload.shape[1]):
+        out = run_netx(path, padded[:, b])
+        exact += int(np.array_equal(out, ref[:, b]))
+        spikes += int(out.sum())
+    return {"samples": int(payload.shape[1]), "spike_exact": exact, "output_spikes": spikes,
+            "seconds": time.perf_counter() - start}
+
+
+def run(prep: Prepared, log=print) -> dict:
+    """Train, compile, export and report. Returns the report dict (also in report.json)."""
+    spec, t0 = prep.spec, time.perf_counter()
+    log(f"rewire {__version__}: {prep.split.name} {prep.model.sizes} T={spec.steps} "
+        f"on {prep.profile.name}; budget {prep.budget.max_synapses} synapses "
+        f"({prep.budget.connectivity:.2%}, {prep.budget.source})")
+    result = train(prep.model, prep.split, prep.budget, spec.train)
+    t1 = time.perf_counter()
+    net = compile_network(prep.model.cpu(), prep.profile, prep.split.max_value, spec.cores)
+    x_te, y_te = prep.split.x_test, prep.split.y_test
+    q_acc = simulate.accuracy(net, test_payloads(prep.model, net, x_te, y_te, spec.train.seed))
+    t2 = time.perf_counter()
+    prep.out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    if "netx" in prep.profile.formats:
+        files["netx"] = str(netx.write(net, prep.out / "model.net"))
+    if "onnx" in prep.profile.formats:
+        files["onnx"] = str(onnx_step.write(net, prep.out / "model_step.onnx"))
+    t3 = time.perf_counter()
+    lava = {"skipped": "profile has no netx target"}
+    if "netx" in files:
+        lava = lava_check(net, Path(files["netx"]),
+                          test_payloads(prep.model, net, x_te, y_te, spec.train.seed),
+                          spec.lava_samples)
+    timings = {"train_s": t1 - t0, "compile_s": t2 - t1, "export_s": t3 - t2,
+               "total_s": time.perf_counter() - t0}
+    report = build_report(net, prep.budget, result, q_acc, files, timings, lava,
+                          dataset=prep.split.name, config=spec)
+    files["report"] = str(prep.out / "report.json")
+    report["files"] = files
+    write_text(prep.out / "report.json", to_json(report))
+    log(format_report(report))
+    return report
