@@ -179,7 +179,8 @@ class BudgetController:
         ramp: fraction of the run by which the budget is reached (default 0.7).
         margin: aim this far under the budget (default 0.95), so the projection rarely acts.
         kp: proportional gain :math:`K_p` (default 2).
-        ki: integral gain :math:`K_i` per step (default 0.01).
+        ki: integral gain over the whole run; per step :math:`K_i` = ``ki / total_steps``
+            (default 12), so short and long runs are steered alike.
         alpha_min, alpha_max: bounds on :math:`\alpha`.
 
     Raises:
@@ -187,14 +188,14 @@ class BudgetController:
     """
 
     def __init__(self, optimizer, model: nn.Module, budget: SynapseBudget, total_steps: int,
-                 ramp: float = 0.7, margin: float = 0.95, kp: float = 2.0, ki: float = 0.01,
+                 ramp: float = 0.7, margin: float = 0.95, kp: float = 2.0, ki: float = 12.0,
                  alpha_min: float = 1e-3, alpha_max: float = 2.0) -> None:
         if total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
         if not (0 < ramp <= 1 and 0 < margin <= 1):
             raise ValueError(f"ramp and margin must be in (0, 1], got {ramp}, {margin}")
         self.optimizer, self.model, self.budget = optimizer, model, budget
-        self.total_steps, self.ramp, self.kp, self.ki = total_steps, ramp, kp, ki
+        self.total_steps, self.ramp, self.kp, self.ki = total_steps, ramp, kp, ki / total_steps
         self.alpha_min, self.alpha_max = alpha_min, alpha_max
         self.target = margin * budget.connectivity
         self.start: float | None = None

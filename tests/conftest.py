@@ -1,0 +1,67 @@
+"""Shared fixtures and hypothesis settings profiles.
+
+``REWIRE_HYPOTHESIS=ci`` (default): derandomized, bounded; ``thorough``: many more examples.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+from rewire.compile.quantize import compile_network
+from rewire.hw_profiles.profile import load_profile
+from rewire.training.model import SpikingMLP
+
+settings.register_profile("ci", derandomize=True, deadline=None, max_examples=50,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", deadline=None, max_examples=1000,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("REWIRE_HYPOTHESIS", "ci"))
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+def lava_missing() -> str | None:
+    from rewire.export.lava_run import lava_missing as missing
+
+    return missing()
+
+
+requires_lava = pytest.mark.skipif(lava_missing() is not None,
+                                   reason="Lava (lava-dl, Python 3.10) is not installed")
+
+
+@pytest.fixture(scope="session")
+def loihi2():
+    return load_profile("loihi2")
+
+
+def random_network(sizes, steps=12, encoding="current", seed=0, weight_gain=8.0,
+                   density=1.0):
+    """A SpikingMLP with random weights (scaled so that it spikes), some pruned."""
+    torch.manual_seed(seed)
+    model = SpikingMLP(sizes, steps=steps, encoding=encoding)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for lin in model.linears:
+            lin.weight.mul_(weight_gain)
+            mask = torch.rand(lin.weight.shape, generator=gen) < density
+            lin.weight.mul_(mask)
+            lin.weight[0, 0] = lin.weight[0, 0] if lin.weight.abs().max() > 0 else 1.0
+    return model
+
+
+@pytest.fixture
+def small_net(loihi2):
+    model = random_network((12, 20, 5))
+    return model, compile_network(model, loihi2, input_max_value=16)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
