@@ -20,7 +20,7 @@ def test_decays_from_norse_constants(small_net):
     assert net.layers[0].v_decay == round(4096 * 1e-3 * 100) == 410
 
 
-@given(seed=st.integers(0, 5000), gain=st.floats(0.01, 50), density=st.floats(0.05, 1.0),
+@given(seed=st.integers(0, 5000), gain=st.floats(0.01, 50), density=st.floats(0.25, 1.0),
        enc=st.sampled_from(["current", "rate"]))
 def test_quantized_weights_fit_the_profile(loihi2, seed, gain, density, enc):
     """Property: chip weights are multiples of the weight step inside [min_int, max_int], keep

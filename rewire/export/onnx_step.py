@@ -33,6 +33,7 @@ from rewire.compile.network import CompiledNetwork
 from rewire.export.atomic import atomic_path
 
 OPSET = 17
+IR_VERSION = 8  # the IR version of opset 17; onnxruntime 1.23 reads IR <= 11
 
 
 def _const(nodes_init: list, name: str, value) -> str:
@@ -99,7 +100,8 @@ def build(net: CompiledNetwork) -> onnx.ModelProto:
                                                     ["batch", net.sizes[-1]]))
     graph = helper.make_graph(nodes, "rewire_snn_step", inputs, outputs, initializer=init)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="rewire", producer_version=__version__)
+                              producer_name="rewire", producer_version=__version__,
+                              ir_version=IR_VERSION)
     meta = {"rewire_format_version": str(net.format_version), "profile": net.profile.name,
             "dt": repr(net.neuron.dt), "steps": str(net.steps), "encoding": net.encoding,
             "input_gain": repr(net.input_gain),

@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,23 +164,31 @@ def run(prep: Prepared, log=print) -> dict:
     q_acc = simulate.accuracy(net, test_payloads(prep.model, net, x_te, y_te, spec.train.seed))
     t2 = time.perf_counter()
     prep.out.mkdir(parents=True, exist_ok=True)
-    files = {}
-    if "netx" in prep.profile.formats:
-        files["netx"] = str(netx.write(net, prep.out / "model.net"))
-    if "onnx" in prep.profile.formats:
-        files["onnx"] = str(onnx_step.write(net, prep.out / "model_step.onnx"))
-    t3 = time.perf_counter()
-    lava = {"skipped": "profile has no netx target"}
-    if "netx" in files:
-        lava = lava_check(net, Path(files["netx"]),
-                          test_payloads(prep.model, net, x_te, y_te, spec.train.seed),
-                          spec.lava_samples)
-    timings = {"train_s": t1 - t0, "compile_s": t2 - t1, "export_s": t3 - t2,
-               "total_s": time.perf_counter() - t0}
-    report = build_report(net, prep.budget, result, q_acc, files, timings, lava,
-                          dataset=prep.split.name, config=spec)
-    files["report"] = str(prep.out / "report.json")
-    report["files"] = files
-    write_text(prep.out / "report.json", to_json(report))
+    # Every file is built in a staging folder first and moved into place only when all of
+    # them exist: a failure midway leaves the previous export whole.
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=prep.out))
+    try:
+        staged = {}
+        if "netx" in prep.profile.formats:
+            staged["netx"] = netx.write(net, staging / "model.net")
+        if "onnx" in prep.profile.formats:
+            staged["onnx"] = onnx_step.write(net, staging / "model_step.onnx")
+        t3 = time.perf_counter()
+        lava = {"skipped": "profile has no netx target"}
+        if "netx" in staged:
+            lava = lava_check(net, staged["netx"],
+                              test_payloads(prep.model, net, x_te, y_te, spec.train.seed),
+                              spec.lava_samples)
+        files = {k: str(prep.out / v.name) for k, v in staged.items()}
+        files["report"] = str(prep.out / "report.json")
+        timings = {"train_s": t1 - t0, "compile_s": t2 - t1, "export_s": t3 - t2,
+                   "total_s": time.perf_counter() - t0}
+        report = build_report(net, prep.budget, result, q_acc, files, timings, lava,
+                              dataset=prep.split.name, config=spec)
+        staged["report"] = write_text(staging / "report.json", to_json(report))
+        for path in staged.values():
+            os.replace(path, prep.out / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     log(format_report(report))
     return report

@@ -49,6 +49,7 @@ def build_report(net: CompiledNetwork, budget: SynapseBudget, result: TrainResul
                    for l in net.layers],
         "profile_limits": dataclasses.asdict(prof.limits),
         "lava_check": lava,
+        "files": files,
         "timings": timings,
         "history": result.history,
         "config": {"epochs": config.train.epochs, "batch_size": config.train.batch_size,

@@ -1,0 +1,39 @@
+"""The main job end to end, as `make demo` runs it (slow: about a minute of CPU)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rewire.export.__main__ import main
+
+from conftest import SHARED, lava_missing
+
+
+@pytest.mark.slow
+def test_default_main_job_meets_the_targets(tmp_path):
+    """Digits, loihi2, default budget (10 % connectivity): >= 95 % float test accuracy at
+    <= 10 % connectivity, quantized (integer chip model) within 2 points, Lava spike-exact."""
+    assert main(["--out", str(tmp_path), "--no-progress"]) == 0
+    r = json.loads((tmp_path / "report.json").read_text())
+    res = r["result"]
+    assert res["connectivity"] <= 0.10
+    assert res["float_accuracy"] >= 0.95
+    assert abs(res["quantization_drop"]) <= 0.02
+    assert res["within_budget"] and res["cores"] <= 128
+    if lava_missing() is None:
+        assert r["lava_check"]["spike_exact"] == r["lava_check"]["samples"] == 10
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "mnist").exists(), reason="../shared/datasets/mnist absent")
+def test_mnist_pipeline_runs(tmp_path):
+    """MNIST from IDX files through the whole pipeline (tiny net, one epoch: a smoke test)."""
+    code = main(["--dataset", "mnist", "--data-dir", str(SHARED / "mnist"), "--hidden", "32",
+                 "--steps", "8", "--epochs", "1", "--connectivity", "0.5", "--out",
+                 str(tmp_path), "--no-progress", "--lava-samples", "1"])
+    assert code == 0
+    r = json.loads((tmp_path / "report.json").read_text())
+    assert r["network"]["sizes"] == [784, 32, 10]
+    assert r["result"]["synapses"] <= r["budget"]["max_synapses"]
