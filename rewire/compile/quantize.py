@@ -13,8 +13,10 @@ input payload. Only the rounding differs. :math:`S` is the largest value such th
 
 * the largest :math:`|w_\mathrm{int}|` fits the profile's weight format (weight bits),
 * ``vThMant`` fits its unsigned ``threshold_bits`` (threshold bits),
-* the worst-case synaptic input :math:`\sum_j |w_\mathrm{int}|\,p_\mathrm{max}` fits 16 bits
-  (Lava's ``a_in`` port, activation bits), and
+* the worst-case synaptic input :math:`\sum_j |w_\mathrm{int}|\,p_j` fits 16 bits
+  (Lava's ``a_in`` port, activation bits), where :math:`p_j` is the largest payload input
+  :math:`j` can carry, or, given calibration inputs, the largest that input carries in them
+  (graded 8-bit MNIST pixels into 784 inputs would otherwise leave almost no weight bits), and
 * the steady-state current :math:`a_\mathrm{max} 2^6 / \delta_i` fits the signed
   ``state_bits`` (current bits), so the chip's current never wraps.
 """
@@ -65,7 +67,8 @@ def check_neuron(neuron: NeuronConfig) -> None:
 
 
 def quantize_layer(name: str, weight: np.ndarray, neuron: NeuronConfig, profile: HardwareProfile,
-                   input_scale: float, max_payload: int) -> CompiledLayer:
+                   input_scale: float, max_payload: int,
+                   payloads: np.ndarray | None = None) -> CompiledLayer:
     """Quantize one layer (see the module docstring for the choice of ``S``).
 
     Args:
@@ -75,6 +78,8 @@ def quantize_layer(name: str, weight: np.ndarray, neuron: NeuronConfig, profile:
         profile: target chip.
         input_scale: float value of one unit of input payload.
         max_payload: largest input payload (1 for binary spikes).
+        payloads: optional calibration payloads ``(B, in)``; the activation bound is then the
+            largest ``sum_j |w_ij| p_bj`` over them instead of the worst case.
 
     Raises:
         CompileError: the layer has no synapse left, or no scale satisfies every limit.
@@ -87,7 +92,9 @@ def quantize_layer(name: str, weight: np.ndarray, neuron: NeuronConfig, profile:
         raise CompileError(f"layer {name}: every synapse is pruned (all-zero weights), so it "
                            f"can never spike; relax the budget (--connectivity/--max-synapses)")
     wfmt, nfmt = profile.weights, profile.neuron
-    rowsum = float(np.abs(weight).sum(1).max()) * max_payload
+    if payloads is None:
+        payloads = np.full((1, weight.shape[1]), max_payload)
+    rowsum = float((np.abs(payloads) @ np.abs(weight).T).max())
     state_max = 2 ** (nfmt.state_bits - 1) - 1
     limits = {
         "weight bits": wfmt.max_int / (gain * wmax),
@@ -102,7 +109,7 @@ def quantize_layer(name: str, weight: np.ndarray, neuron: NeuronConfig, profile:
     while True:
         w_int = np.clip(np.round(weight * gain * scale / step) * step, wfmt.min_int, wfmt.max_int)
         w_int = w_int.astype(np.int32)
-        a_max = int(np.abs(w_int).sum(1).max()) * max_payload
+        a_max = int((np.abs(payloads).astype(np.int64) @ np.abs(w_int).T.astype(np.int64)).max())
         if a_max <= 2 ** (ACTIVATION_BITS - 1) - 1 or scale < 1e-12:
             break
         scale *= 0.99  # rounding pushed the worst case over: shrink a little
@@ -146,7 +153,8 @@ def map_cores(layers: list[CompiledLayer], profile: HardwareProfile,
 
 
 def compile_network(model: SpikingMLP, profile: HardwareProfile, input_max_value: int,
-                    cores: int | None = None) -> CompiledNetwork:
+                    cores: int | None = None,
+                    calibration: np.ndarray | None = None) -> CompiledNetwork:
     """Compile a trained :class:`SpikingMLP` for ``profile``.
 
     Args:
@@ -154,6 +162,8 @@ def compile_network(model: SpikingMLP, profile: HardwareProfile, input_max_value
         profile: target chip.
         input_max_value: integer payload standing for input 1.0 (16 for digits, 255 MNIST).
         cores: cores allotted to the model (default: the whole chip).
+        calibration: optional inputs ``(B, n_in)`` in [0, 1] (the training set) bounding the
+            first layer's graded input (current encoding); default: the worst case.
 
     Returns:
         The frozen :class:`CompiledNetwork`.
@@ -169,12 +179,15 @@ def compile_network(model: SpikingMLP, profile: HardwareProfile, input_max_value
     for k, linear in enumerate(model.linears):
         with torch.no_grad():
             weight = linear.weight.detach().cpu().numpy().astype(np.float64)
+        payloads = None
         if k == 0 and model.encoding == "current":
             input_scale, max_payload = model.input_gain / input_max_value, input_max_value
+            if calibration is not None:
+                payloads = np.rint(np.asarray(calibration) * input_max_value)
         else:
             input_scale, max_payload = 1.0, 1
         layers.append(quantize_layer(f"fc{k + 1}", weight, model.neuron, profile,
-                                     input_scale, max_payload))
+                                     input_scale, max_payload, payloads))
     mapping = map_cores(layers, profile, cores)
     return CompiledNetwork(layers=tuple(layers), neuron=model.neuron, steps=model.steps,
                            encoding=model.encoding, input_gain=model.input_gain,

@@ -159,7 +159,8 @@ def run(prep: Prepared, log=print) -> dict:
         f"({prep.budget.connectivity:.2%}, {prep.budget.source})")
     result = train(prep.model, prep.split, prep.budget, spec.train)
     t1 = time.perf_counter()
-    net = compile_network(prep.model.cpu(), prep.profile, prep.split.max_value, spec.cores)
+    net = compile_network(prep.model.cpu(), prep.profile, prep.split.max_value, spec.cores,
+                          calibration=prep.split.x_train.numpy())
     x_te, y_te = prep.split.x_test, prep.split.y_test
     q_acc = simulate.accuracy(net, test_payloads(prep.model, net, x_te, y_te, spec.train.seed))
     t2 = time.perf_counter()
