@@ -7,7 +7,7 @@ and which profile it was compiled for. It is frozen: exporters never change it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -106,7 +106,6 @@ class CompiledNetwork:
     profile: HardwareProfile
     mapping: CoreMapping
     format_version: int = FORMAT_VERSION
-    metadata: dict = field(default_factory=dict)
 
     @property
     def sizes(self) -> tuple[int, ...]:

@@ -98,9 +98,9 @@ def make_budget(profile: HardwareProfile, sizes: tuple[int, ...], cores: int | N
     if budget < sizes[-1]:
         raise BudgetError(f"a budget of {budget} synapses ({source}) cannot give each of the "
                           f"{sizes[-1]} output neurons a synapse; allow at least {sizes[-1]}")
-    fan_in = min([f for f in (lim.fan_in, max_fan_in or 0) if f > 0], default=0)
     if max_fan_in is not None and max_fan_in < 1:
         raise BudgetError(f"--max-fan-in must be >= 1, got {max_fan_in}")
+    fan_in = min([f for f in (lim.fan_in, max_fan_in or 0) if f > 0], default=0)
     return SynapseBudget(max_synapses=budget, max_fan_in=fan_in, total_synapses=total,
                          source=source)
 
