@@ -51,7 +51,7 @@ def test_lava_equals_integer_model(loihi2, tmp_path, sizes, enc, density, seed, 
         payload = sim.encode_input(net, rng.integers(0, 17, (1, sizes[0])) / 16)
     else:
         payload = (rng.random((15, 1, sizes[0])) < 0.4).astype(np.int64)
-    padded = np.concatenate([payload, np.zeros((len(net.layers), 1, sizes[0]), np.int64)])
+    padded = sim.pad_for_lava(net, payload)
     ref = sim.simulate(net, padded, lava_delay=True)[-1][:, 0]
     out = run_netx(path, padded[:, 0], sparse=(density < 1))
     assert ref.sum() > 0, "test network should spike"

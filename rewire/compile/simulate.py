@@ -94,16 +94,24 @@ def simulate(net: CompiledNetwork, payload: np.ndarray, lava_delay: bool = False
     return out if record_all else [out[-1]]
 
 
+def pad_for_lava(net: CompiledNetwork, payload: np.ndarray) -> np.ndarray:
+    """Append ``L`` (number of layers) silent steps to ``payload`` ``(T, B, n_in)``.
+
+    Lava's ``L`` dense layers delay the output by ``L`` steps; the padded input lets the whole
+    response of the last input step come out.
+    """
+    pad = np.zeros((len(net.layers),) + payload.shape[1:], dtype=np.int64)
+    return np.concatenate([payload, pad])
+
+
 def align(net: CompiledNetwork, payload: np.ndarray) -> np.ndarray:
     """Output spikes of the Lava-delayed model, shifted back so they line up with the input.
 
-    Pads ``L`` (number of layers) silent steps, runs with ``lava_delay=True`` and drops the
-    first ``L`` steps: the result equals ``simulate(net, payload)[-1]`` exactly.
+    Runs :func:`pad_for_lava` input with ``lava_delay=True`` and drops the first ``L`` steps:
+    the result equals ``simulate(net, payload)[-1]`` exactly.
     """
-    n_layers = len(net.layers)
-    pad = np.zeros((n_layers,) + payload.shape[1:], dtype=np.int64)
-    delayed = simulate(net, np.concatenate([payload, pad]), lava_delay=True)[-1]
-    return delayed[n_layers:]
+    delayed = simulate(net, pad_for_lava(net, payload), lava_delay=True)[-1]
+    return delayed[len(net.layers):]
 
 
 def accuracy(net: CompiledNetwork, batches) -> float:

@@ -139,8 +139,7 @@ def lava_check(net: CompiledNetwork, path: Path, payloads, samples: int) -> dict
         return {"skipped": missing}
     start = time.perf_counter()
     payload = next(iter(payloads))[0][:, :samples]
-    pad = np.zeros((len(net.layers),) + payload.shape[1:], np.int64)
-    padded = np.concatenate([payload, pad])
+    padded = simulate.pad_for_lava(net, payload)
     ref = simulate.simulate(net, padded, lava_delay=True)[-1]
     exact = spikes = 0
     for b in range(payload.shape[1]):
