@@ -33,6 +33,7 @@ from rewire.hw_profiles.profile import HardwareProfile
 from rewire.training.model import NeuronConfig, SpikingMLP
 
 ACTIVATION_BITS = 16  # Lava's LIF a_in port: LavaPyType(np.int16, precision=16)
+ACTIVATION_MAX = 2 ** (ACTIVATION_BITS - 1) - 1
 
 
 class CompileError(ValueError):
@@ -94,12 +95,13 @@ def quantize_layer(name: str, weight: np.ndarray, neuron: NeuronConfig, profile:
     wfmt, nfmt = profile.weights, profile.neuron
     if payloads is None:
         payloads = np.full((1, weight.shape[1]), max_payload)
-    rowsum = float((np.abs(payloads) @ np.abs(weight).T).max())
+    payloads = np.abs(payloads).astype(np.int64)
+    rowsum = float((payloads @ np.abs(weight).T).max())
     state_max = 2 ** (nfmt.state_bits - 1) - 1
     limits = {
         "weight bits": wfmt.max_int / (gain * wmax),
         "threshold bits": nfmt.max_threshold_mant / neuron.v_th,
-        "activation bits": (2 ** (ACTIVATION_BITS - 1) - 1) / (gain * rowsum),
+        "activation bits": ACTIVATION_MAX / (gain * rowsum),
         "current bits": state_max * (i_decay / nfmt.decay_unit)
                         / (gain * rowsum * 2 ** nfmt.activation_shift),
     }
@@ -109,8 +111,8 @@ def quantize_layer(name: str, weight: np.ndarray, neuron: NeuronConfig, profile:
     while True:
         w_int = np.clip(np.round(weight * gain * scale / step) * step, wfmt.min_int, wfmt.max_int)
         w_int = w_int.astype(np.int32)
-        a_max = int((np.abs(payloads).astype(np.int64) @ np.abs(w_int).T.astype(np.int64)).max())
-        if a_max <= 2 ** (ACTIVATION_BITS - 1) - 1 or scale < 1e-12:
+        a_max = int((payloads @ np.abs(w_int).T.astype(np.int64)).max())
+        if a_max <= ACTIVATION_MAX or scale < 1e-12:
             break
         scale *= 0.99  # rounding pushed the worst case over: shrink a little
     v_th_mant = int(round(neuron.v_th * scale))
