@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project's Python 3.10 virtualenv in .venv and install rewire
-# with its `lava` and `test` extras. The venv is reused while pyproject.toml is unchanged.
+# with its `lava`, `test`, `readers` and `docs` extras. The venv is reused while pyproject.toml is unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -38,6 +38,6 @@ echo ">> creating $VENV with $PY"
 rm -rf "$VENV"
 "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -e '.[lava,test]'
+"$VENV/bin/python" -m pip install --quiet -e '.[lava,test,readers,docs]'
 touch "$stamp"
 echo ">> $VENV ready"
