@@ -8,7 +8,8 @@ from hypothesis import given, strategies as st
 
 from rewire.training.budget import (BudgetController, BudgetError, SynapseBudget,
                                     connected_synapses, make_budget, max_fan_in,
-                                    project_to_budget, within_budget)
+                                    model_budget, project_to_budget, prunable_synapses,
+                                    within_budget)
 from rewire.training.gradr import GradR, apply_gradr
 from rewire.training.model import SpikingMLP
 
@@ -73,3 +74,56 @@ def test_controller_reaches_budget_without_projection():
         ctl.step()
     assert connected_synapses(model) <= budget.max_synapses
     assert ctl.alpha > 0.1  # it had to push harder than the initial alpha
+
+
+def _conv_model(seed, c_in, c_out, k, n_out):
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Conv2d(c_in, c_out, k), torch.nn.BatchNorm2d(c_out),
+                              torch.nn.Flatten(), torch.nn.Linear(c_out * 4, n_out))
+    apply_gradr(net)
+    return net
+
+
+def test_conv_counting_convention():
+    """A conv synapse is a kernel entry; an output channel's fan-in is in_ch*kh*kw at most."""
+    net = _conv_model(0, 3, 5, 3, 4)
+    assert prunable_synapses(net) == 5 * 3 * 3 * 3 + 4 * 5 * 4
+    assert max_fan_in(net) == 27 and connected_synapses(net) == 135 + 80
+    theta = net[0].parametrizations.weight.original
+    with torch.no_grad():
+        theta[:, :, 0, :] = -1.0  # first kernel row pruned in every output channel
+    assert max_fan_in(net) == 20  # linear rows: 20 inputs; conv rows now 18
+    b = model_budget(net, connectivity=0.5, max_fan_in=6)
+    assert (b.max_synapses, b.max_fan_in, b.total_synapses) == (108, 6, 215)
+
+
+def test_model_budget_uses_profile_and_needs_a_limit(loihi2):
+    net = _conv_model(0, 1, 2, 3, 3)
+    b = model_budget(net, loihi2, cores=1)
+    assert b.max_synapses == min(prunable_synapses(net), loihi2.limits.synapses_per_core)
+    with pytest.raises(BudgetError, match="--connectivity"):
+        model_budget(net)
+    with pytest.raises(BudgetError, match="output neurons"):
+        model_budget(net, max_synapses=2)
+
+
+@given(seed=st.integers(0, 10_000), c_in=st.integers(1, 4), c_out=st.integers(1, 6),
+       k=st.integers(1, 4), n_out=st.integers(1, 5), frac=st.floats(0.0, 1.0),
+       fan=st.integers(0, 10))
+def test_projection_meets_conv_budgets(seed, c_in, c_out, k, n_out, frac, fan):
+    """Property: on conv + linear models the projection ends inside the synapse budget and the
+    per-output-channel fan-in, keeping only the largest theta of each kernel."""
+    net = _conv_model(seed, c_in, c_out, k, n_out)
+    total = prunable_synapses(net)
+    budget = SynapseBudget(max_synapses=max(1, int(frac * total)), max_fan_in=fan,
+                           total_synapses=total, source="test")
+    theta = net[0].parametrizations.weight.original.detach().clone()
+    before = connected_synapses(net)
+    removed = project_to_budget(net, budget)
+    assert within_budget(net, budget) and connected_synapses(net) == before - removed
+    after = net[0].parametrizations.weight.original.detach()
+    kept, dropped = theta[after > 0], theta[(after <= 0) & (theta > 0)]
+    if kept.numel() and dropped.numel() and fan == 0:
+        assert kept.min() >= dropped.max()  # global top-k by theta
+    rows = (after > 0).flatten(1).sum(1)
+    assert int(rows.max()) <= (fan or c_in * k * k)

@@ -9,8 +9,10 @@ import torch
 from hypothesis import given, strategies as st
 from torch import nn
 
+from torch.nn.utils import parametrize
+
 from rewire.training.gradr import (GradR, SignedReLU, apply_gradr, connectivity, hidden_params,
-                                   prior_mean)
+                                   prior_mean, prunable_layers)
 
 
 def _linear(seed, n_in=6, n_out=4):
@@ -125,3 +127,50 @@ def test_apply_gradr_twice_is_an_error():
     apply_gradr(net)
     with pytest.raises(ValueError, match="already parametrized"):
         apply_gradr(net)
+
+
+def _conv_net(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.Tanh(),
+                         nn.Flatten(), nn.Linear(3 * 5 * 5, 4), nn.LayerNorm(4))
+
+
+def test_conv_and_linear_parametrized_biases_and_norms_not():
+    """apply_gradr covers Conv2d and Linear weights only; biases and norms stay plain."""
+    net = _conv_net()
+    thetas = apply_gradr(net)
+    conv, bn, lin, ln = net[0], net[1], net[4], net[5]
+    assert [t.shape for t in thetas] == [conv.weight.shape, lin.weight.shape]
+    assert [n for n, _ in prunable_layers(net)] == ["0", "4"]
+    assert [t.data_ptr() for t in hidden_params(net)] == [t.data_ptr() for t in thetas]
+    for m in (bn, ln):
+        assert not parametrize.is_parametrized(m)
+    assert isinstance(conv.bias, nn.Parameter) and isinstance(lin.bias, nn.Parameter)
+    names = {n for n, _ in net.named_parameters()}
+    assert names == {"0.bias", "0.parametrizations.weight.original", "1.weight", "1.bias",
+                     "4.bias", "4.parametrizations.weight.original", "5.weight", "5.bias"}
+    with torch.no_grad():
+        thetas[0][0] = -1.0  # prune output channel 0's kernel: 18 synapses
+    assert connectivity(net) == pytest.approx((54 - 18 + 300) / (54 + 300))
+
+
+def test_gradr_trains_a_conv_net_and_keeps_signs():
+    """GradR steps on a conv net: w = s * relu(theta) in both layers, gradient to pruned ones."""
+    net = _conv_net(1)
+    thetas = apply_gradr(net)
+    signs = [m.parametrizations.weight[0].sign.clone() for _, m in prunable_layers(net)]
+    opt = GradR([{"params": thetas, "alpha": 0.2},
+                 {"params": [p for n, p in net.named_parameters() if "original" not in n],
+                  "alpha": 0.0}], lr=0.01)
+    x, y = torch.randn(8, 2, 5, 5), torch.randint(0, 4, (8,))
+    c0 = connectivity(net)
+    for _ in range(20):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    for theta in thetas:  # the gradient reaches pruned synapses in both layers
+        assert (theta <= 0).any() and (theta.grad[theta <= 0] != 0).any()
+    for (_, m), s in zip(prunable_layers(net), signs):
+        theta = m.parametrizations.weight.original.detach()
+        assert torch.equal(m.weight.detach(), s * theta.clamp(min=0))
+    assert connectivity(net) < c0

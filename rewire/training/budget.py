@@ -9,6 +9,16 @@ GradR alone has no hard budget: its sparsity is an outcome of the prior penalty
 2. :func:`project_to_budget` is the safety net applied once at the end: it keeps the synapses
    with the largest :math:`\theta` (first per neuron for the fan-in limit, then globally) and
    disconnects the rest (:math:`\theta \leftarrow 0`), so the budget holds for certain.
+
+Counting convention (``nn.Linear``, ``nn.Conv1d``, ``nn.Conv2d``): a *synapse* is one entry of a
+prunable weight tensor, connected iff its :math:`\theta > 0`. For a convolution that is one
+kernel entry, shared by every output position (the chip stores the kernel once per output
+channel, so the weight count, not ``weights x positions``, is what the budget constrains). The
+*fan-in* of a post-synaptic neuron is the number of connected synapses in its row of
+:math:`\theta`: for ``nn.Linear`` (``(out, in)``) the connected inputs of one neuron, for a
+convolution (``(out_channels, in_channels, kh, kw)``) the connected entries of one output
+channel's kernel, at most ``in_channels * kh * kw`` (``/ groups``); every neuron of that
+output channel has this fan-in (fewer at a zero-padded border).
 """
 
 from __future__ import annotations
@@ -71,20 +81,79 @@ def make_budget(profile: HardwareProfile, sizes: tuple[int, ...], cores: int | N
             the budget leaves an output neuron without any synapse.
     """
     total = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-    lim = profile.limits
-    if cores is None:
-        cores = lim.cores
-    if not 1 <= cores <= lim.cores:
-        raise BudgetError(f"--cores must be in [1, {lim.cores}] for profile "
-                          f"{profile.name!r}, got {cores}")
-    neurons = sum(sizes[1:])
-    if neurons > cores * lim.neurons_per_core:
-        raise BudgetError(f"the network has {neurons} neurons but {cores} core(s) of "
-                          f"{profile.name!r} hold {cores * lim.neurons_per_core} "
-                          f"(limits.neurons_per_core = {lim.neurons_per_core}); raise --cores "
-                          f"or shrink --hidden")
-    candidates = [(cores * lim.synapses_per_core,
-                   f"{cores} core(s) x limits.synapses_per_core {lim.synapses_per_core}")]
+    return _combine(total, sizes[-1], sum(sizes[1:]), profile, cores, max_synapses,
+                    connectivity, max_fan_in)
+
+
+def prunable_synapses(model: nn.Module) -> int:
+    """Synapses of every GradR layer, connected or not (the dense count), see module docs.
+
+    Raises:
+        ValueError: the model has no GradR layer (call :func:`apply_gradr` first).
+    """
+    thetas = hidden_params(model)
+    if not thetas:
+        raise ValueError("model has no GradR layer: call apply_gradr first")
+    return sum(t.numel() for t in thetas)
+
+
+def model_budget(model: nn.Module, profile: HardwareProfile | None = None,
+                 cores: int | None = None, max_synapses: int | None = None,
+                 connectivity: float | None = None,
+                 max_fan_in: int | None = None) -> SynapseBudget:
+    """:func:`make_budget` for any GradR model (linear and convolutional layers).
+
+    The dense synapse count is :func:`prunable_synapses` (kernel entries for convolutions,
+    see the module's counting convention); the output neurons are the rows of the last GradR
+    layer. With a ``profile`` its ``cores * synapses_per_core`` and ``fan_in`` limits apply
+    too; the neurons-per-core check is left to the core mapping, since a convolution's neuron
+    count depends on the input size.
+
+    Args:
+        model: a model already passed through :func:`rewire.training.gradr.apply_gradr`.
+        profile: the target chip, or ``None`` for a budget from the explicit options only.
+        cores, max_synapses, connectivity, max_fan_in: as in :func:`make_budget`.
+
+    Raises:
+        BudgetError: as :func:`make_budget`; also when no option and no profile is given.
+        ValueError: the model has no GradR layer.
+
+    Example:
+        >>> from rewire.training.gradr import apply_gradr
+        >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 26 * 26, 10))
+        >>> _ = apply_gradr(net)
+        >>> model_budget(net, connectivity=0.1).max_synapses  # ceil(0.1 * (36 + 27040))
+        2708
+    """
+    total = prunable_synapses(model)
+    if profile is None and max_synapses is None and connectivity is None:
+        raise BudgetError("give a profile, --max-synapses or --connectivity for the budget")
+    n_out = hidden_params(model)[-1].shape[0]
+    return _combine(total, n_out, None, profile, cores, max_synapses, connectivity, max_fan_in)
+
+
+def _combine(total: int, n_out: int, neurons: int | None, profile: HardwareProfile | None,
+             cores: int | None, max_synapses: int | None, connectivity: float | None,
+             max_fan_in: int | None) -> SynapseBudget:
+    """The smallest of the profile's and the user's limits (see :func:`make_budget`)."""
+    candidates = []
+    profile_fan_in = 0
+    if profile is not None:
+        lim = profile.limits
+        profile_fan_in = lim.fan_in
+        if cores is None:
+            cores = lim.cores
+        if not 1 <= cores <= lim.cores:
+            raise BudgetError(f"--cores must be in [1, {lim.cores}] for profile "
+                              f"{profile.name!r}, got {cores}")
+        if neurons is not None and neurons > cores * lim.neurons_per_core:
+            raise BudgetError(f"the network has {neurons} neurons but {cores} core(s) of "
+                              f"{profile.name!r} hold {cores * lim.neurons_per_core} "
+                              f"(limits.neurons_per_core = {lim.neurons_per_core}); raise "
+                              f"--cores or shrink --hidden")
+        candidates.append((cores * lim.synapses_per_core,
+                           f"{cores} core(s) x limits.synapses_per_core "
+                           f"{lim.synapses_per_core}"))
     if max_synapses is not None:
         if max_synapses < 1:
             raise BudgetError(f"--max-synapses must be >= 1, got {max_synapses}")
@@ -95,12 +164,12 @@ def make_budget(profile: HardwareProfile, sizes: tuple[int, ...], cores: int | N
         candidates.append((math.ceil(connectivity * total), f"--connectivity {connectivity}"))
     budget, source = min(candidates)
     budget = min(budget, total)
-    if budget < sizes[-1]:
+    if budget < n_out:
         raise BudgetError(f"a budget of {budget} synapses ({source}) cannot give each of the "
-                          f"{sizes[-1]} output neurons a synapse; allow at least {sizes[-1]}")
+                          f"{n_out} output neurons a synapse; allow at least {n_out}")
     if max_fan_in is not None and max_fan_in < 1:
         raise BudgetError(f"--max-fan-in must be >= 1, got {max_fan_in}")
-    fan_in = min([f for f in (lim.fan_in, max_fan_in or 0) if f > 0], default=0)
+    fan_in = min([f for f in (profile_fan_in, max_fan_in or 0) if f > 0], default=0)
     return SynapseBudget(max_synapses=budget, max_fan_in=fan_in, total_synapses=total,
                          source=source)
 
@@ -111,7 +180,11 @@ def connected_synapses(model: nn.Module) -> int:
 
 
 def max_fan_in(model: nn.Module) -> int:
-    """Largest number of connected synapses into one neuron (rows of ``theta``)."""
+    """Largest number of connected synapses into one neuron (rows of ``theta``).
+
+    For a convolution a row is one output channel's kernel (``in_channels * kh * kw`` entries),
+    see the module's counting convention.
+    """
     return max(int((t > 0).flatten(1).sum(1).max()) for t in hidden_params(model))
 
 
@@ -131,7 +204,8 @@ def project_to_budget(model: nn.Module, budget: SynapseBudget) -> int:
     their sign and lets GradR regrow them if training continues.
 
     Shapes:
-        every hidden :math:`\theta` is ``(out, in, ...)``: rows are the post-synaptic neurons.
+        every hidden :math:`\theta` is ``(out, in, ...)``: rows are the post-synaptic neurons
+        (output channels of a convolution, whose row is the flattened kernel).
     """
     thetas = hidden_params(model)
     before = connected_synapses(model)
