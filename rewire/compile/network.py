@@ -33,6 +33,14 @@ class CompiledLayer:
         v_th_mant: ``vThMant`` (threshold mantissa; threshold is ``vThMant << 6``).
         scale_limited_by: which constraint set ``S`` (``"weight bits"``, ``"threshold bits"``,
             ``"activation bits"`` or ``"current bits"``).
+        kind: ``"dense"`` (``weight`` is ``(out, in)``) or ``"conv"``: a 2-D convolution whose
+            ``weight``/``weight_int`` are torch's ``(C_out, C_in / groups, kH, kW)`` kernel
+            (sum pooling is a ``conv`` with ``groups = C`` and a constant kernel, see
+            :mod:`rewire.training.conv`). The fields below describe conv layers only.
+        in_shape, out_shape: ``(C, H, W)`` of the layer's input and output feature maps, in
+            torch order; neurons are numbered as ``x.flatten()`` of a ``(C, H, W)`` map.
+        stride, padding: ``(y, x)`` convolution stride and zero padding, in torch order.
+        groups: convolution groups (``C`` for a pooling layer).
     """
 
     name: str
@@ -44,10 +52,18 @@ class CompiledLayer:
     v_decay: int
     v_th_mant: int
     scale_limited_by: str
+    kind: str = "dense"
+    in_shape: tuple[int, ...] = ()
+    out_shape: tuple[int, ...] = ()
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    groups: int = 1
 
     @property
     def shape(self) -> tuple[int, int]:
-        """``(out, in)``."""
+        """``(out, in)`` neurons (for a conv layer the flattened feature-map sizes)."""
+        if self.kind == "conv":
+            return (int(np.prod(self.out_shape)), int(np.prod(self.in_shape)))
         return tuple(self.weight.shape)
 
     @property
@@ -57,8 +73,10 @@ class CompiledLayer:
 
     @property
     def max_fan_in(self) -> int:
-        """Most connected synapses into one neuron of this layer."""
-        return int(np.count_nonzero(self.weight_int, axis=1).max())
+        """Most connected synapses into one neuron of this layer (for a conv layer: the most
+        connected entries of one output channel's kernel, the fan-in of an interior neuron)."""
+        rows = self.weight_int.reshape(len(self.weight_int), -1)
+        return int(np.count_nonzero(rows, axis=1).max())
 
 
 @dataclass(frozen=True)

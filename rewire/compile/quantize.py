@@ -23,13 +23,17 @@ input payload. Only the rounding differs. :math:`S` is the largest value such th
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn import functional as F
 
 from rewire.compile.network import CompiledLayer, CompiledNetwork, CoreMapping
 from rewire.hw_profiles.profile import HardwareProfile
+from rewire.training.conv import SpikingConvNet, SumPool2d
 from rewire.training.model import NeuronConfig, SpikingMLP
 
 ACTIVATION_BITS = 16  # Lava's LIF a_in port: LavaPyType(np.int16, precision=16)
@@ -124,6 +128,91 @@ def quantize_layer(name: str, weight: np.ndarray, neuron: NeuronConfig, profile:
                          v_decay=v_decay, v_th_mant=v_th_mant, scale_limited_by=limited_by)
 
 
+def _pair(value, what: str) -> tuple[int, int]:
+    if isinstance(value, str):
+        raise CompileError(f"{what} = {value!r}: only integer paddings compile; give the "
+                           f"padding in pixels")
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    return int(pair[0]), int(pair[1])
+
+
+def conv_patches(payloads: np.ndarray, in_shape: tuple[int, int, int],
+                 kernel: tuple[int, int], stride: tuple[int, int],
+                 padding: tuple[int, int], chunk: int = 256) -> np.ndarray:
+    """The distinct input patches a convolution sees: im2col of ``payloads``, rows deduplicated.
+
+    Row ``r`` of the result times a flattened kernel row ``weight.reshape(C_out, -1)[o]`` is the
+    synaptic input of one neuron of output channel ``o`` (``groups = 1``), so
+    :func:`quantize_layer` can bound a conv layer's activation exactly as a dense one's.
+
+    Args:
+        payloads: integer inputs ``(B, C*H*W)`` in ``(C, H, W)`` order.
+        in_shape: ``(C, H, W)``.
+        kernel, stride, padding: ``(y, x)`` pairs as in ``torch.nn.Conv2d``.
+        chunk: samples unfolded at a time (bounds memory).
+
+    Returns:
+        int64 ``(P, C*kH*kW)``: the distinct patches (zero padding included).
+    """
+    found = []
+    for i in range(0, len(payloads), chunk):
+        x = torch.as_tensor(np.asarray(payloads[i:i + chunk], dtype=np.float64))
+        cols = F.unfold(x.reshape(-1, *in_shape), kernel, padding=padding, stride=stride)
+        rows = cols.transpose(1, 2).reshape(-1, cols.shape[1]).numpy().astype(np.int64)
+        found.append(np.unique(rows, axis=0))
+    return np.unique(np.concatenate(found), axis=0)
+
+
+def quantize_conv_layer(name: str, module: nn.Module, in_shape: tuple[int, int, int],
+                        out_shape: tuple[int, int, int], neuron: NeuronConfig,
+                        profile: HardwareProfile, input_scale: float, max_payload: int,
+                        payloads: np.ndarray | None = None) -> CompiledLayer:
+    """Quantize a ``torch.nn.Conv2d`` or :class:`rewire.training.conv.SumPool2d` layer.
+
+    The same per-layer scale ``S`` as :func:`quantize_layer` (whose code this reuses on the
+    kernel flattened to ``(C_out, C_in/groups * kH * kW)``): a kernel row is the fan-in of one
+    interior neuron, so the weight, threshold, activation and current bounds carry over
+    unchanged; calibration payloads are turned into the patches the kernel sees
+    (:func:`conv_patches`, ``groups = 1`` only; grouped layers use the worst case).
+
+    Args:
+        name: layer name for messages.
+        module: the conv (bias-free, zero padding, dilation 1) or sum-pooling module.
+        in_shape, out_shape: ``(C, H, W)`` feature maps in and out.
+        neuron, profile, input_scale, max_payload: as :func:`quantize_layer`.
+        payloads: optional calibration payloads ``(B, C*H*W)``.
+
+    Returns:
+        A :class:`CompiledLayer` with ``kind = "conv"`` and 4-D ``weight``/``weight_int``.
+
+    Raises:
+        CompileError: a bias, dilation, non-zero padding mode or string padding, or any
+            :func:`quantize_layer` error.
+    """
+    if isinstance(module, nn.Conv2d):
+        if module.bias is not None:
+            raise CompileError(f"layer {name}: Conv2d has a bias; the chip model has none "
+                               f"(use bias=False)")
+        if tuple(module.dilation) != (1, 1) or module.padding_mode != "zeros":
+            raise CompileError(f"layer {name}: dilation {tuple(module.dilation)} / padding_mode "
+                               f"{module.padding_mode!r} do not compile; use dilation 1, "
+                               f"padding_mode 'zeros'")
+    stride = _pair(module.stride, f"layer {name}: stride")
+    padding = _pair(module.padding, f"layer {name}: padding")
+    with torch.no_grad():
+        weight = module.weight.detach().cpu().numpy().astype(np.float64)
+    groups = int(module.groups)
+    patches = None
+    if payloads is not None and groups == 1:
+        patches = conv_patches(payloads, in_shape, weight.shape[2:], stride, padding)
+    flat = quantize_layer(name, weight.reshape(len(weight), -1), neuron, profile, input_scale,
+                          max_payload, patches)
+    return dataclasses.replace(flat, weight=flat.weight.reshape(weight.shape),
+                               weight_int=flat.weight_int.reshape(weight.shape), kind="conv",
+                               in_shape=tuple(in_shape), out_shape=tuple(out_shape),
+                               stride=stride, padding=padding, groups=groups)
+
+
 def map_cores(layers: list[CompiledLayer], profile: HardwareProfile,
               cores: int | None = None) -> CoreMapping:
     """Place each layer on its own cores under the per-core neuron and synapse limits.
@@ -154,13 +243,14 @@ def map_cores(layers: list[CompiledLayer], profile: HardwareProfile,
     return mapping
 
 
-def compile_network(model: SpikingMLP, profile: HardwareProfile, input_max_value: int,
-                    cores: int | None = None,
+def compile_network(model: SpikingMLP | SpikingConvNet, profile: HardwareProfile,
+                    input_max_value: int, cores: int | None = None,
                     calibration: np.ndarray | None = None) -> CompiledNetwork:
-    """Compile a trained :class:`SpikingMLP` for ``profile``.
+    """Compile a trained :class:`SpikingMLP` or :class:`SpikingConvNet` for ``profile``.
 
     Args:
-        model: trained model (GradR-parametrized or plain); it is not modified.
+        model: trained model (GradR-parametrized or plain); it is not modified. A conv net's
+            layers compile to ``conv1, pool1, ..., fc1`` (:func:`quantize_conv_layer`).
         profile: target chip.
         input_max_value: integer payload standing for input 1.0 (16 for digits, 255 MNIST).
         cores: cores allotted to the model (default: the whole chip).
@@ -178,9 +268,10 @@ def compile_network(model: SpikingMLP, profile: HardwareProfile, input_max_value
                            f"is not supported (only 'cuba')")
     check_neuron(model.neuron)
     layers = []
-    for k, linear in enumerate(model.linears):
-        with torch.no_grad():
-            weight = linear.weight.detach().cpu().numpy().astype(np.float64)
+    convnet = isinstance(model, SpikingConvNet)
+    modules = model.layers if convnet else model.linears
+    counts = {"conv": 0, "pool": 0, "fc": 0}
+    for k, module in enumerate(modules):
         payloads = None
         if k == 0 and model.encoding == "current":
             input_scale, max_payload = model.input_gain / input_max_value, input_max_value
@@ -188,7 +279,18 @@ def compile_network(model: SpikingMLP, profile: HardwareProfile, input_max_value
                 payloads = np.rint(np.asarray(calibration) * input_max_value)
         else:
             input_scale, max_payload = 1.0, 1
-        layers.append(quantize_layer(f"fc{k + 1}", weight, model.neuron, profile,
+        prefix = "pool" if isinstance(module, SumPool2d) else \
+            "conv" if isinstance(module, nn.Conv2d) else "fc"
+        counts[prefix] += 1
+        name = f"{prefix}{counts[prefix]}"
+        if prefix != "fc":
+            layers.append(quantize_conv_layer(name, module, model.shapes[k],
+                                              model.shapes[k + 1], model.neuron, profile,
+                                              input_scale, max_payload, payloads))
+            continue
+        with torch.no_grad():
+            weight = module.weight.detach().cpu().numpy().astype(np.float64)
+        layers.append(quantize_layer(name, weight, model.neuron, profile,
                                      input_scale, max_payload, payloads))
     mapping = map_cores(layers, profile, cores)
     return CompiledNetwork(layers=tuple(layers), neuron=model.neuron, steps=model.steps,

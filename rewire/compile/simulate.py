@@ -9,9 +9,12 @@ Per layer and time step (Lava ``proc/lif/models.py``, ``PyLifModelBitAcc``; REFE
     z &= v > (\mathrm{vThMant} \ll 6), \qquad v \leftarrow 0 \text{ where } z
 
 ``trunc0`` rounds toward zero; ``u`` wraps around at 24 bits as Lava's model does and ``v``
-saturates. With ``lava_delay=True`` every dense layer delivers its input one step later, as
-each ``Dense`` process in Lava does (the sink and source add none): that is what a netx file
-run in Lava's Loihi 2 simulator produces. Running ``T + L`` steps (input zero-padded) and
+saturates. For a ``conv`` layer :math:`W_\mathrm{int} s` is the 2-D cross-correlation of the
+``(C, H, W)`` input map with the integer kernel (torch ``conv2d`` semantics: stride, zero
+padding, groups), computed in float64, which is exact for integers below :math:`2^{53}`.
+With ``lava_delay=True`` every dense or conv layer delivers its input one step later, as
+each ``Dense`` and ``Conv`` process in Lava does (the sink and source add none): that is what
+a netx file run in Lava's Loihi 2 simulator produces. Running ``T + L`` steps (input zero-padded) and
 dropping the first ``L`` outputs of the delayed model gives the undelayed one exactly
 (:func:`align`).
 """
@@ -19,14 +22,32 @@ dropping the first ``L`` outputs of the delayed model gives the undelayed one ex
 from __future__ import annotations
 
 import numpy as np
+import torch
+from torch.nn import functional as F
 
-from rewire.compile.network import CompiledNetwork
+from rewire.compile.network import CompiledLayer, CompiledNetwork
 
 
 def _decay(x: np.ndarray, decay: int, decay_bits: int) -> np.ndarray:
     unit = 1 << decay_bits
     prod = x * (unit - decay)
     return np.sign(prod) * (np.abs(prod) >> decay_bits)
+
+
+def synaptic_input(layer: CompiledLayer, s: np.ndarray) -> np.ndarray:
+    """Integer synaptic input ``a = W_int s`` of one layer, ``(B, n_in) -> (B, n_out)`` int64.
+
+    Dense: a matrix product. Conv: ``torch.nn.functional.conv2d`` of the ``(B, *in_shape)``
+    input with the integer kernel in float64 (exact below 2**53), flattened back in
+    ``(C, H, W)`` order.
+    """
+    if layer.kind != "conv":
+        return s @ layer.weight_int.astype(np.int64).T
+    x = torch.from_numpy(np.ascontiguousarray(s, dtype=np.float64))
+    w = torch.from_numpy(layer.weight_int.astype(np.float64))
+    a = F.conv2d(x.reshape(-1, *layer.in_shape), w, stride=layer.stride, padding=layer.padding,
+                 groups=layer.groups)
+    return a.reshape(len(s), -1).numpy().astype(np.int64)
 
 
 def encode_input(net: CompiledNetwork, x: np.ndarray) -> np.ndarray:
@@ -69,7 +90,6 @@ def simulate(net: CompiledNetwork, payload: np.ndarray, lava_delay: bool = False
     steps, batch = payload.shape[:2]
     nfmt = net.profile.neuron
     half = 1 << (nfmt.state_bits - 1)
-    w_t = [l.weight_int.astype(np.int64).T for l in net.layers]
     u = [np.zeros((batch, l.shape[0]), np.int64) for l in net.layers]
     v = [np.zeros((batch, l.shape[0]), np.int64) for l in net.layers]
     # input that reached each layer one step earlier (Lava's Dense delivers it a step late)
@@ -80,7 +100,7 @@ def simulate(net: CompiledNetwork, payload: np.ndarray, lava_delay: bool = False
         for k, layer in enumerate(net.layers):
             if lava_delay:
                 s, pending[k] = pending[k], s
-            a = s @ w_t[k]
+            a = synaptic_input(layer, s)
             uk = _decay(u[k], layer.i_decay, nfmt.decay_bits) + (a << nfmt.activation_shift)
             wrapped = np.where(uk > half, uk - 2 * half, uk)
             u[k] = np.where(wrapped <= -half, uk + 2 * half, wrapped)
@@ -97,7 +117,7 @@ def simulate(net: CompiledNetwork, payload: np.ndarray, lava_delay: bool = False
 def pad_for_lava(net: CompiledNetwork, payload: np.ndarray) -> np.ndarray:
     """Append ``L`` (number of layers) silent steps to ``payload`` ``(T, B, n_in)``.
 
-    Lava's ``L`` dense layers delay the output by ``L`` steps; the padded input lets the whole
+    Lava's ``L`` dense (or conv) layers delay the output by ``L`` steps; the padded input lets the whole
     response of the last input step come out.
     """
     pad = np.zeros((len(net.layers),) + payload.shape[1:], dtype=np.int64)

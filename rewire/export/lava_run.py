@@ -44,11 +44,14 @@ def run_netx(path: str | Path, payload: np.ndarray, sparse: bool = True) -> np.n
 
     Args:
         path: netx HDF5 written by :func:`rewire.export.netx.write`.
-        payload: integer input ``(T, n_in)`` (graded payloads or 0/1 spikes).
+        payload: integer input ``(T, n_in)`` (graded payloads or 0/1 spikes); for a file with
+            an ``input`` layer of shape ``(C, H, W)`` (conv nets) ``n_in = C*H*W`` in torch's
+            ``(C, H, W)`` order, sent to Lava in its ``(W, H, C)`` order.
         sparse: load dense layers as Lava ``Sparse`` synapses (``sparse_fc_layer``).
 
     Returns:
-        Output spikes ``(T, n_out)`` as uint8, with Lava's one-step delay per dense layer.
+        Output spikes ``(T, n_out)`` as uint8, with Lava's one-step delay per dense or conv
+        layer (a feature-map output is flattened back in ``(C, H, W)`` order).
 
     Raises:
         ImportError: Lava is not installed (install ``rewire[lava]`` on Python 3.10).
@@ -62,11 +65,15 @@ def run_netx(path: str | Path, payload: np.ndarray, sparse: bool = True) -> np.n
 
     with h5py.File(path, "r") as f:
         bits = int(f.attrs.get("input_message_bits", 0))
+        first = f["layer/0"]
+        image = tuple(first["shape"][()]) if first["type"][0] == b"input" else None
     payload = np.asarray(payload)
     steps = payload.shape[0]
     net = netx.hdf5.Network(net_config=str(path), input_message_bits=bits,
                             sparse_fc_layer=sparse)
-    source = Source(data=payload.T.astype(np.int32) if bits else (payload.T > 0))
+    # Lava's order is the reverse of torch's: (n_in, T), or (W, H, C, T) from (T, C, H, W)
+    data = (payload.reshape(steps, *image) if image is not None else payload).T
+    source = Source(data=data.astype(np.int32) if bits else (data > 0))
     sink = Sink(shape=net.out.shape, buffer=steps)
     source.s_out.connect(net.inp)
     net.out.connect(sink.a_in)
@@ -76,4 +83,5 @@ def run_netx(path: str | Path, payload: np.ndarray, sparse: bool = True) -> np.n
         out = sink.data.get()
     finally:
         net.stop()
-    return (np.asarray(out).T > 0).astype(np.uint8)
+    out = np.asarray(out).T.reshape(steps, -1)  # (n_out, T) or (W, H, C, T) -> torch order
+    return (out > 0).astype(np.uint8)

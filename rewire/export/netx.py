@@ -9,7 +9,26 @@ Layout read by ``lava.lib.dl.netx.hdf5.Network`` (lava-dl 0.6, ``netx/hdf5.py``)
     /layer/<k>/weight      int (n_out, n_in): chip weights (even values in [-256, 254] on loihi2)
     /layer/<k>/neuron/     type b"CUBA", iDecay, vDecay, vThMant, refDelay, gradedSpike
 
-There is no ``input`` layer: the source feeds the first dense layer directly. With
+Convolutional networks (layers of ``kind == "conv"``, see :mod:`rewire.training.conv`) add,
+in the same torch order netx expects (netx reverses every shape and pair into its own
+``(x, y, c)`` = ``(W, H, C)`` order, flips the kernel and transposes it to
+``(C_out, kW, kH, C_in)``; Lava's ``Conv`` then convolves, which with the flip is torch's
+cross-correlation)::
+
+    /layer/0/type          b"input"   (no neuron group: only sets the input shape, no process)
+    /layer/0/shape         int (C, H, W) of the input image
+    /layer/<k>/type        b"conv"
+    /layer/<k>/shape       int (C_out, H_out, W_out)
+    /layer/<k>/weight      int (C_out, C_in / groups, kH, kW): torch's kernel, unflipped
+    /layer/<k>/stride, padding, dilation   int (y, x); groups  int
+    /layer/<k>/type        b"flatten" (before the first dense layer after a conv layer)
+
+Sum pooling is a ``conv`` layer with ``groups = C`` (netx 0.6 cannot read ``pool`` layers).
+Lava feeds a ``conv`` layer, like a ``dense`` one, one step late, and flattens a feature map
+in ``(C, H, W)`` order (``transpose([2, 1, 0]).flatten()``), so dense weights keep torch's
+column order. Lava's ``Conv`` uses the integer kernel as given (no ``optimize_weight_bits``).
+
+Without conv layers there is no ``input`` layer: the source feeds the first dense layer. With
 ``current`` encoding the source sends graded spikes, so load the file with
 ``Network(net_config=path, input_message_bits=<file attr input_message_bits>)``; pass
 ``sparse_fc_layer=True`` to keep the pruned synapses sparse. Each dense layer in Lava delivers
@@ -24,12 +43,22 @@ import h5py
 import numpy as np
 
 from rewire import __version__
-from rewire.compile.network import CompiledNetwork
+from rewire.compile.network import CompiledLayer, CompiledNetwork
 from rewire.export.atomic import atomic_path
 
 
 def _string(group: h5py.Group, key: str, value: str) -> None:
     group.create_dataset(key, (1,), "S10", [value.encode("ascii")])
+
+
+def _conv(group: h5py.Group, layer: CompiledLayer) -> None:
+    """The ``conv`` entries of one layer (torch order; netx reverses them)."""
+    _string(group, "type", "conv")
+    group.create_dataset("shape", data=np.array(layer.out_shape, dtype=np.int64))
+    group.create_dataset("stride", data=np.array(layer.stride, dtype=np.int64))
+    group.create_dataset("padding", data=np.array(layer.padding, dtype=np.int64))
+    group.create_dataset("dilation", data=np.array([1, 1], dtype=np.int64))
+    group.create_dataset("groups", data=int(layer.groups))
 
 
 def write(net: CompiledNetwork, path: str | Path) -> Path:
@@ -56,10 +85,24 @@ def write(net: CompiledNetwork, path: str | Path) -> Path:
                      "input_max_value": net.input_max_value, "dt": net.neuron.dt}
             f.attrs.update(attrs)
             layers = f.create_group("layer")
+            index = 0
             for k, layer in enumerate(net.layers):
-                g = layers.create_group(str(k))
-                _string(g, "type", "dense")
-                g.create_dataset("shape", data=np.array([layer.shape[0]], dtype=np.int64))
+                previous = net.layers[k - 1].kind if k else None
+                if (k == 0 and layer.kind == "conv") or (previous == "conv" != layer.kind):
+                    g = layers.create_group(str(index))
+                    index += 1
+                    if k == 0:
+                        _string(g, "type", "input")
+                        g.create_dataset("shape", data=np.array(layer.in_shape, np.int64))
+                    else:
+                        _string(g, "type", "flatten")
+                g = layers.create_group(str(index))
+                index += 1
+                if layer.kind == "conv":
+                    _conv(g, layer)
+                else:
+                    _string(g, "type", "dense")
+                    g.create_dataset("shape", data=np.array([layer.shape[0]], dtype=np.int64))
                 g.create_dataset("weight", data=layer.weight_int.astype(np.int64))
                 n = g.create_group("neuron")
                 _string(n, "type", "CUBA")
@@ -72,7 +115,8 @@ def write(net: CompiledNetwork, path: str | Path) -> Path:
 
 
 def read_weights(path: str | Path) -> list[np.ndarray]:
-    """Integer weight matrices ``(n_out, n_in)`` of every layer of a netx file, in order."""
+    """Integer weights of every layer that has some, in order: dense ``(n_out, n_in)``, conv
+    ``(C_out, C_in / groups, kH, kW)`` (``input`` and ``flatten`` layers have none)."""
     with h5py.File(path, "r") as f:
-        return [f["layer"][str(k)]["weight"][()].astype(np.int64)
-                for k in range(len(f["layer"]))]
+        groups = [f["layer"][str(k)] for k in range(len(f["layer"]))]
+        return [g["weight"][()].astype(np.int64) for g in groups if "weight" in g]
