@@ -1,0 +1,227 @@
+r"""Shared ONNX graph building for the per-step, unrolled and integer exporters.
+
+Every ONNX file rewire writes is one *step body* (the float Norse step of
+:mod:`rewire.export.onnx_step` or the chip's integer CUBA step of :mod:`rewire.export.onnx_int`)
+wrapped one of two ways:
+
+* :func:`step_model`: one time step, the neuron states as explicit graph inputs and outputs
+  (the caller loops; states start at zero);
+* :func:`scan_model`: an ONNX ``Scan`` over the time axis of ``x (T, batch, n_in)``, states
+  created as zeros inside the graph, output spikes ``z (T, batch, n_out)`` plus the final
+  states. ``T`` is a symbolic dimension: any number of steps runs, no static unroll limit.
+
+A step body is a :class:`StepBody`: the element type, the state layout and a function that
+emits the nodes of one step into a :class:`GraphBuilder`. Both wrappers write opset 17 / IR 8
+(onnxruntime 1.23 reads IR <= 11), attach the same metadata (:func:`metadata`) and return a
+model that passed strict shape inference and ``onnx.checker`` with ``full_check``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from rewire import __version__
+from rewire.compile.network import CompiledNetwork
+from rewire.export.atomic import atomic_path
+
+OPSET = 17
+IR_VERSION = 8  # the IR version of opset 17; onnxruntime 1.23 reads IR <= 11
+
+_NP = {TensorProto.FLOAT: np.float32, TensorProto.INT64: np.int64}
+
+
+class GraphBuilder:
+    """Collects the nodes and initializers of one ONNX graph.
+
+    Example:
+        >>> b = GraphBuilder()
+        >>> b.op("Add", [b.const("one", 1.0), "x"], "y")
+        'y'
+        >>> len(b.nodes), b.init[0].name
+        (1, 'one')
+    """
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.init: list[onnx.TensorProto] = []
+        self._names: set[str] = set()
+
+    def const(self, name: str, value, dtype=np.float32) -> str:
+        """Add an initializer ``name`` holding ``value`` as ``dtype`` (once); return its name."""
+        if name not in self._names:
+            self._names.add(name)
+            self.init.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], output: str, **attrs) -> str:
+        """Append node ``op_type(inputs) -> output``; return ``output``."""
+        self.nodes.append(helper.make_node(op_type, inputs, [output], **attrs))
+        return output
+
+
+Emit = Callable[[GraphBuilder, str, dict], tuple[str, dict, list]]
+
+
+@dataclass(frozen=True)
+class StepBody:
+    """One time step of a network as ONNX nodes.
+
+    Attributes:
+        name: graph name (``"rewire_snn_step"``, ...).
+        elem: element type of states and spikes (``TensorProto.FLOAT`` or ``INT64``).
+        x_elem: element type of the input ``x``.
+        n_in: input width.
+        states: ``(state name, width)`` pairs in graph order, e.g. ``(("v0", 20), ("i0", 20))``.
+        spikes: ``(spike name, width)`` per layer (``z0, z1, ...``); the last is the output.
+        emit: ``emit(builder, x, states) -> (z, new_states, layer_spikes)``: appends the step's
+            nodes reading input ``x`` and the state values named in ``states`` (state name ->
+            value name) and returns the output spike value, a dict state name -> new value
+            name, and the per-layer spike value names.
+        layout: JSON-able description of the states for the file's metadata.
+    """
+
+    name: str
+    elem: int
+    x_elem: int
+    n_in: int
+    states: tuple[tuple[str, int], ...]
+    spikes: tuple[tuple[str, int], ...]
+    emit: Emit
+    layout: dict
+
+
+def metadata(net: CompiledNetwork, body: StepBody, kind: str, usage: str) -> dict[str, str]:
+    """The metadata every rewire ONNX file carries (all values are strings).
+
+    Keys: ``rewire_version``, ``rewire_format_version``, ``kind`` (``step``, ``unrolled``,
+    ``int_step``, ``int_unrolled``), ``profile``, ``dt`` (s), ``steps`` (``T`` trained for),
+    ``encoding``, ``input_gain``, ``input_max_value``, ``state_layout`` (JSON) and ``usage``.
+    """
+    return {"rewire_version": __version__, "rewire_format_version": str(net.format_version),
+            "kind": kind, "profile": net.profile.name, "dt": repr(net.neuron.dt),
+            "steps": str(net.steps), "encoding": net.encoding,
+            "input_gain": repr(net.input_gain), "input_max_value": str(net.input_max_value),
+            "state_layout": json.dumps(body.layout), "usage": usage}
+
+
+def _finish(graph: onnx.GraphProto, meta: dict[str, str]) -> onnx.ModelProto:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="rewire", producer_version=__version__,
+                              ir_version=IR_VERSION)
+    helper.set_model_props(model, meta)
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def _vi(name: str, elem: int, shape: list) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+def step_model(net: CompiledNetwork, body: StepBody, kind: str, usage: str) -> onnx.ModelProto:
+    """One step with explicit state: inputs ``x`` and every state; outputs ``z``, each state's
+    ``<name>_out`` and each layer's spikes ``z<k>``.
+
+    Shapes:
+        ``x (batch, n_in)``, states ``(batch, width)``, ``z (batch, n_out)``.
+    """
+    b = GraphBuilder()
+    z, new, layer_z = body.emit(b, "x", {s: s for s, _ in body.states})
+    for s, _ in body.states:
+        b.op("Identity", [new[s]], f"{s}_out")
+    b.op("Identity", [z], "z")
+    inputs = [_vi("x", body.x_elem, ["batch", body.n_in])]
+    inputs += [_vi(s, body.elem, ["batch", n]) for s, n in body.states]
+    outputs = [_vi("z", body.elem, ["batch", body.spikes[-1][1]])]
+    outputs += [_vi(f"{s}_out", body.elem, ["batch", n]) for s, n in body.states]
+    for name, (_, n) in zip(layer_z, body.spikes):
+        outputs.append(_vi(name, body.elem, ["batch", n]))
+    graph = helper.make_graph(b.nodes, body.name, inputs, outputs, initializer=b.init)
+    return _finish(graph, metadata(net, body, kind, usage))
+
+
+def scan_model(net: CompiledNetwork, body: StepBody, kind: str, usage: str) -> onnx.ModelProto:
+    """All ``T`` steps in one ``Scan``: input ``x (T, batch, n_in)``; outputs ``z (T, batch,
+    n_out)`` and each state's final value ``<name>_final (batch, width)``. States start at 0.
+    """
+    inner = GraphBuilder()
+    z, new, _ = body.emit(inner, "x_t", {s: f"{s}_in" for s, _ in body.states})
+    for s, _ in body.states:
+        inner.op("Identity", [new[s]], f"{s}_next")
+    inner.op("Identity", [z], "z_t")
+    b_in = [_vi(f"{s}_in", body.elem, ["batch", n]) for s, n in body.states]
+    b_in.append(_vi("x_t", body.x_elem, ["batch", body.n_in]))
+    b_out = [_vi(f"{s}_next", body.elem, ["batch", n]) for s, n in body.states]
+    b_out.append(_vi("z_t", body.elem, ["batch", body.spikes[-1][1]]))
+    scan_body = helper.make_graph(inner.nodes, body.name + "_body", b_in, b_out,
+                                  initializer=inner.init)
+
+    outer = GraphBuilder()
+    # zero states of shape (batch, width), batch read from x at run time
+    x_shape = outer.op("Shape", ["x"], "x_shape")
+    batch = outer.op("Slice", [x_shape, outer.const("one_i", [1], np.int64),
+                               outer.const("two_i", [2], np.int64)], "batch")
+    zero = numpy_helper.from_array(np.zeros(1, _NP[body.elem]), "zero")
+    for s, n in body.states:
+        shape = outer.op("Concat", [batch, outer.const(f"width_{n}", [n], np.int64)],
+                         f"{s}_shape", axis=0)
+        outer.op("ConstantOfShape", [shape], f"{s}_init", value=zero)
+    finals = [f"{s}_final" for s, _ in body.states]
+    outer.nodes.append(helper.make_node(
+        "Scan", [f"{s}_init" for s, _ in body.states] + ["x"], finals + ["z"],
+        body=scan_body, num_scan_inputs=1))
+    inputs = [_vi("x", body.x_elem, ["steps", "batch", body.n_in])]
+    outputs = [_vi("z", body.elem, ["steps", "batch", body.spikes[-1][1]])]
+    outputs += [_vi(f, body.elem, ["batch", n]) for f, (_, n) in zip(finals, body.states)]
+    graph = helper.make_graph(outer.nodes, body.name + "_unrolled", inputs, outputs,
+                              initializer=outer.init)
+    return _finish(graph, metadata(net, body, kind, usage))
+
+
+def save(model: onnx.ModelProto, path: str | Path) -> Path:
+    """Write ``model`` atomically (temp file, then rename); return the path."""
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+    return Path(path)
+
+
+def session(model: str | Path | onnx.ModelProto):
+    """An onnxruntime CPU ``InferenceSession`` for a path or an in-memory model."""
+    import onnxruntime as ort
+
+    src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(src, providers=["CPUExecutionProvider"])
+
+
+def run_steps(sess, x_seq: np.ndarray, states: tuple[tuple[str, int], ...],
+              dtype) -> np.ndarray:
+    """Loop a :func:`step_model` session over ``x_seq (T, B, n_in)``; return ``z (T, B, n_out)``.
+
+    ``states`` are the body's ``(name, width)`` pairs; they start at zero.
+    """
+    batch = x_seq.shape[1]
+    feeds = {s: np.zeros((batch, n), dtype) for s, n in states}
+    names = [o.name for o in sess.get_outputs()]
+    out = []
+    for x_t in x_seq:
+        feeds["x"] = np.ascontiguousarray(x_t)
+        res = dict(zip(names, sess.run(None, feeds)))
+        for s, _ in states:
+            feeds[s] = res[f"{s}_out"]
+        out.append(res["z"])
+    return np.stack(out)
+
+
+def body_from_meta(sess) -> tuple[dict, tuple[tuple[str, int], ...]]:
+    """``(metadata, state (name, width) pairs)`` read back from a rewire ONNX session."""
+    meta = sess.get_modelmeta().custom_metadata_map
+    layout = json.loads(meta["state_layout"])
+    states = tuple((s, int(spec["size"])) for spec in layout.values() for s in spec["states"])
+    return meta, states

@@ -1,0 +1,63 @@
+r"""ONNX export of the float model unrolled over time: one ``Scan`` over all ``T`` steps.
+
+The step is :func:`rewire.export.onnx_step.float_body` (Norse 1.1 LIF, REFERENCE §3); the
+``Scan`` carries the states and creates them as zeros, so a user feeds only the input::
+
+    input : x (steps, batch, n_in)   (current encoding: the input in [0, 1] at every step;
+                                      rate encoding: the input spikes)
+    output: z (steps, batch, n_out)  output spikes, and v<k>_final, i<k>_final (batch, n_k)
+
+``steps`` is a symbolic dimension: there is no static unroll and no limit on ``T``
+(the metadata's ``steps`` is the ``T`` the network was trained for).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from rewire.compile.network import CompiledNetwork
+from rewire.export.onnx_graph import save, scan_model, session
+from rewire.export.onnx_step import encode_sequence, float_body
+
+USAGE = "feed x (T, batch, n_in); z (T, batch, n_out) are the output spikes; states start at 0"
+
+
+def build(net: CompiledNetwork) -> onnx.ModelProto:
+    """Build the unrolled (``Scan``) float model of ``net``; checked, with metadata.
+
+    Example:
+        >>> from rewire.hw_profiles.profile import load_profile
+        >>> from rewire.compile.quantize import compile_network
+        >>> from rewire.training.model import SpikingMLP
+        >>> net = compile_network(SpikingMLP((4, 3, 2)), load_profile("loihi2"), 16)
+        >>> m = build(net)
+        >>> [n.op_type for n in m.graph.node][-1], [o.name for o in m.graph.output][:2]
+        ('Scan', ['z', 'v0_final'])
+    """
+    return scan_model(net, float_body(net), "unrolled", USAGE)
+
+
+def write(net: CompiledNetwork, path: str | Path) -> Path:
+    """Build and write the unrolled model atomically; return the path."""
+    return save(build(net), path)
+
+
+def run(path, x: np.ndarray, steps: int | None = None, sess=None) -> np.ndarray:
+    """Run the unrolled model in onnxruntime.
+
+    Args:
+        path: file written by :func:`write` (or an ``onnx.ModelProto``).
+        x: ``(B, n_in)`` constant input (repeated ``steps`` times, default the file's ``T``)
+            or ``(T, B, n_in)``.
+        sess: an open session to reuse (optional).
+
+    Returns:
+        Output spikes ``(T, B, n_out)`` float32.
+    """
+    sess = sess or session(path)
+    steps = steps or int(sess.get_modelmeta().custom_metadata_map["steps"])
+    seq = np.ascontiguousarray(encode_sequence(x, steps))
+    return sess.run(["z"], {"x": seq})[0]
