@@ -1,6 +1,9 @@
 """Shared fixtures and hypothesis settings profiles.
 
-``REWIRE_HYPOTHESIS=ci`` (default): derandomized, bounded; ``thorough``: many more examples.
+``REWIRE_HYPOTHESIS=ci`` (default): derandomized, 50 examples per property, the default test
+run; ``thorough``: 1000 examples per property, random, run by hand::
+
+    REWIRE_HYPOTHESIS=thorough .venv/bin/python -m pytest -q tests/properties
 """
 
 from __future__ import annotations
@@ -21,7 +24,18 @@ settings.register_profile("ci", derandomize=True, deadline=None, max_examples=50
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", deadline=None, max_examples=1000,
                           suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile(os.environ.get("REWIRE_HYPOTHESIS", "ci"))
+HYPOTHESIS_PROFILE = os.environ.get("REWIRE_HYPOTHESIS", "ci")
+if HYPOTHESIS_PROFILE not in ("ci", "thorough"):
+    raise pytest.UsageError(f"REWIRE_HYPOTHESIS={HYPOTHESIS_PROFILE!r}: use 'ci' (default: "
+                            f"derandomized, bounded) or 'thorough' (many more examples)")
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def examples(n_ci: int) -> settings:
+    """Settings for an expensive property: ``n_ci`` examples under ``ci``, 20x as many (at
+    most the profile's own number) under ``thorough``."""
+    n = n_ci if HYPOTHESIS_PROFILE == "ci" else max(n_ci, min(20 * n_ci, 1000))
+    return settings(max_examples=n)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
