@@ -8,11 +8,15 @@ and which profile it was compiled for. It is frozen: exporters never change it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rewire.hw_profiles.profile import HardwareProfile
 from rewire.training.model import NeuronConfig
+
+if TYPE_CHECKING:  # pragma: no cover - the mapping module imports quantize, which imports this
+    from rewire.compile.mapping import CoreMapping
 
 FORMAT_VERSION = 1
 
@@ -80,25 +84,6 @@ class CompiledLayer:
 
 
 @dataclass(frozen=True)
-class CoreMapping:
-    """How many cores each layer takes under the profile's per-core limits.
-
-    Attributes:
-        cores_per_layer: cores of each layer, in layer order (a core holds one layer).
-        neurons_per_layer, synapses_per_layer: what each layer puts on its cores.
-    """
-
-    cores_per_layer: tuple[int, ...]
-    neurons_per_layer: tuple[int, ...]
-    synapses_per_layer: tuple[int, ...]
-
-    @property
-    def cores(self) -> int:
-        """Total cores used."""
-        return sum(self.cores_per_layer)
-
-
-@dataclass(frozen=True)
 class CompiledNetwork:
     """A pruned SNN compiled for one chip: what the netx, ONNX and report writers read.
 
@@ -111,7 +96,7 @@ class CompiledNetwork:
         input_gain: float input current per unit of ``x`` (current encoding).
         input_max_value: integer payload that stands for ``x = 1`` (16 for digits).
         profile: the :class:`HardwareProfile` compiled for.
-        mapping: the :class:`CoreMapping`.
+        mapping: the :class:`rewire.compile.mapping.CoreMapping` (where every neuron sits).
         format_version: version of this representation and of the files written from it.
     """
 
@@ -151,3 +136,12 @@ class CompiledNetwork:
     def neurons(self) -> int:
         """Neurons (compartments) over all layers."""
         return sum(l.shape[0] for l in self.layers)
+
+
+def __getattr__(name: str):
+    """``CoreMapping`` moved to :mod:`rewire.compile.mapping`; old imports keep working."""
+    if name == "CoreMapping":
+        from rewire.compile.mapping import CoreMapping
+
+        return CoreMapping
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

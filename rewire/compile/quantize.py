@@ -24,14 +24,13 @@ input payload. Only the rounding differs. :math:`S` is the largest value such th
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from rewire.compile.network import CompiledLayer, CompiledNetwork, CoreMapping
+from rewire.compile.network import CompiledLayer, CompiledNetwork
 from rewire.hw_profiles.profile import HardwareProfile
 from rewire.training.conv import SpikingConvNet, SumPool2d
 from rewire.training.model import NeuronConfig, SpikingMLP
@@ -213,36 +212,6 @@ def quantize_conv_layer(name: str, module: nn.Module, in_shape: tuple[int, int, 
                                stride=stride, padding=padding, groups=groups)
 
 
-def map_cores(layers: list[CompiledLayer], profile: HardwareProfile,
-              cores: int | None = None) -> CoreMapping:
-    """Place each layer on its own cores under the per-core neuron and synapse limits.
-
-    A layer takes ``max(ceil(neurons / neurons_per_core), ceil(synapses / synapses_per_core))``
-    cores (at least one).
-
-    Raises:
-        CompileError: a neuron's fan-in exceeds ``limits.fan_in``, or the layers need more
-            cores than allotted (``cores``, default the whole chip).
-    """
-    lim = profile.limits
-    allotted = lim.cores if cores is None else cores
-    per_layer = []
-    for layer in layers:
-        if lim.fan_in and layer.max_fan_in > lim.fan_in:
-            raise CompileError(f"layer {layer.name}: fan-in {layer.max_fan_in} exceeds "
-                               f"limits.fan_in = {lim.fan_in} by {layer.max_fan_in - lim.fan_in}; "
-                               f"train with --max-fan-in {lim.fan_in}")
-        per_layer.append(max(1, math.ceil(layer.shape[0] / lim.neurons_per_core),
-                             math.ceil(layer.synapses / lim.synapses_per_core)))
-    mapping = CoreMapping(tuple(per_layer), tuple(l.shape[0] for l in layers),
-                          tuple(l.synapses for l in layers))
-    if mapping.cores > allotted:
-        raise CompileError(f"the network needs {mapping.cores} cores ({per_layer} per layer) but "
-                           f"{allotted} are allotted (limits.cores = {lim.cores}); raise --cores "
-                           f"or tighten the synapse budget")
-    return mapping
-
-
 def compile_network(model: SpikingMLP | SpikingConvNet, profile: HardwareProfile,
                     input_max_value: int, cores: int | None = None,
                     calibration: np.ndarray | None = None) -> CompiledNetwork:
@@ -261,7 +230,8 @@ def compile_network(model: SpikingMLP | SpikingConvNet, profile: HardwareProfile
         The frozen :class:`CompiledNetwork`.
 
     Raises:
-        CompileError: see :func:`check_neuron`, :func:`quantize_layer` and :func:`map_cores`.
+        CompileError: see :func:`check_neuron`, :func:`quantize_layer` and
+            :func:`rewire.compile.mapping.map_cores` (``MappingError``).
     """
     if profile.neuron.model != "cuba":
         raise CompileError(f"profile {profile.name!r}: neuron model {profile.neuron.model!r} "
@@ -292,6 +262,8 @@ def compile_network(model: SpikingMLP | SpikingConvNet, profile: HardwareProfile
             weight = module.weight.detach().cpu().numpy().astype(np.float64)
         layers.append(quantize_layer(name, weight, model.neuron, profile,
                                      input_scale, max_payload, payloads))
+    from rewire.compile.mapping import map_cores  # mapping imports CompileError from here
+
     mapping = map_cores(layers, profile, cores)
     return CompiledNetwork(layers=tuple(layers), neuron=model.neuron, steps=model.steps,
                            encoding=model.encoding, input_gain=model.input_gain,

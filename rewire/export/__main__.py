@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.list_profiles:
             for name in list_profiles():
-                print(f"{name:12s} {load_profile(name).description}")
+                prof = load_profile(name)
+                print(f"{prof.summary()}\n{'':12s} {prof.description}")
             return 0
         if args.show_profile:
             print(json.dumps(load_profile(args.show_profile).to_dict(), indent=2))

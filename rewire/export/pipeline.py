@@ -2,7 +2,9 @@
 
 :func:`prepare` checks every input (profile, data, budget, output folder) before any work;
 :func:`run` then trains, compiles and writes ``<out>/model.net`` (Lava netx HDF5),
-``<out>/model_step.onnx`` and ``<out>/report.json``.
+``<out>/model_step.onnx``, ``<out>/cores.json`` and ``<out>/cores.png`` (per-core usage, see
+:mod:`rewire.compile.mapping`) and ``<out>/report.json``. Only the export formats the profile
+lists for its chip are written; the report says which were skipped and why.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ import numpy as np
 import torch
 
 from rewire import __version__
-from rewire.compile import simulate
+from rewire.compile import mapping, simulate
 from rewire.compile.network import CompiledNetwork
-from rewire.compile.quantize import compile_network
+from rewire.compile.quantize import CompileError, compile_network
 from rewire.export import netx, onnx_step
 from rewire.export.atomic import write_text
 from rewire.export.report import build_report, format_report, to_json
-from rewire.hw_profiles.profile import HardwareProfile, load_profile
+from rewire.hw_profiles.profile import KNOWN_FORMATS, HardwareProfile, load_profile
 from rewire.training.budget import SynapseBudget, make_budget
 from rewire.training.data import Split, load_split
 from rewire.training.model import SpikingMLP
@@ -98,6 +100,12 @@ def prepare(spec: JobSpec) -> Prepared:
     """
     profile = load_profile(spec.profile)
     out = _check_out_dir(spec.out)
+    if profile.neuron.model != "cuba":
+        raise CompileError(
+            f"profile {profile.name!r}: its neuron model {profile.neuron.model!r} has no "
+            f"fixed-point compiler in rewire (only 'cuba': loihi2, loihi); its budgets and core "
+            f"mapping are available from Python (rewire.training.budget.make_budget, "
+            f"rewire.compile.mapping.map_layers)")
     if spec.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {spec.steps}")
     if any(h < 1 for h in spec.hidden):
@@ -106,6 +114,7 @@ def prepare(spec: JobSpec) -> Prepared:
         raise ValueError(f"--device {spec.train.device}: CUDA is not available here; use cpu")
     split = load_split(spec.dataset, spec.data_dir)
     sizes = (split.num_features, *spec.hidden, split.num_classes)
+    mapping.check_network(profile, sizes, spec.cores)  # what no pruning can fix, before training
     model = SpikingMLP(sizes, steps=spec.steps, encoding=spec.encoding,
                        input_gain=spec.input_gain)
     budget = make_budget(profile, sizes, cores=spec.cores, max_synapses=spec.max_synapses,
@@ -150,6 +159,16 @@ def lava_check(net: CompiledNetwork, path: Path, payloads, samples: int) -> dict
             "seconds": time.perf_counter() - start}
 
 
+def export_formats(profile: HardwareProfile, staged: dict) -> dict:
+    """Which export formats apply to ``profile``'s chip, which were written, and why the
+    others were skipped: ``{"chip": [...], "written": [...], "skipped": {format: reason}}``."""
+    written = [f for f in KNOWN_FORMATS if f in staged]
+    skipped = {f: (f"not a format of {profile.name} (profile formats: {list(profile.formats)})"
+                   if f not in profile.formats else "no writer for this network in the pipeline")
+               for f in KNOWN_FORMATS if f not in staged}
+    return {"chip": list(profile.formats), "written": written, "skipped": skipped}
+
+
 def run(prep: Prepared, log=print) -> dict:
     """Train, compile, export and report. Returns the report dict (also in report.json)."""
     spec, t0 = prep.spec, time.perf_counter()
@@ -173,6 +192,8 @@ def run(prep: Prepared, log=print) -> dict:
             staged["netx"] = netx.write(net, staging / "model.net")
         if "onnx" in prep.profile.formats:
             staged["onnx"] = onnx_step.write(net, staging / "model_step.onnx")
+        staged["cores_json"] = mapping.write_json(net.mapping, staging / "cores.json")
+        staged["cores_png"] = mapping.write_png(net.mapping, staging / "cores.png")
         t3 = time.perf_counter()
         lava = {"skipped": "profile has no netx target"}
         if "netx" in staged:
@@ -185,6 +206,7 @@ def run(prep: Prepared, log=print) -> dict:
                    "total_s": time.perf_counter() - t0}
         report = build_report(net, prep.budget, result, q_acc, files, timings, lava,
                               dataset=prep.split.name, config=spec)
+        report["formats"] = export_formats(prep.profile, staged)
         staged["report"] = write_text(staging / "report.json", to_json(report))
         for path in staged.values():
             os.replace(path, prep.out / path.name)

@@ -37,6 +37,7 @@ def build_report(net: CompiledNetwork, budget: SynapseBudget, result: TrainResul
                    "max_fan_in": max(l.max_fan_in for l in net.layers),
                    "neurons": net.neurons, "cores": net.mapping.cores,
                    "cores_per_layer": list(net.mapping.cores_per_layer),
+                   "mapping_algorithm": net.mapping.algorithm,
                    "float_accuracy": result.accuracy,
                    "quantized_accuracy": quantized_accuracy,
                    "quantization_drop": result.accuracy - quantized_accuracy,
@@ -91,6 +92,12 @@ def format_report(report: dict) -> str:
                                    f"spike-exact vs integer model"))
     else:
         rows.append(("Lava check", f"skipped: {lava['skipped']}"))
+    fmt = report.get("formats")
+    if fmt:
+        rows.append(("export formats", f"{report['profile']} takes {fmt['chip']}; written "
+                                       f"{fmt['written']}" + "".join(
+                                           f"; {k} skipped: {v}" for k, v in fmt["skipped"].items()
+                                           if k in fmt["chip"])))
     rows.append(("time", f"train {t['train_s']:.1f} s, compile {t['compile_s']:.1f} s, "
                          f"export {t['export_s']:.2f} s, total {t['total_s']:.1f} s"))
     for name, path in report.get("files", {}).items():

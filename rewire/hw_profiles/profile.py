@@ -1,8 +1,8 @@
 """Hardware profiles: the budgets and number formats of one neuromorphic chip.
 
-A profile is a TOML file (format described in ``docs/profiles.md``)::
+A profile is a TOML file (every field and unit in ``docs/profiles.md``)::
 
-    format_version = 1
+    format_version = 2
     name = "loihi2"
     description = "..."
     formats = ["netx", "onnx", "nir"]
@@ -11,14 +11,27 @@ A profile is a TOML file (format described in ``docs/profiles.md``)::
     cores = 128
     neurons_per_core = 8192
     synapses_per_core = 937500
-    fan_in = 0          # synapses into one neuron; 0 = no limit
-    max_delay = 62      # time steps
+    synapse_memory_bits = 0     # per-core synapse memory in bits; 0 = only the count applies
+    synapse_storage = "sparse"  # sparse | dense | dense_pow2
+    fan_in = 0                  # synapses into one neuron; 0 = no limit
+    fan_out = 0                 # synapses out of one neuron; 0 = no limit
+    axons_in_per_core = 0       # distinct sources feeding one core; 0 = no limit
+    axons_out_per_core = 0      # (neuron, destination core) routes out of one core
+    dest_cores_per_neuron = 0   # destination cores one neuron may reach
+    layers_per_core = 1         # layers sharing one core; 0 = any number
+    split_layers = true         # may a layer span several cores
+    max_inputs = 0              # input channels of the chip; 0 = no limit
+    output_neurons = 0          # dedicated output neurons outside the cores
+    core_neurons = []           # per-core neurons when the cores differ (else [])
+    core_synapses = []          # per-core synapses when the cores differ (else [])
+    max_delay = 62              # time steps
 
     [weights]           # w = mantissa * 2**exponent, mantissa signed, `bits` wide
     bits = 8
     exponent = 1
+    values_per_neuron = 0       # distinct weights one neuron may use; 0 = one per synapse
 
-    [neuron]            # fixed-point CUBA neuron (REFERENCE §3)
+    [neuron]            # fixed-point neuron (REFERENCE §3)
     model = "cuba"
     state_bits = 24
     decay_bits = 12
@@ -31,6 +44,8 @@ A profile is a TOML file (format described in ``docs/profiles.md``)::
 
 Every field is checked on load; a bad one raises :class:`ProfileError` naming the
 file, the field, what was found and what is allowed, before any training starts.
+Version-1 files (without the fields marked "since 2" in ``docs/profiles.md``) still load:
+the missing fields take their "no limit" defaults.
 """
 
 from __future__ import annotations
@@ -46,9 +61,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 KNOWN_FORMATS = ("netx", "onnx", "nir")
-NEURON_MODELS = ("cuba",)
+NEURON_MODELS = ("cuba", "cuba_bitshift", "iaf", "truenorth")
+SYNAPSE_STORAGE = ("sparse", "dense", "dense_pow2")
 PROFILE_DIR = Path(__file__).resolve().parent
 
 
@@ -60,20 +77,47 @@ class ProfileError(ValueError):
     """
 
 
-def _int_field(lo: int, hi: int | None = None, doc: str = "") -> Any:
-    return field(metadata={"kind": int, "lo": lo, "hi": hi, "doc": doc})
+def _int_field(lo: int, hi: int | None = None, doc: str = "", default: Any = dataclasses.MISSING,
+               since: int = 1) -> Any:
+    return field(default=default,
+                 metadata={"kind": int, "lo": lo, "hi": hi, "doc": doc, "since": since})
+
+
+def _new_int(doc: str, default: int = 0, lo: int = 0) -> Any:
+    return _int_field(lo, doc=doc, default=default, since=2)
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource budgets of one chip.
+    """Resource budgets of one chip (all counts; 0 means "no limit" where allowed).
 
     Attributes:
-        cores: neuro cores on the chip (count, >= 1).
-        neurons_per_core: compartments one core holds (count, >= 1).
-        synapses_per_core: synapses one core stores (count, >= 1).
-        fan_in: most synapses into one neuron (count); 0 means no limit.
+        cores: neuro cores on the chip (>= 1).
+        neurons_per_core: compartments one core holds (>= 1); the largest core's figure when
+            ``core_neurons`` lists different cores.
+        synapses_per_core: synapse words one core stores (>= 1); the largest core's figure when
+            ``core_synapses`` lists different cores.
+        fan_in: most synapses into one neuron; 0 = no limit.
         max_delay: longest synaptic delay in time steps (>= 0).
+        synapse_memory_bits: per-core synapse memory in bits; a core then holds at most
+            ``synapse_memory_bits // weights.bits`` synapses. 0 = only ``synapses_per_core``.
+        synapse_storage: how a core's synapse memory is charged: ``"sparse"`` (one word per
+            connected synapse), ``"dense"`` (``inputs x neurons`` words for each layer part on
+            the core, pruned or not: a crossbar) or ``"dense_pow2"`` (``inputs x
+            2**ceil(log2 neurons)`` words, DYNAP-CNN kernel memory of a 1x1 convolution).
+        fan_out: most synapses out of one neuron; 0 = no limit.
+        axons_in_per_core: distinct source neurons (input axons) feeding one core; 0 = none.
+        axons_out_per_core: output routes of one core, one per (neuron, destination core)
+            pair; 0 = no limit.
+        dest_cores_per_neuron: destination cores one neuron's spikes may reach; 0 = none.
+        layers_per_core: layers that may share one core; 0 = any number.
+        split_layers: whether one layer may be spread over several cores.
+        max_inputs: input channels the chip accepts; 0 = no limit.
+        output_neurons: dedicated output (readout) neurons outside the cores, which the
+            network's last layer must fit; 0 = the last layer sits on cores like the others.
+        core_neurons: per-core neuron capacity, in core order, when cores differ; ``()`` =
+            every core holds ``neurons_per_core``.
+        core_synapses: per-core synapse capacity, in core order, when cores differ.
     """
 
     cores: int = _int_field(1, doc="neuro cores on the chip")
@@ -81,6 +125,23 @@ class Limits:
     synapses_per_core: int = _int_field(1, doc="synapses stored per core")
     fan_in: int = _int_field(0, doc="synapses into one neuron, 0 = no limit")
     max_delay: int = _int_field(0, doc="longest synaptic delay in time steps")
+    synapse_memory_bits: int = _new_int("per-core synapse memory in bits, 0 = count only")
+    synapse_storage: str = field(default="sparse", metadata={
+        "kind": str, "choices": SYNAPSE_STORAGE, "since": 2,
+        "doc": "how synapse memory is charged"})
+    fan_out: int = _new_int("synapses out of one neuron, 0 = no limit")
+    axons_in_per_core: int = _new_int("distinct sources feeding one core, 0 = no limit")
+    axons_out_per_core: int = _new_int("(neuron, destination core) routes per core, 0 = none")
+    dest_cores_per_neuron: int = _new_int("destination cores per neuron, 0 = no limit")
+    layers_per_core: int = _new_int("layers sharing one core, 0 = any", default=1)
+    split_layers: bool = field(default=True, metadata={
+        "kind": bool, "since": 2, "doc": "may one layer span several cores"})
+    max_inputs: int = _new_int("input channels of the chip, 0 = no limit")
+    output_neurons: int = _new_int("dedicated output neurons outside the cores, 0 = none")
+    core_neurons: tuple[int, ...] = field(default=(), metadata={
+        "kind": list, "since": 2, "doc": "per-core neurons when the cores differ"})
+    core_synapses: tuple[int, ...] = field(default=(), metadata={
+        "kind": list, "since": 2, "doc": "per-core synapses when the cores differ"})
 
 
 @dataclass(frozen=True)
@@ -91,10 +152,13 @@ class WeightFormat:
         bits: width of the signed mantissa, sign included (2..16).
         exponent: fixed left shift of every mantissa (0..8). Loihi 2 through lava-dl:
             bits 8, exponent 1, i.e. even weights in [-256, 254].
+        values_per_neuron: distinct weight values one neuron may use (TrueNorth: 4 axon
+            types); 0 = every synapse has its own weight.
     """
 
     bits: int = _int_field(2, 16, doc="signed mantissa bits, sign included")
     exponent: int = _int_field(0, 8, doc="left shift applied to every mantissa")
+    values_per_neuron: int = _new_int("distinct weights per neuron, 0 = one per synapse")
 
     @property
     def max_int(self) -> int:
@@ -114,12 +178,16 @@ class WeightFormat:
 
 @dataclass(frozen=True)
 class NeuronFormat:
-    """Fixed-point current-based LIF (CUBA) neuron of the chip (REFERENCE §3).
+    """Fixed-point neuron of the chip (REFERENCE §3 for ``cuba``).
 
     Attributes:
-        model: neuron model name; only ``"cuba"`` is known.
+        model: ``"cuba"`` (Loihi current-based LIF, the model :mod:`rewire.compile` compiles),
+            ``"cuba_bitshift"`` (Xylo: LIF with synaptic current, decays by bit shifts),
+            ``"iaf"`` (DYNAP-CNN/Speck: integrate-and-fire without leak) or ``"truenorth"``
+            (TrueNorth LIF with linear leak).
         state_bits: width of the signed current ``u`` and voltage ``v`` (bits).
-        decay_bits: width of ``iDecay``/``vDecay``; the decay unit is ``2**decay_bits``.
+        decay_bits: width of ``iDecay``/``vDecay``; the decay unit is ``2**decay_bits``
+            (0 = the neuron has no decay, ``iaf``).
         threshold_bits: width of the unsigned ``vThMant``.
         threshold_shift: ``vTh = vThMant << threshold_shift``.
         activation_shift: synaptic input enters ``u`` as ``a << activation_shift``.
@@ -127,7 +195,7 @@ class NeuronFormat:
 
     model: str = field(metadata={"kind": str, "choices": NEURON_MODELS})
     state_bits: int = _int_field(8, 32, doc="bits of u and v")
-    decay_bits: int = _int_field(1, 16, doc="bits of iDecay and vDecay")
+    decay_bits: int = _int_field(0, 16, doc="bits of iDecay and vDecay, 0 = no decay")
     threshold_bits: int = _int_field(1, 24, doc="bits of vThMant")
     threshold_shift: int = _int_field(0, 16, doc="vTh = vThMant << shift")
     activation_shift: int = _int_field(0, 16, doc="input enters u as a << shift")
@@ -158,7 +226,7 @@ class HardwareProfile:
         neuron: :class:`NeuronFormat`.
         sources: field path -> citation, prefixed ``V:`` (vendor code or docs),
             ``S:`` (secondary sources) or ``U:`` (unverified).
-        format_version: profile file format version (currently 1).
+        format_version: profile file format version (1 or 2).
     """
 
     name: str
@@ -170,24 +238,68 @@ class HardwareProfile:
     sources: Mapping[str, str] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
+    def core_neurons(self, core: int) -> int:
+        """Neurons core number ``core`` (0-based) holds."""
+        lim = self.limits
+        return lim.core_neurons[core] if lim.core_neurons else lim.neurons_per_core
+
+    def core_synapses(self, core: int) -> int:
+        """Synapse words core number ``core`` holds: its count limit, further capped by
+        ``synapse_memory_bits // weights.bits`` when the memory is given in bits."""
+        lim = self.limits
+        count = lim.core_synapses[core] if lim.core_synapses else lim.synapses_per_core
+        if lim.synapse_memory_bits:
+            count = min(count, lim.synapse_memory_bits // self.weights.bits)
+        return count
+
+    def neuron_capacity(self, cores: int | None = None) -> int:
+        """Neurons of the ``cores`` largest cores (default all), plus the output neurons."""
+        n = self.limits.cores if cores is None else cores
+        caps = sorted((self.core_neurons(c) for c in range(self.limits.cores)), reverse=True)
+        return sum(caps[:n]) + self.limits.output_neurons
+
+    def synapse_capacity(self, cores: int | None = None) -> int:
+        """Synapse words of the ``cores`` largest cores (default all)."""
+        n = self.limits.cores if cores is None else cores
+        caps = sorted((self.core_synapses(c) for c in range(self.limits.cores)), reverse=True)
+        return sum(caps[:n])
+
     @property
     def max_synapses(self) -> int:
-        """Synapses of the whole chip: ``cores * synapses_per_core``."""
-        return self.limits.cores * self.limits.synapses_per_core
+        """Synapses of the whole chip (sum of :meth:`core_synapses`)."""
+        return self.synapse_capacity()
 
     @property
     def max_neurons(self) -> int:
-        """Neurons of the whole chip: ``cores * neurons_per_core``."""
-        return self.limits.cores * self.limits.neurons_per_core
+        """Neurons of the whole chip (cores plus dedicated output neurons)."""
+        return self.neuron_capacity()
+
+    def summary(self) -> str:
+        """One line of key figures, as ``--list-profiles`` prints it.
+
+        Example:
+            >>> print(load_profile("truenorth").summary())  # doctest: +NORMALIZE_WHITESPACE
+            truenorth    4096 cores x 256 neurons, 65536 synapses/core; 9-bit weights;
+            truenorth neurons; formats onnx
+        """
+        lim = self.limits
+        upto = "up to " if lim.core_neurons or lim.core_synapses else ""
+        return (f"{self.name:12s} {lim.cores} cores x {upto}{lim.neurons_per_core} neurons, "
+                f"{upto}{max(self.core_synapses(c) for c in range(lim.cores))} synapses/core; "
+                f"{self.weights.bits}-bit weights; {self.neuron.model} neurons; "
+                f"formats {', '.join(self.formats)}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form, the same layout as the TOML file."""
+        limits = dataclasses.asdict(self.limits)
+        limits["core_neurons"] = list(self.limits.core_neurons)
+        limits["core_synapses"] = list(self.limits.core_synapses)
         return {
             "format_version": self.format_version,
             "name": self.name,
             "description": self.description,
             "formats": list(self.formats),
-            "limits": dataclasses.asdict(self.limits),
+            "limits": limits,
             "weights": dataclasses.asdict(self.weights),
             "neuron": dataclasses.asdict(self.neuron),
             "sources": dict(self.sources),
@@ -218,7 +330,33 @@ def _fail(origin: str, key: str, msg: str) -> ProfileError:
     return ProfileError(f"{origin}: field '{key}' {msg}")
 
 
-def _parse_section(origin: str, section: str, raw: Any, cls: type) -> Any:
+def _check_value(origin: str, key: str, f: dataclasses.Field, value: Any) -> Any:
+    kind = f.metadata["kind"]
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise _fail(origin, key, f"must be true or false, got {value!r}")
+        return value
+    if kind is list:
+        if not isinstance(value, list) or any(
+                isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value):
+            raise _fail(origin, key, f"must be a list of integers >= 1 (one per core) or [], "
+                                     f"got {value!r}")
+        return tuple(value)
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(origin, key, f"must be an integer, got {value!r}")
+        lo, hi = f.metadata["lo"], f.metadata["hi"]
+        if value < lo or (hi is not None and value > hi):
+            allowed = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+            raise _fail(origin, key, f"must be {allowed}, got {value}")
+        return value
+    choices = f.metadata["choices"]
+    if not isinstance(value, str) or value.lower() not in choices:
+        raise _fail(origin, key, f"must be one of {list(choices)}, got {value!r}")
+    return value.lower()
+
+
+def _parse_section(origin: str, section: str, raw: Any, cls: type, version: int) -> Any:
     if not isinstance(raw, Mapping):
         raise _fail(origin, section, f"must be a table [{section}], got {type(raw).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -230,24 +368,23 @@ def _parse_section(origin: str, section: str, raw: Any, cls: type) -> Any:
     for name, f in fields.items():
         key = f"{section}.{name}"
         if name not in raw:
+            if f.metadata.get("since", 1) > version:
+                continue  # an older file: the field keeps its "no limit" default
             raise _fail(origin, key, f"is missing ({f.metadata.get('doc', name)}); add it "
                                      f"to [{section}]")
-        value = raw[name]
-        kind = f.metadata["kind"]
-        if kind is int:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise _fail(origin, key, f"must be an integer, got {value!r}")
-            lo, hi = f.metadata["lo"], f.metadata["hi"]
-            if value < lo or (hi is not None and value > hi):
-                allowed = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-                raise _fail(origin, key, f"must be {allowed}, got {value}")
-        else:
-            choices = f.metadata["choices"]
-            if not isinstance(value, str) or value.lower() not in choices:
-                raise _fail(origin, key, f"must be one of {list(choices)}, got {value!r}")
-            value = value.lower()
-        values[name] = value
+        values[name] = _check_value(origin, key, f, raw[name])
     return cls(**values)
+
+
+def _check_limits(origin: str, lim: Limits) -> None:
+    for key, per_core, total in (("core_neurons", lim.core_neurons, lim.neurons_per_core),
+                                 ("core_synapses", lim.core_synapses, lim.synapses_per_core)):
+        if per_core and len(per_core) != lim.cores:
+            raise _fail(origin, f"limits.{key}", f"must list one figure per core "
+                                                 f"(limits.cores = {lim.cores}), got {len(per_core)}")
+        if per_core and max(per_core) != total:
+            raise _fail(origin, f"limits.{key}", f"must have its largest entry equal to the "
+                                                 f"uniform figure {total}, got {max(per_core)}")
 
 
 def _parse(data: Mapping[str, Any], origin: str) -> HardwareProfile:
@@ -257,24 +394,31 @@ def _parse(data: Mapping[str, Any], origin: str) -> HardwareProfile:
     if unknown:
         raise _fail(origin, unknown[0], f"is not a known field; allowed: {', '.join(sorted(_TOP_KEYS))}")
     version = data.get("format_version")
-    if version != FORMAT_VERSION:
-        raise _fail(origin, "format_version", f"must be {FORMAT_VERSION}, got {version!r}")
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        raise _fail(origin, "format_version", f"must be one of {list(READABLE_VERSIONS)} "
+                                              f"(current {FORMAT_VERSION}), got {version!r}")
     for key in ("name", "description"):
         if not isinstance(data.get(key), str) or not data[key].strip():
             raise _fail(origin, key, f"must be a non-empty string, got {data.get(key)!r}")
     formats = data.get("formats")
-    if not isinstance(formats, list) or any(f not in KNOWN_FORMATS for f in formats):
-        raise _fail(origin, "formats", f"must be a list drawn from {list(KNOWN_FORMATS)}, "
-                                       f"got {formats!r}")
+    if not isinstance(formats, list) or any(f not in KNOWN_FORMATS for f in formats) \
+            or len(set(formats)) != len(formats):
+        raise _fail(origin, "formats", f"must be a list of distinct entries drawn from "
+                                       f"{list(KNOWN_FORMATS)}, got {formats!r}")
     sections = {}
     for section, cls in _SECTIONS.items():
         if section not in data:
             raise _fail(origin, section, f"is missing: add a [{section}] table")
-        sections[section] = _parse_section(origin, section, data[section], cls)
+        sections[section] = _parse_section(origin, section, data[section], cls, version)
+    _check_limits(origin, sections["limits"])
     sources = data.get("sources", {})
     if not isinstance(sources, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in sources.items()):
         raise _fail(origin, "sources", "must be a table of strings (field path = citation)")
+    bad = sorted(k for k, v in sources.items() if v[:2] not in ("V:", "S:", "U:"))
+    if bad:
+        raise _fail(origin, f"sources.{bad[0]}", "must start with 'V:' (vendor code or docs), "
+                                                 "'S:' (secondary sources) or 'U:' (unverified)")
     return HardwareProfile(name=data["name"], description=data["description"],
                            formats=tuple(formats), sources=dict(sources),
                            format_version=version, **sections)
@@ -283,7 +427,12 @@ def _parse(data: Mapping[str, Any], origin: str) -> HardwareProfile:
 # ----------------------------------------------------------------------------- loading
 
 def list_profiles() -> list[str]:
-    """Names of the profiles shipped inside the package, sorted (e.g. ``["loihi2"]``)."""
+    """Names of the profiles shipped inside the package, sorted.
+
+    Example:
+        >>> list_profiles()
+        ['loihi', 'loihi2', 'speck', 'truenorth', 'xylo']
+    """
     return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
 
 

@@ -146,12 +146,12 @@ def _combine(total: int, n_out: int, neurons: int | None, profile: HardwareProfi
         if not 1 <= cores <= lim.cores:
             raise BudgetError(f"--cores must be in [1, {lim.cores}] for profile "
                               f"{profile.name!r}, got {cores}")
-        if neurons is not None and neurons > cores * lim.neurons_per_core:
+        if neurons is not None and neurons > profile.neuron_capacity(cores):
             raise BudgetError(f"the network has {neurons} neurons but {cores} core(s) of "
-                              f"{profile.name!r} hold {cores * lim.neurons_per_core} "
+                              f"{profile.name!r} hold {profile.neuron_capacity(cores)} "
                               f"(limits.neurons_per_core = {lim.neurons_per_core}); raise "
                               f"--cores or shrink --hidden")
-        candidates.append((cores * lim.synapses_per_core,
+        candidates.append((profile.synapse_capacity(cores),  # per-core figures, memory bits
                            f"{cores} core(s) x limits.synapses_per_core "
                            f"{lim.synapses_per_core}"))
     if max_synapses is not None:
