@@ -375,12 +375,13 @@ def _assign_whole_layers(packer: _Packer, layers: Sequence[LayerConnectivity]) -
     p, allotted = packer.p, packer.allotted
     if len(layers) > allotted:
         extra = layers[allotted]
+        more = (f" or pass --cores {len(layers)} (<= limits.cores {p.limits.cores})"
+                if len(layers) <= p.limits.cores else "")
         raise MappingError(
             f"layer {extra.name}: the network has {len(layers)} layers on cores but "
             f"{p.name!r} holds one layer per core and {allotted} core(s) are allotted (over by "
-            f"{len(layers) - allotted}): use fewer layers or pass --cores {len(layers)} "
-            f"(<= limits.cores {p.limits.cores})", "limits.cores", extra.name, len(layers),
-            allotted)
+            f"{len(layers) - allotted}): use fewer layers{more}", "limits.cores", extra.name,
+            len(layers), allotted)
     need = [packer._need(layer) for layer in layers]
     ok = np.array([[k <= p.core_neurons(c) and w <= p.core_synapses(c) for c in range(allotted)]
                    for k, w in need])
@@ -656,25 +657,37 @@ def write_png(mapping: CoreMapping, path: str | Path) -> Path:
 
     usage = mapping.usage
     n = len(usage)
-    fig = Figure(figsize=(min(max(6.0, 0.5 * n + 2), 24.0), 4.0), dpi=100)
+    fig = Figure(figsize=(min(max(7.0, 0.5 * n + 3), 24.0), 4.5), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / len(LIMIT_KEYS)
     x = np.arange(n)
+    smallest = 100.0
     for k, key in enumerate(LIMIT_KEYS):
         util = [u.utilisation()[key] for u in usage]
         if all(v is None for v in util):
             continue
-        ax.bar(x + (k - 1.5) * width, [100 * (v or 0) for v in util], width, label=key)
+        pct = [100 * (v or 0) for v in util]
+        bars = ax.bar(x + (k - 1.5) * width, pct, width, label=key)
+        if n <= 16:  # the used amount on top of each bar
+            ax.bar_label(bars, [f"{getattr(u, key)}" for u in usage], fontsize=7, rotation=90,
+                         padding=2)
+        smallest = min([smallest] + [v for v in pct if v > 0])
     ax.axhline(100, color="k", linestyle="--", linewidth=1, label="limit")
+    if smallest < 1.0:  # small utilisations stay visible on a log axis
+        ax.set_yscale("log")
+        ax.set_ylim(max(smallest / 3, 1e-4), 400)
+    else:
+        ax.set_ylim(0, 135)
     ax.set_xticks(x)
-    ax.set_xticklabels([str(_core_label(u.core)) for u in usage],
-                       rotation=90 if n > 20 else 0, fontsize=8 if n > 20 else 10)
-    ax.set_xlabel("core")
-    ax.set_ylabel("utilisation of the core's limit (%)")
+    ax.set_xticklabels([f"{_core_label(u.core)}" + ("" if n > 16 else "\n" + "+".join(u.layers))
+                        for u in usage],
+                       rotation=90 if n > 20 else 0, fontsize=8 if n > 20 else 9)
+    ax.set_xlabel("core (layers)")
+    ax.set_ylabel("used / core limit (%)")
     ax.set_title(f"{mapping.profile}: {mapping.cores} of {mapping.allotted} cores "
                  f"({mapping.algorithm})", fontsize=10)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
