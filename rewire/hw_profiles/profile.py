@@ -394,7 +394,8 @@ def _parse(data: Mapping[str, Any], origin: str) -> HardwareProfile:
     if unknown:
         raise _fail(origin, unknown[0], f"is not a known field; allowed: {', '.join(sorted(_TOP_KEYS))}")
     version = data.get("format_version")
-    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+    if isinstance(version, bool) or not isinstance(version, int) \
+            or version not in READABLE_VERSIONS:
         raise _fail(origin, "format_version", f"must be one of {list(READABLE_VERSIONS)} "
                                               f"(current {FORMAT_VERSION}), got {version!r}")
     for key in ("name", "description"):
@@ -454,16 +455,19 @@ def load_profile(name_or_path: str | Path) -> HardwareProfile:
     """
     text = str(name_or_path)
     path = Path(text)
-    if text in list_profiles() and not path.exists():
-        path = PROFILE_DIR / f"{text}.toml"
-    elif path.suffix != ".toml" and not path.exists():
-        raise ProfileError(f"unknown profile {text!r}: use one of {list_profiles()} "
-                           f"or the path of a .toml file")
-    if not path.is_file():
-        raise ProfileError(f"{path}: profile file not found (give a shipped name from "
-                           f"{list_profiles()} or an existing .toml path)")
     try:
+        if text in list_profiles() and not path.exists():
+            path = PROFILE_DIR / f"{text}.toml"
+        elif path.suffix != ".toml" and not path.exists():
+            raise ProfileError(f"unknown profile {text!r}: use one of {list_profiles()} "
+                               f"or the path of a .toml file")
+        if not path.is_file():
+            raise ProfileError(f"{path}: profile file not found (give a shipped name from "
+                               f"{list_profiles()} or an existing .toml path)")
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ProfileError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:  # a name too long, a permission, an I/O error
+        raise ProfileError(f"{text[:200]!r}: cannot read the profile file "
+                           f"({exc.strerror or exc})") from None
     return _parse(data, str(path))

@@ -1,0 +1,364 @@
+"""Fuzzing the entry points with hostile input: every one must end in the documented error
+(:class:`ProfileError` from ``load_profile``; exit code 2 with a message from the CLI) or be
+accepted, never in a traceback.
+
+Over 1,000 inputs per run, generated from a fixed seed (so the default run is repeatable;
+``REWIRE_HYPOTHESIS=thorough`` draws ten times as many from a fresh seed):
+
+* hardware profiles: valid ones mutated (wrong types, missing/extra fields, negative, huge,
+  NaN and infinite values, non-tables), then written as TOML and corrupted as text (cut
+  short, bad UTF-8, binary noise, empty), plus paths that are not profile files;
+* argument lists for ``python -m rewire.export`` (in process, ``main(argv)``): unknown flags,
+  bad numbers, NaN/inf, negative counts, bad paths, missing or malformed data folders,
+  unwritable outputs, unknown devices. Nothing trains: ``pipeline.run`` is replaced by a stub
+  that only does what training would do first with the validated options (seed the RNGs,
+  open the device).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import gzip
+import io
+import math
+import os
+import random
+import shutil
+import struct
+import tempfile
+import traceback
+
+import pytest
+import torch
+
+from rewire.export import __main__ as cli
+from rewire.export import pipeline
+from rewire.hw_profiles.profile import HardwareProfile, ProfileError, load_profile
+from rewire.training import data as data_module
+
+from conftest import HYPOTHESIS_PROFILE
+
+SCALE = 1 if HYPOTHESIS_PROFILE == "ci" else 10
+SEED = 20261124 if HYPOTHESIS_PROFILE == "ci" else random.randrange(2**32)
+N_PROFILES = 650 * SCALE
+N_ARGV = 450 * SCALE
+
+HOSTILE_VALUES = [None, -1, 0, 1, -(2**63), 2**63 - 1, 2**64, 10**30, math.nan, math.inf,
+                  -math.inf, 1.5, -0.0, True, False, "", " ", "x", "\x00", "é" * 300, "8",
+                  [], [1, "a"], [None], {}, {"a": 1}, {"": {}}, ("t",), b"bytes", object()]
+HOSTILE_NUMBERS = ["-1", "0", "-0", "nan", "NaN", "inf", "-inf", "1e309", "1e-320", "",
+                   " ", "abc", "1" + "0" * 30, "0x10", "1.5", "½", "٣", "\x00", "9" * 5000,
+                   "-9223372036854775809", "1_000", "+3", "1e3", "0.0", "-1e-9", "2"]
+
+
+def _short(text: str, keep: int = 300) -> str:
+    """Long hostile values (5,000-character names) cut down for the failure message."""
+    return "\n".join(line if len(line) <= keep else line[:keep] + "..." for line in text.split("\n"))
+
+
+# ----------------------------------------------------------------------------- profiles
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return "nan" if v != v else ("inf" if v == math.inf else
+                                     "-inf" if v == -math.inf else repr(v))
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\x00", "\\u0000") \
+            + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f'"{k}" = {_toml_value(x)}' for k, x in v.items()) + "}"
+    return "<not toml>"  # None, bytes, objects: a TOML syntax error
+
+
+def _to_toml(data) -> str:
+    if not isinstance(data, dict):
+        return _toml_value(data)
+    lines = [f'"{k}" = {_toml_value(v)}' for k, v in data.items() if not isinstance(v, dict)]
+    for k, v in data.items():
+        if isinstance(v, dict):
+            lines.append(f'["{k}"]')
+            lines += [f'"{kk}" = {_toml_value(vv)}' for kk, vv in v.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _mutate(rng: random.Random, base: dict):
+    data = copy.deepcopy(base)
+    for _ in range(rng.randint(1, 3)):
+        sections = [k for k, v in data.items() if isinstance(v, dict)] if isinstance(data, dict) \
+            else []
+        target = data[rng.choice(sections)] if sections and rng.random() < 0.7 else data
+        if not isinstance(target, dict):
+            break
+        action = rng.random()
+        keys = list(target)
+        if action < 0.5 and keys:
+            target[rng.choice(keys)] = rng.choice(HOSTILE_VALUES)
+        elif action < 0.7 and keys:
+            del target[rng.choice(keys)]
+        elif action < 0.85:
+            target[rng.choice(["typo", "cores_", "Bits", "", " ", "limits", "ü"])] = \
+                rng.choice(HOSTILE_VALUES)
+        elif action < 0.95 and keys:
+            key = rng.choice(keys)
+            if isinstance(target[key], int) and not isinstance(target[key], bool):
+                target[key] = rng.choice([-target[key], target[key] * 2**40, target[key] + 1,
+                                          target[key] - 1, float(target[key])])
+        else:
+            data = rng.choice(HOSTILE_VALUES)
+    return data
+
+
+def _corrupt_text(rng: random.Random, text: str) -> bytes:
+    raw = text.encode("utf-8")
+    kind = rng.randrange(8)
+    if kind == 0:
+        return raw[: rng.randrange(len(raw) + 1)]
+    if kind == 1:
+        pos = rng.randrange(len(raw) + 1)
+        return raw[:pos] + rng.choice([b"\xff\xfe", b"\xc3", b"\x80", b"\xed\xa0\x80"]) + raw[pos:]
+    if kind == 2:
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(200)))
+    if kind == 3:
+        return rng.choice([b"", b" ", b"\n\n", b"\xef\xbb\xbf", b"[", b"=", b"[limits]\n[limits]\n"])
+    if kind == 4:
+        return raw + raw  # every key twice
+    if kind == 5:
+        lines = raw.split(b"\n")
+        rng.shuffle(lines)
+        return b"\n".join(lines)
+    if kind == 6:
+        return rng.choice([raw.replace(b"=", b":", 1), b"a = " + b"[" * 5000,
+                           b"a = " + b"{b = " * 3000, b"x" * 100_000])
+    return raw.replace(b"]", b"", 1)
+
+
+def _profile_cases(rng, base, folder):
+    """Yield (description, argument for load_profile or a dict for from_dict)."""
+    weird_paths = [folder / "missing.toml", folder / "dir.toml", folder / "noext", "nochip",
+                   "", " ", "loihi2 ", "LOIHI2", "../loihi2", "/dev/null", "/dev/zero",
+                   "/proc/self/status", "/nonexistent/dir/chip.toml", "a\x00b.toml", "x" * 5000,
+                   folder / ("y" * 300 + ".toml"), folder / "link.toml"]
+    (folder / "dir.toml").mkdir()
+    (folder / "noext").write_text("not a profile")
+    (folder / "link.toml").symlink_to(folder / "link.toml")  # a symlink loop
+    for p in weird_paths:
+        yield f"path {str(p)[:40]!r}", p
+    for i in range(N_PROFILES - len(weird_paths)):
+        data = _mutate(rng, base)
+        if i % 3 == 0:
+            yield "dict", data
+            continue
+        text = _to_toml(data)
+        raw = _corrupt_text(rng, text) if i % 3 == 2 else text.encode("utf-8", "surrogatepass")
+        path = folder / f"p{i}.toml"
+        path.write_bytes(raw)
+        yield f"file p{i}.toml", path
+
+
+def test_fuzz_profiles(tmp_path, capsys):
+    """Every hostile profile (mutated dicts, TOML text corrupted in any way, paths that are not
+    profile files) either loads as a valid profile or raises :class:`ProfileError` with a
+    message; never any other exception."""
+    rng = random.Random(SEED)
+    base = load_profile("loihi2").to_dict()
+    count, accepted, tracebacks = 0, 0, []
+    for what, case in _profile_cases(rng, base, tmp_path):
+        count += 1
+        try:
+            prof = HardwareProfile.from_dict(case, "fuzz") if what == "dict" \
+                else load_profile(case)
+        except ProfileError as exc:
+            assert str(exc).strip(), what
+            continue
+        except Exception:  # noqa: BLE001 - the point of the test
+            tracebacks.append(f"{what}: {_short(traceback.format_exc(limit=3))}")
+            continue
+        accepted += 1
+        assert isinstance(prof, HardwareProfile)
+        assert HardwareProfile.from_dict(prof.to_dict()) == prof
+    with capsys.disabled():
+        print(f"\nfuzz profiles: {count} inputs, {accepted} accepted, "
+              f"{count - accepted - len(tracebacks)} ProfileError, {len(tracebacks)} tracebacks")
+    assert count >= N_PROFILES
+    assert not tracebacks, "\n".join(tracebacks[:5])
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+def _idx(dims, body=None, magic=b"\x00\x00\x08"):
+    head = magic + bytes([len(dims)]) + struct.pack(f">{len(dims)}I", *dims)
+    n = math.prod(dims) if dims else 1
+    return head + (body if body is not None else bytes(n))
+
+
+def _data_dirs(root):
+    """Folders that look like MNIST data but are not usable."""
+    img, lab = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
+    cases = {
+        "empty": {},
+        "only-images": {img: _idx((10, 28, 28))},
+        "bad-magic": {img: b"\x01\x02\x03\x04" * 10, lab: b"\xff" * 10},
+        "truncated": {img: _idx((10000, 28, 28), b"\x00" * 100), lab: _idx((10000,))},
+        "short-header": {img: b"\x00\x00\x08\xff\x00\x00", lab: b"\x00\x00\x08"},
+        "zero-dims": {img: _idx(()), lab: _idx(())},
+        "huge-dims": {img: _idx((2**32 - 1, 2**32 - 1, 2**32 - 1), b""), lab: _idx((5,))},
+        "too-few": {img: _idx((100, 28, 28)), lab: _idx((100,))},
+        "mismatch": {img: _idx((10000, 28, 28)), lab: _idx((9999,))},
+        "wrong-rank": {img: _idx((10000, 784)), lab: _idx((10000, 1))},
+        "gz-garbage": {img + ".gz": b"not gzip at all", lab + ".gz": b"\x1f\x8b\x08garbage"},
+        "gz-truncated": {img + ".gz": gzip.compress(_idx((10000, 28, 28)))[:50],
+                         lab + ".gz": gzip.compress(_idx((10000,)))},
+        "dir-named-file": {img: None, lab: None},
+    }
+    dirs = {}
+    root.mkdir()
+    for name, files in cases.items():
+        d = root / name
+        d.mkdir()
+        for fname, raw in files.items():
+            if raw is None:
+                (d / fname).mkdir()
+            else:
+                (d / fname).write_bytes(raw)
+        dirs[name] = str(d)
+    return dirs
+
+
+POSITIVE = ["--hidden", "--steps", "--cores", "--max-synapses", "--max-fan-in", "--epochs",
+            "--batch-size", "--channels", "--kernels", "--strides", "--pools"]
+FLOATS = ["--input-gain", "--connectivity", "--lr", "--alpha", "--target-sparsity"]
+INTS = ["--seed", "--lava-samples"]
+CHOICES = {"--dataset": ["digits", "mnist", "cifar", ""], "--encoding": ["current", "rate", "x"],
+           "--model": ["mlp", "conv", "cnn"]}
+DEVICES = ["cpu", "cuda", "cuda:7", "cuda:-1", "foo", "", "cpu:0", "meta", "mps", "xla", "CPU",
+           "cpu:99", "cuda:abc"]
+UNKNOWN = ["--frobnicate", "-x", "--", "positional", "--hidden=", "--out=", "-", "--Profile",
+           "--list-profiles=yes", "---steps"]
+
+
+def _argv_cases(rng, root, profiles, dirs):
+    not_dir = root / "file"
+    not_dir.write_text("x")
+    outs = [str(not_dir), str(not_dir / "sub"), "/dev/null", "/dev/null/x", "/proc/rewire",
+            "/proc/self/x", "/sys/rewire", "", "\x00", str(root / ("z" * 300)),
+            str(root / "a" / ("b" * 300) / "c"), "/", str(root / "ok")]
+    data_dirs = list(dirs.values()) + ["/nonexistent", str(not_dir), "", "\x00", "/dev/null"]
+    for _ in range(N_ARGV):
+        argv = ["--out", str(root / "out"), "--no-progress", "--lava-samples", "0"]
+        for _ in range(rng.randint(1, 4)):
+            kind = rng.random()
+            if kind < 0.3:
+                flag = rng.choice(POSITIVE)
+                vals = [rng.choice(HOSTILE_NUMBERS + ["1", "3", "64", "100000", "2000000"])
+                        for _ in range(rng.randint(0, 3))]
+                argv += [flag, *vals]
+            elif kind < 0.45:
+                argv += [rng.choice(FLOATS), rng.choice(HOSTILE_NUMBERS + ["0.5", "1"])]
+            elif kind < 0.52:
+                argv += [rng.choice(INTS), rng.choice(HOSTILE_NUMBERS + [str(2**64), "-5"])]
+            elif kind < 0.58:
+                flag = rng.choice(list(CHOICES))
+                argv += [flag, rng.choice(CHOICES[flag])]
+            elif kind < 0.68:
+                argv += ["--profile", rng.choice(profiles)]
+            elif kind < 0.76:
+                argv += ["--out", rng.choice(outs)]
+            elif kind < 0.84:
+                argv += ["--dataset", "mnist"] + (["--data-dir", rng.choice(data_dirs)]
+                                                  if rng.random() < 0.9 else [])
+            elif kind < 0.9:
+                argv += ["--device", rng.choice(DEVICES)]
+            elif kind < 0.95:
+                argv += [rng.choice(UNKNOWN)]
+            elif kind < 0.98:
+                argv += ["--show-profile", rng.choice(profiles)]
+            else:
+                argv += [rng.choice(["--list-profiles", "--help", "--epochs"])]
+        yield argv
+
+
+class _Reached(Exception):
+    pass
+
+
+def test_fuzz_cli(tmp_path, monkeypatch, capsys):
+    """Every hostile argument list given to ``main(argv)`` ends in ``SystemExit`` (argparse,
+    code 2; 0 for --help) or exit code 2 with an ``error: ...`` line, before anything is
+    written; one that passes validation reaches the (stubbed) run, whose first steps (seeding,
+    opening the device) must then work. Never any other exception."""
+    rng = random.Random(SEED + 1)
+    base = load_profile("loihi2").to_dict()
+    pdir = tmp_path / "profiles"
+    pdir.mkdir()
+    profiles = ["loihi2", "nochip", "", str(pdir / "missing.toml"), "/dev/null", "a\x00b"]
+    for i in range(12):
+        path = pdir / f"bad{i}.toml"
+        path.write_bytes(_corrupt_text(rng, _to_toml(_mutate(rng, base))))
+        profiles.append(str(path))
+    dirs = _data_dirs(tmp_path / "data")
+    digits = data_module.load_split("digits")
+    real_load = pipeline.load_split
+    monkeypatch.setattr(pipeline, "load_split",
+                        lambda name, data_dir=None: digits if name == "digits"
+                        else real_load(name, data_dir))
+
+    reached = []
+
+    def stub_run(prep, log=print):
+        """What ``run`` does first with the validated options, then stop (no training)."""
+        cfg = prep.spec.train
+        torch.Generator(device=torch.device(cfg.device)).manual_seed(cfg.seed)
+        torch.Generator().manual_seed(cfg.seed)
+        created = prep.out
+        while not created.parent.exists():
+            created = created.parent
+        existed = created.exists()
+        prep.out.mkdir(parents=True, exist_ok=True)
+        tempfile.mkdtemp(prefix=".staging-", dir=prep.out)
+        if not existed:
+            shutil.rmtree(created)
+        else:
+            for d in prep.out.glob(".staging-*"):
+                d.rmdir()
+        reached.append(prep)
+        raise _Reached
+
+    monkeypatch.setattr(pipeline, "run", stub_run)
+    count, tracebacks, outcomes = 0, [], {"argparse": 0, "error": 0, "ok": 0, "reached": 0}
+    for argv in _argv_cases(rng, tmp_path, profiles, dirs):
+        count += 1
+        err = io.StringIO()
+        out_dir = tmp_path / "out"
+        try:
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                code = cli.main(argv)
+        except SystemExit as exc:
+            assert exc.code in (0, 2), argv
+            assert exc.code == 0 or "error:" in err.getvalue(), argv
+            outcomes["argparse"] += 1
+        except _Reached:
+            outcomes["reached"] += 1
+        except Exception:  # noqa: BLE001 - the point of the test
+            tracebacks.append(f"{_short(repr(argv))}: {_short(traceback.format_exc(limit=4))}")
+        else:
+            if code == 2:
+                assert err.getvalue().startswith("error: ") and len(err.getvalue()) > 8, argv
+                outcomes["error"] += 1
+            else:
+                assert code == 0, argv
+                outcomes["ok"] += 1
+        assert not out_dir.exists(), f"{argv!r} wrote {out_dir} before training"
+    with capsys.disabled():
+        print(f"\nfuzz CLI: {count} argument lists: {outcomes['argparse']} argparse exits, "
+              f"{outcomes['error']} 'error:' exit 2, {outcomes['ok']} listings, "
+              f"{outcomes['reached']} passed validation (stubbed run), "
+              f"{len(tracebacks)} tracebacks")
+    assert count >= N_ARGV
+    assert not tracebacks, f"{len(tracebacks)} tracebacks, e.g.\n" + "\n".join(tracebacks[:6])
