@@ -81,15 +81,73 @@ class Prepared:
 
 
 def _check_out_dir(out: str) -> Path:
+    """The output folder, once it is certain that it can be created and written.
+
+    Raises:
+        ValueError: it is a file, lies under a file, or its nearest existing folder does not
+            take a new file (read-only, /proc, permissions); a probe file is created there and
+            removed at once.
+    """
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise ValueError(f"--out {out}: exists and is not a directory")
     probe = path
     while not probe.exists():
         probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        raise ValueError(f"--out {out}: {probe} is not writable")
+    if not probe.is_dir():
+        raise ValueError(f"--out {out}: {probe} is not a directory, so no folder can be "
+                         f"created under it")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--out {out}: cannot write in {probe} ({exc.strerror or exc}); "
+                         f"choose another folder") from None
     return path
+
+
+def _check_seed_and_device(config: TrainConfig) -> None:
+    """Refuse a seed or a torch device that training could not use.
+
+    Raises:
+        ValueError: the seed is outside ``[0, 2**32)``, the device string is not a torch
+            device, not ``cpu``/``cuda[:N]``, or names a CUDA device this machine lacks.
+    """
+    if not isinstance(config.seed, int) or not 0 <= config.seed < 2**32:
+        raise ValueError(f"--seed must be an integer in [0, 2**32), got {config.seed!r}")
+    try:
+        device = torch.device(config.device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"--device {config.device!r}: not a torch device ({exc}); use cpu "
+                         f"or cuda[:N]") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {config.device!r}: rewire trains on cpu or cuda[:N] only")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {config.device}: CUDA is not available here; use cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device {config.device}: this machine has "
+                         f"{torch.cuda.device_count()} CUDA device(s)")
+
+
+def _check_trainable(sizes: tuple[int, ...]) -> None:
+    """Refuse a dense network whose training state cannot fit this machine's memory.
+
+    GradR keeps, per synapse, ``theta``, its gradient and Adam's two moments in float32
+    (16 bytes) before any pruning.
+
+    Raises:
+        ValueError: more than the machine's physical memory would be needed.
+    """
+    dense = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return
+    if 16 * dense > memory:
+        raise ValueError(f"--hidden {list(sizes[1:-1])}: the dense network {list(sizes)} has "
+                         f"{dense:,} synapses, {16 * dense / 2**30:.1f} GiB of training state "
+                         f"(float32 theta, gradient, Adam moments), more than this machine's "
+                         f"{memory / 2**30:.1f} GiB; shrink --hidden")
 
 
 def prepare(spec: JobSpec) -> Prepared:
@@ -110,10 +168,12 @@ def prepare(spec: JobSpec) -> Prepared:
         raise ValueError(f"--steps must be >= 1, got {spec.steps}")
     if any(h < 1 for h in spec.hidden):
         raise ValueError(f"--hidden sizes must be >= 1, got {list(spec.hidden)}")
-    if spec.train.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {spec.train.device}: CUDA is not available here; use cpu")
+    _check_seed_and_device(spec.train)
+    # the initial weights follow --seed too: the same seed gives the same files
+    torch.manual_seed(spec.train.seed)
     split = load_split(spec.dataset, spec.data_dir)
     sizes = (split.num_features, *spec.hidden, split.num_classes)
+    _check_trainable(sizes)
     mapping.check_network(profile, sizes, spec.cores)  # what no pruning can fix, before training
     model = SpikingMLP(sizes, steps=spec.steps, encoding=spec.encoding,
                        input_gain=spec.input_gain)
