@@ -9,12 +9,17 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from rewire.compile.mapping import (OUTPUT_CORE, LayerConnectivity, MappingError, check_network,
                                     map_layers, write_json, write_png)
 from rewire.compile.quantize import CompileError
+from rewire.training.budget import make_budget
+from rewire.training.data import Split
+from rewire.training.model import SpikingMLP
+from rewire.training.train import TrainConfig
 from rewire.export.__main__ import main
-from rewire.export.pipeline import export_formats
+from rewire.export.pipeline import JobSpec, Prepared, export_formats, run
 from rewire.hw_profiles.profile import PROFILE_DIR, load_profile
 
 
@@ -152,10 +157,9 @@ def test_structural_check_ignores_what_pruning_fixes(loihi2):
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["--profile", "xylo"], "neuron model 'cuba_bitshift'"),
-    (["--profile", "speck"], "neuron model 'iaf'"),
+    (["--profile", "xylo"], "accepts 16 input channels (limits.max_inputs; over by 48)"),
     (["--profile", "loihi2", "--cores", "1", "--hidden", "9000"], "layer fc1 needs 2 cores"),
-    (["--profile", "SIXTEEN_INPUTS"], "accepts 16 input channels (limits.max_inputs; over by 48)"),
+    (["--profile", "SIXTEEN_INPUTS"], "'loihi2' accepts 16 input channels"),
 ])
 def test_cli_refuses_before_any_work(tmp_path, capsys, argv, needle):
     """Exit code 2, the message, and no output folder: nothing was trained or written."""
@@ -188,3 +192,37 @@ def test_export_formats_say_what_was_skipped_and_why():
     assert info["chip"] == ["onnx", "nir"] and info["written"] == ["onnx"]
     assert "not a format of loihi" in info["skipped"]["netx"]
     assert "no writer" in info["skipped"]["nir"]
+
+
+def test_uncompiled_chip_refuses_a_conv_net_before_training(tmp_path):
+    speck = load_profile("speck")
+    prep = Prepared(JobSpec(profile="speck", out=str(tmp_path / "o")), speck, None,
+                    torch.nn.Conv2d(1, 1, 3), None, tmp_path / "o")
+    with pytest.raises(CompileError, match="neuron model 'iaf' has no fixed-point compiler"):
+        run(prep, log=lambda _: None)
+    assert not (tmp_path / "o").exists()
+
+
+def test_xylo_run_on_a_network_that_fits_trains_maps_and_reports(tmp_path):
+    """A 16-input, 4-class task fits Xylo: the job trains, maps the float network onto the core
+    and the readout neurons, writes cores.json/png and a report that says why nothing was
+    compiled (Xylo's bit-shift neurons) and which formats were skipped."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(256, 16, generator=gen)
+    y = (x[:, :4].argmax(1)).long()
+    split = Split("toy16", x[:192], y[:192], x[192:], y[192:], max_value=16, num_classes=4)
+    xylo = load_profile("xylo")
+    sizes = (16, 24, 4)
+    spec = JobSpec(profile="xylo", out=str(tmp_path / "out"), hidden=(24,), steps=4,
+                   train=TrainConfig(epochs=1, batch_size=64, progress=False))
+    prep = Prepared(spec, xylo, split, SpikingMLP(sizes, steps=4),
+                    make_budget(xylo, sizes, connectivity=0.5), tmp_path / "out")
+    report = run(prep, log=lambda _: None)
+    assert report["result"]["quantized_accuracy"] is None
+    assert "cuba_bitshift" in report["result"]["not_compiled"]
+    assert report["result"]["cores"] == 1 and report["formats"]["written"] == []
+    assert set(report["formats"]["skipped"]) == {"netx", "onnx", "nir"}
+    cores = json.loads((tmp_path / "out" / "cores.json").read_text())
+    assert [c["core"] for c in cores["cores"]] == [0, "output"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "cores.json", "cores.png", "report.json"]

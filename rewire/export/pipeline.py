@@ -25,7 +25,7 @@ from rewire.compile.network import CompiledNetwork
 from rewire.compile.quantize import CompileError, compile_network
 from rewire.export import netx, onnx_step
 from rewire.export.atomic import write_text
-from rewire.export.report import build_report, format_report, to_json
+from rewire.export.report import build_float_report, build_report, format_report, to_json
 from rewire.hw_profiles.profile import KNOWN_FORMATS, HardwareProfile, load_profile
 from rewire.training.budget import SynapseBudget, make_budget
 from rewire.training.data import Split, load_split
@@ -158,12 +158,6 @@ def prepare(spec: JobSpec) -> Prepared:
     """
     profile = load_profile(spec.profile)
     out = _check_out_dir(spec.out)
-    if profile.neuron.model != "cuba":
-        raise CompileError(
-            f"profile {profile.name!r}: its neuron model {profile.neuron.model!r} has no "
-            f"fixed-point compiler in rewire (only 'cuba': loihi2, loihi); its budgets and core "
-            f"mapping are available from Python (rewire.training.budget.make_budget, "
-            f"rewire.compile.mapping.map_layers)")
     if spec.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {spec.steps}")
     if any(h < 1 for h in spec.hidden):
@@ -229,13 +223,60 @@ def export_formats(profile: HardwareProfile, staged: dict) -> dict:
     return {"chip": list(profile.formats), "written": written, "skipped": skipped}
 
 
+def run_uncompiled(prep: Prepared, result, t0: float, log=print) -> dict:
+    """The end of the main job on a chip whose neurons rewire cannot compile (``neuron.model``
+    other than ``cuba``: speck, xylo, truenorth): the trained network's synapses are mapped onto
+    the chip's cores and reported; no fixed-point file is written, and the report says why.
+
+    Raises:
+        MappingError: the trained network does not fit the cores (before any file is written).
+    """
+    profile, spec, t1 = prep.profile, prep.spec, time.perf_counter()
+    layers = [mapping.LayerConnectivity.from_mask(f"fc{k + 1}", lin.weight.detach().cpu().numpy())
+              for k, lin in enumerate(prep.model.linears)]
+    cores = mapping.map_layers(layers, profile, spec.cores)
+    reason = (f"neuron model {profile.neuron.model!r} of {profile.name} has no fixed-point "
+              f"compiler in rewire (only 'cuba')")
+    prep.out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=prep.out))
+    try:
+        staged = {"cores_json": mapping.write_json(cores, staging / "cores.json"),
+                  "cores_png": mapping.write_png(cores, staging / "cores.png")}
+        files = {k: str(prep.out / v.name) for k, v in staged.items()}
+        files["report"] = str(prep.out / "report.json")
+        t2 = time.perf_counter()
+        timings = {"train_s": t1 - t0, "compile_s": 0.0, "export_s": t2 - t1,
+                   "total_s": t2 - t0}
+        report = build_float_report(profile, tuple(prep.model.sizes), spec.steps, spec.encoding,
+                                    cores, prep.budget, result, files, timings, reason,
+                                    dataset=prep.split.name, config=spec)
+        formats = export_formats(profile, staged)
+        formats["skipped"].update({f: f"needs a compiled network: {reason}"
+                                   for f in profile.formats})
+        report["formats"] = formats
+        staged["report"] = write_text(staging / "report.json", to_json(report))
+        for path in staged.values():
+            os.replace(path, prep.out / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log(format_report(report))
+    return report
+
+
 def run(prep: Prepared, log=print) -> dict:
     """Train, compile, export and report. Returns the report dict (also in report.json)."""
     spec, t0 = prep.spec, time.perf_counter()
+    if prep.profile.neuron.model != "cuba" and not isinstance(prep.model, SpikingMLP):
+        raise CompileError(
+            f"profile {prep.profile.name!r}: its neuron model {prep.profile.neuron.model!r} has "
+            f"no fixed-point compiler in rewire (only 'cuba': loihi2, loihi), and the float-only "
+            f"path (train, map cores, report) takes fully connected networks only")
     log(f"rewire {__version__}: {prep.split.name} {prep.model.sizes} T={spec.steps} "
         f"on {prep.profile.name}; budget {prep.budget.max_synapses} synapses "
         f"({prep.budget.connectivity:.2%}, {prep.budget.source})")
     result = train(prep.model, prep.split, prep.budget, spec.train)
+    if prep.profile.neuron.model != "cuba":
+        return run_uncompiled(prep, result, t0, log)
     t1 = time.perf_counter()
     net = compile_network(prep.model.cpu(), prep.profile, prep.split.max_value, spec.cores,
                           calibration=prep.split.x_train.numpy())

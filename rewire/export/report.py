@@ -19,20 +19,9 @@ def build_report(net: CompiledNetwork, budget: SynapseBudget, result: TrainResul
     """Assemble the report dict (JSON-ready). Accuracies are fractions in [0, 1]."""
     prof = net.profile
     return {
-        "report_version": REPORT_VERSION,
-        "rewire_version": __version__,
-        "profile": prof.name,
-        "dataset": dataset,
-        "network": {"sizes": list(net.sizes), "steps": net.steps, "encoding": net.encoding,
-                    "neurons": net.neurons, "total_synapses": net.total_synapses},
-        "budget": {"max_synapses": budget.max_synapses, "max_fan_in": budget.max_fan_in,
-                   "connectivity": budget.connectivity, "source": budget.source},
-        "gradr": {"synapses": result.gradr_synapses,
-                  "connectivity": result.gradr_synapses / budget.total_synapses,
-                  "accuracy": result.gradr_accuracy,
-                  "met_budget": result.projected_away == 0},
-        "projection": {"removed_synapses": result.projected_away,
-                       "accuracy_cost": result.gradr_accuracy - result.accuracy},
+        **_header(prof, dataset, net.sizes, net.steps, net.encoding, net.neurons,
+                  net.total_synapses),
+        **_training(budget, result),
         "result": {"synapses": net.synapses, "connectivity": net.synapses / net.total_synapses,
                    "max_fan_in": max(l.max_fan_in for l in net.layers),
                    "neurons": net.neurons, "cores": net.mapping.cores,
@@ -48,15 +37,63 @@ def build_report(net: CompiledNetwork, budget: SynapseBudget, result: TrainResul
                     "scale_limited_by": l.scale_limited_by,
                     "weight_range": [int(l.weight_int.min()), int(l.weight_int.max())]}
                    for l in net.layers],
-        "profile_limits": dataclasses.asdict(prof.limits),
-        "lava_check": lava,
-        "files": files,
-        "timings": timings,
-        "history": result.history,
-        "config": {"epochs": config.train.epochs, "batch_size": config.train.batch_size,
-                   "lr": config.train.lr, "alpha0": config.train.alpha,
-                   "target_sparsity": config.train.sparsity, "seed": config.train.seed,
-                   "input_gain": config.input_gain},
+        **_footer(prof, lava, files, timings, result, config),
+    }
+
+
+def _header(prof, dataset, sizes, steps, encoding, neurons, total_synapses) -> dict:
+    return {"report_version": REPORT_VERSION, "rewire_version": __version__,
+            "profile": prof.name, "dataset": dataset,
+            "network": {"sizes": list(sizes), "steps": steps, "encoding": encoding,
+                        "neurons": neurons, "total_synapses": total_synapses}}
+
+
+def _training(budget: SynapseBudget, result: TrainResult) -> dict:
+    return {"budget": {"max_synapses": budget.max_synapses, "max_fan_in": budget.max_fan_in,
+                       "connectivity": budget.connectivity, "source": budget.source},
+            "gradr": {"synapses": result.gradr_synapses,
+                      "connectivity": result.gradr_synapses / budget.total_synapses,
+                      "accuracy": result.gradr_accuracy,
+                      "met_budget": result.projected_away == 0},
+            "projection": {"removed_synapses": result.projected_away,
+                           "accuracy_cost": result.gradr_accuracy - result.accuracy}}
+
+
+def _footer(prof, lava, files, timings, result, config) -> dict:
+    return {"profile_limits": dataclasses.asdict(prof.limits), "lava_check": lava,
+            "files": files, "timings": timings, "history": result.history,
+            "config": {"epochs": config.train.epochs, "batch_size": config.train.batch_size,
+                       "lr": config.train.lr, "alpha0": config.train.alpha,
+                       "target_sparsity": config.train.sparsity, "seed": config.train.seed,
+                       "input_gain": config.input_gain}}
+
+
+def build_float_report(profile, sizes: tuple, steps: int, encoding: str, cores, budget,
+                       result: TrainResult, files: dict, timings: dict, reason: str,
+                       dataset: str, config) -> dict:
+    """The report of a run that trained and mapped a network but compiled nothing (the chip's
+    neuron model has no fixed-point compiler in rewire): same layout as :func:`build_report`,
+    with ``quantized_accuracy`` ``None`` and the per-layer fixed-point fields left out.
+
+    Args:
+        cores: the :class:`rewire.compile.mapping.CoreMapping` of the trained float network.
+        reason: why nothing was compiled (shown for the quantized accuracy and Lava check).
+    """
+    neurons, synapses = sum(cores.neurons_per_layer), sum(cores.synapses_per_layer)
+    total = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return {
+        **_header(profile, dataset, sizes, steps, encoding, neurons, total),
+        **_training(budget, result),
+        "result": {"synapses": synapses, "connectivity": synapses / total,
+                   "max_fan_in": result.max_fan_in, "neurons": neurons, "cores": cores.cores,
+                   "cores_per_layer": list(cores.cores_per_layer),
+                   "mapping_algorithm": cores.algorithm, "float_accuracy": result.accuracy,
+                   "quantized_accuracy": None, "quantization_drop": None,
+                   "not_compiled": reason, "within_budget": synapses <= budget.max_synapses},
+        "layers": [{"name": n, "shape": [k, n_in], "synapses": int(s)} for n, k, n_in, s in
+                   zip(cores.layer_names, cores.neurons_per_layer, sizes[:-1],
+                       cores.synapses_per_layer)],
+        **_footer(profile, {"skipped": reason}, files, timings, result, config),
     }
 
 
@@ -83,7 +120,9 @@ def format_report(report: dict) -> str:
         ("neurons", f"{r['neurons']}"),
         ("cores used", f"{r['cores']} of {lim['cores']} {r['cores_per_layer']}"),
         ("float accuracy", f"{r['float_accuracy']:.2%}"),
-        ("quantized accuracy", f"{r['quantized_accuracy']:.2%} (integer chip model; "
+        ("quantized accuracy", f"skipped: {r.get('not_compiled')}"
+                               if r["quantized_accuracy"] is None else
+                               f"{r['quantized_accuracy']:.2%} (integer chip model; "
                                f"drop {100 * r['quantization_drop']:+.2f} points)"),
     ]
     lava = report["lava_check"]
