@@ -98,7 +98,7 @@ def test_every_neuron_placed_once_and_no_core_over_a_limit(masks, prof):
 def test_neuron_bound_packing_is_optimal(sizes, cap, share):
     """Property: with only the neuron limit binding, the cores used are the optimum,
     ceil(all neurons / cap) when layers may share cores, else the sum of ceil(layer / cap)."""
-    prof = chip(neurons_per_core=cap, layers_per_core=0 if share else 1)
+    prof = chip(neurons_per_core=cap, layers_per_core=0 if share else 1, cores=256)  # >= 4 * 60
     layers = [LayerConnectivity.dense(f"fc{k + 1}", n, 3) for k, n in enumerate(sizes)]
     m = map_layers(layers, prof)
     best = math.ceil(sum(sizes) / cap) if share else sum(math.ceil(n / cap) for n in sizes)
