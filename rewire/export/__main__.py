@@ -6,6 +6,8 @@ Examples::
     python -m rewire.export --profile my_chip.toml --max-synapses 2000 --out build/
     python -m rewire.export --dataset mnist --data-dir ../shared/datasets/mnist --hidden 800 \\
         --steps 8 --epochs 30 --connectivity 0.02
+    python -m rewire.export --dataset mnist --data-dir ../shared/datasets/mnist --model conv \
+        --channels 8 16 --kernels 5 3 --strides 2 1 --pools 1 2 --steps 8 --epochs 15
     python -m rewire.export --list-profiles
     python -m rewire.export --show-profile loihi2
 
@@ -61,8 +63,19 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--dataset", choices=DATASETS, default="digits",
                    help="digits (embedded, default) or mnist (needs --data-dir)")
     d.add_argument("--data-dir", help="folder with the MNIST IDX files")
+    d.add_argument("--model", choices=("mlp", "conv"), default="mlp",
+                   help="mlp: fully connected (--hidden); conv: Conv2d + sum-pooling stages "
+                        "then a Linear readout (--channels/--kernels/--strides/--pools)")
     d.add_argument("--hidden", type=_positive_int, nargs="+", default=[256],
-                   help="hidden layer sizes (default 256)")
+                   help="hidden layer sizes of the mlp (default 256)")
+    d.add_argument("--channels", type=_positive_int, nargs="+", default=[8, 16],
+                   help="conv: output channels of each conv stage (default 8 16)")
+    d.add_argument("--kernels", type=_positive_int, nargs="+", default=[5, 3],
+                   help="conv: kernel size of each stage, padding kernel//2 (default 5 3)")
+    d.add_argument("--strides", type=_positive_int, nargs="+", default=[2, 1],
+                   help="conv: stride of each stage (default 2 1)")
+    d.add_argument("--pools", type=_positive_int, nargs="+", default=[1, 2],
+                   help="conv: sum-pooling window after each stage, 1 = none (default 1 2)")
     d.add_argument("--steps", type=_positive_int, default=16, help="time steps T (default 16)")
     d.add_argument("--encoding", choices=ENCODINGS, default="current",
                    help="input encoding: constant current (graded spikes on chip) or rate")
@@ -107,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
 
         spec = JobSpec(
             profile=args.profile, out=args.out, dataset=args.dataset, data_dir=args.data_dir,
-            hidden=tuple(args.hidden), steps=args.steps, encoding=args.encoding,
+            model=args.model, hidden=tuple(args.hidden), channels=tuple(args.channels),
+            kernels=tuple(args.kernels), strides=tuple(args.strides), pools=tuple(args.pools),
+            steps=args.steps, encoding=args.encoding,
             input_gain=args.input_gain, cores=args.cores, max_synapses=args.max_synapses,
             connectivity=args.connectivity, max_fan_in=args.max_fan_in,
             train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,

@@ -9,6 +9,7 @@ lists for its chip are written; the report says which were skipped and why.
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import tempfile
@@ -27,10 +28,15 @@ from rewire.export import netx, onnx_step
 from rewire.export.atomic import write_text
 from rewire.export.report import build_float_report, build_report, format_report, to_json
 from rewire.hw_profiles.profile import KNOWN_FORMATS, HardwareProfile, load_profile
-from rewire.training.budget import SynapseBudget, make_budget
+from rewire.training.budget import SynapseBudget, make_budget, model_budget
+from rewire.training.conv import SpikingConvNet, image_shape
 from rewire.training.data import Split, load_split
+from rewire.training.gradr import apply_gradr
 from rewire.training.model import SpikingMLP
 from rewire.training.train import TrainConfig, encoded_batches, train
+
+
+MODELS = ("mlp", "conv")
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,11 @@ class JobSpec:
         profile: shipped profile name or TOML path.
         out: output folder.
         dataset, data_dir: data set (``digits`` needs no folder).
-        hidden: hidden layer sizes.
+        model: ``"mlp"`` (:class:`SpikingMLP`) or ``"conv"``
+            (:class:`rewire.training.conv.SpikingConvNet` on the square image).
+        hidden: hidden layer sizes (``mlp``).
+        channels, kernels, strides, pools: conv stages (``conv``): output channels, kernel
+            size, stride and sum-pooling window of each (padding ``kernel // 2``).
         steps: time steps ``T``.
         encoding: ``current`` or ``rate``.
         input_gain: constant-current gain.
@@ -56,7 +66,12 @@ class JobSpec:
     out: str = "build"
     dataset: str = "digits"
     data_dir: str | None = None
+    model: str = "mlp"
     hidden: tuple[int, ...] = (256,)
+    channels: tuple[int, ...] = (8, 16)
+    kernels: tuple[int, ...] = (5, 3)
+    strides: tuple[int, ...] = (2, 1)
+    pools: tuple[int, ...] = (1, 2)
     steps: int = 16
     encoding: str = "current"
     input_gain: float = 4.0
@@ -75,7 +90,7 @@ class Prepared:
     spec: JobSpec
     profile: HardwareProfile
     split: Split
-    model: SpikingMLP
+    model: SpikingMLP | SpikingConvNet
     budget: SynapseBudget
     out: Path
 
@@ -163,9 +178,21 @@ def prepare(spec: JobSpec) -> Prepared:
     if any(h < 1 for h in spec.hidden):
         raise ValueError(f"--hidden sizes must be >= 1, got {list(spec.hidden)}")
     _check_seed_and_device(spec.train)
+    if spec.model not in MODELS:
+        raise ValueError(f"--model must be one of {MODELS}, got {spec.model!r}")
     # the initial weights follow --seed too: the same seed gives the same files
     torch.manual_seed(spec.train.seed)
     split = load_split(spec.dataset, spec.data_dir)
+    if spec.model == "conv":
+        model = SpikingConvNet(image_shape(split.num_features), channels=spec.channels,
+                               kernels=spec.kernels, strides=spec.strides, pools=spec.pools,
+                               classes=split.num_classes, steps=spec.steps,
+                               encoding=spec.encoding, input_gain=spec.input_gain)
+        probe = copy.deepcopy(model)
+        apply_gradr(probe)  # model_budget counts GradR layers; train() parametrizes the model
+        budget = model_budget(probe, profile, cores=spec.cores, max_synapses=spec.max_synapses,
+                              connectivity=spec.connectivity, max_fan_in=spec.max_fan_in)
+        return Prepared(spec, profile, split, model, budget, out)
     sizes = (split.num_features, *spec.hidden, split.num_classes)
     _check_trainable(sizes)
     mapping.check_network(profile, sizes, spec.cores)  # what no pruning can fix, before training
@@ -274,6 +301,10 @@ def run(prep: Prepared, log=print) -> dict:
     log(f"rewire {__version__}: {prep.split.name} {prep.model.sizes} T={spec.steps} "
         f"on {prep.profile.name}; budget {prep.budget.max_synapses} synapses "
         f"({prep.budget.connectivity:.2%}, {prep.budget.source})")
+    if isinstance(prep.model, SpikingConvNet):  # a silent conv layer would not learn
+        torch.manual_seed(spec.train.seed)
+        rates = prep.model.init_rates(prep.split.x_train[:128])
+        log(f"conv init: firing rates {', '.join(f'{r:.2f}' for r in rates)} per step")
     result = train(prep.model, prep.split, prep.budget, spec.train)
     if prep.profile.neuron.model != "cuba":
         return run_uncompiled(prep, result, t0, log)
@@ -291,7 +322,9 @@ def run(prep: Prepared, log=print) -> dict:
         staged = {}
         if "netx" in prep.profile.formats:
             staged["netx"] = netx.write(net, staging / "model.net")
-        if "onnx" in prep.profile.formats:
+        if "onnx" in prep.profile.formats and spec.model == "conv":
+            log("onnx: skipped, the per-step ONNX exporter writes dense layers only")
+        elif "onnx" in prep.profile.formats:
             staged["onnx"] = onnx_step.write(net, staging / "model_step.onnx")
         staged["cores_json"] = mapping.write_json(net.mapping, staging / "cores.json")
         staged["cores_png"] = mapping.write_png(net.mapping, staging / "cores.png")

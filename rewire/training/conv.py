@@ -176,15 +176,15 @@ class SpikingConvNet(nn.Module):
                 layers.append(SumPool2d(c, q, pool_weight))
             c_in = c
         shapes = [input_shape]
-        with torch.no_grad():
-            x = torch.zeros(1, *input_shape)
-            for layer in layers:
-                x = layer(x)
-                if x.numel() == 0:
-                    raise ValueError(f"layer {len(shapes)} ({type(layer).__name__}) gets a "
-                                     f"{tuple(shapes[-1])} input and would output nothing; "
-                                     f"use a smaller kernel/stride/pool or a larger input")
-                shapes.append(tuple(x.shape[1:]))
+        for layer in layers:  # torch's output size: floor((n + 2 p - k) / s) + 1
+            c, h, w = shapes[-1]
+            k, (s, p) = layer.weight.shape[-1], (layer.stride[0], layer.padding[0])
+            h_out, w_out = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+            if min(h_out, w_out) < 1:
+                raise ValueError(f"layer {len(shapes)} ({type(layer).__name__}, kernel {k}) "
+                                 f"gets a {shapes[-1]} input and would output nothing; use a "
+                                 f"smaller kernel/stride/pool or a larger input")
+            shapes.append((layer.weight.shape[0], h_out, w_out))
         layers.append(nn.Linear(math.prod(shapes[-1]), classes, bias=False))
         shapes.append((classes,))
         self.layers = nn.ModuleList(layers)
@@ -221,6 +221,51 @@ class SpikingConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.run_encoded(self.encode(x, generator))
+
+    def layer_rates(self, x: torch.Tensor) -> list[float]:
+        """Mean firing rate (spikes per neuron per step) of every layer on input ``(B, C*H*W)``."""
+        states, totals = [None] * len(self.layers), [0.0] * len(self.layers)
+        with torch.no_grad():
+            for x_t in self.encode(x):
+                z = x_t.reshape(x_t.shape[0], *self.input_shape)
+                for k, (layer, cell) in enumerate(zip(self.layers, self.cells)):
+                    z, states[k] = cell(layer(z.flatten(1) if isinstance(layer, nn.Linear)
+                                              else z), states[k])
+                    totals[k] += float(z.mean()) / self.steps
+        return totals
+
+    @torch.no_grad()
+    def init_rates(self, x: torch.Tensor, target: float = 0.1, iters: int = 8) -> list[float]:
+        """Data-driven initialisation: rescale each trainable layer's weight, input side first,
+        so that its mean firing rate on ``x`` is close to ``target`` (in the spirit of LSUV,
+        Mishkin & Matas, ICLR 2016). A silent spiking layer passes no surrogate gradient
+        (Norse's SuperSpike derivative is ~1e-4 far below threshold), so a default-initialised
+        deep conv SNN does not learn; this fixes the starting activity instead.
+
+        Args:
+            x: a batch of inputs ``(B, C*H*W)`` (a few hundred training images suffice).
+            target: wanted spikes per neuron per step, in (0, 1).
+            iters: bisection steps on ``log2`` of each layer's multiplier.
+
+        Returns:
+            The mean firing rate of every layer afterwards.
+
+        Raises:
+            ValueError: ``target`` outside (0, 1).
+        """
+        if not 0 < target < 1:
+            raise ValueError(f"target rate must be in (0, 1), got {target}")
+        for k, layer in enumerate(self.layers):
+            if isinstance(layer, SumPool2d):
+                continue
+            base = layer.weight.detach().clone()
+            lo, hi = -2.0, 6.0  # log2 of the multiplier
+            for _ in range(iters):
+                mid = (lo + hi) / 2
+                layer.weight.copy_(base * 2 ** mid)
+                lo, hi = (mid, hi) if self.layer_rates(x)[k] < target else (lo, mid)
+            layer.weight.copy_(base * 2 ** ((lo + hi) / 2))
+        return self.layer_rates(x)
 
     def run_encoded(self, inputs: torch.Tensor) -> torch.Tensor:
         """Run already-encoded input ``(T, B, C*H*W)``; return output spikes ``(T, B, classes)``."""

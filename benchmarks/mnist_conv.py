@@ -1,0 +1,85 @@
+"""MNIST convolutional SNN through the whole pipeline: GradR, Loihi 2 fixed point, netx, Lava.
+
+Trains :class:`rewire.training.conv.SpikingConvNet` (conv 5x5/2 -> LIF -> conv 3x3 -> LIF ->
+sum pool 2x2 -> LIF -> Linear -> LIF, T = 8, constant-current input) with GradR inside a
+connectivity budget on the MNIST subset (first 8,000 of the 10k test set to train, last 2,000
+to test), compiles it for ``loihi2``, writes the netx file, and prints one table comparing the
+float Norse model, the integer chip model and Lava's Loihi 2 simulator::
+
+    .venv/bin/python benchmarks/mnist_conv.py --data-dir ../shared/datasets/mnist \\
+        --epochs 15 --lr 5e-3 --connectivity 0.25 --lava-samples 10 --out build/mnist_conv
+
+It is the same job as ``python -m rewire.export --model conv`` (:mod:`rewire.export.pipeline`);
+the full report is in ``<out>/report.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from rewire.export.pipeline import JobSpec, prepare, run
+from rewire.training.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "datasets" / "mnist"))
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--connectivity", type=float, default=0.25)
+    p.add_argument("--alpha", type=float, default=0.1, help="initial GradR prior penalty")
+    p.add_argument("--lr", type=float, default=5e-3, help="GradR (Adam) learning rate")
+    p.add_argument("--channels", type=int, nargs="+", default=[8, 16])
+    p.add_argument("--kernels", type=int, nargs="+", default=[5, 3])
+    p.add_argument("--strides", type=int, nargs="+", default=[2, 1])
+    p.add_argument("--pools", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--lava-samples", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: small convs stall in a busy thread pool)")
+    p.add_argument("--out", default=str(ROOT / "build" / "mnist_conv"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    spec = JobSpec(profile="loihi2", out=args.out, dataset="mnist", data_dir=args.data_dir,
+                   model="conv", channels=tuple(args.channels), kernels=tuple(args.kernels),
+                   strides=tuple(args.strides), pools=tuple(args.pools), steps=args.steps,
+                   connectivity=args.connectivity,
+                   train=TrainConfig(epochs=args.epochs, batch_size=64, lr=args.lr,
+                                     alpha=args.alpha, seed=args.seed, progress=False),
+                   lava_samples=args.lava_samples)
+    report = run(prepare(spec), log=lambda msg: print(msg, flush=True))
+    r, lava = report["result"], report["lava_check"]
+    lava_text = (f"{lava['spike_exact']}/{lava['samples']} samples spike-exact"
+                 if "samples" in lava else f"skipped ({lava['skipped']})")
+    rows = [
+        ("model", "accuracy (2,000 test)", "note"),
+        ("float (Norse)", f"{100 * r['float_accuracy']:.2f} %",
+         f"GradR, {args.epochs} epochs, connectivity {100 * r['connectivity']:.2f} % "
+         f"({r['synapses']} / {report['network']['total_synapses']} synapses)"),
+        ("integer (loihi2)", f"{100 * r['quantized_accuracy']:.2f} %",
+         f"drop {100 * r['quantization_drop']:+.2f} points (target <= 0.5)"),
+        ("Lava netx", "-", lava_text),
+    ]
+    width = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, width)))
+    print(json.dumps({"float_accuracy": r["float_accuracy"],
+                      "quantized_accuracy": r["quantized_accuracy"],
+                      "drop_points": 100 * r["quantization_drop"],
+                      "connectivity": r["connectivity"], "lava": lava,
+                      "layers": [(l["name"], l["shape"], l["synapses"], l["scale_limited_by"])
+                                 for l in report["layers"]],
+                      "timings": report["timings"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
