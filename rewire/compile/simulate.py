@@ -22,8 +22,6 @@ dropping the first ``L`` outputs of the delayed model gives the undelayed one ex
 from __future__ import annotations
 
 import numpy as np
-import torch
-from torch.nn import functional as F
 
 from rewire.compile.network import CompiledLayer, CompiledNetwork
 
@@ -37,17 +35,32 @@ def _decay(x: np.ndarray, decay: int, decay_bits: int) -> np.ndarray:
 def synaptic_input(layer: CompiledLayer, s: np.ndarray) -> np.ndarray:
     """Integer synaptic input ``a = W_int s`` of one layer, ``(B, n_in) -> (B, n_out)`` int64.
 
-    Dense: a matrix product. Conv: ``torch.nn.functional.conv2d`` of the ``(B, *in_shape)``
-    input with the integer kernel in float64 (exact below 2**53), flattened back in
-    ``(C, H, W)`` order.
+    Dense: a matrix product. Conv: torch's ``conv2d`` (cross-correlation, stride, zero
+    padding, groups) of the ``(B, *in_shape)`` input with the integer kernel, in float64
+    (exact below 2**53), flattened back in ``(C, H, W)`` order.
     """
     if layer.kind != "conv":
         return s @ layer.weight_int.astype(np.int64).T
-    x = torch.from_numpy(np.ascontiguousarray(s, dtype=np.float64))
-    w = torch.from_numpy(layer.weight_int.astype(np.float64))
-    a = F.conv2d(x.reshape(-1, *layer.in_shape), w, stride=layer.stride, padding=layer.padding,
-                 groups=layer.groups)
-    return a.reshape(len(s), -1).numpy().astype(np.int64)
+    return _conv_input(layer, s)
+
+
+def _conv_input(layer: CompiledLayer, s: np.ndarray) -> np.ndarray:
+    """``conv2d`` of ``s`` ``(B, C*H*W)`` with the integer kernel, as im2col + float64 matmul
+    per group (exact below 2**53; numpy, not torch, whose thread pool stalls on a busy CPU)."""
+    (c, h, w), (co, ho, wo) = layer.in_shape, layer.out_shape
+    (ph, pw), (sh, sw), g = layer.padding, layer.stride, layer.groups
+    kh, kw = layer.weight_int.shape[2:]
+    x = np.pad(s.reshape(-1, c, h, w).astype(np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
+    win = win[:, :, ::sh, ::sw][:, :, :ho, :wo]            # (B, C, Ho, Wo, kH, kW)
+    kernel = layer.weight_int.astype(np.float64)
+    ci, oi = c // g, co // g
+    out = np.empty((len(x), co, ho, wo))
+    for k in range(g):
+        part = np.tensordot(win[:, k * ci:(k + 1) * ci], kernel[k * oi:(k + 1) * oi],
+                            axes=([1, 4, 5], [1, 2, 3]))  # (B, Ho, Wo, oi)
+        out[:, k * oi:(k + 1) * oi] = part.transpose(0, 3, 1, 2)
+    return out.reshape(len(x), -1).astype(np.int64)
 
 
 def encode_input(net: CompiledNetwork, x: np.ndarray) -> np.ndarray:
