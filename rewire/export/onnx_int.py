@@ -48,7 +48,11 @@ def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
     States per layer ``k``: ``u<k>`` (current), ``v<k>`` (voltage), int64 ``(batch, n_k)``,
     and with ``lava_delay`` ``p<k>`` (the input that arrived one step earlier, ``(batch,
     n_in_k)``).
+
+    Raises:
+        ValueError: ``net`` has a conv layer (named in the message; export it as netx).
     """
+    net.require_dense("integer ONNX export")
     nfmt = net.profile.neuron
     half = 1 << (nfmt.state_bits - 1)
     unit = 1 << nfmt.decay_bits
@@ -96,10 +100,9 @@ def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
     states, layout = [], {}
     for k, layer in enumerate(net.layers):
         n_out, n_in = layer.shape
-        names = [f"u{k}", f"v{k}"] + ([f"p{k}"] if lava_delay else [])
-        states += [(f"u{k}", n_out), (f"v{k}", n_out)] + ([(f"p{k}", n_in)] if lava_delay else [])
-        layout[f"layer{k}"] = {"states": names, "size": n_out, "input_size": n_in,
-                               "dtype": "int64"}
+        widths = {f"u{k}": n_out, f"v{k}": n_out, **({f"p{k}": n_in} if lava_delay else {})}
+        states += list(widths.items())
+        layout[f"layer{k}"] = {"states": widths, "size": n_out, "dtype": "int64"}
     return StepBody(name="rewire_cuba_int_step", elem=TensorProto.INT64,
                     x_elem=TensorProto.INT64, n_in=net.sizes[0], states=tuple(states),
                     spikes=tuple((f"z{k}", l.shape[0]) for k, l in enumerate(net.layers)),

@@ -42,7 +42,11 @@ def float_body(net: CompiledNetwork) -> StepBody:
 
     States per layer ``k``: ``v<k>`` (membrane voltage) and ``i<k>`` (synaptic current),
     float32 ``(batch, n_k)``; spikes are float32 0/1.
+
+    Raises:
+        ValueError: ``net`` has a conv layer (named in the message; export it as netx).
     """
+    net.require_dense("ONNX export")
     nrn = net.neuron
     f32 = np.float32
 
@@ -81,7 +85,7 @@ def float_body(net: CompiledNetwork) -> StepBody:
         n_in=net.sizes[0],
         states=tuple((f"{s}{k}", n) for k, n in enumerate(sizes) for s in ("v", "i")),
         spikes=tuple((f"z{k}", n) for k, n in enumerate(sizes)), emit=emit,
-        layout={f"layer{k}": {"states": [f"v{k}", f"i{k}"], "v": f"v{k}", "i": f"i{k}",
+        layout={f"layer{k}": {"states": {f"v{k}": n, f"i{k}": n}, "v": f"v{k}", "i": f"i{k}",
                               "size": n, "dtype": "float32"} for k, n in enumerate(sizes)})
 
 
