@@ -84,7 +84,8 @@ class StepBody:
             nodes reading input ``x`` and the state values named in ``states`` (state name ->
             value name) and returns the output spike value, a dict state name -> new value
             name, and the per-layer spike value names.
-        layout: JSON-able description of the states for the file's metadata.
+        layout: JSON-able description of the states for the file's metadata:
+            ``{"layer<k>": {"states": {state name: width}, "size": n_k, "dtype": ...}}``.
     """
 
     name: str
@@ -223,5 +224,5 @@ def body_from_meta(sess) -> tuple[dict, tuple[tuple[str, int], ...]]:
     """``(metadata, state (name, width) pairs)`` read back from a rewire ONNX session."""
     meta = sess.get_modelmeta().custom_metadata_map
     layout = json.loads(meta["state_layout"])
-    states = tuple((s, int(spec["size"])) for spec in layout.values() for s in spec["states"])
+    states = tuple((s, int(n)) for spec in layout.values() for s, n in spec["states"].items())
     return meta, states
