@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -11,8 +12,8 @@ from torch import nn
 
 from torch.nn.utils import parametrize
 
-from rewire.training.gradr import (GradR, SignedReLU, apply_gradr, connectivity, hidden_params,
-                                   prior_mean, prunable_layers)
+from rewire.training.gradr import (GradR, GradRSGD, SignedReLU, apply_gradr, connectivity,
+                                   hidden_params, prior_mean, prunable_layers)
 
 
 def _linear(seed, n_in=6, n_out=4):
@@ -99,22 +100,98 @@ def test_prior_pulls_towards_mu(alpha, p):
     assert theta[0] < mu + 1.0 and theta[1] > mu - 1.0
 
 
-def test_state_dict_round_trip():
+def _train_steps(net, opt, steps, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        opt.zero_grad()
+        net(torch.randn(4, 6, generator=gen)).pow(2).sum().backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: GradR(ps, lr=0.01, alpha=0.2, sparsity=0.9),
+    lambda ps: GradRSGD(ps, lr=0.05, alpha=0.2, sparsity=0.9, momentum=0.9, nesterov=True),
+])
+def test_state_dict_round_trip(make):
+    """Saving after 3 steps and loading into a fresh optimizer (with other defaults) continues
+    bit-identically to the uninterrupted run, alpha and sparsity included."""
+    ref = _linear(2)
+    opt = make(apply_gradr(ref))
+    _train_steps(ref, opt, 3)
+    saved_theta = [t.detach().clone() for t in hidden_params(ref)]
+    saved = copy.deepcopy(opt.state_dict())  # state_dict shares the live tensors
+    _train_steps(ref, opt, 4, seed=1)
+
     net = _linear(2)
-    opt = GradR(apply_gradr(net), lr=0.01, alpha=0.2, sparsity=0.9)
-    net(torch.ones(1, 6)).sum().backward()
-    opt.step()
-    opt2 = GradR(hidden_params(net), lr=0.5)
-    opt2.load_state_dict(opt.state_dict())
+    apply_gradr(net)
+    with torch.no_grad():
+        for t, v in zip(hidden_params(net), saved_theta):
+            t.copy_(v)
+    opt2 = type(opt)(hidden_params(net), lr=0.5)
+    opt2.load_state_dict(saved)
     assert opt2.param_groups[0]["alpha"] == 0.2 and opt2.param_groups[0]["sparsity"] == 0.9
+    _train_steps(net, opt2, 4, seed=1)
+    assert torch.equal(hidden_params(net)[0], hidden_params(ref)[0])
+
+
+def test_sgd_step_matches_hand_computation():
+    """GradRSGD, two steps with momentum 0.9: b1 = g1, b2 = 0.9 b1 + g2;
+    theta_t = theta_{t-1} - lr b_t - lr alpha sign(theta_{t-1} - mu)."""
+    theta0 = torch.tensor([0.3, -0.2, 1e-3, -5.0])
+    g1, g2 = torch.tensor([0.5, -1.0, 0.0, 0.2]), torch.tensor([0.1, 0.3, -0.4, 0.0])
+    lr, alpha, p = 0.1, 0.5, 0.95
+    mu = math.log(2 * (1 - p)) / alpha  # -4.605: theta = -5 lies below it
+    theta = nn.Parameter(theta0.clone())
+    opt = GradRSGD([theta], lr=lr, alpha=alpha, sparsity=p, momentum=0.9)
+    theta.grad = g1.clone()
+    opt.step()
+    t1 = theta0 - lr * g1 - lr * alpha * torch.sign(theta0 - mu)
+    assert torch.allclose(theta.detach(), t1, atol=1e-7)
+    assert torch.allclose(t1, torch.tensor([0.2, -0.15, -0.049, -4.97]), atol=1e-6)
+    theta.grad = g2.clone()
+    opt.step()
+    t2 = t1 - lr * (0.9 * g1 + g2) - lr * alpha * torch.sign(t1 - mu)
+    assert torch.allclose(theta.detach(), t2, atol=1e-7)
+
+
+def test_param_groups_have_their_own_alpha_and_sparsity():
+    """Two groups, two steps of GradR by hand: each group is pulled by its own alpha towards
+    its own mu; a group with alpha = 0 (biases) gets plain Adam."""
+    lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
+    specs = [(0.5, 0.95), (2.0, 0.6), (0.0, 0.95)]
+    theta0 = [torch.tensor([0.3, -4.7]), torch.tensor([0.05, -0.2]), torch.tensor([0.1, -0.1])]
+    grads = [[torch.tensor([0.2, -0.1]), torch.tensor([-0.3, 0.05])]] * 3
+    params = [nn.Parameter(t.clone()) for t in theta0]
+    opt = GradR([{"params": [q], "alpha": a, "sparsity": s}
+                 for q, (a, s) in zip(params, specs)], lr=lr)
+    expected = [t.clone() for t in theta0]
+    ms = [torch.zeros(2) for _ in specs]
+    vs = [torch.zeros(2) for _ in specs]
+    for step in (1, 2):
+        for q, g in zip(params, grads):
+            q.grad = g[step - 1].clone()
+        opt.step()
+        for i, (alpha, p) in enumerate(specs):
+            g = grads[i][step - 1]
+            ms[i] = b1 * ms[i] + (1 - b1) * g
+            vs[i] = b2 * vs[i] + (1 - b2) * g * g
+            k = lr / (1 - b1 ** step)
+            d = ms[i] / ((vs[i] / (1 - b2 ** step)).sqrt() + eps)
+            pull = alpha * torch.sign(expected[i] - math.log(2 * (1 - p)) / alpha) if alpha else 0
+            expected[i] = expected[i] - k * d - k * pull
+    for q, e in zip(params, expected):
+        assert torch.allclose(q.detach(), e, atol=1e-7)
+    # group 0: mu = -4.605, so -4.7 is pulled up; group 1: mu = ln(0.8)/2 = -0.112
+    assert params[0][1] > -4.7 - 2 * lr
 
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"alpha": -1.0}, "alpha"), ({"sparsity": 0.3}, "sparsity"), ({"sparsity": 1.0}, "sparsity"),
 ])
-def test_bad_hyper_parameters(kwargs, match):
+@pytest.mark.parametrize("cls", [GradR, GradRSGD])
+def test_bad_hyper_parameters(kwargs, match, cls):
     with pytest.raises(ValueError, match=match):
-        GradR([nn.Parameter(torch.zeros(1))], **kwargs)
+        cls([nn.Parameter(torch.zeros(1))], **kwargs)
 
 
 def test_signed_relu_rejects_zero_sign():

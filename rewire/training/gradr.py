@@ -161,7 +161,16 @@ class GradR(torch.optim.Adam):
     the redefined gradient :math:`s\,\partial L/\partial w` (provided by :class:`SignedReLU`)
     and :math:`\mu` is :func:`prior_mean`. This is the reference implementation's update
     (``gradrewire.py``: the prior step uses the same bias-corrected step size); there is no
-    noise term. Parameters whose group has ``alpha == 0`` (biases) get plain Adam.
+    noise term. Parameters whose group has ``alpha == 0`` (biases, norms) get plain Adam.
+
+    Example with numbers (one step from :math:`\theta_0 = 0.3`, gradient 0.5, :math:`\eta` =
+    0.1, :math:`\alpha` = 0.5, :math:`p` = 0.95, default betas): :math:`m_1 = 0.05`,
+    :math:`v_1 = 2.5\cdot10^{-4}`, :math:`\hat d_1 = 1`, :math:`k_1 = 1`,
+    :math:`\mu = \ln 0.1 / 0.5 = -4.605`, so :math:`\theta_1 = 0.3 - 1 - 0.5 = -1.2` (pruned).
+
+    The step is written out (not delegated to ``torch.optim.Adam.step``) so that the prior pull
+    costs two extra element-wise passes: its state (``step``, ``exp_avg``, ``exp_avg_sq``) and
+    its ``state_dict`` are Adam's, plus each group's ``alpha`` and ``sparsity``.
 
     Args:
         params: iterable of parameters or param groups; a group may set its own ``alpha`` and
@@ -169,7 +178,8 @@ class GradR(torch.optim.Adam):
         lr: learning rate :math:`\eta` (default 1e-3).
         alpha: prior penalty :math:`\alpha \ge 0` (default 0: no pruning pressure).
         sparsity: target sparsity :math:`p \in [0.5, 1)` (default 0.95).
-        betas, eps, weight_decay: as in :class:`torch.optim.Adam`.
+        betas, eps, weight_decay: as in :class:`torch.optim.Adam` (L2 weight decay added to
+            the gradient, as Adam does).
 
     Raises:
         ValueError: ``alpha < 0`` or ``sparsity`` outside [0.5, 1), or Adam's own checks.
@@ -194,26 +204,110 @@ class GradR(torch.optim.Adam):
 
     @torch.no_grad()
     def step(self, closure=None):
-        """One GradR step (Adam step, then the prior pull). Returns the closure's loss."""
+        """One GradR step (Adam step plus the prior pull taken at ``theta_{t-1}``).
+
+        Returns:
+            The closure's loss, or ``None``.
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        # The prior's sign is taken at theta_{t-1}, before the gradient step (reference code).
+        for group in self.param_groups:
+            alpha = group["alpha"]
+            _check_prior(alpha, group["sparsity"])
+            mu = prior_mean(alpha, group["sparsity"]) if alpha > 0 else 0.0
+            lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+            for theta in group["params"]:
+                if theta.grad is None:
+                    continue
+                grad = theta.grad
+                if grad.is_sparse:
+                    raise RuntimeError("GradR does not support sparse gradients")
+                if group["weight_decay"] != 0:
+                    grad = grad.add(theta, alpha=group["weight_decay"])
+                state = self.state[theta]
+                if not state:
+                    state["step"] = torch.tensor(0.0)
+                    state["exp_avg"] = torch.zeros_like(theta, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(theta,
+                                                           memory_format=torch.preserve_format)
+                state["step"] += 1
+                t = float(state["step"])
+                # The prior's sign is taken at theta_{t-1}, before the gradient step (reference).
+                pull = torch.sub(theta, mu).sign_() if alpha > 0 else None
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                exp_avg.lerp_(grad, 1 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                k = lr / (1 - beta1 ** t)
+                root2 = math.sqrt(1 - beta2 ** t)
+                # m / (sqrt(v / c2) + eps) == root2 * m / (sqrt(v) + eps * root2): one pass less
+                denom = exp_avg_sq.sqrt().add_(eps * root2)
+                theta.addcdiv_(exp_avg, denom, value=-k * root2)
+                if pull is not None:
+                    theta.add_(pull, alpha=-k * alpha)
+        return loss
+
+
+class GradRSGD(torch.optim.SGD):
+    r"""Gradient Rewiring with SGD (momentum, dampening, Nesterov as :class:`torch.optim.SGD`).
+
+    .. math::
+        \theta_{t} = \theta_{t-1} - \eta\, b_t - \eta\, \alpha\,
+                     \mathrm{sign}(\theta_{t-1} - \mu)
+
+    with :math:`b_t` SGD's (momentum) direction of the redefined gradient
+    :math:`s\,\partial L/\partial w` and :math:`\mu` from :func:`prior_mean`: the same prior as
+    :class:`GradR`, at SGD's step size :math:`\eta` (SGD has no bias correction, so the prior
+    step is not scaled). This is the paper's Eq. 12 with a plain gradient step (Chen et al.,
+    IJCAI 2021, Sec. 3.3, Algorithm 1 before the reference code's switch to Adam).
+
+    Example with numbers: :math:`\theta_0 = 0.3`, gradient 0.5, :math:`\eta` = 0.1,
+    :math:`\alpha` = 0.5, no momentum: :math:`\theta_1 = 0.3 - 0.05 - 0.05 = 0.2`.
+
+    Args:
+        params: parameters or param groups (a group may set ``alpha`` and ``sparsity``).
+        lr: learning rate :math:`\eta` (default 1e-2).
+        alpha, sparsity: as in :class:`GradR`.
+        momentum, dampening, weight_decay, nesterov: as in :class:`torch.optim.SGD`.
+
+    Raises:
+        ValueError: as :class:`GradR`, or SGD's own checks.
+
+    Example:
+        >>> net = torch.nn.Linear(4, 3, bias=False)
+        >>> opt = GradRSGD(apply_gradr(net), lr=0.1, alpha=0.1, momentum=0.9)
+        >>> net(torch.ones(2, 4)).sum().backward(); opt.step()
+    """
+
+    def __init__(self, params: Iterable, lr: float = 1e-2, alpha: float = 0.0,
+                 sparsity: float = 0.95, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False) -> None:
+        _check_prior(alpha, sparsity)
+        super().__init__(params, lr=lr, momentum=momentum, dampening=dampening,
+                         weight_decay=weight_decay, nesterov=nesterov, foreach=False)
+        for group in self.param_groups:
+            group.setdefault("alpha", alpha)
+            group.setdefault("sparsity", sparsity)
+            _check_prior(group["alpha"], group["sparsity"])
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One SGD step, then the prior pull taken at ``theta_{t-1}``. Returns the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         pulls = []
         for group in self.param_groups:
             _check_prior(group["alpha"], group["sparsity"])
-            if group["alpha"] == 0:
-                continue
-            mu = prior_mean(group["alpha"], group["sparsity"])
-            for theta in group["params"]:
-                if theta.grad is not None:
-                    pulls.append((theta, group, torch.sign(theta - mu)))
+            if group["alpha"] > 0:
+                mu = prior_mean(group["alpha"], group["sparsity"])
+                pulls += [(theta, -group["lr"] * group["alpha"], torch.sub(theta, mu).sign_())
+                          for theta in group["params"] if theta.grad is not None]
         super().step()
-        for theta, group, direction in pulls:
-            step = float(self.state[theta]["step"])
-            k = group["lr"] / (1.0 - group["betas"][0] ** step)
-            theta.add_(direction, alpha=-k * group["alpha"])
+        for theta, scale, pull in pulls:
+            theta.add_(pull, alpha=scale)
         return loss
 
 

@@ -123,7 +123,21 @@ class SpikingMLP(nn.Module):
         return z, states
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.run_encoded(self.encode(x, generator))
+        """Encode ``x`` ``(B, n_in)`` and run it; return output spikes ``(T, B, n_out)``.
+
+        With constant-current encoding the first layer's synaptic input is the same at every
+        step, so it is computed once (the same values as :meth:`run_encoded`, 1/T the cost).
+        """
+        if self.encoding != "current":
+            return self.run_encoded(self.encode(x, generator))
+        first = self.linears[0](x * self.input_gain)
+        states, out = [None] * len(self.cells), []
+        for _ in range(self.steps):
+            z, states[0] = self.cells[0](first, states[0])
+            for k in range(1, len(self.cells)):
+                z, states[k] = self.cells[k](self.linears[k](z), states[k])
+            out.append(z)
+        return torch.stack(out)
 
     def run_encoded(self, inputs: torch.Tensor) -> torch.Tensor:
         """Run already-encoded input ``(T, B, n_in)``; return output spikes ``(T, B, n_out)``."""

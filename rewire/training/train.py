@@ -3,6 +3,13 @@
 The loss is the cross-entropy of the output spike counts (:func:`spike_count_logits`) against
 the label; the class is the output neuron with the most spikes, the same rule the chip's
 integer model uses.
+
+The same loop trains the baselines at equal connectivity (``TrainConfig.method``): Deep R and
+gradual magnitude pruning (:mod:`rewire.training.baselines`), and the paper's GradR with a
+fixed :math:`\alpha` and no budget. When ``torch.distributed`` is initialised (``torchrun``, see
+:mod:`rewire.training.distributed`) the model is wrapped in ``DistributedDataParallel``, each
+rank takes its slice of every batch, the optimizer acts on the all-reduced gradients and every
+rank keeps the same :math:`\theta`.
 """
 
 from __future__ import annotations
@@ -11,14 +18,21 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import torch
+from torch import distributed as dist
+from torch import nn
 from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from rewire.training.baselines import DeepR, MagnitudePruner, init_deep_r
 from rewire.training.budget import (BudgetController, SynapseBudget, connected_synapses,
                                     max_fan_in, project_to_budget)
 from rewire.training.data import Split
-from rewire.training.gradr import GradR, apply_gradr
+from rewire.training.gradr import GradR, GradRSGD, apply_gradr
 from rewire.training.model import SpikingMLP, predict, spike_count_logits
+
+METHODS = ("gradr", "gradr-fixed", "deep-r", "magnitude")
+OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclass(frozen=True)
@@ -32,8 +46,18 @@ class TrainConfig:
         alpha: initial prior penalty; the :class:`BudgetController` adapts it.
         sparsity: target sparsity ``p`` of the Laplace prior (GradR Eq. 11).
         seed: seeds weights, batch order and rate-coded input.
-        device: torch device string (``"cpu"``, ``"cuda"``).
+        device: torch device string (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
         progress: show a tqdm progress bar.
+        method: ``"gradr"`` (GradR steered by the :class:`BudgetController`, then the
+            projection), ``"gradr-fixed"`` (the paper's GradR: fixed ``alpha``, no controller,
+            no projection, so the budget may be missed), ``"deep-r"`` (Deep R with exactly the
+            budget's synapses) or ``"magnitude"`` (Zhu & Gupta gradual magnitude pruning to
+            the budget's synapses).
+        optimizer: ``"adam"`` (:class:`GradR`) or ``"sgd"`` (:class:`GradRSGD`, with
+            ``momentum``); GradR methods only.
+        momentum: SGD momentum (``optimizer="sgd"`` only).
+        deep_r_alpha: Deep R's L1 penalty per step (Bellec et al. 2018, Eq. 3).
+        deep_r_temperature: Deep R's noise temperature ``T``.
     """
 
     epochs: int = 60
@@ -44,8 +68,17 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
+    method: str = "gradr"
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    deep_r_alpha: float = 1e-5
+    deep_r_temperature: float = 1e-12
 
     def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -70,6 +103,7 @@ class TrainResult:
         max_fan_in: largest fan-in at the end.
         seconds: wall time of training.
         history: per-epoch dicts (epoch, loss, connectivity, alpha).
+        method: the :data:`METHODS` entry that trained the model.
     """
 
     gradr_synapses: int
@@ -80,6 +114,7 @@ class TrainResult:
     max_fan_in: int
     seconds: float
     history: list[dict] = field(default_factory=list)
+    method: str = "gradr"
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""
@@ -110,59 +145,123 @@ def evaluate(model: SpikingMLP, x: torch.Tensor, y: torch.Tensor, batch_size: in
     return correct / len(x)
 
 
+def _world() -> tuple[int, int]:
+    """``(rank, world_size)`` of the initialised process group, ``(0, 1)`` without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _optimizer(model: nn.Module, thetas: list[nn.Parameter], config: TrainConfig,
+               alpha: float) -> torch.optim.Optimizer:
+    """GradR (Adam or SGD) on ``thetas``; every other parameter (biases, norms) in a group
+    with ``alpha = 0`` (never pruned)."""
+    ids = {id(t) for t in thetas}
+    groups = [{"params": thetas}]
+    others = [p for p in model.parameters() if id(p) not in ids and p.requires_grad]
+    if others:
+        groups.append({"params": others, "alpha": 0.0})
+    if config.optimizer == "sgd":
+        return GradRSGD(groups, lr=config.lr, alpha=alpha, sparsity=config.sparsity,
+                        momentum=config.momentum)
+    return GradR(groups, lr=config.lr, alpha=alpha, sparsity=config.sparsity)
+
+
 def train(model: SpikingMLP, split: Split, budget: SynapseBudget,
           config: TrainConfig = TrainConfig()) -> TrainResult:
-    """Train ``model`` with GradR so that it ends inside ``budget``.
+    """Train ``model`` with GradR (or a baseline) so that it ends inside ``budget``.
 
     The model's prunable weights are parametrized (:func:`apply_gradr`) in place, trained with
     :class:`GradR` steered by :class:`BudgetController`, and finally projected onto the budget
-    (:func:`project_to_budget`) if GradR alone did not get there.
+    (:func:`project_to_budget`) if GradR alone did not get there. ``config.method`` selects a
+    baseline instead (see :class:`TrainConfig`); every method ends with the model
+    parametrized, so :func:`connected_synapses` and the compiler read it alike.
+
+    Under ``torch.distributed`` (initialised by the caller) the model is wrapped in
+    ``DistributedDataParallel``: rank ``r`` of ``n`` takes samples ``r, r + n, ...`` of every
+    batch, gradients are averaged across ranks before the optimizer step, and batch order,
+    the controller and Deep R's re-activations use the same seed everywhere, so every rank
+    ends with the same :math:`\theta`.
 
     Args:
-        model: a fresh :class:`SpikingMLP` (not yet parametrized).
+        model: a fresh :class:`SpikingMLP` (not yet parametrized), or any module mapping
+            ``(B, ...)`` input to ``(T, B, classes)`` spikes with ``encode``/``run_encoded``.
         split: the data.
         budget: the :class:`SynapseBudget` to end inside.
         config: :class:`TrainConfig`.
 
     Returns:
         :class:`TrainResult`.
+
+    Raises:
+        ValueError: ``config.device`` names CUDA but none is available.
     """
     start = time.perf_counter()
+    if config.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {config.device!r}: CUDA is not available here; use cpu")
     device = torch.device(config.device)
+    rank, world = _world()
     torch.manual_seed(config.seed)
     model.to(device)
-    thetas = apply_gradr(model)
-    opt = GradR(thetas, lr=config.lr, alpha=config.alpha, sparsity=config.sparsity)
     x_tr, y_tr = split.x_train.to(device), split.y_train.to(device)
     steps_per_epoch = -(-len(x_tr) // config.batch_size)
-    controller = BudgetController(opt, model, budget, config.epochs * steps_per_epoch)
+    total_steps = config.epochs * steps_per_epoch
+    controller = pruner = None
     gen = torch.Generator().manual_seed(config.seed)
+    if config.method == "deep-r":
+        thetas = init_deep_r(model, budget.max_synapses / budget.total_synapses, gen)
+        opt = DeepR(thetas, lr=config.lr, alpha=config.deep_r_alpha,
+                    temperature=config.deep_r_temperature, generator=gen)
+    elif config.method == "magnitude":
+        opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+        pruner = MagnitudePruner(model, budget.max_synapses / budget.total_synapses,
+                                 total_steps)
+    else:
+        opt = _optimizer(model, apply_gradr(model), config, config.alpha)
+        if config.method == "gradr":
+            controller = BudgetController(opt, model, budget, total_steps)
+    net = model
+    if world > 1:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                      else None)
     history = []
-    bar = tqdm(range(config.epochs), desc="GradR", unit="epoch", disable=not config.progress)
+    bar = tqdm(range(config.epochs), desc=config.method, unit="epoch",
+               disable=not config.progress or rank != 0)
     for epoch in bar:
         model.train()
         order = torch.randperm(len(x_tr), generator=gen).to(device)
         total = 0.0
         for i in range(0, len(x_tr), config.batch_size):
-            idx = order[i:i + config.batch_size]
-            counts = spike_count_logits(model(x_tr[idx]))
+            idx = order[i:i + config.batch_size][rank::world]
+            counts = spike_count_logits(net(x_tr[idx]))
             loss = F.cross_entropy(counts, y_tr[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            controller.step()
+            if controller is not None:
+                controller.step()
+            if pruner is not None:
+                pruner.step()
             total += float(loss) * len(idx)
-        conn = connected_synapses(model) / budget.total_synapses
-        history.append({"epoch": epoch + 1, "loss": total / len(x_tr),
-                        "connectivity": conn, "alpha": controller.alpha})
-        bar.set_postfix(loss=f"{total / len(x_tr):.3f}", conn=f"{conn:.2%}",
-                        alpha=f"{controller.alpha:.3g}")
+        if pruner is None:
+            conn = connected_synapses(model) / budget.total_synapses
+        else:
+            conn = pruner.connected() / budget.total_synapses
+        alpha = controller.alpha if controller is not None else opt.param_groups[0].get(
+            "alpha", 0.0)
+        history.append({"epoch": epoch + 1, "loss": total / len(x_tr) * world,
+                        "connectivity": conn, "alpha": alpha})
+        bar.set_postfix(loss=f"{total / len(x_tr) * world:.3f}", conn=f"{conn:.2%}",
+                        alpha=f"{alpha:.3g}")
+    if pruner is not None:
+        apply_gradr(model)  # theta = |w|: the pruned (zero) weights are the disconnected ones
     x_te, y_te = split.x_test.to(device), split.y_test.to(device)
     gradr_synapses = connected_synapses(model)
     gradr_accuracy = evaluate(model, x_te, y_te, seed=config.seed)
-    removed = project_to_budget(model, budget)
+    removed = 0 if config.method == "gradr-fixed" else project_to_budget(model, budget)
     accuracy = evaluate(model, x_te, y_te, seed=config.seed) if removed else gradr_accuracy
     return TrainResult(gradr_synapses=gradr_synapses, gradr_accuracy=gradr_accuracy,
                        projected_away=removed, synapses=connected_synapses(model),
                        accuracy=accuracy, max_fan_in=max_fan_in(model),
-                       seconds=time.perf_counter() - start, history=history)
+                       seconds=time.perf_counter() - start, history=history,
+                       method=config.method)

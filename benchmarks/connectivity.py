@@ -1,0 +1,194 @@
+"""Accuracy vs connectivity on MNIST: GradR against Deep R and magnitude pruning.
+
+Setup (issue 5): the first 8,000 images of the MNIST t10k set train, the last 2,000 test;
+a fully connected 784-800-10 SNN (:class:`rewire.training.model.SpikingMLP`, Norse LIF,
+constant-current input, T = 8, spike-count cross-entropy), Adam lr 1e-3, batch 64. For every
+connectivity level each method trains a fresh network (same seed) and ends with at most
+``round(level * total)`` connected synapses:
+
+* ``gradr``: GradR steered by the budget controller, then the projection safety net;
+* ``deep-r``: Deep R (Bellec et al. 2018) with exactly that many active synapses;
+* ``magnitude``: gradual magnitude pruning (Zhu & Gupta 2017, cubic schedule).
+
+It also times one optimizer step on the same model, GradR vs ``torch.optim.Adam`` (median of
+interleaved repetitions, random gradients), and prints the ratio.
+
+Outputs (in ``--out``): ``connectivity.csv`` (one row per run, rewritten after each run, so
+a cut-short run keeps its finished rows), ``connectivity.png`` (accuracy vs connectivity) and
+``step_time.json``.
+
+Usage::
+
+    .venv/bin/python benchmarks/connectivity.py --data-dir ../shared/datasets/mnist \\
+        --epochs 30 --levels 0.1 0.05 0.02 0.01 --methods gradr deep-r magnitude \\
+        --out build/bench/connectivity
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+import torch
+
+matplotlib.use("Agg")
+from matplotlib import pyplot as plt  # noqa: E402
+
+from rewire.export.atomic import atomic_path, write_text  # noqa: E402
+from rewire.training.budget import SynapseBudget  # noqa: E402
+from rewire.training.data import load_split  # noqa: E402
+from rewire.training.gradr import GradR, apply_gradr  # noqa: E402
+from rewire.training.model import SpikingMLP  # noqa: E402
+from rewire.training.train import METHODS, TrainConfig, train  # noqa: E402
+
+FIELDS = ("method", "level", "budget_synapses", "synapses", "connectivity", "accuracy",
+          "gradr_connectivity", "gradr_accuracy", "projected_away", "epochs", "seconds")
+
+
+def step_time_ratio(sizes: tuple[int, ...], steps: int, reps: int, alpha: float = 0.1) -> dict:
+    """Median seconds of one optimizer step, GradR vs ``torch.optim.Adam``, on ``sizes``.
+
+    Both optimizers see the same parametrized model and the same random gradients; their
+    steps alternate so that load on a shared machine hits both alike.
+    """
+    def model():
+        torch.manual_seed(0)
+        net = SpikingMLP(sizes, steps=steps)
+        return apply_gradr(net)
+
+    adam_params, gradr_params = model(), model()
+    adam = torch.optim.Adam(adam_params, lr=1e-3)
+    gradr = GradR(gradr_params, lr=1e-3, alpha=alpha)
+    gen = torch.Generator().manual_seed(0)
+    for a, g in zip(adam_params, gradr_params):
+        a.grad = torch.randn(a.shape, generator=gen)
+        g.grad = a.grad.clone()
+    times = {"adam": [], "gradr": []}
+    for _ in range(reps):
+        for name, opt in (("adam", adam), ("gradr", gradr)):
+            t0 = time.perf_counter()
+            opt.step()
+            times[name].append(time.perf_counter() - t0)
+    adam_s, gradr_s = statistics.median(times["adam"]), statistics.median(times["gradr"])
+    return {"adam_ms": adam_s * 1e3, "gradr_ms": gradr_s * 1e3, "ratio": gradr_s / adam_s,
+            "reps": reps, "parameters": sum(p.numel() for p in adam_params)}
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """All rows so far, atomically."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def plot(path: Path, rows: list[dict], title: str) -> None:
+    """Test accuracy vs final connectivity (log x), one line per method."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method in dict.fromkeys(r["method"] for r in rows):
+        pts = sorted((r["connectivity"], r["accuracy"]) for r in rows if r["method"] == method)
+        ax.plot([100 * c for c, _ in pts], [100 * a for _, a in pts], "o-", label=method)
+    ax.set_xscale("log")
+    ax.set_xlabel("connectivity (%)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown table: method x level -> connectivity, accuracy, time."""
+    lines = ["| method | budget | final connectivity | test accuracy | before projection | "
+             "time (s) |", "|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (-r["level"], r["method"])):
+        before = (f"{100 * r['gradr_accuracy']:.2f} % at {100 * r['gradr_connectivity']:.3f} %"
+                  if r["projected_away"] else "-")
+        lines.append(f"| {r['method']} | {100 * r['level']:g} % | {100 * r['connectivity']:.3f} % "
+                     f"| {100 * r['accuracy']:.2f} % | {before} | {r['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; return the exit code (2 on bad arguments)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data-dir", default="../shared/datasets/mnist",
+                    help="folder with the MNIST t10k IDX files")
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--levels", type=float, nargs="+", default=[0.1, 0.05, 0.02, 0.01],
+                    help="connectivity budgets, run in this order")
+    ap.add_argument("--methods", nargs="+", default=["gradr", "deep-r", "magnitude"],
+                    choices=METHODS)
+    ap.add_argument("--out", default="build/bench/connectivity")
+    ap.add_argument("--hidden", type=int, default=800)
+    ap.add_argument("--steps", type=int, default=8, help="time steps T")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--limit", type=int, default=0,
+                    help="use only the first N training images (smoke tests); 0 = all 8,000")
+    ap.add_argument("--step-reps", type=int, default=300,
+                    help="repetitions for the optimizer step timing (0 = skip)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
+    if args.epochs < 1 or any(not 0 < lv <= 1 for lv in args.levels):
+        ap.error("--epochs must be >= 1 and every --levels value in (0, 1]")
+    torch.set_num_threads(args.threads)
+    split = load_split("mnist", args.data_dir)
+    if args.limit:
+        split = dataclasses.replace(split, x_train=split.x_train[:args.limit],
+                                    y_train=split.y_train[:args.limit])
+    sizes = (split.num_features, args.hidden, split.num_classes)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.step_reps:
+        timing = step_time_ratio(sizes, args.steps, args.step_reps)
+        write_text(out / "step_time.json", json.dumps(timing, indent=2) + "\n")
+        print(f"optimizer step on {timing['parameters']:,} parameters (median of "
+              f"{args.step_reps}): Adam {timing['adam_ms']:.3f} ms, GradR "
+              f"{timing['gradr_ms']:.3f} ms, ratio GradR/Adam = {timing['ratio']:.3f}",
+              flush=True)
+    total = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    rows = []
+    for level in args.levels:
+        budget = SynapseBudget(max_synapses=round(level * total), max_fan_in=0,
+                               total_synapses=total, source=f"--levels {level}")
+        for method in args.methods:
+            torch.manual_seed(args.seed)
+            model = SpikingMLP(sizes, steps=args.steps)
+            cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                              seed=args.seed, device=args.device, progress=False,
+                              method=method)
+            res = train(model, split, budget, cfg)
+            rows.append({"method": method, "level": level,
+                         "budget_synapses": budget.max_synapses, "synapses": res.synapses,
+                         "connectivity": res.synapses / total, "accuracy": res.accuracy,
+                         "gradr_connectivity": res.gradr_synapses / total,
+                         "gradr_accuracy": res.gradr_accuracy,
+                         "projected_away": res.projected_away, "epochs": args.epochs,
+                         "seconds": res.seconds})
+            print(f"{method:>10} budget {100 * level:g} %: {100 * res.accuracy:.2f} % at "
+                  f"{100 * res.synapses / total:.3f} % connectivity ({res.seconds:.0f} s)",
+                  flush=True)
+            write_csv(out / "connectivity.csv", rows)
+            plot(out / "connectivity.png", rows,
+                 f"MNIST 784-{args.hidden}-10 SNN, T={args.steps}, {args.epochs} epochs")
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
