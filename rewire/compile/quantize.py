@@ -50,6 +50,9 @@ def decay_constant(rate_inv: float, dt: float, profile: HardwareProfile, what: s
         CompileError: the decay rounds to 0 (no leak on chip) or exceeds ``2**decay_bits``.
     """
     unit = profile.neuron.decay_unit
+    if not np.isfinite(unit * dt * rate_inv):
+        raise CompileError(f"{what}: dt * tau_inv = {dt * rate_inv:g} is not a finite number; "
+                           f"give finite, positive dt and time constants")
     value = round(unit * dt * rate_inv)
     if value < 1 or value > unit:
         raise CompileError(f"{what}: dt * tau_inv = {dt * rate_inv:g} gives a decay of {value} "
@@ -88,6 +91,10 @@ def quantize_layer(name: str, weight: np.ndarray, neuron: NeuronConfig, profile:
     Raises:
         CompileError: the layer has no synapse left, or no scale satisfies every limit.
     """
+    if not np.all(np.isfinite(weight)):
+        raise CompileError(f"layer {name}: {int(np.count_nonzero(~np.isfinite(weight)))} "
+                           f"weights are NaN or infinite (training diverged); lower --lr or "
+                           f"check the model")
     i_decay = decay_constant(neuron.tau_syn_inv, neuron.dt, profile, f"layer {name} iDecay")
     v_decay = decay_constant(neuron.tau_mem_inv, neuron.dt, profile, f"layer {name} vDecay")
     gain = neuron.dt * neuron.tau_mem_inv * input_scale   # float weight -> u per unit S
