@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def _read_idx(path: Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             data = f.read()
-    except OSError as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # unreadable, cut-short or corrupt .gz
         raise DataError(f"{path}: cannot read IDX file ({exc})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")

@@ -32,10 +32,13 @@ import traceback
 import pytest
 import torch
 
+from rewire.compile.quantize import CompileError, compile_network
 from rewire.export import __main__ as cli
 from rewire.export import pipeline
-from rewire.hw_profiles.profile import HardwareProfile, ProfileError, load_profile
+from rewire.hw_profiles.profile import (HardwareProfile, ProfileError, list_profiles,
+                                        load_profile)
 from rewire.training import data as data_module
+from rewire.training.model import NeuronConfig, SpikingMLP
 
 from conftest import HYPOTHESIS_PROFILE
 
@@ -88,6 +91,11 @@ def _to_toml(data) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _hostile(rng: random.Random):
+    """A fresh copy of a hostile value (never one shared table that could contain itself)."""
+    return copy.deepcopy(rng.choice(HOSTILE_VALUES))
+
+
 def _mutate(rng: random.Random, base: dict):
     data = copy.deepcopy(base)
     for _ in range(rng.randint(1, 3)):
@@ -99,19 +107,19 @@ def _mutate(rng: random.Random, base: dict):
         action = rng.random()
         keys = list(target)
         if action < 0.5 and keys:
-            target[rng.choice(keys)] = rng.choice(HOSTILE_VALUES)
+            target[rng.choice(keys)] = _hostile(rng)
         elif action < 0.7 and keys:
             del target[rng.choice(keys)]
         elif action < 0.85:
             target[rng.choice(["typo", "cores_", "Bits", "", " ", "limits", "ü"])] = \
-                rng.choice(HOSTILE_VALUES)
+                _hostile(rng)
         elif action < 0.95 and keys:
             key = rng.choice(keys)
             if isinstance(target[key], int) and not isinstance(target[key], bool):
                 target[key] = rng.choice([-target[key], target[key] * 2**40, target[key] + 1,
                                           target[key] - 1, float(target[key])])
         else:
-            data = rng.choice(HOSTILE_VALUES)
+            data = _hostile(rng)
     return data
 
 
@@ -198,6 +206,10 @@ def _idx(dims, body=None, magic=b"\x00\x00\x08"):
     return head + (body if body is not None else bytes(n))
 
 
+def _flip(raw: bytes, pos: int) -> bytes:
+    return raw[:pos] + bytes([raw[pos] ^ 0xFF]) + raw[pos + 1:]
+
+
 def _data_dirs(root):
     """Folders that look like MNIST data but are not usable."""
     img, lab = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
@@ -215,6 +227,8 @@ def _data_dirs(root):
         "gz-garbage": {img + ".gz": b"not gzip at all", lab + ".gz": b"\x1f\x8b\x08garbage"},
         "gz-truncated": {img + ".gz": gzip.compress(_idx((10000, 28, 28)))[:50],
                          lab + ".gz": gzip.compress(_idx((10000,)))},
+        "gz-corrupt": {img + ".gz": _flip(gzip.compress(_idx((10000, 28, 28))), 30),
+                       lab + ".gz": gzip.compress(_idx((10000,)))[:-8] + b"\x00" * 8},
         "dir-named-file": {img: None, lab: None},
     }
     dirs = {}
@@ -250,8 +264,15 @@ def _argv_cases(rng, root, profiles, dirs):
             "/proc/self/x", "/sys/rewire", "", "\x00", str(root / ("z" * 300)),
             str(root / "a" / ("b" * 300) / "c"), "/", str(root / "ok")]
     data_dirs = list(dirs.values()) + ["/nonexistent", str(not_dir), "", "\x00", "/dev/null"]
-    for _ in range(N_ARGV):
-        argv = ["--out", str(root / "out"), "--no-progress", "--lava-samples", "0"]
+    base = ["--out", str(root / "out"), "--no-progress", "--lava-samples", "0"]
+    # every hostile folder, output, device and profile once, then random combinations
+    singles = [["--dataset", "mnist", "--data-dir", d] for d in data_dirs] \
+        + [["--out", o] for o in outs] + [["--device", d] for d in DEVICES] \
+        + [["--profile", p] for p in profiles] + [["--seed", v] for v in HOSTILE_NUMBERS]
+    for extra in singles:
+        yield base + extra
+    for _ in range(N_ARGV - len(singles)):
+        argv = list(base)
         for _ in range(rng.randint(1, 4)):
             kind = rng.random()
             if kind < 0.3:
@@ -362,3 +383,65 @@ def test_fuzz_cli(tmp_path, monkeypatch, capsys):
               f"{len(tracebacks)} tracebacks")
     assert count >= N_ARGV
     assert not tracebacks, f"{len(tracebacks)} tracebacks, e.g.\n" + "\n".join(tracebacks[:6])
+
+
+# ----------------------------------------------------------------------------- the compiler
+
+N_MODELS = 200 * SCALE
+HOSTILE_FLOATS = [0.0, -0.0, -1.0, 1e-12, 1e12, math.nan, math.inf, -math.inf, 1e-3, 200.0]
+
+
+def _hostile_model(rng: random.Random):
+    """A small SNN with hostile neuron constants or weights (what the chip may not take)."""
+    fields = dict(tau_syn_inv=200.0, tau_mem_inv=100.0, v_th=1.0, v_leak=0.0, v_reset=0.0,
+                  dt=1e-3)
+    for _ in range(rng.randint(0, 2)):
+        fields[rng.choice(list(fields))] = rng.choice(HOSTILE_FLOATS)
+    sizes = tuple(rng.randint(1, 6) for _ in range(rng.randint(2, 4)))
+    model = SpikingMLP(sizes, steps=rng.randint(1, 4), neuron=NeuronConfig(**fields),
+                       encoding=rng.choice(["current", "rate"]))
+    with torch.no_grad():
+        for lin in model.linears:
+            kind = rng.random()
+            if kind < 0.15:
+                lin.weight.zero_()
+            elif kind < 0.3:
+                lin.weight.view(-1)[rng.randrange(lin.weight.numel())] = \
+                    rng.choice([math.nan, math.inf, -math.inf, 1e30, -1e30, 1e-30])
+            elif kind < 0.4:
+                lin.weight.mul_(rng.choice([1e-9, 1e9]))
+    return model
+
+
+def test_fuzz_compiler(loihi2, capsys):
+    """Every small network with hostile neuron constants (leak, reset, non-positive or
+    non-finite threshold, time step or time constants) or hostile weights (all zero, NaN,
+    infinite, tiny, huge) either compiles to chip integers inside the profile's formats or is
+    refused with :class:`CompileError`; never another exception, never a hang."""
+    rng = random.Random(SEED + 2)
+    count, compiled, tracebacks = 0, 0, []
+    profiles = [loihi2] + [load_profile(name) for name in list_profiles()
+                           if load_profile(name).neuron.model != "cuba"][:1]
+    for _ in range(N_MODELS):
+        count += 1
+        model = _hostile_model(rng)
+        profile = rng.choice(profiles)
+        try:
+            net = compile_network(model, profile, input_max_value=rng.choice([1, 16, 255]))
+        except CompileError as exc:
+            assert str(exc).strip()
+            continue
+        except Exception:  # noqa: BLE001 - the point of the test
+            tracebacks.append(_short(traceback.format_exc(limit=3)))
+            continue
+        compiled += 1
+        for layer in net.layers:
+            w = layer.weight_int
+            assert w.min() >= profile.weights.min_int and w.max() <= profile.weights.max_int
+            assert 1 <= layer.v_th_mant <= profile.neuron.max_threshold_mant
+            assert 1 <= layer.i_decay <= profile.neuron.decay_unit
+            assert 1 <= layer.v_decay <= profile.neuron.decay_unit
+    with capsys.disabled():
+        print(f"\nfuzz compiler: {count} networks, {compiled} compiled, "
+              f"{count - compiled - len(tracebacks)} CompileError, {len(tracebacks)} tracebacks")
+    assert not tracebacks, f"{len(tracebacks)} tracebacks, e.g.\n" + "\n".join(tracebacks[:4])
