@@ -45,6 +45,8 @@ class CompiledLayer:
             torch order; neurons are numbered as ``x.flatten()`` of a ``(C, H, W)`` map.
         stride, padding: ``(y, x)`` convolution stride and zero padding, in torch order.
         groups: convolution groups (``C`` for a pooling layer).
+        notes: what the compiler had to do to this layer beyond the plain mapping, for the
+            report (e.g. every synapse pruned, weights put on netx's coarser grid).
     """
 
     name: str
@@ -62,6 +64,17 @@ class CompiledLayer:
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     groups: int = 1
+    notes: tuple[str, ...] = ()
+
+    @property
+    def all_zero(self) -> bool:
+        """Every synapse of the layer is pruned (its neurons can never spike)."""
+        return not np.any(self.weight_int)
+
+    @property
+    def float_synapses(self) -> int:
+        """Connected synapses of the float model (non-zero trained weights), before rounding."""
+        return int(np.count_nonzero(self.weight))
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -73,6 +73,76 @@ def check_neuron(neuron: NeuronConfig) -> None:
         raise CompileError(f"neuron: v_th must be > 0, got {neuron.v_th}")
 
 
+def _trailing_zero_bits(w: np.ndarray, cap: int = 8) -> int:
+    """Largest ``n <= cap`` with every entry of ``w`` divisible by ``2**n`` (netx's search)."""
+    n = cap
+    while n > 0 and np.any(w % (1 << n)):
+        n -= 1
+    return n
+
+
+def netx_effective_weights(weight_int: np.ndarray) -> np.ndarray:
+    """The integer weights Lava actually applies to a ``dense`` layer of a netx file.
+
+    lava-dl 0.6 ``netx/utils.py optimize_weight_bits`` scales a file's weights up by ``2**s``
+    (``s = floor(log2(scale)) + signed``, ``scale = min(127/max, -128/min)`` for mixed signs,
+    ``255/max`` excitatory, ``-256/min`` inhibitory), sets ``weight_exponent = -s`` and
+    ``num_weight_bits = 8 - s - n`` (``n``: trailing zero bits of the file weights, minus one
+    if signed). Lava's fixed-point ``Dense``/``Sparse`` model then clips to 8 bits
+    (``lava/utils/weightutils.py clip_weights``), drops ``8 - num_weight_bits + mixed`` low
+    bits (``truncate_weights``, flooring) and right-shifts the synaptic sum by ``s``. For
+    ``s = 0`` (the largest magnitude is at least 128) this is the identity; for ``s > 0`` it
+    loses ``s`` low bits (lava #859), which the compiler avoids or models with this function.
+    An all-zero matrix is returned unchanged (netx itself would crash on it: lava #501).
+
+    Args:
+        weight_int: integer weights ``(out, in)`` in ``[-256, 254]``, even (Loihi 2 step).
+
+    Returns:
+        int64 ``(out, in)``: ``E`` such that Lava's synaptic input is exactly ``E @ s``.
+
+    Raises:
+        ValueError: odd weights or weights outside 9 signed bits (the sum would not separate
+            into per-synapse weights).
+    """
+    w = np.asarray(weight_int, dtype=np.int64)
+    if not w.any():
+        return w.copy()
+    wmax, wmin = int(w.max()), int(w.min())
+    if wmax > 254 or wmin < -256 or np.any(w % 2):
+        raise ValueError(f"weights must be even and in [-256, 254], got [{wmin}, {wmax}]")
+    # netx/utils.py optimize_weight_bits
+    if wmax < 0:
+        scale, signed = -256 / wmin, 0
+    elif wmin >= 0:
+        scale, signed = 255 / wmax, 0
+    else:
+        scale, signed = min(127 / wmax if wmax > 0 else np.inf, -128 / wmin), 1
+    s = int(np.floor(np.log2(scale))) + signed
+    n = _trailing_zero_bits(w) - signed
+    num_weight_bits = 8 - s - n
+    w1 = w << s
+    # lava/proc/dense/models.py: sign mode, clip_weights(num_bits=8), truncate_weights
+    if w1.min() >= 0:
+        lo, hi, mixed, negate = 0, 255, 0, False
+    elif w1.max() <= 0:
+        lo, hi, mixed, negate = 0, 255, 0, True
+    else:
+        lo, hi, mixed, negate = -256, 255, 1, False
+    w2 = np.clip(-w1 if negate else w1, lo, hi)
+    k = 8 - num_weight_bits + mixed
+    w3 = (w2 >> k) << k
+    w3 = -w3 if negate else w3
+    if k < s:  # pragma: no cover - even weights always give k >= s
+        raise ValueError("netx weight exponent does not separate over synapses")
+    return w3 >> s
+
+
+def netx_exact(weight_int: np.ndarray) -> bool:
+    """Whether Lava applies a dense layer's file weights unchanged (:func:`netx_effective_weights`)."""
+    return bool(np.array_equal(netx_effective_weights(weight_int), weight_int))
+
+
 def quantize_layer(name: str, weight: np.ndarray, neuron: NeuronConfig, profile: HardwareProfile,
                    input_scale: float, max_payload: int,
                    payloads: np.ndarray | None = None) -> CompiledLayer:
@@ -86,10 +156,16 @@ def quantize_layer(name: str, weight: np.ndarray, neuron: NeuronConfig, profile:
         input_scale: float value of one unit of input payload.
         max_payload: largest input payload (1 for binary spikes).
         payloads: optional calibration payloads ``(B, in)``; the activation bound is then the
-            largest ``sum_j |w_ij| p_bj`` over them instead of the worst case.
+            largest ``|sum_j w_ij p_bj|`` over them instead of the worst case
+            ``sum_j |w_ij| max_payload``.
+
+    Returns:
+        The :class:`CompiledLayer`. A layer whose synapses are all pruned compiles (its scale
+        is then set by the threshold) and says so in ``notes``.
 
     Raises:
-        CompileError: the layer has no synapse left, or no scale satisfies every limit.
+        CompileError: a decay rounds outside ``1..2**decay_bits``, or ``vThMant`` cannot be
+            represented.
     """
     if not np.all(np.isfinite(weight)):
         raise CompileError(f"layer {name}: {int(np.count_nonzero(~np.isfinite(weight)))} "
@@ -98,40 +174,73 @@ def quantize_layer(name: str, weight: np.ndarray, neuron: NeuronConfig, profile:
     i_decay = decay_constant(neuron.tau_syn_inv, neuron.dt, profile, f"layer {name} iDecay")
     v_decay = decay_constant(neuron.tau_mem_inv, neuron.dt, profile, f"layer {name} vDecay")
     gain = neuron.dt * neuron.tau_mem_inv * input_scale   # float weight -> u per unit S
-    wmax = float(np.abs(weight).max())
-    if wmax == 0:
-        raise CompileError(f"layer {name}: every synapse is pruned (all-zero weights), so it "
-                           f"can never spike; relax the budget (--connectivity/--max-synapses)")
+    wmax = float(np.abs(weight).max()) if weight.size else 0.0
     wfmt, nfmt = profile.weights, profile.neuron
-    if payloads is None:
-        payloads = np.full((1, weight.shape[1]), max_payload)
-    payloads = np.abs(payloads).astype(np.int64)
-    rowsum = float((payloads @ np.abs(weight).T).max())
+    # symmetric magnitude: -256 alone would be clipped to -255 by Lava's inhibitory sign mode
+    wmag = min(wfmt.max_int, -wfmt.min_int)
+
+    def activation(w: np.ndarray) -> float:
+        """Largest |synaptic input| per unit of weight scale (signed over calibration data)."""
+        if payloads is None:
+            return float(np.abs(w).sum(axis=1).max()) * max_payload if w.size else 0.0
+        return float(np.abs(np.asarray(payloads, np.float64) @ w.T).max()) if w.size else 0.0
+
+    act = activation(weight) * gain
     state_max = 2 ** (nfmt.state_bits - 1) - 1
+    current_max = state_max * (i_decay / nfmt.decay_unit) / 2 ** nfmt.activation_shift
     limits = {
-        "weight bits": wfmt.max_int / (gain * wmax),
+        "weight bits": wmag / (gain * wmax) if wmax > 0 else np.inf,
         "threshold bits": nfmt.max_threshold_mant / neuron.v_th,
-        "activation bits": ACTIVATION_MAX / (gain * rowsum),
-        "current bits": state_max * (i_decay / nfmt.decay_unit)
-                        / (gain * rowsum * 2 ** nfmt.activation_shift),
+        "activation bits": ACTIVATION_MAX / act if act > 0 else np.inf,
+        "current bits": current_max / act if act > 0 else np.inf,
     }
     limited_by = min(limits, key=limits.get)
     scale = limits[limited_by]
     step = wfmt.step
+    bound = min(ACTIVATION_MAX, current_max)
     while True:
-        w_int = np.clip(np.round(weight * gain * scale / step) * step, wfmt.min_int, wfmt.max_int)
+        w_int = np.clip(np.round(weight * gain * scale / step) * step, -wmag, wmag)
         w_int = w_int.astype(np.int32)
-        a_max = int((payloads @ np.abs(w_int).T.astype(np.int64)).max())
-        if a_max <= ACTIVATION_MAX or scale < 1e-12:
+        if activation(w_int.astype(np.float64)) <= bound or scale < 1e-12:
             break
-        scale *= 0.99  # rounding pushed the worst case over: shrink a little
+        scale *= 0.99  # rounding pushed the bound over: shrink a little
     v_th_mant = int(round(neuron.v_th * scale))
     if not 1 <= v_th_mant <= nfmt.max_threshold_mant:
         raise CompileError(f"layer {name}: vThMant = {v_th_mant} is outside 1..."
-                           f"{nfmt.max_threshold_mant}; the weights span too wide a range")
+                           f"{nfmt.max_threshold_mant}; the weights span too wide a range "
+                           f"(limited by {limited_by})")
+    notes = ()
+    if not np.any(w_int):
+        notes = ("every synapse is pruned or rounds to 0: the layer never spikes",)
     return CompiledLayer(name=name, weight=weight.astype(np.float32), weight_int=w_int,
                          scale=float(scale), input_scale=float(input_scale), i_decay=i_decay,
-                         v_decay=v_decay, v_th_mant=v_th_mant, scale_limited_by=limited_by)
+                         v_decay=v_decay, v_th_mant=v_th_mant, scale_limited_by=limited_by,
+                         notes=notes)
+
+
+def to_netx_grid(layer: CompiledLayer) -> CompiledLayer:
+    """Make a dense layer's weights a fixed point of :func:`netx_effective_weights`.
+
+    When the largest weight magnitude is below 128, netx would silently drop low weight bits
+    in Lava; instead the compiler stores the weights Lava will really use (iterated to a fixed
+    point, at most a few rounds) so that the integer model, the file and Lava agree, and notes
+    it in the layer's ``notes``.
+    """
+    w = layer.weight_int.astype(np.int64)
+    for _ in range(16):
+        e = netx_effective_weights(w)
+        if np.array_equal(e, w):
+            break
+        w = e
+    else:  # pragma: no cover - the grid only coarsens, so this converges
+        raise CompileError(f"layer {layer.name}: netx weight grid did not converge")
+    if np.array_equal(w, layer.weight_int):
+        return layer
+    lost = int(np.count_nonzero(layer.weight_int)) - int(np.count_nonzero(w))
+    note = (f"largest weight {int(np.abs(layer.weight_int).max())} < 128: weights rounded onto "
+            f"netx's coarser grid as Lava applies them ({lost} synapses lost)")
+    return dataclasses.replace(layer, weight_int=w.astype(np.int32),
+                               notes=layer.notes + (note,))
 
 
 def _pair(value, what: str) -> tuple[int, int]:
@@ -219,6 +328,69 @@ def quantize_conv_layer(name: str, module: nn.Module, in_shape: tuple[int, int, 
                                stride=stride, padding=padding, groups=groups)
 
 
+def _netx_weights(profile: HardwareProfile) -> bool:
+    """Whether dense weights go through netx's ``optimize_weight_bits`` (Loihi weight format)."""
+    w = profile.weights
+    return "netx" in profile.formats and w.max_int <= 254 and w.min_int >= -256 \
+        and w.step % 2 == 0
+
+
+def _check_bias(name: str, module: nn.Module) -> None:
+    """Refuse a non-zero ``Linear`` bias.
+
+    Norse adds a bias to the synaptic current ``i`` (it decays with ``tau_syn``); the chip adds
+    its bias to the voltage ``v`` every step. The two agree only in the steady state, so no
+    exact mapping exists.
+
+    Raises:
+        CompileError: naming the layer and the fix.
+    """
+    bias = getattr(module, "bias", None)
+    if bias is not None and bool(torch.any(bias != 0)):
+        raise CompileError(f"layer {name}: Linear has a non-zero bias; Norse adds it to the "
+                           f"synaptic current, the chip to the voltage, so it has no exact "
+                           f"fixed-point image (train with bias=False)")
+
+
+def _graded_input_layer(name: str, module: nn.Module, model: SpikingMLP,
+                        profile: HardwareProfile, input_max_value: int,
+                        calibration: np.ndarray | None) -> tuple[CompiledLayer, int]:
+    """Quantize the first dense layer of a graded (current-encoded) input, choosing the payload.
+
+    The payload standing for ``x = 1`` is tried at ``input_max_value``, then halved
+    (``255, 127, 63, ...``: one graded bit fewer each time). With many inputs the 16-bit
+    activation and 24-bit current bounds cap ``S`` (they do not depend on the payload), so a
+    coarser payload leaves the weights more bits. The first payload whose largest weight uses
+    the top weight bit (magnitude >= 128 on Loihi 2) and whose weights netx applies unchanged
+    (:func:`netx_exact`) is kept; if none, the payload giving the largest weights, with the
+    weights on netx's grid (:func:`to_netx_grid`).
+
+    Returns:
+        ``(layer, payload)``: the layer and the integer payload standing for ``x = 1``.
+    """
+    with torch.no_grad():
+        weight = module.weight.detach().cpu().numpy().astype(np.float64)
+    netx, wfmt = _netx_weights(profile), profile.weights
+    best = None
+    payload = input_max_value
+    while payload >= 1:
+        cal = None if calibration is None else np.rint(np.asarray(calibration) * payload)
+        layer = quantize_layer(name, weight, model.neuron, profile,
+                               model.input_gain / payload, payload, cal)
+        wtop = int(np.abs(layer.weight_int).max()) if layer.weight_int.size else 0
+        top_bit = 2 * wtop >= min(wfmt.max_int, -wfmt.min_int) + wfmt.step or not weight.any()
+        if top_bit and (not netx or netx_exact(layer.weight_int)):
+            if payload != input_max_value:
+                layer = dataclasses.replace(layer, notes=layer.notes + (
+                    f"graded input payload {payload} (not {input_max_value}) so the weights "
+                    f"keep their low bits in netx",))
+            return layer, payload
+        if best is None or wtop > best[0]:
+            best = (wtop, layer, payload)
+        payload //= 2
+    return to_netx_grid(best[1]), best[2]
+
+
 def compile_network(model: SpikingMLP | SpikingConvNet, profile: HardwareProfile,
                     input_max_value: int, cores: int | None = None,
                     calibration: np.ndarray | None = None) -> CompiledNetwork:
@@ -248,6 +420,7 @@ def compile_network(model: SpikingMLP | SpikingConvNet, profile: HardwareProfile
     convnet = isinstance(model, SpikingConvNet)
     modules = model.layers if convnet else model.linears
     counts = {"conv": 0, "pool": 0, "fc": 0}
+    payload_max = int(input_max_value)
     for k, module in enumerate(modules):
         payloads = None
         if k == 0 and model.encoding == "current":
@@ -260,6 +433,13 @@ def compile_network(model: SpikingMLP | SpikingConvNet, profile: HardwareProfile
             "conv" if isinstance(module, nn.Conv2d) else "fc"
         counts[prefix] += 1
         name = f"{prefix}{counts[prefix]}"
+        if prefix == "fc":
+            _check_bias(name, module)
+        if prefix == "fc" and k == 0 and model.encoding == "current":
+            layer, payload_max = _graded_input_layer(name, module, model, profile,
+                                                     int(input_max_value), calibration)
+            layers.append(layer)
+            continue
         if prefix != "fc":
             layers.append(quantize_conv_layer(name, module, model.shapes[k],
                                               model.shapes[k + 1], model.neuron, profile,
@@ -267,12 +447,13 @@ def compile_network(model: SpikingMLP | SpikingConvNet, profile: HardwareProfile
             continue
         with torch.no_grad():
             weight = module.weight.detach().cpu().numpy().astype(np.float64)
-        layers.append(quantize_layer(name, weight, model.neuron, profile,
-                                     input_scale, max_payload, payloads))
+        layer = quantize_layer(name, weight, model.neuron, profile, input_scale, max_payload,
+                               payloads)
+        layers.append(to_netx_grid(layer) if _netx_weights(profile) else layer)
     from rewire.compile.mapping import map_cores  # mapping imports CompileError from here
 
     mapping = map_cores(layers, profile, cores)
     return CompiledNetwork(layers=tuple(layers), neuron=model.neuron, steps=model.steps,
                            encoding=model.encoding, input_gain=model.input_gain,
-                           input_max_value=int(input_max_value), profile=profile,
+                           input_max_value=payload_max, profile=profile,
                            mapping=mapping)

@@ -39,7 +39,8 @@ def lava_missing() -> str | None:
     return None
 
 
-def run_netx(path: str | Path, payload: np.ndarray, sparse: bool = True) -> np.ndarray:
+def run_netx(path: str | Path, payload: np.ndarray, sparse: bool = True,
+             aligned: bool = False) -> np.ndarray:
     """Run one input sequence through a netx file in Lava and return the output spikes.
 
     Args:
@@ -48,10 +49,14 @@ def run_netx(path: str | Path, payload: np.ndarray, sparse: bool = True) -> np.n
             an ``input`` layer of shape ``(C, H, W)`` (conv nets) ``n_in = C*H*W`` in torch's
             ``(C, H, W)`` order, sent to Lava in its ``(W, H, C)`` order.
         sparse: load dense layers as Lava ``Sparse`` synapses (``sparse_fc_layer``).
+        aligned: append the file's ``lava_delay_steps`` (``L``) silent steps to the input and
+            drop the first ``L`` outputs, so output step ``t`` answers input step ``t``
+            (equal to ``rewire.compile.simulate.simulate(net, payload)``).
 
     Returns:
-        Output spikes ``(T, n_out)`` as uint8, with Lava's one-step delay per dense or conv
-        layer (a feature-map output is flattened back in ``(C, H, W)`` order).
+        Output spikes ``(T, n_out)`` as uint8 (a feature-map output is flattened back in
+        ``(C, H, W)`` order): with ``aligned=False`` as Lava produces them, one step late per
+        dense or conv layer; with ``aligned=True`` lined up with the input.
 
     Raises:
         ImportError: Lava is not installed (install ``rewire[lava]`` on Python 3.10).
@@ -67,7 +72,11 @@ def run_netx(path: str | Path, payload: np.ndarray, sparse: bool = True) -> np.n
         bits = int(f.attrs.get("input_message_bits", 0))
         first = f["layer/0"]
         image = tuple(first["shape"][()]) if first["type"][0] == b"input" else None
+        delay = int(f.attrs.get("lava_delay_steps", 0))
     payload = np.asarray(payload)
+    if aligned:
+        payload = np.concatenate([payload, np.zeros((delay,) + payload.shape[1:],
+                                                    payload.dtype)])
     steps = payload.shape[0]
     net = netx.hdf5.Network(net_config=str(path), input_message_bits=bits,
                             sparse_fc_layer=sparse)
@@ -84,4 +93,5 @@ def run_netx(path: str | Path, payload: np.ndarray, sparse: bool = True) -> np.n
     finally:
         net.stop()
     out = np.asarray(out).T.reshape(steps, -1)  # (n_out, T) or (W, H, C, T) -> torch order
-    return (out > 0).astype(np.uint8)
+    out = (out > 0).astype(np.uint8)
+    return out[delay:] if aligned else out

@@ -3,11 +3,18 @@
 Layout read by ``lava.lib.dl.netx.hdf5.Network`` (lava-dl 0.6, ``netx/hdf5.py``)::
 
     /                      attrs: rewire_format_version, rewire_version, profile, steps,
-                                  encoding, input_message_bits, input_max_value, dt
+                                  encoding, input_message_bits, input_max_value, dt,
+                                  lava_delay_steps (one step per layer: drop that many)
     /layer/<k>/type        b"dense"
     /layer/<k>/shape       int (n_out,)
-    /layer/<k>/weight      int (n_out, n_in): chip weights (even values in [-256, 254] on loihi2)
+    /layer/<k>/weight      int16 (n_out, n_in): chip weights (even values in [-254, 254] on
+                           loihi2, largest magnitude >= 128 so that netx's optimize_weight_bits
+                           keeps them exact; see rewire.compile.quantize.netx_effective_weights)
     /layer/<k>/neuron/     type b"CUBA", iDecay, vDecay, vThMant, refDelay, gradedSpike
+
+A dense layer whose synapses are all pruned (netx crashes on it, lava #501) is written with
+one silent inhibitory guard synapse and the attribute ``rewire_all_zero = 1`` (see
+:func:`_silent_guard`); :func:`read_weights` returns its zeros.
 
 Convolutional networks (layers of ``kind == "conv"``, see :mod:`rewire.training.conv`) add,
 in the same torch order netx expects (netx reverses every shape and pair into its own
@@ -82,7 +89,8 @@ def write(net: CompiledNetwork, path: str | Path) -> Path:
             attrs = {"rewire_format_version": net.format_version, "rewire_version": __version__,
                      "profile": net.profile.name, "steps": net.steps, "encoding": net.encoding,
                      "input_message_bits": net.input_message_bits,
-                     "input_max_value": net.input_max_value, "dt": net.neuron.dt}
+                     "input_max_value": net.input_max_value, "dt": net.neuron.dt,
+                     "lava_delay_steps": len(net.layers)}
             f.attrs.update(attrs)
             layers = f.create_group("layer")
             index = 0
@@ -103,11 +111,19 @@ def write(net: CompiledNetwork, path: str | Path) -> Path:
                 else:
                     _string(g, "type", "dense")
                     g.create_dataset("shape", data=np.array([layer.shape[0]], dtype=np.int64))
-                g.create_dataset("weight", data=layer.weight_int.astype(np.int64))
+                i_decay, v_decay = layer.i_decay, layer.v_decay
+                if layer.kind == "dense" and layer.all_zero:
+                    weight, i_decay, v_decay = _silent_guard(net, k, layer)
+                    g.attrs["rewire_all_zero"] = 1
+                elif layer.kind == "dense":
+                    weight = layer.weight_int.astype(np.int16)  # netx widens it on load
+                else:
+                    weight = layer.weight_int.astype(np.int64)
+                g.create_dataset("weight", data=weight)
                 n = g.create_group("neuron")
                 _string(n, "type", "CUBA")
-                n.create_dataset("iDecay", data=layer.i_decay)
-                n.create_dataset("vDecay", data=layer.v_decay)
+                n.create_dataset("iDecay", data=i_decay)
+                n.create_dataset("vDecay", data=v_decay)
                 n.create_dataset("vThMant", data=layer.v_th_mant)
                 n.create_dataset("refDelay", data=1)
                 n.create_dataset("gradedSpike", data=False)
@@ -116,7 +132,43 @@ def write(net: CompiledNetwork, path: str | Path) -> Path:
 
 def read_weights(path: str | Path) -> list[np.ndarray]:
     """Integer weights of every layer that has some, in order: dense ``(n_out, n_in)``, conv
-    ``(C_out, C_in / groups, kH, kW)`` (``input`` and ``flatten`` layers have none)."""
+    ``(C_out, C_in / groups, kH, kW)`` (``input`` and ``flatten`` layers have none). An
+    all-zero layer (written with its silent guard synapse) reads back as zeros."""
     with h5py.File(path, "r") as f:
         groups = [f["layer"][str(k)] for k in range(len(f["layer"]))]
-        return [g["weight"][()].astype(np.int64) for g in groups if "weight" in g]
+        weights = []
+        for g in groups:
+            if "weight" in g:
+                w = g["weight"][()].astype(np.int64)
+                weights.append(np.zeros_like(w) if g.attrs.get("rewire_all_zero", 0) else w)
+        return weights
+
+
+GUARD_WEIGHT = -254  # netx keeps it exact: mixed sign mode, scale 128/254 < 1, exponent 0
+
+
+def _silent_guard(net: CompiledNetwork, k: int, layer: CompiledLayer):
+    """How an all-zero dense layer is written so that netx loads it (lava #501).
+
+    netx's ``optimize_weight_bits`` crashes on an all-zero matrix (``log2(255 / 0)``). The
+    layer is written with one inhibitory synapse, ``GUARD_WEIGHT`` from input 0 to neuron 0,
+    ``iDecay = 4096`` and ``vDecay = 4095``: then ``u = a << 6 <= 0`` every step (no
+    accumulation, no 24-bit wrap since ``254 * payload * 64 < 2**23``) and ``v <= 0`` never
+    crosses the threshold. Every neuron stays silent, exactly as with zero weights; the
+    layer's group carries ``rewire_all_zero = 1``.
+
+    Returns:
+        ``(weight int16 (out, in), iDecay, vDecay)``.
+
+    Raises:
+        ValueError: the input payload is too large for the guard (over 9 graded bits).
+    """
+    payload = net.input_max_value if (k == 0 and net.encoding == "current") else 1
+    half = 1 << (net.profile.neuron.state_bits - 1)
+    if abs(GUARD_WEIGHT) * payload << net.profile.neuron.activation_shift >= half:
+        raise ValueError(f"layer {layer.name}: all synapses pruned and the input payload "
+                         f"{payload} is too large for netx's silent guard synapse")
+    weight = np.zeros(layer.shape, dtype=np.int16)
+    weight[0, 0] = GUARD_WEIGHT
+    unit = net.profile.neuron.decay_unit
+    return weight, unit, unit - 1
