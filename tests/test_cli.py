@@ -79,8 +79,9 @@ def test_short_run_writes_everything(short_run):
     assert report["result"]["synapses"] <= report["budget"]["max_synapses"]
     assert {"netx", "onnx", "report"} <= set(report["files"])
     assert (out / "model.net").stat().st_size > 0
-    assert sorted(p.name for p in out.iterdir()) == ["model.net", "model_step.onnx",
-                                                      "report.json"]  # nothing temporary
+    assert sorted(p.name for p in out.iterdir()) == [
+        "cores.json", "cores.png", "model.net", "model_step.onnx",
+        "report.json"]  # nothing temporary
 
 
 def test_onnx_of_the_main_job_runs(short_run):
