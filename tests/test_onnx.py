@@ -7,17 +7,17 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 from rewire.compile import simulate
 from rewire.compile.quantize import compile_network
 from rewire.export import onnx_graph, onnx_int, onnx_step, onnx_unrolled
-from rewire.training.model import SpikingMLP
+from rewire.training.model import NeuronConfig, SpikingMLP
 
 from conftest import random_network
 
 BLOCKS = 8  # independent random networks per generated example (block-diagonal packing)
-EQUIV = settings(max_examples=25, deadline=None,
+EQUIV = settings(max_examples=25, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
                  suppress_health_check=[HealthCheck.too_slow,
                                         HealthCheck.function_scoped_fixture])
 
@@ -39,7 +39,7 @@ cases = st.integers(1, 3).flatmap(lambda layers: st.fixed_dictionaries({
     "input_gain": st.floats(1.0, 8.0), "seed": st.integers(0, 2 ** 16)}))
 
 
-def block_network(case: dict, steps: int) -> SpikingMLP:
+def block_network(case: dict, steps: int, neuron: NeuronConfig = NeuronConfig()) -> SpikingMLP:
     """The block-diagonal :class:`SpikingMLP` of a :data:`cases` example.
 
     Block ``b``'s weights are uniform in ``±gain / sqrt(fan-in)``, a fraction ``1 - density``
@@ -49,7 +49,7 @@ def block_network(case: dict, steps: int) -> SpikingMLP:
     blocks = case["blocks"]
     layers = len(blocks[0]["widths"]) - 1
     sizes = tuple(sum(b["widths"][l] for b in blocks) for l in range(layers + 1))
-    model = SpikingMLP(sizes, steps=steps, encoding=case["encoding"],
+    model = SpikingMLP(sizes, steps=steps, encoding=case["encoding"], neuron=neuron,
                        input_gain=case["input_gain"])
     with torch.no_grad():
         for l, lin in enumerate(model.linears):
