@@ -12,7 +12,10 @@ Over 1,000 inputs per run, generated from a fixed seed (so the default run is re
   bad numbers, NaN/inf, negative counts, bad paths, missing or malformed data folders,
   unwritable outputs, unknown devices. Nothing trains: ``pipeline.run`` is replaced by a stub
   that only does what training would do first with the validated options (seed the RNGs,
-  open the device).
+  open the device, create the output and staging folders);
+* small networks for ``compile_network`` with hostile neuron constants and weights.
+
+Each test prints its count and the seed (to replay a ``thorough`` failure, set ``SEED``).
 """
 
 from __future__ import annotations
@@ -22,14 +25,12 @@ import copy
 import gzip
 import io
 import math
-import os
 import random
 import shutil
 import struct
 import tempfile
 import traceback
 
-import pytest
 import torch
 
 from rewire.compile.quantize import CompileError, compile_network
@@ -57,7 +58,8 @@ HOSTILE_NUMBERS = ["-1", "0", "-0", "nan", "NaN", "inf", "-inf", "1e309", "1e-32
 
 def _short(text: str, keep: int = 300) -> str:
     """Long hostile values (5,000-character names) cut down for the failure message."""
-    return "\n".join(line if len(line) <= keep else line[:keep] + "..." for line in text.split("\n"))
+    return "\n".join(line if len(line) <= keep else line[:keep] + "..."
+                     for line in text.split("\n"))
 
 
 # ----------------------------------------------------------------------------- profiles
@@ -134,7 +136,8 @@ def _corrupt_text(rng: random.Random, text: str) -> bytes:
     if kind == 2:
         return bytes(rng.randrange(256) for _ in range(rng.randrange(200)))
     if kind == 3:
-        return rng.choice([b"", b" ", b"\n\n", b"\xef\xbb\xbf", b"[", b"=", b"[limits]\n[limits]\n"])
+        return rng.choice([b"", b" ", b"\n\n", b"\xef\xbb\xbf", b"[", b"=",
+                           b"[limits]\n[limits]\n"])
     if kind == 4:
         return raw + raw  # every key twice
     if kind == 5:
@@ -192,7 +195,7 @@ def test_fuzz_profiles(tmp_path, capsys):
         assert isinstance(prof, HardwareProfile)
         assert HardwareProfile.from_dict(prof.to_dict()) == prof
     with capsys.disabled():
-        print(f"\nfuzz profiles: {count} inputs, {accepted} accepted, "
+        print(f"\nfuzz profiles (seed {SEED}): {count} inputs, {accepted} accepted, "
               f"{count - accepted - len(tracebacks)} ProfileError, {len(tracebacks)} tracebacks")
     assert count >= N_PROFILES
     assert not tracebacks, "\n".join(tracebacks[:5])
@@ -377,7 +380,8 @@ def test_fuzz_cli(tmp_path, monkeypatch, capsys):
                 outcomes["ok"] += 1
         assert not out_dir.exists(), f"{argv!r} wrote {out_dir} before training"
     with capsys.disabled():
-        print(f"\nfuzz CLI: {count} argument lists: {outcomes['argparse']} argparse exits, "
+        print(f"\nfuzz CLI (seed {SEED + 1}): {count} argument lists: "
+              f"{outcomes['argparse']} argparse exits, "
               f"{outcomes['error']} 'error:' exit 2, {outcomes['ok']} listings, "
               f"{outcomes['reached']} passed validation (stubbed run), "
               f"{len(tracebacks)} tracebacks")
@@ -442,6 +446,6 @@ def test_fuzz_compiler(loihi2, capsys):
             assert 1 <= layer.i_decay <= profile.neuron.decay_unit
             assert 1 <= layer.v_decay <= profile.neuron.decay_unit
     with capsys.disabled():
-        print(f"\nfuzz compiler: {count} networks, {compiled} compiled, "
+        print(f"\nfuzz compiler (seed {SEED + 2}): {count} networks, {compiled} compiled, "
               f"{count - compiled - len(tracebacks)} CompileError, {len(tracebacks)} tracebacks")
     assert not tracebacks, f"{len(tracebacks)} tracebacks, e.g.\n" + "\n".join(tracebacks[:4])
