@@ -2,7 +2,9 @@
 
 :func:`prepare` checks every input (profile, data, budget, output folder) before any work;
 :func:`run` then trains, compiles and writes ``<out>/model.net`` (Lava netx HDF5),
-``<out>/model_step.onnx``, ``<out>/cores.json`` and ``<out>/cores.png`` (per-core usage, see
+``<out>/model_step.onnx``, ``<out>/model_unrolled.onnx`` (float, all steps),
+``<out>/model_int.onnx`` (the chip's integer model), ``<out>/model.nir``,
+``<out>/cores.json`` and ``<out>/cores.png`` (per-core usage, see
 :mod:`rewire.compile.mapping`) and ``<out>/report.json``. Only the export formats the profile
 lists for its chip are written; the report says which were skipped and why.
 """
@@ -24,7 +26,7 @@ from rewire import __version__
 from rewire.compile import mapping, simulate
 from rewire.compile.network import CompiledNetwork
 from rewire.compile.quantize import CompileError, compile_network
-from rewire.export import netx, onnx_step
+from rewire.export import netx, nir_graph, onnx_int, onnx_step, onnx_unrolled
 from rewire.export.atomic import write_text
 from rewire.export.report import build_float_report, build_report, format_report, to_json
 from rewire.hw_profiles.profile import KNOWN_FORMATS, HardwareProfile, load_profile
@@ -326,6 +328,12 @@ def run(prep: Prepared, log=print) -> dict:
             log("onnx: skipped, the per-step ONNX exporter writes dense layers only")
         elif "onnx" in prep.profile.formats:
             staged["onnx"] = onnx_step.write(net, staging / "model_step.onnx")
+            staged["onnx_unrolled"] = onnx_unrolled.write(net, staging / "model_unrolled.onnx")
+            staged["onnx_int"] = onnx_int.write(net, staging / "model_int.onnx")
+        if "nir" in prep.profile.formats and spec.model == "conv":
+            log("nir: skipped, the NIR exporter writes dense layers only")
+        elif "nir" in prep.profile.formats:
+            staged["nir"] = nir_graph.write(net, staging / "model.nir")
         staged["cores_json"] = mapping.write_json(net.mapping, staging / "cores.json")
         staged["cores_png"] = mapping.write_png(net.mapping, staging / "cores.png")
         t3 = time.perf_counter()
