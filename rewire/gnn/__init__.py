@@ -1,0 +1,25 @@
+"""Editable GNNs: Gradient Rewiring (GRE, GRE+; Jiang et al., NeurIPS 2024) with GD and
+EGNN baselines, on PyG node classifiers.
+
+* :mod:`rewire.gnn.projection`: the GRE closed form (eq. 4) and the GRE+ QP (eqs. 5–6)
+  solved by :func:`scipy.optimize.nnls`.
+* :mod:`rewire.gnn.editor`: :func:`edit` with :class:`EditConfig` (methods ``gd``, ``gre``,
+  ``gre+``; modes ``independent``, ``sequential``, ``batch``; ``project`` = ``update`` or
+  ``gradient``).
+* :mod:`rewire.gnn.models`: GCN, GraphSAGE, EGNN, training and checkpoints.
+* :mod:`rewire.gnn.data`: Planetoid graphs from a local copy and a toy graph.
+* ``python -m rewire.gnn``: train and edit from the command line.
+"""
+
+from rewire.gnn.data import GraphDataError, load_graph, load_planetoid, toy_graph
+from rewire.gnn.editor import (EditConfig, EditOutcome, EditRecord, edit, editable_parameters,
+                               misclassified)
+from rewire.gnn.models import (EGNN, GCN, SAGE, ModelConfig, accuracy, build_model,
+                               load_checkpoint, predict, save_checkpoint, train_model)
+from rewire.gnn.projection import AnchorProjector, gre_project
+
+__all__ = ["AnchorProjector", "EGNN", "EditConfig", "EditOutcome", "EditRecord", "GCN",
+           "GraphDataError", "ModelConfig", "SAGE", "accuracy", "build_model", "edit",
+           "editable_parameters", "gre_project", "load_checkpoint", "load_graph",
+           "load_planetoid", "misclassified", "predict", "save_checkpoint", "toy_graph",
+           "train_model"]

@@ -1,0 +1,243 @@
+"""Node classifiers to edit: 2-layer GCN and GraphSAGE from PyG, and EGNN (a GNN plus a
+peer MLP, Liu et al., KDD 2023), with full-batch training and checkpoints.
+
+Protocol of Jiang et al. (NeurIPS 2024, §5): 2 layers, 32 hidden units, dropout 0.1.
+
+Shapes (all models): input ``x`` (N, F) float32 and ``edge_index`` (2, E) int64;
+output logits (N, C).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_geometric.data import Data
+from torch_geometric.nn import GCNConv, SAGEConv
+from torch_geometric.nn.models import MLP
+
+from rewire.export.atomic import atomic_path
+
+__all__ = ["EGNN", "GCN", "MODELS", "ModelConfig", "SAGE", "accuracy", "build_model",
+           "load_checkpoint", "predict", "save_checkpoint", "train_model"]
+
+CHECKPOINT_FORMAT = "rewire.gnn.checkpoint/1"
+
+
+class _TwoLayer(nn.Module):
+    """Two message-passing layers with ReLU and dropout between them."""
+
+    conv: type = GCNConv
+
+    def __init__(self, in_channels: int, out_channels: int, hidden: int = 32,
+                 dropout: float = 0.1):
+        super().__init__()
+        self.conv1 = self.conv(in_channels, hidden)
+        self.conv2 = self.conv(hidden, out_channels)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        h = F.dropout(F.relu(self.conv1(x, edge_index)), self.dropout, self.training)
+        return self.conv2(h, edge_index)
+
+
+class GCN(_TwoLayer):
+    """2-layer GCN (Kipf & Welling, ICLR 2017): ``Â relu(Â X W1) W2``, Â = D^-½(A+I)D^-½.
+
+    Args: ``in_channels`` F, ``out_channels`` C, ``hidden`` (32), ``dropout`` (0.1).
+
+    Example:
+        >>> GCN(16, 3)(torch.randn(5, 16), torch.tensor([[0, 1], [1, 0]])).shape
+        torch.Size([5, 3])
+    """
+
+    conv = GCNConv
+
+
+class SAGE(_TwoLayer):
+    """2-layer GraphSAGE, mean aggregator (Hamilton et al., NeurIPS 2017):
+    ``h_i = W_r x_i + W_l mean_{j∈N(i)} x_j`` per layer.
+
+    Args: ``in_channels`` F, ``out_channels`` C, ``hidden`` (32), ``dropout`` (0.1).
+
+    Example:
+        >>> SAGE(16, 3)(torch.randn(5, 16), torch.tensor([[0, 1], [1, 0]])).shape
+        torch.Size([5, 3])
+    """
+
+    conv = SAGEConv
+
+
+class EGNN(nn.Module):
+    """EGNN (Liu et al., KDD 2023): a trained GNN plus a peer MLP on the node features;
+    logits ``gnn(x, A) + mlp(x)``. The GNN is frozen; only the MLP is trained and edited,
+    so an edit does not propagate through the graph.
+
+    Args:
+        gnn: the trained GNN (its parameters get ``requires_grad=False``).
+        in_channels, out_channels: F and C. hidden: MLP width (32). dropout: 0.1.
+
+    The MLP's last layer starts at zero, so a fresh EGNN predicts exactly as its GNN;
+    :func:`train_model` then fits the MLP with the GNN frozen.
+
+    Example:
+        >>> e = EGNN(GCN(16, 3), 16, 3)
+        >>> [n for n, _ in e.editable_parameters()][:1]
+        ['mlp.lins.0.weight']
+    """
+
+    def __init__(self, gnn: nn.Module, in_channels: int, out_channels: int, hidden: int = 32,
+                 dropout: float = 0.1):
+        super().__init__()
+        self.gnn = gnn
+        for p in self.gnn.parameters():
+            p.requires_grad_(False)
+        self.mlp = MLP([in_channels, hidden, out_channels], dropout=dropout, norm=None)
+        with torch.no_grad():
+            self.mlp.lins[-1].weight.zero_()
+            self.mlp.lins[-1].bias.zero_()
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            base = self.gnn(x, edge_index)
+        return base + self.mlp(x)
+
+    def editable_parameters(self):
+        """``(name, parameter)`` pairs of the MLP: the only parameters EGNN edits."""
+        return [(f"mlp.{n}", p) for n, p in self.mlp.named_parameters()]
+
+
+#: Base GNNs by name.
+MODELS = {"gcn": GCN, "sage": SAGE}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What :func:`build_model` needs: ``arch`` in :data:`MODELS`, ``egnn`` (stitch a peer
+    MLP), sizes ``in_channels`` F, ``out_channels`` C, ``hidden`` and ``dropout``."""
+
+    arch: str
+    in_channels: int
+    out_channels: int
+    hidden: int = 32
+    dropout: float = 0.1
+    egnn: bool = False
+
+    def __post_init__(self):
+        if self.arch not in MODELS:
+            raise ValueError(f"arch: unknown model {self.arch!r}; choose one of {sorted(MODELS)}")
+        for field in ("in_channels", "out_channels", "hidden"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """An untrained model for ``config`` (EGNN wraps a fresh GNN of ``config.arch``)."""
+    gnn = MODELS[config.arch](config.in_channels, config.out_channels, config.hidden,
+                              config.dropout)
+    if config.egnn:
+        return EGNN(gnn, config.in_channels, config.out_channels, config.hidden, config.dropout)
+    return gnn
+
+
+def _fit(model: nn.Module, params, loss_fn, epochs: int, lr: float, weight_decay: float):
+    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    model.train()
+    for _ in range(epochs):
+        opt.zero_grad()
+        loss_fn().backward()
+        opt.step()
+    model.eval()
+
+
+def train_model(model: nn.Module, data: Data, epochs: int = 200, lr: float = 0.01,
+                weight_decay: float = 5e-4, seed: int = 0) -> nn.Module:
+    """Full-batch training with Adam and cross-entropy on ``data.train_mask``; in place.
+
+    For an :class:`EGNN` only the MLP is trained (build the EGNN around a trained GNN),
+    with the GNN frozen, on cross-entropy plus ``KL(p_gnn ‖ p_egnn)`` over all nodes so
+    the stitched model keeps the GNN's predictions. Returns the model in eval mode.
+
+    Raises:
+        ValueError: if ``epochs < 1`` or ``lr <= 0``.
+    """
+    if epochs < 1 or lr <= 0:
+        raise ValueError(f"epochs must be >= 1 and lr > 0 (got {epochs=}, {lr=})")
+    torch.manual_seed(seed)
+    mask, y = data.train_mask, data.y
+    if isinstance(model, EGNN):
+        with torch.no_grad():
+            log_p_gnn = F.log_softmax(model.gnn(data.x, data.edge_index), dim=1)
+
+        def loss():
+            out = model(data.x, data.edge_index)
+            kl = F.kl_div(F.log_softmax(out, 1), log_p_gnn, log_target=True, reduction="batchmean")
+            return F.cross_entropy(out[mask], y[mask]) + kl
+
+        _fit(model, model.mlp.parameters(), loss, epochs, lr, weight_decay)
+        return model
+
+    def loss():
+        return F.cross_entropy(model(data.x, data.edge_index)[mask], y[mask])
+
+    _fit(model, model.parameters(), loss, epochs, lr, weight_decay)
+    return model
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: Data) -> torch.Tensor:
+    """Predicted class per node, (N,) int64, in eval mode (no dropout)."""
+    was = model.training
+    model.eval()
+    out = model(data.x, data.edge_index).argmax(dim=1)
+    model.train(was)
+    return out
+
+
+def accuracy(model: nn.Module, data: Data, mask: torch.Tensor | None = None) -> float:
+    """Fraction of nodes in ``mask`` (default ``data.test_mask``) predicted right, in [0, 1]."""
+    mask = data.test_mask if mask is None else mask
+    return float((predict(model, data)[mask] == data.y[mask]).float().mean())
+
+
+def save_checkpoint(model: nn.Module, config: ModelConfig, path: str | Path,
+                    meta: dict | None = None) -> Path:
+    """Write ``{format, config, state_dict, meta}`` with ``torch.save``, atomically."""
+    payload = {"format": CHECKPOINT_FORMAT, "config": asdict(config),
+               "state_dict": copy.deepcopy(model.state_dict()), "meta": dict(meta or {})}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelConfig, dict]:
+    """Read a checkpoint written by :func:`save_checkpoint`; returns (model, config, meta).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a rewire GNN checkpoint, or its config/state is inconsistent.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist (write one with "
+                                f"`python -m rewire.gnn train --out {path}`)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle/zip errors have many types
+        raise ValueError(f"{path} is not a readable torch checkpoint: {err}") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a rewire GNN checkpoint (format field must be "
+                         f"{CHECKPOINT_FORMAT!r})")
+    config = ModelConfig(**payload["config"])
+    model = build_model(config)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as err:
+        raise ValueError(f"{path}: state_dict does not match its config: {err}") from None
+    return model.eval(), config, payload.get("meta", {})

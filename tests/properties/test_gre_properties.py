@@ -1,0 +1,118 @@
+"""Properties of the GRE / GRE+ projections (Jiang et al., NeurIPS 2024, eqs. 4–6) and of
+the editor's projected step (rewire.gnn)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra.numpy import arrays
+
+from rewire.gnn.data import toy_graph
+from rewire.gnn.editor import (EditConfig, _edit_once, _projector, anchor_chunks,
+                               anchor_gradients, editable_parameters)
+from rewire.gnn.models import GCN, SAGE
+from rewire.gnn.projection import AnchorProjector, flatten, gre_project, unflatten
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny graphs: torch's thread pool costs more than it saves on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+finite = st.floats(-10, 10, allow_nan=False, allow_infinity=False, width=64)
+lams = st.floats(0, 5, allow_nan=False)
+
+
+@st.composite
+def problems(draw, max_k=6, max_p=12):
+    k = draw(st.integers(1, max_k))
+    p = draw(st.integers(1, max_p))
+    G = draw(arrays(np.float64, (k, p), elements=finite))
+    g = draw(arrays(np.float64, (p,), elements=finite))
+    return torch.from_numpy(G), torch.from_numpy(g)
+
+
+@given(problems(), lams)
+def test_projected_step_satisfies_constraints(problem, lam):
+    G, g = problem
+    out = AnchorProjector(G, lam)(g)
+    assert (G @ out).min() >= -1e-6 * max(1.0, float(G.abs().max() * g.abs().max()))
+
+
+@given(problems(), lams)
+def test_inactive_constraints_give_scaled_target(problem, lam):
+    G, g = problem
+    G = torch.where((G @ g)[:, None] < 0, -G, G)  # flip rows so that G g >= 0
+    out = AnchorProjector(G, lam)(g)
+    torch.testing.assert_close(out, g / (1 + lam), atol=1e-9, rtol=1e-9)
+
+
+@given(problems(max_k=1), lams)
+def test_one_anchor_equals_closed_form(problem, lam):
+    G, g = problem
+    out = AnchorProjector(G, lam)(g)
+    torch.testing.assert_close(out, gre_project(g, G[0]) / (1 + lam), atol=1e-7, rtol=1e-7)
+
+
+@given(problems(), lams)
+def test_projection_is_nearest_feasible_point_among_samples(problem, lam):
+    # The QP's optimum beats the target itself and the zero step (both feasible or not).
+    G, g = problem
+    out = AnchorProjector(G, lam)(g)
+    cost = lambda x: 0.5 * float((x - g) @ (x - g)) + 0.5 * lam * float(x @ x)  # noqa: E731
+    assert cost(out) <= cost(torch.zeros_like(g)) + 1e-7
+    if (G @ g).min() >= 0:
+        assert cost(out) <= cost(g) + 1e-7
+
+
+def _train_loss(model, data):
+    out = model(data.x, data.edge_index)
+    return F.cross_entropy(out[data.train_mask], data.y[data.train_mask])
+
+
+@settings(max_examples=20)
+@given(st.integers(0, 10_000), st.sampled_from(["gre", "gre+"]),
+       st.sampled_from(["gradient", "update"]), st.sampled_from([GCN, SAGE]))
+def test_training_loss_does_not_rise_to_first_order(seed, method, project, arch):
+    """Training loss = Σ_k (|chunk_k|/n_train) · loss_k, so G x ≥ 0 implies ∇L_train · x ≥ 0:
+    a step θ ← θ − η x does not raise it to first order. With project="gradient" that holds
+    for the projected gradient; with "update" for the step the parameters actually take."""
+    data = toy_graph(nodes=40, features=8, seed=seed % 7)
+    torch.manual_seed(seed)
+    model = arch(8, 3, hidden=8).eval()
+    params = editable_parameters(model)
+    config = EditConfig(method=method, k=4, project=project, max_steps=1, lr=0.05, seed=seed)
+    anchors = anchor_gradients(model, data, anchor_chunks(data, config.anchors, seed), params)
+    grad_train = flatten(torch.autograd.grad(_train_loss(model, data), params), params)
+    projector = _projector(model, data, params, config)
+    target = torch.tensor([seed % 40])
+    out = model(data.x, data.edge_index)[target]
+    label = (out.argmax(dim=1) + 1) % 3  # a label the model does not predict: a step is taken
+    g = flatten(torch.autograd.grad(F.cross_entropy(out, label), params), params)
+    if project == "gradient":
+        step = projector(g)
+    else:
+        theta0 = flatten(params, params)
+        _edit_once(model, params, data, target, label, config, projector)
+        step = theta0 - flatten(params, params)  # the step the parameters took
+        assert step.abs().max() > 0
+        with torch.no_grad():  # back to θ0 for the finite-difference check
+            for p, v in zip(params, unflatten(theta0, params)):
+                p.copy_(v)
+    scale = float(anchors.abs().max() * step.abs().max()) + 1e-12
+    assert (anchors @ step).min() >= -1e-6 * scale
+    assert float(grad_train @ step) >= -1e-6 * scale
+    # and numerically: a small step does not raise the training loss beyond O(η²)
+    eta = 1e-3 / (float(step.norm()) + 1e-12)
+    with torch.no_grad():
+        base = float(_train_loss(model, data))
+        for p, d in zip(params, unflatten(step, params)):
+            p.sub_(eta * d)
+        assert float(_train_loss(model, data)) <= base + 1e-5
