@@ -95,3 +95,22 @@ def test_rockpool_runs_the_main_job_file_approximately(loihi2, tmp_path):
         corr1.append(np.corrcoef(ref.sum(0).ravel(), out1.sum(0).ravel())[0, 1])
     assert min(corr) > 0.5
     assert min(corr1) > 0.95
+
+
+def test_norse_own_importer_runs_the_file_spike_for_spike(loihi2, tmp_path):
+    """Norse 1.1's ``norse.torch.from_nir`` (LIBox synapse -> LIFBox, Euler at the ``dt`` it is
+    given: NIR has none, rewire's metadata does) reproduces the exporting model's spikes."""
+    import nir
+    import norse.torch as norse
+
+    for seed in range(3):
+        path, x, ref = _norse_and_file(loihi2, tmp_path, seed)
+        graph = nir.read(str(path))
+        model = norse.from_nir(graph, dt=float(graph.metadata["dt"]))
+        state, out = None, []
+        with torch.no_grad():
+            for _ in range(STEPS):
+                z, state = model(x, state)
+                out.append(z.numpy())
+        assert ref.sum() > 0
+        np.testing.assert_array_equal(np.stack(out), ref)
