@@ -179,6 +179,8 @@ class Packer:
 
     def place_split(self, li: int, layer: LayerConnectivity) -> np.ndarray:
         """FFD placement of one layer's neurons; returns each neuron's index into ``open``."""
+        if (layer.mask is None or self.structural) and (layer.fan_in == layer.fan_in[0]).all():
+            return self._place_equal(li, layer)
         where = np.empty(layer.neurons, np.int64)
         order = np.argsort(-layer.fan_in, kind="stable")
         first = 0  # cores full for this layer's (decreasing) neurons are skipped
@@ -196,6 +198,34 @@ class Packer:
             where[n] = ci
             if self.open[first].neurons >= self.open[first].cap_neurons:
                 first = min(first + 1, len(self.open))
+        return where
+
+    def _place_equal(self, li: int, layer: LayerConnectivity) -> np.ndarray:
+        """FFD for interchangeable neurons (same fan-in, no per-neuron inputs): each core in
+        turn takes the largest run that fits (found by doubling, then bisection), which is
+        exactly what neuron-by-neuron first fit would place there."""
+        where = np.empty(layer.neurons, np.int64)
+        pos, ci = 0, 0
+        while pos < layer.neurons:
+            if ci == len(self.open):
+                self._new_core()
+            core = self.open[ci]
+            lo, hi = 0, 1  # fits(lo) holds; find the largest k <= remaining that fits
+            rest = layer.neurons - pos
+            while hi <= rest and self.fits(core, li, layer, np.arange(pos, pos + hi)):
+                lo, hi = hi, hi * 2
+            hi = min(hi, rest + 1)
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if self.fits(core, li, layer, np.arange(pos, pos + mid)) \
+                    else (lo, mid)
+            if lo == 0 and ci == len(self.open) - 1 and core.neurons == 0:
+                raise single_neuron_error(self.p, core, layer, pos, self.structural)
+            if lo:
+                self.add(core, li, layer, np.arange(pos, pos + lo))
+                where[pos:pos + lo] = ci
+                pos += lo
+            ci += 1
         return where
 
     def place_whole(self, li: int, layer: LayerConnectivity) -> np.ndarray:
