@@ -105,10 +105,12 @@ def netx_effective_weights(weight_int: np.ndarray) -> np.ndarray:
         ValueError: odd weights or weights outside 9 signed bits (the sum would not separate
             into per-synapse weights).
     """
-    w = np.asarray(weight_int, dtype=np.int64)
-    if not w.any():
-        return w.copy()
-    wmax, wmin = int(w.max()), int(w.min())
+    full = np.asarray(weight_int)
+    nz = np.flatnonzero(full)
+    if nz.size == 0:
+        return full.astype(np.int64)
+    w = full.reshape(-1)[nz].astype(np.int64)  # zeros stay zero below: work on synapses
+    wmax, wmin = max(int(w.max()), 0), min(int(w.min()), 0)
     if wmax > 254 or wmin < -256 or np.any(w % 2):
         raise ValueError(f"weights must be even and in [-256, 254], got [{wmin}, {wmax}]")
     # netx/utils.py optimize_weight_bits
@@ -135,12 +137,33 @@ def netx_effective_weights(weight_int: np.ndarray) -> np.ndarray:
     w3 = -w3 if negate else w3
     if k < s:  # pragma: no cover - even weights always give k >= s
         raise ValueError("netx weight exponent does not separate over synapses")
-    return w3 >> s
+    out = np.zeros(full.size, dtype=np.int64)
+    out[nz] = w3 >> s
+    return out.reshape(full.shape)
 
 
 def netx_exact(weight_int: np.ndarray) -> bool:
-    """Whether Lava applies a dense layer's file weights unchanged (:func:`netx_effective_weights`)."""
-    return bool(np.array_equal(netx_effective_weights(weight_int), weight_int))
+    """Whether Lava applies a dense layer's file weights unchanged (:func:`netx_effective_weights`).
+
+    Fast path: even weights in ``[-254, 254]`` whose netx scale-up ``s`` is 0 (largest
+    magnitude >= 128, or an all-zero matrix) are always kept.
+    """
+    w = np.asarray(weight_int)
+    if w.size == 0:
+        return True
+    wmax, wmin = int(w.max()), int(w.min())
+    if wmax == wmin == 0:
+        return True
+    if wmin >= -254 and wmax <= 254:
+        if wmax < 0:
+            scale, signed = -256 / wmin, 0
+        elif wmin >= 0:
+            scale, signed = 255 / wmax, 0
+        else:
+            scale, signed = min(127 / wmax if wmax > 0 else np.inf, -128 / wmin), 1
+        if int(np.floor(np.log2(scale))) + signed == 0 and not np.any(w & 1):
+            return True
+    return bool(np.array_equal(netx_effective_weights(w), w))
 
 
 def quantize_layer(name: str, weight: np.ndarray, neuron: NeuronConfig, profile: HardwareProfile,
@@ -174,18 +197,26 @@ def quantize_layer(name: str, weight: np.ndarray, neuron: NeuronConfig, profile:
     i_decay = decay_constant(neuron.tau_syn_inv, neuron.dt, profile, f"layer {name} iDecay")
     v_decay = decay_constant(neuron.tau_mem_inv, neuron.dt, profile, f"layer {name} vDecay")
     gain = neuron.dt * neuron.tau_mem_inv * input_scale   # float weight -> u per unit S
-    wmax = float(np.abs(weight).max()) if weight.size else 0.0
     wfmt, nfmt = profile.weights, profile.neuron
     # symmetric magnitude: -256 alone would be clipped to -255 by Lava's inhibitory sign mode
     wmag = min(wfmt.max_int, -wfmt.min_int)
+    # work on the connected synapses only (a pruned layer is mostly zeros)
+    nz = np.flatnonzero(weight)
+    rows, vals = nz // max(weight.shape[1], 1), weight.reshape(-1)[nz]
+    wmax = float(np.abs(vals).max()) if vals.size else 0.0
+    cal = None if payloads is None else np.asarray(payloads, np.float64)
 
-    def activation(w: np.ndarray) -> float:
-        """Largest |synaptic input| per unit of weight scale (signed over calibration data)."""
-        if payloads is None:
-            return float(np.abs(w).sum(axis=1).max()) * max_payload if w.size else 0.0
-        return float(np.abs(np.asarray(payloads, np.float64) @ w.T).max()) if w.size else 0.0
+    def activation(v: np.ndarray) -> float:
+        """Largest |synaptic input| for synapse values ``v`` (signed over calibration data)."""
+        if v.size == 0:
+            return 0.0
+        if cal is None:
+            return float(np.bincount(rows, np.abs(v), weight.shape[0]).max()) * max_payload
+        dense = np.zeros(weight.size)
+        dense[nz] = v
+        return float(np.abs(cal @ dense.reshape(weight.shape).T).max())
 
-    act = activation(weight) * gain
+    act = activation(vals) * gain
     state_max = 2 ** (nfmt.state_bits - 1) - 1
     current_max = state_max * (i_decay / nfmt.decay_unit) / 2 ** nfmt.activation_shift
     limits = {
@@ -199,11 +230,14 @@ def quantize_layer(name: str, weight: np.ndarray, neuron: NeuronConfig, profile:
     step = wfmt.step
     bound = min(ACTIVATION_MAX, current_max)
     while True:
-        w_int = np.clip(np.round(weight * gain * scale / step) * step, -wmag, wmag)
-        w_int = w_int.astype(np.int32)
-        if activation(w_int.astype(np.float64)) <= bound or scale < 1e-12:
+        q = np.clip(np.round(vals * (gain * scale / step)) * step, -wmag, wmag)
+        reached = activation(q)
+        if reached <= bound or scale < 1e-12:
             break
-        scale *= 0.99  # rounding pushed the bound over: shrink a little
+        scale *= min(0.99, bound / reached)  # rounding pushed the bound over: shrink
+    w_int = np.zeros(weight.size, dtype=np.int32)
+    w_int[nz] = q
+    w_int = w_int.reshape(weight.shape)
     v_th_mant = int(round(neuron.v_th * scale))
     if not 1 <= v_th_mant <= nfmt.max_threshold_mant:
         raise CompileError(f"layer {name}: vThMant = {v_th_mant} is outside 1..."
@@ -226,6 +260,8 @@ def to_netx_grid(layer: CompiledLayer) -> CompiledLayer:
     point, at most a few rounds) so that the integer model, the file and Lava agree, and notes
     it in the layer's ``notes``.
     """
+    if netx_exact(layer.weight_int):
+        return layer
     w = layer.weight_int.astype(np.int64)
     for _ in range(16):
         e = netx_effective_weights(w)
@@ -387,7 +423,10 @@ def _graded_input_layer(name: str, module: nn.Module, model: SpikingMLP,
             return layer, payload
         if best is None or wtop > best[0]:
             best = (wtop, layer, payload)
-        payload //= 2
+        # S does not depend on the payload here, so the weights grow as 1/payload: skip the
+        # halvings that cannot reach the top bit yet
+        need = (min(wfmt.max_int, -wfmt.min_int) + wfmt.step) / (2 * wtop) if wtop else 2
+        payload >>= max(1, int(np.floor(np.log2(need))))
     return to_netx_grid(best[1]), best[2]
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from rewire import __version__
-from rewire.compile import mapping, simulate
+from rewire.compile import equivalence, mapping, simulate
 from rewire.compile.network import CompiledNetwork
 from rewire.compile.quantize import CompileError, compile_network
 from rewire.export import netx, nir_graph, onnx_int, onnx_step, onnx_unrolled
@@ -315,6 +315,9 @@ def run(prep: Prepared, log=print) -> dict:
                           calibration=prep.split.x_train.numpy())
     x_te, y_te = prep.split.x_test, prep.split.y_test
     q_acc = simulate.accuracy(net, test_payloads(prep.model, net, x_te, y_te, spec.train.seed))
+    eq_inputs = x_te.cpu().numpy() if net.encoding == "current" else np.concatenate(
+        [p for p, _ in test_payloads(prep.model, net, x_te, y_te, spec.train.seed)], axis=1)
+    equiv = equivalence.compare(prep.model.cpu(), net, eq_inputs, labels=y_te.cpu().numpy())
     t2 = time.perf_counter()
     prep.out.mkdir(parents=True, exist_ok=True)
     # Every file is built in a staging folder first and moved into place only when all of
@@ -349,6 +352,7 @@ def run(prep: Prepared, log=print) -> dict:
         report = build_report(net, prep.budget, result, q_acc, files, timings, lava,
                               dataset=prep.split.name, config=spec)
         report["formats"] = export_formats(prep.profile, staged)
+        report["equivalence"] = equiv.to_dict()
         staged["report"] = write_text(staging / "report.json", to_json(report))
         for path in staged.values():
             os.replace(path, prep.out / path.name)

@@ -35,8 +35,11 @@ def build_report(net: CompiledNetwork, budget: SynapseBudget, result: TrainResul
                     "max_fan_in": l.max_fan_in, "iDecay": l.i_decay, "vDecay": l.v_decay,
                     "vThMant": l.v_th_mant, "scale": l.scale,
                     "scale_limited_by": l.scale_limited_by,
-                    "weight_range": [int(l.weight_int.min()), int(l.weight_int.max())]}
+                    "weight_range": [int(l.weight_int.min()), int(l.weight_int.max())],
+                    "float_synapses": l.float_synapses, "notes": list(l.notes)}
                    for l in net.layers],
+        "input_payload": {"max_value": net.input_max_value,
+                          "message_bits": net.input_message_bits},
         **_footer(prof, lava, files, timings, result, config),
     }
 
@@ -131,6 +134,17 @@ def format_report(report: dict) -> str:
                                    f"spike-exact vs integer model"))
     else:
         rows.append(("Lava check", f"skipped: {lava['skipped']}"))
+    eq = report.get("equivalence")
+    if eq:
+        for l in eq["layers"]:
+            first = l["first_divergence"]
+            rows.append((f"float vs int {l['name']}",
+                         f"{l['spike_agreement']:.2%} spikes agree, "
+                         + ("never diverge" if first is None else
+                            f"first divergence at step {first}, "
+                            f"{l['diverged_samples']:.1%} of samples diverge")))
+        rows.append(("float vs int output", f"same class on {eq['prediction_agreement']:.2%} "
+                                            f"of {eq['samples']} test samples"))
     fmt = report.get("formats")
     if fmt:
         rows.append(("export formats", f"{report['profile']} takes {fmt['chip']}; written "

@@ -1,0 +1,199 @@
+"""Equivalence report: where quantization changes behaviour, layer by layer and step by step.
+
+For one input set, the float Norse model and the integer chip model
+(:func:`rewire.compile.simulate.simulate`, which Lava's netx run equals spike for spike) are run
+side by side and every layer's spike trains compared:
+
+* **spike agreement**: fraction of (step, sample, neuron) entries where both models agree
+  (spike or silence), overall and per step;
+* **first divergence**: the earliest step at which any sample's spikes differ in that layer
+  (``None`` if never), and the fraction of samples that diverge at all;
+* **accuracy** of each model (spike-count argmax, ties to the lowest index, as everywhere in
+  rewire) and the fraction of samples on which they predict the same class.
+
+Both models are undelayed (the integer model without Lava's per-layer delay), so step ``t`` of
+every layer answers input step ``t`` in both. No other SNN tool reports this before deployment.
+
+Example:
+    >>> import numpy as np, torch
+    >>> from rewire.compile.quantize import compile_network
+    >>> from rewire.hw_profiles.profile import load_profile
+    >>> from rewire.training.model import SpikingMLP
+    >>> _ = torch.manual_seed(0)
+    >>> model = SpikingMLP((6, 8, 3), steps=5)
+    >>> net = compile_network(model, load_profile("loihi2"), 16)
+    >>> rep = compare(model, net, np.random.default_rng(0).random((4, 6)), labels=[0, 1, 2, 0])
+    >>> [l.name for l in rep.layers], rep.samples, rep.steps
+    (['fc1', 'fc2'], 4, 5)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from rewire.compile import simulate
+from rewire.compile.network import CompiledNetwork
+
+
+@dataclass(frozen=True)
+class LayerEquivalence:
+    """How one layer's spikes compare between the float and the integer model.
+
+    Attributes:
+        name: layer name (``fc1``, ...).
+        neurons: neurons of the layer.
+        spike_agreement: fraction of (step, sample, neuron) entries that agree, in [0, 1].
+        step_agreement: the same per time step, ``T`` values.
+        float_spikes, integer_spikes: total spikes of each model over the input set.
+        first_divergence: earliest step (0-based) at which any sample differs; ``None`` if the
+            two models agree at every step.
+        diverged_samples: fraction of samples whose spikes differ at some step in this layer.
+    """
+
+    name: str
+    neurons: int
+    spike_agreement: float
+    step_agreement: tuple[float, ...]
+    float_spikes: int
+    integer_spikes: int
+    first_divergence: int | None
+    diverged_samples: float
+
+
+@dataclass(frozen=True)
+class EquivalenceReport:
+    """Float Norse vs integer chip model on one input set (see the module docstring).
+
+    Attributes:
+        samples, steps: size of the input set and time steps per sample.
+        layers: one :class:`LayerEquivalence` per layer, input side first.
+        float_accuracy, integer_accuracy: accuracies (fractions) when labels were given,
+            else ``None``.
+        prediction_agreement: fraction of samples for which both models predict the same class.
+    """
+
+    samples: int
+    steps: int
+    layers: tuple[LayerEquivalence, ...]
+    float_accuracy: float | None
+    integer_accuracy: float | None
+    prediction_agreement: float
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (the ``equivalence`` entry of ``report.json``)."""
+        return asdict(self)
+
+    def format(self) -> str:
+        """A small text table: one row per layer."""
+        rows = [f"{'layer':<8}{'agree':>9}{'float sp':>10}{'int sp':>10}{'1st diff':>10}"
+                f"{'diverged':>10}"]
+        for l in self.layers:
+            first = "-" if l.first_divergence is None else str(l.first_divergence)
+            rows.append(f"{l.name:<8}{l.spike_agreement:>9.2%}{l.float_spikes:>10}"
+                        f"{l.integer_spikes:>10}{first:>10}{l.diverged_samples:>10.1%}")
+        acc = ""
+        if self.float_accuracy is not None:
+            acc = (f"accuracy float {self.float_accuracy:.2%}, integer "
+                   f"{self.integer_accuracy:.2%}; ")
+        rows.append(f"{acc}same prediction on {self.prediction_agreement:.2%} of "
+                    f"{self.samples} samples")
+        return "\n".join(rows)
+
+
+def _float_layer_spikes(model: torch.nn.Module, encoded: torch.Tensor) -> list[np.ndarray]:
+    """Spikes of every LIF cell of ``model`` for encoded input ``(T, B, n_in)``:
+    ``[(T, B, n_k)]`` uint8, captured with forward hooks on ``model.cells``."""
+    record = [[] for _ in model.cells]
+    hooks = [cell.register_forward_hook(
+        lambda _m, _i, out, k=k: record[k].append(out[0].reshape(out[0].shape[0], -1)))
+        for k, cell in enumerate(model.cells)]
+    try:
+        with torch.no_grad():
+            model.run_encoded(encoded)
+    finally:
+        for h in hooks:
+            h.remove()
+    return [torch.stack(r).numpy().astype(np.uint8) for r in record]
+
+
+def compare(model: torch.nn.Module, net: CompiledNetwork, inputs: np.ndarray,
+            labels=None, batch_size: int = 256) -> EquivalenceReport:
+    """Compare the float model and its compiled integer image on ``inputs``.
+
+    Args:
+        model: the trained float model (:class:`rewire.training.model.SpikingMLP` or any model
+            with ``cells``, ``encode`` and ``run_encoded``), not modified.
+        net: ``model`` compiled (:func:`rewire.compile.quantize.compile_network`).
+        inputs: current encoding: ``x`` ``(B, n_in)`` in [0, 1] (the float model gets
+            ``input_gain * x``, the integer model the payload ``round(x * input_max_value)``);
+            rate encoding: the 0/1 spike trains ``(T, B, n_in)`` both models get.
+        labels: optional ``(B,)`` classes, for the accuracies.
+        batch_size: samples per batch (bounds memory).
+
+    Returns:
+        The :class:`EquivalenceReport`.
+
+    Raises:
+        ValueError: ``inputs`` has the wrong shape for the encoding, or ``model`` and ``net``
+            have different layer counts.
+    """
+    if len(model.cells) != len(net.layers):
+        raise ValueError(f"model has {len(model.cells)} LIF layers, the compiled network "
+                         f"{len(net.layers)}: compare a model with its own compilation")
+    inputs = np.asarray(inputs)
+    rate = net.encoding == "rate"
+    if (inputs.ndim != 3) if rate else (inputs.ndim != 2):
+        raise ValueError(f"{net.encoding} encoding needs inputs of shape "
+                         f"{'(T, B, n_in)' if rate else '(B, n_in)'}, got {inputs.shape}")
+    total = inputs.shape[1] if rate else inputs.shape[0]
+    steps = net.steps if not rate else inputs.shape[0]
+    n_layers = len(net.layers)
+    agree = [np.zeros(steps) for _ in range(n_layers)]
+    f_spikes, i_spikes = [0] * n_layers, [0] * n_layers
+    diverged = [0] * n_layers
+    first: list[int | None] = [None] * n_layers
+    f_pred, i_pred = [], []
+    for start in range(0, total, batch_size):
+        if rate:
+            chunk = inputs[:, start:start + batch_size]
+            encoded = torch.as_tensor(chunk, dtype=torch.float32)
+            payload = simulate.encode_input(net, chunk)
+        else:
+            chunk = inputs[start:start + batch_size]
+            encoded = model.encode(torch.as_tensor(chunk, dtype=torch.float32))
+            payload = simulate.encode_input(net, chunk)
+        fl = _float_layer_spikes(model, encoded)
+        it = simulate.simulate(net, payload, record_all=True)
+        for k in range(n_layers):
+            same = fl[k] == it[k]                                   # (T, b, n)
+            agree[k] += same.reshape(steps, -1).sum(1)
+            f_spikes[k] += int(fl[k].sum())
+            i_spikes[k] += int(it[k].sum())
+            differ = ~same.all(axis=2)                               # (T, b)
+            diverged[k] += int(differ.any(axis=0).sum())
+            if differ.any():
+                t = int(np.argmax(differ.any(axis=1)))
+                first[k] = t if first[k] is None else min(first[k], t)
+        f_pred.append(fl[-1].sum(0).argmax(-1))
+        i_pred.append(it[-1].sum(0).argmax(-1))
+    f_pred, i_pred = np.concatenate(f_pred), np.concatenate(i_pred)
+    layers = []
+    for k, layer in enumerate(net.layers):
+        per_step = agree[k] / max(total * layer.shape[0], 1)
+        layers.append(LayerEquivalence(
+            name=layer.name, neurons=layer.shape[0],
+            spike_agreement=float(per_step.mean()) if steps else 1.0,
+            step_agreement=tuple(float(a) for a in per_step),
+            float_spikes=f_spikes[k], integer_spikes=i_spikes[k], first_divergence=first[k],
+            diverged_samples=diverged[k] / max(total, 1)))
+    f_acc = i_acc = None
+    if labels is not None:
+        labels = np.asarray(labels)
+        f_acc = float((f_pred == labels).mean())
+        i_acc = float((i_pred == labels).mean())
+    return EquivalenceReport(samples=int(total), steps=int(steps), layers=tuple(layers),
+                             float_accuracy=f_acc, integer_accuracy=i_acc,
+                             prediction_agreement=float((f_pred == i_pred).mean()))
