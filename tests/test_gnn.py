@@ -82,6 +82,10 @@ def test_early_stop_and_step_limit(trained, toy, wrong):
     _, rec = edit(trained, toy, node, impossible, EditConfig(method="gre+", k=3, max_steps=1,
                                                              lr=1e-6))
     assert rec.steps == [1] and rec.success_rate == 0.0
+    both = torch.cat([right[:1], node])  # batch: one right, one that cannot be fixed
+    _, rec = edit(trained, toy, both, torch.cat([toy.y[right[:1]], impossible]),
+                  EditConfig(mode="batch", k=3, max_steps=1, lr=1e-6))
+    assert not rec.edits[0].success and rec.edits[0].correct == 1 and rec.success_rate == 0.5
 
 
 def test_egnn_edits_only_its_mlp(trained, toy, wrong):
