@@ -8,8 +8,17 @@ Per layer and time step (Lava ``proc/lif/models.py``, ``PyLifModelBitAcc``; REFE
     v &= \mathrm{clip}_{24}\big(\mathrm{trunc_0}(v (4096 - \mathrm{vDecay}) / 4096) + u\big) \\
     z &= v > (\mathrm{vThMant} \ll 6), \qquad v \leftarrow 0 \text{ where } z
 
-``trunc0`` rounds toward zero; ``u`` wraps around at 24 bits as Lava's model does and ``v``
-saturates. For a ``conv`` layer :math:`W_\mathrm{int} s` is the 2-D cross-correlation of the
+``trunc0`` rounds toward zero; ``u`` wraps around at 24 bits as Lava's model does (a value
+of exactly :math:`+2^{23}` is kept, values above it lose :math:`2^{24}`, values at or below
+:math:`-2^{23}` gain it) and ``v`` saturates at :math:`\pm(2^{23}-1)`. ``a`` is *not* cut to
+16 bits: Lava's bit-accurate ``Dense``/``Sparse`` send ``a_out`` as int32 and the LIF's int16
+``a_in`` port only adds it to int16 zeros, which numpy widens to int32 (checked spike for spike
+by ``tests/test_conformance.py`` with activations far above :math:`2^{15}`); the compiler keeps
+``a`` within 16 bits on calibration data anyway. ``W_int`` must be the weights Lava applies,
+which :func:`rewire.compile.quantize.compile_network` guarantees (see
+:func:`rewire.compile.quantize.netx_effective_weights`). A dense :math:`W_\mathrm{int} s` is
+computed with float64 BLAS when every sum stays below :math:`2^{53}` (exact), else in int64.
+For a ``conv`` layer :math:`W_\mathrm{int} s` is the 2-D cross-correlation of the
 ``(C, H, W)`` input map with the integer kernel (torch ``conv2d`` semantics: stride, zero
 padding, groups), computed in float64, which is exact for integers below :math:`2^{53}`.
 With ``lava_delay=True`` every dense or conv layer delivers its input one step later, as
