@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from rewire.training.budget import (BudgetController, BudgetError, SynapseBudget,
                                     connected_synapses, make_budget, max_fan_in,
@@ -129,3 +129,39 @@ def test_projection_meets_conv_budgets(seed, c_in, c_out, k, n_out, frac, fan):
         assert kept.min() >= dropped.max()  # global top-k by theta
     rows = (after > 0).flatten(1).sum(1)
     assert int(rows.max()) <= (fan or c_in * k * k)
+
+
+def _tiny_split(seed, n_in, n_out, n=48):
+    from rewire.training.data import Split
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(2 * n, n_in, generator=gen)
+    y = torch.randint(0, n_out, (2 * n,), generator=gen)
+    return Split("synthetic", x[:n], y[:n], x[n:], y[n:], max_value=1, num_classes=n_out)
+
+
+@settings(max_examples=30)  # each example trains: keep the file fast
+@given(seed=st.integers(0, 10_000), n_in=st.integers(2, 24), n_hid=st.integers(2, 24),
+       n_out=st.integers(2, 6), frac=st.floats(0.02, 1.0), fan=st.integers(0, 12),
+       epochs=st.integers(1, 4), method=st.sampled_from(["gradr", "deep-r", "magnitude"]))
+def test_training_always_ends_inside_the_budget(seed, n_in, n_hid, n_out, frac, fan, epochs,
+                                                method):
+    """Property (issue 5): for any small model and feasible budget (total synapses and
+    fan-in), training ends inside it — GradR steered by the controller, with the projection as
+    the safety net. ``--hypothesis-show-statistics`` shows how often GradR alone met it."""
+    from hypothesis import event
+
+    from rewire.training.train import TrainConfig, train
+    torch.manual_seed(seed)
+    model = SpikingMLP((n_in, n_hid, n_out), steps=3)
+    total = n_in * n_hid + n_hid * n_out
+    budget = SynapseBudget(max_synapses=max(n_out, round(frac * total)), max_fan_in=fan,
+                           total_synapses=total, source="test")
+    res = train(model, _tiny_split(seed, n_in, n_out), budget,
+                TrainConfig(epochs=epochs, batch_size=16, lr=0.01, seed=seed, progress=False,
+                            method=method))
+    assert within_budget(model, budget)
+    assert res.synapses == connected_synapses(model) <= budget.max_synapses
+    if fan:
+        assert res.max_fan_in <= fan
+    event(f"{method}: met the budget without the projection" if res.projected_away == 0
+          else f"{method}: projection needed")
