@@ -110,7 +110,9 @@ def netx_effective_weights(weight_int: np.ndarray) -> np.ndarray:
     if nz.size == 0:
         return full.astype(np.int64)
     w = full.reshape(-1)[nz].astype(np.int64)  # zeros stay zero below: work on synapses
-    wmax, wmin = max(int(w.max()), 0), min(int(w.min()), 0)
+    wmax, wmin = int(w.max()), int(w.min())
+    if nz.size < full.size:  # the matrix's zeros count for netx's max and min
+        wmax, wmin = max(wmax, 0), min(wmin, 0)
     if wmax > 254 or wmin < -256 or np.any(w % 2):
         raise ValueError(f"weights must be even and in [-256, 254], got [{wmin}, {wmax}]")
     # netx/utils.py optimize_weight_bits
@@ -427,7 +429,7 @@ def _graded_input_layer(name: str, module: nn.Module, model: SpikingMLP,
         # halvings that cannot reach the top bit yet
         need = (min(wfmt.max_int, -wfmt.min_int) + wfmt.step) / (2 * wtop) if wtop else 2
         payload >>= max(1, int(np.floor(np.log2(need))))
-    return to_netx_grid(best[1]), best[2]
+    return (to_netx_grid(best[1]) if netx else best[1]), best[2]
 
 
 def compile_network(model: SpikingMLP | SpikingConvNet, profile: HardwareProfile,
