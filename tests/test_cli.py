@@ -80,8 +80,8 @@ def test_short_run_writes_everything(short_run):
     assert {"netx", "onnx", "report"} <= set(report["files"])
     assert (out / "model.net").stat().st_size > 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "cores.json", "cores.png", "model.net", "model_step.onnx",
-        "report.json"]  # nothing temporary
+        "cores.json", "cores.png", "model.net", "model.nir", "model_int.onnx",
+        "model_step.onnx", "model_unrolled.onnx", "report.json"]  # nothing temporary
 
 
 def test_onnx_of_the_main_job_runs(short_run):
@@ -90,6 +90,12 @@ def test_onnx_of_the_main_job_runs(short_run):
     _, out = short_run
     spikes = onnx_step.run(out / "model_step.onnx", np.full((2, 64), 0.5, np.float32))
     assert spikes.shape == (16, 2, 10)
+    from rewire.export import nir_graph, onnx_int, onnx_unrolled
+
+    unrolled = onnx_unrolled.run(out / "model_unrolled.onnx", np.full((2, 64), 0.5, np.float32))
+    np.testing.assert_array_equal(unrolled, spikes)
+    assert onnx_int.run(out / "model_int.onnx", np.full((16, 2, 64), 8)).shape == (16, 2, 10)
+    assert nir_graph.from_nir(out / "model.nir").sizes == (64, 256, 10)
 
 
 def test_interrupted_export_keeps_previous_output(short_run, monkeypatch, tmp_path):
