@@ -143,9 +143,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="repetitions for the optimizer step timing (0 = skip)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--controller", default="kp=4,ki=40,margin=0.98,ramp=0.6",
+                    help="BudgetController settings for gradr (comma-separated key=value)")
     args = ap.parse_args(argv)
     if args.epochs < 1 or any(not 0 < lv <= 1 for lv in args.levels):
         ap.error("--epochs must be >= 1 and every --levels value in (0, 1]")
+    try:
+        gains = {k: float(v) for k, v in (kv.split("=") for kv in args.controller.split(",") if kv)}
+    except ValueError:
+        ap.error(f"--controller must look like kp=4,ki=40, got {args.controller!r}")
     torch.set_num_threads(args.threads)
     split = load_split("mnist", args.data_dir)
     if args.limit:
@@ -171,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             model = SpikingMLP(sizes, steps=args.steps)
             cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                               seed=args.seed, device=args.device, progress=False,
-                              method=method)
+                              method=method, controller=gains)
             res = train(model, split, budget, cfg)
             rows.append({"method": method, "level": level,
                          "budget_synapses": budget.max_synapses, "synapses": res.synapses,

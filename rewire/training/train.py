@@ -58,6 +58,8 @@ class TrainConfig:
         momentum: SGD momentum (``optimizer="sgd"`` only).
         deep_r_alpha: Deep R's L1 penalty per step (Bellec et al. 2018, Eq. 3).
         deep_r_temperature: Deep R's noise temperature ``T``.
+        controller: keyword arguments for :class:`BudgetController` (``ramp``, ``margin``,
+            ``kp``, ``ki``, ...); empty = its defaults.
     """
 
     epochs: int = 60
@@ -73,6 +75,7 @@ class TrainConfig:
     momentum: float = 0.9
     deep_r_alpha: float = 1e-5
     deep_r_temperature: float = 1e-12
+    controller: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -219,7 +222,7 @@ def train(model: SpikingMLP, split: Split, budget: SynapseBudget,
     else:
         opt = _optimizer(model, apply_gradr(model), config, config.alpha)
         if config.method == "gradr":
-            controller = BudgetController(opt, model, budget, total_steps)
+            controller = BudgetController(opt, model, budget, total_steps, **config.controller)
     net = model
     if world > 1:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
