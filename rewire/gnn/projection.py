@@ -99,7 +99,7 @@ class AnchorProjector:
 
     Example:
         >>> p = AnchorProjector(torch.tensor([[0., 1.], [1., 1.]]), lam=0.0)
-        >>> [round(x, 6) for x in p(torch.tensor([1., -2.])).tolist()]
+        >>> [round(x, 6) + 0.0 for x in p(torch.tensor([1., -2.])).tolist()]
         [1.0, 0.0]
     """
 
@@ -110,8 +110,18 @@ class AnchorProjector:
             raise ValueError(f"lam (λ) must be a finite number >= 0, got {lam}")
         self.anchors = anchors.double()
         self.lam = float(lam)
+        # Scaling a row of G by a positive number leaves the cone {g' : G g' >= 0}, and so the
+        # projection, unchanged; unit rows keep G Gᵀ well scaled (rows of 1e-246 would
+        # underflow in it and be dropped although they constrain the step). The max-abs
+        # pre-scaling keeps the norm itself from underflowing; zero rows constrain nothing.
+        peak = self.anchors.abs().amax(dim=1, keepdim=True)
+        scaled = torch.where(peak > 0, self.anchors / peak.clamp_min(torch.finfo(torch.float64).tiny),
+                             torch.zeros_like(self.anchors))
+        norm = torch.linalg.vector_norm(scaled, dim=1, keepdim=True)
+        self._unit = torch.where(norm > 0, scaled / norm.clamp_min(1.0), scaled)
+        self._row_scale = (peak * norm).squeeze(1)  # ‖G_i‖, 0 for zero rows
         # G Gᵀ = V Λ Vᵀ; ‖Gᵀv + g‖² = ‖Λ^½Vᵀv + Λ^-½Vᵀ G g‖² + const: a K×K NNLS per step.
-        eigval, eigvec = torch.linalg.eigh(self.anchors @ self.anchors.T)
+        eigval, eigvec = torch.linalg.eigh(self._unit @ self._unit.T)
         eps = torch.finfo(torch.float64).eps
         keep = eigval > max(float(eigval.max()), 0.0) * self.k * eps
         if float(eigval.max()) <= 0:
@@ -127,13 +137,19 @@ class AnchorProjector:
 
     def multipliers(self, g: torch.Tensor) -> np.ndarray:
         """The dual solution ``v ≥ 0`` of eq. 6 for direction ``g`` (P,); shape (K,)."""
+        v = self._unit_multipliers(g)
+        scale = self._row_scale.numpy()
+        return np.divide(v, scale, out=np.zeros_like(v), where=scale > 0)
+
+    def _unit_multipliers(self, g: torch.Tensor) -> np.ndarray:
+        """Dual solution for the rows of G scaled to unit norm; shape (K,)."""
         if self._r.shape[0] == 0:  # all anchors zero: no constraint
             return np.zeros(self.k)
-        b = -(self._basis.T @ (self.anchors @ g.double())).numpy()
+        b = -(self._basis.T @ (self._unit @ g.double())).numpy()
         v, _ = nnls(self._r, b, maxiter=max(50, 10 * self.k))
         return v
 
     def __call__(self, g: torch.Tensor) -> torch.Tensor:
         """Return ``g' = (Gᵀ v + g) / (1 + λ)`` (float64, shape (P,)) for ``g`` (P,)."""
-        v = torch.from_numpy(self.multipliers(g))
-        return (self.anchors.T @ v + g.double()) / (1.0 + self.lam)
+        v = torch.from_numpy(self._unit_multipliers(g))
+        return (self._unit.T @ v + g.double()) / (1.0 + self.lam)
