@@ -27,6 +27,8 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         ...     _ = tmp.write_text("hello")
         >>> (d / "a.txt").read_text()
         'hello'
+        >>> oct((d / "a.txt").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+        True
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -35,10 +37,19 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        # mkstemp makes the file 0600; give it the mode a plain open() would (0666 - umask).
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(target: str | Path, text: str) -> Path:
