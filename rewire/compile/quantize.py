@@ -81,6 +81,19 @@ def _trailing_zero_bits(w: np.ndarray, cap: int = 8) -> int:
     return n
 
 
+def _netx_upscale(wmax: int, wmin: int) -> tuple[int, int]:
+    """The left shift ``s`` netx's ``optimize_weight_bits`` (lava-dl ``netx/utils.py``) applies
+    to a matrix whose largest and smallest weights are ``wmax``, ``wmin`` (not both 0), and
+    whether it treats the matrix as signed (1) or single-signed (0)."""
+    if wmax < 0:
+        scale, signed = -256 / wmin, 0
+    elif wmin >= 0:
+        scale, signed = 255 / wmax, 0
+    else:
+        scale, signed = min(127 / wmax if wmax > 0 else np.inf, -128 / wmin), 1
+    return int(np.floor(np.log2(scale))) + signed, signed
+
+
 def netx_effective_weights(weight_int: np.ndarray) -> np.ndarray:
     """The integer weights Lava actually applies to a ``dense`` layer of a netx file.
 
@@ -115,14 +128,7 @@ def netx_effective_weights(weight_int: np.ndarray) -> np.ndarray:
         wmax, wmin = max(wmax, 0), min(wmin, 0)
     if wmax > 254 or wmin < -256 or np.any(w % 2):
         raise ValueError(f"weights must be even and in [-256, 254], got [{wmin}, {wmax}]")
-    # netx/utils.py optimize_weight_bits
-    if wmax < 0:
-        scale, signed = -256 / wmin, 0
-    elif wmin >= 0:
-        scale, signed = 255 / wmax, 0
-    else:
-        scale, signed = min(127 / wmax if wmax > 0 else np.inf, -128 / wmin), 1
-    s = int(np.floor(np.log2(scale))) + signed
+    s, signed = _netx_upscale(wmax, wmin)
     n = _trailing_zero_bits(w) - signed
     num_weight_bits = 8 - s - n
     w1 = w << s
@@ -157,13 +163,7 @@ def netx_exact(weight_int: np.ndarray) -> bool:
     if wmax == wmin == 0:
         return True
     if wmin >= -254 and wmax <= 254:
-        if wmax < 0:
-            scale, signed = -256 / wmin, 0
-        elif wmin >= 0:
-            scale, signed = 255 / wmax, 0
-        else:
-            scale, signed = min(127 / wmax if wmax > 0 else np.inf, -128 / wmin), 1
-        if int(np.floor(np.log2(scale))) + signed == 0 and not np.any(w & 1):
+        if _netx_upscale(wmax, wmin)[0] == 0 and not np.any(w & 1):
             return True
     return bool(np.array_equal(netx_effective_weights(w), w))
 

@@ -252,6 +252,21 @@ def export_formats(profile: HardwareProfile, staged: dict) -> dict:
     return {"chip": list(profile.formats), "written": written, "skipped": skipped}
 
 
+def _final_paths(out: Path, staged: dict) -> dict:
+    """Where each staged file (and ``report.json``) will lie once published: name -> str."""
+    files = {k: str(out / v.name) for k, v in staged.items()}
+    files["report"] = str(out / "report.json")
+    return files
+
+
+def _publish(out: Path, staging: Path, staged: dict, report: dict) -> None:
+    """Write ``report.json`` into the staging folder, then move every staged file into ``out``
+    (``os.replace``: each file is replaced whole, never left half written)."""
+    staged["report"] = write_text(staging / "report.json", to_json(report))
+    for path in staged.values():
+        os.replace(path, out / path.name)
+
+
 def run_uncompiled(prep: Prepared, result, t0: float, log=print) -> dict:
     """The end of the main job on a chip whose neurons rewire cannot compile (``neuron.model``
     other than ``cuba``: speck, xylo, truenorth): the trained network's synapses are mapped onto
@@ -271,8 +286,7 @@ def run_uncompiled(prep: Prepared, result, t0: float, log=print) -> dict:
     try:
         staged = {"cores_json": mapping.write_json(cores, staging / "cores.json"),
                   "cores_png": mapping.write_png(cores, staging / "cores.png")}
-        files = {k: str(prep.out / v.name) for k, v in staged.items()}
-        files["report"] = str(prep.out / "report.json")
+        files = _final_paths(prep.out, staged)
         t2 = time.perf_counter()
         timings = {"train_s": t1 - t0, "compile_s": 0.0, "export_s": t2 - t1,
                    "total_s": t2 - t0}
@@ -283,9 +297,7 @@ def run_uncompiled(prep: Prepared, result, t0: float, log=print) -> dict:
         formats["skipped"].update({f: f"needs a compiled network: {reason}"
                                    for f in profile.formats})
         report["formats"] = formats
-        staged["report"] = write_text(staging / "report.json", to_json(report))
-        for path in staged.values():
-            os.replace(path, prep.out / path.name)
+        _publish(prep.out, staging, staged, report)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log(format_report(report))
@@ -345,17 +357,14 @@ def run(prep: Prepared, log=print) -> dict:
             lava = lava_check(net, staged["netx"],
                               test_payloads(prep.model, net, x_te, y_te, spec.train.seed),
                               spec.lava_samples)
-        files = {k: str(prep.out / v.name) for k, v in staged.items()}
-        files["report"] = str(prep.out / "report.json")
+        files = _final_paths(prep.out, staged)
         timings = {"train_s": t1 - t0, "compile_s": t2 - t1, "export_s": t3 - t2,
                    "total_s": time.perf_counter() - t0}
         report = build_report(net, prep.budget, result, q_acc, files, timings, lava,
                               dataset=prep.split.name, config=spec)
         report["formats"] = export_formats(prep.profile, staged)
         report["equivalence"] = equiv.to_dict()
-        staged["report"] = write_text(staging / "report.json", to_json(report))
-        for path in staged.values():
-            os.replace(path, prep.out / path.name)
+        _publish(prep.out, staging, staged, report)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log(format_report(report))

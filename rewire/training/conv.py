@@ -33,7 +33,7 @@ from norse.torch import LIFCell
 from torch import nn
 from torch.nn import functional as F
 
-from rewire.training.model import ENCODINGS, NeuronConfig
+from rewire.training.model import ENCODINGS, NeuronConfig, encode_steps, run_steps
 
 
 class SumPool2d(nn.Module):
@@ -196,10 +196,7 @@ class SpikingConvNet(nn.Module):
     def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Input per time step, ``(T, B, C*H*W)``: ``input_gain * x`` repeated, or Bernoulli
         spikes with probability ``x`` (as ``SpikingMLP.encode``)."""
-        xs = x.unsqueeze(0).expand(self.steps, *x.shape)
-        if self.encoding == "rate":
-            return torch.bernoulli(xs.clamp(0, 1), generator=generator)
-        return xs * self.input_gain
+        return encode_steps(x, self.steps, self.encoding, self.input_gain, generator)
 
     def step(self, x_t: torch.Tensor, states: list | None = None) -> tuple[torch.Tensor, list]:
         """Advance every layer by one time step.
@@ -269,8 +266,4 @@ class SpikingConvNet(nn.Module):
 
     def run_encoded(self, inputs: torch.Tensor) -> torch.Tensor:
         """Run already-encoded input ``(T, B, C*H*W)``; return output spikes ``(T, B, classes)``."""
-        states, out = None, []
-        for x_t in inputs:
-            z, states = self.step(x_t, states)
-            out.append(z)
-        return torch.stack(out)
+        return run_steps(self.step, inputs)

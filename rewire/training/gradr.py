@@ -197,10 +197,7 @@ class GradR(torch.optim.Adam):
         _check_prior(alpha, sparsity)
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          foreach=False)
-        for group in self.param_groups:
-            group.setdefault("alpha", alpha)
-            group.setdefault("sparsity", sparsity)
-            _check_prior(group["alpha"], group["sparsity"])
+        _prior_defaults(self, alpha, sparsity)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -286,10 +283,7 @@ class GradRSGD(torch.optim.SGD):
         _check_prior(alpha, sparsity)
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening,
                          weight_decay=weight_decay, nesterov=nesterov, foreach=False)
-        for group in self.param_groups:
-            group.setdefault("alpha", alpha)
-            group.setdefault("sparsity", sparsity)
-            _check_prior(group["alpha"], group["sparsity"])
+        _prior_defaults(self, alpha, sparsity)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -309,6 +303,14 @@ class GradRSGD(torch.optim.SGD):
         for theta, scale, pull in pulls:
             theta.add_(pull, alpha=scale)
         return loss
+
+
+def _prior_defaults(optimizer: torch.optim.Optimizer, alpha: float, sparsity: float) -> None:
+    """Give every param group without its own ``alpha``/``sparsity`` the defaults; check all."""
+    for group in optimizer.param_groups:
+        group.setdefault("alpha", alpha)
+        group.setdefault("sparsity", sparsity)
+        _check_prior(group["alpha"], group["sparsity"])
 
 
 def _check_prior(alpha: float, sparsity: float) -> None:

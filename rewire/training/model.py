@@ -24,6 +24,19 @@ from torch import nn
 ENCODINGS = ("current", "rate")
 
 
+def encode_steps(x: torch.Tensor, steps: int, encoding: str, input_gain: float,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Present ``x`` for ``steps`` time steps, ``(B, n) -> (T, B, n)`` float.
+
+    ``"current"``: the constant current ``input_gain * x`` every step; ``"rate"``: Bernoulli
+    spikes with probability ``clamp(x, 0, 1)`` drawn from ``generator``.
+    """
+    xs = x.unsqueeze(0).expand(steps, *x.shape)
+    if encoding == "rate":
+        return torch.bernoulli(xs.clamp(0, 1), generator=generator)
+    return xs * input_gain
+
+
 @dataclass(frozen=True)
 class NeuronConfig:
     """LIF constants shared by every layer (Norse 1.1 defaults, SI units).
@@ -101,10 +114,7 @@ class SpikingMLP(nn.Module):
     def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Input per time step, ``(T, B, n_in)``: ``input_gain * x`` repeated, or Bernoulli
         spikes with probability ``x``."""
-        xs = x.unsqueeze(0).expand(self.steps, *x.shape)
-        if self.encoding == "rate":
-            return torch.bernoulli(xs.clamp(0, 1), generator=generator)
-        return xs * self.input_gain
+        return encode_steps(x, self.steps, self.encoding, self.input_gain, generator)
 
     def step(self, x_t: torch.Tensor, states: list | None = None) -> tuple[torch.Tensor, list]:
         """Advance every layer by one time step.
@@ -141,11 +151,17 @@ class SpikingMLP(nn.Module):
 
     def run_encoded(self, inputs: torch.Tensor) -> torch.Tensor:
         """Run already-encoded input ``(T, B, n_in)``; return output spikes ``(T, B, n_out)``."""
-        states, out = None, []
-        for x_t in inputs:
-            z, states = self.step(x_t, states)
-            out.append(z)
-        return torch.stack(out)
+        return run_steps(self.step, inputs)
+
+
+def run_steps(step, inputs: torch.Tensor) -> torch.Tensor:
+    """Feed ``inputs`` ``(T, B, ...)`` one step at a time through ``step(x_t, states) ->
+    (spikes, states)`` starting at rest; return the stacked output spikes ``(T, B, n_out)``."""
+    states, out = None, []
+    for x_t in inputs:
+        z, states = step(x_t, states)
+        out.append(z)
+    return torch.stack(out)
 
 
 def spike_count_logits(spikes: torch.Tensor) -> torch.Tensor:

@@ -17,13 +17,8 @@ from rewire.gnn.models import GCN, SAGE
 from rewire.gnn.projection import AnchorProjector, flatten, gre_project, unflatten
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny graphs: torch's thread pool costs more than it saves on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Tiny graphs: torch's thread pool costs more than it saves (see conftest.one_torch_thread).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 finite = st.floats(-10, 10, allow_nan=False, allow_infinity=False, width=64)
