@@ -25,10 +25,12 @@ def test_graph_has_correct_time_constants_and_full_shapes(small_net):
     n = net.layers[0].shape[0]
     for field in ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in"):
         assert getattr(lif, field).shape == (n,), field  # Norse issue #412: full shapes
-    np.testing.assert_allclose(lif.tau_syn, 1 / 200.0)  # seconds, not dt / tau_inv (#411)
-    np.testing.assert_allclose(lif.tau_mem, 1 / 100.0)
+    neuron = net.neuron
+    np.testing.assert_allclose(lif.tau_syn, 1 / neuron.tau_syn_inv)  # seconds, not dt/tau (#411)
+    np.testing.assert_allclose(lif.tau_mem, 1 / neuron.tau_mem_inv)
+    np.testing.assert_allclose(lif.r, neuron.tau_mem_inv ** -1 / neuron.dt)
     np.testing.assert_array_equal(lif.input_type["input"], [n])
-    assert g.metadata["dt"] == 1e-3 and g.metadata["encoding"] == "current"
+    assert g.metadata["dt"] == neuron.dt and g.metadata["encoding"] == "current"
     np.testing.assert_allclose(g.nodes["fc1"].weight, net.layers[0].weight * net.input_gain,
                                rtol=1e-7)
 

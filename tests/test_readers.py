@@ -33,13 +33,14 @@ def _norse_and_file(loihi2, tmp_path, seed, neuron=NeuronConfig()):
 
 def test_snntorch_runs_the_file_spike_for_spike_at_its_step(loihi2, tmp_path):
     """snnTorch's importer hard-codes dt = 1e-4 s (``snntorch/import_nir.py``): for a network
-    whose step is 1e-4 s (same per-step decays as the main job: dt/tau_syn = 0.2,
-    dt/tau_mem = 0.1) its Synaptic neurons reproduce Norse's spikes exactly."""
+    on that step, as the main job's default ``NeuronConfig`` is (dt/tau_syn = 0.2,
+    dt/tau_mem = 0.1), its Synaptic neurons reproduce Norse's spikes exactly."""
     pytest.importorskip("snntorch")
     import nir
     from snntorch.import_nir import import_from_nir
 
-    neuron = NeuronConfig(tau_syn_inv=2000.0, tau_mem_inv=1000.0, dt=1e-4)
+    neuron = NeuronConfig()
+    assert neuron.dt == 1e-4
     spikes = 0
     for seed in range(4):
         path, x, ref = _norse_and_file(loihi2, tmp_path, seed, neuron)
@@ -52,13 +53,14 @@ def test_snntorch_runs_the_file_spike_for_spike_at_its_step(loihi2, tmp_path):
 
 
 def test_snntorch_refuses_other_steps(loihi2, tmp_path):
-    """At the main job's dt = 1e-3 s the file says R = tau_mem / dt = 10; snnTorch 1.0 asserts
+    """At Norse's own dt = 1e-3 s the file says R = tau_mem / dt = 10; snnTorch 1.0 asserts
     R == tau_mem / 1e-4 and refuses to load it (a limitation of the reader: NIR has no dt)."""
     pytest.importorskip("snntorch")
     import nir
     from snntorch.import_nir import import_from_nir
 
-    path, _, _ = _norse_and_file(loihi2, tmp_path, 0)
+    norse_step = NeuronConfig(tau_syn_inv=200.0, tau_mem_inv=100.0, dt=1e-3)
+    path, _, _ = _norse_and_file(loihi2, tmp_path, 0, norse_step)
     with pytest.raises(AssertionError, match="r not supported"):
         import_from_nir(nir.read(str(path)))
 
@@ -88,7 +90,7 @@ def test_rockpool_runs_the_main_job_file_approximately(loihi2, tmp_path):
     for seed in range(4):
         path, x, ref = _norse_and_file(loihi2, tmp_path, seed)
         net, out = _rockpool_run(path, x)
-        assert net.lif1.dt == pytest.approx(1e-3 / 1.1)
+        assert net.lif1.dt == pytest.approx(NeuronConfig().dt / 1.1)
         assert out.shape == ref.shape and out.sum() > ref.sum() > 0
         corr.append(np.corrcoef(ref.sum(0).ravel(), out.sum(0).ravel())[0, 1])
         _, out1 = _rockpool_run(path, x, one_spike_per_step=True)

@@ -83,7 +83,7 @@ def to_nir(net: CompiledNetwork) -> nir.NIRGraph:
         >>> net = compile_network(SpikingMLP((4, 3, 2)), load_profile("loihi2"), 16)
         >>> g = to_nir(net)
         >>> list(g.nodes), g.metadata["dt"], g.nodes["lif1"].tau_mem.shape
-        (['input', 'fc1', 'lif1', 'fc2', 'lif2', 'output'], 0.001, (3,))
+        (['input', 'fc1', 'lif1', 'fc2', 'lif2', 'output'], 0.0001, (3,))
     """
     net.require_dense("NIR export")
     nodes = {"input": nir.Input(input_type={"input": np.array([net.sizes[0]])})}

@@ -39,7 +39,12 @@ def encode_steps(x: torch.Tensor, steps: int, encoding: str, input_gain: float,
 
 @dataclass(frozen=True)
 class NeuronConfig:
-    """LIF constants shared by every layer (Norse 1.1 defaults, SI units).
+    """LIF constants shared by every layer (SI units).
+
+    The defaults are Norse 1.1's per-step dynamics (``dt/tau_syn = 0.2``, ``dt/tau_mem = 0.1``)
+    on a 0.1 ms step instead of Norse's 1 ms: the network, its chip constants (iDecay, vDecay)
+    and every export are the same step for step, and the NIR file also loads in snnTorch 1.0,
+    whose importer hard-codes ``dt = 1e-4`` s.
 
     Attributes:
         tau_syn_inv: inverse synaptic time constant :math:`1/\\tau_\\mathrm{syn}` in 1/s.
@@ -50,12 +55,12 @@ class NeuronConfig:
         dt: Euler time step in s.
     """
 
-    tau_syn_inv: float = 200.0
-    tau_mem_inv: float = 100.0
+    tau_syn_inv: float = 2000.0
+    tau_mem_inv: float = 1000.0
     v_th: float = 1.0
     v_leak: float = 0.0
     v_reset: float = 0.0
-    dt: float = 1e-3
+    dt: float = 1e-4
 
     def lif_parameters(self) -> LIFParameters:
         """The equivalent Norse :class:`LIFParameters` (SuperSpike surrogate, alpha 100)."""
