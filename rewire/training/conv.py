@@ -33,7 +33,7 @@ from norse.torch import LIFCell
 from torch import nn
 from torch.nn import functional as F
 
-from rewire.training.model import ENCODINGS, NeuronConfig, encode_steps, run_steps
+from rewire.training.model import NeuronConfig, check_run_options, encode_steps, run_steps
 
 
 class SumPool2d(nn.Module):
@@ -159,12 +159,7 @@ class SpikingConvNet(nn.Module):
                 or min(paddings) < 0 or classes < 1:
             raise ValueError("channels, kernels, strides, pools and classes must be >= 1 and "
                              "paddings >= 0")
-        if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
-        if encoding not in ENCODINGS:
-            raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
-        if not input_gain > 0:
-            raise ValueError(f"input_gain must be > 0, got {input_gain}")
+        check_run_options(steps, encoding, input_gain)
         self.input_shape, self.steps, self.encoding, self.neuron = input_shape, steps, \
             encoding, neuron
         self.input_gain, self.pool_weight = float(input_gain), float(pool_weight)

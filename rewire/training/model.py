@@ -24,6 +24,21 @@ from torch import nn
 ENCODINGS = ("current", "rate")
 
 
+def check_run_options(steps: int, encoding: str, input_gain: float) -> None:
+    """Check the options every SNN model of rewire shares.
+
+    Raises:
+        ValueError: ``steps < 1``, an ``encoding`` not in :data:`ENCODINGS`, or
+            ``input_gain <= 0`` (named in the message).
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+    if not input_gain > 0:
+        raise ValueError(f"input_gain must be > 0, got {input_gain}")
+
+
 def encode_steps(x: torch.Tensor, steps: int, encoding: str, input_gain: float,
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """Present ``x`` for ``steps`` time steps, ``(B, n) -> (T, B, n)`` float.
@@ -103,12 +118,7 @@ class SpikingMLP(nn.Module):
         sizes = tuple(int(s) for s in sizes)
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must list >= 2 positive layer sizes, got {sizes}")
-        if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
-        if encoding not in ENCODINGS:
-            raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
-        if not input_gain > 0:
-            raise ValueError(f"input_gain must be > 0, got {input_gain}")
+        check_run_options(steps, encoding, input_gain)
         self.sizes, self.steps, self.encoding, self.neuron = sizes, steps, encoding, neuron
         self.input_gain = float(input_gain)
         self.linears = nn.ModuleList(nn.Linear(a, b, bias=False)
