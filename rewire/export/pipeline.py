@@ -326,10 +326,12 @@ def run(prep: Prepared, log=print) -> dict:
     net = compile_network(prep.model.cpu(), prep.profile, prep.split.max_value, spec.cores,
                           calibration=prep.split.x_train.numpy())
     x_te, y_te = prep.split.x_test, prep.split.y_test
-    q_acc = simulate.accuracy(net, test_payloads(prep.model, net, x_te, y_te, spec.train.seed))
     eq_inputs = x_te.cpu().numpy() if net.encoding == "current" else np.concatenate(
         [p for p, _ in test_payloads(prep.model, net, x_te, y_te, spec.train.seed)], axis=1)
     equiv = equivalence.compare(prep.model.cpu(), net, eq_inputs, labels=y_te.cpu().numpy())
+    # the comparison runs the integer model on the same payloads and predicts as
+    # simulate.accuracy does (spike-count argmax, ties to the lowest class): reuse it
+    q_acc = equiv.integer_accuracy
     t2 = time.perf_counter()
     prep.out.mkdir(parents=True, exist_ok=True)
     # Every file is built in a staging folder first and moved into place only when all of
