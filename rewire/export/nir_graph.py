@@ -1,9 +1,19 @@
 r"""NIR export and import (neuromorphic intermediate representation, ``nir`` 1.0).
 
-:func:`to_nir` turns a :class:`~rewire.compile.network.CompiledNetwork` into a ``nir.NIRGraph``
-``input -> fc1 -> lif1 -> fc2 -> lif2 -> ... -> output`` (``nir.Linear`` + ``nir.CubaLIF``);
+:func:`to_nir` turns a :class:`~rewire.compile.network.CompiledNetwork` into a ``nir.NIRGraph``;
 :func:`write` / :func:`read` go through ``nir.write`` / ``nir.read``; :func:`from_nir` builds
-the Norse model (:class:`rewire.training.model.SpikingMLP`) back from a graph.
+the Norse model back from a graph. A dense net
+(:class:`rewire.training.model.SpikingMLP`) is the chain
+``input -> fc1 -> lif1 -> fc2 -> lif2 -> ... -> output`` (``nir.Linear`` + ``nir.CubaLIF``); a
+conv net (:class:`rewire.training.conv.SpikingConvNet`) is
+
+    ``input (C,H,W) -> conv1 -> lif1 [-> pool1 -> lif2] -> conv2 -> ... -> flatten -> fc1 ->
+    lif<n> -> output``
+
+with one ``nir.Conv2d`` per conv layer, one ``nir.SumPool2d`` per sum-pooling layer, each
+followed by a ``nir.CubaLIF`` of the layer's full ``(C, H, W)`` shape, and one ``nir.Flatten``
+before the first ``nir.Linear``. Synaptic nodes are named like the compiled layers
+(``conv<k>``, ``pool<k>``, ``fc<k>``), LIF nodes ``lif<k>`` by layer index (1-based).
 
 **Time constants and scales.** NIR's CubaLIF is continuous:
 
@@ -27,55 +37,119 @@ Norse 1.1's own ``to_nir`` writes :math:`\Delta t/\tau^{-1}` as the time constan
 :math:`\Delta t^2`) and scalar parameters; here every parameter has the layer's full shape
 (Norse issues #411, #412) and ``input_type``/``output_type`` are set.
 
+**Sum pooling.** ``nir.SumPool2d`` has no weight, rewire's pooling synapses have one
+(``pool_weight``, the same for every synapse). It is carried by the ``w_in`` of the CubaLIF
+after the pool, :math:`w_\mathrm{in} = w_\mathrm{pool}\,\tau_\mathrm{syn}/\Delta t`, every other
+parameter as for any layer: ``w_in`` is the input weight of the NIR equations, so a reader
+that implements them runs the pool exactly (Norse's ``from_nir`` multiplies the input by
+``w_in``; snnTorch divides the threshold by ``w_in dt / tau_syn``, the same neuron with reset
+to 0 and ``v_leak = 0``). The alternatives were worse: a ``nir.Scale`` node (no reader maps it)
+or a grouped ``nir.Conv2d`` with the constant kernel (exact, but no longer a pooling node).
+:func:`from_nir` reads ``pool_weight`` back as the ratio of this ``w_in`` to the one of the
+first LIF node, rounded to float32 (the dtype of the pooling kernel), which is exact.
+
+**Flatten.** NIR shapes exclude the batch: ``nir.Flatten(input_type=(C, H, W), start_dim=0,
+end_dim=-1)`` gives ``(C*H*W,)`` (``nir`` 1.0.8's type inference, and what snnTorch's exporter
+writes for ``torch.nn.Flatten()``). Neurons are numbered as ``x.flatten()`` of the ``(C, H, W)``
+map, as in the compiled network, so ``fc1``'s columns are in torch order.
+
 **dt and input.** NIR has no time step: the graph's ``metadata`` carries ``dt`` (s), ``steps``,
-``encoding``, ``input_gain`` and the rewire/profile versions, and :func:`from_nir` reads it
-back. For ``current`` encoding the input gain is folded into the first ``Linear`` (stored in
-float64, so dividing it out again restores the float32 weight exactly): the graph's input is
-the pixel value in [0, 1], presented every step; for ``rate`` encoding it is the spike.
+``encoding``, ``input_gain`` and the rewire/profile versions (conv nets also ``input_shape``
+and, with pooling, ``pool_weight``, for people reading the file; :func:`from_nir` takes both
+from the nodes), and :func:`from_nir` reads it back. For ``current`` encoding the input gain is
+folded into the first ``Linear``/``Conv2d`` (stored in float64, so dividing it out again
+restores the float32 weight exactly): the graph's input is the pixel value in [0, 1],
+presented every step; for ``rate`` encoding it is the spike.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import nir
 import numpy as np
 
 from rewire import __version__
-from rewire.compile.network import CompiledNetwork
+from rewire.compile.network import CompiledLayer, CompiledNetwork
 from rewire.export.atomic import atomic_path
+from rewire.training.conv import SpikingConvNet, SumPool2d
 from rewire.training.model import NeuronConfig, SpikingMLP
 
 NIR_FORMAT = "rewire-nir-1"
 
+#: What :func:`from_nir` builds a :class:`SpikingConvNet` from (named in its errors).
+CONV_SUPPORTED = ("Input (C, H, W) -> (Conv2d -> CubaLIF [-> SumPool2d -> CubaLIF])+ -> Flatten "
+                  "-> Linear -> CubaLIF -> Output; Conv2d with a square kernel, equal strides "
+                  "and paddings (integers), dilation 1, groups 1 and zero bias; SumPool2d with "
+                  "a square kernel, stride = kernel and no padding, right after a conv's "
+                  "CubaLIF, all pools with one weight")
 
-def _full(value: float, n: int) -> np.ndarray:
-    return np.full(n, float(value), dtype=np.float64)
+
+def _full(value: float, shape: int | tuple[int, ...]) -> np.ndarray:
+    return np.full(shape, float(value), dtype=np.float64)
 
 
-def cuba_lif(neuron: NeuronConfig, n: int) -> nir.CubaLIF:
-    """The ``nir.CubaLIF`` of ``n`` Norse LIF neurons (module docstring), full-shape float64."""
+def cuba_lif(neuron: NeuronConfig, shape: int | tuple[int, ...],
+             weight: float = 1.0) -> nir.CubaLIF:
+    """The ``nir.CubaLIF`` of Norse LIF neurons (module docstring), full-shape float64.
+
+    Args:
+        neuron: the Norse LIF constants.
+        shape: neurons, ``n`` or a ``(C, H, W)`` feature map: the shape of every parameter.
+        weight: synaptic weight folded into ``w_in`` (``weight * tau_syn / dt``): 1 after a
+            ``Linear``/``Conv2d`` (which carry their weights), ``pool_weight`` after a
+            ``SumPool2d``.
+    """
     dt = neuron.dt
     tau_syn, tau_mem = 1.0 / neuron.tau_syn_inv, 1.0 / neuron.tau_mem_inv
     v_unit = tau_mem / dt  # NIR v = Norse v * tau_mem / dt
-    return nir.CubaLIF(tau_syn=_full(tau_syn, n), tau_mem=_full(tau_mem, n),
-                       r=_full(tau_mem / dt, n), v_leak=_full(neuron.v_leak * v_unit, n),
-                       v_threshold=_full(neuron.v_th * v_unit, n),
-                       v_reset=_full(neuron.v_reset * v_unit, n),
-                       w_in=_full(tau_syn / dt, n))
+    return nir.CubaLIF(tau_syn=_full(tau_syn, shape), tau_mem=_full(tau_mem, shape),
+                       r=_full(tau_mem / dt, shape), v_leak=_full(neuron.v_leak * v_unit, shape),
+                       v_threshold=_full(neuron.v_th * v_unit, shape),
+                       v_reset=_full(neuron.v_reset * v_unit, shape),
+                       w_in=_full(weight * (tau_syn / dt), shape))
+
+
+def pool_weight(layer: CompiledLayer) -> float | None:
+    """The weight of a compiled sum-pooling layer, ``None`` for any other layer.
+
+    A pooling layer is a conv layer named ``pool<k>`` (as :func:`~rewire.compile.quantize.
+    compile_network` names :class:`~rewire.training.conv.SumPool2d` layers).
+
+    Raises:
+        ValueError: a ``pool`` layer that is not a sum pool (``groups = C_in = C_out``, a
+            constant square kernel, stride = kernel, no padding), naming the layer.
+    """
+    if layer.kind != "conv" or not layer.name.startswith("pool"):
+        return None
+    w = layer.weight
+    c_in, c_out, k = layer.in_shape[0], layer.out_shape[0], w.shape[-1]
+    if not (layer.groups == c_in == c_out and w.shape[1] == 1 and w.shape[2] == k
+            and tuple(layer.stride) == (k, k) and tuple(layer.padding) == (0, 0)
+            and w.size and np.all(w == w.flat[0])):
+        raise ValueError(f"NIR export: layer {layer.name} is named as a pooling layer but is "
+                         f"not a sum pool (groups {layer.groups}, kernel {w.shape}, stride "
+                         f"{layer.stride}, padding {layer.padding}); a sum pool has groups = "
+                         f"channels, a constant square kernel, stride = kernel, no padding")
+    return float(w.flat[0])
 
 
 def to_nir(net: CompiledNetwork) -> nir.NIRGraph:
     """The NIR graph of ``net``'s float model (see the module docstring).
 
     Returns:
-        ``nir.NIRGraph`` with nodes ``input``, ``fc<k>`` (``nir.Linear``, weight ``(out, in)``
-        float64), ``lif<k>`` (``nir.CubaLIF``, parameters of shape ``(out,)``), ``output``;
-        ``metadata`` with ``dt``, ``steps``, ``encoding``, ``input_gain``, ``input_max_value``,
-        ``profile``, ``rewire_version``, ``format``.
+        ``nir.NIRGraph`` with nodes ``input``, then per layer ``fc<k>`` (``nir.Linear``, weight
+        ``(out, in)`` float64), ``conv<k>`` (``nir.Conv2d``, weight ``(C_out, C_in/groups, kH,
+        kW)`` float64, zero bias, dilation 1) or ``pool<k>`` (``nir.SumPool2d``), each followed
+        by ``lif<k>`` (``nir.CubaLIF``, parameters of the layer's output shape ``(out,)`` or
+        ``(C, H, W)``), ``flatten`` (``nir.Flatten``) between a conv and a dense layer, and
+        ``output``; ``metadata`` with ``dt``, ``steps``, ``encoding``, ``input_gain``,
+        ``input_max_value``, ``profile``, ``rewire_version``, ``format`` (conv nets also
+        ``input_shape`` and, with pooling, ``pool_weight``).
 
     Raises:
-        ValueError: ``net`` has a conv layer (named in the message).
+        ValueError: a layer named ``pool<k>`` that is not a sum pool (:func:`pool_weight`).
 
     Example:
         >>> from rewire.hw_profiles.profile import load_profile
@@ -85,17 +159,42 @@ def to_nir(net: CompiledNetwork) -> nir.NIRGraph:
         >>> list(g.nodes), g.metadata["dt"], g.nodes["lif1"].tau_mem.shape
         (['input', 'fc1', 'lif1', 'fc2', 'lif2', 'output'], 0.0001, (3,))
     """
-    net.require_dense("NIR export")
-    nodes = {"input": nir.Input(input_type={"input": np.array([net.sizes[0]])})}
+    conv = any(layer.kind == "conv" for layer in net.layers)
+    pools = [pool_weight(layer) for layer in net.layers]
+    in_shape = net.layers[0].in_shape if net.layers[0].kind == "conv" else (net.sizes[0],)
+    nodes = {"input": nir.Input(input_type={"input": np.array(in_shape)})}
     edges, prev = [], "input"
-    for k, layer in enumerate(net.layers):
-        weight = layer.weight.astype(np.float64)
-        if k == 0 and net.encoding == "current":
-            weight = weight * net.input_gain
-        lin, lif = f"fc{k + 1}", f"lif{k + 1}"
-        nodes[lin] = nir.Linear(weight=weight)
-        nodes[lif] = cuba_lif(net.neuron, layer.shape[0])
-        edges += [(prev, lin), (lin, lif)]
+    counts = {"conv": 0, "pool": 0, "fc": 0}
+    for k, (layer, pool_w) in enumerate(zip(net.layers, pools)):
+        gain = net.input_gain if k == 0 and net.encoding == "current" else None
+        prefix = "fc" if layer.kind == "dense" else "pool" if pool_w is not None else "conv"
+        counts[prefix] += 1
+        syn, lif = f"{prefix}{counts[prefix]}", f"lif{k + 1}"
+        out_shape = layer.out_shape if layer.kind == "conv" else layer.shape[0]
+        if layer.kind == "dense" and prev != "input" and net.layers[k - 1].kind == "conv":
+            nodes["flatten"] = nir.Flatten(input_type={"input": np.array(
+                net.layers[k - 1].out_shape)}, start_dim=0, end_dim=-1)
+            edges.append((prev, "flatten"))
+            prev = "flatten"
+        if pool_w is not None:
+            kernel = layer.weight.shape[-1]
+            nodes[syn] = nir.SumPool2d(kernel_size=np.array([kernel, kernel]),
+                                       stride=np.array(layer.stride),
+                                       padding=np.array(layer.padding))
+            nodes[lif] = cuba_lif(net.neuron, out_shape, pool_w * (gain or 1.0))
+        else:
+            weight = layer.weight.astype(np.float64)
+            if gain is not None:
+                weight = weight * gain
+            if layer.kind == "dense":
+                nodes[syn] = nir.Linear(weight=weight)
+            else:
+                nodes[syn] = nir.Conv2d(input_shape=tuple(layer.in_shape[1:]), weight=weight,
+                                        stride=tuple(layer.stride), padding=tuple(layer.padding),
+                                        dilation=(1, 1), groups=int(layer.groups),
+                                        bias=np.zeros(len(weight)))
+            nodes[lif] = cuba_lif(net.neuron, out_shape)
+        edges += [(prev, syn), (syn, lif)]
         prev = lif
     nodes["output"] = nir.Output(output_type={"output": np.array([net.sizes[-1]])})
     edges.append((prev, "output"))
@@ -103,6 +202,11 @@ def to_nir(net: CompiledNetwork) -> nir.NIRGraph:
             "dt": float(net.neuron.dt), "time_unit": "s", "steps": int(net.steps),
             "encoding": net.encoding, "input_gain": float(net.input_gain),
             "input_max_value": int(net.input_max_value)}
+    if conv:
+        meta["input_shape"] = [int(s) for s in in_shape]
+        weights = [p for p in pools if p is not None]
+        if weights:
+            meta["pool_weight"] = weights[0]
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
 
 
@@ -129,7 +233,7 @@ def _scalar(node: nir.CubaLIF, field: str) -> float:
     values = np.unique(np.asarray(getattr(node, field), dtype=np.float64))
     if values.size != 1:
         raise NotImplementedError(f"CubaLIF.{field} differs between neurons ({values.size} "
-                                  f"values); rewire's SpikingMLP shares one LIF setting")
+                                  f"values); rewire's models share one LIF setting")
     return float(values[0])
 
 
@@ -186,22 +290,220 @@ def _chain(graph: nir.NIRGraph) -> list[str]:
     return order
 
 
-def from_nir(graph: nir.NIRGraph | str | Path, dt: float | None = None) -> SpikingMLP:
-    """Build the Norse model of a NIR graph ``Input -> (Linear|Affine -> CubaLIF)+ -> Output``.
+def _pair(name: str, node: nir.NIRNode, field: str) -> int:
+    """The one integer of a NIR ``(y, x)`` field that must be equal on both axes."""
+    value = getattr(node, field)
+    values = np.atleast_1d(np.asarray(value)) if not isinstance(value, str) else None
+    if values is None or values.dtype.kind not in "iuf" or values.size not in (1, 2) \
+            or np.any(values != values.flat[0]) or values.flat[0] != int(values.flat[0]):
+        raise NotImplementedError(f"node {name!r}: {type(node).__name__}.{field} = {value!r} is "
+                                  f"not imported (one integer for both axes); supported: "
+                                  f"{CONV_SUPPORTED}")
+    return int(values.flat[0])
+
+
+_IMPORTED = (nir.Linear, nir.Affine, nir.Conv2d, nir.SumPool2d, nir.Flatten, nir.CubaLIF)
+
+
+def _layers(graph: nir.NIRGraph) -> list[tuple[str, nir.NIRNode, str, nir.CubaLIF]]:
+    """``(name, synaptic node, LIF name, CubaLIF)`` of each layer of a chain, in order.
+
+    A ``Flatten`` is returned as a layer whose LIF is ``None``; it must come right before a
+    ``Linear``/``Affine``.
+
+    Raises:
+        NotImplementedError: an unsupported node, a synaptic node not followed by a CubaLIF
+            (or a CubaLIF without one), a Flatten elsewhere, an Affine with a non-zero bias.
+    """
+    layers, pending = [], None
+    for name in _chain(graph):
+        node = graph.nodes[name]
+        if isinstance(node, (nir.Input, nir.Output)):
+            continue
+        if not isinstance(node, _IMPORTED):
+            raise NotImplementedError(f"node {name!r}: {type(node).__name__} is not imported "
+                                      f"(supported: Linear, Affine, Conv2d, SumPool2d, Flatten, "
+                                      f"CubaLIF)")
+        if isinstance(node, nir.CubaLIF):
+            if pending is None or isinstance(pending[1], nir.Flatten):
+                raise NotImplementedError(f"node {name!r}: a CubaLIF must follow a Linear, "
+                                          f"Conv2d or SumPool2d node")
+            layers.append((*pending, name, node))
+            pending = None
+            continue
+        if pending is not None and not isinstance(pending[1], nir.Flatten):
+            raise NotImplementedError(f"node {pending[0]!r}: {type(pending[1]).__name__} is "
+                                      f"not followed by a CubaLIF (it is followed by {name!r})")
+        if isinstance(node, nir.Affine) and np.any(np.asarray(node.bias) != 0):
+            raise NotImplementedError(f"node {name!r}: Affine with a non-zero bias (rewire's "
+                                      f"models have no bias)")
+        if isinstance(node, (nir.Linear, nir.Affine, nir.Conv2d, nir.SumPool2d)):
+            if pending is not None and not isinstance(node, (nir.Linear, nir.Affine)):
+                raise NotImplementedError(f"node {pending[0]!r}: a Flatten must come right "
+                                          f"before a Linear, not {type(node).__name__}")
+            if pending is not None:
+                layers.append((*pending, None, None))
+            pending = (name, node)
+        else:  # Flatten
+            if pending is not None:
+                raise NotImplementedError(f"node {name!r}: two Flatten nodes in a row")
+            pending = (name, node)
+    if pending is not None:
+        raise NotImplementedError(f"node {pending[0]!r}: {type(pending[1]).__name__} is not "
+                                  f"followed by a CubaLIF")
+    return layers
+
+
+def _shared_neuron(lifs: list[tuple[str, nir.CubaLIF]], dt: float) -> NeuronConfig:
+    neurons = {neuron_config(node, dt) for _, node in lifs}
+    if len(neurons) != 1:
+        raise NotImplementedError(f"expected CubaLIF nodes sharing one LIF setting; found "
+                                  f"{len(neurons)} distinct settings in "
+                                  f"{[name for name, _ in lifs]}")
+    return neurons.pop()
+
+
+def _dense_model(layers, meta: dict, dt: float) -> SpikingMLP:
+    encoding = str(meta.get("encoding", "rate"))
+    gain = float(meta.get("input_gain", 1.0))
+    weights = [np.asarray(node.weight, dtype=np.float64) for _, node, _, lif in layers
+               if lif is not None]
+    if not weights:
+        raise NotImplementedError("the graph has no Linear -> CubaLIF layer")
+    neuron = _shared_neuron([(n, lif) for *_, n, lif in layers if lif is not None], dt)
+    sizes = (weights[0].shape[1],) + tuple(w.shape[0] for w in weights)
+    model = SpikingMLP(sizes, steps=int(meta.get("steps", 16)), encoding=encoding,
+                       neuron=neuron, input_gain=gain if encoding == "current" else 1.0)
+    _copy_weights(list(model.linears), weights, encoding, gain)
+    return model
+
+
+def _copy_weights(modules, weights: list[np.ndarray], encoding: str, gain: float) -> None:
+    """Copy float64 weights into the modules as float32, the input gain divided out of the
+    first one for current encoding."""
+    import torch
+
+    with torch.no_grad():
+        for k, (module, w) in enumerate(zip(modules, weights)):
+            if k == 0 and encoding == "current":
+                w = w / gain
+            module.weight.copy_(torch.as_tensor(w.astype(np.float32)))
+
+
+def _conv_model(graph: nir.NIRGraph, layers, meta: dict, dt: float) -> SpikingConvNet:
+    """The :class:`SpikingConvNet` of a chain with Conv2d / SumPool2d / Flatten nodes."""
+    def refuse(name: str, what: str):
+        raise NotImplementedError(f"node {name!r}: {what}; supported: {CONV_SUPPORTED}")
+
+    start = next(n for n, node in graph.nodes.items() if isinstance(node, nir.Input))
+    input_shape = tuple(int(s) for s in np.asarray(graph.nodes[start].input_type["input"]))
+    if len(input_shape) != 3:
+        refuse(start, f"input shape {input_shape} is not (C, H, W)")
+    encoding = str(meta.get("encoding", "rate"))
+    gain = float(meta.get("input_gain", 1.0))
+    channels, kernels, strides, paddings, pools, pool_lifs = [], [], [], [], [], []
+    weights, plain_lifs, linear = [], [], None
+    for name, node, lif_name, lif in layers:
+        if linear is not None:
+            refuse(name, f"{type(node).__name__} after the Linear {linear!r} (a SpikingConvNet "
+                         f"has one Linear, last)")
+        if isinstance(node, nir.Conv2d):
+            w = np.asarray(node.weight, dtype=np.float64)
+            if w.ndim != 4 or w.shape[2] != w.shape[3]:
+                refuse(name, f"Conv2d weight of shape {w.shape} (a non-square kernel)")
+            if _pair(name, node, "dilation") != 1 or int(node.groups) != 1:
+                refuse(name, f"Conv2d with dilation {node.dilation}, groups {node.groups}")
+            if np.any(np.asarray(node.bias) != 0):
+                refuse(name, "Conv2d with a non-zero bias")
+            c_in = channels[-1] if channels else input_shape[0]
+            if w.shape[1] != c_in:
+                raise ValueError(f"node {name!r}: Conv2d takes {w.shape[1]} channels, its "
+                                 f"input has {c_in}")
+            channels.append(w.shape[0])
+            kernels.append(w.shape[2])
+            strides.append(_pair(name, node, "stride"))
+            paddings.append(_pair(name, node, "padding"))
+            pools.append(1)
+            weights.append(w)
+            plain_lifs.append((lif_name, lif))
+        elif isinstance(node, nir.SumPool2d):
+            if not channels or pools[-1] != 1:
+                refuse(name, "SumPool2d not right after a Conv2d's CubaLIF")
+            kernel = _pair(name, node, "kernel_size")
+            if _pair(name, node, "stride") != kernel or _pair(name, node, "padding") != 0:
+                refuse(name, f"SumPool2d with kernel {kernel}, stride {node.stride}, padding "
+                             f"{node.padding}: stride must equal the kernel, padding 0")
+            pools[-1] = kernel
+            pool_lifs.append((lif_name, lif))
+        elif isinstance(node, nir.Flatten):
+            if not channels:
+                refuse(name, "Flatten before any Conv2d")
+        else:  # Linear / Affine
+            if not channels:
+                refuse(name, f"{type(node).__name__} before any Conv2d")
+            linear = name
+            weights.append(np.asarray(node.weight, dtype=np.float64))
+            plain_lifs.append((lif_name, lif))
+    if linear is None:
+        refuse(layers[-1][0], "the chain does not end in Flatten -> Linear -> CubaLIF")
+    neuron = _shared_neuron(plain_lifs, dt)
+    ref_w_in = _scalar(plain_lifs[0][1], "w_in")
+    pool_ws = set()
+    for name, lif in pool_lifs:  # the same LIF as every layer, except w_in x pool weight
+        ratio = float(np.float32(_scalar(lif, "w_in") / ref_w_in))
+        same = dataclasses.replace(lif, w_in=np.full(np.shape(lif.w_in), ref_w_in))
+        if not ratio > 0 or neuron_config(same, dt) != neuron:
+            refuse(name, f"the CubaLIF after a SumPool2d must equal the other layers' LIF but "
+                         f"for w_in = pool weight x their w_in ({ref_w_in}) with a pool "
+                         f"weight > 0 (got w_in ratio {ratio})")
+        pool_ws.add(ratio)
+    if len(pool_ws) > 1:
+        refuse(pool_lifs[1][0], f"pools with different weights {sorted(pool_ws)} (a "
+                                f"SpikingConvNet has one pool_weight)")
+    model = SpikingConvNet(input_shape, channels=tuple(channels), kernels=tuple(kernels),
+                           strides=tuple(strides), paddings=tuple(paddings), pools=tuple(pools),
+                           classes=int(weights[-1].shape[0]), steps=int(meta.get("steps", 16)),
+                           encoding=encoding, neuron=neuron,
+                           input_gain=gain if encoding == "current" else 1.0,
+                           pool_weight=pool_ws.pop() if pool_ws else 2.5)
+    modules = [m for m in model.layers if not isinstance(m, SumPool2d)]
+    for (name, *_), module, w in zip([l for l in layers if l[3] is not None and not
+                                      isinstance(l[1], nir.SumPool2d)], modules, weights):
+        if tuple(module.weight.shape) != w.shape:
+            raise ValueError(f"node {name!r}: weight of shape {w.shape}, but the layer it "
+                             f"feeds from has the shape for {tuple(module.weight.shape)} "
+                             f"(flattened map {model.sizes[-2]})")
+    _copy_weights(modules, weights, encoding, gain)
+    return model
+
+
+def from_nir(graph: nir.NIRGraph | str | Path,
+             dt: float | None = None) -> SpikingMLP | SpikingConvNet:
+    """Build the Norse model of a NIR graph.
+
+    ``Input -> (Linear|Affine -> CubaLIF)+ -> Output`` (an optional ``Flatten`` before the
+    first Linear) gives a :class:`~rewire.training.model.SpikingMLP`; a chain with ``Conv2d``
+    / ``SumPool2d`` nodes (:data:`CONV_SUPPORTED`, what :func:`to_nir` writes for conv nets)
+    gives a :class:`~rewire.training.conv.SpikingConvNet`, the pool weight read from the
+    ``w_in`` of the CubaLIF after each pool (module docstring).
 
     Args:
         graph: a graph or the path of a NIR file.
         dt: Euler step in s; default the graph's ``metadata["dt"]`` (NIR itself has none).
 
     Returns:
-        :class:`~rewire.training.model.SpikingMLP` with the graph's weights and LIF constants,
-        ``steps``, ``encoding`` and ``input_gain`` from the metadata (defaults: 16 steps,
-        ``rate`` encoding, i.e. the graph's input is the layer input as is).
+        The model with the graph's weights and LIF constants, ``steps``, ``encoding`` and
+        ``input_gain`` from the metadata (defaults: 16 steps, ``rate`` encoding, i.e. the
+        graph's input is the layer input as is).
 
     Raises:
-        ValueError: no ``dt`` in the metadata nor the argument; not exactly one input.
-        NotImplementedError: a node other than Linear/Affine (zero bias)/CubaLIF, branches,
-            recurrence, or LIF parameters that differ between neurons or layers.
+        ValueError: no ``dt`` in the metadata nor the argument; not exactly one input; weight
+            shapes that do not match the layer before.
+        NotImplementedError: a node other than Linear/Affine (zero bias)/Conv2d/SumPool2d/
+            Flatten/CubaLIF, branches, recurrence, LIF parameters that differ between neurons
+            or layers, or a conv chain outside :data:`CONV_SUPPORTED` (non-square kernels,
+            unequal strides, pools with stride != kernel, a conv after a Linear, bias, ...),
+            naming the node.
     """
     if not isinstance(graph, nir.NIRGraph):
         graph = read(graph)
@@ -211,34 +513,10 @@ def from_nir(graph: nir.NIRGraph | str | Path, dt: float | None = None) -> Spiki
         raise ValueError("the NIR graph has no metadata['dt'] (NIR stores no time step); "
                          "pass dt= (seconds)")
     dt = float(dt)
-    encoding = str(meta.get("encoding", "rate"))
-    gain = float(meta.get("input_gain", 1.0))
-    weights, neurons = [], []
-    for name in _chain(graph):
-        node = graph.nodes[name]
-        if isinstance(node, (nir.Input, nir.Output)):
-            continue
-        if isinstance(node, (nir.Linear, nir.Affine)):
-            if isinstance(node, nir.Affine) and np.any(np.asarray(node.bias) != 0):
-                raise NotImplementedError(f"node {name!r}: Affine with a non-zero bias")
-            weights.append(np.asarray(node.weight, dtype=np.float64))
-        elif isinstance(node, nir.CubaLIF):
-            neurons.append(neuron_config(node, dt))
-        else:
-            raise NotImplementedError(f"node {name!r}: {type(node).__name__} is not imported "
-                                      f"(supported: Linear, Affine, CubaLIF)")
-    if not weights or len(weights) != len(neurons) or len(set(neurons)) != 1:
-        raise NotImplementedError(f"expected alternating Linear/CubaLIF layers sharing one LIF "
-                                  f"setting; found {len(weights)} weights and "
-                                  f"{len(set(neurons))} distinct LIF settings")
-    sizes = (weights[0].shape[1],) + tuple(w.shape[0] for w in weights)
-    model = SpikingMLP(sizes, steps=int(meta.get("steps", 16)), encoding=encoding,
-                       neuron=neurons[0], input_gain=gain if encoding == "current" else 1.0)
-    import torch
-
-    with torch.no_grad():
-        for k, (lin, w) in enumerate(zip(model.linears, weights)):
-            if k == 0 and encoding == "current":
-                w = w / gain
-            lin.weight.copy_(torch.as_tensor(w.astype(np.float32)))
-    return model
+    layers = _layers(graph)
+    if any(isinstance(node, (nir.Conv2d, nir.SumPool2d)) for _, node, *_ in layers):
+        return _conv_model(graph, layers, meta, dt)
+    for k, (name, node, _, _) in enumerate(layers):
+        if isinstance(node, nir.Flatten) and k != 0:
+            raise NotImplementedError(f"node {name!r}: a Flatten between Linear layers")
+    return _dense_model(layers, meta, dt)
