@@ -263,12 +263,3 @@ def test_lava_equals_integer_conv_model(loihi2, tmp_path, params):
         assume(False)
     lava_vs_integer(net, payload_for(net, params, np.random.default_rng(params["seed"])),
                     tmp_path)
-
-
-def test_onnx_exporters_refuse_conv_layers(loihi2):
-    from rewire.export import onnx_int, onnx_step, onnx_unrolled
-
-    net = compile_network(conv_net(), loihi2, 16)
-    for build_onnx in (onnx_step.build, onnx_unrolled.build, onnx_int.build):
-        with pytest.raises(ValueError, match="layer conv1 is a conv layer"):
-            build_onnx(net)

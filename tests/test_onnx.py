@@ -3,18 +3,27 @@ to Norse; the integer model equal to the chip's integer reference simulator."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
-from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, assume, given, settings, strategies as st
+from onnx import TensorProto, helper
+from torch.nn import functional as F
 
 from rewire.compile import simulate
 from rewire.compile.quantize import compile_network
 from rewire.export import onnx_graph, onnx_int, onnx_step, onnx_unrolled
+from rewire.training.conv import SpikingConvNet
 from rewire.training.model import NeuronConfig, SpikingMLP
 
 from conftest import random_network
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: no thread pool
 
 BLOCKS = 8  # independent random networks per generated example (block-diagonal packing)
 EQUIV = settings(max_examples=25, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
@@ -78,6 +87,73 @@ def case_inputs(case: dict, model: SpikingMLP, batch: int = 3):
     return x, model.encode(torch.as_tensor(x, dtype=torch.float32))
 
 
+CONV_BLOCKS = 16  # independent random conv nets per generated example (channel blocks)
+
+
+def _conv_block(stages: int):
+    return st.fixed_dictionaries({
+        "c_in": st.integers(1, 2), "channels": st.tuples(*[st.integers(1, 3)] * stages),
+        "classes": st.integers(1, 3), "seed": st.integers(0, 2 ** 16),
+        "gain": st.floats(2.0, 8.0), "density": st.floats(0.4, 1.0)})
+
+
+#: One example = ``CONV_BLOCKS`` independent random conv nets with the same geometry (input
+#: height/width 4-7; 1-2 stages of Conv2d with kernel 1-3, stride 1-2, padding 0-1, optional
+#: 2x2 sum pooling; then Linear) but their own channel counts (input 1-2, per stage 1-3),
+#: classes, weight scale, pruning and seed, run side by side as one network whose kernels
+#: are block-diagonal over channels (a pooling layer is depthwise, and flatten keeps a
+#: block's channels contiguous, so every block evolves exactly as it would alone). All-zero
+#: layers: :func:`test_conv_net_with_an_all_zero_layer_exports`.
+conv_cases = st.integers(1, 2).flatmap(lambda stages: st.fixed_dictionaries({
+    "hw": st.tuples(st.integers(4, 7), st.integers(4, 7)),
+    "stages": st.lists(st.tuples(st.integers(1, 3), st.integers(1, 2), st.integers(0, 1),
+                                 st.integers(1, 2)), min_size=stages, max_size=stages),
+    "blocks": st.lists(_conv_block(stages), min_size=CONV_BLOCKS, max_size=CONV_BLOCKS),
+    "encoding": st.sampled_from(["current", "rate"]),
+    "input_gain": st.floats(1.0, 8.0), "seed": st.integers(0, 2 ** 16)}))
+
+
+def block_conv_network(case: dict, steps: int, zero_layer: int | None = None) -> SpikingConvNet:
+    """The :class:`SpikingConvNet` of a :data:`conv_cases` example (geometries that would
+    output an empty map are skipped).
+
+    Block ``b``'s kernels are uniform in ``[-0.7, 1.3] * gain / sqrt(fan-in)``, a fraction
+    ``1 - density`` pruned; the trainable layer ``zero_layer`` (conv stages, then Linear), if
+    given, is all zero.
+    """
+    blocks, stages = case["blocks"], case["stages"]
+    channels = [sum(b["channels"][l] for b in blocks) for l in range(len(stages))]
+    try:
+        model = SpikingConvNet(
+            (sum(b["c_in"] for b in blocks), *case["hw"]), channels=channels,
+            kernels=[s[0] for s in stages], strides=[s[1] for s in stages],
+            paddings=[s[2] for s in stages], pools=[s[3] for s in stages],
+            classes=sum(b["classes"] for b in blocks), steps=steps,
+            encoding=case["encoding"], input_gain=case["input_gain"])
+    except ValueError:  # the map shrank to nothing
+        assume(False)
+    trainable = [m for m in model.layers if isinstance(m.weight, torch.nn.Parameter)]
+    area = int(np.prod(model.shapes[-2][1:]))  # pixels per channel of the last map
+    with torch.no_grad():
+        for l, layer in enumerate(trainable):
+            w = torch.zeros_like(layer.weight)
+            r = c = 0
+            for b in blocks:
+                widths = [b["c_in"], *b["channels"], b["classes"]]
+                n_in, n_out = widths[l], widths[l + 1]
+                conv = w.dim() == 4
+                shape = (n_out, n_in, *w.shape[2:]) if conv else (n_out, n_in * area)
+                gen = torch.Generator().manual_seed(b["seed"] * 7 + l)
+                sub = (torch.rand(shape, generator=gen) * 2 - 0.7) * b["gain"] \
+                    / np.prod(shape[1:]) ** 0.5  # mostly excitatory: spikes reach the output
+                sub *= torch.rand(shape, generator=gen) < b["density"]
+                cols = slice(c, c + n_in) if conv else slice(c * area, (c + n_in) * area)
+                w[r:r + n_out, cols] = sub
+                r, c = r + n_out, c + n_in
+            layer.weight.copy_(w * (l != zero_layer))
+    return model
+
+
 @pytest.mark.parametrize("build", [onnx_step.build, onnx_unrolled.build, onnx_int.build,
                                    onnx_int.build_step])
 def test_files_pass_checker_with_metadata(small_net, tmp_path, build):
@@ -93,38 +169,53 @@ def test_files_pass_checker_with_metadata(small_net, tmp_path, build):
     assert model.opset_import[0].version >= 17
 
 
-@EQUIV
-@given(case=cases)
-def test_float_onnx_step_equals_norse_per_step(loihi2, case):
-    """Property (25 examples x 8 = 200 random networks, 3 inputs each, 50 steps): from Norse's
-    state at every step, the ONNX step gives Norse's next state within 1e-6 (relative to the
-    magnitude of the terms summed, when above 1) and its spikes exactly; looping ONNX alone and
-    the unrolled (Scan) model give Norse's spike trains exactly."""
-    steps = 50
-    model = block_network(case, steps)
-    net = compile_network(model, loihi2, 16)
-    x, seq = case_inputs(case, model)
-    batch = seq.shape[1]
+def synaptic_magnitude(layer, s_abs: np.ndarray) -> np.ndarray:
+    """``sum_j |w_ij| |s_j|`` per neuron, ``(B, n_in) -> (B, n_out)`` float64: the magnitude of
+    the terms a layer's synaptic input sums (dense product or conv of the absolute values)."""
+    w = np.abs(layer.weight).astype(np.float64)
+    if layer.kind != "conv":
+        return s_abs.astype(np.float64) @ w.T
+    x = torch.as_tensor(s_abs, dtype=torch.float64).reshape(-1, *layer.in_shape)
+    out = F.conv2d(x, torch.as_tensor(w), stride=layer.stride, padding=layer.padding,
+                   groups=layer.groups)
+    return out.reshape(len(s_abs), -1).numpy()
+
+
+def float_onnx_equals_norse(model, net, x: np.ndarray, seq: torch.Tensor) -> tuple[float, float]:
+    """Run ``model`` (Norse) for ``model.steps`` steps and check the float ONNX graphs of ``net``.
+
+    From Norse's state at every step the per-step ONNX graph must give Norse's next state
+    within 1e-6, relative to the magnitude of the terms summed when above 1 (torch and
+    onnxruntime sum synaptic inputs in different orders, so float32 rounding differs by
+    ~eps * that magnitude), and its spikes exactly; the looped per-step graph and the
+    unrolled (``Scan``) graph must give Norse's spike trains exactly. Norse's conv states
+    ``(B, C, H, W)`` are compared flattened, the ONNX layout.
+
+    Returns:
+        ``(max absolute state error, max relative state error)`` over all states and steps.
+    """
+    steps, batch = model.steps, seq.shape[1]
     sess = onnx_graph.session(onnx_step.build(net))
     names = [o.name for o in sess.get_outputs()]
-    states, ref = None, []
+    states, ref, worst = None, [], [0.0, 0.0]
     with torch.no_grad():
         for t in range(steps):
             feeds = {"x": np.asarray(x[t] if x.ndim == 3 else x, np.float32)}
             for k, layer in enumerate(net.layers):
                 zeros = np.zeros((batch, layer.shape[0]), np.float32)
-                feeds[f"v{k}"] = states[k].v.numpy() if states else zeros
-                feeds[f"i{k}"] = states[k].i.numpy() if states else zeros
+                feeds[f"v{k}"] = states[k].v.reshape(batch, -1).numpy() if states else zeros
+                feeds[f"i{k}"] = states[k].i.reshape(batch, -1).numpy() if states else zeros
             z, new = model.step(seq[t], states)
             res = dict(zip(names, sess.run(None, feeds)))
             s_in = np.abs(seq[t].numpy())
             for k, layer in enumerate(net.layers):
-                # magnitude of the terms each state sums: torch (MKL) and onnxruntime (MLAS)
-                # add them in different orders, so float32 rounding differs by ~eps * this
-                scale = s_in @ np.abs(layer.weight.T) + np.abs(feeds[f"i{k}"]) + np.abs(feeds[f"v{k}"])
+                scale = synaptic_magnitude(layer, s_in) + np.abs(feeds[f"i{k}"]) \
+                    + np.abs(feeds[f"v{k}"])
                 for name, want in ((f"v{k}", new[k].v), (f"i{k}", new[k].i)):
-                    err = np.abs(res[name + "_out"] - want.numpy()) / np.maximum(1, scale)
+                    diff = np.abs(res[name + "_out"] - want.reshape(batch, -1).numpy())
+                    err = diff / np.maximum(1, scale)
                     assert err.max() <= 1e-6, (name, t, float(err.max()))
+                    worst = [max(worst[0], float(diff.max())), max(worst[1], float(err.max()))]
                 s_in = np.abs(res[f"z{k}"])
             states = new
             np.testing.assert_array_equal(res["z"], z.numpy())
@@ -132,6 +223,37 @@ def test_float_onnx_step_equals_norse_per_step(loihi2, case):
     ref = np.stack(ref)
     np.testing.assert_array_equal(onnx_step.run(None, x, steps, sess=sess), ref)
     np.testing.assert_array_equal(onnx_unrolled.run(onnx_unrolled.build(net), x, steps), ref)
+    return worst[0], worst[1]
+
+
+def integer_onnx_equals_simulate(net, payload: np.ndarray, lava_delay: bool) -> int:
+    """The integer ONNX model, ``Scan`` and per-step, equals ``simulate.simulate`` spike for
+    spike on ``payload (T, B, n_in)``; returns the number of output spikes."""
+    ref = simulate.simulate(net, payload, lava_delay=lava_delay)[-1]
+    np.testing.assert_array_equal(onnx_int.run(onnx_int.build(net, lava_delay), payload), ref)
+    step = onnx_int.run(onnx_int.build_step(net, lava_delay), payload)
+    np.testing.assert_array_equal(step, ref)
+    return int(ref.sum())
+
+
+def random_payload(net, case: dict, steps: int, batch: int = 4) -> np.ndarray:
+    """Integer input ``(steps, batch, n_in)``: graded pixels (current) or 0/1 spikes (rate)."""
+    rng = np.random.default_rng(case["seed"])
+    if case["encoding"] == "current":
+        return simulate.encode_input(net, rng.integers(0, 17, (batch, net.sizes[0])) / 16)
+    return (rng.random((steps, batch, net.sizes[0])) < 0.4).astype(np.int64)
+
+
+@EQUIV
+@given(case=cases)
+def test_float_onnx_step_equals_norse_per_step(loihi2, case):
+    """Property (25 examples x 8 = 200 random networks, 3 inputs each, 50 steps): from Norse's
+    state at every step, the ONNX step gives Norse's next state within 1e-6 (relative to the
+    magnitude of the terms summed, when above 1) and its spikes exactly; looping ONNX alone and
+    the unrolled (Scan) model give Norse's spike trains exactly."""
+    model = block_network(case, steps=50)
+    net = compile_network(model, loihi2, 16)
+    float_onnx_equals_norse(model, net, *case_inputs(case, model))
 
 
 @EQUIV
@@ -140,18 +262,161 @@ def test_integer_onnx_equals_integer_reference(loihi2, case, lava_delay):
     """Property (25 examples x 8 = 200 random networks, 4 inputs, 40 steps): the integer ONNX
     model (Scan) reproduces ``simulate.simulate`` spike for spike, with and without Lava's
     per-layer delay; so does the per-step integer model."""
-    steps = 40
-    model = block_network(case, steps)
+    model = block_network(case, steps=40)
     net = compile_network(model, loihi2, 16)
-    rng = np.random.default_rng(case["seed"])
-    if case["encoding"] == "current":
-        payload = simulate.encode_input(net, rng.integers(0, 17, (4, net.sizes[0])) / 16)
-    else:
-        payload = (rng.random((steps, 4, net.sizes[0])) < 0.4).astype(np.int64)
-    ref = simulate.simulate(net, payload, lava_delay=lava_delay)[-1]
-    np.testing.assert_array_equal(onnx_int.run(onnx_int.build(net, lava_delay), payload), ref)
-    step = onnx_int.run(onnx_int.build_step(net, lava_delay), payload)
-    np.testing.assert_array_equal(step, ref)
+    integer_onnx_equals_simulate(net, random_payload(net, case, 40), lava_delay)
+
+
+EQUIV_CONV = settings(EQUIV, max_examples=13)  # 13 examples x 16 blocks = 208 networks
+
+
+@EQUIV_CONV
+@given(case=conv_cases)
+def test_float_onnx_of_conv_net_equals_norse_per_step(loihi2, case):
+    """Property (13 examples x 16 = 208 random conv nets, 3 inputs, 50 steps):
+    the float per-step graph of a ``SpikingConvNet`` (ONNX ``Conv`` on reshaped flat states)
+    teacher-forced from Norse's state gives Norse's next state within 1e-6 (relative to the
+    summed terms, when above 1) and its spikes exactly; the looped per-step graph and the
+    ``Scan`` graph give Norse's spike trains exactly."""
+    model = block_conv_network(case, steps=50)
+    net = compile_network(model, loihi2, 16)
+    assert any(l.kind == "conv" for l in net.layers)
+    float_onnx_equals_norse(model, net, *case_inputs(case, model))
+
+
+@EQUIV_CONV
+@given(case=conv_cases, lava_delay=st.booleans())
+def test_integer_onnx_of_conv_net_equals_integer_reference(loihi2, case, lava_delay):
+    """Property (13 examples x 16 = 208 random conv nets, 4 inputs, 40 steps): the integer ONNX
+    graph of a conv net (float32 ``Conv`` of integers) equals ``simulate.simulate`` spike for
+    spike, ``Scan`` and per-step, with and without Lava's per-layer delay."""
+    model = block_conv_network(case, steps=40)
+    net = compile_network(model, loihi2, 16)
+    integer_onnx_equals_simulate(net, random_payload(net, case, 40), lava_delay)
+
+
+@pytest.mark.parametrize("zero_layer", [0, 1, 2])
+def test_conv_net_with_an_all_zero_layer_exports(loihi2, zero_layer):
+    """A conv net (conv -> pool -> conv -> Linear) whose conv1, conv2 or fc1 has every
+    synapse pruned compiles (with a note), and its float and integer ONNX graphs still equal
+    Norse and the integer reference (the layers before the zero one do spike)."""
+    case = {"hw": (6, 6), "stages": [(3, 1, 1, 2), (2, 1, 0, 1)], "encoding": "current",
+            "input_gain": 6.0, "seed": zero_layer,
+            "blocks": [{"c_in": 1, "channels": (2, 2), "classes": 2, "seed": b, "gain": 6.0,
+                        "density": 0.8} for b in range(2)]}
+    model = block_conv_network(case, steps=20, zero_layer=zero_layer)
+    net = compile_network(model, loihi2, 16)
+    zero = [l for l in net.layers if l.all_zero]
+    assert [l.name for l in zero] == [["conv1", "conv2", "fc1"][zero_layer]]
+    assert "every synapse is pruned" in zero[0].notes[0]
+    float_onnx_equals_norse(model, net, *case_inputs(case, model))
+    payload = random_payload(net, case, 20)
+    record = simulate.simulate(net, payload, record_all=True)
+    assert record[0].sum() > 0 or zero_layer == 0
+    for delay in (False, True):
+        integer_onnx_equals_simulate(net, payload, delay)
+
+
+@pytest.fixture(scope="module")
+def conv_compiled(loihi2):
+    """A compiled 1x6x6 conv net (conv 3x3 pad 1 -> 2x2 sum pool -> Linear), 12 steps."""
+    torch.manual_seed(3)
+    model = SpikingConvNet((1, 6, 6), channels=(3,), kernels=(3,), pools=(2,), classes=4,
+                           steps=12, encoding="current")
+    with torch.no_grad():
+        model.layers[0].weight.mul_(6.0)
+        model.layers[2].weight.abs_().mul_(4.0)
+    return model, compile_network(model, loihi2, 16)
+
+
+@pytest.mark.parametrize("build", [onnx_step.build, onnx_unrolled.build, onnx_int.build,
+                                   onnx_int.build_step])
+def test_conv_files_pass_checker_with_metadata(conv_compiled, tmp_path, build):
+    """Conv nets export to every ONNX kind: checker-clean, ``Conv`` nodes with the layer's
+    attributes, flat inputs and states, the map shapes in the metadata."""
+    _, net = conv_compiled
+    model = onnx.load(str(onnx_graph.save(build(net), tmp_path / "m.onnx")))
+    onnx.checker.check_model(model, full_check=True)
+    onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(meta["input_shape"]) == [1, 6, 6]
+    layout = json.loads(meta["state_layout"])
+    assert layout["layer0"]["shape"] == [3, 6, 6] and layout["layer1"]["shape"] == [3, 3, 3]
+    assert "shape" not in layout["layer2"] and layout["layer0"]["size"] == 108
+    assert model.graph.input[0].type.tensor_type.shape.dim[-1].dim_value == 36
+    scans = [n for n in model.graph.node if n.op_type == "Scan"]
+    nodes = list(model.graph.node) + [n for scan in scans for a in scan.attribute
+                                      if a.name == "body" for n in a.g.node]
+    convs = [{a.name: helper.get_attribute_value(a) for a in n.attribute}
+             for n in nodes if n.op_type == "Conv"]
+    assert [c["group"] for c in convs] == [1, 3]
+    assert convs[0]["pads"] == [1, 1, 1, 1] and convs[1]["strides"] == [2, 2]
+    if meta["kind"].startswith("int"):
+        row = np.abs(net.layers[0].weight_int).reshape(3, -1).sum(1).max()
+        assert int(meta["exact_payload_max"]) == (2 ** 24 - 1) // row >= 16
+
+
+def test_conv_onnx_runs_any_batch_and_spikes(conv_compiled):
+    """Batch 1 and 0 run; the test network spikes, and every ONNX kind equals its reference."""
+    model, net = conv_compiled
+    x = np.random.default_rng(1).integers(0, 17, (2, 36)) / 16
+    with torch.no_grad():
+        ref = model(torch.as_tensor(x, dtype=torch.float32)).numpy()
+    assert ref.sum() > 0
+    np.testing.assert_array_equal(onnx_step.run(onnx_step.build(net), x[:1]), ref[:, :1])
+    np.testing.assert_array_equal(onnx_unrolled.run(onnx_unrolled.build(net), x), ref)
+    assert onnx_unrolled.run(onnx_unrolled.build(net), x[:0]).shape == (12, 0, 4)
+    payload = simulate.encode_input(net, x)
+    np.testing.assert_array_equal(onnx_int.run(onnx_int.build(net), payload),
+                                  simulate.simulate(net, payload)[-1])
+
+
+# With the default graph optimizations on an AVX2 CPU, onnxruntime 1.23 runs the first four
+# as com.microsoft.nchwc Conv (NCHW input, blocked, depthwise, pointwise; seen in its
+# optimized model) and the grouped one with its default im2col + SGEMM kernel; with
+# optimizations off, all five run the default kernel. Both are checked.
+@pytest.mark.parametrize("c_in, c_out, kernel, stride, padding, groups", [
+    (1, 16, 3, 1, 1, 1),
+    (8, 16, 3, 2, 1, 1),
+    (16, 16, 2, 2, 0, 16),  # depthwise: a sum-pooling layer
+    (4, 8, 1, 1, 0, 1),     # pointwise
+    (4, 8, 3, 1, 2, 2),     # grouped, padding wider than the kernel's half
+])
+def test_integer_conv_is_exact_up_to_the_float32_bound(conv_compiled, c_in, c_out, kernel,
+                                                      stride, padding, groups):
+    """The float32 ``Conv`` of the integer graph gives the exact integer ``a = W_int * s``
+    with partial sums just below 2**24 (weights ±254, payload at the largest allowed), on
+    onnxruntime's different CPU conv kernels; one unit more payload is refused by name."""
+    _, net = conv_compiled
+    rng = np.random.default_rng(c_in * 100 + c_out)
+    w = rng.integers(-127, 128, (c_out, c_in // groups, kernel, kernel)) * 2
+    w[0], w[1] = 254, -254  # rows whose partial sums grow monotonically to +-row * payload
+    size = (6 + 2 * padding - kernel) // stride + 1
+    layer = dataclasses.replace(net.layers[0], name="convX", weight=w.astype(np.float32),
+                                weight_int=w.astype(np.int32), in_shape=(c_in, 6, 6),
+                                out_shape=(c_out, size, size), stride=(stride, stride),
+                                padding=(padding, padding), groups=groups)
+    row = 254 * w[0].size
+    top = (2 ** 24 - 1) // row
+    big = dataclasses.replace(net, layers=(layer,), input_max_value=top)
+    payload = rng.integers(0, top + 1, (5, c_in * 36))
+    payload[0] = top  # every partial sum of rows 0 and 1 at its largest
+    payload[1] = rng.integers(top - 3, top + 1, c_in * 36)
+    model = onnx_int.build_step(big)
+    model.graph.output.append(helper.make_tensor_value_info("l0_a", TensorProto.INT64, None))
+    want = simulate.synaptic_input(layer, payload)
+    for level in (ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                  ort.GraphOptimizationLevel.ORT_DISABLE_ALL):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = level
+        sess = ort.InferenceSession(model.SerializeToString(), options,
+                                    providers=["CPUExecutionProvider"])
+        feeds = {i.name: np.zeros((5, i.shape[1]), np.int64) for i in sess.get_inputs()}
+        feeds["x"] = payload
+        np.testing.assert_array_equal(sess.run(["l0_a"], feeds)[0], want)
+    assert np.abs(want).max() > 2 ** 24 - 2 * row  # the bound was really approached
+    with pytest.raises(ValueError, match="layer convX: a conv partial sum.*2\\*\\*24"):
+        onnx_int.build(dataclasses.replace(big, input_max_value=top + 1))
 
 
 def test_integer_onnx_wraps_and_saturates_like_the_chip(loihi2):

@@ -10,6 +10,11 @@ wrapped one of two ways:
   created as zeros inside the graph, output spikes ``z (T, batch, n_out)`` plus the final
   states. ``T`` is a symbolic dimension: any number of steps runs, no static unroll limit.
 
+Inputs and states are flat ``(batch, n)`` for every layer kind; a conv layer (Conv2d or sum
+pooling, a conv with ``groups = C``) reshapes its flat input to the ``(C, H, W)`` map inside
+the step, applies ONNX ``Conv`` and flattens the result back (:func:`conv2d`), so the state
+layout and the runners are the same for dense and conv nets.
+
 A step body is a :class:`StepBody`: the element type, the state layout and a function that
 emits the nodes of one step into a :class:`GraphBuilder`. Both wrappers write opset 17 / IR 8
 (onnxruntime 1.23 reads IR <= 11), attach the same metadata (:func:`metadata`) and return a
@@ -28,7 +33,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from rewire import __version__
-from rewire.compile.network import CompiledNetwork
+from rewire.compile.network import CompiledLayer, CompiledNetwork
 from rewire.export.atomic import atomic_path
 
 OPSET = 17
@@ -66,6 +71,47 @@ class GraphBuilder:
         return output
 
 
+def conv2d(b: GraphBuilder, s: str, layer: CompiledLayer, weight_name: str,
+           weight: np.ndarray, prefix: str) -> str:
+    """Emit one conv layer's synaptic input on flat float32 vectors: ``Reshape -> Conv ->
+    Reshape``.
+
+    The value ``s (batch, C*H*W)`` (neurons numbered as ``x.flatten()`` of a ``(C, H, W)``
+    map, as in :class:`rewire.compile.network.CompiledNetwork`) is reshaped to
+    ``(batch, *layer.in_shape)``, convolved by ONNX ``Conv`` (cross-correlation: kernel
+    ``weight (C_out, C_in/groups, kH, kW)`` float32, ``layer.stride``, symmetric zero
+    ``layer.padding``, ``group = layer.groups``; torch ``conv2d`` semantics) and flattened back
+    to ``(batch, C_out*H_out*W_out)``. The reshapes copy ``batch`` from the input (shape
+    entry ``0``), so any batch size, including 0, runs. Pooling layers are convs with
+    ``groups = C`` and need nothing else.
+
+    Args:
+        b: the graph being built.
+        s: name of the float32 input value ``(batch, n_in)``.
+        layer: a ``kind == "conv"`` layer (shapes, stride, padding, groups).
+        weight_name: initializer name of the kernel.
+        weight: the kernel, stored as float32.
+        prefix: prefix of the intermediate value names (``"l0_"``).
+
+    Returns:
+        The name of the float32 output value ``(batch, n_out)``.
+    """
+    (ph, pw), (kh, kw) = layer.padding, weight.shape[2:]
+    x4 = b.op("Reshape", [s, b.const(f"{prefix}in_shape", (0,) + tuple(layer.in_shape),
+                                     np.int64)], prefix + "map")
+    y4 = b.op("Conv", [x4, b.const(weight_name, weight)], prefix + "conv",
+              kernel_shape=[int(kh), int(kw)], strides=[int(v) for v in layer.stride],
+              pads=[int(ph), int(pw), int(ph), int(pw)], group=int(layer.groups))
+    return b.op("Reshape", [y4, b.const(f"{prefix}out_shape", (0, layer.shape[0]), np.int64)],
+                prefix + "flat")
+
+
+def map_shape(layer: CompiledLayer) -> dict:
+    """``{"shape": [C, H, W]}`` (the output feature map) for a conv layer, ``{}`` for a dense
+    one: the extra entry of a conv layer in a body's ``layout``."""
+    return {"shape": [int(d) for d in layer.out_shape]} if layer.kind == "conv" else {}
+
+
 Emit = Callable[[GraphBuilder, str, dict], tuple[str, dict, list]]
 
 
@@ -85,7 +131,8 @@ class StepBody:
             value name) and returns the output spike value, a dict state name -> new value
             name, and the per-layer spike value names.
         layout: JSON-able description of the states for the file's metadata:
-            ``{"layer<k>": {"states": {state name: width}, "size": n_k, "dtype": ...}}``.
+            ``{"layer<k>": {"states": {state name: width}, "size": n_k, "dtype": ...}}``, plus
+            ``"shape": [C, H, W]`` for a conv layer (:func:`map_shape`).
     """
 
     name: str
@@ -103,13 +150,18 @@ def metadata(net: CompiledNetwork, body: StepBody, kind: str, usage: str) -> dic
 
     Keys: ``rewire_version``, ``rewire_format_version``, ``kind`` (``step``, ``unrolled``,
     ``int_step``, ``int_unrolled``), ``profile``, ``dt`` (s), ``steps`` (``T`` trained for),
-    ``encoding``, ``input_gain``, ``input_max_value``, ``state_layout`` (JSON) and ``usage``.
+    ``encoding``, ``input_gain``, ``input_max_value``, ``state_layout`` (JSON) and ``usage``;
+    when the first layer is a conv layer also ``input_shape``, the JSON ``[C, H, W]`` of the
+    image whose ``x.flatten()`` the flat input ``x`` is.
     """
-    return {"rewire_version": __version__, "rewire_format_version": str(net.format_version),
+    meta = {"rewire_version": __version__, "rewire_format_version": str(net.format_version),
             "kind": kind, "profile": net.profile.name, "dt": repr(net.neuron.dt),
             "steps": str(net.steps), "encoding": net.encoding,
             "input_gain": repr(net.input_gain), "input_max_value": str(net.input_max_value),
             "state_layout": json.dumps(body.layout), "usage": usage}
+    if net.layers[0].kind == "conv":
+        meta["input_shape"] = json.dumps([int(d) for d in net.layers[0].in_shape])
+    return meta
 
 
 def _finish(graph: onnx.GraphProto, meta: dict[str, str]) -> onnx.ModelProto:

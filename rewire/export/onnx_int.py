@@ -18,6 +18,27 @@ only, and onnxruntime 1.23's int64 ``Sign`` returned -1 for positive products ab
 ``lava_delay=True`` every layer delivers its input one step later (a ``p<k>`` state per layer
 holds it), as each ``Dense`` process in Lava does.
 
+Conv layers (a ``SpikingConvNet``'s Conv2d and sum pooling; neurons flat in ``x.flatten()``
+order of the ``(C, H, W)`` map) compute :math:`a = W_\mathrm{int} * s` as ``Cast`` to float32,
+ONNX ``Conv`` with the integer kernel stored as float32, ``Cast`` back to int64: onnxruntime
+1.23's CPU ``Conv`` takes float32 (and float16) only, not float64 or integers, and its
+``ConvInteger`` only uint8 x uint8 (the chip's weights are signed). This is exact: every
+partial sum ``Conv`` forms, in any order, is a sum of products ``w * x`` of integers, so an
+integer of magnitude at most :math:`\max_o \sum |W_\mathrm{int}[o]| \cdot \max |x|`
+(the largest kernel row's absolute sum times the largest input), and float32 represents
+every integer up to :math:`2^{24}` exactly, so no product or sum is ever rounded.
+:func:`int_body` checks that bound for every conv layer before building (input: the payload
+``input_max_value`` for the first layer of a ``current`` net, else 0/1 spikes) and raises
+``ValueError`` naming the layer when it fails; the metadata key ``exact_payload_max`` (conv
+first layer only) is the largest input payload magnitude for which the file stays exact.
+The argument needs a kernel that only multiplies and adds the given values; algorithms that
+round even small integers (Winograd, FFT, TF32) would break it. onnxruntime 1.23's CPU
+kernels, its default im2col + SGEMM one and the NCHWc ones its default graph optimizations
+pick on AVX2 (blocked, pointwise, depthwise), are checked exact against
+:func:`rewire.compile.simulate.simulate` in ``tests/test_onnx.py``, with partial sums up to
+just below :math:`2^{24}`. Other execution providers (e.g. cuDNN, which may pick Winograd or
+TF32) are not checked.
+
 Files: ``x`` is the integer input payload (int64; graded pixel values for ``current``
 encoding, 0/1 spikes for ``rate``; :func:`rewire.compile.simulate.encode_input`), states
 ``u<k>, v<k>`` (and ``p<k>``) int64, spikes int64 0/1. :func:`build` writes the ``Scan``
@@ -33,13 +54,51 @@ import onnx
 from onnx import TensorProto
 
 from rewire.compile.network import CompiledNetwork
-from rewire.export.onnx_graph import (GraphBuilder, StepBody, body_from_meta, run_steps, save,
-                                      scan_model, session, step_model)
+from rewire.export.onnx_graph import (GraphBuilder, StepBody, body_from_meta, conv2d, map_shape,
+                                      run_steps, save, scan_model, session, step_model)
 
 USAGE_SCAN = ("feed the integer payload x (T, batch, n_in) int64 (rewire.compile.simulate."
               "encode_input); z (T, batch, n_out) int64 0/1 equals the chip model's spikes")
+#: float32 represents every integer of magnitude <= 2**24 exactly; the bound is kept strict
+FLOAT32_EXACT = 1 << 24
+
 USAGE_STEP = ("loop over T steps: feed x (batch, n_in) int64 and the previous *_out states "
               "(zeros at t=0); z is the output spike vector")
+
+
+def exact_payload_max(net: CompiledNetwork) -> int | None:
+    """Check that float32 ``Conv`` is exact for every conv layer of ``net`` (module docstring).
+
+    A conv layer's partial sums are bounded by ``row * m``: ``row`` the largest absolute sum
+    of one output channel's integer kernel, ``max_o sum |W_int[o]|``, and ``m`` the largest
+    input magnitude, the payload ``input_max_value`` for the first layer of a ``current``
+    net and 1 (spikes) otherwise. Every ``row * m`` must stay below ``2**24``.
+
+    Returns:
+        For a net whose first layer is conv: the largest input payload magnitude for which the
+        first layer stays exact, ``(2**24 - 1) // max(row, 1)`` (>= ``input_max_value``);
+        ``None`` when the first layer is dense (its int64 ``MatMul`` is exact for any input).
+
+    Raises:
+        ValueError: a conv layer's bound reaches ``2**24`` (named, with the numbers and fixes).
+    """
+    limit = None
+    for k, layer in enumerate(net.layers):
+        if layer.kind != "conv":
+            continue
+        w = np.abs(layer.weight_int.astype(np.int64)).reshape(len(layer.weight_int), -1)
+        row = int(w.sum(1).max()) if w.size else 0
+        m = int(net.input_max_value) if k == 0 and net.encoding == "current" else 1
+        if row * m >= FLOAT32_EXACT:
+            raise ValueError(
+                f"integer ONNX export: layer {layer.name}: a conv partial sum can reach "
+                f"sum|W_int| * max input = {row} * {m} = {row * m} >= 2**24, where the float32 "
+                f"Conv this file uses (onnxruntime's CPU Conv is float only) stops being exact; "
+                f"compile with a smaller input_max_value, or check this net with "
+                f"rewire.compile.simulate / netx instead")
+        if k == 0:
+            limit = (FLOAT32_EXACT - 1) // max(row, 1)
+    return limit
 
 
 def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
@@ -49,10 +108,14 @@ def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
     and with ``lava_delay`` ``p<k>`` (the input that arrived one step earlier, ``(batch,
     n_in_k)``).
 
+    A conv layer computes ``a`` as float32 ``Conv`` between two ``Cast`` nodes (exact, see
+    the module docstring and :func:`exact_payload_max`).
+
     Raises:
-        ValueError: ``net`` has a conv layer (named in the message; export it as netx).
+        ValueError: a conv layer whose partial sums could reach ``2**24``
+            (:func:`exact_payload_max`).
     """
-    net.require_dense("integer ONNX export")
+    exact_payload_max(net)
     nfmt = net.profile.neuron
     half = 1 << (nfmt.state_bits - 1)
     unit = 1 << nfmt.decay_bits
@@ -78,7 +141,12 @@ def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
             if lava_delay:
                 new[f"p{k}"] = b.op("Identity", [s], p + "pending")
                 s = states[f"p{k}"]
-            a = b.op("MatMul", [s, b.const(f"Wint{k}_T", layer.weight_int.T, i64)], p + "a")
+            if layer.kind == "conv":  # float32 Conv of integers, exact below 2**24
+                s_f = b.op("Cast", [s], p + "s_f", to=TensorProto.FLOAT)
+                a_f = conv2d(b, s_f, layer, f"Wint{k}", layer.weight_int.astype(np.float32), p)
+                a = b.op("Cast", [a_f], p + "a", to=TensorProto.INT64)
+            else:
+                a = b.op("MatMul", [s, b.const(f"Wint{k}_T", layer.weight_int.T, i64)], p + "a")
             u_pre = b.op("Add", [trunc_decay(b, states[f"u{k}"], layer.i_decay, p + "u_"),
                                  b.op("Mul", [a, act], p + "a_shift")], p + "u_pre")
             over = b.op("Greater", [u_pre, half_c], p + "over")
@@ -102,7 +170,8 @@ def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
         n_out, n_in = layer.shape
         widths = {f"u{k}": n_out, f"v{k}": n_out, **({f"p{k}": n_in} if lava_delay else {})}
         states += list(widths.items())
-        layout[f"layer{k}"] = {"states": widths, "size": n_out, "dtype": "int64"}
+        layout[f"layer{k}"] = {"states": widths, "size": n_out, "dtype": "int64",
+                               **map_shape(layer)}
     return StepBody(name="rewire_cuba_int_step", elem=TensorProto.INT64,
                     x_elem=TensorProto.INT64, n_in=net.sizes[0], states=tuple(states),
                     spikes=tuple((f"z{k}", l.shape[0]) for k, l in enumerate(net.layers)),
@@ -121,19 +190,26 @@ def build(net: CompiledNetwork, lava_delay: bool = False) -> onnx.ModelProto:
         True
     """
     model = scan_model(net, int_body(net, lava_delay), "int_unrolled", USAGE_SCAN)
-    onnx.helper.set_model_props(model, {**_props(model), "lava_delay": str(lava_delay)})
-    return model
+    return _set_int_props(model, net, lava_delay)
 
 
 def build_step(net: CompiledNetwork, lava_delay: bool = False) -> onnx.ModelProto:
     """The integer chip model, one step with explicit int64 states; checked, with metadata."""
     model = step_model(net, int_body(net, lava_delay), "int_step", USAGE_STEP)
-    onnx.helper.set_model_props(model, {**_props(model), "lava_delay": str(lava_delay)})
+    return _set_int_props(model, net, lava_delay)
+
+
+def _set_int_props(model: onnx.ModelProto, net: CompiledNetwork,
+                   lava_delay: bool) -> onnx.ModelProto:
+    """Add the integer files' metadata: ``lava_delay`` and, for a conv first layer,
+    ``exact_payload_max`` (:func:`exact_payload_max`)."""
+    props = {p.key: p.value for p in model.metadata_props}
+    props["lava_delay"] = str(lava_delay)
+    limit = exact_payload_max(net)
+    if limit is not None:
+        props["exact_payload_max"] = str(limit)
+    onnx.helper.set_model_props(model, props)
     return model
-
-
-def _props(model: onnx.ModelProto) -> dict:
-    return {p.key: p.value for p in model.metadata_props}
 
 
 def write(net: CompiledNetwork, path: str | Path, lava_delay: bool = False) -> Path:

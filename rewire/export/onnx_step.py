@@ -16,6 +16,9 @@ Per layer, in Norse's order of operations (so onnxruntime reproduces Norse to fl
 with :math:`c_m = \Delta t\,\tau_\mathrm{mem}^{-1}`, :math:`c_s = \Delta t\,\tau_\mathrm{syn}^{-1}`.
 For ``current`` encoding ``x`` is the input in [0, 1] and the graph multiplies it by the
 input gain; for ``rate`` encoding ``x`` is the input spike vector. States start at 0.
+For a conv layer (a ``SpikingConvNet``'s Conv2d or sum pooling) :math:`W s` is ONNX ``Conv``
+of the flat input reshaped to its ``(C, H, W)`` map; inputs and states stay flat
+``(batch, C*H*W)`` (``x.flatten()`` order).
 The same step body, wrapped in an ONNX ``Scan``, is the unrolled model
 (:mod:`rewire.export.onnx_unrolled`). Opset 17; the file passes ``onnx.checker`` with full
 shape inference (:mod:`rewire.export.onnx_graph`).
@@ -30,8 +33,8 @@ import onnx
 from onnx import TensorProto
 
 from rewire.compile.network import CompiledNetwork
-from rewire.export.onnx_graph import (GraphBuilder, StepBody, body_from_meta, run_steps, save,
-                                      session, step_model)
+from rewire.export.onnx_graph import (GraphBuilder, StepBody, body_from_meta, conv2d, map_shape,
+                                      run_steps, save, session, step_model)
 
 USAGE = ("loop over T steps: feed x and the previous step's *_out states (zeros at t=0); "
          "z is the output spike vector")
@@ -43,10 +46,10 @@ def float_body(net: CompiledNetwork) -> StepBody:
     States per layer ``k``: ``v<k>`` (membrane voltage) and ``i<k>`` (synaptic current),
     float32 ``(batch, n_k)``; spikes are float32 0/1.
 
-    Raises:
-        ValueError: ``net`` has a conv layer (named in the message; export it as netx).
+    A conv layer's synaptic input is ONNX ``Conv`` on the reshaped flat input
+    (:func:`rewire.export.onnx_graph.conv2d`); its states stay flat ``(batch, C*H*W)``, in
+    ``x.flatten()`` order of Norse's ``(batch, C, H, W)`` state.
     """
-    net.require_dense("ONNX export")
     nrn = net.neuron
     f32 = np.float32
 
@@ -63,7 +66,10 @@ def float_body(net: CompiledNetwork) -> StepBody:
         new, spikes = {}, []
         for k, layer in enumerate(net.layers):
             v, i, p = states[f"v{k}"], states[f"i{k}"], f"l{k}_"
-            cur = b.op("MatMul", [s, b.const(f"W{k}_T", layer.weight.T)], p + "cur")
+            if layer.kind == "conv":
+                cur = conv2d(b, s, layer, f"W{k}", layer.weight, p)
+            else:
+                cur = b.op("MatMul", [s, b.const(f"W{k}_T", layer.weight.T)], p + "cur")
             j = b.op("Add", [i, cur], p + "j")
             leak = b.op("Sub", [v_leak, v], p + "leak")
             dv = b.op("Mul", [c_mem, b.op("Add", [leak, j], p + "drive")], p + "dv")
@@ -86,7 +92,8 @@ def float_body(net: CompiledNetwork) -> StepBody:
         states=tuple((f"{s}{k}", n) for k, n in enumerate(sizes) for s in ("v", "i")),
         spikes=tuple((f"z{k}", n) for k, n in enumerate(sizes)), emit=emit,
         layout={f"layer{k}": {"states": {f"v{k}": n, f"i{k}": n}, "v": f"v{k}", "i": f"i{k}",
-                              "size": n, "dtype": "float32"} for k, n in enumerate(sizes)})
+                              "size": n, "dtype": "float32", **map_shape(layer)}
+                for k, (n, layer) in enumerate(zip(sizes, net.layers))})
 
 
 def build(net: CompiledNetwork) -> onnx.ModelProto:
