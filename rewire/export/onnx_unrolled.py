@@ -8,7 +8,9 @@ The step is :func:`rewire.export.onnx_step.float_body` (Norse 1.1 LIF, REFERENCE
     output: z (steps, batch, n_out)  output spikes, and v<k>_final, i<k>_final (batch, n_k)
 
 ``steps`` is a symbolic dimension: there is no static unroll and no limit on ``T``
-(the metadata's ``steps`` is the ``T`` the network was trained for).
+(the metadata's ``steps`` is the ``T`` the network was trained for). Conv nets export the
+same way, their inputs and states flat in ``x.flatten()`` order of each ``(C, H, W)`` map
+(:func:`rewire.export.onnx_graph.conv2d`).
 """
 
 from __future__ import annotations
