@@ -342,9 +342,11 @@ def conv_compiled(loihi2):
 @pytest.mark.parametrize("build", [onnx_step.build, onnx_unrolled.build, onnx_int.build,
                                    onnx_int.build_step])
 def test_conv_files_pass_checker_with_metadata(conv_compiled, tmp_path, build):
-    """Conv nets export to every ONNX kind: checker-clean, ``Conv`` nodes with the layer's
-    attributes, flat inputs and states, the map shapes in the metadata."""
+    """Conv nets export to every ONNX kind: checker-clean, byte-identical when built twice,
+    ``Conv`` nodes with the layer's attributes, flat inputs and states, the map shapes in the
+    metadata."""
     _, net = conv_compiled
+    assert build(net).SerializeToString() == build(net).SerializeToString()
     model = onnx.load(str(onnx_graph.save(build(net), tmp_path / "m.onnx")))
     onnx.checker.check_model(model, full_check=True)
     onnx.shape_inference.infer_shapes(model, strict_mode=True)
