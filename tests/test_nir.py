@@ -3,16 +3,20 @@ Norse -> NIR -> Norse with identical outputs."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import nir
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import assume, event, given, strategies as st
 
 from rewire.compile.quantize import compile_network
 from rewire.export import nir_graph
+from rewire.training.conv import SpikingConvNet, SumPool2d
 from rewire.training.model import NeuronConfig
 
+from conftest import examples
 from test_onnx import EQUIV, block_network, case_inputs, cases
 
 
@@ -118,3 +122,247 @@ def test_from_nir_refuses_what_it_cannot_import(small_net):
         nir_graph.from_nir(g)
     with pytest.raises(FileNotFoundError):
         nir_graph.read("/nonexistent/m.nir")
+
+
+# ---------------------------------------------------------------------------------------------
+# Conv nets: Conv2d / SumPool2d / Flatten nodes
+
+def conv_model(case: dict, steps: int = 10) -> SpikingConvNet:
+    """The :class:`SpikingConvNet` of a :data:`conv_cases` example, weights scaled so it spikes
+    (``assume`` away geometries whose output would be empty)."""
+    stages = case["stages"]
+    neuron = NeuronConfig(tau_syn_inv=case["tau_syn"] * 1e-3 / case["dt"],
+                          tau_mem_inv=case["tau_mem"] * 1e-3 / case["dt"], v_th=case["v_th"],
+                          dt=case["dt"])
+    torch.manual_seed(case["seed"])
+    try:
+        model = SpikingConvNet(case["input_shape"], channels=[s[0] for s in stages],
+                               kernels=[s[1] for s in stages], strides=[s[2] for s in stages],
+                               paddings=[min(s[3], s[1]) for s in stages],
+                               pools=[s[4] for s in stages], classes=case["classes"],
+                               steps=steps, encoding=case["encoding"], neuron=neuron,
+                               input_gain=case["input_gain"],
+                               pool_weight=case["pool_weight"] * case["v_th"])
+    except ValueError:
+        assume(False)
+    with torch.no_grad():  # torch's init is uniform in +-1/sqrt(fan-in): shift it to excite
+        for layer in model.layers:
+            if isinstance(layer.weight, torch.nn.Parameter):
+                fan_in = layer.weight[0].numel()
+                layer.weight.add_(0.5 / fan_in ** 0.5).mul_(case["gain"] * case["v_th"])
+    return model
+
+
+conv_cases = st.fixed_dictionaries({
+    "input_shape": st.tuples(st.integers(1, 3), st.integers(5, 10), st.integers(5, 10)),
+    # (channels, kernel, stride, padding, pool) per stage
+    "stages": st.lists(st.tuples(st.integers(1, 4), st.integers(1, 3), st.integers(1, 2),
+                                 st.integers(0, 2), st.sampled_from([1, 2, 3])),
+                       min_size=1, max_size=2),
+    "classes": st.integers(2, 5), "encoding": st.sampled_from(["current", "rate"]),
+    "input_gain": st.floats(1.0, 8.0), "pool_weight": st.floats(0.3, 4.0),
+    "gain": st.floats(4.0, 16.0), "tau_syn": st.floats(50, 800), "tau_mem": st.floats(50, 400),
+    "v_th": st.floats(0.25, 4.0), "dt": st.sampled_from([1e-3, 1e-4]),
+    "seed": st.integers(0, 2 ** 16)})
+
+
+def conv_inputs(model, seed: int, batch: int = 3) -> torch.Tensor:
+    """Encoded ``(T, B, C*H*W)`` input: constant current or random spikes."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 17, (batch, model.sizes[0]), generator=gen) / 16
+    if model.encoding == "current":
+        return model.encode(x)
+    return (torch.rand(model.steps, batch, model.sizes[0], generator=gen) < x).float()
+
+
+@pytest.fixture
+def conv_net_compiled(loihi2):
+    case = dict(input_shape=(2, 9, 7), stages=[(3, 3, 2, 1, 1), (4, 2, 1, 0, 2)], classes=5,
+                encoding="current", input_gain=4.0, pool_weight=2.5, gain=6.0, tau_syn=200,
+                tau_mem=100, v_th=1.0, dt=1e-4, seed=0)
+    model = conv_model(case, steps=20)
+    return model, compile_network(model, loihi2, 16)
+
+
+def test_conv_graph_nodes_shapes_and_metadata(conv_net_compiled):
+    model, net = conv_net_compiled
+    g = nir_graph.to_nir(net)
+    chain = ["input", "conv1", "lif1", "conv2", "lif2", "pool1", "lif3", "flatten", "fc1",
+             "lif4", "output"]
+    assert sorted(g.edges) == sorted(zip(chain, chain[1:])) and set(g.nodes) == set(chain)
+    assert [type(g.nodes[n]).__name__ for n in chain] == [
+        "Input", "Conv2d", "CubaLIF", "Conv2d", "CubaLIF", "SumPool2d", "CubaLIF", "Flatten",
+        "Linear", "CubaLIF", "Output"]
+    np.testing.assert_array_equal(g.nodes["input"].input_type["input"], [2, 9, 7])
+    conv1, conv2 = g.nodes["conv1"], g.nodes["conv2"]
+    assert conv1.weight.dtype == np.float64 and conv1.weight.shape == (3, 2, 3, 3)
+    np.testing.assert_array_equal(conv1.weight, net.layers[0].weight.astype(np.float64) * 4.0)
+    np.testing.assert_array_equal(conv2.weight, net.layers[1].weight.astype(np.float64))
+    assert tuple(conv1.stride) == (2, 2) and tuple(conv1.padding) == (1, 1)
+    assert tuple(conv1.dilation) == (1, 1) and conv1.groups == 1 and not conv1.bias.any()
+    assert tuple(conv1.input_shape) == (9, 7)
+    pool = g.nodes["pool1"]
+    assert list(pool.kernel_size) == list(pool.stride) == [2, 2] and not np.any(pool.padding)
+    for k, shape in enumerate(model.shapes[1:], start=1):  # full shapes, (C, H, W) for maps
+        lif = g.nodes[f"lif{k}"]
+        for field in ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in"):
+            assert getattr(lif, field).shape == shape, (k, field)
+    w_in = 1 / net.neuron.tau_syn_inv / net.neuron.dt
+    np.testing.assert_allclose(g.nodes["lif1"].w_in, w_in, rtol=1e-15)
+    np.testing.assert_allclose(g.nodes["lif3"].w_in, 2.5 * w_in, rtol=1e-15)  # pool weight
+    np.testing.assert_array_equal(g.nodes["flatten"].output_type["output"], [8])
+    assert g.nodes["fc1"].weight.shape == (5, 8)
+    assert g.metadata["input_shape"] == [2, 9, 7] and g.metadata["pool_weight"] == 2.5
+
+
+def test_conv_euler_step_of_the_nir_equations_is_norse(conv_net_compiled):
+    """The NIR graph integrated by forward Euler at the metadata's dt in float64 numpy/torch
+    (conv = cross-correlation, SumPool2d = window sum, ``w_in`` the input weight) gives the
+    Norse model's spikes: checks the pooling representation independently of from_nir."""
+    from torch.nn import functional as F
+
+    model, net = conv_net_compiled
+    g = nir_graph.to_nir(net)
+    dt = g.metadata["dt"]
+    x = torch.rand(3, model.sizes[0], generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ref = model(x).numpy()
+    order = ["conv1", "conv2", "pool1", "fc1"]
+    state, out = {}, []
+    for _ in range(net.steps):
+        s = x.double().reshape(3, 2, 9, 7)
+        for k, name in enumerate(order, start=1):
+            node, lif = g.nodes[name], g.nodes[f"lif{k}"]
+            if name.startswith("conv"):
+                s = F.conv2d(s, torch.as_tensor(node.weight), stride=tuple(node.stride),
+                             padding=tuple(node.padding))
+            elif name.startswith("pool"):
+                k_ = int(node.kernel_size[0])
+                s = F.avg_pool2d(s, k_) * k_ * k_  # exact: sums of 0/1 over 4 entries
+            else:
+                s = s.flatten(1) @ torch.as_tensor(node.weight).T
+            s = s.numpy()
+            i, v = state.get(k, (0.0, 0.0))
+            i = i + dt / lif.tau_syn * (-i + lif.w_in * s)
+            v = v + dt / lif.tau_mem * (lif.v_leak - v + lif.r * i)
+            z = v > lif.v_threshold
+            v = np.where(z, lif.v_reset, v)
+            state[k] = (i, v)
+            s = torch.as_tensor(z.astype(np.float64))
+        out.append(s.numpy())
+    assert ref.sum() > 10
+    np.testing.assert_array_equal(np.stack(out), ref)
+
+
+@examples(40)
+@given(case=conv_cases)
+def test_conv_round_trip_norse_nir_norse_is_identical(loihi2, tmp_path_factory, case):
+    """Property (40 random conv nets under ``ci``): SpikingConvNet -> compile -> NIR file
+    (nir.write / nir.read) -> SpikingConvNet gives the same geometry, pool weight, float32
+    weights, LIF constants (1e-14) and, step by step, bit-identical LIF states (v, i) of every
+    layer and output spikes."""
+    model = conv_model(case)
+    net = compile_network(model, loihi2, 16)
+    path = nir_graph.write(net, tmp_path_factory.mktemp("nir") / "c.nir")
+    back = nir_graph.from_nir(path)
+    assert isinstance(back, SpikingConvNet) and back.shapes == model.shapes
+    assert back.encoding == model.encoding and back.steps == model.steps
+    assert back.input_gain == (model.input_gain if model.encoding == "current" else 1.0)
+    if any(isinstance(l, SumPool2d) for l in model.layers):
+        assert back.pool_weight == float(np.float32(model.pool_weight))
+    for field in ("tau_syn_inv", "tau_mem_inv", "v_th", "dt"):
+        assert getattr(back.neuron, field) == pytest.approx(getattr(model.neuron, field),
+                                                            rel=1e-14)
+    for a, b in zip(model.layers, back.layers):
+        assert type(a) is type(b) and torch.equal(a.weight, b.weight)
+        if not isinstance(a, torch.nn.Linear):
+            assert (a.stride, a.padding) == (b.stride, b.padding)
+    seq = conv_inputs(model, case["seed"])
+    if model.encoding == "current":
+        seq_back = seq / model.input_gain * back.input_gain
+        assert torch.equal(seq_back, seq)
+    sa = sb = None
+    active, spikes = 0.0, 0.0
+    with torch.no_grad():
+        for x_t in seq:
+            za, sa = model.step(x_t, sa)
+            zb, sb = back.step(x_t, sb)
+            assert torch.equal(za, zb)
+            for a, b in zip(sa, sb):
+                assert torch.equal(a.v, b.v) and torch.equal(a.i, b.i)
+            active += float(sa[0].i.abs().sum())
+            spikes += float(za.sum())
+    assert active > 0  # the input reaches the first layer
+    pooled = any(isinstance(l, SumPool2d) for l in model.layers)
+    event(f"{'pooling' if pooled else 'no pooling'}, output {'spikes' if spikes else 'silent'}")
+
+
+def _conv_graph(conv_net_compiled):
+    return nir_graph.to_nir(conv_net_compiled[1])
+
+
+def _set(graph, name, **fields):
+    graph.nodes[name] = dataclasses.replace(graph.nodes[name], **fields)
+    return graph
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda g: _set(g, "conv2", weight=np.ones((4, 3, 2, 3))), "'conv2'.*non-square"),
+    (lambda g: _set(g, "conv1", stride=(2, 1)), "'conv1'.*stride"),
+    (lambda g: _set(g, "conv1", padding=(1, 0)), "'conv1'.*padding"),
+    (lambda g: _set(g, "conv1", dilation=(2, 2)), "'conv1'.*dilation"),
+    (lambda g: _set(g, "conv1", groups=3), "'conv1'.*groups"),
+    (lambda g: _set(g, "conv2", bias=np.ones(4)), "'conv2'.*bias"),
+    (lambda g: _set(g, "pool1", stride=np.array([1, 1])), "'pool1'.*stride must equal"),
+    (lambda g: _set(g, "pool1", padding=np.array([1, 1])), "'pool1'.*padding 0"),
+    (lambda g: _set(g, "pool1", kernel_size=np.array([2, 1])), "'pool1'.*kernel_size"),
+    (lambda g: _set(g, "lif3", w_in=-g.nodes["lif3"].w_in), "'lif3'.*pool weight > 0"),
+    (lambda g: _set(g, "lif3", tau_mem=2 * g.nodes["lif3"].tau_mem), "'lif3'.*must equal"),
+    (lambda g: _set(g, "lif2", tau_mem=2 * g.nodes["lif2"].tau_mem), "distinct settings"),
+])
+def test_from_nir_refuses_conv_graphs_it_cannot_import(conv_net_compiled, edit, match):
+    """Every refusal is a NotImplementedError naming the node and what is supported."""
+    with pytest.raises(NotImplementedError, match=match) as err:
+        nir_graph.from_nir(edit(_conv_graph(conv_net_compiled)))
+    assert "supported" in str(err.value) or "distinct" in str(err.value)
+
+
+def test_from_nir_refuses_conv_chains_in_the_wrong_order(conv_net_compiled):
+    g = _conv_graph(conv_net_compiled)
+    nodes, meta = g.nodes, g.metadata
+
+    def chain(*names, **extra):
+        nn_ = {n: extra[n] if n in extra else nodes[n] for n in names}
+        names = ("input",) + names + ("output",)
+        return nir.NIRGraph(nodes={"input": nodes["input"], **nn_, "output": nodes["output"]},
+                            edges=list(zip(names, names[1:])), metadata=meta, type_check=False)
+
+    # a conv after the Linear
+    with pytest.raises(NotImplementedError, match="'conv2': Conv2d after the Linear 'fc1'"):
+        nir_graph.from_nir(chain("conv1", "lif1", "flatten", "fc1", "lif4", "conv2", "lif2"))
+    # a pool before any conv, two pools in a row
+    with pytest.raises(NotImplementedError, match="'pool1': SumPool2d not right after"):
+        nir_graph.from_nir(chain("pool1", "lif3", "conv1", "lif1"))
+    with pytest.raises(NotImplementedError, match="'pool2': SumPool2d not right after"):
+        nir_graph.from_nir(chain("conv1", "lif1", "pool1", "lif3", "pool2", "lif5",
+                                 pool2=nodes["pool1"], lif5=nodes["lif3"]))
+    # a conv chain without a Linear, a synaptic node without its CubaLIF
+    with pytest.raises(NotImplementedError, match="does not end in Flatten -> Linear"):
+        nir_graph.from_nir(chain("conv1", "lif1"))
+    with pytest.raises(NotImplementedError, match="'conv1'.*not followed by a CubaLIF"):
+        nir_graph.from_nir(chain("conv1", "conv2", "lif2"))
+    # pools with different weights
+    lif5 = dataclasses.replace(nodes["lif3"], w_in=2 * nodes["lif3"].w_in)
+    with pytest.raises(NotImplementedError, match="different weights"):
+        nir_graph.from_nir(chain("conv1", "lif1", "pool1", "lif3", "conv2", "lif2", "pool2",
+                                 "lif5", "flatten", "fc1", "lif4", pool2=nodes["pool1"],
+                                 lif5=lif5))
+
+
+def test_to_nir_refuses_a_pool_layer_that_is_not_a_sum_pool(conv_net_compiled):
+    _, net = conv_net_compiled
+    pool = net.layers[2]
+    bent = dataclasses.replace(pool, weight=pool.weight * np.arange(1, 5)[:, None, None, None])
+    with pytest.raises(ValueError, match="layer pool1 is named as a pooling layer"):
+        nir_graph.to_nir(dataclasses.replace(net, layers=net.layers[:2] + (bent,) +
+                                             net.layers[3:]))
