@@ -116,3 +116,112 @@ def test_norse_own_importer_runs_the_file_spike_for_spike(loihi2, tmp_path):
                 out.append(z.numpy())
         assert ref.sum() > 0
         np.testing.assert_array_equal(np.stack(out), ref)
+
+
+# ---------------------------------------------------------------------------------------------
+# Conv nets (Conv2d, SumPool2d with the pool weight in the next CubaLIF's w_in, Flatten)
+
+CONV_STEPS = 25
+#: pooling 2 after the second conv, pooling 3 after the first, no pooling
+CONV_NETS = [dict(pools=(1, 2)),
+             dict(input_shape=(1, 12, 12), kernels=(3, 3), strides=(1, 1), paddings=(1, 1),
+                  pools=(3, 1)),
+             dict(pools=(1, 1))]
+
+
+def _conv_cases(loihi2, tmp_path):
+    """Files of the :data:`CONV_NETS` in both encodings with, per file, the graph's input
+    ``(T, B, C, H, W)`` (the pixel value every step for ``current`` encoding, the gain being
+    folded into ``conv1``; the spikes for ``rate``) and the Norse output ``(T, B, classes)``."""
+    from test_conv import conv_net
+
+    for k, kwargs in enumerate(CONV_NETS):
+        for encoding in ("current", "rate"):
+            model = conv_net(gain=10.0, steps=CONV_STEPS, seed=k, encoding=encoding, **kwargs)
+            path = nir_graph.write(compile_network(model, loihi2, 16),
+                                   tmp_path / f"c{k}{encoding}.nir")
+            gen = torch.Generator().manual_seed(k)
+            x = torch.rand(3, model.sizes[0], generator=gen)
+            if encoding == "current":
+                seq, graph_in = model.encode(x), x.expand(CONV_STEPS, *x.shape)
+            else:
+                seq = graph_in = (torch.rand(CONV_STEPS, *x.shape, generator=gen) < x).float()
+            with torch.no_grad():
+                ref = model.run_encoded(seq).numpy()
+            yield path, graph_in.reshape(CONV_STEPS, 3, *model.input_shape), ref
+
+
+def _per_sample(run, graph_in) -> np.ndarray:
+    """``run(x)`` of every sample alone, ``x`` of shape ``(T, 1, C, H, W)``: the readers map
+    NIR's ``Flatten(start_dim=0)`` (NIR shapes exclude the batch) to ``torch.nn.Flatten(0)``,
+    which also flattens the batch, so a batch of one is all they run."""
+    return np.concatenate([run(graph_in[:, b:b + 1]) for b in range(graph_in.shape[1])], 1)
+
+
+def test_snntorch_runs_conv_files_spike_for_spike_one_sample_at_a_time(loihi2, tmp_path):
+    """snnTorch 1.0 maps Conv2d, Flatten and (through nirtorch's default map) SumPool2d; it
+    folds the pool's ``w_in`` into the threshold. At dt = 1e-4 s it reproduces Norse's output
+    spikes exactly; a batch of 2 fails at fc1 because the batch was flattened too."""
+    pytest.importorskip("snntorch")
+    import contextlib
+    import copy
+    import io
+
+    import nir
+    from snntorch.import_nir import import_from_nir
+
+    def load(path):
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints its w_in scaling
+            return import_from_nir(nir.read(str(path)))
+
+    spikes = 0
+    for path, graph_in, ref in _conv_cases(loihi2, tmp_path):
+        fresh = load(path)
+
+        def run(x):
+            net = copy.deepcopy(fresh)  # a fresh hidden state (init_hidden=True) per sample
+            with torch.no_grad():
+                return np.stack([net(x_t)[0].reshape(len(x_t), -1).numpy() for x_t in x])
+
+        np.testing.assert_array_equal(_per_sample(run, graph_in), ref)
+        spikes += int(ref.sum())
+        with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+            load(path)(graph_in[0, :2])
+    assert spikes > 300
+
+
+def test_norse_own_importer_runs_conv_files_spike_for_spike_one_sample_at_a_time(loihi2,
+                                                                                 tmp_path):
+    """Norse 1.1's ``from_nir`` (Conv2d, SumPool2d as ``LPPool2d(1)``, ``w_in`` multiplied
+    into the input) at the metadata's dt reproduces the exporting model's spikes."""
+    import nir
+    import norse.torch as norse
+
+    spikes = 0
+    for path, graph_in, ref in _conv_cases(loihi2, tmp_path):
+        graph = nir.read(str(path))
+        net = norse.from_nir(graph, dt=float(graph.metadata["dt"]))
+
+        def run(x):
+            state, out = None, []
+            with torch.no_grad():
+                for x_t in x:
+                    z, state = net(x_t, state)
+                    out.append(z.reshape(len(x_t), -1).numpy())
+            return np.stack(out)
+
+        np.testing.assert_array_equal(_per_sample(run, graph_in), ref)
+        spikes += int(ref.sum())
+    assert spikes > 300
+
+
+def test_rockpool_cannot_read_conv_files(loihi2, tmp_path):
+    """rockpool 3.1's ``from_nir`` maps only Linear/Affine/LI/LIF/CubaLIF nodes."""
+    pytest.importorskip("rockpool")
+    from rockpool.nn.modules.torch.nir import from_nir
+
+    import nir
+
+    path, _, _ = next(_conv_cases(loihi2, tmp_path))
+    with pytest.raises(NotImplementedError, match="Conv2d"):
+        from_nir(nir.read(str(path)))
