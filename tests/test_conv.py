@@ -103,8 +103,6 @@ def test_compiled_conv_layers(loihi2):
     # fan-in of a conv neuron: the connected entries of its channel's kernel
     assert conv1.max_fan_in == np.count_nonzero(conv1.weight_int.reshape(3, -1), 1).max() <= 18
     assert net.synapses == sum(np.count_nonzero(l.weight_int) for l in net.layers)
-    with pytest.raises(ValueError, match="layer conv1 is a conv layer"):
-        net.require_dense("onnx")
 
 
 small_nets = st.fixed_dictionaries({
@@ -263,3 +261,32 @@ def test_lava_equals_integer_conv_model(loihi2, tmp_path, params):
         assume(False)
     lava_vs_integer(net, payload_for(net, params, np.random.default_rng(params["seed"])),
                     tmp_path)
+
+
+@pytest.mark.slow
+def test_conv_job_writes_onnx_and_nir_that_reproduce_it(tmp_path):
+    """A conv job (digits, one stage with pooling) writes netx, the three ONNX files and NIR;
+    on the whole test set the integer ONNX has the report's quantized accuracy, the unrolled
+    float ONNX and the Norse model imported from the NIR file give the same output spikes."""
+    from rewire.export import nir_graph, onnx_int, onnx_unrolled
+    from rewire.export.pipeline import run
+    from rewire.training.train import TrainConfig
+
+    spec = JobSpec(out=str(tmp_path), model="conv", channels=(4,), kernels=(3,), strides=(1,),
+                   pools=(2,), steps=8, connectivity=0.9,
+                   train=TrainConfig(epochs=3, lr=5e-3, progress=False))
+    prep = prepare(spec)
+    report = run(prep, log=lambda *_: None)
+    assert set(report["formats"]["written"]) == {"netx", "onnx", "nir"}
+    x = prep.split.x_test.numpy()
+    y = prep.split.y_test.numpy()
+    payload = np.round(x * prep.split.max_value).astype(np.int64)[None].repeat(8, 0)
+    counts = onnx_int.run(tmp_path / "model_int.onnx", payload).sum(0)
+    assert np.mean(counts.argmax(-1) == y) == report["result"]["quantized_accuracy"]
+    imported = nir_graph.from_nir(tmp_path / "model.nir")
+    assert isinstance(imported, SpikingConvNet)
+    with torch.no_grad():
+        norse = imported(torch.as_tensor(x)).numpy()
+    onnx_z = onnx_unrolled.run(tmp_path / "model_unrolled.onnx", x.astype(np.float32))
+    assert norse.sum() > 0
+    np.testing.assert_array_equal(onnx_z, norse)

@@ -150,18 +150,6 @@ class CompiledNetwork:
         """Neurons (compartments) over all layers."""
         return sum(l.shape[0] for l in self.layers)
 
-    def require_dense(self, exporter: str) -> None:
-        """Refuse a network with conv layers in an exporter that only writes dense layers.
-
-        Raises:
-            ValueError: naming the first conv layer and the exporters that take it (netx).
-        """
-        for layer in self.layers:
-            if layer.kind != "dense":
-                raise ValueError(f"{exporter}: layer {layer.name} is a {layer.kind} layer "
-                                 f"{layer.in_shape} -> {layer.out_shape}; this exporter "
-                                 f"writes dense layers only (export conv nets as netx)")
-
 
 def __getattr__(name: str):
     """``CoreMapping`` moved to :mod:`rewire.compile.mapping`; old imports keep working."""

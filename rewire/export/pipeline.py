@@ -341,15 +341,11 @@ def run(prep: Prepared, log=print) -> dict:
         staged = {}
         if "netx" in prep.profile.formats:
             staged["netx"] = netx.write(net, staging / "model.net")
-        if "onnx" in prep.profile.formats and spec.model == "conv":
-            log("onnx: skipped, the per-step ONNX exporter writes dense layers only")
-        elif "onnx" in prep.profile.formats:
+        if "onnx" in prep.profile.formats:
             staged["onnx"] = onnx_step.write(net, staging / "model_step.onnx")
             staged["onnx_unrolled"] = onnx_unrolled.write(net, staging / "model_unrolled.onnx")
             staged["onnx_int"] = onnx_int.write(net, staging / "model_int.onnx")
-        if "nir" in prep.profile.formats and spec.model == "conv":
-            log("nir: skipped, the NIR exporter writes dense layers only")
-        elif "nir" in prep.profile.formats:
+        if "nir" in prep.profile.formats:
             staged["nir"] = nir_graph.write(net, staging / "model.nir")
         staged["cores_json"] = mapping.write_json(net.mapping, staging / "cores.json")
         staged["cores_png"] = mapping.write_png(net.mapping, staging / "cores.png")
