@@ -431,6 +431,76 @@ def test_integer_conv_is_exact_up_to_the_float32_bound(conv_compiled, c_in, c_ou
         onnx_int.build(dataclasses.replace(big, input_max_value=top + 1))
 
 
+def synaptic_sums(model: onnx.ModelProto, payload: np.ndarray, level) -> np.ndarray:
+    """Layer 0's integer synaptic input ``l0_a (B, n_0)`` of a per-step integer ``model`` on
+    one step of ``payload (B, n_in)``, states zero, with graph optimization ``level``."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    model.graph.output.append(helper.make_tensor_value_info("l0_a", TensorProto.INT64, None))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = level
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])
+    feeds = {i.name: np.zeros((len(payload), i.shape[1]), np.int64) for i in sess.get_inputs()}
+    feeds["x"] = payload
+    return sess.run(["l0_a"], feeds)[0]
+
+
+# onnxruntime 1.23 runs float32 MatMul with MLAS SGEMM (packed constant B; K blocked, so the
+# 1030-wide case adds partial sums from several K blocks; batch 1 is a matrix-vector product).
+@pytest.mark.parametrize("batch, n_in, n_out", [(1, 784, 20), (5, 37, 16), (64, 1030, 40)])
+def test_integer_dense_is_exact_up_to_the_float32_bound(small_net, batch, n_in, n_out):
+    """A dense layer with partial sums just below 2**24 (weights ±254, payload at the largest
+    allowed) sums in float32 ``MatMul`` and gives the exact integer ``a = W_int s``, optimized
+    or not; its spikes equal ``simulate``. One unit more ``input_max_value`` switches that
+    layer (only) to the int64 ``MatMul``, still exact; the float32 file's ``run`` refuses a
+    payload above its ``exact_payload_max``."""
+    _, net = small_net
+    rng = np.random.default_rng(n_in)
+    w = rng.integers(-127, 128, (n_out, n_in)) * 2
+    w[0], w[1] = 254, -254  # rows whose partial sums grow monotonically to +-row * payload
+    w2 = rng.integers(-127, 128, (3, n_out)) * 2
+    layers = (dataclasses.replace(net.layers[0], name="fcX", weight=w.astype(np.float32),
+                                  weight_int=w.astype(np.int32)),
+              dataclasses.replace(net.layers[1], weight=w2.astype(np.float32),
+                                  weight_int=w2.astype(np.int32)))
+    row = 254 * n_in
+    top = (2 ** 24 - 1) // row
+    big = dataclasses.replace(net, layers=layers, input_max_value=top)
+    steps = rng.integers(0, top + 1, (4, batch, n_in))
+    steps[0] = top  # every partial sum of rows 0 and 1 at its largest
+    steps[1] = rng.integers(top - 3, top + 1, (batch, n_in))
+    want = simulate.synaptic_input(layers[0], steps[0])
+    assert np.abs(want).max() == row * top > 2 ** 24 - row  # the bound is really reached
+    model = onnx_int.build_step(big)
+    meta = {p.key: p.value for p in model.metadata_props}
+    layout = json.loads(meta["state_layout"])
+    assert [layout[f"layer{k}"]["accumulate"] for k in (0, 1)] == ["float32", "float32"]
+    assert layout["layer0"]["sum_bound"] == row * top and int(meta["exact_payload_max"]) == top
+    for level in (ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                  ort.GraphOptimizationLevel.ORT_DISABLE_ALL):
+        for x in steps[:2]:
+            np.testing.assert_array_equal(synaptic_sums(model, x, level),
+                                          simulate.synaptic_input(layers[0], x))
+    integer_onnx_equals_simulate(big, steps, lava_delay=False)
+    with pytest.raises(ValueError, match="payload magnitude .* exceeds .*exact_payload_max"):
+        onnx_int.run(onnx_int.build(big), steps + 1)
+
+    over = dataclasses.replace(big, input_max_value=top + 1)
+    model = onnx_int.build_step(over)
+    meta = {p.key: p.value for p in model.metadata_props}
+    layout = json.loads(meta["state_layout"])
+    assert [layout[f"layer{k}"]["accumulate"] for k in (0, 1)] == ["int64", "float32"]
+    assert "exact_payload_max" not in meta
+    weights = {t.name: t.data_type for t in model.graph.initializer}
+    assert weights["Wint0_T"] == TensorProto.INT64 and weights["Wint1_T"] == TensorProto.FLOAT
+    x = np.full((batch, n_in), top + 1)
+    optimized = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    np.testing.assert_array_equal(synaptic_sums(model, x, optimized),
+                                  simulate.synaptic_input(layers[0], x))
+    integer_onnx_equals_simulate(over, steps + 1, lava_delay=False)
+
+
 def test_integer_onnx_wraps_and_saturates_like_the_chip(loihi2):
     """Strong input drives u past 2**23 (wrap) and v into the clip: still exact."""
     model = random_network((6, 8, 3), steps=30, seed=5, weight_gain=40.0)

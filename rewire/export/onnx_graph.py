@@ -132,7 +132,9 @@ class StepBody:
             name, and the per-layer spike value names.
         layout: JSON-able description of the states for the file's metadata:
             ``{"layer<k>": {"states": {state name: width}, "size": n_k, "dtype": ...}}``, plus
-            ``"shape": [C, H, W]`` for a conv layer (:func:`map_shape`).
+            ``"shape": [C, H, W]`` for a conv layer (:func:`map_shape`) and, in the integer
+            files, ``"accumulate"`` and ``"sum_bound"`` (:func:`rewire.export.onnx_int.
+            accumulators`).
     """
 
     name: str

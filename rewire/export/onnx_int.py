@@ -1,6 +1,7 @@
 r"""Integer ONNX of the chip model: the fixed-point CUBA step of
 :func:`rewire.compile.simulate.simulate`, in int64 ONNX operators, so a deployment team can
-check the chip's behaviour with onnxruntime alone.
+check the chip's behaviour with onnxruntime alone. Values are int64; synaptic sums run in
+float32 where that is provably exact (below).
 
 Per layer and step (Lava ``PyLifModelBitAcc``; REFERENCE §3), exactly as ``simulate`` does:
 
@@ -18,26 +19,32 @@ only, and onnxruntime 1.23's int64 ``Sign`` returned -1 for positive products ab
 ``lava_delay=True`` every layer delivers its input one step later (a ``p<k>`` state per layer
 holds it), as each ``Dense`` process in Lava does.
 
-Conv layers (a ``SpikingConvNet``'s Conv2d and sum pooling; neurons flat in ``x.flatten()``
-order of the ``(C, H, W)`` map) compute :math:`a = W_\mathrm{int} * s` as ``Cast`` to float32,
-ONNX ``Conv`` with the integer kernel stored as float32, ``Cast`` back to int64: onnxruntime
-1.23's CPU ``Conv`` takes float32 (and float16) only, not float64 or integers, and its
-``ConvInteger`` only uint8 x uint8 (the chip's weights are signed). This is exact: every
-partial sum ``Conv`` forms, in any order, is a sum of products ``w * x`` of integers, so an
-integer of magnitude at most :math:`\max_o \sum |W_\mathrm{int}[o]| \cdot \max |x|`
-(the largest kernel row's absolute sum times the largest input), and float32 represents
-every integer up to :math:`2^{24}` exactly, so no product or sum is ever rounded.
-:func:`int_body` checks that bound for every conv layer before building (input: the payload
-``input_max_value`` for the first layer of a ``current`` net, else 0/1 spikes) and raises
-``ValueError`` naming the layer when it fails; the metadata key ``exact_payload_max`` (conv
-first layer only) is the largest input payload magnitude for which the file stays exact.
-The argument needs a kernel that only multiplies and adds the given values; algorithms that
-round even small integers (Winograd, FFT, TF32) would break it. onnxruntime 1.23's CPU
-kernels, its default im2col + SGEMM one and the NCHWc ones its default graph optimizations
-pick on AVX2 (blocked, pointwise, depthwise), are checked exact against
-:func:`rewire.compile.simulate.simulate` in ``tests/test_onnx.py``, with partial sums up to
-just below :math:`2^{24}`. Other execution providers (e.g. cuDNN, which may pick Winograd or
-TF32) are not checked.
+Synaptic input :math:`a = W_\mathrm{int} s` (dense) or :math:`W_\mathrm{int} * s` (conv: a
+``SpikingConvNet``'s Conv2d and sum pooling; neurons flat in ``x.flatten()`` order of the
+``(C, H, W)`` map) is computed as ``Cast`` to float32, ONNX ``MatMul`` / ``Conv`` with the
+integer weights stored as float32, ``Cast`` back to int64. Conv has no other choice:
+onnxruntime 1.23's CPU ``Conv`` takes float32 (and float16) only, not float64 or integers,
+and its ``ConvInteger`` only uint8 x uint8 (the chip's weights are signed). Dense layers
+could use an int64 ``MatMul``, but onnxruntime runs it with a naive loop (no BLAS), while
+float32 ``MatMul`` is its SGEMM. This is exact: every partial sum the kernel forms, in any
+order, is a sum of products ``w * x`` of integers, so an integer of magnitude at most
+:math:`\max_o \sum |W_\mathrm{int}[o]| \cdot \max |x|` (the largest weight row's absolute
+sum times the largest input), and float32 represents every integer up to :math:`2^{24}`
+exactly, so no product or sum is ever rounded (a fused multiply-add rounds once, to the same
+exact integer). :func:`accumulators` checks that bound per layer before building (input: the
+payload ``input_max_value`` for the first layer of a ``current`` net, else 0/1 spikes); a
+dense layer that fails it keeps the exact int64 ``MatMul`` (so every dense net exports
+exactly), a conv layer that fails it raises ``ValueError`` naming the layer. Each layer's
+choice is in the ``state_layout`` metadata (``accumulate``: ``float32`` / ``int64``, and
+``sum_bound``); the metadata key ``exact_payload_max`` (present when the first layer sums in
+float32) is the largest input payload magnitude for which the file stays exact, and
+:func:`run` refuses larger payloads. The argument needs a kernel that only multiplies and
+adds the given values; algorithms that round even small integers (Winograd, FFT, TF32,
+bfloat16 "fast math" GEMM) would break it. onnxruntime 1.23's CPU kernels, its SGEMM for
+``MatMul`` and for ``Conv`` its default im2col + SGEMM one and the NCHWc ones its default
+graph optimizations pick on AVX2 (blocked, pointwise, depthwise), are checked exact in
+``tests/test_onnx.py`` with partial sums up to just below :math:`2^{24}`. Other execution
+providers (e.g. cuDNN, which may pick Winograd or TF32) are not checked.
 
 Files: ``x`` is the integer input payload (int64; graded pixel values for ``current``
 encoding, 0/1 spikes for ``rate``; :func:`rewire.compile.simulate.encode_input`), states
@@ -48,6 +55,7 @@ model ``x (T, batch, n_in) -> z (T, batch, n_out)``; :func:`build_step` the per-
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import onnx
@@ -66,39 +74,73 @@ USAGE_STEP = ("loop over T steps: feed x (batch, n_in) int64 and the previous *_
               "(zeros at t=0); z is the output spike vector")
 
 
-def exact_payload_max(net: CompiledNetwork) -> int | None:
-    """Check that float32 ``Conv`` is exact for every conv layer of ``net`` (module docstring).
+class Accumulator(NamedTuple):
+    """How one layer of the integer graph sums its synaptic input ``a = W_int s``.
 
-    A conv layer's partial sums are bounded by ``row * m``: ``row`` the largest absolute sum
-    of one output channel's integer kernel, ``max_o sum |W_int[o]|``, and ``m`` the largest
-    input magnitude, the payload ``input_max_value`` for the first layer of a ``current``
-    net and 1 (spikes) otherwise. Every ``row * m`` must stay below ``2**24``.
+    Attributes:
+        dtype: ``"float32"`` (``Cast`` -> float32 ``MatMul`` / ``Conv`` -> ``Cast``, exact
+            because ``bound < 2**24``) or ``"int64"`` (int64 ``MatMul``, dense layers only).
+        row: the largest absolute row sum of the integer weights, ``max_o sum |W_int[o]|``.
+        m: the largest input magnitude: ``input_max_value`` for the first layer of a
+            ``current`` net, else 1 (0/1 spikes).
+    """
+
+    dtype: str
+    row: int
+    m: int
+
+    @property
+    def bound(self) -> int:
+        """``row * m``: no partial sum of the layer's products can exceed it in magnitude."""
+        return self.row * self.m
+
+
+def accumulators(net: CompiledNetwork) -> tuple[Accumulator, ...]:
+    """Pick, per layer of ``net``, the arithmetic of its synaptic input (module docstring).
+
+    Every partial sum of ``a = W_int s``, in any summation order, is an integer of magnitude
+    at most ``row * m`` (:class:`Accumulator`), and float32 holds every integer below
+    ``2**24`` exactly, so a layer with ``row * m < 2**24`` takes the fast float32 path. A dense
+    layer above the bound keeps the int64 ``MatMul`` (exact for any realistic input, but
+    onnxruntime 1.23 runs it with a naive kernel, ~10x slower than float32 at batch 256);
+    a conv layer has no integer fallback (onnxruntime's CPU ``Conv`` is float only).
 
     Returns:
-        For a net whose first layer is conv: the largest input payload magnitude for which the
-        first layer stays exact, ``(2**24 - 1) // max(row, 1)`` (>= ``input_max_value``);
-        ``None`` when the first layer is dense (its int64 ``MatMul`` is exact for any input).
+        One :class:`Accumulator` per layer, in order.
 
     Raises:
         ValueError: a conv layer's bound reaches ``2**24`` (named, with the numbers and fixes).
     """
-    limit = None
+    out = []
     for k, layer in enumerate(net.layers):
-        if layer.kind != "conv":
-            continue
         w = np.abs(layer.weight_int.astype(np.int64)).reshape(len(layer.weight_int), -1)
         row = int(w.sum(1).max()) if w.size else 0
         m = int(net.input_max_value) if k == 0 and net.encoding == "current" else 1
-        if row * m >= FLOAT32_EXACT:
+        exact = row * m < FLOAT32_EXACT
+        if not exact and layer.kind == "conv":
             raise ValueError(
                 f"integer ONNX export: layer {layer.name}: a conv partial sum can reach "
                 f"sum|W_int| * max input = {row} * {m} = {row * m} >= 2**24, where the float32 "
                 f"Conv this file uses (onnxruntime's CPU Conv is float only) stops being exact; "
                 f"compile with a smaller input_max_value, or check this net with "
                 f"rewire.compile.simulate / netx instead")
-        if k == 0:
-            limit = (FLOAT32_EXACT - 1) // max(row, 1)
-    return limit
+        out.append(Accumulator("float32" if exact else "int64", row, m))
+    return tuple(out)
+
+
+def exact_payload_max(net: CompiledNetwork) -> int | None:
+    """The largest input payload magnitude for which the integer file of ``net`` is exact.
+
+    Returns:
+        ``(2**24 - 1) // max(row, 1)`` when the first layer sums in float32
+        (:func:`accumulators`; then ``>= input_max_value`` for a ``current`` net), ``None``
+        when it uses the int64 ``MatMul`` (exact for any payload below ``2**63 / row``).
+
+    Raises:
+        ValueError: a conv layer's bound reaches ``2**24`` (:func:`accumulators`).
+    """
+    first = accumulators(net)[0]
+    return (FLOAT32_EXACT - 1) // max(first.row, 1) if first.dtype == "float32" else None
 
 
 def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
@@ -108,14 +150,17 @@ def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
     and with ``lava_delay`` ``p<k>`` (the input that arrived one step earlier, ``(batch,
     n_in_k)``).
 
-    A conv layer computes ``a`` as float32 ``Conv`` between two ``Cast`` nodes (exact, see
-    the module docstring and :func:`exact_payload_max`).
+    A layer whose partial sums stay below ``2**24`` (:func:`accumulators`) computes ``a``
+    as float32 ``Conv`` (conv) or ``MatMul`` (dense) between two ``Cast`` nodes (exact, see
+    the module docstring); a dense layer above the bound uses an int64 ``MatMul``. The
+    ``layout`` entry of layer ``k`` records the choice: ``"accumulate"`` (``"float32"`` or
+    ``"int64"``) and ``"sum_bound"`` (``row * m``, the largest possible partial sum).
 
     Raises:
         ValueError: a conv layer whose partial sums could reach ``2**24``
-            (:func:`exact_payload_max`).
+            (:func:`accumulators`).
     """
-    exact_payload_max(net)
+    acc = accumulators(net)
     nfmt = net.profile.neuron
     half = 1 << (nfmt.state_bits - 1)
     unit = 1 << nfmt.decay_bits
@@ -141,11 +186,16 @@ def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
             if lava_delay:
                 new[f"p{k}"] = b.op("Identity", [s], p + "pending")
                 s = states[f"p{k}"]
-            if layer.kind == "conv":  # float32 Conv of integers, exact below 2**24
+            if acc[k].dtype == "float32":  # float32 Conv / MatMul of integers, exact < 2**24
                 s_f = b.op("Cast", [s], p + "s_f", to=TensorProto.FLOAT)
-                a_f = conv2d(b, s_f, layer, f"Wint{k}", layer.weight_int.astype(np.float32), p)
+                if layer.kind == "conv":
+                    a_f = conv2d(b, s_f, layer, f"Wint{k}", layer.weight_int.astype(np.float32),
+                                 p)
+                else:
+                    a_f = b.op("MatMul", [s_f, b.const(f"Wint{k}_T", layer.weight_int.T,
+                                                       np.float32)], p + "a_f")
                 a = b.op("Cast", [a_f], p + "a", to=TensorProto.INT64)
-            else:
+            else:  # dense layer above the float32 bound: int64 MatMul (slow, exact)
                 a = b.op("MatMul", [s, b.const(f"Wint{k}_T", layer.weight_int.T, i64)], p + "a")
             u_pre = b.op("Add", [trunc_decay(b, states[f"u{k}"], layer.i_decay, p + "u_"),
                                  b.op("Mul", [a, act], p + "a_shift")], p + "u_pre")
@@ -171,6 +221,7 @@ def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
         widths = {f"u{k}": n_out, f"v{k}": n_out, **({f"p{k}": n_in} if lava_delay else {})}
         states += list(widths.items())
         layout[f"layer{k}"] = {"states": widths, "size": n_out, "dtype": "int64",
+                               "accumulate": acc[k].dtype, "sum_bound": acc[k].bound,
                                **map_shape(layer)}
     return StepBody(name="rewire_cuba_int_step", elem=TensorProto.INT64,
                     x_elem=TensorProto.INT64, n_in=net.sizes[0], states=tuple(states),
@@ -201,8 +252,8 @@ def build_step(net: CompiledNetwork, lava_delay: bool = False) -> onnx.ModelProt
 
 def _set_int_props(model: onnx.ModelProto, net: CompiledNetwork,
                    lava_delay: bool) -> onnx.ModelProto:
-    """Add the integer files' metadata: ``lava_delay`` and, for a conv first layer,
-    ``exact_payload_max`` (:func:`exact_payload_max`)."""
+    """Add the integer files' metadata: ``lava_delay`` and, when the first layer sums in
+    float32, ``exact_payload_max`` (:func:`exact_payload_max`)."""
     props = {p.key: p.value for p in model.metadata_props}
     props["lava_delay"] = str(lava_delay)
     limit = exact_payload_max(net)
@@ -223,10 +274,21 @@ def run(path, payload: np.ndarray, sess=None) -> np.ndarray:
     Returns:
         Output spikes ``(T, B, n_out)`` uint8, comparable with
         ``rewire.compile.simulate.simulate(net, payload)[-1]``.
+
+    Raises:
+        ValueError: a payload value's magnitude exceeds the file's ``exact_payload_max``
+            (the float32 sums of the first layer could be rounded).
     """
     sess = sess or session(path)
     payload = np.ascontiguousarray(payload, dtype=np.int64)
     meta, states = body_from_meta(sess)
+    limit = meta.get("exact_payload_max")
+    if limit is not None and payload.size and int(np.abs(payload).max()) > int(limit):
+        raise ValueError(
+            f"integer ONNX run: payload magnitude {int(np.abs(payload).max())} exceeds the "
+            f"file's exact_payload_max = {limit} (its first layer sums in float32, exact only "
+            f"below 2**24); encode the input with rewire.compile.simulate.encode_input, or "
+            f"compare with rewire.compile.simulate.simulate")
     if meta["kind"] == "int_step":
         out = run_steps(sess, payload, states, np.int64)
     else:
