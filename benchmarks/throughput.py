@@ -4,7 +4,11 @@ per second, for the MNIST fully connected SNN (784-800-10, Norse LIF), batch 1 a
 The network has random weights pruned to the main job's connectivity (10 %) and scaled so
 that it spikes; input is real MNIST digits (the t10k file in ``/work/shared/datasets/mnist``
 when present, else uniform noise), constant current x4. Both runtimes get the same number of
-threads (``--threads``, default 1: the machine is shared). One run prints one table::
+threads (``--threads``, default 1: the machine is shared). The integer chip model runs twice:
+as exported (each layer's synaptic sum in float32 ``MatMul`` where that is exact,
+:func:`rewire.export.onnx_int.accumulators`) and with its 784x800 layer forced onto the int64
+``MatMul`` fallback; both must equal ``rewire.compile.simulate.simulate`` spike for spike, the
+float graphs Norse. One run prints one table::
 
     .venv/bin/python benchmarks/throughput.py [--steps 8] [--repeats 5] [--threads 1]
 """
@@ -18,7 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import dataclasses
+
 from rewire.compile.quantize import compile_network
+from rewire.compile.simulate import encode_input, simulate
 from rewire.export import onnx_graph, onnx_int, onnx_step, onnx_unrolled
 from rewire.hw_profiles.profile import load_profile
 from rewire.training.model import SpikingMLP
@@ -77,13 +84,19 @@ def main() -> None:
 
     step_s, unrolled_s, int_s = (sess(onnx_step.build(net)), sess(onnx_unrolled.build(net)),
                                  sess(onnx_int.build(net)))
+    acc = onnx_int.accumulators(net)
+    # the same graph with layer 0 on the int64 MatMul: a payload bound past 2**24 / row (the
+    # input_max_value of the copy only selects the path; the payload fed is unchanged)
+    slow = dataclasses.replace(net, input_max_value=onnx_int.FLOAT32_EXACT // acc[0].row + 1)
+    assert onnx_int.accumulators(slow)[0].dtype == "int64"
+    int64_s = sess(onnx_int.build(slow))
     _, states = onnx_graph.body_from_meta(step_s)
     rows = []
     for batch in (1, 256):
         x = images(batch)
         seq = model.encode(torch.as_tensor(x))
         x_seq = np.ascontiguousarray(np.broadcast_to(x, (args.steps,) + x.shape))
-        payload = np.ascontiguousarray(np.rint(x_seq * 255).astype(np.int64))
+        payload = np.ascontiguousarray(encode_input(net, x))  # round(x * input_max_value)
 
         def norse():
             with torch.no_grad():
@@ -98,18 +111,26 @@ def main() -> None:
         def integer():
             return int_s.run(["z"], {"x": payload})[0]
 
+        def integer_int64():
+            return int64_s.run(["z"], {"x": payload})[0]
+
         ref = norse().numpy()
         assert np.array_equal(per_step(), ref) and np.array_equal(unrolled(), ref)
+        chip = simulate(net, payload)[-1]
+        assert np.array_equal(integer(), chip) and np.array_equal(integer_int64(), chip)
         base = rate(norse, args.steps, args.repeats)
         for name, fn in (("Norse eager", norse), ("onnxruntime per-step", per_step),
                          ("onnxruntime unrolled (Scan)", unrolled),
-                         ("onnxruntime integer chip model", integer)):
+                         ("onnxruntime integer chip model", integer),
+                         ("  same, int64 MatMul layer 0", integer_int64)):
             r = base if fn is norse else rate(fn, args.steps, args.repeats)
             rows.append((batch, name, r, r / base))
         rows.append((batch, "(output spikes per sample)", ref.sum() / batch, float("nan")))
+        rows.append((batch, "(chip output spikes per sample)", chip.sum() / batch, float("nan")))
     print(f"MNIST FC 784-800-10, {net.synapses} synapses ({net.synapses / net.total_synapses:.1%}"
           f"), T={args.steps}, {args.threads} thread(s), torch {torch.__version__}, "
-          f"onnxruntime {ort.__version__}")
+          f"onnxruntime {ort.__version__}; integer model sums per layer: "
+          f"{', '.join(f'{a.dtype} (bound {a.bound})' for a in acc)}")
     print(f"{'batch':>5}  {'runtime':<32}{'steps/s':>12}{'vs Norse':>10}")
     for batch, name, r, ratio in rows:
         if np.isnan(ratio):
