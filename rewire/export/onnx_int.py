@@ -102,7 +102,8 @@ def accumulators(net: CompiledNetwork) -> tuple[Accumulator, ...]:
     at most ``row * m`` (:class:`Accumulator`), and float32 holds every integer below
     ``2**24`` exactly, so a layer with ``row * m < 2**24`` takes the fast float32 path. A dense
     layer above the bound keeps the int64 ``MatMul`` (exact for any realistic input, but
-    onnxruntime 1.23 runs it with a naive kernel, ~10x slower than float32 at batch 256);
+    onnxruntime 1.23 runs it with a naive loop: the whole integer graph of
+    ``benchmarks/throughput.py`` ran 7.8x slower at batch 256 with its 784x800 layer on it);
     a conv layer has no integer fallback (onnxruntime's CPU ``Conv`` is float only).
 
     Returns:
