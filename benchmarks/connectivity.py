@@ -3,10 +3,12 @@
 Setup (issue 5): the first 8,000 images of the MNIST t10k set train, the last 2,000 test;
 a fully connected 784-800-10 SNN (:class:`rewire.training.model.SpikingMLP`, Norse LIF,
 constant-current input, T = 8, spike-count cross-entropy), Adam lr 1e-3, batch 64. For every
-connectivity level each method trains a fresh network (same seed) and ends with at most
-``round(level * total)`` connected synapses:
+connectivity level each method trains a fresh network per seed (``--seeds``, the same seeds
+for every method) and ends with at most ``round(level * total)`` connected synapses:
 
-* ``gradr``: GradR steered by the budget controller, then the projection safety net;
+* ``gradr``: GradR steered by the budget controller (``--controller``; default: PI gains
+  ``kp=4, ki=40``, aim at the budget itself, reach it by 80 % of the run, prior off while
+  under the schedule), then the projection safety net;
 * ``deep-r``: Deep R (Bellec et al. 2018) with exactly that many active synapses;
 * ``magnitude``: gradual magnitude pruning (Zhu & Gupta 2017, cubic schedule).
 
@@ -15,13 +17,16 @@ interleaved repetitions, random gradients), and prints the ratio.
 
 Outputs (in ``--out``): ``connectivity.csv`` (one row per run, rewritten after each run, so
 a cut-short run keeps its finished rows), ``connectivity.png`` (accuracy vs connectivity) and
-``step_time.json``.
+``step_time.json``; the table (mean ± sd over the seeds) is printed.
 
-Usage::
+Usage (one process per level runs side by side on a multi-core CPU; ``--merge`` joins them)::
 
     .venv/bin/python benchmarks/connectivity.py --data-dir ../shared/datasets/mnist \\
-        --epochs 30 --levels 0.1 0.05 0.02 0.01 --methods gradr deep-r magnitude \\
-        --out build/bench/connectivity
+        --epochs 30 --levels 0.02 --seeds 0 1 2 --out build/bench/c2
+    .venv/bin/python benchmarks/connectivity.py --data-dir ../shared/datasets/mnist \\
+        --epochs 30 --levels 0.01 --seeds 0 1 2 --step-reps 0 --out build/bench/c1
+    .venv/bin/python benchmarks/connectivity.py --merge build/bench/c2/connectivity.csv \\
+        build/bench/c1/connectivity.csv --out benchmarks/results/connectivity
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ from rewire.training.gradr import GradR, apply_gradr  # noqa: E402
 from rewire.training.model import SpikingMLP  # noqa: E402
 from rewire.training.train import METHODS, TrainConfig, train  # noqa: E402
 
-FIELDS = ("method", "level", "budget_synapses", "synapses", "connectivity", "accuracy",
+FIELDS = ("method", "level", "seed", "budget_synapses", "synapses", "connectivity", "accuracy",
           "gradr_connectivity", "gradr_accuracy", "projected_away", "epochs", "seconds")
 
 
@@ -92,11 +97,18 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def plot(path: Path, rows: list[dict], title: str) -> None:
-    """Test accuracy vs final connectivity (log x), one line per method."""
+    """Test accuracy vs final connectivity (log x), one line per method: the mean over seeds
+    per level, with the sample sd as error bars when several seeds ran."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for method in dict.fromkeys(r["method"] for r in rows):
-        pts = sorted((r["connectivity"], r["accuracy"]) for r in rows if r["method"] == method)
-        ax.plot([100 * c for c, _ in pts], [100 * a for _, a in pts], "o-", label=method)
+        pts = []
+        for level in sorted({r["level"] for r in rows if r["method"] == method}):
+            rs = [r for r in rows if r["method"] == method and r["level"] == level]
+            acc = [100 * r["accuracy"] for r in rs]
+            pts.append((statistics.mean(100 * r["connectivity"] for r in rs),
+                        statistics.mean(acc), statistics.stdev(acc) if len(acc) > 1 else 0.0))
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
+                    fmt="o-", capsize=3, label=method)
     ax.set_xscale("log")
     ax.set_xlabel("connectivity (%)")
     ax.set_ylabel("test accuracy (%)")
@@ -109,16 +121,54 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
     plt.close(fig)
 
 
+def _mean_sd(values: list[float], digits: int) -> str:
+    """``mean ± sd`` (sample sd) of ``values`` in percent; the bare value for one run."""
+    pct = [100 * v for v in values]
+    if len(pct) == 1:
+        return f"{pct[0]:.{digits}f}"
+    return f"{statistics.mean(pct):.{digits}f} ± {statistics.stdev(pct):.{digits}f}"
+
+
 def table(rows: list[dict]) -> str:
-    """Markdown table: method x level -> connectivity, accuracy, time."""
-    lines = ["| method | budget | final connectivity | test accuracy | before projection | "
-             "time (s) |", "|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (-r["level"], r["method"])):
-        before = (f"{100 * r['gradr_accuracy']:.2f} % at {100 * r['gradr_connectivity']:.3f} %"
-                  if r["projected_away"] else "-")
-        lines.append(f"| {r['method']} | {100 * r['level']:g} % | {100 * r['connectivity']:.3f} % "
-                     f"| {100 * r['accuracy']:.2f} % | {before} | {r['seconds']:.0f} |")
+    """Markdown table, one line per method and level: final connectivity and test accuracy
+    (mean ± sd over the seeds run), accuracy per seed, synapses the projection removed (summed
+    over seeds) and the mean time of one run."""
+    lines = ["| method | budget | seeds | connectivity (%) | test accuracy (%) | per seed (%) | "
+             "projected away | time (s) |", "|---|---|---|---|---|---|---|---|"]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["level"], r["method"]), []).append(r)
+    for (level, method), rs in sorted(groups.items(), key=lambda kv: (-kv[0][0], kv[0][1])):
+        per_seed = ", ".join(f"{100 * r['accuracy']:.2f}" for r in rs)
+        lines.append(f"| {method} | {100 * level:g} % | {len(rs)} | "
+                     f"{_mean_sd([r['connectivity'] for r in rs], 3)} | "
+                     f"{_mean_sd([r['accuracy'] for r in rs], 2)} | {per_seed} | "
+                     f"{sum(r['projected_away'] for r in rs)} | "
+                     f"{statistics.mean(r['seconds'] for r in rs):.0f} |")
     return "\n".join(lines)
+
+
+def read_csv(path: Path) -> list[dict]:
+    """Rows written by :func:`write_csv`, numbers parsed back."""
+    ints, text = {"seed", "budget_synapses", "synapses", "projected_away", "epochs"}, {"method"}
+    with open(path, newline="") as f:
+        return [{k: v if k in text else int(v) if k in ints else float(v)
+                 for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def merge(paths: list[str], out: Path) -> int:
+    """Write the rows of several ``connectivity.csv`` files as one CSV, plot and table."""
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        print(f"--merge: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    rows = [r for p in paths for r in read_csv(Path(p))]
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "connectivity.csv", rows)
+    epochs = sorted({r["epochs"] for r in rows})
+    plot(out / "connectivity.png", rows, f"MNIST SNN, {'/'.join(map(str, epochs))} epochs")
+    print(table(rows))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,16 +186,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=8, help="time steps T")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0],
+                    help="one run per seed and method and level; the table gives mean ± sd")
     ap.add_argument("--limit", type=int, default=0,
                     help="use only the first N training images (smoke tests); 0 = all 8,000")
     ap.add_argument("--step-reps", type=int, default=300,
                     help="repetitions for the optimizer step timing (0 = skip)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--controller", default="kp=4,ki=40,margin=0.98,ramp=0.6",
+    ap.add_argument("--merge", nargs="+", metavar="CSV",
+                    help="no training: merge connectivity.csv files of runs made side by "
+                         "side (e.g. one process per level) into --out and print the table")
+    ap.add_argument("--controller",
+                    default="kp=4,ki=40,margin=1,ramp=0.8,off_below=1",
                     help="BudgetController settings for gradr (comma-separated key=value)")
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, Path(args.out))
     if args.epochs < 1 or any(not 0 < lv <= 1 for lv in args.levels):
         ap.error("--epochs must be >= 1 and every --levels value in (0, 1]")
     try:
@@ -172,21 +229,21 @@ def main(argv: list[str] | None = None) -> int:
     for level in args.levels:
         budget = SynapseBudget(max_synapses=round(level * total), max_fan_in=0,
                                total_synapses=total, source=f"--levels {level}")
-        for method in args.methods:
-            torch.manual_seed(args.seed)
+        for seed, method in ((s, m) for s in args.seeds for m in args.methods):
+            torch.manual_seed(seed)
             model = SpikingMLP(sizes, steps=args.steps)
             cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                              seed=args.seed, device=args.device, progress=False,
+                              seed=seed, device=args.device, progress=False,
                               method=method, controller=gains)
             res = train(model, split, budget, cfg)
-            rows.append({"method": method, "level": level,
+            rows.append({"method": method, "level": level, "seed": seed,
                          "budget_synapses": budget.max_synapses, "synapses": res.synapses,
                          "connectivity": res.synapses / total, "accuracy": res.accuracy,
                          "gradr_connectivity": res.gradr_synapses / total,
                          "gradr_accuracy": res.gradr_accuracy,
                          "projected_away": res.projected_away, "epochs": args.epochs,
                          "seconds": res.seconds})
-            print(f"{method:>10} budget {100 * level:g} %: {100 * res.accuracy:.2f} % at "
+            print(f"{method:>10} seed {seed} budget {100 * level:g} %: {100 * res.accuracy:.2f} % at "
                   f"{100 * res.synapses / total:.3f} % connectivity ({res.seconds:.0f} s)",
                   flush=True)
             write_csv(out / "connectivity.csv", rows)

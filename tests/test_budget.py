@@ -10,7 +10,7 @@ from rewire.training.budget import (BudgetController, BudgetError, SynapseBudget
                                     connected_synapses, make_budget, max_fan_in,
                                     model_budget, project_to_budget, prunable_synapses,
                                     within_budget)
-from rewire.training.gradr import GradR, apply_gradr
+from rewire.training.gradr import GradR, apply_gradr, hidden_params
 from rewire.training.model import SpikingMLP
 
 
@@ -76,6 +76,60 @@ def test_controller_reaches_budget_without_projection():
     assert connected_synapses(model) <= budget.max_synapses
     assert max(alphas) > 0.1  # it had to push harder than the initial alpha
     assert alphas[-1] < max(alphas)  # and relaxed once the budget was reached
+
+
+def _controller_at(connected: int, off_below: bool) -> tuple[BudgetController, torch.Tensor]:
+    """A controller over one 100-synapse layer with ``connected`` synapses connected; the
+    schedule starts at 50 % and falls to 20 % (budget 20, margin 1)."""
+    lin = torch.nn.Linear(100, 1, bias=False)
+    theta = apply_gradr(lin)[0]
+    with torch.no_grad():
+        theta.fill_(-1.0)
+        theta[0, :connected] = 1.0
+    opt = GradR([theta], lr=1e-3, alpha=0.1)
+    ctl = BudgetController(opt, lin, SynapseBudget(20, 0, 100, "test"), total_steps=10,
+                           ramp=1.0, margin=1.0, off_below=off_below)
+    ctl.start = 0.5
+    return ctl, theta
+
+
+@pytest.mark.parametrize("connected", [25, 45])
+def test_off_below_switches_the_prior_off_only_under_the_schedule(connected):
+    """Under the schedule (25 % < 42 % after one step) ``off_below`` gives ``alpha_min``; over
+    it (45 %) the PI value, exactly as without ``off_below``; the integral part is the same
+    either way."""
+    (plain, _), (off, _) = _controller_at(connected, False), _controller_at(connected, True)
+    a_plain, a_off = plain.step(), off.step()
+    assert off.alpha_integral == plain.alpha_integral
+    if connected / 100 < off.schedule(1):
+        assert a_off == off.alpha_min < a_plain
+    else:
+        assert a_off == a_plain > off.alpha_min
+
+
+def test_freeze_holds_the_pattern_after_the_ramp():
+    """With ``freeze`` the prior is off after the ramp and no synapse that was pruned when the
+    ramp ended ever reconnects, however the gradients push, so the connectivity never exceeds
+    the pattern's."""
+    torch.manual_seed(0)
+    model = SpikingMLP((10, 40, 4), steps=4)
+    opt = GradR(apply_gradr(model), lr=0.01, alpha=0.1)
+    budget = SynapseBudget(max_synapses=120, max_fan_in=0, total_synapses=560, source="test")
+    ctl = BudgetController(opt, model, budget, total_steps=200, ramp=0.5, freeze=True)
+    x, y = torch.rand(64, 10), torch.randint(0, 4, (64,))
+    counts, pattern = [], None
+    for t in range(200):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x).sum(0), y).backward()
+        opt.step()
+        alpha = ctl.step()
+        if t + 1 > 100:  # after the ramp
+            assert alpha == 0.0 and all(g["alpha"] == 0.0 for g in ctl.groups)
+            pattern = pattern or [m.clone() for m in ctl.frozen]
+            for theta, allowed in zip(hidden_params(model), pattern):
+                assert not (theta[~allowed] > 0).any()
+            counts.append(connected_synapses(model))
+    assert max(counts) <= sum(int(m.sum()) for m in pattern)
 
 
 def _conv_model(seed, c_in, c_out, k, n_out):

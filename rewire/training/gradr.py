@@ -231,18 +231,20 @@ class GradR(torch.optim.Adam):
                                                            memory_format=torch.preserve_format)
                 state["step"] += 1
                 t = float(state["step"])
-                # The prior's sign is taken at theta_{t-1}, before the gradient step (reference).
-                pull = torch.sub(theta, mu).sign_() if alpha > 0 else None
                 exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
                 exp_avg.lerp_(grad, 1 - beta1)
                 exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
                 k = lr / (1 - beta1 ** t)
                 root2 = math.sqrt(1 - beta2 ** t)
+                buf = None
+                if alpha > 0:
+                    # The prior's sign is taken at theta_{t-1} (reference); both steps are
+                    # additive, so the prior step goes first and its buffer is reused below.
+                    buf = torch.sub(theta, mu).sign_()
+                    theta.add_(buf, alpha=-k * alpha)
                 # m / (sqrt(v / c2) + eps) == root2 * m / (sqrt(v) + eps * root2): one pass less
-                denom = exp_avg_sq.sqrt().add_(eps * root2)
+                denom = torch.sqrt(exp_avg_sq, out=buf).add_(eps * root2)
                 theta.addcdiv_(exp_avg, denom, value=-k * root2)
-                if pull is not None:
-                    theta.add_(pull, alpha=-k * alpha)
         return loss
 
 
