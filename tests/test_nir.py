@@ -20,6 +20,16 @@ from conftest import examples
 from test_onnx import EQUIV, block_network, case_inputs, cases
 
 
+
+def cuba_euler(lif, s, state, dt):
+    """One forward-Euler step of NIR's CubaLIF equations in float64 (the NIR spec, integrated
+    as readers do): input ``s``, state ``(i, v)``; returns ``(spikes bool, (i, v))``."""
+    i, v = state
+    i = i + dt / lif.tau_syn * (-i + lif.w_in * s)
+    v = v + dt / lif.tau_mem * (lif.v_leak - v + lif.r * i)
+    z = v > lif.v_threshold
+    return z, (i, np.where(z, lif.v_reset, v))
+
 def test_graph_has_correct_time_constants_and_full_shapes(small_net):
     _, net = small_net
     g = nir_graph.to_nir(net)
@@ -69,12 +79,7 @@ def test_euler_step_of_the_nir_equations_is_norse(small_net):
         for k in (1, 2):
             lif = g.nodes[f"lif{k}"]
             s = s @ g.nodes[f"fc{k}"].weight.T
-            i, v = state.get(k, (0.0, 0.0))
-            i = i + dt / lif.tau_syn * (-i + lif.w_in * s)
-            v = v + dt / lif.tau_mem * (lif.v_leak - v + lif.r * i)
-            z = v > lif.v_threshold
-            v = np.where(z, lif.v_reset, v)
-            state[k] = (i, v)
+            z, state[k] = cuba_euler(lif, s, state.get(k, (0.0, 0.0)), dt)
             s = z.astype(np.float64)
         out.append(s)
     assert ref.sum() > 0
@@ -242,12 +247,7 @@ def test_conv_euler_step_of_the_nir_equations_is_norse(conv_net_compiled):
             else:
                 s = s.flatten(1) @ torch.as_tensor(node.weight).T
             s = s.numpy()
-            i, v = state.get(k, (0.0, 0.0))
-            i = i + dt / lif.tau_syn * (-i + lif.w_in * s)
-            v = v + dt / lif.tau_mem * (lif.v_leak - v + lif.r * i)
-            z = v > lif.v_threshold
-            v = np.where(z, lif.v_reset, v)
-            state[k] = (i, v)
+            z, state[k] = cuba_euler(lif, s, state.get(k, (0.0, 0.0)), dt)
             s = torch.as_tensor(z.astype(np.float64))
         out.append(s.numpy())
     assert ref.sum() > 10
