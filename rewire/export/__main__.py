@@ -91,8 +91,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=_positive_int, default=60, help="epochs (default 60)")
     t.add_argument("--batch-size", type=_positive_int, default=64, help="batch (default 64)")
     t.add_argument("--lr", type=_float, default=1e-3, help="learning rate (default 1e-3)")
-    t.add_argument("--alpha", type=_float, default=0.3,
-                   help="initial prior penalty; adapted to meet the budget (default 0.3)")
+    t.add_argument("--alpha", type=_float, default=0.1,
+                   help="initial prior penalty; adapted to meet the budget (default 0.1)")
     t.add_argument("--target-sparsity", type=_float, default=0.95,
                    help="Laplace prior target sparsity p in [0.5, 1) (default 0.95)")
     t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
