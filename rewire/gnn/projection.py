@@ -71,7 +71,8 @@ def gre_project(g: torch.Tensor, g_tr: torch.Tensor) -> torch.Tensor:
     """GRE closed form (Jiang et al. 2024, eq. 4): ``g + max(0, −g_trᵀg/‖g_tr‖²) g_tr``.
 
     The result ``g'`` is the point nearest ``g`` with ``g_trᵀ g' ≥ 0``; if ``g`` already
-    satisfies the constraint (or ``g_tr`` is zero) it is returned unchanged.
+    satisfies the constraint (or ``g_tr`` is zero) it is returned unchanged. ``g_tr`` is first
+    scaled to a largest entry of 1 (the same constraint), so tiny anchors do not underflow.
 
     Shapes: ``g`` and ``g_tr`` (P,); output (P,).
 
@@ -79,11 +80,12 @@ def gre_project(g: torch.Tensor, g_tr: torch.Tensor) -> torch.Tensor:
         >>> gre_project(torch.tensor([1., -1.]), torch.tensor([0., 1.])).tolist()
         [1.0, 0.0]
     """
-    norm2 = torch.dot(g_tr, g_tr)
-    if norm2 <= 0:
+    scale = g_tr.abs().max() if g_tr.numel() else g_tr.new_zeros(())
+    if scale <= 0:
         return g.clone()
-    v = torch.clamp(-torch.dot(g_tr, g) / norm2, min=0.0)
-    return g + v * g_tr
+    u = g_tr / scale  # same direction; ‖g_tr‖² of a 1e-191 anchor would underflow to 0
+    v = torch.clamp(-torch.dot(u, g) / torch.dot(u, u), min=0.0)
+    return g + v * u
 
 
 class AnchorProjector:
