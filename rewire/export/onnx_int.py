@@ -67,11 +67,10 @@ from rewire.export.onnx_graph import (GraphBuilder, StepBody, body_from_meta, co
 
 USAGE_SCAN = ("feed the integer payload x (T, batch, n_in) int64 (rewire.compile.simulate."
               "encode_input); z (T, batch, n_out) int64 0/1 equals the chip model's spikes")
-#: float32 represents every integer of magnitude <= 2**24 exactly; the bound is kept strict
-FLOAT32_EXACT = 1 << 24
-
 USAGE_STEP = ("loop over T steps: feed x (batch, n_in) int64 and the previous *_out states "
               "(zeros at t=0); z is the output spike vector")
+#: float32 represents every integer of magnitude <= 2**24 exactly; the bound is kept strict
+FLOAT32_EXACT = 1 << 24
 
 
 class Accumulator(NamedTuple):
