@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -46,9 +47,17 @@ def test_torchrun_two_gloo_ranks_agree_and_match_single_process(tmp_path):
            "--connectivity", str(ARGS["connectivity"]), "--seed", str(ARGS["seed"]),
            "--backend", "gloo", "--out", str(tmp_path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "2 ranks agree" in proc.stdout
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers, none left behind
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"torchrun did not finish in 300 s; stdout: {stdout[-2000:]} "
+                    f"stderr: {stderr[-2000:]}")
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "2 ranks agree" in stdout
     summary = json.loads((tmp_path / "result.json").read_text())
     assert summary["world_size"] == 2
     ddp_thetas = torch.load(tmp_path / "theta.pt")

@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{dist.get_world_size()} ranks agree (theta sha256 {digest[:12]}): "
                   f"{100 * result.accuracy:.2f} % at "
                   f"{100 * result.synapses / total:.2f} % connectivity")
+        # every rank leaves together: a gloo rank that tears the group down while rank 0 is
+        # still writing can leave one worker hanging at exit (seen in 1 of 3 runs)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
     return 0
