@@ -54,8 +54,8 @@ from rewire.training.gradr import GradR, apply_gradr  # noqa: E402
 from rewire.training.model import SpikingMLP  # noqa: E402
 from rewire.training.train import METHODS, TrainConfig, train  # noqa: E402
 
-FIELDS = ("method", "level", "seed", "budget_synapses", "synapses", "connectivity", "accuracy",
-          "gradr_connectivity", "gradr_accuracy", "projected_away", "epochs", "seconds")
+FIELDS = ("method", "lr", "level", "seed", "budget_synapses", "synapses", "connectivity",
+          "accuracy", "gradr_connectivity", "gradr_accuracy", "projected_away", "epochs", "seconds")
 
 
 def step_time_ratio(sizes: tuple[int, ...], steps: int, reps: int, alpha: float = 0.1) -> dict:
@@ -100,15 +100,17 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
     """Test accuracy vs final connectivity (log x), one line per method: the mean over seeds
     per level, with the sample sd as error bars when several seeds ran."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method in dict.fromkeys(r["method"] for r in rows):
+    several_lr = len({r["lr"] for r in rows}) > 1
+    for method, lr in dict.fromkeys((r["method"], r["lr"]) for r in rows):
+        mine = [r for r in rows if r["method"] == method and r["lr"] == lr]
         pts = []
-        for level in sorted({r["level"] for r in rows if r["method"] == method}):
-            rs = [r for r in rows if r["method"] == method and r["level"] == level]
+        for level in sorted({r["level"] for r in mine}):
+            rs = [r for r in mine if r["level"] == level]
             acc = [100 * r["accuracy"] for r in rs]
             pts.append((statistics.mean(100 * r["connectivity"] for r in rs),
                         statistics.mean(acc), statistics.stdev(acc) if len(acc) > 1 else 0.0))
         ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
-                    fmt="o-", capsize=3, label=method)
+                    fmt="o-", capsize=3, label=f"{method}, lr {lr:g}" if several_lr else method)
     ax.set_xscale("log")
     ax.set_xlabel("connectivity (%)")
     ax.set_ylabel("test accuracy (%)")
@@ -130,17 +132,19 @@ def _mean_sd(values: list[float], digits: int) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown table, one line per method and level: final connectivity and test accuracy
-    (mean ± sd over the seeds run), accuracy per seed, synapses the projection removed (summed
-    over seeds) and the mean time of one run."""
-    lines = ["| method | budget | seeds | connectivity (%) | test accuracy (%) | per seed (%) | "
-             "projected away | time (s) |", "|---|---|---|---|---|---|---|---|"]
+    """Markdown table, one line per method, learning rate and level: final connectivity and
+    test accuracy (mean ± sd over the seeds run), accuracy per seed, synapses the projection
+    removed (summed over seeds) and the mean time of one run."""
+    lines = ["| method | lr | budget | seeds | connectivity (%) | test accuracy (%) | "
+             "per seed (%) | projected away | time (s) |", "|---|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["level"], r["method"]), []).append(r)
-    for (level, method), rs in sorted(groups.items(), key=lambda kv: (-kv[0][0], kv[0][1])):
+        groups.setdefault((r["level"], r["method"], r["lr"]), []).append(r)
+    for (level, method, lr), rs in sorted(groups.items(),
+                                          key=lambda kv: (-kv[0][0], kv[0][1], kv[0][2])):
+        rs = sorted(rs, key=lambda r: r["seed"])
         per_seed = ", ".join(f"{100 * r['accuracy']:.2f}" for r in rs)
-        lines.append(f"| {method} | {100 * level:g} % | {len(rs)} | "
+        lines.append(f"| {method} | {lr:g} | {100 * level:g} % | {len(rs)} | "
                      f"{_mean_sd([r['connectivity'] for r in rs], 3)} | "
                      f"{_mean_sd([r['accuracy'] for r in rs], 2)} | {per_seed} | "
                      f"{sum(r['projected_away'] for r in rs)} | "
@@ -236,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                               seed=seed, device=args.device, progress=False,
                               method=method, controller=gains)
             res = train(model, split, budget, cfg)
-            rows.append({"method": method, "level": level, "seed": seed,
+            rows.append({"method": method, "lr": args.lr, "level": level, "seed": seed,
                          "budget_synapses": budget.max_synapses, "synapses": res.synapses,
                          "connectivity": res.synapses / total, "accuracy": res.accuracy,
                          "gradr_connectivity": res.gradr_synapses / total,
