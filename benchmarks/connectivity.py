@@ -54,8 +54,9 @@ from rewire.training.gradr import GradR, apply_gradr  # noqa: E402
 from rewire.training.model import SpikingMLP  # noqa: E402
 from rewire.training.train import METHODS, TrainConfig, train  # noqa: E402
 
-FIELDS = ("method", "lr", "level", "seed", "budget_synapses", "synapses", "connectivity",
-          "accuracy", "gradr_connectivity", "gradr_accuracy", "projected_away", "epochs", "seconds")
+FIELDS = ("method", "lr", "eval", "level", "seed", "budget_synapses", "synapses",
+          "connectivity", "accuracy", "gradr_connectivity", "gradr_accuracy", "projected_away",
+          "epochs", "seconds")
 
 
 def step_time_ratio(sizes: tuple[int, ...], steps: int, reps: int, alpha: float = 0.1) -> dict:
@@ -154,7 +155,8 @@ def table(rows: list[dict]) -> str:
 
 def read_csv(path: Path) -> list[dict]:
     """Rows written by :func:`write_csv`, numbers parsed back."""
-    ints, text = {"seed", "budget_synapses", "synapses", "projected_away", "epochs"}, {"method"}
+    ints = {"seed", "budget_synapses", "synapses", "projected_away", "epochs"}
+    text = {"method", "eval"}
     with open(path, newline="") as f:
         return [{k: v if k in text else int(v) if k in ints else float(v)
                  for k, v in row.items()} for row in csv.DictReader(f)]
@@ -204,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--controller",
                     default="kp=4,ki=40,margin=1,ramp=0.8,off_below=1",
                     help="BudgetController settings for gradr (comma-separated key=value)")
+    ap.add_argument("--validation", type=int, default=0, metavar="N",
+                    help="hyper-parameter selection: hold out the last N training images and "
+                         "report accuracy on them (column eval = validation); the test set "
+                         "is not read")
+    ap.add_argument("--warmup-epochs", type=int, default=0,
+                    help="gradr: dense Adam epochs (of --epochs) before the signs are fixed")
     args = ap.parse_args(argv)
     if args.merge:
         return merge(args.merge, Path(args.out))
@@ -215,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--controller must look like kp=4,ki=40, got {args.controller!r}")
     torch.set_num_threads(args.threads)
     split = load_split("mnist", args.data_dir)
+    if args.validation:
+        if not 0 < args.validation < len(split.x_train):
+            ap.error(f"--validation must be in (0, {len(split.x_train)})")
+        n = len(split.x_train) - args.validation
+        split = dataclasses.replace(split, x_train=split.x_train[:n], y_train=split.y_train[:n],
+                                    x_test=split.x_train[n:], y_test=split.y_train[n:])
     if args.limit:
         split = dataclasses.replace(split, x_train=split.x_train[:args.limit],
                                     y_train=split.y_train[:args.limit])
@@ -238,16 +252,22 @@ def main(argv: list[str] | None = None) -> int:
             model = SpikingMLP(sizes, steps=args.steps)
             cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                               seed=seed, device=args.device, progress=False,
-                              method=method, controller=gains)
+                              method=method, controller=gains,
+                              warmup_epochs=args.warmup_epochs)
             res = train(model, split, budget, cfg)
-            rows.append({"method": method, "lr": args.lr, "level": level, "seed": seed,
+            label = (f"{method}-warmup{args.warmup_epochs}"
+                     if args.warmup_epochs and method.startswith("gradr") else method)
+            rows.append({"method": label, "lr": args.lr,
+                         "eval": "validation" if args.validation else "test",
+                         "level": level, "seed": seed,
                          "budget_synapses": budget.max_synapses, "synapses": res.synapses,
                          "connectivity": res.synapses / total, "accuracy": res.accuracy,
                          "gradr_connectivity": res.gradr_synapses / total,
                          "gradr_accuracy": res.gradr_accuracy,
                          "projected_away": res.projected_away, "epochs": args.epochs,
                          "seconds": res.seconds})
-            print(f"{method:>10} seed {seed} budget {100 * level:g} %: {100 * res.accuracy:.2f} % at "
+            print(f"{label:>10} seed {seed} budget {100 * level:g} %: "
+                  f"{100 * res.accuracy:.2f} % at "
                   f"{100 * res.synapses / total:.3f} % connectivity ({res.seconds:.0f} s)",
                   flush=True)
             write_csv(out / "connectivity.csv", rows)
