@@ -210,8 +210,6 @@ def main(argv: list[str] | None = None) -> int:
                     help="hyper-parameter selection: hold out the last N training images and "
                          "report accuracy on them (column eval = validation); the test set "
                          "is not read")
-    ap.add_argument("--warmup-epochs", type=int, default=0,
-                    help="gradr: dense Adam epochs (of --epochs) before the signs are fixed")
     args = ap.parse_args(argv)
     if args.merge:
         return merge(args.merge, Path(args.out))
@@ -252,12 +250,9 @@ def main(argv: list[str] | None = None) -> int:
             model = SpikingMLP(sizes, steps=args.steps)
             cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                               seed=seed, device=args.device, progress=False,
-                              method=method, controller=gains,
-                              warmup_epochs=args.warmup_epochs)
+                              method=method, controller=gains)
             res = train(model, split, budget, cfg)
-            label = (f"{method}-warmup{args.warmup_epochs}"
-                     if args.warmup_epochs and method.startswith("gradr") else method)
-            rows.append({"method": label, "lr": args.lr,
+            rows.append({"method": method, "lr": args.lr,
                          "eval": "validation" if args.validation else "test",
                          "level": level, "seed": seed,
                          "budget_synapses": budget.max_synapses, "synapses": res.synapses,
@@ -266,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                          "gradr_accuracy": res.gradr_accuracy,
                          "projected_away": res.projected_away, "epochs": args.epochs,
                          "seconds": res.seconds})
-            print(f"{label:>10} seed {seed} budget {100 * level:g} %: "
+            print(f"{method:>10} seed {seed} budget {100 * level:g} %: "
                   f"{100 * res.accuracy:.2f} % at "
                   f"{100 * res.synapses / total:.3f} % connectivity ({res.seconds:.0f} s)",
                   flush=True)

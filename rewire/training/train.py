@@ -60,11 +60,6 @@ class TrainConfig:
         deep_r_temperature: Deep R's noise temperature ``T``.
         controller: keyword arguments for :class:`BudgetController` (``ramp``, ``margin``,
             ``kp``, ``ki``, ...); empty = its defaults.
-        warmup_epochs: GradR methods only: train the dense network with plain Adam for this
-            many of the ``epochs`` before :func:`apply_gradr` fixes each synapse's sign
-            :math:`s = \mathrm{sign}(w)`, so the sign is the one the data chose rather than
-            the initial draw; GradR (and the controller's schedule) runs the remaining epochs.
-            0 (default) is the paper's GradR from the initial weights.
     """
 
     epochs: int = 60
@@ -81,7 +76,6 @@ class TrainConfig:
     deep_r_alpha: float = 1e-5
     deep_r_temperature: float = 1e-12
     controller: dict = field(default_factory=dict)
-    warmup_epochs: int = 0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -91,9 +85,6 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.warmup_epochs < self.epochs:
-            raise ValueError(f"--warmup-epochs must be in [0, epochs), got {self.warmup_epochs} "
-                             f"with {self.epochs} epochs")
         if not self.lr > 0:
             raise ValueError(f"--lr must be > 0, got {self.lr}")
         if not self.alpha > 0:
@@ -220,38 +211,26 @@ def train(model: SpikingMLP, split: Split, budget: SynapseBudget,
     total_steps = config.epochs * steps_per_epoch
     controller = pruner = None
     gen = torch.Generator().manual_seed(config.seed)
-    gradr_method = config.method in ("gradr", "gradr-fixed")
-    warmup = config.warmup_epochs if gradr_method else 0
     if config.method == "deep-r":
         thetas = init_deep_r(model, budget.max_synapses / budget.total_synapses, gen)
         opt = DeepR(thetas, lr=config.lr, alpha=config.deep_r_alpha,
                     temperature=config.deep_r_temperature, generator=gen)
-    elif config.method == "magnitude" or warmup:
+    elif config.method == "magnitude":
         opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-        if config.method == "magnitude":
-            pruner = MagnitudePruner(model, budget.max_synapses / budget.total_synapses,
-                                     total_steps)
-
-    def wrap():
-        if world == 1:
-            return model
-        return DistributedDataParallel(model, device_ids=[device.index]
-                                       if device.type == "cuda" else None)
-
-    net = wrap()
+        pruner = MagnitudePruner(model, budget.max_synapses / budget.total_synapses,
+                                 total_steps)
+    else:
+        opt = _optimizer(model, apply_gradr(model), config, config.alpha)
+        if config.method == "gradr":
+            controller = BudgetController(opt, model, budget, total_steps, **config.controller)
+    net = model
+    if world > 1:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                      else None)
     history = []
     bar = tqdm(range(config.epochs), desc=config.method, unit="epoch",
                disable=not config.progress or rank != 0)
     for epoch in bar:
-        if gradr_method and epoch == warmup:
-            # the signs are fixed here: after `warmup` dense epochs, or at the start
-            opt = _optimizer(model, apply_gradr(model), config, config.alpha)
-            if config.method == "gradr":
-                controller = BudgetController(opt, model, budget,
-                                              total_steps - warmup * steps_per_epoch,
-                                              **config.controller)
-            if warmup:
-                net = wrap()  # DDP must see the new parameters theta
         model.train()
         order = torch.randperm(len(x_tr), generator=gen).to(device)
         total = 0.0
@@ -267,12 +246,10 @@ def train(model: SpikingMLP, split: Split, budget: SynapseBudget,
             if pruner is not None:
                 pruner.step()
             total += float(loss) * len(idx)
-        if pruner is not None:
-            conn = pruner.connected() / budget.total_synapses
-        elif epoch < warmup:
-            conn = 1.0  # dense warm-up, before the parametrization
-        else:
+        if pruner is None:
             conn = connected_synapses(model) / budget.total_synapses
+        else:
+            conn = pruner.connected() / budget.total_synapses
         alpha = controller.alpha if controller is not None else opt.param_groups[0].get(
             "alpha", 0.0)
         history.append({"epoch": epoch + 1, "loss": total / len(x_tr) * world,
