@@ -2,7 +2,8 @@
 
 Setup (issue 5): the first 8,000 images of the MNIST t10k set train, the last 2,000 test;
 a fully connected 784-800-10 SNN (:class:`rewire.training.model.SpikingMLP`, Norse LIF,
-constant-current input, T = 8, spike-count cross-entropy), Adam lr 1e-3, batch 64. For every
+constant-current input, T = 8, spike-count cross-entropy), Adam, batch 64, each method at its
+own learning rate (``--lr``; default :data:`BEST_LR`, chosen with ``--validation``). For every
 connectivity level each method trains a fresh network per seed (``--seeds``, the same seeds
 for every method) and ends with at most ``round(level * total)`` connected synapses:
 
@@ -18,6 +19,9 @@ interleaved repetitions, random gradients), and prints the ratio.
 Outputs (in ``--out``): ``connectivity.csv`` (one row per run, rewritten after each run, so
 a cut-short run keeps its finished rows), ``connectivity.png`` (accuracy vs connectivity) and
 ``step_time.json``; the table (mean ± sd over the seeds) is printed.
+
+Hyper-parameters are chosen with ``--validation 1000``: the last 1,000 training images are
+held out and scored, and the test set is not read.
 
 Usage (one process per level runs side by side on a multi-core CPU; ``--merge`` joins them)::
 
@@ -57,6 +61,31 @@ from rewire.training.train import METHODS, TrainConfig, train  # noqa: E402
 FIELDS = ("method", "lr", "eval", "level", "seed", "budget_synapses", "synapses",
           "connectivity", "accuracy", "gradr_connectivity", "gradr_accuracy", "projected_away",
           "epochs", "seconds")
+
+
+# Adam learning rate per method, each the best mean accuracy over 1 % and 2 % on the
+# validation split (last 1,000 training images, seeds 0-2) among 1e-3, 2e-3, 3e-3, 4e-3, 6e-3
+# (Deep R: 1e-3, 3e-3, 6e-3, 1e-2, 2e-2, 5e-2, 1e-1); docs/training.md, "Benchmark";
+# benchmarks/results/connectivity/validation.csv.
+BEST_LR = {"gradr": 4e-3, "deep-r": 5e-2, "magnitude": 1e-3}
+
+
+def _per_method(spec: str, methods: list[str]) -> dict[str, float]:
+    """``"4e-3"`` (every method) or ``"gradr=4e-3,magnitude=1e-3"`` -> learning rate per method.
+
+    Raises:
+        ValueError: a value is not a positive number, or a method in ``methods`` has no rate.
+    """
+    if "=" not in spec:
+        lrs = dict.fromkeys(methods, float(spec))
+    else:
+        lrs = {k.strip(): float(v) for k, v in (kv.split("=", 1) for kv in spec.split(",") if kv)}
+    missing = [m for m in methods if m not in lrs]
+    if missing:
+        raise ValueError(f"no learning rate for {', '.join(missing)}; give method=value for each")
+    if any(not v > 0 for v in lrs.values()):
+        raise ValueError(f"learning rates must be > 0, got {spec!r}")
+    return lrs
 
 
 def step_time_ratio(sizes: tuple[int, ...], steps: int, reps: int, alpha: float = 0.1) -> dict:
@@ -191,12 +220,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hidden", type=int, default=800)
     ap.add_argument("--steps", type=int, default=8, help="time steps T")
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", default=",".join(f"{m}={v:g}" for m, v in BEST_LR.items()),
+                    help="Adam learning rate: one value for every method, or method=value "
+                         "pairs (default: each method's rate chosen on the validation split)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0],
                     help="one run per seed and method and level; the table gives mean ± sd")
     ap.add_argument("--limit", type=int, default=0,
                     help="use only the first N training images (smoke tests); 0 = all 8,000")
-    ap.add_argument("--step-reps", type=int, default=300,
+    ap.add_argument("--step-reps", type=int, default=1000,
                     help="repetitions for the optimizer step timing (0 = skip)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--device", default="cpu")
@@ -219,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         gains = {k: float(v) for k, v in (kv.split("=") for kv in args.controller.split(",") if kv)}
     except ValueError:
         ap.error(f"--controller must look like kp=4,ki=40, got {args.controller!r}")
+    try:
+        lrs = _per_method(args.lr, args.methods)
+    except ValueError as err:
+        ap.error(f"--lr: {err}")
     torch.set_num_threads(args.threads)
     split = load_split("mnist", args.data_dir)
     if args.validation:
@@ -248,11 +283,11 @@ def main(argv: list[str] | None = None) -> int:
         for seed, method in ((s, m) for s in args.seeds for m in args.methods):
             torch.manual_seed(seed)
             model = SpikingMLP(sizes, steps=args.steps)
-            cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+            cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=lrs[method],
                               seed=seed, device=args.device, progress=False,
                               method=method, controller=gains)
             res = train(model, split, budget, cfg)
-            rows.append({"method": method, "lr": args.lr,
+            rows.append({"method": method, "lr": lrs[method],
                          "eval": "validation" if args.validation else "test",
                          "level": level, "seed": seed,
                          "budget_synapses": budget.max_synapses, "synapses": res.synapses,
