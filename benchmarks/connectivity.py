@@ -127,8 +127,8 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def plot(path: Path, rows: list[dict], title: str) -> None:
-    """Test accuracy vs final connectivity (log x), one line per method: the mean over seeds
-    per level, with the sample sd as error bars when several seeds ran."""
+    """Accuracy vs final connectivity (log x), one line per method and rate: the mean over
+    seeds per level, with the sample sd as error bars when several seeds ran."""
     fig, ax = plt.subplots(figsize=(6, 4))
     several_lr = len({r["lr"] for r in rows}) > 1
     for method, lr in dict.fromkeys((r["method"], r["lr"]) for r in rows):
@@ -143,7 +143,7 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
                     fmt="o-", capsize=3, label=f"{method}, lr {lr:g}" if several_lr else method)
     ax.set_xscale("log")
     ax.set_xlabel("connectivity (%)")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(f"{_scored(rows)} accuracy (%)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
@@ -161,11 +161,16 @@ def _mean_sd(values: list[float], digits: int) -> str:
     return f"{statistics.mean(pct):.{digits}f} ± {statistics.stdev(pct):.{digits}f}"
 
 
+def _scored(rows: list[dict]) -> str:
+    """What the accuracies were scored on: ``test``, ``validation`` or ``test/validation``."""
+    return "/".join(sorted({r["eval"] for r in rows}))
+
+
 def table(rows: list[dict]) -> str:
     """Markdown table, one line per method, learning rate and level: final connectivity and
     test accuracy (mean ± sd over the seeds run), accuracy per seed, synapses the projection
     removed (summed over seeds) and the mean time of one run."""
-    lines = ["| method | lr | budget | seeds | connectivity (%) | test accuracy (%) | "
+    lines = [f"| method | lr | budget | seeds | connectivity (%) | {_scored(rows)} accuracy (%) | "
              "per seed (%) | projected away | time (s) |", "|---|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
