@@ -162,13 +162,13 @@ def _mean_sd(values: list[float], digits: int) -> str:
 
 
 def _scored(rows: list[dict]) -> str:
-    """What the accuracies were scored on: ``test``, ``validation`` or ``test/validation``."""
-    return "/".join(sorted({r["eval"] for r in rows}))
+    """What the accuracies were scored on: ``test`` or ``validation`` (one kind per table)."""
+    return rows[0]["eval"]
 
 
 def table(rows: list[dict]) -> str:
     """Markdown table, one line per method, learning rate and level: final connectivity and
-    test accuracy (mean ± sd over the seeds run), accuracy per seed, synapses the projection
+    accuracy (mean ± sd over the seeds run), accuracy per seed, synapses the projection
     removed (summed over seeds) and the mean time of one run."""
     lines = [f"| method | lr | budget | seeds | connectivity (%) | {_scored(rows)} accuracy (%) | "
              "per seed (%) | projected away | time (s) |", "|---|---|---|---|---|---|---|---|---|"]
@@ -203,6 +203,10 @@ def merge(paths: list[str], out: Path) -> int:
         print(f"--merge: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
     rows = [r for p in paths for r in read_csv(Path(p))]
+    if len({r["eval"] for r in rows}) > 1:
+        print("--merge: these files mix test and validation runs (column eval), which the "
+              "table would average together; merge each kind on its own", file=sys.stderr)
+        return 2
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "connectivity.csv", rows)
     epochs = sorted({r["epochs"] for r in rows})
