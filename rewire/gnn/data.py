@@ -17,6 +17,8 @@ import torch_geometric.transforms as T
 from torch_geometric.data import Data
 from torch_geometric.datasets import Planetoid
 
+from rewire.errors import DataError
+
 __all__ = ["DATASETS", "GraphDataError", "load_graph", "load_planetoid", "toy_graph"]
 
 #: Planetoid names as PyG spells them, by lower-case key.
@@ -25,7 +27,7 @@ PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer"}
 DATASETS = (*PLANETOID, "toy")
 
 
-class GraphDataError(ValueError):
+class GraphDataError(DataError):
     """A graph could not be loaded: missing files, unknown name or malformed input."""
 
 
