@@ -66,7 +66,7 @@ class TwoTau(nn.Module):
         return torch.stack(out)
 
 
-def _sequential(cells, widths=(64, 96, 10), rec=False):
+def _sequential(cells, widths=(64, 64, 10), rec=False):
     layers = []
     for k, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
         if rec and k == 0:
@@ -107,9 +107,9 @@ def run_user_model(model, x):
     return model(seq)
 
 
-def train(model, x, y, epochs=12):
+def train(model, x, y, epochs=8):
     torch.manual_seed(0)
-    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(epochs):
         for i in range(0, len(x), 64):
             counts = run_user_model(model, x[i:i + 64]).sum(0)

@@ -458,7 +458,13 @@ def _nodes_for(module: nn.Module, path: str) -> list:
     cls, converter = _converter(module)
     if converter is None:
         raise _unsupported(module, path)
-    out = converter(module, path)
+    try:
+        out = converter(module, path)
+    except LoweringError:
+        raise
+    except ValueError as exc:  # an IR node refused a value (NaN weight, tau <= 0, ...)
+        raise LoweringError(f"{path or '<model>'} ({type(module).__name__}): {exc}", path) \
+            from None
     return [] if out is None else out if isinstance(out, list) else [out]
 
 
