@@ -130,6 +130,8 @@ class Unsupported(nn.Module):
 @pytest.mark.parametrize("model, piece, why", [
     (lambda: SequentialState(nn.Linear(10, 8, bias=False), LIFCell(), nn.MaxPool1d(2)),
      "2", "MaxPool1d"),
+    (lambda: SequentialState(nn.Conv2d(1, 2, 3, bias=False), LIFCell(), nn.MaxPool2d(2),
+                             LIFCell()), "2", "MaxPool2d.*use AvgPool2d"),
     (lambda: SequentialState(nn.Linear(10, 8, bias=False), nn.BatchNorm1d(8), LIFCell()),
      "1", "fold the normalization"),
     (lambda: SequentialState(nn.Linear(10, 8, bias=False), Unsupported()), "1", "Unsupported"),
