@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rewire.errors import CompileError, MappingError
+from rewire.errors import MappingError
 from rewire.hw_profiles.profile import HardwareProfile
 
 
