@@ -271,3 +271,206 @@ def test_oversized_raw_file_is_refused_before_reading(fake_root, monkeypatch):
     monkeypatch.setattr(planetoid_raw, "MAX_RAW_BYTES", 100)
     with pytest.raises(GraphDataError, match="bytes, more than the 100"):
         load_planetoid("cora", fake_root)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+@pytest.fixture(scope="module")
+def good_payload(tmp_path_factory):
+    torch.manual_seed(0)
+    cfg = ModelConfig("gcn", 16, 3)
+    path = save_checkpoint(build_model(cfg), cfg, tmp_path_factory.mktemp("ck") / "m.pt",
+                           meta={"dataset": "toy"})
+    return path, torch.load(path, weights_only=True)
+
+
+def _checkpoint_cases(rng, payload, marker):
+    import copy
+
+    def with_(fn):
+        p = copy.deepcopy(payload)
+        fn(p)
+        return p
+
+    cfg_bad = [("typo", 1), ("arch", 3), ("arch", "gat"), ("in_channels", "16"),
+               ("in_channels", 16.0), ("in_channels", True), ("in_channels", 0),
+               ("in_channels", -5), ("hidden", 10**9), ("hidden", 2**80), ("hidden", None),
+               ("out_channels", [3]), ("dropout", "0.1"), ("dropout", float("nan")),
+               ("dropout", 1.0), ("dropout", float("inf")), ("egnn", 1), ("egnn", "yes")]
+    for key, value in cfg_bad:
+        yield f"config.{key}={value!r}", with_(lambda p: p["config"].__setitem__(key, value))
+    yield "config huge (1 KB file, 40 GB model)", with_(lambda p: p["config"].update(
+        in_channels=100_000, hidden=100_000))
+    for key in ("config", "state_dict", "format"):
+        yield f"no {key}", with_(lambda p: p.pop(key))
+    for key, value in [("config", []), ("config", None), ("state_dict", []),
+                       ("state_dict", {"x": 1}), ("meta", [1]), ("format", "other/1")]:
+        yield f"{key}={value!r}", with_(lambda p: p.__setitem__(key, value))
+    names = list(payload["state_dict"])
+    for name in names:
+        yield f"{name} missing", with_(lambda p: p["state_dict"].pop(name))
+        yield f"{name} nan", with_(lambda p: p["state_dict"][name].fill_(float("nan")))
+        yield f"{name} shape", with_(lambda p: p["state_dict"].__setitem__(
+            name, torch.zeros(p["state_dict"][name].numel() + 1)))
+        yield f"{name} int", with_(lambda p: p["state_dict"].__setitem__(
+            name, p["state_dict"][name].long()))
+        yield f"{name} str", with_(lambda p: p["state_dict"].__setitem__(name, "w"))
+        yield f"{name} huge view", with_(lambda p: p["state_dict"].__setitem__(
+            name, torch.zeros(1).expand(10**10)))
+    yield "extra tensor", with_(lambda p: p["state_dict"].__setitem__("x", torch.zeros(2)))
+    for obj in (None, 1, "x", [payload], {"format": payload["format"]}):
+        yield f"top {type(obj).__name__}", obj
+    yield "payload", _Evil(f"touch {marker}")
+
+
+def test_fuzz_checkpoints(good_payload, tmp_path, capsys):
+    """Item 5: every hostile checkpoint (a config field unknown, of the wrong type or asking
+    for a huge model; a state tensor missing, mis-shaped, non-float, NaN or a 10**10-entry
+    view; a pickle payload; bytes damaged) is refused with ValueError naming the file, before
+    anything large is allocated; the payload never runs."""
+    import resource
+
+    rng = random.Random(SEED + 5)
+    path, payload = good_payload
+    marker = tmp_path / "PWNED"
+    raw = path.read_bytes()
+    cases = list(_checkpoint_cases(rng, payload, marker))
+    count, tracebacks = 0, []
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for i, (what, obj) in enumerate(cases):
+        case = tmp_path / f"c{i}.pt"
+        torch.save(obj, case)
+        cases[i] = (what, case)
+    for k in range(150 * SCALE):  # byte damage of a good file
+        data = bytearray(raw)
+        for _ in range(rng.randint(1, 6)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        if rng.random() < 0.3:
+            data = data[: rng.randrange(len(data))]
+        case = tmp_path / f"d{k}.pt"
+        case.write_bytes(bytes(data))
+        cases.append((f"damaged {k}", case))
+    loaded = 0
+    for what, case in cases:
+        count += 1
+        try:
+            load_checkpoint(case)
+        except ValueError as exc:
+            assert str(case) in str(exc), (what, str(exc))
+        except Exception:  # noqa: BLE001
+            tracebacks.append(f"{what}: {traceback.format_exc(limit=3)}")
+        else:
+            loaded += 1
+            assert what.startswith("damaged"), f"{what} was accepted"
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
+    with capsys.disabled():
+        print(f"\nfuzz checkpoints (seed {SEED + 5}): {count} files, {loaded} loaded, "
+              f"{count - loaded - len(tracebacks)} refused, {len(tracebacks)} tracebacks, "
+              f"peak memory +{grown:.0f} MB")
+    assert not marker.exists()
+    assert grown < 500, "a hostile checkpoint allocated a large model"
+    assert not tracebacks, "\n".join(tracebacks[:4])
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+GNN_NUMBERS = ["0", "-1", "1", "3", "nan", "inf", "-inf", "1e308", "999999999", "2", "0.5",
+               "", "x", "10000000000000000000000"]
+
+
+def _gnn_argv(rng, ck, tmp_path):
+    outs = ["", " ", "\x00", str(tmp_path), str(tmp_path) + "/", str(tmp_path / "dangling"),
+            str(tmp_path / "file" / "x.pt"), "/proc/x.pt", str(tmp_path / "o.pt")]
+    roots = ["", "\x00", "/nonexistent", str(tmp_path / "file"), str(tmp_path)]
+    singles = [["train", "--out", o] for o in outs] \
+        + [["train", "--dataset", d, "--data-root", r, "--out", str(tmp_path / "o.pt")]
+           for d in ("cora", "citeseer") for r in roots] \
+        + [["edit", c, "--targets", "1"] for c in ["", "\x00", str(tmp_path),
+                                                  str(tmp_path / "file"), "/dev/null"]]
+    yield from singles
+    for _ in range(250 * SCALE - len(singles)):
+        if rng.random() < 0.4:
+            argv = ["train", "--out", rng.choice(outs[-3:])]
+            for _ in range(rng.randint(1, 3)):
+                argv += [rng.choice(["--hidden", "--dropout", "--epochs", "--seed"]),
+                         rng.choice(GNN_NUMBERS)]
+        else:
+            argv = ["edit", str(ck)]
+            argv += rng.choice([["--targets", *rng.sample(GNN_NUMBERS, rng.randint(1, 3))],
+                                ["--misclassified", rng.choice(GNN_NUMBERS)], []])
+            for _ in range(rng.randint(0, 3)):
+                flag = rng.choice(["--labels", "--k", "--lam", "--lr", "--max-steps",
+                                   "--batch-size", "--seed", "--method", "--mode", "--project",
+                                   "--out", "--record", "--dataset"])
+                if flag in ("--method", "--mode", "--project", "--dataset"):
+                    argv += [flag, rng.choice(["gre", "gre+", "gd", "batch", "independent",
+                                               "update", "toy", "cora", "x", ""])]
+                elif flag in ("--out", "--record"):
+                    argv += [flag, rng.choice(outs)]
+                else:
+                    argv += [flag, rng.choice(GNN_NUMBERS)]
+        yield argv
+
+
+def test_fuzz_gnn_cli(tmp_path, monkeypatch, capsys):
+    """Every hostile argument list to ``python -m rewire.gnn`` ends in argparse's exit 2, an
+    ``error:`` line with exit 2, or a run; never a traceback. Training and editing are
+    replaced by stubs (the point is the checks in front of them)."""
+    from rewire.gnn import __main__ as gnn_cli
+    from rewire.gnn.editor import EditRecord  # noqa: F401 - the stub returns a real record
+
+    torch.manual_seed(0)
+    cfg = ModelConfig("gcn", 16, 3)
+    ck = save_checkpoint(build_model(cfg), cfg, tmp_path / "ck.pt", meta={"dataset": "toy"})
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    monkeypatch.setattr(gnn_cli, "train_model", lambda model, data, **kw: model)
+
+    class _Record:
+        success_rate, steps, seconds_per_edit = 1.0, 1, 0.0
+
+        def to_dict(self):
+            return {}
+
+    monkeypatch.setattr(gnn_cli, "edit", lambda model, data, targets, labels, config:
+                        (model, _Record()))
+    rng = random.Random(SEED + 6)
+    count, tracebacks, outcomes = 0, [], {"argparse": 0, "error": 0, "ok": 0}
+    for argv in _gnn_argv(rng, ck, tmp_path):
+        count += 1
+        err = io.StringIO()
+        try:
+            import contextlib
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                code = gnn_cli.main(argv)
+        except SystemExit as exc:
+            assert exc.code == 2, argv
+            outcomes["argparse"] += 1
+        except Exception:  # noqa: BLE001
+            tracebacks.append(f"{argv!r}: {traceback.format_exc(limit=4)}")
+        else:
+            if code == 2:
+                assert err.getvalue().startswith("error: "), argv
+                outcomes["error"] += 1
+            else:
+                assert code == 0, (argv, err.getvalue())
+                outcomes["ok"] += 1
+    outside = sorted(p.name for p in tmp_path.iterdir()) 
+    with capsys.disabled():
+        print(f"\nfuzz gnn CLI (seed {SEED + 6}): {count} argument lists: {outcomes}, "
+              f"{len(tracebacks)} tracebacks")
+    assert set(outside) <= {"ck.pt", "file", "dangling", "o.pt"}, outside
+    assert not tracebacks, "\n".join(tracebacks[:4])
+
+
+def test_gnn_ctrl_c_exits_130_with_one_line(monkeypatch, tmp_path, capsys):
+    from rewire.gnn import __main__ as gnn_cli
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gnn_cli, "train_model", interrupt)
+    assert gnn_cli.main(["train", "--out", str(tmp_path / "m.pt")]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "m.pt").exists()
