@@ -51,7 +51,7 @@ import torch
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402
 
-from rewire.export.atomic import atomic_path, write_text  # noqa: E402
+from rewire.io import atomic_path, write_text  # noqa: E402
 from rewire.training.budget import SynapseBudget  # noqa: E402
 from rewire.training.data import load_split  # noqa: E402
 from rewire.training.gradr import GradR, apply_gradr  # noqa: E402

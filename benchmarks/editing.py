@@ -46,7 +46,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rewire.export.atomic import write_text  # noqa: E402
+from rewire.io import write_text  # noqa: E402
 from rewire.gnn.data import load_planetoid  # noqa: E402
 from rewire.gnn.editor import MODES, EditConfig, edit, misclassified  # noqa: E402
 from rewire.gnn.models import EGNN, MODELS, accuracy, train_model  # noqa: E402

@@ -4,7 +4,7 @@ Each net is a :class:`rewire.training.model.SpikingMLP` ``(n, n, 10)`` with 10 %
 weights kept (a GradR-pruned net's connectivity), ``n`` chosen so that about the target number
 of synapses stays connected. For each it times, on the CPU:
 
-* ``compile``: :func:`rewire.compile.quantize.compile_network` (scale choice, rounding, netx
+* ``compile``: :func:`rewire.compiler.quantize.compile_network` (scale choice, rounding, netx
   weight grid, core mapping), without calibration data;
 * ``netx``: :func:`rewire.export.netx.write` (int16 dense weights), and as the baseline the
   same file with int64 weights (what the writer did before, and what lava-dl's own exporter
@@ -29,7 +29,7 @@ import h5py
 import numpy as np
 import torch
 
-from rewire.compile.quantize import compile_network
+from rewire.compiler.quantize import compile_network
 from rewire.export import netx, onnx_step
 from rewire.hw_profiles.profile import load_profile
 from rewire.training.model import SpikingMLP

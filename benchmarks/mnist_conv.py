@@ -11,7 +11,7 @@ onnxruntime, the NIR file imported back into Norse)::
     .venv/bin/python benchmarks/mnist_conv.py --data-dir ../shared/datasets/mnist \\
         --epochs 15 --lr 5e-3 --connectivity 0.25 --lava-samples 10 --out build/mnist_conv
 
-It is the same job as ``python -m rewire.export --model conv`` (:mod:`rewire.export.pipeline`);
+It is the same job as ``python -m rewire.export --model conv`` (:mod:`rewire.job.runner`);
 the full report is in ``<out>/report.json``.
 """
 
@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rewire.frontends import nir as nir_frontend
 from rewire.export import nir_graph, onnx_int, onnx_unrolled
-from rewire.export.pipeline import JobSpec, prepare, run
+from rewire.job.runner import JobSpec, prepare, run
 from rewire.training.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +41,7 @@ def exported_accuracies(prep, out: Path) -> dict:
     x, y = prep.split.x_test, prep.split.y_test.numpy()
     norse = prep.model.cpu().eval()(x).numpy()
     onnx_z = onnx_unrolled.run(out / "model_unrolled.onnx", x.numpy())
-    nir_z = nir_graph.from_nir(out / "model.nir")(x).numpy()
+    nir_z = nir_frontend.from_nir(out / "model.nir")(x).numpy()
     net_meta = onnx_int.session(out / "model_int.onnx").get_modelmeta().custom_metadata_map
     payload = np.round(x.numpy() * int(net_meta["input_max_value"])).astype(np.int64)
     int_z = onnx_int.run(out / "model_int.onnx", np.broadcast_to(payload, (prep.model.steps,

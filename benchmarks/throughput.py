@@ -7,7 +7,7 @@ when present, else uniform noise), constant current x4. Both runtimes get the sa
 threads (``--threads``, default 1: the machine is shared). The integer chip model runs twice:
 as exported (each layer's synaptic sum in float32 ``MatMul`` where that is exact,
 :func:`rewire.export.onnx_int.accumulators`) and with its 784x800 layer forced onto the int64
-``MatMul`` fallback; both must equal ``rewire.compile.simulate.simulate`` spike for spike, the
+``MatMul`` fallback; both must equal ``rewire.compiler.simulate.simulate`` spike for spike, the
 float graphs Norse. One run prints one table::
 
     .venv/bin/python benchmarks/throughput.py [--steps 8] [--repeats 5] [--threads 1]
@@ -24,8 +24,8 @@ import torch
 
 import dataclasses
 
-from rewire.compile.quantize import compile_network
-from rewire.compile.simulate import encode_input, simulate
+from rewire.compiler.quantize import compile_network
+from rewire.compiler.simulate import encode_input, simulate
 from rewire.export import onnx_graph, onnx_int, onnx_step, onnx_unrolled
 from rewire.hw_profiles.profile import load_profile
 from rewire.training.model import SpikingMLP

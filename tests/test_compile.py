@@ -7,8 +7,8 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from rewire.compile import simulate as sim
-from rewire.compile.quantize import (CompileError, compile_network, decay_constant,
+from rewire.compiler import simulate as sim
+from rewire.compiler.quantize import (CompileError, compile_network, decay_constant,
                                      netx_effective_weights, netx_exact, to_netx_grid)
 from rewire.training.model import NeuronConfig, SpikingMLP
 

@@ -1,5 +1,5 @@
 """Conformance: Lava's netx run (Loihi2SimCfg fixed point) equals the integer reference
-(:func:`rewire.compile.simulate.simulate`) spike for spike at every step, on hypothesis-generated
+(:func:`rewire.compiler.simulate.simulate`) spike for spike at every step, on hypothesis-generated
 networks (issue 4, item 3).
 
 Lava starts one OS process per Lava process, so a run costs ~0.5 s whatever its size. To test
@@ -27,8 +27,8 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from rewire.compile import simulate as sim
-from rewire.compile.quantize import compile_network, netx_effective_weights, to_netx_grid
+from rewire.compiler import simulate as sim
+from rewire.compiler.quantize import compile_network, netx_effective_weights, to_netx_grid
 from rewire.export import netx
 from rewire.training.model import NeuronConfig, SpikingMLP
 

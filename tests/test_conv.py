@@ -12,11 +12,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from torch.nn import functional as F
 
-from rewire.compile import simulate as sim
-from rewire.compile.network import CompiledLayer
-from rewire.compile.quantize import CompileError, compile_network, conv_patches
+from rewire.frontends import nir as nir_frontend
+from rewire.compiler import simulate as sim
+from rewire.compiler.network import CompiledLayer
+from rewire.compiler.quantize import CompileError, compile_network, conv_patches
 from rewire.export import netx
-from rewire.export.pipeline import JobSpec, prepare
+from rewire.job.runner import JobSpec, prepare
 from rewire.training.conv import SpikingConvNet, SumPool2d, image_shape
 from rewire.training.gradr import apply_gradr
 
@@ -269,7 +270,7 @@ def test_conv_job_writes_onnx_and_nir_that_reproduce_it(tmp_path):
     on the whole test set the integer ONNX has the report's quantized accuracy, the unrolled
     float ONNX and the Norse model imported from the NIR file give the same output spikes."""
     from rewire.export import nir_graph, onnx_int, onnx_unrolled
-    from rewire.export.pipeline import run
+    from rewire.job.runner import run
     from rewire.training.train import TrainConfig
 
     spec = JobSpec(out=str(tmp_path), model="conv", channels=(4,), kernels=(3,), strides=(1,),
@@ -283,7 +284,7 @@ def test_conv_job_writes_onnx_and_nir_that_reproduce_it(tmp_path):
     payload = np.round(x * prep.split.max_value).astype(np.int64)[None].repeat(8, 0)
     counts = onnx_int.run(tmp_path / "model_int.onnx", payload).sum(0)
     assert np.mean(counts.argmax(-1) == y) == report["result"]["quantized_accuracy"]
-    imported = nir_graph.from_nir(tmp_path / "model.nir")
+    imported = nir_frontend.from_nir(tmp_path / "model.nir")
     assert isinstance(imported, SpikingConvNet)
     with torch.no_grad():
         norse = imported(torch.as_tensor(x)).numpy()

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from rewire.compile import simulate as sim
-from rewire.compile.equivalence import compare
-from rewire.compile.quantize import compile_network
+from rewire.compiler import simulate as sim
+from rewire.compiler.equivalence import compare
+from rewire.compiler.quantize import compile_network
 
 from conftest import random_network
 

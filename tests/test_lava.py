@@ -7,8 +7,8 @@ import h5py
 import numpy as np
 import pytest
 
-from rewire.compile import simulate as sim
-from rewire.compile.quantize import compile_network
+from rewire.compiler import simulate as sim
+from rewire.compiler.quantize import compile_network
 from rewire.export import netx
 
 from conftest import random_network, requires_lava

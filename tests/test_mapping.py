@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from rewire.compile.mapping import (OUTPUT_CORE, LayerConnectivity, MappingError, check_network,
+from rewire.compiler.mapping import (OUTPUT_CORE, LayerConnectivity, MappingError, check_network,
                                     map_layers, write_json, write_png)
-from rewire.compile.quantize import CompileError
+from rewire.compiler.quantize import CompileError
 from rewire.training.budget import make_budget
 from rewire.training.data import Split
 from rewire.training.model import SpikingMLP
 from rewire.training.train import TrainConfig
 from rewire.export.__main__ import main
-from rewire.export.pipeline import JobSpec, Prepared, export_formats, run
+from rewire.job.runner import JobSpec, Prepared, export_formats, run
 from rewire.hw_profiles.profile import PROFILE_DIR, load_profile
 
 
@@ -77,7 +77,7 @@ def test_fan_in_and_fan_out_per_core(loihi2):
 
 
 def test_every_neuron_placed_and_old_import_works(small_net):
-    from rewire.compile.network import CoreMapping
+    from rewire.compiler.network import CoreMapping
 
     _, net = small_net
     assert isinstance(net.mapping, CoreMapping)

@@ -11,7 +11,8 @@ import pytest
 import torch
 from hypothesis import assume, event, given, strategies as st
 
-from rewire.compile.quantize import compile_network
+from rewire.frontends import nir as nir_frontend
+from rewire.compiler.quantize import compile_network
 from rewire.export import nir_graph
 from rewire.training.conv import SpikingConvNet, SumPool2d
 from rewire.training.model import NeuronConfig
@@ -59,13 +60,13 @@ def test_write_read_keeps_everything(small_net, tmp_path):
     for name in ("fc1", "fc2"):
         np.testing.assert_array_equal(back.nodes[name].weight, g.nodes[name].weight)
     np.testing.assert_array_equal(back.nodes["lif2"].v_threshold, g.nodes["lif2"].v_threshold)
-    assert nir_graph.from_nir(path).neuron == net.neuron  # decimal constants come back exactly
+    assert nir_frontend.from_nir(path).neuron == net.neuron  # decimal constants come back exactly
 
 
 def test_euler_step_of_the_nir_equations_is_norse(small_net):
     """The NIR equations integrated with forward Euler at the metadata's dt (what snnTorch's
     and Norse's importers do) give the Norse model's spikes: checks the R, w_in and threshold
-    scaling independently of :func:`nir_graph.from_nir`."""
+    scaling independently of :func:`nir_frontend.from_nir`."""
     model, net = small_net
     g = nir_graph.to_nir(net)
     dt = g.metadata["dt"]
@@ -99,7 +100,7 @@ def test_round_trip_norse_nir_norse_is_identical(loihi2, tmp_path_factory, case,
     model = block_network(case, steps=20, neuron=neuron)
     net = compile_network(model, loihi2, 16)
     path = nir_graph.write(net, tmp_path_factory.mktemp("nir") / "m.nir")
-    back = nir_graph.from_nir(path)
+    back = nir_frontend.from_nir(path)
     for field in ("tau_syn_inv", "tau_mem_inv", "v_th", "dt"):
         assert getattr(back.neuron, field) == pytest.approx(getattr(neuron, field), rel=1e-14)
     assert back.encoding == model.encoding
@@ -119,14 +120,14 @@ def test_from_nir_refuses_what_it_cannot_import(small_net):
     g = nir_graph.to_nir(net)
     no_dt = nir.NIRGraph(nodes=g.nodes, edges=g.edges, metadata={})
     with pytest.raises(ValueError, match="dt"):
-        nir_graph.from_nir(no_dt)
-    assert nir_graph.from_nir(no_dt, dt=1e-3).sizes == net.sizes
+        nir_frontend.from_nir(no_dt)
+    assert nir_frontend.from_nir(no_dt, dt=1e-3).sizes == net.sizes
     g.nodes["lif1"] = nir.LIF(tau=np.ones(20), r=np.ones(20), v_leak=np.zeros(20),
                               v_threshold=np.ones(20))
     with pytest.raises(NotImplementedError, match="LIF"):
-        nir_graph.from_nir(g)
+        nir_frontend.from_nir(g)
     with pytest.raises(FileNotFoundError):
-        nir_graph.read("/nonexistent/m.nir")
+        nir_frontend.read("/nonexistent/m.nir")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,7 +265,7 @@ def test_conv_round_trip_norse_nir_norse_is_identical(loihi2, tmp_path_factory, 
     model = conv_model(case)
     net = compile_network(model, loihi2, 16)
     path = nir_graph.write(net, tmp_path_factory.mktemp("nir") / "c.nir")
-    back = nir_graph.from_nir(path)
+    back = nir_frontend.from_nir(path)
     assert isinstance(back, SpikingConvNet) and back.shapes == model.shapes
     assert back.encoding == model.encoding and back.steps == model.steps
     assert back.input_gain == (model.input_gain if model.encoding == "current" else 1.0)
@@ -323,7 +324,7 @@ def _set(graph, name, **fields):
 def test_from_nir_refuses_conv_graphs_it_cannot_import(conv_net_compiled, edit, match):
     """Every refusal is a NotImplementedError naming the node and what is supported."""
     with pytest.raises(NotImplementedError, match=match) as err:
-        nir_graph.from_nir(edit(_conv_graph(conv_net_compiled)))
+        nir_frontend.from_nir(edit(_conv_graph(conv_net_compiled)))
     assert "supported" in str(err.value) or "distinct" in str(err.value)
 
 
@@ -339,22 +340,22 @@ def test_from_nir_refuses_conv_chains_in_the_wrong_order(conv_net_compiled):
 
     # a conv after the Linear
     with pytest.raises(NotImplementedError, match="'conv2': Conv2d after the Linear 'fc1'"):
-        nir_graph.from_nir(chain("conv1", "lif1", "flatten", "fc1", "lif4", "conv2", "lif2"))
+        nir_frontend.from_nir(chain("conv1", "lif1", "flatten", "fc1", "lif4", "conv2", "lif2"))
     # a pool before any conv, two pools in a row
     with pytest.raises(NotImplementedError, match="'pool1': SumPool2d not right after"):
-        nir_graph.from_nir(chain("pool1", "lif3", "conv1", "lif1"))
+        nir_frontend.from_nir(chain("pool1", "lif3", "conv1", "lif1"))
     with pytest.raises(NotImplementedError, match="'pool2': SumPool2d not right after"):
-        nir_graph.from_nir(chain("conv1", "lif1", "pool1", "lif3", "pool2", "lif5",
+        nir_frontend.from_nir(chain("conv1", "lif1", "pool1", "lif3", "pool2", "lif5",
                                  pool2=nodes["pool1"], lif5=nodes["lif3"]))
     # a conv chain without a Linear, a synaptic node without its CubaLIF
     with pytest.raises(NotImplementedError, match="does not end in Flatten -> Linear"):
-        nir_graph.from_nir(chain("conv1", "lif1"))
+        nir_frontend.from_nir(chain("conv1", "lif1"))
     with pytest.raises(NotImplementedError, match="'conv1'.*not followed by a CubaLIF"):
-        nir_graph.from_nir(chain("conv1", "conv2", "lif2"))
+        nir_frontend.from_nir(chain("conv1", "conv2", "lif2"))
     # pools with different weights
     lif5 = dataclasses.replace(nodes["lif3"], w_in=2 * nodes["lif3"].w_in)
     with pytest.raises(NotImplementedError, match="different weights"):
-        nir_graph.from_nir(chain("conv1", "lif1", "pool1", "lif3", "conv2", "lif2", "pool2",
+        nir_frontend.from_nir(chain("conv1", "lif1", "pool1", "lif3", "conv2", "lif2", "pool2",
                                  "lif5", "flatten", "fc1", "lif4", pool2=nodes["pool1"],
                                  lif5=lif5))
 

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, Phase, assume, given, settings, strategies a
 from onnx import TensorProto, helper
 from torch.nn import functional as F
 
-from rewire.compile import simulate
-from rewire.compile.quantize import compile_network
+from rewire.compiler import simulate
+from rewire.compiler.quantize import compile_network
 from rewire.export import onnx_graph, onnx_int, onnx_step, onnx_unrolled
 from rewire.training.conv import SpikingConvNet
 from rewire.training.model import NeuronConfig, SpikingMLP

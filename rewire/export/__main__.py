@@ -20,7 +20,7 @@ import argparse
 import json
 import sys
 
-from rewire.compile.quantize import CompileError
+from rewire.compiler.quantize import CompileError
 from rewire.hw_profiles.profile import ProfileError, list_profiles, load_profile
 from rewire.training.budget import BudgetError
 from rewire.training.data import DATASETS, DataError
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.show_profile:
             print(json.dumps(load_profile(args.show_profile).to_dict(), indent=2))
             return 0
-        from rewire.export.pipeline import JobSpec, prepare, run
+        from rewire.job.runner import JobSpec, prepare, run
 
         spec = JobSpec(
             profile=args.profile, out=args.out, dataset=args.dataset, data_dir=args.data_dir,

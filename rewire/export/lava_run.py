@@ -51,7 +51,7 @@ def run_netx(path: str | Path, payload: np.ndarray, sparse: bool = True,
         sparse: load dense layers as Lava ``Sparse`` synapses (``sparse_fc_layer``).
         aligned: append the file's ``lava_delay_steps`` (``L``) silent steps to the input and
             drop the first ``L`` outputs, so output step ``t`` answers input step ``t``
-            (equal to ``rewire.compile.simulate.simulate(net, payload)``).
+            (equal to ``rewire.compiler.simulate.simulate(net, payload)``).
 
     Returns:
         Output spikes ``(T, n_out)`` as uint8 (a feature-map output is flattened back in

@@ -9,7 +9,7 @@ Layout read by ``lava.lib.dl.netx.hdf5.Network`` (lava-dl 0.6, ``netx/hdf5.py``)
     /layer/<k>/shape       int (n_out,)
     /layer/<k>/weight      int16 (n_out, n_in): chip weights (even values in [-254, 254] on
                            loihi2, largest magnitude >= 128 so that netx's optimize_weight_bits
-                           keeps them exact; see rewire.compile.quantize.netx_effective_weights)
+                           keeps them exact; see rewire.compiler.quantize.netx_effective_weights)
     /layer/<k>/neuron/     type b"CUBA", iDecay, vDecay, vThMant, refDelay, gradedSpike
 
 A dense layer whose synapses are all pruned (netx crashes on it, lava #501) is written with
@@ -39,7 +39,7 @@ Without conv layers there is no ``input`` layer: the source feeds the first dens
 ``current`` encoding the source sends graded spikes, so load the file with
 ``Network(net_config=path, input_message_bits=<file attr input_message_bits>)``; pass
 ``sparse_fc_layer=True`` to keep the pruned synapses sparse. Each dense layer in Lava delivers
-its input one step later (see :mod:`rewire.compile.simulate`).
+its input one step later (see :mod:`rewire.compiler.simulate`).
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ import h5py
 import numpy as np
 
 from rewire import __version__
-from rewire.compile.network import CompiledLayer, CompiledNetwork
-from rewire.export.atomic import atomic_path
+from rewire.compiler.network import CompiledLayer, CompiledNetwork
+from rewire.io import atomic_path
 
 
 def _string(group: h5py.Group, key: str, value: str) -> None:

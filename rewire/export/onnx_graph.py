@@ -33,8 +33,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from rewire import __version__
-from rewire.compile.network import CompiledLayer, CompiledNetwork
-from rewire.export.atomic import atomic_path
+from rewire.compiler.network import CompiledLayer, CompiledNetwork
+from rewire.io import atomic_path
 
 OPSET = 17
 IR_VERSION = 8  # the IR version of opset 17; onnxruntime 1.23 reads IR <= 11
@@ -77,7 +77,7 @@ def conv2d(b: GraphBuilder, s: str, layer: CompiledLayer, weight_name: str,
     Reshape``.
 
     The value ``s (batch, C*H*W)`` (neurons numbered as ``x.flatten()`` of a ``(C, H, W)``
-    map, as in :class:`rewire.compile.network.CompiledNetwork`) is reshaped to
+    map, as in :class:`rewire.compiler.network.CompiledNetwork`) is reshaped to
     ``(batch, *layer.in_shape)``, convolved by ONNX ``Conv`` (cross-correlation: kernel
     ``weight (C_out, C_in/groups, kH, kW)`` float32, ``layer.stride``, symmetric zero
     ``layer.padding``, ``group = layer.groups``; torch ``conv2d`` semantics) and flattened back

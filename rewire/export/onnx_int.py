@@ -1,5 +1,5 @@
 r"""Integer ONNX of the chip model: the fixed-point CUBA step of
-:func:`rewire.compile.simulate.simulate`, in int64 ONNX operators, so a deployment team can
+:func:`rewire.compiler.simulate.simulate`, in int64 ONNX operators, so a deployment team can
 check the chip's behaviour with onnxruntime alone. Values are int64; synaptic sums run in
 float32 where that is provably exact (below).
 
@@ -47,7 +47,7 @@ graph optimizations pick on AVX2 (blocked, pointwise, depthwise), are checked ex
 providers (e.g. cuDNN, which may pick Winograd or TF32) are not checked.
 
 Files: ``x`` is the integer input payload (int64; graded pixel values for ``current``
-encoding, 0/1 spikes for ``rate``; :func:`rewire.compile.simulate.encode_input`), states
+encoding, 0/1 spikes for ``rate``; :func:`rewire.compiler.simulate.encode_input`), states
 ``u<k>, v<k>`` (and ``p<k>``) int64, spikes int64 0/1. :func:`build` writes the ``Scan``
 model ``x (T, batch, n_in) -> z (T, batch, n_out)``; :func:`build_step` the per-step one.
 """
@@ -61,11 +61,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from rewire.compile.network import CompiledNetwork
+from rewire.compiler.network import CompiledNetwork
 from rewire.export.onnx_graph import (GraphBuilder, StepBody, body_from_meta, conv2d, map_shape,
                                       run_steps, save, scan_model, session, step_model)
 
-USAGE_SCAN = ("feed the integer payload x (T, batch, n_in) int64 (rewire.compile.simulate."
+USAGE_SCAN = ("feed the integer payload x (T, batch, n_in) int64 (rewire.compiler.simulate."
               "encode_input); z (T, batch, n_out) int64 0/1 equals the chip model's spikes")
 USAGE_STEP = ("loop over T steps: feed x (batch, n_in) int64 and the previous *_out states "
               "(zeros at t=0); z is the output spike vector")
@@ -123,7 +123,7 @@ def accumulators(net: CompiledNetwork) -> tuple[Accumulator, ...]:
                 f"sum|W_int| * max input = {row} * {m} = {row * m} >= 2**24, where the float32 "
                 f"Conv this file uses (onnxruntime's CPU Conv is float only) stops being exact; "
                 f"compile with a smaller input_max_value, or check this net with "
-                f"rewire.compile.simulate / netx instead")
+                f"rewire.compiler.simulate / netx instead")
         out.append(Accumulator("float32" if exact else "int64", row, m))
     return tuple(out)
 
@@ -234,7 +234,7 @@ def build(net: CompiledNetwork, lava_delay: bool = False) -> onnx.ModelProto:
 
     Example:
         >>> from rewire.hw_profiles.profile import load_profile
-        >>> from rewire.compile.quantize import compile_network
+        >>> from rewire.compiler.quantize import compile_network
         >>> from rewire.training.model import SpikingMLP
         >>> net = compile_network(SpikingMLP((4, 3, 2)), load_profile("loihi2"), 16)
         >>> build(net).graph.input[0].type.tensor_type.elem_type == TensorProto.INT64
@@ -273,7 +273,7 @@ def run(path, payload: np.ndarray, sess=None) -> np.ndarray:
 
     Returns:
         Output spikes ``(T, B, n_out)`` uint8, comparable with
-        ``rewire.compile.simulate.simulate(net, payload)[-1]``.
+        ``rewire.compiler.simulate.simulate(net, payload)[-1]``.
 
     Raises:
         ValueError: a payload value's magnitude exceeds the file's ``exact_payload_max``
@@ -287,8 +287,8 @@ def run(path, payload: np.ndarray, sess=None) -> np.ndarray:
         raise ValueError(
             f"integer ONNX run: payload magnitude {int(np.abs(payload).max())} exceeds the "
             f"file's exact_payload_max = {limit} (its first layer sums in float32, exact only "
-            f"below 2**24); encode the input with rewire.compile.simulate.encode_input, or "
-            f"compare with rewire.compile.simulate.simulate")
+            f"below 2**24); encode the input with rewire.compiler.simulate.encode_input, or "
+            f"compare with rewire.compiler.simulate.simulate")
     if meta["kind"] == "int_step":
         out = run_steps(sess, payload, states, np.int64)
     else:

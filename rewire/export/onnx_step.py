@@ -32,7 +32,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from rewire.compile.network import CompiledNetwork
+from rewire.compiler.network import CompiledNetwork
 from rewire.export.onnx_graph import (GraphBuilder, StepBody, body_from_meta, conv2d, map_shape,
                                       run_steps, save, session, step_model)
 
@@ -105,7 +105,7 @@ def build(net: CompiledNetwork) -> onnx.ModelProto:
 
     Example:
         >>> from rewire.hw_profiles.profile import load_profile
-        >>> from rewire.compile.quantize import compile_network
+        >>> from rewire.compiler.quantize import compile_network
         >>> from rewire.training.model import SpikingMLP
         >>> net = compile_network(SpikingMLP((4, 3, 2)), load_profile("loihi2"), 16)
         >>> [i.name for i in build(net).graph.input]

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from rewire.compile.network import CompiledNetwork
+from rewire.compiler.network import CompiledNetwork
 from rewire.export.onnx_graph import save, scan_model, session
 from rewire.export.onnx_step import encode_sequence, float_body
 
@@ -32,7 +32,7 @@ def build(net: CompiledNetwork) -> onnx.ModelProto:
 
     Example:
         >>> from rewire.hw_profiles.profile import load_profile
-        >>> from rewire.compile.quantize import compile_network
+        >>> from rewire.compiler.quantize import compile_network
         >>> from rewire.training.model import SpikingMLP
         >>> net = compile_network(SpikingMLP((4, 3, 2)), load_profile("loihi2"), 16)
         >>> m = build(net)

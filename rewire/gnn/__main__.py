@@ -25,7 +25,7 @@ import sys
 
 import torch
 
-from rewire.export.atomic import write_text
+from rewire.io import write_text
 from rewire.gnn.data import DATASETS, GraphDataError, load_graph
 from rewire.gnn.editor import METHODS, MODES, PROJECTIONS, EditConfig, edit, misclassified
 from rewire.gnn.models import (EGNN, MAX_PARAMETERS, MODELS, ModelConfig, accuracy,

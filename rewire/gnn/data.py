@@ -18,6 +18,7 @@ import torch_geometric.transforms as T
 from torch_geometric.data import Data
 from torch_geometric.datasets import Planetoid
 
+from rewire.errors import DataError
 from rewire.gnn.planetoid_raw import PARTS, PlanetoidFileError, read_raw, write_clean
 
 __all__ = ["DATASETS", "GraphDataError", "load_graph", "load_planetoid", "toy_graph"]
@@ -28,7 +29,7 @@ PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer"}
 DATASETS = (*PLANETOID, "toy")
 
 
-class GraphDataError(ValueError):
+class GraphDataError(DataError):
     """A graph could not be loaded: missing files, unknown name or malformed input."""
 
 

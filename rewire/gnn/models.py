@@ -21,7 +21,7 @@ from torch_geometric.data import Data
 from torch_geometric.nn import GCNConv, SAGEConv
 from torch_geometric.nn.models import MLP
 
-from rewire.export.atomic import atomic_path
+from rewire.io import atomic_path
 
 __all__ = ["EGNN", "GCN", "MODELS", "ModelConfig", "SAGE", "accuracy", "build_model",
            "load_checkpoint", "predict", "save_checkpoint", "train_model"]

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from rewire.errors import DataError
+
 __all__ = ["MAX_FEATURE_ENTRIES", "MAX_RAW_BYTES", "PlanetoidFileError", "RestrictedUnpickler",
            "read_raw", "restricted_loads", "write_clean"]
 
@@ -38,7 +40,7 @@ MAX_FEATURE_ENTRIES = 1 << 26
 NUMERIC_KINDS = "biuf"
 
 
-class PlanetoidFileError(ValueError):
+class PlanetoidFileError(DataError):
     """A Planetoid raw file names a global outside the format, or its content is malformed."""
 
 

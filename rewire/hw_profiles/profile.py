@@ -55,6 +55,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+from rewire.errors import ProfileError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -69,12 +70,6 @@ SYNAPSE_STORAGE = ("sparse", "dense", "dense_pow2")
 PROFILE_DIR = Path(__file__).resolve().parent
 
 
-class ProfileError(ValueError):
-    """A hardware profile is missing, malformed or out of range.
-
-    The message names the file and the field (``limits.cores``), says what was found
-    and what is allowed.
-    """
 
 
 def _int_field(lo: int, hi: int | None = None, doc: str = "", default: Any = dataclasses.MISSING,
@@ -210,7 +205,7 @@ class NeuronFormat:
     """Fixed-point neuron of the chip (REFERENCE §3 for ``cuba``).
 
     Attributes:
-        model: ``"cuba"`` (Loihi current-based LIF, the model :mod:`rewire.compile` compiles),
+        model: ``"cuba"`` (Loihi current-based LIF, the model :mod:`rewire.compiler` compiles),
             ``"cuba_bitshift"`` (Xylo: LIF with synaptic current, decays by bit shifts),
             ``"iaf"`` (DYNAP-CNN/Speck: integrate-and-fire without leak) or ``"truenorth"``
             (TrueNorth LIF with linear leak).

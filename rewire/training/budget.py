@@ -29,12 +29,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from rewire.errors import BudgetError
 from rewire.hw_profiles.profile import HardwareProfile
 from rewire.training.gradr import hidden_params
 
 
-class BudgetError(ValueError):
-    """A budget is infeasible or contradicts the profile; the message says which option to change."""
 
 
 @dataclass(frozen=True)

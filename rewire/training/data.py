@@ -23,14 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rewire.errors import DataError
 
 DATASETS = ("digits", "mnist")
 MNIST_FILES = (("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
                ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"))
 
 
-class DataError(ValueError):
-    """A data set is unknown, or its files are missing or malformed."""
 
 
 @dataclass(frozen=True)

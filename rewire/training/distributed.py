@@ -31,7 +31,7 @@ import torch
 from torch import distributed as dist
 from torch import nn
 
-from rewire.export.atomic import atomic_path, write_text
+from rewire.io import atomic_path, write_text
 from rewire.training.budget import SynapseBudget
 from rewire.training.data import DATASETS, load_split
 from rewire.training.gradr import hidden_params

@@ -12,10 +12,10 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from rewire.compile import simulate as sim
-from rewire.compile.quantize import compile_network
+from rewire.compiler import simulate as sim
+from rewire.compiler.quantize import compile_network
 from rewire.export import netx, onnx_step
-from rewire.export.atomic import atomic_path, write_text
+from rewire.io import atomic_path, write_text
 from rewire.hw_profiles.profile import load_profile
 
 from conftest import examples, random_network

@@ -33,9 +33,9 @@ import traceback
 
 import torch
 
-from rewire.compile.quantize import CompileError, compile_network
+from rewire.compiler.quantize import CompileError, compile_network
 from rewire.export import __main__ as cli
-from rewire.export import pipeline
+from rewire.job import runner as pipeline
 from rewire.hw_profiles.profile import (HardwareProfile, ProfileError, list_profiles,
                                         load_profile)
 from rewire.training import data as data_module

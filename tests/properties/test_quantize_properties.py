@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 from hypothesis import assume, given, strategies as st
 
-from rewire.compile.quantize import (ACTIVATION_MAX, CompileError, compile_network,
+from rewire.compiler.quantize import (ACTIVATION_MAX, CompileError, compile_network,
                                      decay_constant, quantize_layer)
 from rewire.hw_profiles.profile import load_profile
 from rewire.training.model import NeuronConfig

@@ -6,7 +6,7 @@ import dataclasses
 import json
 
 from rewire import __version__
-from rewire.compile.network import CompiledNetwork
+from rewire.compiler.network import CompiledNetwork
 from rewire.training.budget import SynapseBudget
 from rewire.training.train import TrainResult
 
@@ -79,7 +79,7 @@ def build_float_report(profile, sizes: tuple, steps: int, encoding: str, cores, 
     with ``quantized_accuracy`` ``None`` and the per-layer fixed-point fields left out.
 
     Args:
-        cores: the :class:`rewire.compile.mapping.CoreMapping` of the trained float network.
+        cores: the :class:`rewire.compiler.mapping.CoreMapping` of the trained float network.
         reason: why nothing was compiled (shown for the quantized accuracy and Lava check).
     """
     neurons, synapses = sum(cores.neurons_per_layer), sum(cores.synapses_per_layer)

@@ -1,8 +1,8 @@
-"""The machinery of :mod:`rewire.compile.mapping`: layer connectivity, the first-fit decreasing
+"""The machinery of :mod:`rewire.compiler.mapping`: layer connectivity, the first-fit decreasing
 packer, the whole-layer assignment, the network-level checks and the overflow errors.
 
-See :mod:`rewire.compile.mapping` for what is counted against which limit and why the packing
-is what it is; this module holds the parts, :func:`rewire.compile.mapping.map_layers` puts
+See :mod:`rewire.compiler.mapping` for what is counted against which limit and why the packing
+is what it is; this module holds the parts, :func:`rewire.compiler.mapping.map_layers` puts
 them together.
 """
 
@@ -14,22 +14,10 @@ from typing import Sequence
 
 import numpy as np
 
-from rewire.compile.quantize import CompileError
+from rewire.errors import CompileError, MappingError
 from rewire.hw_profiles.profile import HardwareProfile
 
 
-class MappingError(CompileError):
-    """The network does not fit the chip's cores.
-
-    Attributes:
-        limit: the profile field that overflows (``"limits.neurons_per_core"``, ...).
-        layer: the layer that does not fit (``""`` when the whole network is meant).
-        needed, allowed: the amount needed and the amount the limit allows.
-    """
-
-    def __init__(self, message: str, limit: str, layer: str, needed: int, allowed: int):
-        super().__init__(message)
-        self.limit, self.layer, self.needed, self.allowed = limit, layer, needed, allowed
 
 
 @dataclass(frozen=True)
@@ -69,7 +57,7 @@ class LayerConnectivity:
 # ----------------------------------------------------------------------------- packing
 
 class CoreBin:
-    """One core being filled (mutable; :func:`rewire.compile.mapping.map_layers` turns it into
+    """One core being filled (mutable; :func:`rewire.compiler.mapping.map_layers` turns it into
     a ``CoreUsage``).
 
     Attributes:
@@ -101,7 +89,7 @@ def dense_words(storage: str, n_in: int, k: int, axons: int) -> int:
 
 
 class Packer:
-    """First-fit decreasing over the profile's cores (:mod:`rewire.compile.mapping`).
+    """First-fit decreasing over the profile's cores (:mod:`rewire.compiler.mapping`).
 
     ``open`` lists the cores opened so far, in opening order; cores past ``limits.cores`` are
     still opened (with the uniform capacity) so that an overflow error can say how many would

@@ -1,7 +1,7 @@
 """Equivalence report: where quantization changes behaviour, layer by layer and step by step.
 
 For one input set, the float Norse model and the integer chip model
-(:func:`rewire.compile.simulate.simulate`, which Lava's netx run equals spike for spike) are run
+(:func:`rewire.compiler.simulate.simulate`, which Lava's netx run equals spike for spike) are run
 side by side and every layer's spike trains compared:
 
 * **spike agreement**: fraction of (step, sample, neuron) entries where both models agree
@@ -16,7 +16,7 @@ every layer answers input step ``t`` in both. No other SNN tool reports this bef
 
 Example:
     >>> import numpy as np, torch
-    >>> from rewire.compile.quantize import compile_network
+    >>> from rewire.compiler.quantize import compile_network
     >>> from rewire.hw_profiles.profile import load_profile
     >>> from rewire.training.model import SpikingMLP
     >>> _ = torch.manual_seed(0)
@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from rewire.compile import simulate
-from rewire.compile.network import CompiledNetwork
+from rewire.compiler import simulate
+from rewire.compiler.network import CompiledNetwork
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def compare(model: torch.nn.Module, net: CompiledNetwork, inputs: np.ndarray,
     Args:
         model: the trained float model (:class:`rewire.training.model.SpikingMLP` or any model
             with ``cells``, ``encode`` and ``run_encoded``), not modified.
-        net: ``model`` compiled (:func:`rewire.compile.quantize.compile_network`).
+        net: ``model`` compiled (:func:`rewire.compiler.quantize.compile_network`).
         inputs: current encoding: ``x`` ``(B, n_in)`` in [0, 1] (the float model gets
             ``input_gain * x``, the integer model the payload ``round(x * input_max_value)``);
             rate encoding: the 0/1 spike trains ``(T, B, n_in)`` both models get.

@@ -16,7 +16,7 @@ from rewire.hw_profiles.profile import HardwareProfile
 from rewire.training.model import NeuronConfig
 
 if TYPE_CHECKING:  # pragma: no cover - the mapping module imports quantize, which imports this
-    from rewire.compile.mapping import CoreMapping
+    from rewire.compiler.mapping import CoreMapping
 
 FORMAT_VERSION = 1
 
@@ -109,7 +109,7 @@ class CompiledNetwork:
         input_gain: float input current per unit of ``x`` (current encoding).
         input_max_value: integer payload that stands for ``x = 1`` (16 for digits).
         profile: the :class:`HardwareProfile` compiled for.
-        mapping: the :class:`rewire.compile.mapping.CoreMapping` (where every neuron sits).
+        mapping: the :class:`rewire.compiler.mapping.CoreMapping` (where every neuron sits).
         format_version: version of this representation and of the files written from it.
     """
 
@@ -152,9 +152,9 @@ class CompiledNetwork:
 
 
 def __getattr__(name: str):
-    """``CoreMapping`` moved to :mod:`rewire.compile.mapping`; old imports keep working."""
+    """``CoreMapping`` moved to :mod:`rewire.compiler.mapping`; old imports keep working."""
     if name == "CoreMapping":
-        from rewire.compile.mapping import CoreMapping
+        from rewire.compiler.mapping import CoreMapping
 
         return CoreMapping
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

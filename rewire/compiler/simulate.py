@@ -15,8 +15,8 @@ of exactly :math:`+2^{23}` is kept, values above it lose :math:`2^{24}`, values 
 ``a_in`` port only adds it to int16 zeros, which numpy widens to int32 (checked spike for spike
 by ``tests/test_conformance.py`` with activations far above :math:`2^{15}`); the compiler keeps
 ``a`` within 16 bits on calibration data anyway. ``W_int`` must be the weights Lava applies,
-which :func:`rewire.compile.quantize.compile_network` guarantees (see
-:func:`rewire.compile.quantize.netx_effective_weights`). A dense :math:`W_\mathrm{int} s` is
+which :func:`rewire.compiler.quantize.compile_network` guarantees (see
+:func:`rewire.compiler.quantize.netx_effective_weights`). A dense :math:`W_\mathrm{int} s` is
 computed with float64 BLAS when every sum stays below :math:`2^{53}` (exact), else in int64.
 For a ``conv`` layer :math:`W_\mathrm{int} s` is the 2-D cross-correlation of the
 ``(C, H, W)`` input map with the integer kernel (torch ``conv2d`` semantics: stride, zero
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rewire.compile.network import CompiledLayer, CompiledNetwork
+from rewire.compiler.network import CompiledLayer, CompiledNetwork
 
 
 def _decay(x: np.ndarray, decay: int, decay_bits: int) -> np.ndarray:

@@ -5,7 +5,7 @@
 ``<out>/model_step.onnx``, ``<out>/model_unrolled.onnx`` (float, all steps),
 ``<out>/model_int.onnx`` (the chip's integer model), ``<out>/model.nir``,
 ``<out>/cores.json`` and ``<out>/cores.png`` (per-core usage, see
-:mod:`rewire.compile.mapping`) and ``<out>/report.json``. Only the export formats the profile
+:mod:`rewire.compiler.mapping`) and ``<out>/report.json``. Only the export formats the profile
 lists for its chip are written; the report says which were skipped and why.
 """
 
@@ -23,12 +23,12 @@ import numpy as np
 import torch
 
 from rewire import __version__
-from rewire.compile import equivalence, mapping, simulate
-from rewire.compile.network import CompiledNetwork
-from rewire.compile.quantize import CompileError, compile_network
+from rewire.compiler import equivalence, mapping, simulate
+from rewire.compiler.network import CompiledNetwork
+from rewire.compiler.quantize import CompileError, compile_network
 from rewire.export import netx, nir_graph, onnx_int, onnx_step, onnx_unrolled
-from rewire.export.atomic import write_text
-from rewire.export.report import build_float_report, build_report, format_report, to_json
+from rewire.io import write_text
+from rewire.job.report import build_float_report, build_report, format_report, to_json
 from rewire.hw_profiles.profile import KNOWN_FORMATS, HardwareProfile, load_profile
 from rewire.training.budget import SynapseBudget, make_budget, model_budget
 from rewire.training.conv import SpikingConvNet, image_shape

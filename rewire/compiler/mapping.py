@@ -41,13 +41,13 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from rewire.compile.packing import (CoreBin, LayerConnectivity, MappingError, Packer,
+from rewire.compiler.packing import (CoreBin, LayerConnectivity, MappingError, Packer,
                                     assign_whole_layers, check_neuron_limits, output_routes,
                                     too_many_cores)
 from rewire.hw_profiles.profile import HardwareProfile
 
 if TYPE_CHECKING:  # pragma: no cover
-    from rewire.compile.network import CompiledLayer
+    from rewire.compiler.network import CompiledLayer
 
 __all__ = ["MAPPING_VERSION", "OUTPUT_CORE", "MappingError", "LayerConnectivity", "CoreUsage",
            "CoreMapping", "map_layers", "map_cores", "check_network", "layer_connectivity",
@@ -278,7 +278,7 @@ def check_network(profile: HardwareProfile, sizes: Sequence[int],
 
 def write_json(mapping: CoreMapping, path: str | Path) -> Path:
     """Write ``cores.json`` (:meth:`CoreMapping.to_dict`) atomically; return the path."""
-    from rewire.export.atomic import write_text
+    from rewire.io import write_text
 
     return write_text(path, json.dumps(mapping.to_dict(), indent=2) + "\n")
 
@@ -292,7 +292,7 @@ def write_png(mapping: CoreMapping, path: str | Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from rewire.export.atomic import atomic_path
+    from rewire.io import atomic_path
 
     usage = mapping.usage
     n = len(usage)

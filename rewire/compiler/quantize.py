@@ -30,7 +30,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from rewire.compile.network import CompiledLayer, CompiledNetwork
+from rewire.errors import CompileError
+from rewire.compiler.network import CompiledLayer, CompiledNetwork
 from rewire.hw_profiles.profile import HardwareProfile
 from rewire.training.conv import SpikingConvNet, SumPool2d
 from rewire.training.model import NeuronConfig, SpikingMLP
@@ -39,8 +40,6 @@ ACTIVATION_BITS = 16  # Lava's LIF a_in port: LavaPyType(np.int16, precision=16)
 ACTIVATION_MAX = 2 ** (ACTIVATION_BITS - 1) - 1
 
 
-class CompileError(ValueError):
-    """The network cannot run on the chip; the message names the layer, the limit and the fix."""
 
 
 def decay_constant(rate_inv: float, dt: float, profile: HardwareProfile, what: str) -> int:
@@ -451,7 +450,7 @@ def compile_network(model: SpikingMLP | SpikingConvNet, profile: HardwareProfile
 
     Raises:
         CompileError: see :func:`check_neuron`, :func:`quantize_layer` and
-            :func:`rewire.compile.mapping.map_cores` (``MappingError``).
+            :func:`rewire.compiler.mapping.map_cores` (``MappingError``).
     """
     if profile.neuron.model != "cuba":
         raise CompileError(f"profile {profile.name!r}: neuron model {profile.neuron.model!r} "
@@ -491,7 +490,7 @@ def compile_network(model: SpikingMLP | SpikingConvNet, profile: HardwareProfile
         layer = quantize_layer(name, weight, model.neuron, profile, input_scale, max_payload,
                                payloads)
         layers.append(to_netx_grid(layer) if _netx_weights(profile) else layer)
-    from rewire.compile.mapping import map_cores  # mapping imports CompileError from here
+    from rewire.compiler.mapping import map_cores  # mapping imports CompileError from here
 
     mapping = map_cores(layers, profile, cores)
     return CompiledNetwork(layers=tuple(layers), neuron=model.neuron, steps=model.steps,

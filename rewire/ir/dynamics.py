@@ -1,0 +1,152 @@
+r"""Float semantics of the IR, written once: one step of every neuron and synapse node.
+
+These are the equations of :mod:`rewire.ir.nodes` in torch float32, in the order of
+operations of Norse 1.1's step functions (``lif_feed_forward_step``, ``lif_step``,
+``lif_box_feed_forward_step``, ``iaf_feed_forward_step``, ``li_feed_forward_step``,
+``li_box_feed_forward_step``), so that a lowered Norse model and its IR give the same spikes
+bit for bit. The compiler's float-vs-integer comparison (:mod:`rewire.compiler.equivalence`),
+the float ONNX exporter's tests and the frontends' tests all run :func:`run`.
+
+Example:
+    >>> import numpy as np, torch
+    >>> from rewire.ir.network import Network
+    >>> from rewire.ir.nodes import Dense, IF
+    >>> net = Network((Dense(np.full((1, 1), 0.6)), IF()), input_shape=(1,), steps=4)
+    >>> run(net, torch.ones(4, 1, 1))[-1].flatten().tolist()   # v: 0.6, 1.2 -> spike, 0.6, ...
+    [0.0, 1.0, 0.0, 1.0]
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch.nn import functional as F
+
+from rewire.ir.network import Network
+
+__all__ = ["NeuronState", "initial_state", "neuron_step", "synaptic_input", "encode", "run"]
+
+
+class NeuronState(NamedTuple):
+    """State of one layer: ``v`` and ``i`` (zeros where a model has no current), and the
+    layer's last output ``z`` (for a recurrent layer's next step)."""
+
+    v: torch.Tensor
+    i: torch.Tensor
+    z: torch.Tensor
+
+
+def _f32(value: float) -> torch.Tensor:
+    return torch.as_tensor(value, dtype=torch.float32)
+
+
+def initial_state(neuron, shape: tuple[int, ...], batch: int) -> NeuronState:
+    """Rest state: ``v = v_leak`` (0 for IF), ``i = 0``, ``z = 0``; tensors ``(B, *shape)``."""
+    v = torch.full((batch, *shape), float(getattr(neuron, "v_leak", 0.0)))
+    zeros = torch.zeros((batch, *shape))
+    return NeuronState(v, zeros, zeros)
+
+
+def _spike(neuron, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    z = (v - _f32(neuron.v_th) > 0).to(v.dtype)
+    return z, (1 - z) * v + z * _f32(neuron.v_reset)
+
+
+def neuron_step(neuron, inputs: list[torch.Tensor], state: NeuronState
+                ) -> tuple[torch.Tensor, NeuronState]:
+    """One step of ``neuron`` for the synaptic input terms ``inputs`` (added left to right:
+    ``[W x]``, or ``[W x, W_rec z]`` for a recurrent layer, as Norse's ``lif_step`` does).
+
+    Returns:
+        ``(out, state)``: spikes (0/1 float) for spiking neurons, ``v`` for leaky integrators.
+    """
+    kind, dt = neuron.kind, neuron.dt
+    if kind in ("CubaLIF", "CubaLI"):
+        j = state.i
+        for a in inputs:
+            j = j + a
+        v = state.v + dt * _f32(neuron.tau_mem_inv) * ((_f32(neuron.v_leak) - state.v) + j)
+        i = j + (-dt * _f32(neuron.tau_syn_inv) * j)
+    elif kind == "LIF":
+        a = _sum(inputs)
+        v = state.v + dt * _f32(neuron.tau_mem_inv) * (a + _f32(neuron.v_leak) - state.v)
+        i = state.i
+    elif kind == "LI":
+        a = _sum(inputs)
+        v = state.v + dt * _f32(neuron.tau_mem_inv) * ((_f32(neuron.v_leak) - state.v) + a)
+        i = state.i
+    elif kind == "IF":
+        v, i = state.v + _sum(inputs), state.i
+    else:  # pragma: no cover - Network only holds known kinds
+        raise NotImplementedError(f"no dynamics for neuron kind {kind!r}")
+    if not neuron.spiking:
+        return v, NeuronState(v, i, state.z)
+    z, v = _spike(neuron, v)
+    return z, NeuronState(v, i, z)
+
+
+def _sum(inputs: list[torch.Tensor]) -> torch.Tensor:
+    out = inputs[0]
+    for a in inputs[1:]:
+        out = out + a
+    return out
+
+
+def synaptic_input(synapse, x: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
+    """``a = W x`` of a feed-forward synapse node for a batch ``x`` ``(B, *in_shape)``
+    (``(B, *out_shape)`` out); a recurrent node's input part."""
+    op = synapse.op
+    if op in ("dense", "dense_rec"):
+        return F.linear(x.reshape(len(x), -1), torch.from_numpy(synapse.weight))
+    if op == "conv":
+        return F.conv2d(x.reshape(len(x), *in_shape), torch.from_numpy(synapse.weight),
+                        stride=synapse.stride, padding=synapse.padding, groups=synapse.groups)
+    if op == "sumpool":
+        kernel = torch.from_numpy(synapse.kernel_weights(in_shape[0]))
+        return F.conv2d(x.reshape(len(x), *in_shape), kernel, stride=synapse.stride,
+                        padding=synapse.padding, groups=in_shape[0])
+    raise NotImplementedError(f"no dynamics for synapse op {op!r}")  # pragma: no cover
+
+
+def encode(net: Network, x: torch.Tensor) -> torch.Tensor:
+    """The per-step input ``(T, B, *input_shape)``: for ``current`` encoding ``x * input_gain``
+    ``(B, ...)`` repeated ``steps`` times; for ``rate`` ``x`` must already be ``(T, B, ...)``.
+
+    Raises:
+        ValueError: ``x`` of the wrong rank for the encoding.
+    """
+    if net.encoding == "current":
+        if x.dim() != 1 + len(net.input_shape):
+            raise ValueError(f"current encoding takes x of shape (B, *{net.input_shape}), got "
+                             f"{tuple(x.shape)}")
+        first = x * net.input_gain
+        return first.unsqueeze(0).expand(net.steps, *first.shape)
+    if x.dim() != 2 + len(net.input_shape):
+        raise ValueError(f"rate encoding takes spikes of shape (T, B, *{net.input_shape}), got "
+                         f"{tuple(x.shape)}")
+    return x
+
+
+@torch.no_grad()
+def run(net: Network, inputs: torch.Tensor, record_all: bool = False) -> list[torch.Tensor]:
+    """Run the float IR on per-step input ``inputs`` ``(T, B, *input_shape)`` from rest.
+
+    Returns:
+        ``[(T, B, *out_shape), ...]``: every layer's output (spikes, or ``v`` of a leaky
+        integrator), or only the last layer's (``record_all=False``).
+    """
+    inputs = torch.as_tensor(inputs, dtype=torch.float32)
+    batch = inputs.shape[1]
+    states = [initial_state(l.neuron, l.out_shape, batch) for l in net.layers]
+    outs = [[] for _ in net.layers]
+    for x_t in inputs:
+        s = x_t
+        for k, layer in enumerate(net.layers):
+            terms = [synaptic_input(layer.synapse, s, layer.in_shape)]
+            if layer.synapse.op == "dense_rec":
+                terms.append(F.linear(states[k].z, torch.from_numpy(layer.synapse.weight_rec)))
+            s, states[k] = neuron_step(layer.neuron, terms, states[k])
+            outs[k].append(s)
+    stacked = [torch.stack(o) for o in outs]
+    return stacked if record_all else stacked[-1:]

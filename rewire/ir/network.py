@@ -1,0 +1,221 @@
+"""The IR network: a chain of synapse and neuron nodes, with its input and time step.
+
+:class:`Network` is what every frontend (:mod:`rewire.frontends`) produces and the only thing
+the compiler (:mod:`rewire.compiler`) reads. It is a frozen dataclass checked on
+construction (shapes chain, every synapse is followed by one neuron node, one ``dt`` for the
+whole network, a non-spiking readout only at the end), with a versioned
+:meth:`Network.to_dict` / :meth:`Network.from_dict`.
+
+Example:
+    >>> import numpy as np
+    >>> from rewire.ir.nodes import Dense, CubaLIF, LI
+    >>> net = Network(nodes=(Dense(np.ones((3, 4))), CubaLIF(200.0, 100.0),
+    ...                      Dense(np.ones((2, 3))), LI(100.0)),
+    ...               input_shape=(4,), steps=8)
+    >>> [(l.name, l.synapse.op, l.neuron.kind, l.out_shape) for l in net.layers]
+    [('layer1', 'dense', 'CubaLIF', (3,)), ('layer2', 'dense', 'LI', (2,))]
+    >>> Network.from_dict(net.to_dict()).layers[1].neuron == net.layers[1].neuron
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rewire.ir.nodes import (SYNAPSES, Flatten, neuron_from_dict, synapse_from_dict,
+                             synapse_to_dict, NEURONS)
+
+__all__ = ["IR_FORMAT", "IR_VERSION", "ENCODINGS", "Layer", "Network"]
+
+IR_FORMAT = "rewire-ir"
+IR_VERSION = 1
+#: ``current``: a sample ``x`` (in [0, 1]) is presented as the constant input
+#: ``input_gain * x`` at every step (graded spikes on the chip); ``rate``: the input is a
+#: binary spike train ``(T, B, ...)`` given per step (Bernoulli-coded, or event data).
+ENCODINGS = ("current", "rate")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One synapse operator with the neurons it drives (a view of :class:`Network`).
+
+    Attributes:
+        name: unique layer name (the source's module path or NIR node name where known).
+        synapse: a :data:`rewire.ir.nodes.SYNAPSES` node.
+        neuron: a neuron node of :mod:`rewire.ir.nodes`.
+        in_shape, out_shape: per-sample shapes (``(n,)`` or ``(C, H, W)``).
+        flatten: whether a :class:`Flatten` precedes the synapse.
+    """
+
+    name: str
+    synapse: object
+    neuron: object
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    flatten: bool = False
+
+    @property
+    def neurons(self) -> int:
+        """Neurons of the layer (``prod(out_shape)``)."""
+        return int(np.prod(self.out_shape))
+
+
+@dataclass(frozen=True)
+class Network:
+    """An SNN as the compiler reads it.
+
+    Attributes:
+        nodes: synapse, neuron and :class:`~rewire.ir.nodes.Flatten` nodes in data-flow order.
+        input_shape: per-sample input shape, ``(n,)`` or ``(C, H, W)``.
+        steps: time steps ``T`` a sample is presented for.
+        encoding: one of :data:`ENCODINGS`.
+        input_gain: ``current`` encoding: the input current is ``input_gain * x``.
+        names: one name per synapse node (default ``layer1, layer2, ...``), used in messages.
+        source: where the network came from (``"norse"``, ``"nir"``, ...), for the report.
+        notes: what the frontend wants the user to know (semantics that differ from the
+            source framework, parameters folded, ...), carried into the report.
+
+    Raises:
+        ValueError: a node that is not an IR node, a synapse not followed by a neuron node, a
+            neuron without a synapse before it, a :class:`Flatten` elsewhere than before a
+            dense stage, shapes that do not chain, neurons with different ``dt``, a
+            non-spiking neuron before the last layer, or bad ``steps``/``encoding``/
+            ``input_gain``. The message names the node.
+    """
+
+    nodes: tuple
+    input_shape: tuple[int, ...]
+    steps: int = 16
+    encoding: str = "rate"
+    input_gain: float = 1.0
+    names: tuple[str, ...] = ()
+    source: str = ""
+    notes: tuple[str, ...] = ()
+    layers: tuple[Layer, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "nodes", tuple(self.nodes))
+        object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
+        object.__setattr__(self, "names", tuple(self.names))
+        object.__setattr__(self, "notes", tuple(self.notes))
+        if int(self.steps) != self.steps or self.steps < 1:
+            raise ValueError(f"Network.steps must be an integer >= 1, got {self.steps!r}")
+        object.__setattr__(self, "steps", int(self.steps))
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"Network.encoding must be one of {ENCODINGS}, got "
+                             f"{self.encoding!r}")
+        if not (math.isfinite(self.input_gain) and self.input_gain > 0):
+            raise ValueError(f"Network.input_gain must be finite and > 0, got {self.input_gain}")
+        if not self.input_shape or min(self.input_shape) < 1:
+            raise ValueError(f"Network.input_shape must be non-empty and positive, got "
+                             f"{self.input_shape}")
+        object.__setattr__(self, "layers", self._build_layers())
+
+    def _build_layers(self) -> tuple[Layer, ...]:
+        synapses = [n for n in self.nodes if isinstance(n, SYNAPSES)]
+        if not synapses:
+            raise ValueError("Network: no synapse node (Dense, RecurrentDense, Conv2d, SumPool2d)")
+        names = self.names or tuple(f"layer{k + 1}" for k in range(len(synapses)))
+        if len(names) != len(synapses) or len(set(names)) != len(names):
+            raise ValueError(f"Network.names must give {len(synapses)} distinct names, one per "
+                             f"synapse node, got {list(names)}")
+        object.__setattr__(self, "names", names)
+        layers, shape, k, i, dts = [], self.input_shape, 0, 0, set()
+        nodes = self.nodes
+        while i < len(nodes):
+            node, flatten = nodes[i], False
+            if isinstance(node, Flatten):
+                if i + 1 >= len(nodes) or nodes[i + 1].op not in ("dense", "dense_rec"):
+                    raise ValueError(f"Network: node {i} Flatten must be followed by a Dense "
+                                     f"or RecurrentDense node")
+                shape, flatten, i = node.out_shape(shape), True, i + 1
+                node = nodes[i]
+            if not isinstance(node, SYNAPSES):
+                raise ValueError(f"Network: node {i} ({type(node).__name__}) must be a synapse "
+                                 f"node (Dense, RecurrentDense, Conv2d, SumPool2d, after an "
+                                 f"optional Flatten)")
+            name = names[k]
+            if i + 1 >= len(nodes) or type(nodes[i + 1]).__name__ not in NEURONS:
+                raise ValueError(f"Network: layer {name} ({node.op}) must be followed by a "
+                                 f"neuron node ({', '.join(NEURONS)})")
+            neuron = nodes[i + 1]
+            try:
+                out = node.out_shape(shape)
+            except ValueError as exc:
+                raise ValueError(f"Network: layer {name}: {exc}") from None
+            if layers and not layers[-1].neuron.spiking:
+                raise ValueError(f"Network: layer {layers[-1].name} has non-spiking "
+                                 f"{layers[-1].neuron.kind} neurons but feeds layer {name}; a "
+                                 f"leaky integrator can only be the readout (last layer)")
+            if node.op == "dense_rec" and not neuron.spiking:
+                raise ValueError(f"Network: layer {name}: a recurrent layer needs spiking "
+                                 f"neurons, got {neuron.kind}")
+            dts.add(neuron.dt)
+            layers.append(Layer(name, node, neuron, tuple(shape), tuple(out), flatten))
+            shape, k, i = out, k + 1, i + 2
+        if len(dts) > 1:
+            raise ValueError(f"Network: every neuron needs the same dt (one time step per "
+                             f"network), got {sorted(dts)} s")
+        return tuple(layers)
+
+    @property
+    def dt(self) -> float:
+        """The time step in s, shared by every neuron node."""
+        return self.layers[0].neuron.dt
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Per-sample shape of the last layer's output."""
+        return self.layers[-1].out_shape
+
+    @property
+    def readout(self) -> str:
+        """``"spikes"`` (class = most output spikes) or ``"voltage"`` (a leaky-integrator
+        readout: class = largest ``v`` over time)."""
+        return "spikes" if self.layers[-1].neuron.spiking else "voltage"
+
+    @property
+    def synapse_count(self) -> int:
+        """Weights of the synapse nodes that a chip stores (dense, recurrent and conv
+        weights; a sum pool's constant kernel counts its window), zeros included."""
+        total = 0
+        for layer in self.layers:
+            s = layer.synapse
+            if s.op == "sumpool":
+                total += layer.out_shape[0] * int(np.prod(s.kernel))
+            else:
+                total += s.weight.size + (s.weight_rec.size if s.op == "dense_rec" else 0)
+        return total
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict with ``format`` and ``version`` (see :meth:`from_dict`)."""
+        nodes = [n.to_dict() if type(n).__name__ in NEURONS else synapse_to_dict(n)
+                 for n in self.nodes]
+        return {"format": IR_FORMAT, "version": IR_VERSION, "nodes": nodes,
+                "input_shape": list(self.input_shape), "steps": self.steps,
+                "encoding": self.encoding, "input_gain": self.input_gain,
+                "names": list(self.names), "source": self.source, "notes": list(self.notes)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Network":
+        """Rebuild a network from :meth:`to_dict`.
+
+        Raises:
+            ValueError: not a rewire IR dict, a version this rewire cannot read (it says which
+                versions it reads), or invalid contents (named).
+        """
+        if not isinstance(data, dict) or data.get("format") != IR_FORMAT:
+            raise ValueError(f"not a rewire IR network (format must be {IR_FORMAT!r})")
+        version = data.get("version")
+        if version != IR_VERSION:
+            raise ValueError(f"rewire IR version {version!r} cannot be read by this rewire, "
+                             f"which reads version {IR_VERSION}; re-export with this rewire")
+        nodes = tuple(neuron_from_dict(n) if "kind" in n else synapse_from_dict(n)
+                      for n in data["nodes"])
+        return cls(nodes=nodes, input_shape=tuple(data["input_shape"]), steps=data["steps"],
+                   encoding=data["encoding"], input_gain=data["input_gain"],
+                   names=tuple(data.get("names", ())), source=data.get("source", ""),
+                   notes=tuple(data.get("notes", ())))

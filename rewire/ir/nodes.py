@@ -1,0 +1,436 @@
+r"""The IR's node types: synapse operators and neuron models, each a small frozen dataclass.
+
+A network (:class:`rewire.ir.network.Network`) is a chain of these nodes: a synapse operator
+(:class:`Dense`, :class:`RecurrentDense`, :class:`Conv2d`, :class:`SumPool2d`) followed by a
+neuron node (:class:`CubaLIF`, :class:`LIF`, :class:`IF`, :class:`CubaLI`, :class:`LI`), with
+an optional :class:`Flatten` between a convolutional and a dense stage. Every neuron node
+carries **its own parameters** (one value per layer), in SI units, with its time step ``dt``
+explicit. The discrete-time semantics (forward Euler, the order of Norse 1.1's step functions,
+REFERENCE §3 and §6) are written once, in :mod:`rewire.ir.dynamics`:
+
+.. math::
+    \textbf{CubaLIF:}\quad & j = i + a, \quad v \leftarrow v + \Delta t\,\tau_\mathrm{mem}^{-1}
+        (v_\mathrm{leak} - v + j), \quad i \leftarrow j - \Delta t\,\tau_\mathrm{syn}^{-1} j \\
+    \textbf{LIF:}\quad & v \leftarrow v + \Delta t\,\tau_\mathrm{mem}^{-1}(a + v_\mathrm{leak} - v) \\
+    \textbf{IF:}\quad & v \leftarrow v + a \\
+    \textbf{CubaLI, LI:}\quad & \text{as CubaLIF, LIF without threshold: the output is } v
+
+with a spike :math:`z = H(v - v_\mathrm{th})` resetting :math:`v` to :math:`v_\mathrm{reset}`,
+and :math:`a` the synaptic input of the step (for :class:`RecurrentDense`,
+:math:`a = W x_t + W_\mathrm{rec} z_{t-1}`).
+
+Source frameworks map onto these nodes as REFERENCE §6 lists them (Norse ``LIFCell`` →
+:class:`CubaLIF`, ``LIFBoxCell`` → :class:`LIF`, ``IAFCell`` → :class:`IF`, ``LICell`` →
+:class:`CubaLI`, ``LIBoxCell`` → :class:`LI`; NIR ``CubaLIF``, ``LIF``, ``IF``, ``CubaLI``,
+``LI`` likewise).
+
+Arrays are numpy float32 (weights, as trained) and parameters Python floats (float64).
+Validation raises :class:`ValueError` naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+__all__ = ["Dense", "RecurrentDense", "Conv2d", "SumPool2d", "Flatten", "CubaLIF", "LIF", "IF",
+           "CubaLI", "LI", "SYNAPSES", "NEURONS", "Synapse", "Neuron"]
+
+
+def _finite(name: str, value: float, positive: bool = False, nonneg: bool = False) -> float:
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    if positive and not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    if nonneg and value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def _weights(name: str, value, ndim: int) -> np.ndarray:
+    w = np.asarray(value)
+    if w.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {w.shape}")
+    if w.size and not np.all(np.isfinite(w)):
+        raise ValueError(f"{name}: {int(np.count_nonzero(~np.isfinite(w)))} entries are NaN "
+                         f"or infinite")
+    w = np.array(w, dtype=np.float32)
+    w.setflags(write=False)
+    return w
+
+
+def _pair(name: str, value) -> tuple[int, int]:
+    pair = (value, value) if np.isscalar(value) else tuple(value)
+    if len(pair) != 2 or any(int(p) != p for p in pair):
+        raise ValueError(f"{name} must be an integer or a pair of integers, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _array_field(value) -> list:
+    return np.asarray(value).tolist()
+
+
+# --------------------------------------------------------------------------- synapses
+
+
+@dataclass(frozen=True, eq=False)
+class Dense:
+    """Fully connected synapses: ``a = W x``.
+
+    Attributes:
+        weight: float32 ``(out, in)``.
+
+    Raises:
+        ValueError: ``weight`` not 2-D or not finite.
+    """
+
+    weight: np.ndarray
+    op: ClassVar[str] = "dense"
+
+    def __post_init__(self):
+        object.__setattr__(self, "weight", _weights("Dense.weight", self.weight, 2))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(out, in)``."""
+        return tuple(self.weight.shape)
+
+    def out_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``(out,)`` for an input of ``(in,)``.
+
+        Raises:
+            ValueError: the input is not flat with ``in`` entries.
+        """
+        if tuple(in_shape) != (self.weight.shape[1],):
+            raise ValueError(f"Dense takes an input of shape ({self.weight.shape[1]},), got "
+                             f"{tuple(in_shape)}")
+        return (self.weight.shape[0],)
+
+
+@dataclass(frozen=True, eq=False)
+class RecurrentDense:
+    """Fully connected synapses with recurrence within the layer:
+    ``a_t = W x_t + W_rec z_{t-1}`` (Norse ``LIFRecurrentCell``, NIR's recurrent subgraph,
+    netx ``dense_rec``).
+
+    Attributes:
+        weight: float32 ``(out, in)``: input weights.
+        weight_rec: float32 ``(out, out)``: recurrent weights, row = target neuron.
+
+    Raises:
+        ValueError: shapes that do not fit, or non-finite weights.
+    """
+
+    weight: np.ndarray
+    weight_rec: np.ndarray
+    op: ClassVar[str] = "dense_rec"
+
+    def __post_init__(self):
+        object.__setattr__(self, "weight", _weights("RecurrentDense.weight", self.weight, 2))
+        object.__setattr__(self, "weight_rec",
+                           _weights("RecurrentDense.weight_rec", self.weight_rec, 2))
+        n = self.weight.shape[0]
+        if self.weight_rec.shape != (n, n):
+            raise ValueError(f"RecurrentDense.weight_rec must be ({n}, {n}) for {n} neurons, "
+                             f"got {self.weight_rec.shape}")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(out, in)`` of the input weights."""
+        return tuple(self.weight.shape)
+
+    def out_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``(out,)``; see :meth:`Dense.out_shape`."""
+        return Dense.out_shape(self, in_shape)
+
+
+@dataclass(frozen=True, eq=False)
+class Conv2d:
+    """2-D convolution (torch's cross-correlation) over ``(C, H, W)`` maps, zero padding.
+
+    Attributes:
+        weight: float32 ``(C_out, C_in / groups, kH, kW)``.
+        stride, padding: ``(y, x)`` pairs in pixels.
+        groups: channel groups.
+
+    Raises:
+        ValueError: a 4-D kernel is not given, or stride < 1, padding < 0, or groups that do
+            not divide the channels.
+    """
+
+    weight: np.ndarray
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    groups: int = 1
+    op: ClassVar[str] = "conv"
+
+    def __post_init__(self):
+        object.__setattr__(self, "weight", _weights("Conv2d.weight", self.weight, 4))
+        object.__setattr__(self, "stride", _pair("Conv2d.stride", self.stride))
+        object.__setattr__(self, "padding", _pair("Conv2d.padding", self.padding))
+        object.__setattr__(self, "groups", int(self.groups))
+        if min(self.stride) < 1 or min(self.padding) < 0:
+            raise ValueError(f"Conv2d: stride must be >= 1 and padding >= 0, got "
+                             f"{self.stride}, {self.padding}")
+        if self.groups < 1 or self.weight.shape[0] % self.groups:
+            raise ValueError(f"Conv2d: groups = {self.groups} must divide the "
+                             f"{self.weight.shape[0]} output channels")
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        """``(kH, kW)``."""
+        return tuple(self.weight.shape[2:])
+
+    def out_shape(self, in_shape: tuple[int, ...]) -> tuple[int, int, int]:
+        """``(C_out, H_out, W_out)`` for a ``(C, H, W)`` input (torch's formula).
+
+        Raises:
+            ValueError: not a ``(C, H, W)`` input, wrong channels, or an empty output.
+        """
+        if len(in_shape) != 3:
+            raise ValueError(f"Conv2d takes a (C, H, W) input, got {tuple(in_shape)}")
+        c, h, w = in_shape
+        if c != self.weight.shape[1] * self.groups:
+            raise ValueError(f"Conv2d takes {self.weight.shape[1] * self.groups} channels, got "
+                             f"{c}")
+        return _window_out(self.weight.shape[0], h, w, self.kernel, self.stride, self.padding)
+
+
+def _window_out(c: int, h: int, w: int, kernel, stride, padding) -> tuple[int, int, int]:
+    ho = (h + 2 * padding[0] - kernel[0]) // stride[0] + 1
+    wo = (w + 2 * padding[1] - kernel[1]) // stride[1] + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(f"a {kernel} window with stride {stride} and padding {padding} leaves "
+                         f"nothing of a {h}x{w} map")
+    return (int(c), int(ho), int(wo))
+
+
+@dataclass(frozen=True, eq=False)
+class SumPool2d:
+    """Sum pooling with one synaptic weight: ``a[c] = weight * sum_window x[c]``.
+
+    ``torch.nn.AvgPool2d(k)`` is a sum pool of ``weight = 1 / (kH kW)`` (with
+    ``count_include_pad`` and no ``ceil_mode``); NIR's ``SumPool2d`` has ``weight = 1``. On the
+    chip it is a depthwise convolution with a constant kernel (REFERENCE §6: netx has no pool
+    layer).
+
+    Attributes:
+        kernel, stride, padding: ``(y, x)`` pairs in pixels.
+        weight: the weight of every pooling synapse (float, > 0).
+
+    Raises:
+        ValueError: kernel or stride < 1, padding < 0, or ``weight`` not finite and > 0.
+    """
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int] | None = None
+    padding: tuple[int, int] = (0, 0)
+    weight: float = 1.0
+    op: ClassVar[str] = "sumpool"
+
+    def __post_init__(self):
+        object.__setattr__(self, "kernel", _pair("SumPool2d.kernel", self.kernel))
+        stride = self.kernel if self.stride is None else self.stride
+        object.__setattr__(self, "stride", _pair("SumPool2d.stride", stride))
+        object.__setattr__(self, "padding", _pair("SumPool2d.padding", self.padding))
+        object.__setattr__(self, "weight", _finite("SumPool2d.weight", self.weight, True))
+        if min(self.kernel) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
+            raise ValueError(f"SumPool2d: kernel and stride must be >= 1, padding >= 0, got "
+                             f"{self.kernel}, {self.stride}, {self.padding}")
+
+    def kernel_weights(self, channels: int) -> np.ndarray:
+        """The equivalent depthwise kernel, float32 ``(C, 1, kH, kW)`` filled with ``weight``."""
+        return np.full((channels, 1, *self.kernel), self.weight, dtype=np.float32)
+
+    def out_shape(self, in_shape: tuple[int, ...]) -> tuple[int, int, int]:
+        """``(C, H_out, W_out)`` for a ``(C, H, W)`` input.
+
+        Raises:
+            ValueError: not a ``(C, H, W)`` input, or an empty output.
+        """
+        if len(in_shape) != 3:
+            raise ValueError(f"SumPool2d takes a (C, H, W) input, got {tuple(in_shape)}")
+        return _window_out(*in_shape, self.kernel, self.stride, self.padding)
+
+
+@dataclass(frozen=True)
+class Flatten:
+    """``(C, H, W) -> (C*H*W,)`` in torch's ``x.flatten()`` order; carries no synapses."""
+
+    op: ClassVar[str] = "flatten"
+
+    def out_shape(self, in_shape: tuple[int, ...]) -> tuple[int]:
+        """``(prod(in_shape),)``."""
+        return (int(np.prod(in_shape)),)
+
+
+# --------------------------------------------------------------------------- neurons
+
+
+@dataclass(frozen=True)
+class _Neuron:
+    """Shared checks: every field finite, time constants and ``dt`` > 0."""
+
+    spiking: ClassVar[bool] = True
+    kind: ClassVar[str] = ""
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            positive = f.name == "dt" or f.name.endswith("_inv") or f.name == "v_th"
+            object.__setattr__(self, f.name, _finite(f"{type(self).__name__}.{f.name}", value,
+                                                     positive=positive))
+        if self.spiking and getattr(self, "v_reset", 0.0) >= self.v_th:
+            raise ValueError(f"{type(self).__name__}: v_reset = {self.v_reset} must be below "
+                             f"v_th = {self.v_th}")
+
+    def to_dict(self) -> dict:
+        """``{"kind": ..., field: value, ...}`` (JSON-ready)."""
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True)
+class CubaLIF(_Neuron):
+    """Current-based LIF (Norse ``LIFCell``, NIR ``CubaLIF``, Loihi CUBA).
+
+    Attributes:
+        tau_syn_inv: :math:`1/\\tau_\\mathrm{syn}` in 1/s.
+        tau_mem_inv: :math:`1/\\tau_\\mathrm{mem}` in 1/s.
+        v_th: threshold; v_leak, v_reset: leak and reset potentials (same units as ``v``).
+        dt: Euler step in s.
+    """
+
+    tau_syn_inv: float
+    tau_mem_inv: float
+    v_th: float = 1.0
+    v_leak: float = 0.0
+    v_reset: float = 0.0
+    dt: float = 1e-3
+    kind: ClassVar[str] = "CubaLIF"
+
+
+@dataclass(frozen=True)
+class LIF(_Neuron):
+    """LIF without synaptic current: the input enters ``v`` directly (Norse ``LIFBoxCell``,
+    NIR ``LIF``).
+
+    Attributes:
+        tau_mem_inv: :math:`1/\\tau_\\mathrm{mem}` in 1/s.
+        v_th, v_leak, v_reset: as :class:`CubaLIF`.
+        dt: Euler step in s.
+    """
+
+    tau_mem_inv: float
+    v_th: float = 1.0
+    v_leak: float = 0.0
+    v_reset: float = 0.0
+    dt: float = 1e-3
+    kind: ClassVar[str] = "LIF"
+
+
+@dataclass(frozen=True)
+class IF(_Neuron):
+    """Integrate-and-fire, no leak: ``v += a`` (Norse ``IAFCell``, NIR ``IF``).
+
+    Attributes:
+        v_th, v_reset: threshold and reset potential.
+        dt: the network's step in s (the dynamics do not depend on it).
+    """
+
+    v_th: float = 1.0
+    v_reset: float = 0.0
+    dt: float = 1e-3
+    kind: ClassVar[str] = "IF"
+
+
+@dataclass(frozen=True)
+class CubaLI(_Neuron):
+    """Leaky integrator with synaptic current, never spikes: a readout (Norse ``LICell``,
+    NIR ``CubaLI``). Its output is ``v``.
+
+    Attributes:
+        tau_syn_inv, tau_mem_inv: in 1/s; v_leak: leak potential; dt: step in s.
+    """
+
+    tau_syn_inv: float
+    tau_mem_inv: float
+    v_leak: float = 0.0
+    dt: float = 1e-3
+    spiking: ClassVar[bool] = False
+    kind: ClassVar[str] = "CubaLI"
+
+
+@dataclass(frozen=True)
+class LI(_Neuron):
+    """Leaky integrator without synaptic current, never spikes: a readout (Norse
+    ``LIBoxCell``, NIR ``LI``). Its output is ``v``.
+
+    Attributes:
+        tau_mem_inv: in 1/s; v_leak: leak potential; dt: step in s.
+    """
+
+    tau_mem_inv: float
+    v_leak: float = 0.0
+    dt: float = 1e-3
+    spiking: ClassVar[bool] = False
+    kind: ClassVar[str] = "LI"
+
+
+SYNAPSES = (Dense, RecurrentDense, Conv2d, SumPool2d)
+NEURONS = {cls.kind: cls for cls in (CubaLIF, LIF, IF, CubaLI, LI)}
+Synapse = Dense | RecurrentDense | Conv2d | SumPool2d
+Neuron = CubaLIF | LIF | IF | CubaLI | LI
+
+
+def synapse_to_dict(node) -> dict:
+    """A synapse or :class:`Flatten` node as a JSON-ready dict (weights as nested lists)."""
+    out = {"op": node.op}
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        out[f.name] = _array_field(value) if isinstance(value, np.ndarray) else \
+            list(value) if isinstance(value, tuple) else value
+    return out
+
+
+_OPS = {cls.op: cls for cls in (*SYNAPSES, Flatten)}
+
+
+def synapse_from_dict(data: dict):
+    """Inverse of :func:`synapse_to_dict`.
+
+    Raises:
+        ValueError: an unknown ``op`` or fields that do not fit it (named).
+    """
+    data = dict(data)
+    op = data.pop("op", None)
+    if op not in _OPS:
+        raise ValueError(f"unknown synapse op {op!r}; known: {sorted(_OPS)}")
+    cls = _OPS[op]
+    names = {f.name for f in dataclasses.fields(cls)}
+    extra = set(data) - names
+    if extra:
+        raise ValueError(f"{cls.__name__}: unknown fields {sorted(extra)}")
+    return cls(**data)
+
+
+def neuron_from_dict(data: dict):
+    """Inverse of ``neuron.to_dict()``.
+
+    Raises:
+        ValueError: an unknown ``kind`` or fields that do not fit it (named).
+    """
+    data = dict(data)
+    kind = data.pop("kind", None)
+    if kind not in NEURONS:
+        raise ValueError(f"unknown neuron kind {kind!r}; known: {sorted(NEURONS)}")
+    cls = NEURONS[kind]
+    names = {f.name for f in dataclasses.fields(cls)}
+    extra = set(data) - names
+    if extra:
+        raise ValueError(f"{kind}: unknown fields {sorted(extra)}")
+    return cls(**data)
