@@ -51,6 +51,7 @@ the missing fields take their "no limit" defaults.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -502,6 +503,10 @@ def list_profiles() -> list[str]:
 def load_profile(name_or_path: str | Path) -> HardwareProfile:
     """Load a shipped profile by name (``"loihi2"``) or a user's TOML file by path.
 
+    A bare name (no folder separator, no ``.toml`` suffix) always means a shipped profile,
+    whatever lies in the current folder (a folder ``loihi2/`` does not hide it); anything
+    else is a path.
+
     Args:
         name_or_path: a name from :func:`list_profiles`, or a path to a ``.toml`` file.
 
@@ -509,20 +514,26 @@ def load_profile(name_or_path: str | Path) -> HardwareProfile:
         The validated :class:`HardwareProfile`.
 
     Raises:
-        ProfileError: unknown name, missing or unreadable file, bad TOML, or a bad field.
+        ProfileError: empty, unknown name, missing or unreadable file, bad TOML, or a bad
+            field.
 
     Example:
         >>> load_profile("loihi2").limits.cores
         128
     """
-    text = str(name_or_path)
+    text = str(name_or_path) if isinstance(name_or_path, Path) else name_or_path
+    if not isinstance(text, str) or not text.strip() or "\x00" in text:
+        raise ProfileError(f"--profile {str(text)[:80]!r}: give a shipped name from "
+                           f"{list_profiles()} or the path of a .toml file")
     path = Path(text)
+    bare = not isinstance(name_or_path, Path) and "/" not in text and os.sep not in text \
+        and not text.endswith(".toml")
     try:
-        if text in list_profiles() and not path.exists():
+        if bare and text in list_profiles():
             path = PROFILE_DIR / f"{text}.toml"
-        elif path.suffix != ".toml" and not path.exists():
+        elif bare:
             raise ProfileError(f"unknown profile {text!r}: use one of {list_profiles()} "
-                               f"or the path of a .toml file")
+                               f"or the path of a .toml file (e.g. ./{text}.toml)")
         if not path.is_file():
             raise ProfileError(f"{path}: profile file not found (give a shipped name from "
                                f"{list_profiles()} or an existing .toml path)")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from rewire.compiler.network import CompiledNetwork
 from rewire.compiler.quantize import CompileError, compile_network
 from rewire.export import netx, nir_graph, onnx_int, onnx_step, onnx_unrolled
 from rewire.io import write_text
+from rewire.job.publish import Staging
 from rewire.job.report import build_float_report, build_report, format_report, to_json
 from rewire.hw_profiles.profile import KNOWN_FORMATS, HardwareProfile, load_profile
 from rewire.training.budget import SynapseBudget, make_budget, model_budget
@@ -101,13 +101,28 @@ def _check_out_dir(out: str) -> Path:
     """The output folder, once it is certain that it can be created and written.
 
     Raises:
-        ValueError: it is a file, lies under a file, or its nearest existing folder does not
-            take a new file (read-only, /proc, permissions); a probe file is created there and
-            removed at once.
+        ValueError: it is empty, holds NUL, is a dangling symbolic link, is a file, lies
+            under a file, is the current folder or one above it (publishing swaps the
+            folder), or its nearest existing folder does not take a new file (read-only,
+            /proc, permissions); a probe file is created there and removed at once.
     """
+    if not isinstance(out, (str, os.PathLike)) or not str(out).strip() or "\x00" in str(out):
+        raise ValueError(f"--out {str(out)[:80]!r}: give an output folder, e.g. build/")
     path = Path(out)
+    if path.is_symlink() and not path.exists():
+        raise ValueError(f"--out {out}: is a dangling symbolic link (to "
+                         f"{os.readlink(path)}); remove it or give another folder")
     if path.exists() and not path.is_dir():
         raise ValueError(f"--out {out}: exists and is not a directory")
+    try:
+        real, cwd = os.path.realpath(path), os.path.realpath(os.getcwd())
+    except OSError:
+        real = cwd = None
+    if real is not None and (real == cwd or cwd.startswith(real.rstrip(os.sep) + os.sep)
+                             or real == os.sep):
+        raise ValueError(f"--out {out}: is the current folder or holds it; rewire replaces "
+                         f"its output folder as a whole, so give a folder of its own, e.g. "
+                         f"build/")
     probe = path
     while not probe.exists():
         probe = probe.parent
@@ -259,12 +274,12 @@ def _final_paths(out: Path, staged: dict) -> dict:
     return files
 
 
-def _publish(out: Path, staging: Path, staged: dict, report: dict) -> None:
-    """Write ``report.json`` into the staging folder, then move every staged file into ``out``
-    (``os.replace``: each file is replaced whole, never left half written)."""
-    staged["report"] = write_text(staging / "report.json", to_json(report))
-    for path in staged.values():
-        os.replace(path, out / path.name)
+def _publish(stage: Staging, staged: dict, report: dict) -> None:
+    """Write ``report.json`` into the staging folder, then publish the whole set into
+    ``--out`` at once (:class:`rewire.job.publish.Staging`: old set or new set, never a mix;
+    files of the previous export that the new one lacks are gone, other files are kept)."""
+    staged["report"] = write_text(stage.path / "report.json", to_json(report))
+    stage.publish()
 
 
 def run_uncompiled(prep: Prepared, result, t0: float, log=print) -> dict:
@@ -281,9 +296,8 @@ def run_uncompiled(prep: Prepared, result, t0: float, log=print) -> dict:
     cores = mapping.map_layers(layers, profile, spec.cores)
     reason = (f"neuron model {profile.neuron.model!r} of {profile.name} has no fixed-point "
               f"compiler in rewire (only 'cuba')")
-    prep.out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=prep.out))
-    try:
+    with Staging(prep.out) as stage:
+        staging = stage.path
         staged = {"cores_json": mapping.write_json(cores, staging / "cores.json"),
                   "cores_png": mapping.write_png(cores, staging / "cores.png")}
         files = _final_paths(prep.out, staged)
@@ -297,9 +311,7 @@ def run_uncompiled(prep: Prepared, result, t0: float, log=print) -> dict:
         formats["skipped"].update({f: f"needs a compiled network: {reason}"
                                    for f in profile.formats})
         report["formats"] = formats
-        _publish(prep.out, staging, staged, report)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        _publish(stage, staged, report)
     log(format_report(report))
     return report
 
@@ -333,11 +345,10 @@ def run(prep: Prepared, log=print) -> dict:
     # simulate.accuracy does (spike-count argmax, ties to the lowest class): reuse it
     q_acc = equiv.integer_accuracy
     t2 = time.perf_counter()
-    prep.out.mkdir(parents=True, exist_ok=True)
-    # Every file is built in a staging folder first and moved into place only when all of
-    # them exist: a failure midway leaves the previous export whole.
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=prep.out))
-    try:
+    # Every file is built in a staging folder first and published only when all of them
+    # exist, as one set: a failure or a kill midway leaves the previous export whole.
+    with Staging(prep.out) as stage:
+        staging = stage.path
         staged = {}
         if "netx" in prep.profile.formats:
             staged["netx"] = netx.write(net, staging / "model.net")
@@ -362,8 +373,6 @@ def run(prep: Prepared, log=print) -> dict:
                               dataset=prep.split.name, config=spec)
         report["formats"] = export_formats(prep.profile, staged)
         report["equivalence"] = equiv.to_dict()
-        _publish(prep.out, staging, staged, report)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        _publish(stage, staged, report)
     log(format_report(report))
     return report
