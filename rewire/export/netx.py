@@ -44,6 +44,7 @@ its input one step later (see :mod:`rewire.compiler.simulate`).
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import h5py
@@ -84,8 +85,12 @@ def write(net: CompiledNetwork, path: str | Path) -> Path:
     if "netx" not in net.profile.formats:
         raise ValueError(f"profile {net.profile.name!r} has no netx target "
                          f"(formats = {list(net.profile.formats)})")
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
+    # Built in memory, then written with one plain write: a full disk is then a clean
+    # OSError (ENOSPC) instead of an HDF5 error mid-file (h5py raised RuntimeError, and its
+    # objects' finalisers printed tracebacks or crashed the process).
+    buf = io.BytesIO()
+    if True:
+        with h5py.File(buf, "w") as f:
             attrs = {"rewire_format_version": net.format_version, "rewire_version": __version__,
                      "profile": net.profile.name, "steps": net.steps, "encoding": net.encoding,
                      "input_message_bits": net.input_message_bits,
@@ -127,6 +132,8 @@ def write(net: CompiledNetwork, path: str | Path) -> Path:
                 n.create_dataset("vThMant", data=layer.v_th_mant)
                 n.create_dataset("refDelay", data=1)
                 n.create_dataset("gradedSpike", data=False)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
     return Path(path)
 
 
