@@ -159,7 +159,9 @@ class Staging:
         """Make the staged files the content of ``out`` (old set or new set, never a mix,
         where the exchange is available; see the module docstring)."""
         out, new = self.out, self.path
-        assert new is not None, "publish() outside the with block"  # programming error
+        if new is None:
+            raise RuntimeError("Staging.publish() called outside its with block")
+        self._own = {p.name for p in new.iterdir()}  # the export's files, before any link
         if self.swap:
             old_files = rewire_files(out) if out.is_dir() else set()
             if out.is_dir():
@@ -189,7 +191,7 @@ class Staging:
         out, new = self.out, self.path
         out.mkdir(parents=True, exist_ok=True)
         old_files = rewire_files(out)
-        names = sorted(p.name for p in new.iterdir() if p.name != "report.json")
+        names = sorted(n for n in self._own if n != "report.json")
         for name in names + (["report.json"] if (new / "report.json").exists() else []):
             os.replace(new / name, out / name)
             self.hook(f"replaced {name}")
