@@ -449,12 +449,21 @@ def compile_network(model: SpikingMLP | SpikingConvNet, profile: HardwareProfile
         The frozen :class:`CompiledNetwork`.
 
     Raises:
-        CompileError: see :func:`check_neuron`, :func:`quantize_layer` and
+        CompileError: ``input_max_value`` not an integer in [1, 2**24], ``cores`` outside
+            [1, limits.cores]; see :func:`check_neuron`, :func:`quantize_layer` and
             :func:`rewire.compiler.mapping.map_cores` (``MappingError``).
     """
     if profile.neuron.model != "cuba":
         raise CompileError(f"profile {profile.name!r}: neuron model {profile.neuron.model!r} "
                            f"is not supported (only 'cuba')")
+    if isinstance(input_max_value, bool) or not isinstance(input_max_value, (int, np.integer)) \
+            or not 1 <= input_max_value <= 2**24:
+        raise CompileError(f"input_max_value must be an integer payload in [1, 2**24] (16 for "
+                           f"digits, 255 for MNIST), got {input_max_value!r}")
+    if cores is not None and (isinstance(cores, bool) or not isinstance(cores, (int, np.integer))
+                              or not 1 <= cores <= profile.limits.cores):
+        raise CompileError(f"cores must be an integer in [1, {profile.limits.cores}] "
+                           f"(limits.cores of {profile.name}), got {cores!r}")
     check_neuron(model.neuron)
     layers = []
     convnet = isinstance(model, SpikingConvNet)
