@@ -182,6 +182,81 @@ def _check_trainable(sizes: tuple[int, ...]) -> None:
                          f"{memory / 2**30:.1f} GiB; shrink --hidden")
 
 
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return None
+
+
+def _check_conv(spec: JobSpec, shape: tuple[int, int, int]) -> None:
+    """Refuse conv options that do not fit the input, or whose training would not fit this
+    machine's memory, before any model is built (shapes in Python integers).
+
+    Every kernel must fit its stage's input (a 100-pixel kernel on an 8 x 8 digit gave a
+    257 s run at 12.6 GB), every pool its conv's output. Memory estimate: GradR's 16 bytes per
+    weight plus, per layer, the batch's activations over all time steps kept for
+    backpropagation through time (current, voltage, spikes and their gradients: 8 float32
+    values per neuron and step).
+
+    Raises:
+        ValueError: naming the option and the stage.
+    """
+    n = len(spec.channels)
+    if not len(spec.kernels) == len(spec.strides) == len(spec.pools) == n:
+        raise ValueError(f"--channels, --kernels, --strides and --pools need one entry per conv "
+                         f"stage: got {n}, {len(spec.kernels)}, {len(spec.strides)}, "
+                         f"{len(spec.pools)}")
+    c_in, h, w = shape
+    weights, neurons = 0, 0
+    for i, (c, k, s, q) in enumerate(zip(spec.channels, spec.kernels, spec.strides,
+                                         spec.pools), 1):
+        if k > min(h, w):
+            raise ValueError(f"--kernels: stage {i} has a {k} x {k} kernel but its input is "
+                             f"{h} x {w}; use a kernel of at most {min(h, w)}")
+        if s > k:
+            raise ValueError(f"--strides: stage {i} has stride {s} > kernel {k}, so it skips "
+                             f"input pixels; use a stride of at most {k}")
+        h, w = (h + 2 * (k // 2) - k) // s + 1, (w + 2 * (k // 2) - k) // s + 1
+        if q > min(h, w):
+            raise ValueError(f"--pools: stage {i} pools {q} x {q} over a {h} x {w} output; "
+                             f"use a pool of at most {min(h, w)}")
+        weights += c_in * c * k * k
+        neurons += c * h * w
+        if q > 1:
+            h, w = h // q, w // q
+            neurons += c * h * w
+        c_in = c
+    classes = 10
+    weights += c_in * h * w * classes
+    neurons += classes
+    memory = 16 * weights + 8 * 4 * neurons * spec.steps * spec.train.batch_size
+    phys = _physical_memory()
+    if phys is not None and memory > phys // 2:
+        raise ValueError(f"--channels {list(spec.channels)}: training needs about "
+                         f"{memory / 2**30:.1f} GiB ({weights:,} weights, {neurons:,} neurons x "
+                         f"{spec.steps} steps x batch {spec.train.batch_size}), more than half "
+                         f"this machine's {phys / 2**30:.1f} GiB; use fewer channels, a larger "
+                         f"stride or a smaller --batch-size")
+
+
+def _check_neuron_fits(profile: HardwareProfile, neuron) -> None:
+    """On a chip rewire compiles for (``cuba``), check the neuron's decays and constants
+    against the profile before training, not after it (a ``decay_bits`` too small for the
+    time constants used to fail only at compile time).
+
+    Raises:
+        CompileError: naming the decay and the fix.
+    """
+    if profile.neuron.model != "cuba":
+        return
+    from rewire.compiler.quantize import check_neuron, decay_constant
+
+    check_neuron(neuron)
+    decay_constant(neuron.tau_syn_inv, neuron.dt, profile, "neuron iDecay (tau_syn)")
+    decay_constant(neuron.tau_mem_inv, neuron.dt, profile, "neuron vDecay (tau_mem)")
+
+
 def prepare(spec: JobSpec) -> Prepared:
     """Check every input before any work and build the untrained model.
 
@@ -201,10 +276,12 @@ def prepare(spec: JobSpec) -> Prepared:
     torch.manual_seed(spec.train.seed)
     split = load_split(spec.dataset, spec.data_dir)
     if spec.model == "conv":
+        _check_conv(spec, image_shape(split.num_features))
         model = SpikingConvNet(image_shape(split.num_features), channels=spec.channels,
                                kernels=spec.kernels, strides=spec.strides, pools=spec.pools,
                                classes=split.num_classes, steps=spec.steps,
                                encoding=spec.encoding, input_gain=spec.input_gain)
+        _check_neuron_fits(profile, model.neuron)
         probe = copy.deepcopy(model)
         apply_gradr(probe)  # model_budget counts GradR layers; train() parametrizes the model
         budget = model_budget(probe, profile, cores=spec.cores, max_synapses=spec.max_synapses,
@@ -215,6 +292,7 @@ def prepare(spec: JobSpec) -> Prepared:
     mapping.check_network(profile, sizes, spec.cores)  # what no pruning can fix, before training
     model = SpikingMLP(sizes, steps=spec.steps, encoding=spec.encoding,
                        input_gain=spec.input_gain)
+    _check_neuron_fits(profile, model.neuron)
     budget = make_budget(profile, sizes, cores=spec.cores, max_synapses=spec.max_synapses,
                          connectivity=spec.connectivity, max_fan_in=spec.max_fan_in)
     return Prepared(spec, profile, split, model, budget, out)
