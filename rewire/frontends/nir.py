@@ -13,6 +13,7 @@ import nir
 import numpy as np
 
 from rewire.export.nir_graph import CONV_SUPPORTED, NIR_FORMAT
+from rewire.io import check_hdf5
 from rewire.training.conv import SpikingConvNet, SumPool2d
 from rewire.training.model import NeuronConfig, SpikingMLP
 
@@ -22,10 +23,22 @@ def read(path: str | Path) -> nir.NIRGraph:
 
     Raises:
         FileNotFoundError: no file at ``path``.
+        ValueError: not HDF5, declared data over :data:`rewire.io.MAX_HDF5_BYTES` (checked
+            before anything is read), or a layout ``nir.read`` cannot parse (the message
+            names the file).
     """
     if not Path(path).is_file():
         raise FileNotFoundError(f"NIR file {path} does not exist")
-    return nir.read(str(path))
+    check_hdf5(path, "NIR file")
+    try:
+        graph = nir.read(str(path))
+    except (OSError, KeyError, AttributeError, TypeError, ValueError, IndexError,
+            RuntimeError, NotImplementedError) as exc:
+        raise ValueError(f"{path}: malformed NIR file ({type(exc).__name__}: "
+                         f"{str(exc)[:120]})") from None
+    if not isinstance(graph, nir.NIRGraph):
+        raise ValueError(f"{path}: holds a {type(graph).__name__}, not a NIR graph")
+    return graph
 
 
 def _scalar(node: nir.CubaLIF, field: str) -> float:
