@@ -124,3 +124,27 @@ def test_cross_field_and_list_bounds(loihi2, mutate, field):
     mutate(data)
     with pytest.raises(ProfileError, match=rf"field '{field}'"):
         HardwareProfile.from_dict(data, "chip.toml")
+
+
+@pytest.mark.parametrize("name", ["loihi2", "speck", "truenorth", "xylo", "loihi"])
+def test_mapping_cost_follows_the_cores_used(name):
+    """Item 2: a chip of 2**20 identical cores maps a small network as fast as a small chip
+    (the packer opens cores as it needs them; the whole-layer assignment tries only as many
+    identical cores as there are layers)."""
+    import numpy as np
+
+    from rewire.compiler import mapping
+
+    data = copy.deepcopy(load_profile(name).to_dict())
+    lim = data["limits"]
+    lim.update(cores=MAX_CORES, core_neurons=[], core_synapses=[])
+    prof = HardwareProfile.from_dict(data)
+    mapping.check_network(prof, (16, 8, 4))  # imports, once
+    layers = [mapping.LayerConnectivity.from_mask("fc1", np.ones((8, 16))),
+              mapping.LayerConnectivity.from_mask("fc2", np.ones((4, 8)))]
+    start = time.perf_counter()
+    for _ in range(5):
+        mapping.check_network(prof, (16, 8, 4))
+        m = mapping.map_layers(layers, prof)
+    assert time.perf_counter() - start < 1.0
+    assert m.cores <= 3
