@@ -109,6 +109,10 @@ def _check_out_dir(out: str) -> Path:
     if not isinstance(out, (str, os.PathLike)) or not str(out).strip() or "\x00" in str(out):
         raise ValueError(f"--out {str(out)[:80]!r}: give an output folder, e.g. build/")
     path = Path(out)
+    long = [part for part in path.parts if len(os.fsencode(part)) > 255]
+    if long or len(os.fsencode(str(path))) > 4095:
+        raise ValueError(f"--out {str(out)[:80]}...: a folder name over 255 bytes or a path "
+                         f"over 4,095 bytes (the file system's limits); give a shorter path")
     if path.is_symlink() and not path.exists():
         raise ValueError(f"--out {out}: is a dangling symbolic link (to "
                          f"{os.readlink(path)}); remove it or give another folder")

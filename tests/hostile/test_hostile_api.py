@@ -18,7 +18,7 @@ from rewire.compiler.quantize import CompileError, compile_network
 from rewire.export import nir_graph, onnx_step
 from rewire.frontends.nir import from_nir
 
-from conftest import HYPOTHESIS_PROFILE, random_network
+from conftest import HYPOTHESIS_PROFILE, capped, random_network
 
 SCALE = 1 if HYPOTHESIS_PROFILE == "ci" else 10
 SEED = 20261205 if HYPOTHESIS_PROFILE == "ci" else random.randrange(2**32)
@@ -77,7 +77,8 @@ def test_fuzz_from_nir(graph, capsys):
         g, dt = _hostile_graph(rng, graph)
         count += 1
         try:
-            model = from_nir(g, dt=dt)
+            with capped():
+                model = from_nir(g, dt=dt)
         except (ValueError, NotImplementedError) as exc:
             refused += 1
             assert str(exc).strip()

@@ -19,7 +19,7 @@ import pytest
 
 from rewire.training.data import MAX_IDX_BYTES, DataError, _read_idx, load_mnist_split
 
-from conftest import HYPOTHESIS_PROFILE
+from conftest import HYPOTHESIS_PROFILE, capped
 
 SCALE = 1 if HYPOTHESIS_PROFILE == "ci" else 10
 SEED = 20261204 if HYPOTHESIS_PROFILE == "ci" else random.randrange(2**32)
@@ -138,7 +138,8 @@ def test_fuzz_idx_files(tmp_path, capsys):
         count += 1
         start = time.perf_counter()
         try:
-            split = load_mnist_split(d, n_train=8, n_test=2)
+            with capped():
+                split = load_mnist_split(d, n_train=8, n_test=2)
         except DataError as exc:
             refused += 1
             assert IMG in str(exc) or LAB in str(exc), str(exc)

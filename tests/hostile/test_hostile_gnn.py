@@ -26,7 +26,7 @@ from rewire.gnn.data import GraphDataError, load_planetoid
 from rewire.gnn.models import ModelConfig, build_model, load_checkpoint, save_checkpoint
 from rewire.gnn.planetoid_raw import PARTS, PlanetoidFileError, read_raw, restricted_loads
 
-from conftest import HYPOTHESIS_PROFILE
+from conftest import HYPOTHESIS_PROFILE, capped
 
 SCALE = 1 if HYPOTHESIS_PROFILE == "ci" else 10
 SEED = 20261203 if HYPOTHESIS_PROFILE == "ci" else random.randrange(2**32)
@@ -251,7 +251,8 @@ def test_fuzz_planetoid_raw(tmp_path, capsys):
         path = raw_dir / f"ind.cora.{part}"
         path.write_bytes(raw)
         try:
-            read_raw(raw_dir, "cora")
+            with capped():
+                read_raw(raw_dir, "cora")
         except PlanetoidFileError as exc:
             refused += 1
             assert "ind.cora." in str(exc), str(exc)
@@ -354,7 +355,8 @@ def test_fuzz_checkpoints(good_payload, tmp_path, capsys):
     for what, case in cases:
         count += 1
         try:
-            load_checkpoint(case)
+            with capped():
+                load_checkpoint(case)
         except ValueError as exc:
             assert str(case) in str(exc), (what, str(exc))
         except Exception:  # noqa: BLE001
@@ -441,7 +443,8 @@ def test_fuzz_gnn_cli(tmp_path, monkeypatch, capsys):
         err = io.StringIO()
         try:
             import contextlib
-            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), \
+                    capped():
                 code = gnn_cli.main(argv)
         except SystemExit as exc:
             assert exc.code == 2, argv

@@ -17,7 +17,7 @@ from rewire.compiler.quantize import compile_network
 from rewire.export import netx, nir_graph
 from rewire.frontends.nir import from_nir, read as nir_read
 
-from conftest import HYPOTHESIS_PROFILE, random_network
+from conftest import HYPOTHESIS_PROFILE, capped, random_network
 
 SCALE = 1 if HYPOTHESIS_PROFILE == "ci" else 10
 SEED = 20261206 if HYPOTHESIS_PROFILE == "ci" else random.randrange(2**32)
@@ -85,7 +85,8 @@ def test_structurally_wrong_files(tmp_path):
     for path in _structural(tmp_path):
         for name, reader in READERS.items():
             try:
-                reader(path)
+                with capped():
+                    reader(path)
             except OK:
                 pass
             except Exception:  # noqa: BLE001
@@ -115,7 +116,8 @@ def test_fuzz_damaged_files(files, tmp_path, capsys):
         for name in (["netx"] if kind == "netx" else ["nir", "from_nir"]):
             count += 1
             try:
-                READERS[name](path)
+                with capped():
+                    READERS[name](path)
             except OK as exc:
                 refused += 1
                 assert isinstance(exc, NotImplementedError) or str(path) in str(exc) \
