@@ -74,6 +74,12 @@ def rewire_files(out: Path) -> set[str]:
     return {n for n in names if n and n not in (".", "..")} | {"report.json"}
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
@@ -144,6 +150,10 @@ class Staging:
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
             self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=self.out.parent))
+            # mkdtemp makes the folder 0700; once swapped in it is --out, so give it the mode
+            # --out has (or a plain mkdir would give)
+            mode = self.out.stat().st_mode & 0o7777 if self.out.is_dir() else 0o777 & ~_umask()
+            os.chmod(self.path, mode)
         except OSError:  # the parent cannot be written: stage inside out instead
             self.swap = False
             self.out.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ from rewire.compiler.network import CompiledNetwork
 from rewire.compiler.quantize import CompileError, compile_network
 from rewire.export import netx, nir_graph, onnx_int, onnx_step, onnx_unrolled
 from rewire.io import write_text
-from rewire.job.publish import Staging
+from rewire.job.publish import Staging, remove_stale
 from rewire.job.report import build_float_report, build_report, format_report, to_json
 from rewire.hw_profiles.profile import KNOWN_FORMATS, HardwareProfile, load_profile
 from rewire.training.budget import SynapseBudget, make_budget, model_budget
@@ -269,6 +269,7 @@ def prepare(spec: JobSpec) -> Prepared:
     """
     profile = load_profile(spec.profile)
     out = _check_out_dir(spec.out)
+    remove_stale(out)  # staging folders that killed runs left beside or inside --out
     if spec.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {spec.steps}")
     if any(h < 1 for h in spec.hidden):

@@ -314,3 +314,16 @@ def test_real_full_disk_netx_and_nir(tmp_path, small_net):
             assert list(disk.iterdir()) == []
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_published_folder_keeps_its_mode(tmp_path):
+    out = tmp_path / "out"
+    _old_folder(out, foreign=False)
+    os.chmod(out, 0o751)
+    _publish_new(out)
+    assert out.stat().st_mode & 0o777 == 0o751
+    fresh = tmp_path / "fresh"
+    _publish_new(fresh)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert fresh.stat().st_mode & 0o777 == 0o777 & ~mask
