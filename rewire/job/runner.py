@@ -254,9 +254,8 @@ def _check_neuron_fits(profile: HardwareProfile, neuron) -> None:
     """
     if profile.neuron.model != "cuba":
         return
-    from rewire.compiler.quantize import check_neuron, decay_constant
+    from rewire.compiler.quantize import decay_constant
 
-    check_neuron(neuron)
     decay_constant(neuron.tau_syn_inv, neuron.dt, profile, "neuron iDecay (tau_syn)")
     decay_constant(neuron.tau_mem_inv, neuron.dt, profile, "neuron vDecay (tau_mem)")
 
@@ -423,7 +422,7 @@ def run(prep: Prepared, log=print) -> dict:
     x_te, y_te = prep.split.x_test, prep.split.y_test
     eq_inputs = x_te.cpu().numpy() if net.encoding == "current" else np.concatenate(
         [p for p, _ in test_payloads(prep.model, net, x_te, y_te, spec.train.seed)], axis=1)
-    equiv = equivalence.compare(prep.model.cpu(), net, eq_inputs, labels=y_te.cpu().numpy())
+    equiv = equivalence.compare(net, eq_inputs, labels=y_te.cpu().numpy())
     # the comparison runs the integer model on the same payloads and predicts as
     # simulate.accuracy does (spike-count argmax, ties to the lowest class): reuse it
     q_acc = equiv.integer_accuracy
