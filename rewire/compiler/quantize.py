@@ -512,12 +512,19 @@ def compile_network(network, profile: HardwareProfile, input_max_value: int | No
             an integer in [1, 2**24], ``cores`` outside [1, limits.cores], and the errors of
             :func:`check_neuron`, :func:`quantize_layer` and
             :func:`rewire.compiler.mapping.map_cores` (``MappingError``), naming the layer.
-        rewire.errors.LoweringError: (a module or graph given) what the frontend cannot lower.
+        rewire.errors.LoweringError: (a module or graph given) what the frontend cannot lower;
+            a value an IR node refuses (a NaN weight, ``v_reset >= v_th``) is a CompileError.
     """
     if not isinstance(network, Network):
+        from rewire.errors import RewireError
         from rewire.frontends import lower
 
-        network = lower(network, **lower_options)
+        try:
+            network = lower(network, **lower_options)
+        except RewireError:
+            raise
+        except ValueError as exc:  # an IR node refused a value (NaN weight, v_reset >= v_th)
+            raise CompileError(f"the model cannot be compiled: {exc}") from None
     if profile.neuron.model != "cuba":
         raise CompileError(f"profile {profile.name!r}: neuron model {profile.neuron.model!r} "
                            f"is not supported (only 'cuba')")
