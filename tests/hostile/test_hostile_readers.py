@@ -50,7 +50,7 @@ def test_declared_huge_dataset_refused_before_reading(tmp_path, reader, shape):
     start = time.perf_counter()
     with pytest.raises(ValueError, match=r"declares [\d,]+ bytes of data by dataset"):
         READERS[reader](path)
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < 3.0
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < 50 * 1024
 
 
