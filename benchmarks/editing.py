@@ -10,6 +10,10 @@ Method rows: ``gd``; the paper's GRE and GRE+ (K=10, gradient projected); GRE+ K
 the Adam update projected; and rewire's default (update projected, one anchor per
 training node).
 
+Sequential rows use ``EditConfig``'s ``protect=True`` (issue 16: GRE/GRE+ keep the
+earlier edited nodes in the QP and repair them); ``benchmarks/gnn_sequential.py`` reports
+the SEED-GNN protocol with and without it.
+
 * SR = targets whose edit succeeded / targets.
 * DD = (test accuracy before − after) × 100: independent and batch mode average it over
   edits (each from the original model); sequential mode reports it for the model after all
