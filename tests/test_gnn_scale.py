@@ -91,6 +91,9 @@ def test_a_shared_field_is_checked_and_gives_the_same_edit(toy, trained):
     with pytest.raises(ValueError, match="field"):
         edit(trained, toy, targets, config=config, field=ReceptiveField(toy.edge_index,
                                                                         toy.num_nodes, 1))
+    with pytest.raises(ValueError, match="edges"):  # same nodes and hops, other graph
+        edit(trained, toy, targets, config=config, field=ReceptiveField(
+            toy.edge_index[:, :10], toy.num_nodes, 3))
 
 
 def test_anchors_stay_bounded(toy):

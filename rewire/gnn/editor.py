@@ -455,10 +455,12 @@ def edit(model: nn.Module, data: Data, targets, labels=None,
         field = field_for(work, data)
     else:
         hops = message_passing_layers(work) + 1
-        if field.num_nodes != data.num_nodes or field.hops != hops:
-            raise ValueError(f"field: built for {field.num_nodes} nodes and {field.hops} hops, "
-                             f"this graph has {data.num_nodes} nodes and the model needs "
-                             f"{hops} hops: build it with field_for(model, data)")
+        if (field.num_nodes, field.num_edges, field.hops) != (
+                data.num_nodes, data.edge_index.shape[1], hops):
+            raise ValueError(f"field: built for {field.num_nodes} nodes, {field.num_edges} "
+                             f"edges and {field.hops} hops; this graph has {data.num_nodes} "
+                             f"nodes and {data.edge_index.shape[1]} edges and the model "
+                             f"needs {hops} hops: build it with field_for(model, data)")
     setup = time.perf_counter() - setup
     with torch.no_grad():
         x, edge_index, index = _view(data, targets[:1], field)

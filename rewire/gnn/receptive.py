@@ -56,6 +56,7 @@ class ReceptiveField:
         if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
             raise ValueError(f"edge_index holds node indices outside [0, {num_nodes - 1}]")
         self.num_nodes, self.hops = int(num_nodes), int(hops)
+        self.num_edges = int(edge_index.shape[1])
         target = edge_index[1]
         order = torch.argsort(target, stable=True)
         self._source = edge_index[0][order].contiguous()  # sources, grouped by target
