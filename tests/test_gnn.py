@@ -60,7 +60,9 @@ def test_every_method_and_mode_fixes_targets_without_touching_input(
     assert len(record.edits) == {"independent": 4, "sequential": 4, "batch": 2}[mode]
     assert sum(seen, []) == wrong.tolist()
     for e in record.edits:
-        assert e.success and 1 <= e.steps <= 60 and len(e.losses) == e.steps + 1
+        # a later sequential target may already be right after the earlier edits
+        low = 0 if mode == "sequential" else 1
+        assert e.success and low <= e.steps <= 60 and len(e.losses) == e.steps + 1
     if mode == "sequential":
         assert record.final_correct is not None and 0 <= record.final_correct <= 1
     if mode != "independent":
@@ -123,7 +125,7 @@ def test_bad_targets_are_refused(trained, toy, targets, labels, match):
 
 def test_more_chunks_than_training_nodes_is_refused(trained, toy, wrong):
     with pytest.raises(ValueError, match="training nodes"):
-        edit(trained, toy, wrong, config=EditConfig(k=1000))
+        edit(trained, toy, wrong, config=EditConfig(k=100))
     chunks = anchor_chunks(toy, 5, seed=1)
     joined = torch.cat(chunks).sort().values
     assert torch.equal(joined, toy.train_mask.nonzero().flatten())

@@ -6,6 +6,8 @@ EGNN baselines, on PyG node classifiers.
 * :mod:`rewire.gnn.editor`: :func:`edit` with :class:`EditConfig` (methods ``gd``, ``gre``,
   ``gre+``; modes ``independent``, ``sequential``, ``batch``; ``project`` = ``update`` or
   ``gradient``).
+* :mod:`rewire.gnn.receptive`: :class:`ReceptiveField`, (L + 1)-hop subgraphs from a CSR
+  index, on which the editor runs every forward (large graphs).
 * :mod:`rewire.gnn.models`: GCN, GraphSAGE, EGNN, training and checkpoints.
 * :mod:`rewire.gnn.data`: Planetoid graphs from a local copy and a toy graph.
 * ``python -m rewire.gnn``: train and edit from the command line.
@@ -13,13 +15,14 @@ EGNN baselines, on PyG node classifiers.
 
 from rewire.gnn.data import GraphDataError, load_graph, load_planetoid, toy_graph
 from rewire.gnn.editor import (EditConfig, EditOutcome, EditRecord, edit, editable_parameters,
-                               misclassified)
+                               field_for, misclassified)
 from rewire.gnn.models import (EGNN, GCN, SAGE, ModelConfig, accuracy, build_model,
                                load_checkpoint, predict, save_checkpoint, train_model)
 from rewire.gnn.projection import AnchorProjector, gre_project
+from rewire.gnn.receptive import ReceptiveField
 
 __all__ = ["AnchorProjector", "EGNN", "EditConfig", "EditOutcome", "EditRecord", "GCN",
-           "GraphDataError", "ModelConfig", "SAGE", "accuracy", "build_model", "edit",
-           "editable_parameters", "gre_project", "load_checkpoint", "load_graph",
-           "load_planetoid", "misclassified", "predict", "save_checkpoint", "toy_graph",
-           "train_model"]
+           "GraphDataError", "ModelConfig", "ReceptiveField", "SAGE", "accuracy", "build_model",
+           "edit", "editable_parameters", "field_for", "gre_project", "load_checkpoint",
+           "load_graph", "load_planetoid", "misclassified", "predict", "save_checkpoint",
+           "toy_graph", "train_model"]

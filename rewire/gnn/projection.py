@@ -116,11 +116,11 @@ class AnchorProjector:
         # projection, unchanged; unit rows keep G Gᵀ well scaled (rows of 1e-246 would
         # underflow in it and be dropped although they constrain the step). The max-abs
         # pre-scaling keeps the norm itself from underflowing; zero rows constrain nothing.
+        # (one (K, P) temporary: P is large, K x P copies dominate the set-up time)
         peak = self.anchors.abs().amax(dim=1, keepdim=True)
-        scaled = torch.where(peak > 0, self.anchors / peak.clamp_min(torch.finfo(torch.float64).tiny),
-                             torch.zeros_like(self.anchors))
+        scaled = self.anchors / torch.where(peak > 0, peak, torch.ones_like(peak))
         norm = torch.linalg.vector_norm(scaled, dim=1, keepdim=True)
-        self._unit = torch.where(norm > 0, scaled / norm.clamp_min(1.0), scaled)
+        self._unit = scaled.div_(torch.where(norm > 0, norm, torch.ones_like(norm)))
         self._row_scale = (peak * norm).squeeze(1)  # ‖G_i‖, 0 for zero rows
         # G Gᵀ = V Λ Vᵀ; ‖Gᵀv + g‖² = ‖Λ^½Vᵀv + Λ^-½Vᵀ G g‖² + const: a K×K NNLS per step.
         eigval, eigvec = torch.linalg.eigh(self._unit @ self._unit.T)

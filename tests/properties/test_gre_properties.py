@@ -15,6 +15,7 @@ from rewire.gnn.editor import (EditConfig, _edit_once, _projector, anchor_chunks
                                anchor_gradients, editable_parameters)
 from rewire.gnn.models import GCN, SAGE
 from rewire.gnn.projection import AnchorProjector, flatten, gre_project, unflatten
+from rewire.gnn.receptive import ReceptiveField
 
 
 # Tiny graphs: torch's thread pool costs more than it saves (see conftest.one_torch_thread).
@@ -113,3 +114,71 @@ def test_training_loss_does_not_rise_to_first_order(seed, method, project, arch)
         for p, d in zip(params, unflatten(step, params)):
             p.sub_(eta * d)
         assert float(_train_loss(model, data)) <= base + 1e-5
+
+
+@settings(max_examples=15)
+@given(st.integers(0, 10_000), st.sampled_from(["gre", "gre+"]), st.sampled_from([GCN, SAGE]),
+       st.integers(1, 4))
+def test_sequential_step_does_not_raise_earlier_edited_losses(seed, method, arch, earlier):
+    """Sequential protect: each earlier edited node v is an anchor row, so the step u the
+    parameters take (θ ← θ − u) has ∇θ CE_v · u ≥ −tol, i.e. CE_v does not rise to first
+    order, and a small step along u does not raise it beyond O(η²)."""
+    data = toy_graph(nodes=40, features=8, seed=seed % 7)
+    torch.manual_seed(seed)
+    model = arch(8, 3, hidden=8).eval()
+    params = editable_parameters(model)
+    config = EditConfig(method=method, mode="sequential", k=3, max_steps=1, lr=0.05, seed=seed)
+    with torch.no_grad():
+        pred = model(data.x, data.edge_index).argmax(dim=1)
+    order = torch.randperm(40, generator=torch.Generator().manual_seed(seed))
+    guard_nodes, target = order[:earlier], order[earlier:earlier + 1]
+    guard_labels = pred[guard_nodes]  # edited before: right now; must stay so
+    label = (pred[target] + 1) % 3  # a label the model does not predict: a step is taken
+    guards = (guard_nodes, guard_labels)
+    projector = _projector(model, data, params, config, None, guards)
+    theta0 = flatten(params, params)
+    out = _edit_once(model, params, data, target, label, config, projector, None, guards)
+    step = theta0 - flatten(params, params)
+    assert out.steps == 1 and out.guarded == earlier and step.abs().max() > 0
+    with torch.no_grad():
+        for p, v in zip(params, unflatten(theta0, params)):
+            p.copy_(v)
+
+    def guard_loss(i):
+        logits = model(data.x, data.edge_index)[guard_nodes[i:i + 1]]
+        return F.cross_entropy(logits, guard_labels[i:i + 1])
+
+    eta = 1e-3 / (float(step.norm()) + 1e-12)
+    for i in range(earlier):
+        g = flatten(torch.autograd.grad(guard_loss(i), params, allow_unused=True), params)
+        scale = float(g.abs().max() * step.abs().max()) + 1e-12
+        assert float(g @ step) >= -1e-6 * scale
+        with torch.no_grad():
+            base = float(guard_loss(i))
+            for p, d in zip(params, unflatten(step, params)):
+                p.sub_(eta * d)
+            assert float(guard_loss(i)) <= base + 1e-5
+            for p, v in zip(params, unflatten(theta0, params)):
+                p.copy_(v)
+
+
+@settings(max_examples=25)
+@given(st.integers(0, 10_000), st.integers(1, 3), st.sampled_from([GCN, SAGE]),
+       st.booleans())
+def test_receptive_field_gives_the_whole_graph_outputs(seed, n_nodes, arch, directed):
+    """On random graphs (directed or not, repeated edges, isolated nodes) the outputs of
+    any nodes on their ReceptiveField subgraph equal those on the whole graph."""
+    gen = torch.Generator().manual_seed(seed)
+    n = 30
+    edge_index = torch.randint(0, n, (2, 60), generator=gen)
+    edge_index = edge_index[:, edge_index[0] != edge_index[1]]  # GCN adds its own loops
+    if not directed:
+        edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)
+    x = torch.randn(n, 5, generator=gen)
+    torch.manual_seed(seed)
+    model = arch(5, 3, hidden=4).eval()
+    nodes = torch.randperm(n, generator=gen)[:n_nodes]
+    subset, sub_ei, index = ReceptiveField(edge_index, n, hops=3).subgraph(nodes)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x[subset], sub_ei)[index],
+                                   model(x, edge_index)[nodes], atol=1e-5, rtol=1e-5)
