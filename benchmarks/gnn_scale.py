@@ -62,7 +62,7 @@ from torch_geometric.utils import to_torch_csr_tensor
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rewire.export.atomic import write_text  # noqa: E402
+from rewire.io import write_text  # noqa: E402
 from rewire.gnn.editor import EditConfig, edit, field_for, misclassified  # noqa: E402
 from rewire.gnn.models import MODELS, predict, train_model  # noqa: E402
 from torch_geometric.nn import GCNConv  # noqa: E402

@@ -48,7 +48,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rewire.export.atomic import write_text  # noqa: E402
+from rewire.io import write_text  # noqa: E402
 from rewire.gnn.data import load_planetoid  # noqa: E402
 from rewire.gnn.editor import EditConfig, edit, misclassified  # noqa: E402
 from rewire.gnn.models import EGNN, MODELS, predict, train_model  # noqa: E402
