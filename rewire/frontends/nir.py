@@ -104,12 +104,21 @@ _ADVICE = {
 def read(path: str | Path) -> nir.NIRGraph:
     """``nir.read`` a graph (rewire's or another tool's).
 
+    A file that fails nir's own type inference is read again without it (nirtorch writes the
+    ``Input`` type with the traced sample's batch dimension, ``[1, n]``, which nir 1.0.8 then
+    refuses to read); :func:`lower` checks every width itself.
+
     Raises:
         FileNotFoundError: no file at ``path``.
     """
     if not Path(path).is_file():
         raise FileNotFoundError(f"NIR file {path} does not exist")
-    return nir.read(str(path))
+    try:
+        return nir.read(str(path))
+    except ValueError as exc:
+        if "type" not in str(exc).lower():
+            raise
+        return nir.read(str(path), type_check=False)
 
 
 def _arr(value) -> np.ndarray:
@@ -373,18 +382,21 @@ def detect_source(graph: nir.NIRGraph, dt: float | None = None) -> str | None:
 _SOURCE_NOTES = {
     "rewire": "source rewire (its own NIR writer): the semantics are the IR's (Norse 1.1 "
               "order, reset to v_reset in the step that spikes); nothing differs",
-    "snntorch": "source snnTorch 1.0: NIR does not record snnTorch's reset. Leaky/Synaptic "
-                "reset by subtracting the threshold by default (reset_mechanism='subtract') "
-                "and, with reset_delay=True (the default), one step after the spike; "
-                "RLeaky/RSynaptic reset from the previous step's spike. The IR resets v to "
-                "v_reset in the step that spikes (Norse/Loihi): it equals snnTorch only for "
-                "Leaky/Synaptic with reset_mechanism='zero' and reset_delay=False; other "
-                "settings give different spike trains",
-    "rockpool": "source rockpool 3.1: NIR does not record that rockpool's LIFTorch decays "
-                "exactly (exp(-dt/tau)), emits several spikes per step (max_spikes_per_dt) and "
-                "resets by subtraction; the IR integrates the file's equations with forward "
-                "Euler at dt, one spike per step, reset to v_reset: spike counts differ "
-                "(tests/test_readers.py measured 3-5x more spikes in rockpool)",
+    "snntorch": "source snnTorch 1.0: NIR does not record snnTorch's reset. Its Leaky, "
+                "Synaptic, RLeaky and RSynaptic reset by subtracting the threshold by default "
+                "(reset_mechanism='subtract') and, with reset_delay=True (the default), from "
+                "the previous step's spike, one step late. The IR resets v to v_reset in the "
+                "step that spikes (Norse/Loihi): it equals snnTorch for "
+                "reset_mechanism='zero' with reset_delay=False; other settings give "
+                "different spike trains",
+    "rockpool": "source rockpool 3.1: its CubaLIF nodes are lowered as rockpool's LIFTorch "
+                "step (exact decays exp(-dt/tau), the current decayed before it enters v, "
+                "weights times exp(-dt/tau_syn)/(1 - exp(-dt/tau_mem)), thresholds as "
+                "written), not by Euler-integrating the file's r and w_in, which do not "
+                "describe LIFTorch; NIR does not record that LIFTorch emits several spikes per "
+                "step (max_spikes_per_dt, default 2**16) and resets by subtracting the "
+                "threshold, where the IR emits one and resets to v_reset: spike trains "
+                "differ wherever a neuron crosses its threshold by more than once per step",
     "norse": "source Norse: Norse's cells reset to v_reset in the step that spikes, as the IR "
              "does",
     "spyx": "source spyx: NIR does not record that spyx resets by subtracting the threshold, "
@@ -420,10 +432,18 @@ def _one(name: str, node, fld: str, n: int, default: float = 0.0) -> float:
     return float(values[0])
 
 
-def _invert(stored: float, forward, approx: float) -> float:
+def _invert(stored: float, forward, approx: float, forward32=None) -> float:
     """The value ``c`` with ``forward(c) == stored`` that has the shortest decimal form:
-    ``approx`` or ``approx`` to 15 significant digits when that maps to ``stored`` exactly
-    (so the 1.0 that rewire's writer scaled reads back as 1.0, not 0.9999999999999999)."""
+    ``approx`` to 15 significant digits when that maps to ``stored`` exactly (so the 1.0 that
+    rewire's writer scaled reads back as 1.0, not 0.9999999999999999), else to the fewest digits (up to
+    7) that map to ``stored`` in float32 when it is a float32 (Norse and snnTorch write float32:
+    Norse's ``dt / 200.0`` reads back as 200.0), else ``approx``."""
+    forward32 = forward32 or forward
+    if float(np.float32(stored)) == stored:
+        for digits in range(1, 8):
+            short = float(f"{approx:.{digits}g}")
+            if np.float32(forward32(short)) == stored or np.float32(forward(short)) == stored:
+                return short
     tidy = float(f"{approx:.15g}")
     return tidy if forward(tidy) == stored else approx
 
@@ -436,21 +456,43 @@ def _tidy_one(x: float) -> float:
 
 def _inv_tau(tau: float, scale: float = 1.0) -> float:
     """``scale / tau`` in 1/s, tidied as :func:`_invert` does."""
-    return _invert(tau, lambda c: scale / c, scale / tau)
+    return _invert(tau, lambda c: scale / c, scale / tau,
+                   lambda c: np.float32(scale) / np.float32(c))
 
 
-def _lower_neuron(name: str, node, n: int, dt: float, norse: bool, tau_scale: float):
+def _rockpool_cuba(name: str, node, n: int, dt: float):
+    r"""rockpool 3.1's ``LIFTorch`` step, which its ``to_nir`` writes as a ``CubaLIF``
+    (``tau_syn``, ``tau_mem`` in s, ``r = tau_mem e^{-dt/tau_mem}/dt``, ``w_in = 1``):
+    ``J = I + x; v = a v + b J; I = b J`` with the exact decays ``a = e^{-dt/tau_mem}``,
+    ``b = e^{-dt/tau_syn}``. It is the IR's CubaLIF with ``dt tau_mem_inv = 1 - a``,
+    ``dt tau_syn_inv = 1 - b``, voltages as written and the weights times ``b / (1 - a)``;
+    only rockpool's several spikes per step and subtractive reset differ."""
+    one = lambda fld, default=0.0: _one(name, node, fld, n, default)  # noqa: E731
+    a, b = math.exp(-dt / one("tau_mem")), math.exp(-dt / one("tau_syn"))
+    try:
+        neuron = irn.CubaLIF((1 - b) / dt, (1 - a) / dt, v_th=one("v_threshold"),
+                             v_leak=one("v_leak"), v_reset=one("v_reset"), dt=dt)
+    except ValueError as exc:
+        raise ValueError(f"NIR node {name!r} (CubaLIF): {exc}") from None
+    return neuron, b / (1 - a)
+
+
+def _lower_neuron(name: str, node, n: int, dt: float, norse: bool, tau_scale: float,
+                  rockpool: bool = False):
     """``(IR neuron, weight factor)`` of a NIR neuron node of ``n`` neurons (module
     docstring). ``norse``: read Norse's own parameters (r = w_in = 1, voltages and weights as
     written); ``tau_scale``: the time constants are ``tau_scale`` times too small (Norse 1.1:
-    ``dt``)."""
+    ``dt``); ``rockpool``: a CubaLIF is rockpool's ``LIFTorch`` (:func:`_rockpool_cuba`)."""
     kind = _kind(node)
+    if rockpool and kind == "CubaLIF":
+        return _rockpool_cuba(name, node, n, dt)
     one = lambda fld, default=0.0: _one(name, node, fld, n, default)  # noqa: E731
     r = one("r")
 
     def volt(fld: str, divisor: float) -> float:
         stored = one(fld)
-        return _invert(stored, lambda c: c * divisor, stored / divisor)
+        return _invert(stored, lambda c: c * divisor, stored / divisor,
+                       lambda c: np.float32(c) * np.float32(divisor))
 
     try:
         if kind in ("CubaLIF", "CubaLI"):
@@ -538,6 +580,7 @@ class _Lowering:
         self.nodes, self.order, self.dt = nodes, order, dt
         self.encoding, self.gain = encoding, gain
         self.norse, self.tau_scale = norse, tau_scale
+        self.rockpool = False
         self.ir, self.names, self.notes = [], [], []
         self.pending = _Pending()
         self.shape: tuple | None = None
@@ -719,7 +762,8 @@ class _Lowering:
                           "AvgPool2d) before it", "put a Linear before the neuron (the IR "
                           "pairs every neuron layer with its synapses)")
         n = int(np.prod(self.shape))
-        neuron, factor = _lower_neuron(name, node, n, self.dt, self.norse, self.tau_scale)
+        neuron, factor = _lower_neuron(name, node, n, self.dt, self.norse, self.tau_scale,
+                                       self.rockpool)
         if rec is not None:
             if p.op != "dense":
                 raise _refuse(rec.rec_name, rec.rec, f"recurrence on a {p.op} layer",
@@ -928,6 +972,7 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
                      f"the decays are 1 - dt/tau, not snnTorch's beta")
 
     walk = _Lowering(nodes, order, dt, encoding, gain, norse, tau_scale)
+    walk.rockpool = source == "rockpool"
     walk.notes = notes
     walk.run()
     if not walk.ir:
