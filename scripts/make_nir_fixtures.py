@@ -186,6 +186,7 @@ def save(graph: nir.NIRGraph, side: dict, out: Path, name: str) -> None:
         os.close(fd)
         try:
             write(tmp)
+            os.chmod(tmp, 0o644)
             os.replace(tmp, out / f"{name}{suffix}")
         finally:
             if os.path.exists(tmp):
