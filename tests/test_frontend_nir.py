@@ -41,7 +41,7 @@ def _graph(*chain, metadata=None, edges=None):
     n_in = (first.weight.shape[1] if hasattr(first, "weight") and first.weight.ndim == 2
             else 4)
     nodes = {"input": nir.Input(input_type={"input": np.array([n_in])}), **dict(chain),
-             "output": nir.Output(output_type={"output": np.array([1])})}
+             "output": nir.Output(output_type={"output": np.array([])})}
     names = ["input", *[n for n, _ in chain], "output"]
     return nir.NIRGraph(nodes=nodes, edges=edges or list(zip(names, names[1:])),
                         metadata=dict(metadata or {}), type_check=False)
@@ -555,6 +555,15 @@ def test_bad_values_raise_value_error_naming_the_field(edit, match):
             kwargs.pop("dt")
     with pytest.raises(ValueError, match=match):
         lower(g, **kwargs)
+
+
+def test_an_output_type_that_does_not_match_is_refused():
+    g = _graph(("fc", _linear(3, 4)), ("lif", _cuba(3)))
+    g.nodes["output"] = nir.Output(output_type={"output": np.array([5])})
+    with pytest.raises(ValueError, match="'output' \\(Output\\): output_type \\[5\\]"):
+        lower(g, dt=1e-3)
+    g.nodes["output"] = nir.Output(output_type={"output": np.array([1, 3])})  # nirtorch's batch
+    assert lower(g, dt=1e-3).output_shape == (3,)
 
 
 def test_an_edge_naming_a_missing_node_is_refused():

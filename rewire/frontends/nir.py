@@ -49,12 +49,25 @@ naming the node and field (the chip has one decay and one threshold per layer).
 **What NIR does not record** (REFERENCE §6): the reset and the number of spikes per step.
 The IR resets ``v`` to ``v_reset`` in the step that spikes (Norse, Loihi). ``source=`` (or
 what :func:`detect_source` finds in the file) puts a line into ``Network.notes`` saying what
-the source framework does differently; an unknown source gets a line too. Norse 1.1's
-``to_nir`` writes ``tau = dt * tau_true`` (τ⁻¹ ``1/dt`` times too large, norse #411/#412) and
-its cells' own parameters with ``r = w_in = 1``: a graph with ``r = w_in = 1`` and a time
-constant below ``dt`` is read as such a file, the time constants divided by ``dt`` (the step
-it was exported at must be the ``dt`` given) and the cells' parameters taken as written, with
-a note; a time constant below ``dt`` in any other graph is refused.
+the source framework does differently; an unknown source gets a line too:
+
+* **snnTorch 1.0** (``r = tau/1e-4``: its exporter hard-codes ``dt = 1e-4`` s; lower at that
+  ``dt``): Leaky/Synaptic/RLeaky equal the IR spike for spike with ``reset_mechanism='zero'``
+  and ``reset_delay=False``; the defaults (subtract, reset one step late) differ, and the note
+  says so.
+* **Norse 1.1** ``to_nir`` writes ``tau = dt * tau_true`` (τ⁻¹ ``1/dt`` times too large,
+  norse #411/#412), no ``v_reset``, and its cells' own parameters with ``r = w_in = 1``
+  (``LIFCell`` adds its input to the current in one step; NIR's equations would need
+  ``w_in = tau_syn/dt``). A graph with ``r = w_in = 1`` and a time constant below ``dt`` is
+  read as such a file: the time constants divided by ``dt`` (the step it was exported at must
+  be the ``dt`` given), weights and voltages as written, with a note; ``source='norse'`` reads
+  a graph with correct time constants the same way. A time constant below ``dt`` in any other
+  graph is refused.
+* **rockpool 3.1** (``r = tau_mem e^{-dt/tau_mem}/dt``): its ``CubaLIF`` nodes are lowered
+  as ``LIFTorch``'s own step (exact decays, weights times ``e^{-dt/tau_syn}/(1 -
+  e^{-dt/tau_mem})``, :func:`_rockpool_cuba`); its several spikes per step and subtractive
+  reset are named in the notes.
+* **spyx** (declared only): subtractive reset from the pre-update ``v``, named in the notes.
 """
 
 from __future__ import annotations
@@ -857,6 +870,15 @@ class _Lowering:
         if p.flatten is not None:
             raise _refuse(p.flatten, self.nodes[p.flatten], "a Flatten right before the Output",
                           "remove it")
+        types = getattr(node, "output_type", None) or {}
+        value = next(iter(types.values()), None) if types else None
+        if value is not None and np.size(value):
+            shape = tuple(int(v) for v in np.asarray(value).ravel())
+            lead = shape[:len(shape) - len(self.shape)]
+            if shape[len(lead):] != tuple(self.shape) or any(d != 1 for d in lead):
+                raise ValueError(f"NIR node {name!r} (Output): output_type {list(shape)} does "
+                                 f"not match the {list(self.shape)} the last layer gives "
+                                 f"(leading batch/time dimensions of 1 are ignored)")
 
 
 # --------------------------------------------------------------------------- lower
@@ -904,6 +926,17 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
             Delay, Threshold, branches, merges, several inputs, per-neuron parameters that
             differ, a time constant below ``dt`` outside Norse 1.1's pattern, ...
         FileNotFoundError: a path that does not exist.
+
+    Example:
+        >>> import numpy as np, nir
+        >>> g = nir.NIRGraph.from_list(nir.Linear(weight=np.ones((2, 3))), nir.LIF(
+        ...     tau=np.full(2, 0.01), r=np.full(2, 10.0), v_leak=np.zeros(2),
+        ...     v_threshold=np.full(2, 10.0)))
+        >>> net = lower(g, dt=1e-3)
+        >>> [(layer.name, layer.synapse.op, layer.neuron) for layer in net.layers]
+        [('linear', 'dense', LIF(tau_mem_inv=100.0, v_th=1.0, v_leak=0.0, v_reset=0.0, dt=0.001))]
+        >>> net.notes[-1][:40]
+        'source unknown: lowered with NIR\'s equati'
     """
     if not isinstance(graph, nir.NIRGraph):
         graph = read(graph)
@@ -943,7 +976,8 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
             notes.append(f"Norse 1.1's to_nir writes tau = dt / tau_inv (norse #411/#412; "
                          f"here {fld} = {tau:g} s < dt in {sname!r}): every time constant "
                          f"divided by dt = {dt:g} s, which must be the dt to_nir was called "
-                         f"with")
+                         f"with; it writes no v_reset either (nir's default 0 is used, so a "
+                         f"LIFCell with another v_reset is lowered with 0)")
         else:
             raise LoweringError(f"NIR node {sname!r}: {fld} = {tau:g} s is shorter than dt = "
                                 f"{dt:g} s (forward Euler would decay by 1 - dt/tau < 0); "
