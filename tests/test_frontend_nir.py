@@ -217,6 +217,36 @@ def test_snntorch_graphs_run_spike_for_spike_with_zero_reset(kind):
     assert spikes > 100
 
 
+def test_snntorch_conv_avgpool_flatten_graph_runs_spike_for_spike():
+    """An snnTorch conv net (Conv2d -> Leaky -> AvgPool2d -> Leaky -> Flatten -> Linear ->
+    Leaky, zero reset) lowers to conv, sum pool (weight 1/4) and dense layers whose spikes equal
+    snnTorch's on 6 random spike maps x 30 steps."""
+    pytest.importorskip("snntorch")
+    import nirtorch
+    import snntorch as snn
+    from snntorch.export_nir import _extract_snntorch_module
+
+    torch.manual_seed(0)
+    kw = dict(init_hidden=True, reset_mechanism="zero", reset_delay=False)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, bias=False), snn.Leaky(beta=0.9, **kw),
+                              torch.nn.AvgPool2d(2), snn.Leaky(beta=0.8, threshold=0.3, **kw),
+                              torch.nn.Flatten(), torch.nn.Linear(36, 5, bias=False),
+                              snn.Leaky(beta=0.9, threshold=0.5, output=True, **kw))
+    with torch.no_grad():
+        net[0].weight.mul_(4)
+        net[5].weight.mul_(6)
+    g = nirtorch.extract_nir_graph(net, _extract_snntorch_module, torch.zeros(1, 1, 8, 8),
+                                   model_name="snntorch")
+    ir = lower(g, dt=1e-4)
+    assert [(l.synapse.op, l.out_shape) for l in ir.layers] == [
+        ("conv", (4, 6, 6)), ("sumpool", (4, 3, 3)), ("dense", (5,))]
+    assert ir.layers[1].synapse.weight == 0.25 and ir.layers[2].flatten
+    x = (torch.rand(30, 6, 1, 8, 8, generator=torch.Generator().manual_seed(0)) < 0.4).float()
+    ref = _snntorch_run(net, x)
+    assert ref.sum() > 20
+    np.testing.assert_array_equal(run(ir, x)[-1].numpy(), ref.numpy())
+
+
 def test_snntorch_default_reset_is_named_and_differs():
     """snnTorch's defaults (subtract, reset_delay=True) are not the IR's: the notes say so and
     the spike trains differ (measured here, so the note is not idle)."""
