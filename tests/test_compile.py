@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from rewire.errors import LoweringError
 import torch
 from hypothesis import given, strategies as st
 
@@ -59,7 +61,7 @@ def test_all_zero_layer_compiles_and_never_spikes(loihi2):
 def test_linear_bias_is_refused(loihi2):
     model = SpikingMLP((4, 5, 3))
     model.linears[1].bias = torch.nn.Parameter(torch.full((3,), 0.1))
-    with pytest.raises(CompileError, match="layer fc2: Linear has a non-zero bias"):
+    with pytest.raises(LoweringError, match=r"linears\.1 \(Linear\): a non-zero bias"):
         compile_network(model, loihi2, 16)
 
 

@@ -28,7 +28,7 @@ def test_report_matches_direct_runs(trio):
     directly."""
     model, net, x = trio
     labels = np.arange(40) % 8
-    rep = compare(model, net, x, labels=labels, batch_size=16)
+    rep = compare(net, x, labels=labels, batch_size=16)
     with torch.no_grad():
         f_out = model(torch.as_tensor(x, dtype=torch.float32)).numpy()
     i_out = sim.simulate(net, sim.encode_input(net, x))[-1]
@@ -48,11 +48,11 @@ def test_first_divergence_points_at_the_changed_layer(trio):
     """Changing only the last layer's integer weights leaves the first layer's comparison as
     it was and makes the last layer diverge from a definite step on."""
     model, net, x = trio
-    before = compare(model, net, x)
+    before = compare(net, x)
     last = net.layers[-1]
     broken = dataclasses.replace(net, layers=net.layers[:-1] + (
         dataclasses.replace(last, weight_int=-last.weight_int),))
-    after = compare(model, broken, x)
+    after = compare(broken, x)
     assert after.layers[0] == before.layers[0]
     assert after.layers[-1].first_divergence is not None
     assert after.layers[-1].spike_agreement < before.layers[-1].spike_agreement
@@ -65,7 +65,7 @@ def test_silent_network_agrees_everywhere(loihi2):
     with torch.no_grad():
         model.linears[0].weight.zero_()
     net = compile_network(model, loihi2, 16)
-    rep = compare(model, net, np.ones((3, 5)))
+    rep = compare(net, np.ones((3, 5)))
     assert all(l.spike_agreement == 1 and l.first_divergence is None for l in rep.layers)
     assert rep.prediction_agreement == 1 and rep.float_accuracy is None
 
@@ -74,7 +74,7 @@ def test_rate_encoding_and_shape_errors(loihi2):
     model = random_network((10, 12, 4), encoding="rate", seed=4, weight_gain=10)
     net = compile_network(model, loihi2, 16)
     spikes = (np.random.default_rng(0).random((net.steps, 6, 10)) < 0.5).astype(np.int64)
-    rep = compare(model, net, spikes)
+    rep = compare(net, spikes)
     assert rep.samples == 6 and rep.layers[0].float_spikes > 0
     with pytest.raises(ValueError, match="rate encoding needs inputs of shape"):
-        compare(model, net, spikes[0])
+        compare(net, spikes[0])

@@ -59,7 +59,9 @@ def test_write_read_keeps_everything(small_net, tmp_path):
     for name in ("fc1", "fc2"):
         np.testing.assert_array_equal(back.nodes[name].weight, g.nodes[name].weight)
     np.testing.assert_array_equal(back.nodes["lif2"].v_threshold, g.nodes["lif2"].v_threshold)
-    assert nir_frontend.from_nir(path).neuron == net.neuron  # decimal constants come back exactly
+    back_neuron, neuron = nir_frontend.from_nir(path).neuron, net.neuron
+    for field in ("tau_syn_inv", "tau_mem_inv", "v_th", "v_leak", "v_reset", "dt"):
+        assert getattr(back_neuron, field) == getattr(neuron, field)  # decimal constants exact
 
 
 def test_euler_step_of_the_nir_equations_is_norse(small_net):

@@ -1,6 +1,8 @@
 """Equivalence report: where quantization changes behaviour, layer by layer and step by step.
 
-For one input set, the float Norse model and the integer chip model
+For one input set, the float model (the compiled network's float IR run by
+:mod:`rewire.ir.dynamics`, which equals the source Norse model spike for spike) and the
+integer chip model
 (:func:`rewire.compiler.simulate.simulate`, which Lava's netx run equals spike for spike) are run
 side by side and every layer's spike trains compared:
 
@@ -8,8 +10,12 @@ side by side and every layer's spike trains compared:
   (spike or silence), overall and per step;
 * **first divergence**: the earliest step at which any sample's spikes differ in that layer
   (``None`` if never), and the fraction of samples that diverge at all;
-* **accuracy** of each model (spike-count argmax, ties to the lowest index, as everywhere in
-  rewire) and the fraction of samples on which they predict the same class.
+* **accuracy** of each model (spike-count argmax, or the largest voltage over time for a
+  leaky-integrator readout, ties to the lowest index, as everywhere in rewire) and the
+  fraction of samples on which they predict the same class.
+
+A leaky-integrator readout has no spikes to compare: its row counts the (step, sample)
+entries where both models' largest voltage is on the same neuron.
 
 Both models are undelayed (the integer model without Lava's per-layer delay), so step ``t`` of
 every layer answers input step ``t`` in both. No other SNN tool reports this before deployment.
@@ -22,7 +28,7 @@ Example:
     >>> _ = torch.manual_seed(0)
     >>> model = SpikingMLP((6, 8, 3), steps=5)
     >>> net = compile_network(model, load_profile("loihi2"), 16)
-    >>> rep = compare(model, net, np.random.default_rng(0).random((4, 6)), labels=[0, 1, 2, 0])
+    >>> rep = compare(net, np.random.default_rng(0).random((4, 6)), labels=[0, 1, 2, 0])
     >>> [l.name for l in rep.layers], rep.samples, rep.steps
     (['fc1', 'fc2'], 4, 5)
 """
@@ -35,7 +41,8 @@ import numpy as np
 import torch
 
 from rewire.compiler import simulate
-from rewire.compiler.network import CompiledNetwork
+from rewire.ir import dynamics
+from rewire.ir.compiled import CompiledNetwork, float_network
 
 
 @dataclass(frozen=True)
@@ -103,52 +110,45 @@ class EquivalenceReport:
         return "\n".join(rows)
 
 
-def _float_layer_spikes(model: torch.nn.Module, encoded: torch.Tensor) -> list[np.ndarray]:
-    """Spikes of every LIF cell of ``model`` for encoded input ``(T, B, n_in)``:
-    ``[(T, B, n_k)]`` uint8, captured with forward hooks on ``model.cells``."""
-    record = [[] for _ in model.cells]
-    hooks = [cell.register_forward_hook(
-        lambda _m, _i, out, k=k: record[k].append(out[0].reshape(out[0].shape[0], -1)))
-        for k, cell in enumerate(model.cells)]
-    try:
-        with torch.no_grad():
-            model.run_encoded(encoded)
-    finally:
-        for h in hooks:
-            h.remove()
-    return [torch.stack(r).numpy().astype(np.uint8) for r in record]
+def _as_rows(out: np.ndarray, spiking: bool) -> np.ndarray:
+    """``(T, B, ...)`` layer output -> ``(T, B, n)``: spikes as uint8; a readout's voltages
+    as the one-hot of their argmax over neurons (what is compared for a readout)."""
+    flat = out.reshape(out.shape[0], out.shape[1], -1)
+    if spiking:
+        return flat.astype(np.uint8)
+    return (flat == flat.max(-1, keepdims=True)).astype(np.uint8)
 
 
-def compare(model: torch.nn.Module, net: CompiledNetwork, inputs: np.ndarray,
-            labels=None, batch_size: int = 256) -> EquivalenceReport:
-    """Compare the float model and its compiled integer image on ``inputs``.
+def compare(net: CompiledNetwork, inputs: np.ndarray, labels=None, batch_size: int = 256,
+            model=None) -> EquivalenceReport:
+    """Compare the float IR of ``net`` and its integer image on ``inputs``.
 
     Args:
-        model: the trained float model (:class:`rewire.training.model.SpikingMLP` or any model
-            with ``cells``, ``encode`` and ``run_encoded``), not modified.
-        net: ``model`` compiled (:func:`rewire.compiler.quantize.compile_network`).
+        net: the compiled network (:func:`rewire.compiler.quantize.compile_network`).
         inputs: current encoding: ``x`` ``(B, n_in)`` in [0, 1] (the float model gets
             ``input_gain * x``, the integer model the payload ``round(x * input_max_value)``);
             rate encoding: the 0/1 spike trains ``(T, B, n_in)`` both models get.
         labels: optional ``(B,)`` classes, for the accuracies.
         batch_size: samples per batch (bounds memory).
+        model: ignored: the float side is ``net``'s own float IR (which the frontends' tests
+            check against the source model).
 
     Returns:
         The :class:`EquivalenceReport`.
 
     Raises:
-        ValueError: ``inputs`` has the wrong shape for the encoding, or ``model`` and ``net``
-            have different layer counts.
+        ValueError: ``inputs`` has the wrong shape for the encoding, or is empty (a
+            comparison of nothing is refused).
     """
-    if len(model.cells) != len(net.layers):
-        raise ValueError(f"model has {len(model.cells)} LIF layers, the compiled network "
-                         f"{len(net.layers)}: compare a model with its own compilation")
+    fnet = float_network(net)
     inputs = np.asarray(inputs)
     rate = net.encoding == "rate"
     if (inputs.ndim != 3) if rate else (inputs.ndim != 2):
         raise ValueError(f"{net.encoding} encoding needs inputs of shape "
                          f"{'(T, B, n_in)' if rate else '(B, n_in)'}, got {inputs.shape}")
     total = inputs.shape[1] if rate else inputs.shape[0]
+    if total == 0:
+        raise ValueError("compare: no input samples; a comparison of nothing proves nothing")
     steps = net.steps if not rate else inputs.shape[0]
     n_layers = len(net.layers)
     agree = [np.zeros(steps) for _ in range(n_layers)]
@@ -157,16 +157,16 @@ def compare(model: torch.nn.Module, net: CompiledNetwork, inputs: np.ndarray,
     first: list[int | None] = [None] * n_layers
     f_pred, i_pred = [], []
     for start in range(0, total, batch_size):
-        if rate:
-            chunk = inputs[:, start:start + batch_size]
-            encoded = torch.as_tensor(chunk, dtype=torch.float32)
-            payload = simulate.encode_input(net, chunk)
-        else:
-            chunk = inputs[start:start + batch_size]
-            encoded = model.encode(torch.as_tensor(chunk, dtype=torch.float32))
-            payload = simulate.encode_input(net, chunk)
-        fl = _float_layer_spikes(model, encoded)
-        it = simulate.simulate(net, payload, record_all=True)
+        chunk = inputs[:, start:start + batch_size] if rate else inputs[start:start + batch_size]
+        x = torch.as_tensor(np.asarray(chunk, dtype=np.float32))
+        if not rate:
+            x = x.reshape(len(x), *fnet.input_shape)
+        raw_f = [o.numpy() for o in dynamics.run(fnet, dynamics.encode(fnet, x), record_all=True)]
+        raw_i = simulate.simulate(net, simulate.encode_input(net, chunk), record_all=True)
+        f_pred.append(_scores(raw_f[-1], net).argmax(-1))
+        i_pred.append(simulate.class_scores(net, raw_i[-1]).argmax(-1))
+        fl = [_as_rows(o, l.spiking) for o, l in zip(raw_f, net.layers)]
+        it = [_as_rows(o, l.spiking) for o, l in zip(raw_i, net.layers)]
         for k in range(n_layers):
             same = fl[k] == it[k]                                   # (T, b, n)
             agree[k] += same.reshape(steps, -1).sum(1)
@@ -177,8 +177,6 @@ def compare(model: torch.nn.Module, net: CompiledNetwork, inputs: np.ndarray,
             if differ.any():
                 t = int(np.argmax(differ.any(axis=1)))
                 first[k] = t if first[k] is None else min(first[k], t)
-        f_pred.append(fl[-1].sum(0).argmax(-1))
-        i_pred.append(it[-1].sum(0).argmax(-1))
     f_pred, i_pred = np.concatenate(f_pred), np.concatenate(i_pred)
     layers = []
     for k, layer in enumerate(net.layers):
@@ -197,3 +195,9 @@ def compare(model: torch.nn.Module, net: CompiledNetwork, inputs: np.ndarray,
     return EquivalenceReport(samples=int(total), steps=int(steps), layers=tuple(layers),
                              float_accuracy=f_acc, integer_accuracy=i_acc,
                              prediction_agreement=float((f_pred == i_pred).mean()))
+
+
+def _scores(out: np.ndarray, net: CompiledNetwork) -> np.ndarray:
+    """Float class scores ``(B, C)``: spike counts, or a readout's largest ``v`` over time."""
+    flat = out.reshape(out.shape[0], out.shape[1], -1)
+    return flat.sum(0) if net.readout == "spikes" else flat.max(0)

@@ -9,7 +9,13 @@ Norse's LIF step and Loihi's CUBA step are the same recurrence once
     \mathrm{vThMant} = \mathrm{round}(v_\mathrm{th} S),
 
 with one scale :math:`S` per layer and :math:`c_\mathrm{in}` the float value of one unit of
-input payload. Only the rounding differs. :math:`S` is the largest value such that
+input payload. Only the rounding differs. That is the IR's ``CubaLIF``; its other neuron nodes
+(:mod:`rewire.ir.nodes`) are CUBA neurons too (:func:`cuba_rates`): ``LIF`` and ``LI`` with
+``iDecay = 4096`` (the current lasts one step, so the input enters ``v`` directly), ``IF``
+with ``iDecay = 4096`` and ``vDecay = 0`` and weights ``w S`` (no ``dt/tau_mem`` factor); the
+leaky integrators ``LI``/``CubaLI`` never spike (no threshold; their output is ``v``). A
+recurrent layer's weights ``[W | W_rec]`` share one scale (netx's ``dense_rec`` optimizes
+their bits jointly), the recurrent inputs carrying binary spikes. :math:`S` is the largest value such that
 
 * the largest :math:`|w_\mathrm{int}|` fits the profile's weight format (weight bits),
 * ``vThMant`` fits its unsigned ``threshold_bits`` (threshold bits),
@@ -27,14 +33,12 @@ import dataclasses
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from rewire.errors import CompileError
-from rewire.compiler.network import CompiledLayer, CompiledNetwork
 from rewire.hw_profiles.profile import HardwareProfile
-from rewire.training.conv import SpikingConvNet, SumPool2d
-from rewire.training.model import NeuronConfig, SpikingMLP
+from rewire.ir.compiled import CompiledLayer, CompiledNetwork
+from rewire.ir.network import Network
 
 ACTIVATION_BITS = 16  # Lava's LIF a_in port: LavaPyType(np.int16, precision=16)
 ACTIVATION_MAX = 2 ** (ACTIVATION_BITS - 1) - 1
@@ -42,12 +46,16 @@ ACTIVATION_MAX = 2 ** (ACTIVATION_BITS - 1) - 1
 
 
 
-def decay_constant(rate_inv: float, dt: float, profile: HardwareProfile, what: str) -> int:
+def decay_constant(rate_inv: float, dt: float, profile: HardwareProfile, what: str,
+                   allow_zero: bool = False) -> int:
     """``round(2**decay_bits * dt * rate_inv)``: a Norse time constant as a chip decay.
 
     Raises:
-        CompileError: the decay rounds to 0 (no leak on chip) or exceeds ``2**decay_bits``.
+        CompileError: the decay rounds to 0 (no leak on chip; allowed for ``IF`` only) or
+            exceeds ``2**decay_bits``.
     """
+    if allow_zero and rate_inv == 0:
+        return 0
     unit = profile.neuron.decay_unit
     if not np.isfinite(unit * dt * rate_inv):
         raise CompileError(f"{what}: dt * tau_inv = {dt * rate_inv:g} is not a finite number; "
@@ -59,17 +67,41 @@ def decay_constant(rate_inv: float, dt: float, profile: HardwareProfile, what: s
     return int(value)
 
 
-def check_neuron(neuron: NeuronConfig) -> None:
+def check_neuron(neuron, layer: str = "neuron") -> None:
     """Refuse neuron constants the chip's CUBA model cannot express.
+
+    Args:
+        neuron: an IR neuron node (:mod:`rewire.ir.nodes`).
+        layer: the layer's name, for the message.
 
     Raises:
         CompileError: ``v_leak`` or ``v_reset`` non-zero, or ``v_th <= 0``.
     """
-    if neuron.v_leak != 0 or neuron.v_reset != 0:
-        raise CompileError(f"neuron: v_leak = {neuron.v_leak} and v_reset = {neuron.v_reset} "
-                           f"must both be 0 for the chip's CUBA neuron")
-    if not neuron.v_th > 0:
-        raise CompileError(f"neuron: v_th must be > 0, got {neuron.v_th}")
+    v_leak, v_reset = getattr(neuron, "v_leak", 0.0), getattr(neuron, "v_reset", 0.0)
+    if v_leak != 0 or v_reset != 0:
+        raise CompileError(f"{layer}: {neuron.kind} v_leak = {v_leak} and v_reset = {v_reset} "
+                           f"must both be 0 for the chip's CUBA neuron (it leaks to 0 and "
+                           f"resets to 0); retrain with v_leak = v_reset = 0")
+    if neuron.spiking and not neuron.v_th > 0:
+        raise CompileError(f"{layer}: v_th must be > 0, got {neuron.v_th}")
+
+
+def cuba_rates(neuron) -> tuple[float, float, float]:
+    """``(dt/tau_syn, dt/tau_mem, gain)`` of an IR neuron as a CUBA neuron: the fractions of
+    current and voltage lost per step (``iDecay / 4096``, ``vDecay / 4096``) and the factor from
+    a float weight to the chip's voltage units per unit of ``S``.
+
+    ``CubaLIF``/``CubaLI``: ``(dt tau_syn_inv, dt tau_mem_inv, dt tau_mem_inv)``;
+    ``LIF``/``LI``: ``(1, dt tau_mem_inv, dt tau_mem_inv)``; ``IF``: ``(1, 0, 1)``.
+    """
+    dt = neuron.dt
+    if neuron.kind in ("CubaLIF", "CubaLI"):
+        return dt * neuron.tau_syn_inv, dt * neuron.tau_mem_inv, dt * neuron.tau_mem_inv
+    if neuron.kind in ("LIF", "LI"):
+        return 1.0, dt * neuron.tau_mem_inv, dt * neuron.tau_mem_inv
+    if neuron.kind == "IF":
+        return 1.0, 0.0, 1.0
+    raise CompileError(f"neuron kind {neuron.kind!r} has no CUBA image")  # pragma: no cover
 
 
 def _trailing_zero_bits(w: np.ndarray, cap: int = 8) -> int:
@@ -167,43 +199,58 @@ def netx_exact(weight_int: np.ndarray) -> bool:
     return bool(np.array_equal(netx_effective_weights(w), w))
 
 
-def quantize_layer(name: str, weight: np.ndarray, neuron: NeuronConfig, profile: HardwareProfile,
+def quantize_layer(name: str, weight: np.ndarray, neuron, profile: HardwareProfile,
                    input_scale: float, max_payload: int,
-                   payloads: np.ndarray | None = None) -> CompiledLayer:
+                   payloads: np.ndarray | None = None,
+                   weight_rec: np.ndarray | None = None) -> CompiledLayer:
     """Quantize one layer (see the module docstring for the choice of ``S``).
 
     Args:
         name: layer name for messages.
         weight: float ``(out, in)``.
-        neuron: LIF constants.
+        neuron: the layer's IR neuron node (:mod:`rewire.ir.nodes`).
         profile: target chip.
         input_scale: float value of one unit of input payload.
         max_payload: largest input payload (1 for binary spikes).
         payloads: optional calibration payloads ``(B, in)``; the activation bound is then the
             largest ``|sum_j w_ij p_bj|`` over them instead of the worst case
             ``sum_j |w_ij| max_payload``.
+        weight_rec: float ``(out, out)`` recurrent weights (a ``RecurrentDense`` layer), or
+            ``None``; they carry binary spikes and share the layer's scale.
 
     Returns:
         The :class:`CompiledLayer`. A layer whose synapses are all pruned compiles (its scale
         is then set by the threshold) and says so in ``notes``.
 
     Raises:
-        CompileError: a decay rounds outside ``1..2**decay_bits``, or ``vThMant`` cannot be
-            represented.
+        CompileError: non-finite weights, a decay that rounds outside ``1..2**decay_bits``
+            (0 allowed for ``IF``'s ``vDecay``), or a ``vThMant`` that cannot be represented.
     """
-    if not np.all(np.isfinite(weight)):
-        raise CompileError(f"layer {name}: {int(np.count_nonzero(~np.isfinite(weight)))} "
+    n_in = weight.shape[1]
+    full = weight if weight_rec is None else np.hstack([weight, weight_rec])
+    if not np.all(np.isfinite(full)):
+        raise CompileError(f"layer {name}: {int(np.count_nonzero(~np.isfinite(full)))} "
                            f"weights are NaN or infinite (training diverged); lower --lr or "
                            f"check the model")
-    i_decay = decay_constant(neuron.tau_syn_inv, neuron.dt, profile, f"layer {name} iDecay")
-    v_decay = decay_constant(neuron.tau_mem_inv, neuron.dt, profile, f"layer {name} vDecay")
-    gain = neuron.dt * neuron.tau_mem_inv * input_scale   # float weight -> u per unit S
+    check_neuron(neuron, f"layer {name}")
+    i_rate, v_rate, gain = cuba_rates(neuron)
+    i_decay = decay_constant(i_rate / neuron.dt, neuron.dt, profile, f"layer {name} iDecay")
+    v_decay = decay_constant(v_rate / neuron.dt, neuron.dt, profile, f"layer {name} vDecay",
+                             allow_zero=neuron.kind == "IF")
+    gain = gain * input_scale   # float weight -> u per unit S
+    # recurrent inputs are binary spikes of the layer itself, whose value is 1, not
+    # input_scale: scale their weights so that one unit of "payload" means one spike
+    if weight_rec is not None:
+        full = np.hstack([weight, weight_rec / input_scale])
+    col_max = np.full(full.shape[1], float(max_payload))
+    col_max[n_in:] = 1.0
     wfmt, nfmt = profile.weights, profile.neuron
     # symmetric magnitude: -256 alone would be clipped to -255 by Lava's inhibitory sign mode
     wmag = min(wfmt.max_int, -wfmt.min_int)
     # work on the connected synapses only (a pruned layer is mostly zeros)
-    nz = np.flatnonzero(weight)
-    rows, vals = nz // max(weight.shape[1], 1), weight.reshape(-1)[nz]
+    nz = np.flatnonzero(full)
+    rows, cols = nz // max(full.shape[1], 1), nz % max(full.shape[1], 1)
+    vals = full.reshape(-1)[nz]
     wmax = float(np.abs(vals).max()) if vals.size else 0.0
     cal = None if payloads is None else np.asarray(payloads, np.float64)
 
@@ -212,22 +259,26 @@ def quantize_layer(name: str, weight: np.ndarray, neuron: NeuronConfig, profile:
         if v.size == 0:
             return 0.0
         if cal is None:
-            return float(np.bincount(rows, np.abs(v), weight.shape[0]).max()) * max_payload
-        dense = np.zeros(weight.size)
+            return float(np.bincount(rows, np.abs(v) * col_max[cols], full.shape[0]).max())
+        dense = np.zeros(full.size)
         dense[nz] = v
-        return float(np.abs(cal @ dense.reshape(weight.shape).T).max())
+        dense = dense.reshape(full.shape)
+        worst_rec = np.abs(dense[:, n_in:]).sum(1)
+        return float((np.abs(cal @ dense[:, :n_in].T) + worst_rec).max())
 
     act = activation(vals) * gain
     state_max = 2 ** (nfmt.state_bits - 1) - 1
     current_max = state_max * (i_decay / nfmt.decay_unit) / 2 ** nfmt.activation_shift
     limits = {
         "weight bits": wmag / (gain * wmax) if wmax > 0 else np.inf,
-        "threshold bits": nfmt.max_threshold_mant / neuron.v_th,
+        "threshold bits": nfmt.max_threshold_mant / neuron.v_th if neuron.spiking else np.inf,
         "activation bits": ACTIVATION_MAX / act if act > 0 else np.inf,
         "current bits": current_max / act if act > 0 else np.inf,
     }
     limited_by = min(limits, key=limits.get)
     scale = limits[limited_by]
+    if not np.isfinite(scale):  # a readout with every synapse pruned: any scale will do
+        scale, limited_by = 1.0, "nothing (no synapse, no threshold)"
     step = wfmt.step
     bound = min(ACTIVATION_MAX, current_max)
     while True:
@@ -236,21 +287,28 @@ def quantize_layer(name: str, weight: np.ndarray, neuron: NeuronConfig, profile:
         if reached <= bound or scale < 1e-12:
             break
         scale *= min(0.99, bound / reached)  # rounding pushed the bound over: shrink
-    w_int = np.zeros(weight.size, dtype=np.int32)
+    w_int = np.zeros(full.size, dtype=np.int32)
     w_int[nz] = q
-    w_int = w_int.reshape(weight.shape)
-    v_th_mant = int(round(neuron.v_th * scale))
-    if not 1 <= v_th_mant <= nfmt.max_threshold_mant:
-        raise CompileError(f"layer {name}: vThMant = {v_th_mant} is outside 1..."
-                           f"{nfmt.max_threshold_mant}; the weights span too wide a range "
-                           f"(limited by {limited_by})")
+    w_int = w_int.reshape(full.shape)
+    v_th_mant = 0
+    if neuron.spiking:
+        v_th_mant = int(round(neuron.v_th * scale))
+        if not 1 <= v_th_mant <= nfmt.max_threshold_mant:
+            raise CompileError(f"layer {name}: vThMant = {v_th_mant} is outside 1..."
+                               f"{nfmt.max_threshold_mant}; the weights span too wide a range "
+                               f"(limited by {limited_by})")
     notes = ()
     if not np.any(w_int):
         notes = ("every synapse is pruned or rounds to 0: the layer never spikes",)
-    return CompiledLayer(name=name, weight=weight.astype(np.float32), weight_int=w_int,
+    rec = {}
+    if weight_rec is not None:
+        rec = {"weight_rec": weight_rec.astype(np.float32),
+               "weight_rec_int": np.ascontiguousarray(w_int[:, n_in:])}
+    return CompiledLayer(name=name, weight=weight.astype(np.float32),
+                         weight_int=np.ascontiguousarray(w_int[:, :n_in]),
                          scale=float(scale), input_scale=float(input_scale), i_decay=i_decay,
                          v_decay=v_decay, v_th_mant=v_th_mant, scale_limited_by=limited_by,
-                         notes=notes)
+                         notes=notes, neuron=neuron, **rec)
 
 
 def to_netx_grid(layer: CompiledLayer) -> CompiledLayer:
@@ -259,11 +317,14 @@ def to_netx_grid(layer: CompiledLayer) -> CompiledLayer:
     When the largest weight magnitude is below 128, netx would silently drop low weight bits
     in Lava; instead the compiler stores the weights Lava will really use (iterated to a fixed
     point, at most a few rounds) so that the integer model, the file and Lava agree, and notes
-    it in the layer's ``notes``.
+    it in the layer's ``notes``. A recurrent layer's ``[W | W_rec]`` is treated as one matrix,
+    as netx's ``dense_rec`` does (lava-dl 0.6 ``netx/hdf5.py``: ``optimize_weight_bits`` of the
+    concatenation).
     """
-    if netx_exact(layer.weight_int):
+    full = layer.fan_in_matrix
+    if netx_exact(full):
         return layer
-    w = layer.weight_int.astype(np.int64)
+    w = full.astype(np.int64)
     for _ in range(16):
         e = netx_effective_weights(w)
         if np.array_equal(e, w):
@@ -271,13 +332,15 @@ def to_netx_grid(layer: CompiledLayer) -> CompiledLayer:
         w = e
     else:  # pragma: no cover - the grid only coarsens, so this converges
         raise CompileError(f"layer {layer.name}: netx weight grid did not converge")
-    if np.array_equal(w, layer.weight_int):
+    if np.array_equal(w, full):
         return layer
-    lost = int(np.count_nonzero(layer.weight_int)) - int(np.count_nonzero(w))
-    note = (f"largest weight {int(np.abs(layer.weight_int).max())} < 128: weights rounded onto "
+    lost = int(np.count_nonzero(full)) - int(np.count_nonzero(w))
+    note = (f"largest weight {int(np.abs(full).max())} < 128: weights rounded onto "
             f"netx's coarser grid as Lava applies them ({lost} synapses lost)")
-    return dataclasses.replace(layer, weight_int=w.astype(np.int32),
-                               notes=layer.notes + (note,))
+    n_in = layer.weight_int.shape[1]
+    rec = {"weight_rec_int": w[:, n_in:].astype(np.int32)} if layer.recurrent else {}
+    return dataclasses.replace(layer, weight_int=w[:, :n_in].astype(np.int32),
+                               notes=layer.notes + (note,), **rec)
 
 
 def _pair(value, what: str) -> tuple[int, int]:
@@ -315,45 +378,37 @@ def conv_patches(payloads: np.ndarray, in_shape: tuple[int, int, int],
     return np.unique(np.concatenate(found), axis=0)
 
 
-def quantize_conv_layer(name: str, module: nn.Module, in_shape: tuple[int, int, int],
-                        out_shape: tuple[int, int, int], neuron: NeuronConfig,
-                        profile: HardwareProfile, input_scale: float, max_payload: int,
+def quantize_conv_layer(name: str, synapse, in_shape: tuple[int, int, int],
+                        out_shape: tuple[int, int, int], neuron, profile: HardwareProfile,
+                        input_scale: float, max_payload: int,
                         payloads: np.ndarray | None = None) -> CompiledLayer:
-    """Quantize a ``torch.nn.Conv2d`` or :class:`rewire.training.conv.SumPool2d` layer.
+    """Quantize an IR ``Conv2d`` or ``SumPool2d`` layer.
 
     The same per-layer scale ``S`` as :func:`quantize_layer` (whose code this reuses on the
     kernel flattened to ``(C_out, C_in/groups * kH * kW)``): a kernel row is the fan-in of one
     interior neuron, so the weight, threshold, activation and current bounds carry over
     unchanged; calibration payloads are turned into the patches the kernel sees
-    (:func:`conv_patches`, ``groups = 1`` only; grouped layers use the worst case).
+    (:func:`conv_patches`, ``groups = 1`` only; grouped layers use the worst case). A sum
+    pool is the depthwise convolution with its constant kernel.
 
     Args:
         name: layer name for messages.
-        module: the conv (bias-free, zero padding, dilation 1) or sum-pooling module.
+        synapse: the IR :class:`~rewire.ir.nodes.Conv2d` or :class:`~rewire.ir.nodes.SumPool2d`.
         in_shape, out_shape: ``(C, H, W)`` feature maps in and out.
         neuron, profile, input_scale, max_payload: as :func:`quantize_layer`.
         payloads: optional calibration payloads ``(B, C*H*W)``.
 
     Returns:
-        A :class:`CompiledLayer` with ``kind = "conv"`` and 4-D ``weight``/``weight_int``.
+        A :class:`CompiledLayer` with ``kind = "conv"`` and 4-D ``weight``/``weight_int``
+        (``pool_weight`` set for a sum pool).
 
     Raises:
-        CompileError: a bias, dilation, non-zero padding mode or string padding, or any
-            :func:`quantize_layer` error.
+        CompileError: any :func:`quantize_layer` error.
     """
-    if isinstance(module, nn.Conv2d):
-        if module.bias is not None:
-            raise CompileError(f"layer {name}: Conv2d has a bias; the chip model has none "
-                               f"(use bias=False)")
-        if tuple(module.dilation) != (1, 1) or module.padding_mode != "zeros":
-            raise CompileError(f"layer {name}: dilation {tuple(module.dilation)} / padding_mode "
-                               f"{module.padding_mode!r} do not compile; use dilation 1, "
-                               f"padding_mode 'zeros'")
-    stride = _pair(module.stride, f"layer {name}: stride")
-    padding = _pair(module.padding, f"layer {name}: padding")
-    with torch.no_grad():
-        weight = module.weight.detach().cpu().numpy().astype(np.float64)
-    groups = int(module.groups)
+    pool = synapse.op == "sumpool"
+    weight = (synapse.kernel_weights(in_shape[0]) if pool else synapse.weight).astype(np.float64)
+    groups = int(in_shape[0]) if pool else int(synapse.groups)
+    stride, padding = tuple(synapse.stride), tuple(synapse.padding)
     patches = None
     if payloads is not None and groups == 1:
         patches = conv_patches(payloads, in_shape, weight.shape[2:], stride, padding)
@@ -362,7 +417,8 @@ def quantize_conv_layer(name: str, module: nn.Module, in_shape: tuple[int, int, 
     return dataclasses.replace(flat, weight=flat.weight.reshape(weight.shape),
                                weight_int=flat.weight_int.reshape(weight.shape), kind="conv",
                                in_shape=tuple(in_shape), out_shape=tuple(out_shape),
-                               stride=stride, padding=padding, groups=groups)
+                               stride=stride, padding=padding, groups=groups,
+                               pool_weight=float(synapse.weight) if pool else None)
 
 
 def _netx_weights(profile: HardwareProfile) -> bool:
@@ -372,26 +428,9 @@ def _netx_weights(profile: HardwareProfile) -> bool:
         and w.step % 2 == 0
 
 
-def _check_bias(name: str, module: nn.Module) -> None:
-    """Refuse a non-zero ``Linear`` bias.
-
-    Norse adds a bias to the synaptic current ``i`` (it decays with ``tau_syn``); the chip adds
-    its bias to the voltage ``v`` every step. The two agree only in the steady state, so no
-    exact mapping exists.
-
-    Raises:
-        CompileError: naming the layer and the fix.
-    """
-    bias = getattr(module, "bias", None)
-    if bias is not None and bool(torch.any(bias != 0)):
-        raise CompileError(f"layer {name}: Linear has a non-zero bias; Norse adds it to the "
-                           f"synaptic current, the chip to the voltage, so it has no exact "
-                           f"fixed-point image (train with bias=False)")
-
-
-def _graded_input_layer(name: str, module: nn.Module, model: SpikingMLP,
-                        profile: HardwareProfile, input_max_value: int,
-                        calibration: np.ndarray | None) -> tuple[CompiledLayer, int]:
+def _graded_input_layer(name: str, layer, profile: HardwareProfile, input_gain: float,
+                        input_max_value: int, calibration: np.ndarray | None
+                        ) -> tuple[CompiledLayer, int]:
     """Quantize the first dense layer of a graded (current-encoded) input, choosing the payload.
 
     The payload standing for ``x = 1`` is tried at ``input_max_value``, then halved
@@ -405,25 +444,27 @@ def _graded_input_layer(name: str, module: nn.Module, model: SpikingMLP,
     Returns:
         ``(layer, payload)``: the layer and the integer payload standing for ``x = 1``.
     """
-    with torch.no_grad():
-        weight = module.weight.detach().cpu().numpy().astype(np.float64)
+    weight = layer.synapse.weight.astype(np.float64)
+    rec = layer.synapse.weight_rec.astype(np.float64) if layer.synapse.op == "dense_rec" \
+        else None
     netx, wfmt = _netx_weights(profile), profile.weights
     best = None
     payload = input_max_value
     while payload >= 1:
         cal = None if calibration is None else np.rint(np.asarray(calibration) * payload)
-        layer = quantize_layer(name, weight, model.neuron, profile,
-                               model.input_gain / payload, payload, cal)
-        wtop = int(np.abs(layer.weight_int).max()) if layer.weight_int.size else 0
+        compiled = quantize_layer(name, weight, layer.neuron, profile, input_gain / payload,
+                                  payload, cal, rec)
+        full = compiled.fan_in_matrix
+        wtop = int(np.abs(full).max()) if full.size else 0
         top_bit = 2 * wtop >= min(wfmt.max_int, -wfmt.min_int) + wfmt.step or not weight.any()
-        if top_bit and (not netx or netx_exact(layer.weight_int)):
+        if top_bit and (not netx or netx_exact(full)):
             if payload != input_max_value:
-                layer = dataclasses.replace(layer, notes=layer.notes + (
+                compiled = dataclasses.replace(compiled, notes=compiled.notes + (
                     f"graded input payload {payload} (not {input_max_value}) so the weights "
                     f"keep their low bits in netx",))
-            return layer, payload
+            return compiled, payload
         if best is None or wtop > best[0]:
-            best = (wtop, layer, payload)
+            best = (wtop, compiled, payload)
         # S does not depend on the payload here, so the weights grow as 1/payload: skip the
         # halvings that cannot reach the top bit yet
         need = (min(wfmt.max_int, -wfmt.min_int) + wfmt.step) / (2 * wtop) if wtop else 2
@@ -431,69 +472,95 @@ def _graded_input_layer(name: str, module: nn.Module, model: SpikingMLP,
     return (to_netx_grid(best[1]) if netx else best[1]), best[2]
 
 
-def compile_network(model: SpikingMLP | SpikingConvNet, profile: HardwareProfile,
-                    input_max_value: int, cores: int | None = None,
-                    calibration: np.ndarray | None = None) -> CompiledNetwork:
-    """Compile a trained :class:`SpikingMLP` or :class:`SpikingConvNet` for ``profile``.
+def _layer_names(network: Network) -> list[str]:
+    """``fc<k>`` (dense and recurrent dense), ``conv<k>``, ``pool<k>``, numbered per kind."""
+    counts, names = {"conv": 0, "pool": 0, "fc": 0}, []
+    for layer in network.layers:
+        prefix = {"sumpool": "pool", "conv": "conv"}.get(layer.synapse.op, "fc")
+        counts[prefix] += 1
+        names.append(f"{prefix}{counts[prefix]}")
+    return names
+
+
+def compile_network(network, profile: HardwareProfile, input_max_value: int | None = None,
+                    cores: int | None = None,
+                    calibration: np.ndarray | None = None, **lower_options) -> CompiledNetwork:
+    """Compile an IR :class:`~rewire.ir.network.Network` for ``profile``.
+
+    Each IR layer becomes a :class:`CompiledLayer` named ``fc<k>``, ``conv<k>`` or
+    ``pool<k>`` (numbered per kind) with its own neuron's chip constants
+    (:func:`cuba_rates`); then the layers are mapped onto cores
+    (:func:`rewire.compiler.mapping.map_cores`).
 
     Args:
-        model: trained model (GradR-parametrized or plain); it is not modified. A conv net's
-            layers compile to ``conv1, pool1, ..., fc1`` (:func:`quantize_conv_layer`).
+        network: the IR network. For convenience a torch/Norse module or a NIR graph is
+            lowered first with :func:`rewire.frontends.lower` (``lower_options`` go there);
+            the compiler itself reads only the IR.
         profile: target chip.
-        input_max_value: integer payload standing for input 1.0 (16 for digits, 255 MNIST).
+        input_max_value: ``current`` encoding: the integer payload standing for input 1.0
+            (16 for digits, 255 for MNIST); default 255. Ignored for ``rate`` input.
         cores: cores allotted to the model (default: the whole chip).
-        calibration: optional inputs ``(B, n_in)`` in [0, 1] (the training set) bounding the
-            first layer's graded input (current encoding); default: the worst case.
+        calibration: optional inputs ``(B, *input_shape)`` or ``(B, n_in)`` in [0, 1] (the
+            training set) bounding the first layer's graded input (current encoding);
+            default: the worst case.
 
     Returns:
         The frozen :class:`CompiledNetwork`.
 
     Raises:
-        CompileError: see :func:`check_neuron`, :func:`quantize_layer` and
-            :func:`rewire.compiler.mapping.map_cores` (``MappingError``).
+        CompileError: a profile whose neuron model is not ``cuba``, ``input_max_value < 1``,
+            and the errors of :func:`check_neuron`, :func:`quantize_layer` and
+            :func:`rewire.compiler.mapping.map_cores` (``MappingError``), naming the layer.
+        rewire.errors.LoweringError: (a module or graph given) what the frontend cannot lower.
     """
+    if not isinstance(network, Network):
+        from rewire.frontends import lower
+
+        network = lower(network, **lower_options)
     if profile.neuron.model != "cuba":
         raise CompileError(f"profile {profile.name!r}: neuron model {profile.neuron.model!r} "
                            f"is not supported (only 'cuba')")
-    check_neuron(model.neuron)
+    current = network.encoding == "current"
+    if input_max_value is None:
+        input_max_value = 255
+    if isinstance(input_max_value, bool) or int(input_max_value) != input_max_value \
+            or input_max_value < 1:
+        raise CompileError(f"input_max_value must be an integer >= 1 (the payload standing "
+                           f"for input 1.0), got {input_max_value!r}")
+    input_max_value = int(input_max_value)
+    if calibration is not None:
+        calibration = np.asarray(calibration, dtype=np.float64).reshape(len(calibration), -1)
     layers = []
-    convnet = isinstance(model, SpikingConvNet)
-    modules = model.layers if convnet else model.linears
-    counts = {"conv": 0, "pool": 0, "fc": 0}
-    payload_max = int(input_max_value)
-    for k, module in enumerate(modules):
+    payload_max = input_max_value if current else 1
+    netx = _netx_weights(profile)
+    for k, (name, layer) in enumerate(zip(_layer_names(network), network.layers)):
         payloads = None
-        if k == 0 and model.encoding == "current":
-            input_scale, max_payload = model.input_gain / input_max_value, input_max_value
+        if k == 0 and current:
+            input_scale, max_payload = network.input_gain / input_max_value, input_max_value
             if calibration is not None:
-                payloads = np.rint(np.asarray(calibration) * input_max_value)
+                payloads = np.rint(calibration * input_max_value)
         else:
             input_scale, max_payload = 1.0, 1
-        prefix = "pool" if isinstance(module, SumPool2d) else \
-            "conv" if isinstance(module, nn.Conv2d) else "fc"
-        counts[prefix] += 1
-        name = f"{prefix}{counts[prefix]}"
-        if prefix == "fc":
-            _check_bias(name, module)
-        if prefix == "fc" and k == 0 and model.encoding == "current":
-            layer, payload_max = _graded_input_layer(name, module, model, profile,
-                                                     int(input_max_value), calibration)
-            layers.append(layer)
-            continue
-        if prefix != "fc":
-            layers.append(quantize_conv_layer(name, module, model.shapes[k],
-                                              model.shapes[k + 1], model.neuron, profile,
-                                              input_scale, max_payload, payloads))
-            continue
-        with torch.no_grad():
-            weight = module.weight.detach().cpu().numpy().astype(np.float64)
-        layer = quantize_layer(name, weight, model.neuron, profile, input_scale, max_payload,
-                               payloads)
-        layers.append(to_netx_grid(layer) if _netx_weights(profile) else layer)
-    from rewire.compiler.mapping import map_cores  # mapping imports CompileError from here
+        op = layer.synapse.op
+        if op in ("dense", "dense_rec") and k == 0 and current:
+            compiled, payload_max = _graded_input_layer(name, layer, profile,
+                                                        network.input_gain,
+                                                        input_max_value, calibration)
+        elif op in ("conv", "sumpool"):
+            compiled = quantize_conv_layer(name, layer.synapse, layer.in_shape,
+                                           layer.out_shape, layer.neuron, profile,
+                                           input_scale, max_payload, payloads)
+        else:
+            rec = layer.synapse.weight_rec.astype(np.float64) if op == "dense_rec" else None
+            compiled = quantize_layer(name, layer.synapse.weight.astype(np.float64),
+                                      layer.neuron, profile, input_scale, max_payload,
+                                      payloads, rec)
+            compiled = to_netx_grid(compiled) if netx else compiled
+        layers.append(dataclasses.replace(compiled, source=layer.name))
+    from rewire.compiler.mapping import map_cores  # mapping imports quantize's helpers
 
     mapping = map_cores(layers, profile, cores)
-    return CompiledNetwork(layers=tuple(layers), neuron=model.neuron, steps=model.steps,
-                           encoding=model.encoding, input_gain=model.input_gain,
+    return CompiledNetwork(layers=tuple(layers), steps=network.steps,
+                           encoding=network.encoding, input_gain=network.input_gain,
                            input_max_value=payload_max, profile=profile,
-                           mapping=mapping)
+                           mapping=mapping, notes=network.notes, source=network.source)

@@ -26,13 +26,19 @@ each ``Dense`` and ``Conv`` process in Lava does (the sink and source add none):
 a netx file run in Lava's Loihi 2 simulator produces. Running ``T + L`` steps (input zero-padded) and
 dropping the first ``L`` outputs of the delayed model gives the undelayed one exactly
 (:func:`align`).
+
+A recurrent layer (netx ``dense_rec``) adds :math:`W_\mathrm{rec,int}\, z_{t-1}`, its own
+spikes of the step before, to ``a``; in Lava the recurrent ``Dense`` delays by one step as
+well, which is exactly that ``t - 1``, so the delayed model shifts a recurrent layer like any
+other. A leaky-integrator readout (``LI``/``CubaLI``, ``v_th_mant = 0``) never spikes and
+never resets: its output is ``v`` (int64) instead of spikes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from rewire.compiler.network import CompiledLayer, CompiledNetwork
+from rewire.ir.compiled import CompiledLayer, CompiledNetwork
 
 
 def _decay(x: np.ndarray, decay: int, decay_bits: int) -> np.ndarray:
@@ -107,7 +113,8 @@ def simulate(net: CompiledNetwork, payload: np.ndarray, lava_delay: bool = False
         record_all: return the spikes of every layer, not only the last.
 
     Returns:
-        Spike trains ``(T, B, n)`` as uint8, one per layer (or only the output layer's).
+        Spike trains ``(T, B, n)`` as uint8, one per layer (or only the output layer's); a
+        leaky-integrator layer's voltages ``v`` as int64 instead.
 
     Shapes:
         payload ``(T, B, n_in)`` -> ``[(T, B, n_1), ..., (T, B, n_L)]``.
@@ -120,23 +127,30 @@ def simulate(net: CompiledNetwork, payload: np.ndarray, lava_delay: bool = False
     v = [np.zeros((batch, l.shape[0]), np.int64) for l in net.layers]
     # input that reached each layer one step earlier (Lava's Dense delivers it a step late)
     pending = [np.zeros((batch, l.shape[1]), np.int64) for l in net.layers]
-    out = [np.zeros((steps, batch, l.shape[0]), np.uint8) for l in net.layers]
+    out = [np.zeros((steps, batch, l.shape[0]), np.uint8 if l.spiking else np.int64)
+           for l in net.layers]
+    z_prev = [np.zeros((batch, l.shape[0]), np.int64) for l in net.layers]
     for t in range(steps):
         s = payload[t]
         for k, layer in enumerate(net.layers):
             if lava_delay:
                 s, pending[k] = pending[k], s
             a = synaptic_input(layer, s)
+            if layer.recurrent:
+                a = a + z_prev[k] @ layer.weight_rec_int.astype(np.int64).T
             uk = _decay(u[k], layer.i_decay, nfmt.decay_bits) + (a << nfmt.activation_shift)
             wrapped = np.where(uk > half, uk - 2 * half, uk)
             u[k] = np.where(wrapped <= -half, uk + 2 * half, wrapped)
             vk = _decay(v[k], layer.v_decay, nfmt.decay_bits) + u[k]
             vk = np.clip(vk, -half + 1, half - 1)
+            if not layer.spiking:
+                v[k] = out[k][t] = vk
+                continue
             z = vk > (layer.v_th_mant << nfmt.threshold_shift)
             vk[z] = 0
             v[k] = vk
             out[k][t] = z
-            s = z.astype(np.int64)
+            s = z_prev[k] = z.astype(np.int64)
     return out if record_all else [out[-1]]
 
 
@@ -160,8 +174,15 @@ def align(net: CompiledNetwork, payload: np.ndarray) -> np.ndarray:
     return delayed[len(net.layers):]
 
 
+def class_scores(net: CompiledNetwork, out: np.ndarray) -> np.ndarray:
+    """Per-class scores ``(B, C)`` of the last layer's output ``(T, B, C)``: spike counts, or
+    for a leaky-integrator readout the largest ``v`` over time; the argmax is the class (ties
+    to the lowest index)."""
+    return out.sum(0) if net.readout == "spikes" else out.max(0)
+
+
 def accuracy(net: CompiledNetwork, batches) -> float:
-    """Integer-model accuracy (fraction) by output spike count, ties to the lowest index.
+    """Integer-model accuracy (fraction) by :func:`class_scores`, ties to the lowest index.
 
     Args:
         net: the compiled network.
@@ -170,7 +191,7 @@ def accuracy(net: CompiledNetwork, batches) -> float:
     """
     correct = total = 0
     for payload, labels in batches:
-        counts = simulate(net, payload)[-1].sum(0)
+        counts = class_scores(net, simulate(net, payload)[-1])
         correct += int((counts.argmax(-1) == np.asarray(labels)).sum())
         total += len(labels)
     return correct / max(total, 1)

@@ -50,7 +50,8 @@ import h5py
 import numpy as np
 
 from rewire import __version__
-from rewire.compiler.network import CompiledLayer, CompiledNetwork
+from rewire.errors import CompileError
+from rewire.ir.compiled import CompiledLayer, CompiledNetwork
 from rewire.io import atomic_path
 
 
@@ -84,12 +85,21 @@ def write(net: CompiledNetwork, path: str | Path) -> Path:
     if "netx" not in net.profile.formats:
         raise ValueError(f"profile {net.profile.name!r} has no netx target "
                          f"(formats = {list(net.profile.formats)})")
+    for layer in net.layers:
+        if not layer.spiking:
+            raise CompileError(
+                f"netx export: layer {layer.name} ({layer.source or layer.name}) is a "
+                f"{layer.neuron.kind} leaky-integrator readout; a netx network's output is "
+                f"spikes (lava-dl 0.6 netx reads only CUBA/LIF neurons and Lava's sink records "
+                f"s_out), so its voltage cannot be read out: end the model in a spiking layer "
+                f"(e.g. LIFCell) for Loihi 2, or export this net as ONNX or NIR "
+                f"(formats=['onnx', 'nir'])")
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             attrs = {"rewire_format_version": net.format_version, "rewire_version": __version__,
                      "profile": net.profile.name, "steps": net.steps, "encoding": net.encoding,
                      "input_message_bits": net.input_message_bits,
-                     "input_max_value": net.input_max_value, "dt": net.neuron.dt,
+                     "input_max_value": net.input_max_value, "dt": net.dt,
                      "lava_delay_steps": len(net.layers)}
             f.attrs.update(attrs)
             layers = f.create_group("layer")
@@ -109,10 +119,13 @@ def write(net: CompiledNetwork, path: str | Path) -> Path:
                 if layer.kind == "conv":
                     _conv(g, layer)
                 else:
-                    _string(g, "type", "dense")
+                    _string(g, "type", "dense_rec" if layer.recurrent else "dense")
                     g.create_dataset("shape", data=np.array([layer.shape[0]], dtype=np.int64))
+                    if layer.recurrent:  # lava-dl 0.6 create_dense(rec=True) -> RecurrentDense
+                        g.create_dataset("weight_rec",
+                                         data=layer.weight_rec_int.astype(np.int16))
                 i_decay, v_decay = layer.i_decay, layer.v_decay
-                if layer.kind == "dense" and layer.all_zero:
+                if layer.kind == "dense" and layer.all_zero and not layer.recurrent:
                     weight, i_decay, v_decay = _silent_guard(net, k, layer)
                     g.attrs["rewire_all_zero"] = 1
                 elif layer.kind == "dense":

@@ -64,17 +64,14 @@ presented every step; for ``rate`` encoding it is the spike.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import nir
 import numpy as np
 
 from rewire import __version__
-from rewire.compiler.network import CompiledLayer, CompiledNetwork
 from rewire.io import atomic_path
-from rewire.training.conv import SpikingConvNet, SumPool2d
-from rewire.training.model import NeuronConfig, SpikingMLP
+from rewire.ir.compiled import CompiledLayer, CompiledNetwork
 
 NIR_FORMAT = "rewire-nir-1"
 
@@ -90,12 +87,11 @@ def _full(value: float, shape: int | tuple[int, ...]) -> np.ndarray:
     return np.full(shape, float(value), dtype=np.float64)
 
 
-def cuba_lif(neuron: NeuronConfig, shape: int | tuple[int, ...],
-             weight: float = 1.0) -> nir.CubaLIF:
-    """The ``nir.CubaLIF`` of Norse LIF neurons (module docstring), full-shape float64.
+def cuba_lif(neuron, shape: int | tuple[int, ...], weight: float = 1.0) -> nir.CubaLIF:
+    """The ``nir.CubaLIF`` of an IR ``CubaLIF`` (module docstring), full-shape float64.
 
     Args:
-        neuron: the Norse LIF constants.
+        neuron: the IR :class:`~rewire.ir.nodes.CubaLIF` (or anything with its fields).
         shape: neurons, ``n`` or a ``(C, H, W)`` feature map: the shape of every parameter.
         weight: synaptic weight folded into ``w_in`` (``weight * tau_syn / dt``): 1 after a
             ``Linear``/``Conv2d`` (which carry their weights), ``pool_weight`` after a
@@ -111,17 +107,63 @@ def cuba_lif(neuron: NeuronConfig, shape: int | tuple[int, ...],
                        w_in=_full(weight * (tau_syn / dt), shape))
 
 
+def neuron_node(neuron, shape: int | tuple[int, ...], weight: float = 1.0) -> nir.NIRNode:
+    """The NIR node of any IR neuron (module docstring), full-shape float64, with a synaptic
+    ``weight`` (a pool's) folded in.
+
+    ``CubaLIF`` -> :func:`cuba_lif`; ``LIF`` -> ``nir.LIF`` with ``tau = 1/tau_mem_inv``,
+    ``r = weight * tau/dt`` and ``v`` in units of ``tau/dt`` (so that NIR's Euler step
+    ``v += dt/tau (v_leak - v + r I)`` is Norse's ``LIFBoxCell`` step); ``IF`` -> ``nir.IF``
+    with ``r = weight / dt`` (``v += dt r I``); ``LI`` -> ``nir.LI`` and ``CubaLI`` ->
+    ``nir.CubaLI`` as ``LIF`` and ``CubaLIF`` without threshold.
+    """
+    kind, dt = neuron.kind, neuron.dt
+    if kind == "CubaLIF":
+        return cuba_lif(neuron, shape, weight)
+    if kind == "IF":
+        return nir.IF(r=_full(weight / dt, shape), v_threshold=_full(neuron.v_th, shape),
+                      v_reset=_full(neuron.v_reset, shape))
+    tau_mem = 1.0 / neuron.tau_mem_inv
+    unit = tau_mem / dt
+    if kind == "LIF":
+        return nir.LIF(tau=_full(tau_mem, shape), r=_full(weight * unit, shape),
+                       v_leak=_full(neuron.v_leak * unit, shape),
+                       v_threshold=_full(neuron.v_th * unit, shape),
+                       v_reset=_full(neuron.v_reset * unit, shape))
+    if kind == "LI":
+        return nir.LI(tau=_full(tau_mem, shape), r=_full(weight * unit, shape),
+                      v_leak=_full(neuron.v_leak * unit, shape))
+    if kind == "CubaLI":
+        tau_syn = 1.0 / neuron.tau_syn_inv
+        return nir.CubaLI(tau_syn=_full(tau_syn, shape), tau_mem=_full(tau_mem, shape),
+                          r=_full(unit, shape), v_leak=_full(neuron.v_leak * unit, shape),
+                          w_in=_full(weight * (tau_syn / dt), shape))
+    raise ValueError(f"NIR export: no NIR node for neuron kind {kind!r}")  # pragma: no cover
+
+
+def recurrent_subgraph(neuron, w_rec: np.ndarray) -> nir.NIRGraph:
+    """A recurrent layer's neurons as the nested graph snnTorch's ``RLeaky``/``RSynaptic``
+    and rockpool write: ``{input -> lif -> output, lif -> w_rec -> lif}`` with ``w_rec`` a
+    ``nir.Linear`` of the recurrent weights ``(n, n)`` (row = target)."""
+    n = len(w_rec)
+    nodes = {"input": nir.Input(input_type={"input": np.array([n])}),
+             "lif": neuron_node(neuron, n),
+             "w_rec": nir.Linear(weight=np.asarray(w_rec, dtype=np.float64)),
+             "output": nir.Output(output_type={"output": np.array([n])})}
+    edges = [("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges)
+
+
 def pool_weight(layer: CompiledLayer) -> float | None:
     """The weight of a compiled sum-pooling layer, ``None`` for any other layer.
 
-    A pooling layer is a conv layer named ``pool<k>`` (as :func:`~rewire.compiler.quantize.
-    compile_network` names :class:`~rewire.training.conv.SumPool2d` layers).
+    A pooling layer is a conv layer with ``pool_weight`` set (an IR ``SumPool2d``).
 
     Raises:
         ValueError: a ``pool`` layer that is not a sum pool (``groups = C_in = C_out``, a
             constant square kernel, stride = kernel, no padding), naming the layer.
     """
-    if layer.kind != "conv" or not layer.name.startswith("pool"):
+    if layer.kind != "conv" or layer.pool_weight is None:
         return None
     w = layer.weight
     c_in, c_out, k = layer.in_shape[0], layer.out_shape[0], w.shape[-1]
@@ -154,6 +196,7 @@ def to_nir(net: CompiledNetwork) -> nir.NIRGraph:
     Example:
         >>> from rewire.hw_profiles.profile import load_profile
         >>> from rewire.compiler.quantize import compile_network
+        >>> from rewire.training.model import SpikingMLP
         >>> net = compile_network(SpikingMLP((4, 3, 2)), load_profile("loihi2"), 16)
         >>> g = to_nir(net)
         >>> list(g.nodes), g.metadata["dt"], g.nodes["lif1"].tau_mem.shape
@@ -181,7 +224,7 @@ def to_nir(net: CompiledNetwork) -> nir.NIRGraph:
             nodes[syn] = nir.SumPool2d(kernel_size=np.array([kernel, kernel]),
                                        stride=np.array(layer.stride),
                                        padding=np.array(layer.padding))
-            nodes[lif] = cuba_lif(net.neuron, out_shape, pool_w * (gain or 1.0))
+            nodes[lif] = neuron_node(layer.neuron, out_shape, pool_w * (gain or 1.0))
         else:
             weight = layer.weight.astype(np.float64)
             if gain is not None:
@@ -193,13 +236,16 @@ def to_nir(net: CompiledNetwork) -> nir.NIRGraph:
                                         stride=tuple(layer.stride), padding=tuple(layer.padding),
                                         dilation=(1, 1), groups=int(layer.groups),
                                         bias=np.zeros(len(weight)))
-            nodes[lif] = cuba_lif(net.neuron, out_shape)
+            if layer.recurrent:
+                nodes[lif] = recurrent_subgraph(layer.neuron, layer.weight_rec)
+            else:
+                nodes[lif] = neuron_node(layer.neuron, out_shape)
         edges += [(prev, syn), (syn, lif)]
         prev = lif
     nodes["output"] = nir.Output(output_type={"output": np.array([net.sizes[-1]])})
     edges.append((prev, "output"))
     meta = {"format": NIR_FORMAT, "rewire_version": __version__, "profile": net.profile.name,
-            "dt": float(net.neuron.dt), "time_unit": "s", "steps": int(net.steps),
+            "dt": float(net.dt), "time_unit": "s", "steps": int(net.steps),
             "encoding": net.encoding, "input_gain": float(net.input_gain),
             "input_max_value": int(net.input_max_value)}
     if conv:

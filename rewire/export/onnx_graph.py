@@ -33,7 +33,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from rewire import __version__
-from rewire.compiler.network import CompiledLayer, CompiledNetwork
+from rewire.ir.compiled import CompiledLayer, CompiledNetwork
 from rewire.io import atomic_path
 
 OPSET = 17
@@ -157,7 +157,7 @@ def metadata(net: CompiledNetwork, body: StepBody, kind: str, usage: str) -> dic
     image whose ``x.flatten()`` the flat input ``x`` is.
     """
     meta = {"rewire_version": __version__, "rewire_format_version": str(net.format_version),
-            "kind": kind, "profile": net.profile.name, "dt": repr(net.neuron.dt),
+            "kind": kind, "profile": net.profile.name, "dt": repr(net.dt),
             "steps": str(net.steps), "encoding": net.encoding,
             "input_gain": repr(net.input_gain), "input_max_value": str(net.input_max_value),
             "state_layout": json.dumps(body.layout), "usage": usage}

@@ -61,7 +61,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from rewire.compiler.network import CompiledNetwork
+from rewire.ir.compiled import CompiledNetwork
 from rewire.export.onnx_graph import (GraphBuilder, StepBody, body_from_meta, conv2d, map_shape,
                                       run_steps, save, scan_model, session, step_model)
 
@@ -115,6 +115,8 @@ def accumulators(net: CompiledNetwork) -> tuple[Accumulator, ...]:
     for k, layer in enumerate(net.layers):
         w = np.abs(layer.weight_int.astype(np.int64)).reshape(len(layer.weight_int), -1)
         row = int(w.sum(1).max()) if w.size else 0
+        if layer.recurrent:  # recurrent spikes are 0/1: their sum adds at most sum|W_rec|
+            row += int(np.abs(layer.weight_rec_int.astype(np.int64)).sum(1).max())
         m = int(net.input_max_value) if k == 0 and net.encoding == "current" else 1
         exact = row * m < FLOAT32_EXACT
         if not exact and layer.kind == "conv":
@@ -197,6 +199,17 @@ def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
                 a = b.op("Cast", [a_f], p + "a", to=TensorProto.INT64)
             else:  # dense layer above the float32 bound: int64 MatMul (slow, exact)
                 a = b.op("MatMul", [s, b.const(f"Wint{k}_T", layer.weight_int.T, i64)], p + "a")
+            if layer.recurrent:  # a += W_rec z_{t-1}, the layer's own spikes one step back
+                w_rec = layer.weight_rec_int.T
+                if acc[k].dtype == "float32":
+                    r_f = b.op("Cast", [states[f"r{k}"]], p + "r_f", to=TensorProto.FLOAT)
+                    rec = b.op("Cast", [b.op("MatMul", [r_f, b.const(f"Wrec{k}_T", w_rec,
+                                                                      np.float32)],
+                                             p + "rec_f")], p + "rec", to=TensorProto.INT64)
+                else:
+                    rec = b.op("MatMul", [states[f"r{k}"], b.const(f"Wrec{k}_T", w_rec, i64)],
+                               p + "rec")
+                a = b.op("Add", [a, rec], p + "a_rec")
             u_pre = b.op("Add", [trunc_decay(b, states[f"u{k}"], layer.i_decay, p + "u_"),
                                  b.op("Mul", [a, act], p + "a_shift")], p + "u_pre")
             over = b.op("Greater", [u_pre, half_c], p + "over")
@@ -208,17 +221,25 @@ def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
             v_pre = b.op("Add", [trunc_decay(b, states[f"v{k}"], layer.v_decay, p + "v_"),
                                  new[f"u{k}"]], p + "v_pre")
             v_cl = b.op("Clip", [v_pre, v_lo, v_hi], p + "v_clip")
+            if not layer.spiking:  # a leaky-integrator readout: no threshold, output v
+                new[f"v{k}"] = b.op("Identity", [v_cl], p + "v_new")
+                s = b.op("Identity", [v_cl], f"z{k}")
+                spikes.append(s)
+                continue
             th = b.const(f"vth{k}", layer.v_th_mant << nfmt.threshold_shift, i64)
             fire = b.op("Greater", [v_cl, th], p + "fire")
             new[f"v{k}"] = b.op("Where", [fire, zero, v_cl], p + "v_new")
             s = b.op("Cast", [fire], f"z{k}", to=TensorProto.INT64)
+            if layer.recurrent:
+                new[f"r{k}"] = b.op("Identity", [s], p + "r_new")
             spikes.append(s)
         return s, new, spikes
 
     states, layout = [], {}
     for k, layer in enumerate(net.layers):
         n_out, n_in = layer.shape
-        widths = {f"u{k}": n_out, f"v{k}": n_out, **({f"p{k}": n_in} if lava_delay else {})}
+        widths = {f"u{k}": n_out, f"v{k}": n_out, **({f"p{k}": n_in} if lava_delay else {}),
+                  **({f"r{k}": n_out} if layer.recurrent else {})}
         states += list(widths.items())
         layout[f"layer{k}"] = {"states": widths, "size": n_out, "dtype": "int64",
                                "accumulate": acc[k].dtype, "sum_bound": acc[k].bound,

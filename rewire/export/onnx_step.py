@@ -32,7 +32,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from rewire.compiler.network import CompiledNetwork
+from rewire.ir.compiled import CompiledNetwork
 from rewire.export.onnx_graph import (GraphBuilder, StepBody, body_from_meta, conv2d, map_shape,
                                       run_steps, save, session, step_model)
 
@@ -43,55 +43,91 @@ USAGE = ("loop over T steps: feed x and the previous step's *_out states (zeros 
 def float_body(net: CompiledNetwork) -> StepBody:
     """The float step of ``net`` (module docstring) as a :class:`StepBody`.
 
-    States per layer ``k``: ``v<k>`` (membrane voltage) and ``i<k>`` (synaptic current),
-    float32 ``(batch, n_k)``; spikes are float32 0/1.
+    States per layer ``k``: ``v<k>`` (membrane voltage) and ``i<k>`` (synaptic current; zero
+    and unchanged for neurons without one), float32 ``(batch, n_k)``, plus ``r<k>`` (the
+    layer's spikes of the step before) for a recurrent layer. Each layer follows its own IR
+    neuron node (:mod:`rewire.ir.dynamics`, same order of operations); a leaky-integrator
+    readout's output ``z<k>`` is its voltage.
 
     A conv layer's synaptic input is ONNX ``Conv`` on the reshaped flat input
     (:func:`rewire.export.onnx_graph.conv2d`); its states stay flat ``(batch, C*H*W)``, in
     ``x.flatten()`` order of Norse's ``(batch, C, H, W)`` state.
     """
-    nrn = net.neuron
     f32 = np.float32
 
     def emit(b: GraphBuilder, x: str, states: dict) -> tuple[str, dict, list]:
-        # Norse computes dt * tau_inv as a float32 tensor product; do the same.
-        c_mem = b.const("c_mem", f32(nrn.tau_mem_inv) * f32(nrn.dt))
-        neg_c_syn = b.const("neg_c_syn", -(f32(nrn.tau_syn_inv) * f32(nrn.dt)))
-        v_leak, v_th = b.const("v_leak", nrn.v_leak), b.const("v_th", nrn.v_th)
-        v_reset, one = b.const("v_reset", nrn.v_reset), b.const("one", 1.0)
-        zero = b.const("zero", 0.0)
+        one, zero = b.const("one", 1.0), b.const("zero", 0.0)
         s = x
         if net.encoding == "current":
             s = b.op("Mul", [x, b.const("input_gain", net.input_gain)], "x_current")
         new, spikes = {}, []
         for k, layer in enumerate(net.layers):
+            nrn, kind = layer.neuron, layer.neuron.kind
             v, i, p = states[f"v{k}"], states[f"i{k}"], f"l{k}_"
             if layer.kind == "conv":
                 cur = conv2d(b, s, layer, f"W{k}", layer.weight, p)
             else:
                 cur = b.op("MatMul", [s, b.const(f"W{k}_T", layer.weight.T)], p + "cur")
-            j = b.op("Add", [i, cur], p + "j")
-            leak = b.op("Sub", [v_leak, v], p + "leak")
-            dv = b.op("Mul", [c_mem, b.op("Add", [leak, j], p + "drive")], p + "dv")
-            v_dec = b.op("Add", [v, dv], p + "v_dec")
-            new[f"i{k}"] = b.op("Add", [j, b.op("Mul", [neg_c_syn, j], p + "di")], p + "i_new")
-            margin = b.op("Sub", [v_dec, v_th], p + "margin")
+            terms = [cur]
+            if layer.recurrent:
+                terms.append(b.op("MatMul", [states[f"r{k}"],
+                                             b.const(f"Wrec{k}_T", layer.weight_rec.T)],
+                                  p + "rec"))
+            # Norse computes dt * tau_inv as a float32 tensor product; do the same.
+            if kind in ("CubaLIF", "CubaLI"):
+                c_mem = b.const(f"c_mem{k}", f32(nrn.tau_mem_inv) * f32(nrn.dt))
+                neg_c_syn = b.const(f"neg_c_syn{k}", -(f32(nrn.tau_syn_inv) * f32(nrn.dt)))
+                j = i
+                for n, t in enumerate(terms):
+                    j = b.op("Add", [j, t], p + f"j{n}")
+                leak = b.op("Sub", [b.const(f"v_leak{k}", nrn.v_leak), v], p + "leak")
+                dv = b.op("Mul", [c_mem, b.op("Add", [leak, j], p + "drive")], p + "dv")
+                v_dec = b.op("Add", [v, dv], p + "v_dec")
+                new[f"i{k}"] = b.op("Add", [j, b.op("Mul", [neg_c_syn, j], p + "di")],
+                                    p + "i_new")
+            else:
+                a = terms[0]
+                for n, t in enumerate(terms[1:]):
+                    a = b.op("Add", [a, t], p + f"a{n}")
+                new[f"i{k}"] = b.op("Identity", [i], p + "i_new")
+                if kind == "IF":
+                    v_dec = b.op("Add", [v, a], p + "v_dec")
+                else:
+                    c_mem = b.const(f"c_mem{k}", f32(nrn.tau_mem_inv) * f32(nrn.dt))
+                    v_leak = b.const(f"v_leak{k}", nrn.v_leak)
+                    drive = b.op("Sub", [b.op("Add", [a, v_leak], p + "a_leak"), v],
+                                 p + "drive") if kind == "LIF" else \
+                        b.op("Add", [b.op("Sub", [v_leak, v], p + "leak"), a], p + "drive")
+                    v_dec = b.op("Add", [v, b.op("Mul", [c_mem, drive], p + "dv")], p + "v_dec")
+            if not nrn.spiking:
+                new[f"v{k}"] = b.op("Identity", [v_dec], p + "v_new")
+                z = b.op("Identity", [v_dec], f"z{k}")
+                spikes.append(z)
+                s = z
+                continue
+            margin = b.op("Sub", [v_dec, b.const(f"v_th{k}", nrn.v_th)], p + "margin")
             fire = b.op("Greater", [margin, zero], p + "fire")
             z = b.op("Cast", [fire], f"z{k}", to=TensorProto.FLOAT)
             keep = b.op("Mul", [b.op("Sub", [one, z], p + "keep"), v_dec], p + "v_kept")
-            rst = b.op("Mul", [z, v_reset], p + "v_rst")
+            rst = b.op("Mul", [z, b.const(f"v_reset{k}", nrn.v_reset)], p + "v_rst")
             new[f"v{k}"] = b.op("Add", [keep, rst], p + "v_new")
+            if layer.recurrent:
+                new[f"r{k}"] = b.op("Identity", [z], p + "r_new")
             spikes.append(z)
             s = z
         return s, new, spikes
 
     sizes = [l.shape[0] for l in net.layers]
+    states = []
+    for k, (n, layer) in enumerate(zip(sizes, net.layers)):
+        states += [(f"v{k}", n), (f"i{k}", n)] + ([(f"r{k}", n)] if layer.recurrent else [])
     return StepBody(
         name="rewire_snn_step", elem=TensorProto.FLOAT, x_elem=TensorProto.FLOAT,
-        n_in=net.sizes[0],
-        states=tuple((f"{s}{k}", n) for k, n in enumerate(sizes) for s in ("v", "i")),
+        n_in=net.sizes[0], states=tuple(states),
         spikes=tuple((f"z{k}", n) for k, n in enumerate(sizes)), emit=emit,
-        layout={f"layer{k}": {"states": {f"v{k}": n, f"i{k}": n}, "v": f"v{k}", "i": f"i{k}",
+        layout={f"layer{k}": {"states": {f"v{k}": n, f"i{k}": n,
+                                         **({f"r{k}": n} if layer.recurrent else {})},
+                              "v": f"v{k}", "i": f"i{k}", "neuron": layer.neuron.kind,
                               "size": n, "dtype": "float32", **map_shape(layer)}
                 for k, (n, layer) in enumerate(zip(sizes, net.layers))})
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from rewire.compiler.network import CompiledNetwork
+from rewire.ir.compiled import CompiledNetwork
 from rewire.export.onnx_graph import save, scan_model, session
 from rewire.export.onnx_step import encode_sequence, float_body
 

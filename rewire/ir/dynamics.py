@@ -25,7 +25,8 @@ from torch.nn import functional as F
 
 from rewire.ir.network import Network
 
-__all__ = ["NeuronState", "initial_state", "neuron_step", "synaptic_input", "encode", "run"]
+__all__ = ["NeuronState", "initial_state", "neuron_step", "weights", "synaptic_input", "encode",
+           "run"]
 
 
 class NeuronState(NamedTuple):
@@ -93,18 +94,27 @@ def _sum(inputs: list[torch.Tensor]) -> torch.Tensor:
     return out
 
 
-def synaptic_input(synapse, x: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
+def weights(synapse, in_shape: tuple[int, ...]) -> torch.Tensor:
+    """The synapse node's float32 weight as a torch tensor (a sum pool's constant kernel)."""
+    if synapse.op == "sumpool":
+        return torch.from_numpy(synapse.kernel_weights(in_shape[0]))
+    return torch.tensor(synapse.weight)
+
+
+def synaptic_input(synapse, x: torch.Tensor, in_shape: tuple[int, ...],
+                   weight: torch.Tensor | None = None) -> torch.Tensor:
     """``a = W x`` of a feed-forward synapse node for a batch ``x`` ``(B, *in_shape)``
-    (``(B, *out_shape)`` out); a recurrent node's input part."""
+    (``(B, *out_shape)`` out); a recurrent node's input part. ``weight``: :func:`weights` of
+    the node, if already at hand."""
     op = synapse.op
+    w = weights(synapse, in_shape) if weight is None else weight
     if op in ("dense", "dense_rec"):
-        return F.linear(x.reshape(len(x), -1), torch.from_numpy(synapse.weight))
+        return F.linear(x.reshape(len(x), -1), w)
     if op == "conv":
-        return F.conv2d(x.reshape(len(x), *in_shape), torch.from_numpy(synapse.weight),
-                        stride=synapse.stride, padding=synapse.padding, groups=synapse.groups)
+        return F.conv2d(x.reshape(len(x), *in_shape), w, stride=synapse.stride,
+                        padding=synapse.padding, groups=synapse.groups)
     if op == "sumpool":
-        kernel = torch.from_numpy(synapse.kernel_weights(in_shape[0]))
-        return F.conv2d(x.reshape(len(x), *in_shape), kernel, stride=synapse.stride,
+        return F.conv2d(x.reshape(len(x), *in_shape), w, stride=synapse.stride,
                         padding=synapse.padding, groups=in_shape[0])
     raise NotImplementedError(f"no dynamics for synapse op {op!r}")  # pragma: no cover
 
@@ -140,12 +150,15 @@ def run(net: Network, inputs: torch.Tensor, record_all: bool = False) -> list[to
     batch = inputs.shape[1]
     states = [initial_state(l.neuron, l.out_shape, batch) for l in net.layers]
     outs = [[] for _ in net.layers]
+    ws = [weights(l.synapse, l.in_shape) for l in net.layers]
+    w_rec = [torch.tensor(l.synapse.weight_rec) if l.synapse.op == "dense_rec" else None
+             for l in net.layers]
     for x_t in inputs:
         s = x_t
         for k, layer in enumerate(net.layers):
-            terms = [synaptic_input(layer.synapse, s, layer.in_shape)]
-            if layer.synapse.op == "dense_rec":
-                terms.append(F.linear(states[k].z, torch.from_numpy(layer.synapse.weight_rec)))
+            terms = [synaptic_input(layer.synapse, s, layer.in_shape, ws[k])]
+            if w_rec[k] is not None:
+                terms.append(F.linear(states[k].z, w_rec[k]))
             s, states[k] = neuron_step(layer.neuron, terms, states[k])
             outs[k].append(s)
     stacked = [torch.stack(o) for o in outs]

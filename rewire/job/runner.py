@@ -328,7 +328,7 @@ def run(prep: Prepared, log=print) -> dict:
     x_te, y_te = prep.split.x_test, prep.split.y_test
     eq_inputs = x_te.cpu().numpy() if net.encoding == "current" else np.concatenate(
         [p for p, _ in test_payloads(prep.model, net, x_te, y_te, spec.train.seed)], axis=1)
-    equiv = equivalence.compare(prep.model.cpu(), net, eq_inputs, labels=y_te.cpu().numpy())
+    equiv = equivalence.compare(net, eq_inputs, labels=y_te.cpu().numpy())
     # the comparison runs the integer model on the same payloads and predicts as
     # simulate.accuracy does (spike-count argmax, ties to the lowest class): reuse it
     q_acc = equiv.integer_accuracy

@@ -262,3 +262,19 @@ class SpikingConvNet(nn.Module):
     def run_encoded(self, inputs: torch.Tensor) -> torch.Tensor:
         """Run already-encoded input ``(T, B, C*H*W)``; return output spikes ``(T, B, classes)``."""
         return run_steps(self.step, inputs)
+
+
+def _lower_sum_pool(module: SumPool2d, path: str):
+    """The IR node of a :class:`SumPool2d` (registered with the Norse frontend below)."""
+    from rewire.ir.nodes import SumPool2d as IRSumPool2d
+
+    return IRSumPool2d(module.kernel, module.kernel, 0, float(module.weight.reshape(-1)[0]))
+
+
+def _register() -> None:
+    from rewire.frontends import norse
+
+    norse.register(SumPool2d, _lower_sum_pool, lowered=("weight",))
+
+
+_register()
