@@ -719,6 +719,23 @@ def test_if_and_lif_voltages_scale_by_r_and_w_in_folds_into_weights():
     assert any("w_in*dt/tau_syn = 2 folded" in n for n in ir.notes)
 
 
+def test_load_gives_a_module_running_the_lowered_network():
+    model = _norse_model(_norse_cells()["lif"])
+    import norse.torch as norse
+
+    graph = norse.to_nir(model, torch.zeros(1, 12))
+    module = nir_frontend.load(graph, dt=1e-3, steps=30, encoding="current")
+    x = torch.rand(4, 12, generator=torch.Generator().manual_seed(3))
+    state, ref = None, []
+    with torch.no_grad():
+        for _ in range(30):
+            z, state = model(x, state)
+            ref.append(z)
+        out = module(x)
+    assert out.shape == (30, 4, 5) and torch.stack(ref).sum() > 0
+    np.testing.assert_array_equal(out.numpy(), torch.stack(ref).numpy())
+
+
 def test_metadata_supplies_dt_steps_and_encoding():
     g = _graph(("fc", _linear(3, 4)), ("lif", _cuba(3, dt=5e-4, tau_syn=1e-2)),
                metadata={"dt": 5e-4, "steps": 7, "encoding": "current", "input_gain": 2.0})
