@@ -402,6 +402,39 @@ def test_rockpool_lif_subthreshold_dynamics_are_exact():
     assert float(vmem.abs().max()) > 0.5
 
 
+def test_rockpool_spiking_differs_only_by_its_reset():
+    """With spikes, rockpool's subtractive reset keeps the residual above threshold, the IR's
+    reset to 0 drops it: measured over 3 random 12-20-5 nets x 8 inputs x 100 steps, rockpool's
+    hidden layer spikes 1.17-1.26x as often, 85-93 % of (step, sample, neuron) entries agree
+    and the output spike counts correlate at 0.99+ (the note names the difference)."""
+    pytest.importorskip("rockpool")
+    from rockpool.nn.combinators import Sequential
+    from rockpool.nn.modules import LIFTorch, LinearTorch
+    from rockpool.nn.modules.torch.nir import to_nir
+
+    dt = 1e-3
+    for seed in range(3):
+        torch.manual_seed(seed)
+        net = Sequential(LinearTorch((12, 20), has_bias=False),
+                         LIFTorch(20, tau_mem=0.02, tau_syn=0.01, dt=dt),
+                         LinearTorch((20, 5), has_bias=False),
+                         LIFTorch(5, tau_mem=0.02, tau_syn=0.01, dt=dt))
+        with torch.no_grad():
+            for m in net.modules().values():
+                if isinstance(m, LinearTorch):
+                    m.weight.mul_(0.1)
+        ir = lower(to_nir(net), dt=dt)
+        x = (torch.rand(100, 8, 12, generator=torch.Generator().manual_seed(seed)) < 0.3).float()
+        hidden, out = run(ir, x, record_all=True)
+        with torch.no_grad():
+            o, _, rec = net(x.transpose(0, 1), record=True)
+        h = rec[next(k for k in rec if k.endswith("LIFTorch"))]["spikes"].transpose(0, 1)
+        assert 1.0 < float(h.sum()) / float(hidden.sum()) < 1.5
+        assert float((h == hidden).float().mean()) > 0.8
+        counts = o.transpose(0, 1).sum(0).ravel().numpy()
+        assert np.corrcoef(counts, out.sum(0).ravel().numpy())[0, 1] > 0.95
+
+
 # ---------------------------------------------------------------------------------------------
 # trained fixtures (scripts/make_nir_fixtures.py): Done-when families (7), (8), (9)
 
