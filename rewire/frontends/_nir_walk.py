@@ -83,14 +83,17 @@ def _rockpool_cuba(name: str, node, n: int, dt: float):
     return neuron, b / (1 - a)
 
 
-def _lower_neuron(name: str, node, n: int, dt: float, norse: bool, tau_scale: float,
-                  rockpool: bool = False):
-    """``(IR neuron, weight factor)`` of a NIR neuron node of ``n`` neurons (module
-    docstring). ``norse``: read Norse's own parameters (r = w_in = 1, voltages and weights as
-    written); ``tau_scale``: the time constants are ``tau_scale`` times too small (Norse 1.1:
-    ``dt``); ``rockpool``: a CubaLIF is rockpool's ``LIFTorch`` (:func:`_rockpool_cuba`)."""
+def _lower_neuron(name: str, node, n: int, dt: float, mode: str = "nir",
+                  tau_scale: float = 1.0):
+    """``(IR neuron, weight factor)`` of a NIR neuron node of ``n`` neurons (module docstring
+    of :mod:`rewire.frontends.nir`). ``mode``: ``"nir"`` NIR's equations (voltages / r, the
+    CubaLIF factor w_in dt / tau_syn into the weights); ``"norse"`` Norse's own parameters
+    (r = w_in = 1: voltages and weights as written); ``"spyx"`` spyx's (``r`` holds
+    ``beta``, not a resistance, and ``V_t = beta V + x``: voltages divided by tau/dt, weights as
+    written); ``"rockpool"`` a CubaLIF is rockpool's ``LIFTorch`` (:func:`_rockpool_cuba`).
+    ``tau_scale``: the time constants are ``tau_scale`` times too small (Norse 1.1: ``dt``)."""
     kind = _kind(node)
-    if rockpool and kind == "CubaLIF":
+    if mode == "rockpool" and kind == "CubaLIF":
         return _rockpool_cuba(name, node, n, dt)
     one = lambda fld, default=0.0: _one(name, node, fld, n, default)  # noqa: E731
     r = one("r")
@@ -104,8 +107,9 @@ def _lower_neuron(name: str, node, n: int, dt: float, norse: bool, tau_scale: fl
         if kind in ("CubaLIF", "CubaLI"):
             ts, tm = one("tau_syn"), one("tau_mem")
             tsi, tmi = _inv_tau(ts, tau_scale), _inv_tau(tm, tau_scale)
-            factor = 1.0 if norse else _tidy_one(one("w_in", 1.0) * dt / ts * tau_scale)
-            div = 1.0 if norse else r
+            factor = _tidy_one(one("w_in", 1.0) * dt / ts * tau_scale) if mode == "nir" \
+                else 1.0
+            div = {"norse": 1.0, "spyx": tm / dt}.get(mode, r)
             if kind == "CubaLIF":
                 neuron = irn.CubaLIF(tsi, tmi, v_th=volt("v_threshold", div),
                                      v_leak=volt("v_leak", div), v_reset=volt("v_reset", div),
@@ -113,15 +117,16 @@ def _lower_neuron(name: str, node, n: int, dt: float, norse: bool, tau_scale: fl
             else:
                 neuron = irn.CubaLI(tsi, tmi, v_leak=volt("v_leak", div), dt=dt)
         elif kind in ("LIF", "LI"):
-            tmi, factor = _inv_tau(one("tau"), tau_scale), 1.0
-            div = 1.0 if norse else r
+            tau = one("tau")
+            tmi, factor = _inv_tau(tau, tau_scale), 1.0
+            div = {"norse": 1.0, "spyx": tau / dt}.get(mode, r)
             if kind == "LIF":
                 neuron = irn.LIF(tmi, v_th=volt("v_threshold", div), v_leak=volt("v_leak", div),
                                  v_reset=volt("v_reset", div), dt=dt)
             else:
                 neuron = irn.LI(tmi, v_leak=volt("v_leak", div), dt=dt)
         else:  # IF
-            div, factor = (1.0 if norse else r * dt), 1.0
+            div, factor = (1.0 if mode in ("norse", "spyx") else r * dt), 1.0
             neuron = irn.IF(v_th=volt("v_threshold", div), v_reset=volt("v_reset", div), dt=dt)
     except ValueError as exc:
         if isinstance(exc, LoweringError):
@@ -182,11 +187,10 @@ def _conv_padding(name: str, node, kernel: tuple[int, int]) -> tuple[int, int]:
 class _Lowering:
     """One walk along the chain, building the IR nodes."""
 
-    def __init__(self, nodes, order, dt, encoding, gain, norse, tau_scale):
+    def __init__(self, nodes, order, dt, encoding, gain, mode, tau_scale):
         self.nodes, self.order, self.dt = nodes, order, dt
         self.encoding, self.gain = encoding, gain
-        self.norse, self.tau_scale = norse, tau_scale
-        self.rockpool = False
+        self.mode, self.tau_scale = mode, tau_scale
         self.ir, self.names, self.notes = [], [], []
         self.pending = _Pending()
         self.shape: tuple | None = None
@@ -368,8 +372,7 @@ class _Lowering:
                           "AvgPool2d) before it", "put a Linear before the neuron (the IR "
                           "pairs every neuron layer with its synapses)")
         n = int(np.prod(self.shape))
-        neuron, factor = _lower_neuron(name, node, n, self.dt, self.norse, self.tau_scale,
-                                       self.rockpool)
+        neuron, factor = _lower_neuron(name, node, n, self.dt, self.mode, self.tau_scale)
         if rec is not None:
             if p.op != "dense":
                 raise _refuse(rec.rec_name, rec.rec, f"recurrence on a {p.op} layer",

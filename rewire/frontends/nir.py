@@ -67,7 +67,10 @@ the source framework does differently; an unknown source gets a line too:
   as ``LIFTorch``'s own step (exact decays, weights times ``e^{-dt/tau_syn}/(1 -
   e^{-dt/tau_mem})``, :func:`_rockpool_cuba`); its several spikes per step and subtractive
   reset are named in the notes.
-* **spyx** (declared only): subtractive reset from the pre-update ``v``, named in the notes.
+* **spyx 1.0** (``r = beta = 1 - dt/tau``, ``w_in = 1``; its ``to_nir`` defaults to
+  ``dt = 1``): ``r`` is spyx's decay, not a resistance; lowered as spyx's step ``V = beta V +
+  x`` (voltages divided by ``tau_mem/dt``, weights as written). Its spike from the
+  pre-update ``V`` and subtractive reset are named in the notes.
 """
 
 from __future__ import annotations
@@ -86,8 +89,9 @@ from rewire.ir.network import ENCODINGS, Network
 
 __all__ = ["SOURCES", "SUPPORTED", "read", "lower", "detect_source", "load", "from_nir"]
 
-#: Frameworks :func:`lower` knows the semantics of (``source=``).
-SOURCES = ("snntorch", "rockpool", "norse", "spyx", "rewire")
+#: Frameworks :func:`lower` knows the semantics of (``source=``); ``"nir"``: plain NIR
+#: equations, nothing detected.
+SOURCES = ("snntorch", "rockpool", "norse", "spyx", "rewire", "nir")
 REWIRE_NIR_FORMAT = "rewire-nir-1"  # metadata["format"] of rewire's writer
 SNNTORCH_DT = 1e-4  # snnTorch 1.0's export_to_nir hard-codes dt = 1e-4 s
 # --------------------------------------------------------------------------- reading
@@ -147,7 +151,7 @@ def detect_source(graph: nir.NIRGraph, dt: float | None = None) -> str | None:
     rewire: ``metadata["format"] == "rewire-nir-1"``; Norse 1.1: ``r = w_in = 1`` with a time
     constant below ``dt`` (its τ bug); snnTorch 1.0: ``r = tau/1e-4`` (and ``w_in =
     tau_syn/1e-4``) in every neuron; rockpool 3.1: ``r = tau_mem exp(-dt/tau_mem)/dt`` at the
-    given ``dt``. Nothing else is recognisable (spyx writes plain NIR).
+    given ``dt``; spyx 1.0: ``r = 1 - dt/tau_mem`` (its beta) and ``w_in = 1``.
     """
     meta = dict(graph.metadata or {})
     if meta.get("format") == REWIRE_NIR_FORMAT:
@@ -172,8 +176,20 @@ def detect_source(graph: nir.NIRGraph, dt: float | None = None) -> str | None:
             _matches(_arr(node.r), tau_mem(node) * np.exp(-dt / tau_mem(node)) / dt)
             for _, node in with_tau):
         return "rockpool"
+    if dt is not None and with_tau and all(
+            _matches(_arr(node.r), 1 - dt / tau_mem(node))
+            and np.all(_arr(getattr(node, "w_in", 1.0)) == 1) for _, node in with_tau):
+        return "spyx"
     return None
 
+
+_EVIDENCE = {
+    "rewire": "metadata format rewire-nir-1",
+    "norse": "r = w_in = 1 with a time constant below dt",
+    "snntorch": "r = tau/1e-4 in every neuron, the step snnTorch's exporter assumes",
+    "rockpool": "r = tau_mem exp(-dt/tau_mem)/dt in every neuron, as rockpool writes it",
+    "spyx": "r = 1 - dt/tau_mem, spyx's beta, and w_in = 1 in every neuron",
+}
 
 _SOURCE_NOTES = {
     "rewire": "source rewire (its own NIR writer): the semantics are the IR's (Norse 1.1 "
@@ -234,7 +250,9 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
             synapse's weights are divided by it, so that the network computes what the graph
             computes on ``x``. Default ``metadata["input_gain"]``, else 1.
         source: the framework that wrote the file (:data:`SOURCES`), for the semantics NIR
-            does not record; default :func:`detect_source`.
+            does not record; default :func:`detect_source` (its finding is noted; for
+            rockpool and spyx it changes how ``r`` is read: ``source="nir"`` reads the file
+            by NIR's equations whatever it looks like).
 
     Returns:
         The :class:`~rewire.ir.network.Network`, ``source = "nir:<framework>"`` (or ``"nir"``),
@@ -287,15 +305,19 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
 
     detected = detect_source(graph, dt)
     notes = []
+    plain = source == "nir"
     if source is None:
         source = detected
         if detected is not None:
-            notes.append(f"source {detected} detected from the file")
+            notes.append(f"source {detected} detected from the file ({_EVIDENCE[detected]}); "
+                         f"pass source='nir' to read it by NIR's equations instead")
+    elif source == "nir":
+        source = None
     short = _short_tau(nodes, dt)
     norse, tau_scale = source == "norse", 1.0
     if short is not None:
         sname, fld, tau = short
-        if source in ("norse", None) and _norse_pattern(nodes):
+        if source in ("norse", None) and not plain and _norse_pattern(nodes):
             source, norse, tau_scale = "norse", True, dt
             notes.append(f"Norse 1.1's to_nir writes tau = dt / tau_inv (norse #411/#412; "
                          f"here {fld} = {tau:g} s < dt in {sname!r}): every time constant "
@@ -320,6 +342,10 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
                      "(LIFCell adds its input to the current in one step, which NIR's "
                      "equations would write as w_in = tau_syn/dt; IAFCell adds it to v): "
                      "lowered as Norse's cells, weights and voltages as written")
+    elif source == "spyx":
+        notes.append("spyx's to_nir writes r = beta (not a resistance) and no w_in: lowered "
+                     "as spyx's LIF/CuBaLIF step V = beta V + x (beta = 1 - dt/tau), voltages "
+                     "divided by tau_mem/dt, weights as written")
     else:
         notes.append("NIR voltages divided by r (by r*dt for IF) and w_in*dt/tau_syn folded "
                      "into the weights before each CubaLIF/CubaLI, so the IR's Euler step is "
@@ -329,8 +355,8 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
         notes.append(f"snnTorch's exporter writes tau = 1e-4 s / (1 - beta); at dt = {dt:g} s "
                      f"the decays are 1 - dt/tau, not snnTorch's beta")
 
-    walk = _Lowering(nodes, order, dt, encoding, gain, norse, tau_scale)
-    walk.rockpool = source == "rockpool"
+    mode = "norse" if norse else source if source in ("rockpool", "spyx") else "nir"
+    walk = _Lowering(nodes, order, dt, encoding, gain, mode, tau_scale)
     walk.notes = notes
     walk.run()
     if not walk.ir:
