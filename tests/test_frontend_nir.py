@@ -501,10 +501,12 @@ FIXTURES = ["snntorch_leaky", "snntorch_synaptic", "snntorch_rleaky", "norse_lif
 
 
 def _compiled_fixture(name, loihi2, x):
+    """The fixture compiled straight from its file (compile_network lowers it through
+    rewire.frontends.lower, the lowering options passed on)."""
     side = json.loads((DATA / f"{name}.json").read_text())
-    ir = lower(DATA / f"{name}.nir", dt=side["dt"], steps=side["steps"],
-               encoding=side["encoding"])
-    return side, compile_network(ir, loihi2, input_max_value=16, calibration=x)
+    return side, compile_network(DATA / f"{name}.nir", loihi2, input_max_value=16,
+                                 calibration=x, dt=side["dt"], steps=side["steps"],
+                                 encoding=side["encoding"])
 
 
 @pytest.mark.parametrize("name", FIXTURES)

@@ -235,6 +235,73 @@ def _positive(name: str, value, integer: bool = False):
     return int(value) if integer else float(value)
 
 
+def _semantics(graph: nir.NIRGraph, nodes: dict, dt: float, source: str | None):
+    """``(source, mode, tau_scale, notes)``: the framework (declared, else detected), how the
+    neurons are read (``"nir"``, ``"norse"``, ``"rockpool"``, ``"spyx"``: see
+    ``rewire.frontends._nir_walk._lower_neuron``), the factor the time constants are too small
+    by (Norse 1.1: ``dt``) and the notes saying so.
+
+    Raises:
+        rewire.errors.LoweringError: a time constant below ``dt`` outside Norse 1.1's pattern,
+            or ``source='norse'`` for a graph without ``r = w_in = 1``.
+    """
+    detected = detect_source(graph, dt)
+    notes = []
+    plain = source == "nir"
+    if source is None:
+        source = detected
+        if detected is not None:
+            notes.append(f"source {detected} detected from the file ({_EVIDENCE[detected]}); "
+                         f"pass source='nir' to read it by NIR's equations instead")
+    elif plain:
+        source = None
+    short = _short_tau(nodes, dt)
+    norse, tau_scale = source == "norse", 1.0
+    if short is not None:
+        sname, fld, tau = short
+        if source in ("norse", None) and not plain and _norse_pattern(nodes):
+            source, norse, tau_scale = "norse", True, dt
+            notes.append(f"Norse 1.1's to_nir writes tau = dt / tau_inv (norse #411/#412; "
+                         f"here {fld} = {tau:g} s < dt in {sname!r}): every time constant "
+                         f"divided by dt = {dt:g} s, which must be the dt to_nir was called "
+                         f"with; it writes no v_reset either (nir's default 0 is used, so a "
+                         f"LIFCell with another v_reset is lowered with 0)")
+        else:
+            raise LoweringError(f"NIR node {sname!r}: {fld} = {tau:g} s is shorter than dt = "
+                                f"{dt:g} s (forward Euler would decay by 1 - dt/tau < 0); "
+                                f"pass the dt the file was made for, or source='norse' for a "
+                                f"file written by Norse 1.1's to_nir (tau = dt/tau_inv)",
+                                piece=sname)
+    if norse:
+        if not _norse_pattern(nodes):
+            bad = next(n for n, node in _all_neurons(nodes)
+                       if not (np.all(_arr(node.r) == 1)
+                               and np.all(_arr(getattr(node, "w_in", 1.0)) == 1)))
+            raise LoweringError(f"NIR node {bad!r}: source='norse' but r or w_in is not 1, "
+                                f"which Norse's to_nir writes; pass source='nir' to read it "
+                                f"with NIR's equations", piece=bad)
+        notes.append("Norse's to_nir writes its cells' own parameters with r = w_in = 1 "
+                     "(LIFCell adds its input to the current in one step, which NIR's "
+                     "equations would write as w_in = tau_syn/dt; IAFCell adds it to v): "
+                     "lowered as Norse's cells, weights and voltages as written")
+    elif source == "spyx":
+        notes.append("spyx's to_nir writes r = beta (not a resistance) and no w_in: lowered "
+                     "as spyx's LIF/CuBaLIF step V = beta V + x (beta = 1 - dt/tau), voltages "
+                     "divided by tau_mem/dt, weights as written")
+    else:
+        other = " (rockpool's CubaLIF nodes: as LIFTorch, below)" if source == "rockpool" \
+            else ""
+        notes.append(f"NIR voltages divided by r (by r*dt for IF) and w_in*dt/tau_syn folded "
+                     f"into the weights before each CubaLIF/CubaLI, so the IR's Euler step is "
+                     f"NIR's at dt{other}")
+    notes.append(_SOURCE_NOTES[source])
+    if source == "snntorch" and not math.isclose(dt, SNNTORCH_DT, rel_tol=1e-9):
+        notes.append(f"snnTorch's exporter writes tau = 1e-4 s / (1 - beta); at dt = {dt:g} s "
+                     f"the decays are 1 - dt/tau, not snnTorch's beta")
+    mode = "norse" if norse else source if source in ("rockpool", "spyx") else "nir"
+    return source, mode, tau_scale, notes
+
+
 def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
           steps: int | None = None, encoding: str | None = None,
           input_gain: float | None = None, source: str | None = None) -> Network:
@@ -303,59 +370,7 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
     nodes, edges = _resolve(graph)
     order = _chain(nodes, edges)
 
-    detected = detect_source(graph, dt)
-    notes = []
-    plain = source == "nir"
-    if source is None:
-        source = detected
-        if detected is not None:
-            notes.append(f"source {detected} detected from the file ({_EVIDENCE[detected]}); "
-                         f"pass source='nir' to read it by NIR's equations instead")
-    elif source == "nir":
-        source = None
-    short = _short_tau(nodes, dt)
-    norse, tau_scale = source == "norse", 1.0
-    if short is not None:
-        sname, fld, tau = short
-        if source in ("norse", None) and not plain and _norse_pattern(nodes):
-            source, norse, tau_scale = "norse", True, dt
-            notes.append(f"Norse 1.1's to_nir writes tau = dt / tau_inv (norse #411/#412; "
-                         f"here {fld} = {tau:g} s < dt in {sname!r}): every time constant "
-                         f"divided by dt = {dt:g} s, which must be the dt to_nir was called "
-                         f"with; it writes no v_reset either (nir's default 0 is used, so a "
-                         f"LIFCell with another v_reset is lowered with 0)")
-        else:
-            raise LoweringError(f"NIR node {sname!r}: {fld} = {tau:g} s is shorter than dt = "
-                                f"{dt:g} s (forward Euler would decay by 1 - dt/tau < 0); "
-                                f"pass the dt the file was made for, or source='norse' for a "
-                                f"file written by Norse 1.1's to_nir (tau = dt/tau_inv)",
-                                piece=sname)
-    if norse:
-        if not _norse_pattern(nodes):
-            bad = next(n for n, node in _all_neurons(nodes)
-                       if not (np.all(_arr(node.r) == 1)
-                               and np.all(_arr(getattr(node, "w_in", 1.0)) == 1)))
-            raise LoweringError(f"NIR node {bad!r}: source='norse' but r or w_in is not 1, "
-                                f"which Norse's to_nir writes; pass source=None to read it "
-                                f"with NIR's equations", piece=bad)
-        notes.append("Norse's to_nir writes its cells' own parameters with r = w_in = 1 "
-                     "(LIFCell adds its input to the current in one step, which NIR's "
-                     "equations would write as w_in = tau_syn/dt; IAFCell adds it to v): "
-                     "lowered as Norse's cells, weights and voltages as written")
-    elif source == "spyx":
-        notes.append("spyx's to_nir writes r = beta (not a resistance) and no w_in: lowered "
-                     "as spyx's LIF/CuBaLIF step V = beta V + x (beta = 1 - dt/tau), voltages "
-                     "divided by tau_mem/dt, weights as written")
-    else:
-        notes.append("NIR voltages divided by r (by r*dt for IF) and w_in*dt/tau_syn folded "
-                     "into the weights before each CubaLIF/CubaLI, so the IR's Euler step is "
-                     "NIR's at dt")
-    notes.append(_SOURCE_NOTES[source])
-    if source == "snntorch" and not math.isclose(dt, SNNTORCH_DT, rel_tol=1e-9):
-        notes.append(f"snnTorch's exporter writes tau = 1e-4 s / (1 - beta); at dt = {dt:g} s "
-                     f"the decays are 1 - dt/tau, not snnTorch's beta")
-
-    mode = "norse" if norse else source if source in ("rockpool", "spyx") else "nir"
+    source, mode, tau_scale, notes = _semantics(graph, nodes, dt, source)
     walk = _Lowering(nodes, order, dt, encoding, gain, mode, tau_scale)
     walk.notes = notes
     walk.run()
