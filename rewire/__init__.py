@@ -1,9 +1,119 @@
 """rewire: Gradient Rewiring for spiking neural networks, from training under a chip's
 budget to Lava netx, ONNX and NIR; and Gradient Rewiring for editable GNNs.
 
-Sub-packages follow the pipeline: :mod:`rewire.hw_profiles` (chip budgets),
-:mod:`rewire.training` (GradR), :mod:`rewire.compiler` (fixed point, cores, integer model) and
-:mod:`rewire.export` (netx, ONNX, report, CLI).
+The pipeline, one sub-package each: :mod:`rewire.hw_profiles` (chip budgets),
+:mod:`rewire.frontends` (Norse/torch modules and NIR graphs lowered to the IR),
+:mod:`rewire.ir` (the intermediate representation), :mod:`rewire.training` (GradR),
+:mod:`rewire.compiler` (fixed point, cores, integer model), :mod:`rewire.export` (netx,
+ONNX, NIR), :mod:`rewire.job` (the main job) and :mod:`rewire.gnn` (GNN editing).
+
+The curated face (each name is imported on first use, so ``import rewire`` loads neither
+PyG nor Lava):
+
+* :func:`load_profile`, :func:`compile`, :func:`lower`, ``rewire.export.write``;
+* :func:`apply_gradr`, :class:`GradR`, :class:`BudgetController`, :func:`model_budget`;
+* :class:`JobSpec`, :func:`run_job`; :class:`Network`, :class:`CompiledNetwork`;
+  :class:`RewireError` and its subclasses in :mod:`rewire.errors`.
+
+Example:
+    >>> import torch, rewire
+    >>> from norse.torch import LIFCell, SequentialState
+    >>> model = SequentialState(torch.nn.Linear(4, 3, bias=False), LIFCell(),
+    ...                         torch.nn.Linear(3, 2, bias=False), LIFCell())
+    >>> net = rewire.compile(model, "loihi2", steps=8)
+    >>> [(l.name, l.neuron.kind) for l in net.layers]
+    [('fc1', 'CubaLIF'), ('fc2', 'CubaLIF')]
 """
 
+from __future__ import annotations
+
+import importlib
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "load_profile": ("rewire.hw_profiles.profile", "load_profile"),
+    "HardwareProfile": ("rewire.hw_profiles.profile", "HardwareProfile"),
+    "lower": ("rewire.frontends", "lower"),
+    "Network": ("rewire.ir.network", "Network"),
+    "CompiledNetwork": ("rewire.ir.compiled", "CompiledNetwork"),
+    "apply_gradr": ("rewire.training.gradr", "apply_gradr"),
+    "GradR": ("rewire.training.gradr", "GradR"),
+    "BudgetController": ("rewire.training.budget", "BudgetController"),
+    "model_budget": ("rewire.training.budget", "model_budget"),
+    "JobSpec": ("rewire.job.runner", "JobSpec"),
+    "RewireError": ("rewire.errors", "RewireError"),
+    "CompileError": ("rewire.errors", "CompileError"),
+    "LoweringError": ("rewire.errors", "LoweringError"),
+}
+_SUBPACKAGES = ("export", "errors", "ir", "frontends", "compiler", "hw_profiles", "training",
+                "job", "gnn", "io")
+
+__all__ = ["__version__", "compile", "run_job", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"rewire.{name}")
+    raise AttributeError(f"module 'rewire' has no attribute {name!r}")
+
+
+def compile(model, profile, *, input_max_value: int | None = None, cores: int | None = None,
+            calibration=None, **lower_options):
+    """Compile a network for a chip: lower it to the IR, then fixed point and cores.
+
+    Like ``torch.compile`` this is a function (the compiler package is
+    :mod:`rewire.compiler`).
+
+    Args:
+        model: a Norse/torch ``nn.Module``, a ``nir.NIRGraph``, a ``.nir`` path or a
+            :class:`~rewire.ir.network.Network`.
+        profile: a :class:`~rewire.hw_profiles.profile.HardwareProfile`, a shipped profile
+            name (``"loihi2"``) or a TOML path.
+        input_max_value, cores, calibration: see
+            :func:`rewire.compiler.quantize.compile_network`.
+        lower_options: for the frontend (``steps``, ``encoding``, ``input_gain``,
+            ``example_input``, ``dt``, ...; :func:`rewire.frontends.lower`).
+
+    Returns:
+        The :class:`~rewire.ir.compiled.CompiledNetwork`, which ``rewire.export.write`` writes.
+
+    Raises:
+        rewire.errors.LoweringError: a piece of the model that cannot be lowered, named.
+        rewire.errors.CompileError: a layer the chip cannot run (named), or it does not fit
+            (``MappingError``).
+        rewire.errors.ProfileError: an unknown or malformed profile.
+    """
+    from rewire.compiler.quantize import compile_network
+    from rewire.frontends import lower as _lower
+    from rewire.hw_profiles.profile import HardwareProfile, load_profile as _load
+
+    if not isinstance(profile, HardwareProfile):
+        profile = _load(profile)
+    network = _lower(model, **lower_options)
+    return compile_network(network, profile, input_max_value=input_max_value, cores=cores,
+                           calibration=calibration)
+
+
+def run_job(spec=None, log=print, **options) -> dict:
+    """Run the main job (train under the profile's budget, compile, export, report), as
+    ``python -m rewire.export`` does.
+
+    Args:
+        spec: a :class:`~rewire.job.runner.JobSpec` (default: built from ``options``).
+        log: where progress and the final table go.
+
+    Returns:
+        The report dict (also written as ``<out>/report.json``).
+
+    Raises:
+        rewire.errors.RewireError: bad input, before any work.
+    """
+    from rewire.job.runner import JobSpec as _Spec, prepare, run
+
+    return run(prepare(spec if spec is not None else _Spec(**options)), log=log)

@@ -18,7 +18,7 @@ def test_netx_layout_without_lava(small_net, tmp_path):
     _, net = small_net
     path = netx.write(net, tmp_path / "m.net")
     with h5py.File(path) as f:
-        assert f.attrs["rewire_format_version"] == 1
+        assert f.attrs["rewire_format_version"] == 2
         assert f.attrs["input_message_bits"] == 5  # payload 0..16
         assert len(f["layer"]) == 2
         g = f["layer/0"]

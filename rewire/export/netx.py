@@ -69,18 +69,13 @@ def _conv(group: h5py.Group, layer: CompiledLayer) -> None:
     group.create_dataset("groups", data=int(layer.groups))
 
 
-def write(net: CompiledNetwork, path: str | Path) -> Path:
-    """Write ``net`` as a netx HDF5 file, atomically.
-
-    Args:
-        net: the compiled network (not modified).
-        path: target file (``.net`` or ``.h5``); parent folders are created.
-
-    Returns:
-        The path written.
+def check_network(net: CompiledNetwork) -> None:
+    """Refuse, before any file is written, what a netx file cannot express.
 
     Raises:
         ValueError: ``net.profile`` has no netx target (``"netx"`` not in its formats).
+        rewire.errors.CompileError: a leaky-integrator (``LI``/``CubaLI``) readout layer,
+            naming it: netx networks output spikes only.
     """
     if "netx" not in net.profile.formats:
         raise ValueError(f"profile {net.profile.name!r} has no netx target "
@@ -94,6 +89,22 @@ def write(net: CompiledNetwork, path: str | Path) -> Path:
                 f"s_out), so its voltage cannot be read out: end the model in a spiking layer "
                 f"(e.g. LIFCell) for Loihi 2, or export this net as ONNX or NIR "
                 f"(formats=['onnx', 'nir'])")
+
+
+def write(net: CompiledNetwork, path: str | Path) -> Path:
+    """Write ``net`` as a netx HDF5 file, atomically.
+
+    Args:
+        net: the compiled network (not modified).
+        path: target file (``.net`` or ``.h5``); parent folders are created.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError, rewire.errors.CompileError: see :func:`check_network`.
+    """
+    check_network(net)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             attrs = {"rewire_format_version": net.format_version, "rewire_version": __version__,

@@ -54,6 +54,7 @@ model ``x (T, batch, n_in) -> z (T, batch, n_out)``; :func:`build_step` the per-
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import NamedTuple
 
@@ -242,6 +243,7 @@ def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
                   **({f"r{k}": n_out} if layer.recurrent else {})}
         states += list(widths.items())
         layout[f"layer{k}"] = {"states": widths, "size": n_out, "dtype": "int64",
+                               "neuron": layer.neuron.kind,
                                "accumulate": acc[k].dtype, "sum_bound": acc[k].bound,
                                **map_shape(layer)}
     return StepBody(name="rewire_cuba_int_step", elem=TensorProto.INT64,
@@ -293,8 +295,8 @@ def run(path, payload: np.ndarray, sess=None) -> np.ndarray:
     """Run an integer model (unrolled or per-step) on ``payload (T, B, n_in)``.
 
     Returns:
-        Output spikes ``(T, B, n_out)`` uint8, comparable with
-        ``rewire.compiler.simulate.simulate(net, payload)[-1]``.
+        Output spikes ``(T, B, n_out)`` uint8 (a leaky-integrator readout's voltages as
+        int64), comparable with ``rewire.compiler.simulate.simulate(net, payload)[-1]``.
 
     Raises:
         ValueError: a payload value's magnitude exceeds the file's ``exact_payload_max``
@@ -314,4 +316,6 @@ def run(path, payload: np.ndarray, sess=None) -> np.ndarray:
         out = run_steps(sess, payload, states, np.int64)
     else:
         out = sess.run(["z"], {"x": payload})[0]
-    return out.astype(np.uint8)
+    layout = json.loads(meta["state_layout"])
+    readout = layout[f"layer{len(layout) - 1}"].get("neuron") in ("LI", "CubaLI")
+    return out if readout else out.astype(np.uint8)

@@ -17,12 +17,14 @@ from rewire.ir.network import Network
 __all__ = ["lower"]
 
 
-def lower(source, **options) -> Network:
+def lower(source, example_input=None, **options) -> Network:
     """Lower ``source`` to an IR :class:`~rewire.ir.network.Network`.
 
     Args:
         source: an IR network (returned as is), a ``torch.nn.Module``, a ``nir.NIRGraph``, or
             the path of a ``.nir`` file.
+        example_input: an input the module's forward takes (torch modules only; see
+            :func:`rewire.frontends.norse.lower`).
         options: passed to the frontend (:func:`rewire.frontends.norse.lower`,
             :func:`rewire.frontends.nir.lower`).
 
@@ -37,9 +39,11 @@ def lower(source, **options) -> Network:
     if isinstance(source, torch.nn.Module):
         from rewire.frontends import norse
 
-        return norse.lower(source, **options)
+        return norse.lower(source, example_input, **options)
     import nir
 
+    if example_input is not None:
+        raise TypeError("example_input is for torch modules only")
     if isinstance(source, (nir.NIRGraph, str, Path)):
         from rewire.frontends import nir as nir_frontend
 

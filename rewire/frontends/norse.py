@@ -243,6 +243,19 @@ class _Call:
 _INPUT = "input"
 
 
+def _source(prov: dict, t: torch.Tensor):
+    """Provenance of ``t``: its own, or, for a view the function mode did not see (torch 2.3
+    dispatches ``x[t]`` with an integer index outside ``TorchFunctionMode``), its base's
+    through an indexing step."""
+    if id(t) in prov:
+        return prov[id(t)][0]
+    base = getattr(t, "_base", None)
+    if base is not None and id(base) in prov:
+        return _Call("function", "__getitem__", inputs=[prov[id(base)][0]],
+                     shape=tuple(t.shape))
+    return None
+
+
 class _Recorder(TorchFunctionMode):
     """Records torch functions called outside supported modules, with tensor provenance."""
 
@@ -255,17 +268,19 @@ class _Recorder(TorchFunctionMode):
         out = func(*args, **kwargs)
         if self.depth:
             return out
-        tensors = [a for a in _flat(args) + _flat(list(kwargs.values()))
-                   if isinstance(a, torch.Tensor) and id(a) in self.prov]
-        if not tensors:
+        sources = [_source(self.prov, a) for a in _flat(args) + _flat(list(kwargs.values()))
+                   if isinstance(a, torch.Tensor)]
+        sources = [src for src in sources if src is not None]
+        if not sources:
             return out
         name = getattr(func, "__name__", str(func))
-        call = _Call("function", name, inputs=[self.prov[id(t)][0] for t in tensors])
+        call = _Call("function", name, inputs=sources)
         scalars = [a for a in args if isinstance(a, (int, float)) and not isinstance(a, bool)]
         if name in ("mul", "__mul__", "__rmul__") and scalars:
             call.const = float(scalars[0])
         elif name in ("mul", "__mul__", "__rmul__"):
-            consts = [a for a in args if isinstance(a, torch.Tensor) and id(a) not in self.prov]
+            consts = [a for a in args if isinstance(a, torch.Tensor) and
+                      _source(self.prov, a) is None]
             if consts and consts[0].numel() == 1:
                 call.const = float(consts[0])
         if isinstance(out, torch.Tensor):
@@ -304,21 +319,21 @@ def _trace(model: nn.Module, example: torch.Tensor):
     hooks = []
 
     def pre(module, args):
-        if rec.depth == 0:
-            srcs = [prov[id(a)][0] for a in _flat(list(args))
-                    if isinstance(a, torch.Tensor) and id(a) in prov]
+        rec.depth += 1  # first: what the hook itself touches (t._base) is not recorded
+        if rec.depth == 1:
+            srcs = [_source(prov, a) for a in _flat(list(args)) if isinstance(a, torch.Tensor)]
+            srcs = [src for src in srcs if src is not None]
             call = _Call("module", module, paths.get(module, ""), srcs[:1])
             module._rewire_call = call
             calls.append(call)
-        rec.depth += 1
 
     def post(module, args, out):
-        rec.depth -= 1
-        if rec.depth == 0:
+        if rec.depth == 1:
             call = module.__dict__.pop("_rewire_call")
             first = out[0] if isinstance(module, STATEFUL) and isinstance(out, tuple) else out
             if isinstance(first, torch.Tensor):
                 prov[id(first)] = (call, first)
+        rec.depth -= 1
 
     for path, m in model.named_modules():
         if m is model or _is_container(m) or _parametrization(path):
@@ -361,9 +376,11 @@ def _resolve(src, ops: list):
 
 def _chain_from_trace(model, calls, paths):
     """The ordered module calls along the data path, and what the glue told us."""
+    # the first call of each module that reads a signal (a feedback Linear's call at t = 0 may
+    # read the user's initial zeros, which come from nowhere)
     first_call: dict[nn.Module, _Call] = {}
     for c in calls:
-        if c.kind == "module" and c.target not in first_call:
+        if c.kind == "module" and (c.target not in first_call or not first_call[c.target].inputs):
             first_call[c.target] = c
     info = {"gain": None, "bernoulli": False, "steps": 0}
     source_of: dict[nn.Module, object] = {}
@@ -401,8 +418,8 @@ def _chain_from_trace(model, calls, paths):
                                     f"feeds it; rewire maps only a feed-forward synapse plus a "
                                     f"recurrent one from the same layer", paths.get(module, ""))
             a, b = (s.target for s in src)
-            fb = [m for m in (a, b) if source_of.get(m) is not None and
-                  isinstance(source_of.get(m), _Call) and source_of[m].target is module]
+            fb = [m for m in (a, b) if isinstance(source_of.get(m), _Call)
+                  and source_of[m].target is module]
             if len(fb) != 1:
                 raise LoweringError(
                     f"{paths.get(module, '')} ({type(module).__name__}) sums two synaptic "
@@ -410,7 +427,7 @@ def _chain_from_trace(model, calls, paths):
                     f"(or a skip connection) has no mapping on the chip: only recurrence within "
                     f"a layer (netx dense_rec)", paths.get(module, ""))
             feedback[module] = fb[0]
-            source_of[module] = a if fb[0] is b else b
+            source_of[module] = src[0] if fb[0] is b else src[1]
     steps = max((sum(1 for c in calls if c.kind == "module" and c.target is m)
                  for m in first_call), default=0)
     info["steps"] = steps
@@ -438,7 +455,16 @@ def _chain_from_trace(model, calls, paths):
 
 
 def _nodes_for(module: nn.Module, path: str) -> list:
-    out = CONVERTERS[_converter(module)[0]](module, path)
+    cls, converter = _converter(module)
+    if converter is None:
+        raise _unsupported(module, path)
+    try:
+        out = converter(module, path)
+    except LoweringError:
+        raise
+    except ValueError as exc:  # an IR node refused a value (NaN weight, tau <= 0, ...)
+        raise LoweringError(f"{path or '<model>'} ({type(module).__name__}): {exc}", path) \
+            from None
     return [] if out is None else out if isinstance(out, list) else [out]
 
 
@@ -468,7 +494,7 @@ def _check_all_lowered(model: nn.Module, used: set) -> None:
             list(module.named_buffers(recurse=False))
         for name, _ in own:
             full = f"{path}.{name}" if path else name
-            if module not in used:
+            if module not in used or cls is None:
                 raise LoweringError(f"parameter {full} ({type(module).__name__}) is not on the "
                                     f"data path from the input to the output, so it would be "
                                     f"dropped; remove it or use it in forward", full)
@@ -517,13 +543,9 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
     notes: list[str] = []
     if _is_container(model) or _converter(model)[1] is not None:
         pairs = _container_modules(model) if _is_container(model) else [("", model)]
-        for path, m in pairs:
-            if _converter(m)[1] is None:
-                raise _unsupported(m, path)
         chain = [(p, m) for p, m in pairs]
         feedback: dict = {}
         info = {"gain": None, "bernoulli": False, "steps": 0}
-        _check_all_lowered(model, set(model.modules()))
     else:
         example = example_input if example_input is not None else \
             _default_example(model, steps, input_shape)
@@ -561,6 +583,8 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
             nodes.append(node)
     if not nodes:
         raise LoweringError("the model holds no module rewire can lower", "")
+    if _is_container(model) or _converter(model)[1] is not None:
+        _check_all_lowered(model, set(model.modules()))
     first = next(n for n in nodes if not isinstance(n, ir.Flatten))
     if input_shape is None:
         input_shape = tuple(getattr(model, "input_shape", ())) or \

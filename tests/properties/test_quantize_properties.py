@@ -12,7 +12,7 @@ from hypothesis import assume, given, strategies as st
 from rewire.compiler.quantize import (ACTIVATION_MAX, CompileError, compile_network,
                                      decay_constant, quantize_layer)
 from rewire.hw_profiles.profile import load_profile
-from rewire.training.model import NeuronConfig
+from rewire.ir.nodes import CubaLIF
 
 from conftest import random_network
 
@@ -74,8 +74,11 @@ def test_chip_weights_fit_any_profiles_format(profile, seed, gain, density, enc)
         assert np.abs(w.astype(np.int64)).sum(1).max() * pmax <= ACTIVATION_MAX
 
 
+NEURON = CubaLIF(2000.0, 1000.0, dt=1e-4)  # rewire's default LIF (NeuronConfig)
+
+
 def _quantize(w, profile, payload=1):
-    return quantize_layer("fc", w, NeuronConfig(), profile, input_scale=1.0, max_payload=payload)
+    return quantize_layer("fc", w, NEURON, profile, input_scale=1.0, max_payload=payload)
 
 
 @given(w=weights, bits=st.integers(2, 15), exponent=st.integers(0, 8))
@@ -115,7 +118,7 @@ def test_rounding_error_is_at_most_half_a_step_and_order_is_kept(w, profile, pay
         layer = _quantize(w, profile, payload)
     except CompileError:
         return
-    nrn = NeuronConfig()
+    nrn = NEURON
     exact = w * nrn.dt * nrn.tau_mem_inv * layer.scale
     step = profile.weights.step
     assert np.all(np.abs(layer.weight_int - exact) <= step / 2 + 1e-9 * np.abs(exact).max())
