@@ -501,12 +501,14 @@ FIXTURES = ["snntorch_leaky", "snntorch_synaptic", "snntorch_rleaky", "norse_lif
 
 
 def _compiled_fixture(name, loihi2, x):
-    """The fixture compiled straight from its file (compile_network lowers it through
-    rewire.frontends.lower, the lowering options passed on)."""
+    """The fixture compiled straight from its file by the public ``rewire.compile`` (which
+    lowers it through rewire.frontends.lower, the lowering options passed on)."""
+    import rewire
+
     side = json.loads((DATA / f"{name}.json").read_text())
-    return side, compile_network(DATA / f"{name}.nir", loihi2, input_max_value=16,
-                                 calibration=x, dt=side["dt"], steps=side["steps"],
-                                 encoding=side["encoding"])
+    return side, rewire.compile(DATA / f"{name}.nir", "loihi2", input_max_value=16,
+                                calibration=x, dt=side["dt"], steps=side["steps"],
+                                encoding=side["encoding"])
 
 
 @pytest.mark.parametrize("name", FIXTURES)

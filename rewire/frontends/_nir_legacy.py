@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nir
 import numpy as np
 
-from rewire.export.nir_graph import CONV_SUPPORTED, NIR_FORMAT
-from rewire.training.conv import SpikingConvNet, SumPool2d
-from rewire.training.model import NeuronConfig, SpikingMLP
+from rewire.export.nir_graph import CONV_SUPPORTED
+
+if TYPE_CHECKING:  # imported where used: importing a frontend loads nothing of training
+    from rewire.training.conv import SpikingConvNet
+    from rewire.training.model import NeuronConfig, SpikingMLP
 
 
 def read(path: str | Path) -> nir.NIRGraph:
@@ -63,6 +66,8 @@ def neuron_config(node: nir.CubaLIF, dt: float) -> NeuronConfig:
     def volt(field: str) -> float:
         stored = _scalar(node, field)
         return _invert(stored, lambda c: c * v_unit, stored * v_scale)
+
+    from rewire.training.model import NeuronConfig
 
     return NeuronConfig(tau_syn_inv=_invert(tau_syn, lambda c: 1.0 / c, 1.0 / tau_syn),
                         tau_mem_inv=_invert(tau_mem, lambda c: 1.0 / c, 1.0 / tau_mem),
@@ -163,6 +168,8 @@ def _shared_neuron(lifs: list[tuple[str, nir.CubaLIF]], dt: float) -> NeuronConf
 
 
 def _dense_model(layers, meta: dict, dt: float) -> SpikingMLP:
+    from rewire.training.model import SpikingMLP
+
     encoding = str(meta.get("encoding", "rate"))
     gain = float(meta.get("input_gain", 1.0))
     weights = [np.asarray(node.weight, dtype=np.float64) for _, node, _, lif in layers
@@ -191,6 +198,8 @@ def _copy_weights(modules, weights: list[np.ndarray], encoding: str, gain: float
 
 def _conv_model(graph: nir.NIRGraph, layers, meta: dict, dt: float) -> SpikingConvNet:
     """The :class:`SpikingConvNet` of a chain with Conv2d / SumPool2d / Flatten nodes."""
+    from rewire.training.conv import SpikingConvNet, SumPool2d
+
     def refuse(name: str, what: str):
         raise NotImplementedError(f"node {name!r}: {what}; supported: {CONV_SUPPORTED}")
 
