@@ -1,25 +1,109 @@
-"""NIR frontend: read a NIR graph written by rewire or another framework.
+r"""NIR frontend: lower a NIR graph written by any framework to a :class:`rewire.ir.Network`.
 
-See :mod:`rewire.export.nir_graph` for how rewire writes its graphs (the conventions this
-reader inverts).
+:func:`lower` reads a ``nir.NIRGraph`` (or a ``.nir`` file) from rewire, snnTorch 1.0, Norse
+1.1, rockpool 3.1, spyx or any other writer and returns the IR network the compiler reads.
+Every node and edge is either lowered or named in a :class:`~rewire.errors.LoweringError`
+(its type, its name, why, what to do instead); bad values raise :class:`ValueError` naming the
+node and field before anything is built.
+
+**Nodes.** ``Input``, ``Output``, ``Linear``, ``Affine`` (zero bias: lowered as ``Dense`` with a
+note; a non-zero bias is refused, rewire has no bias path yet), ``Conv2d`` (zero bias,
+dilation 1), ``SumPool2d``, ``AvgPool2d`` (a sum pool of weight ``1/(kH kW)``), ``Flatten``,
+``Identity`` (dropped), ``Scale`` (folded into the weights of the ``Linear``/``Affine`` it
+precedes or follows; a scalar scale also into a ``Conv2d`` or pool), the neurons ``CubaLIF``,
+``LIF``, ``IF``, ``CubaLI``, ``LI``, and recurrence: a nested ``NIRGraph``
+``{Input, neuron, Linear|Affine w_rec, Output}`` with the back edge ``w_rec -> neuron`` (as
+snnTorch's ``RLeaky``/``RSynaptic`` and rockpool write it), or the same cycle in a flat graph
+(as ``nirtorch`` 2.6 flattens it), lowered to :class:`~rewire.ir.nodes.RecurrentDense` plus the
+neuron.
+
+**Equations.** NIR's neurons are continuous (nir 1.0 docs):
+
+.. math::
+    \text{CubaLIF:}\quad \tau_\mathrm{syn}\dot I = -I + w_\mathrm{in} S,\quad
+        \tau_\mathrm{mem}\dot V = (V_\mathrm{leak} - V) + R I \qquad
+    \text{LIF:}\quad \tau\dot V = (V_\mathrm{leak} - V) + R S \qquad
+    \text{IF:}\quad \dot V = R S
+
+(``CubaLI``, ``LI``: the same without threshold), with ``S`` the value a synapse delivers in
+one step. Integrated with forward Euler at ``dt``, the current updated before ``V`` (as
+snnTorch's and Norse's readers and rewire's writer do), they are the IR's nodes
+(:mod:`rewire.ir.nodes`) with
+
+.. math::
+    \tau^{-1}_\mathrm{IR} = 1/\tau,\qquad v_\mathrm{IR} = V / R \ \text{(CubaLIF, CubaLI,
+    LIF, LI)},\quad v_\mathrm{IR} = V / (R\,\Delta t)\ \text{(IF)},\qquad
+    W_\mathrm{IR} = W \cdot w_\mathrm{in}\Delta t/\tau_\mathrm{syn}\ \text{(CubaLIF, CubaLI)},
+    \ W_\mathrm{IR} = W \text{ otherwise},
+
+for every voltage (``v_threshold``, ``v_leak``, ``v_reset``): a CubaLIF's current ``I`` is the
+IR's ``j``; ``R`` is folded into the voltages so that the weights keep their values, and
+``w_in dt / tau_syn`` (exactly 1 in rewire's and snnTorch's files) into the weights of the
+synapse before the neuron (for a pool, into its weight). rewire's writer
+(:mod:`rewire.export.nir_graph`: ``R = tau_mem/dt``, ``w_in = tau_syn/dt``,
+``v_threshold = v_th tau_mem/dt``) lowers back to the same weights and constants.
+
+**Per-neuron arrays** that are all equal lower to the scalar; differing values are refused
+naming the node and field (the chip has one decay and one threshold per layer).
+
+**What NIR does not record** (REFERENCE §6): the reset and the number of spikes per step.
+The IR resets ``v`` to ``v_reset`` in the step that spikes (Norse, Loihi). ``source=`` (or
+what :func:`detect_source` finds in the file) puts a line into ``Network.notes`` saying what
+the source framework does differently; an unknown source gets a line too:
+
+* **snnTorch 1.0** (``r = tau/1e-4``: its exporter hard-codes ``dt = 1e-4`` s; lower at that
+  ``dt``): Leaky/Synaptic/RLeaky equal the IR spike for spike with ``reset_mechanism='zero'``
+  and ``reset_delay=False``; the defaults (subtract, reset one step late) differ, and the note
+  says so.
+* **Norse 1.1** ``to_nir`` writes ``tau = dt * tau_true`` (τ⁻¹ ``1/dt`` times too large,
+  norse #411/#412), no ``v_reset``, and its cells' own parameters with ``r = w_in = 1``
+  (``LIFCell`` adds its input to the current in one step; NIR's equations would need
+  ``w_in = tau_syn/dt``). A graph with ``r = w_in = 1`` and a time constant below ``dt`` is
+  read as such a file: the time constants divided by ``dt`` (the step it was exported at must
+  be the ``dt`` given), weights and voltages as written, with a note; ``source='norse'`` reads
+  a graph with correct time constants the same way. A time constant below ``dt`` in any other
+  graph is refused.
+* **rockpool 3.1** (``r = tau_mem e^{-dt/tau_mem}/dt``): its ``CubaLIF`` nodes are lowered
+  as ``LIFTorch``'s own step (exact decays, weights times ``e^{-dt/tau_syn}/(1 -
+  e^{-dt/tau_mem})``, :func:`_rockpool_cuba`); its several spikes per step and subtractive
+  reset are named in the notes.
+* **spyx 1.0** (``r = beta = 1 - dt/tau``, ``w_in = 1``; its ``to_nir`` defaults to
+  ``dt = 1``): ``r`` is spyx's decay, not a resistance; lowered as spyx's step ``V = beta V +
+  x`` (voltages divided by ``tau_mem/dt``, weights as written). Its spike from the
+  pre-update ``V`` and subtractive reset are named in the notes.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import math
 from pathlib import Path
 
 import nir
 import numpy as np
 
-from rewire.export.nir_graph import CONV_SUPPORTED, NIR_FORMAT
+from rewire.errors import LoweringError
 from rewire.io import check_hdf5
-from rewire.training.conv import SpikingConvNet, SumPool2d
-from rewire.training.model import NeuronConfig, SpikingMLP
+from rewire.frontends._nir_graph import (SUPPORTED, _TAUS, _all_neurons, _arr, _chain,
+                                         _check_values, _kind, _resolve)
+from rewire.frontends._nir_walk import _Lowering
+from rewire.ir.network import ENCODINGS, Network
+
+__all__ = ["SOURCES", "SUPPORTED", "read", "lower", "detect_source", "load", "from_nir"]
+
+#: Frameworks :func:`lower` knows the semantics of (``source=``); ``"nir"``: plain NIR
+#: equations, nothing detected.
+SOURCES = ("snntorch", "rockpool", "norse", "spyx", "rewire", "nir")
+REWIRE_NIR_FORMAT = "rewire-nir-1"  # metadata["format"] of rewire's writer
+SNNTORCH_DT = 1e-4  # snnTorch 1.0's export_to_nir hard-codes dt = 1e-4 s
+# --------------------------------------------------------------------------- reading
 
 
 def read(path: str | Path) -> nir.NIRGraph:
-    """``nir.read`` a graph (rewire's or another tool's).
+    """``nir.read`` a graph (rewire's or another tool's), after checking the file.
+
+    A file that fails nir's own type inference is read again without it (nirtorch writes the
+    ``Input`` type with the traced sample's batch dimension, ``[1, n]``, which nir 1.0.8 then
+    refuses to read); :func:`lower` checks every width itself.
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -31,7 +115,12 @@ def read(path: str | Path) -> nir.NIRGraph:
         raise FileNotFoundError(f"NIR file {path} does not exist")
     check_hdf5(path, "NIR file")
     try:
-        graph = nir.read(str(path))
+        try:
+            graph = nir.read(str(path))
+        except ValueError as exc:
+            if "type" not in str(exc).lower():
+                raise
+            graph = nir.read(str(path), type_check=False)
     except (OSError, KeyError, AttributeError, TypeError, ValueError, IndexError,
             RuntimeError, NotImplementedError) as exc:
         raise ValueError(f"{path}: malformed NIR file ({type(exc).__name__}: "
@@ -41,366 +130,315 @@ def read(path: str | Path) -> nir.NIRGraph:
     return graph
 
 
-def _scalar(node: nir.CubaLIF, field: str) -> float:
-    values = np.unique(np.asarray(getattr(node, field), dtype=np.float64))
-    if values.size != 1:
-        raise NotImplementedError(f"CubaLIF.{field} differs between neurons ({values.size} "
-                                  f"values); rewire's models share one LIF setting")
-    return float(values[0])
+# --------------------------------------------------------------------------- sources
 
 
-def _invert(stored: float, forward, approx: float) -> float:
-    """The value ``c`` with ``forward(c) == stored`` that has the shortest decimal form:
-    ``approx`` (the float64 inverse, possibly a few ulps off the number written) or ``approx``
-    to 15 significant digits when that maps to ``stored`` exactly (so the 1.0 that was
-    written reads back as 1.0, not 0.9999999999999999)."""
-    tidy = float(f"{approx:.15g}")
-    return tidy if forward(tidy) == stored else approx
+def _norse_pattern(nodes: dict) -> bool:
+    """``r == 1`` and (where it has one) ``w_in == 1`` for every neuron: what Norse writes."""
+    found = False
+    for _, node in _all_neurons(nodes):
+        found = True
+        if not np.all(_arr(node.r) == 1):
+            return False
+        if hasattr(node, "w_in") and not np.all(_arr(node.w_in) == 1):
+            return False
+    return found
 
 
-def neuron_config(node: nir.CubaLIF, dt: float) -> NeuronConfig:
-    """Norse LIF constants of a ``nir.CubaLIF`` integrated with Euler steps of ``dt`` seconds.
+def _short_tau(nodes: dict, dt: float):
+    """The first ``(node, field, tau)`` with ``tau < dt`` (Euler decay ``1 - dt/tau < 0``)."""
+    for name, node in _all_neurons(nodes):
+        for fld in _TAUS[_kind(node)]:
+            tau = _arr(getattr(node, fld))
+            if tau.size and tau.min() < dt:
+                return name, fld, float(tau.min())
+    return None
 
-    Inverts :func:`cuba_lif` for any ``R`` and ``w_in``: Norse's current is NIR's ``I`` over
-    ``w_in dt / tau_syn`` and Norse's ``v`` is NIR's ``v`` times ``tau_syn / (R w_in dt)``.
-    Constants come back exactly when they have at most 15 significant digits, otherwise within
-    a few float64 ulps (far below the float32 the model computes in).
 
-    Raises:
-        NotImplementedError: parameters that differ between neurons.
+def _matches(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.size > 0 and bool(np.allclose(a, b, rtol=1e-5, atol=0))
+
+
+def detect_source(graph: nir.NIRGraph, dt: float | None = None) -> str | None:
+    """The framework that most likely wrote ``graph`` (one of :data:`SOURCES`), or ``None``.
+
+    rewire: ``metadata["format"] == "rewire-nir-1"``; Norse 1.1: ``r = w_in = 1`` with a time
+    constant below ``dt`` (its τ bug); snnTorch 1.0: ``r = tau/1e-4`` (and ``w_in =
+    tau_syn/1e-4``) in every neuron; rockpool 3.1: ``r = tau_mem exp(-dt/tau_mem)/dt`` at the
+    given ``dt``; spyx 1.0: ``r = 1 - dt/tau_mem`` (its beta) and ``w_in = 1``.
     """
-    tau_syn, tau_mem = _scalar(node, "tau_syn"), _scalar(node, "tau_mem")
-    v_scale = tau_syn / (_scalar(node, "r") * _scalar(node, "w_in") * dt)
-    v_unit = tau_mem / dt  # what cuba_lif multiplies by
+    meta = dict(graph.metadata or {})
+    if meta.get("format") == REWIRE_NIR_FORMAT:
+        return "rewire"
+    nodes, _ = _resolve(graph)
+    neurons = list(_all_neurons(nodes))
+    if not neurons:
+        return None
+    if dt is not None and _norse_pattern(nodes) and _short_tau(nodes, dt):
+        return "norse"
 
-    def volt(field: str) -> float:
-        stored = _scalar(node, field)
-        return _invert(stored, lambda c: c * v_unit, stored * v_scale)
+    def tau_mem(node):
+        return _arr(node.tau_mem if hasattr(node, "tau_mem") else getattr(node, "tau", 1.0))
 
-    return NeuronConfig(tau_syn_inv=_invert(tau_syn, lambda c: 1.0 / c, 1.0 / tau_syn),
-                        tau_mem_inv=_invert(tau_mem, lambda c: 1.0 / c, 1.0 / tau_mem),
-                        v_th=volt("v_threshold"), v_leak=volt("v_leak"),
-                        v_reset=volt("v_reset"), dt=dt)
-
-
-def _chain(graph: nir.NIRGraph) -> list[str]:
-    """Node names from ``input`` to ``output`` of a graph that is a simple chain."""
-    nxt = {}
-    for a, b in graph.edges:
-        if a in nxt:
-            raise NotImplementedError(f"node {a!r} has several successors; only feed-forward "
-                                      f"chains are imported")
-        nxt[a] = b
-    start = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]
-    if len(start) != 1:
-        raise ValueError(f"the graph needs exactly one nir.Input node, found {len(start)}")
-    order = [start[0]]
-    while order[-1] in nxt:
-        order.append(nxt[order[-1]])
-        if len(order) > len(graph.nodes):
-            raise NotImplementedError("the graph has a cycle (recurrence is not imported)")
-    return order
+    with_tau = [(n, node) for n, node in neurons if _kind(node) != "IF"]
+    if with_tau and all(_matches(_arr(node.r), tau_mem(node) / SNNTORCH_DT)
+                        and (not hasattr(node, "w_in")
+                             or _matches(_arr(node.w_in), _arr(node.tau_syn) / SNNTORCH_DT))
+                        for _, node in with_tau):
+        return "snntorch"
+    if dt is not None and with_tau and all(
+            _matches(_arr(node.r), tau_mem(node) * np.exp(-dt / tau_mem(node)) / dt)
+            for _, node in with_tau):
+        return "rockpool"
+    if dt is not None and with_tau and all(
+            _matches(_arr(node.r), 1 - dt / tau_mem(node))
+            and np.all(_arr(getattr(node, "w_in", 1.0)) == 1) for _, node in with_tau):
+        return "spyx"
+    return None
 
 
-def _pair(name: str, node: nir.NIRNode, field: str) -> int:
-    """The one integer of a NIR ``(y, x)`` field that must be equal on both axes."""
-    value = getattr(node, field)
-    values = np.atleast_1d(np.asarray(value)) if not isinstance(value, str) else None
-    if values is None or values.dtype.kind not in "iuf" or values.size not in (1, 2) \
-            or np.any(values != values.flat[0]) or values.flat[0] != int(values.flat[0]):
-        raise NotImplementedError(f"node {name!r}: {type(node).__name__}.{field} = {value!r} is "
-                                  f"not imported (one integer for both axes); supported: "
-                                  f"{CONV_SUPPORTED}")
-    return int(values.flat[0])
+_EVIDENCE = {
+    "rewire": "metadata format rewire-nir-1",
+    "norse": "r = w_in = 1 with a time constant below dt",
+    "snntorch": "r = tau/1e-4 in every neuron, the step snnTorch's exporter assumes",
+    "rockpool": "r = tau_mem exp(-dt/tau_mem)/dt in every neuron, as rockpool writes it",
+    "spyx": "r = 1 - dt/tau_mem, spyx's beta, and w_in = 1 in every neuron",
+}
+
+_SOURCE_NOTES = {
+    "rewire": "source rewire (its own NIR writer): the semantics are the IR's (Norse 1.1 "
+              "order, reset to v_reset in the step that spikes); nothing differs",
+    "snntorch": "source snnTorch 1.0: NIR does not record snnTorch's reset. Its Leaky, "
+                "Synaptic, RLeaky and RSynaptic reset by subtracting the threshold by default "
+                "(reset_mechanism='subtract') and, with reset_delay=True (the default), from "
+                "the previous step's spike, one step late. The IR resets v to v_reset in the "
+                "step that spikes (Norse/Loihi): it equals snnTorch for "
+                "reset_mechanism='zero' with reset_delay=False; other settings give "
+                "different spike trains",
+    "rockpool": "source rockpool 3.1: its CubaLIF nodes are lowered as rockpool's LIFTorch "
+                "step (exact decays exp(-dt/tau), the current decayed before it enters v, "
+                "weights times exp(-dt/tau_syn)/(1 - exp(-dt/tau_mem)), thresholds as "
+                "written), not by Euler-integrating the file's r and w_in, which do not "
+                "describe LIFTorch; NIR does not record that LIFTorch emits several spikes per "
+                "step (max_spikes_per_dt, default 2**16) and resets by subtracting the "
+                "threshold, where the IR emits one and resets to v_reset: spike trains "
+                "differ wherever a neuron crosses its threshold by more than once per step",
+    "norse": "source Norse: Norse's cells reset to v_reset in the step that spikes, as the IR "
+             "does",
+    "spyx": "source spyx: NIR does not record that spyx resets by subtracting the threshold, "
+            "with the spike taken from the pre-update v; the IR takes the spike from the "
+            "updated v and resets to v_reset: spike trains differ",
+    None: "source unknown: lowered with NIR's equations (forward Euler at dt, the current "
+          "updated before v), one spike per step and reset to v_reset in the step that "
+          "spikes; a framework that resets by subtraction, late or with several spikes per "
+          "step (snnTorch, rockpool, spyx) gives other spike trains: pass source= to be told",
+}
 
 
-_IMPORTED = (nir.Linear, nir.Affine, nir.Conv2d, nir.SumPool2d, nir.Flatten, nir.CubaLIF)
+# --------------------------------------------------------------------------- lower
 
 
-def _layers(graph: nir.NIRGraph) -> list[tuple[str, nir.NIRNode, str, nir.CubaLIF]]:
-    """``(name, synaptic node, LIF name, CubaLIF)`` of each layer of a chain, in order.
-
-    A ``Flatten`` is returned as a layer whose LIF is ``None``; it must come right before a
-    ``Linear``/``Affine``.
-
-    Raises:
-        NotImplementedError: an unsupported node, a synaptic node not followed by a CubaLIF
-            (or a CubaLIF without one), a Flatten elsewhere, an Affine with a non-zero bias.
-    """
-    layers, pending = [], None
-    for name in _chain(graph):
-        node = graph.nodes[name]
-        if isinstance(node, (nir.Input, nir.Output)):
-            continue
-        if not isinstance(node, _IMPORTED):
-            raise NotImplementedError(f"node {name!r}: {type(node).__name__} is not imported "
-                                      f"(supported: Linear, Affine, Conv2d, SumPool2d, Flatten, "
-                                      f"CubaLIF)")
-        if isinstance(node, nir.CubaLIF):
-            if pending is None or isinstance(pending[1], nir.Flatten):
-                raise NotImplementedError(f"node {name!r}: a CubaLIF must follow a Linear, "
-                                          f"Conv2d or SumPool2d node")
-            layers.append((*pending, name, node))
-            pending = None
-            continue
-        if pending is not None and not isinstance(pending[1], nir.Flatten):
-            raise NotImplementedError(f"node {pending[0]!r}: {type(pending[1]).__name__} is "
-                                      f"not followed by a CubaLIF (it is followed by {name!r})")
-        if isinstance(node, nir.Affine) and np.any(np.asarray(node.bias) != 0):
-            raise NotImplementedError(f"node {name!r}: Affine with a non-zero bias (rewire's "
-                                      f"models have no bias)")
-        if isinstance(node, (nir.Linear, nir.Affine, nir.Conv2d, nir.SumPool2d)):
-            if pending is not None and not isinstance(node, (nir.Linear, nir.Affine)):
-                raise NotImplementedError(f"node {pending[0]!r}: a Flatten must come right "
-                                          f"before a Linear, not {type(node).__name__}")
-            if pending is not None:
-                layers.append((*pending, None, None))
-            pending = (name, node)
-        else:  # Flatten
-            if pending is not None:
-                raise NotImplementedError(f"node {name!r}: two Flatten nodes in a row")
-            pending = (name, node)
-    if pending is not None:
-        raise NotImplementedError(f"node {pending[0]!r}: {type(pending[1]).__name__} is not "
-                                  f"followed by a CubaLIF")
-    return layers
-
-
-def _shared_neuron(lifs: list[tuple[str, nir.CubaLIF]], dt: float) -> NeuronConfig:
-    neurons = {neuron_config(node, dt) for _, node in lifs}
-    if len(neurons) != 1:
-        raise NotImplementedError(f"expected CubaLIF nodes sharing one LIF setting; found "
-                                  f"{len(neurons)} distinct settings in "
-                                  f"{[name for name, _ in lifs]}")
-    return neurons.pop()
-
-
-def _dense_model(layers, meta: dict, dt: float) -> SpikingMLP:
-    encoding = str(meta.get("encoding", "rate"))
-    gain = float(meta.get("input_gain", 1.0))
-    weights = [np.asarray(node.weight, dtype=np.float64) for _, node, _, lif in layers
-               if lif is not None]
-    if not weights:
-        raise NotImplementedError("the graph has no Linear -> CubaLIF layer")
-    names = [name for name, _, _, lif in layers if lif is not None]
-    for lif_name, lif in [(n, lif) for *_, n, lif in layers if lif is not None]:
-        if not np.all(np.asarray(lif.w_in, dtype=np.float64) > 0):
-            raise ValueError(f"node {lif_name!r}: CubaLIF.w_in must be > 0 in a dense layer")
-    for k, (name, w) in enumerate(zip(names, weights)):
-        if w.ndim != 2 or 0 in w.shape:
-            raise ValueError(f"node {name!r}: weight of shape {w.shape}; a Linear needs a "
-                             f"non-empty (n_out, n_in) matrix")
-        if k and w.shape[1] != weights[k - 1].shape[0]:
-            raise ValueError(f"node {name!r}: takes {w.shape[1]} inputs, but the layer before "
-                             f"({names[k - 1]!r}) has {weights[k - 1].shape[0]} neurons")
-    neuron = _shared_neuron([(n, lif) for *_, n, lif in layers if lif is not None], dt)
-    sizes = (weights[0].shape[1],) + tuple(w.shape[0] for w in weights)
-    model = SpikingMLP(sizes, steps=int(meta.get("steps", 16)), encoding=encoding,
-                       neuron=neuron, input_gain=gain if encoding == "current" else 1.0)
-    _copy_weights(list(model.linears), weights, encoding, gain)
-    return model
-
-
-def _copy_weights(modules, weights: list[np.ndarray], encoding: str, gain: float) -> None:
-    """Copy float64 weights into the modules as float32, the input gain divided out of the
-    first one for current encoding."""
-    import torch
-
-    with torch.no_grad():
-        for k, (module, w) in enumerate(zip(modules, weights)):
-            if k == 0 and encoding == "current":
-                w = w / gain
-            module.weight.copy_(torch.as_tensor(w.astype(np.float32)))
-
-
-def _conv_model(graph: nir.NIRGraph, layers, meta: dict, dt: float) -> SpikingConvNet:
-    """The :class:`SpikingConvNet` of a chain with Conv2d / SumPool2d / Flatten nodes."""
-    def refuse(name: str, what: str):
-        raise NotImplementedError(f"node {name!r}: {what}; supported: {CONV_SUPPORTED}")
-
-    start = next(n for n, node in graph.nodes.items() if isinstance(node, nir.Input))
-    input_shape = tuple(int(s) for s in np.asarray(graph.nodes[start].input_type["input"]))
-    if len(input_shape) != 3:
-        refuse(start, f"input shape {input_shape} is not (C, H, W)")
-    encoding = str(meta.get("encoding", "rate"))
-    gain = float(meta.get("input_gain", 1.0))
-    channels, kernels, strides, paddings, pools, pool_lifs = [], [], [], [], [], []
-    weights, plain_lifs, linear = [], [], None
-    for name, node, lif_name, lif in layers:
-        if linear is not None:
-            refuse(name, f"{type(node).__name__} after the Linear {linear!r} (a SpikingConvNet "
-                         f"has one Linear, last)")
-        if isinstance(node, nir.Conv2d):
-            w = np.asarray(node.weight, dtype=np.float64)
-            if w.ndim != 4 or w.shape[2] != w.shape[3]:
-                refuse(name, f"Conv2d weight of shape {w.shape} (a non-square kernel)")
-            if _pair(name, node, "dilation") != 1 or int(node.groups) != 1:
-                refuse(name, f"Conv2d with dilation {node.dilation}, groups {node.groups}")
-            if np.any(np.asarray(node.bias) != 0):
-                refuse(name, "Conv2d with a non-zero bias")
-            c_in = channels[-1] if channels else input_shape[0]
-            if w.shape[1] != c_in:
-                raise ValueError(f"node {name!r}: Conv2d takes {w.shape[1]} channels, its "
-                                 f"input has {c_in}")
-            channels.append(w.shape[0])
-            kernels.append(w.shape[2])
-            strides.append(_pair(name, node, "stride"))
-            paddings.append(_pair(name, node, "padding"))
-            pools.append(1)
-            weights.append(w)
-            plain_lifs.append((lif_name, lif))
-        elif isinstance(node, nir.SumPool2d):
-            if not channels or pools[-1] != 1:
-                refuse(name, "SumPool2d not right after a Conv2d's CubaLIF")
-            kernel = _pair(name, node, "kernel_size")
-            if _pair(name, node, "stride") != kernel or _pair(name, node, "padding") != 0:
-                refuse(name, f"SumPool2d with kernel {kernel}, stride {node.stride}, padding "
-                             f"{node.padding}: stride must equal the kernel, padding 0")
-            pools[-1] = kernel
-            pool_lifs.append((lif_name, lif))
-        elif isinstance(node, nir.Flatten):
-            if not channels:
-                refuse(name, "Flatten before any Conv2d")
-        else:  # Linear / Affine
-            if not channels:
-                refuse(name, f"{type(node).__name__} before any Conv2d")
-            linear = name
-            weights.append(np.asarray(node.weight, dtype=np.float64))
-            plain_lifs.append((lif_name, lif))
-    if linear is None:
-        refuse(layers[-1][0], "the chain does not end in Flatten -> Linear -> CubaLIF")
-    neuron = _shared_neuron(plain_lifs, dt)
-    ref_w_in = _scalar(plain_lifs[0][1], "w_in")
-    pool_ws = set()
-    for name, lif in pool_lifs:  # the same LIF as every layer, except w_in x pool weight
-        ratio = float(np.float32(_scalar(lif, "w_in") / ref_w_in))
-        same = dataclasses.replace(lif, w_in=np.full(np.shape(lif.w_in), ref_w_in))
-        if not ratio > 0 or neuron_config(same, dt) != neuron:
-            refuse(name, f"the CubaLIF after a SumPool2d must equal the other layers' LIF but "
-                         f"for w_in = pool weight x their w_in ({ref_w_in}) with a pool "
-                         f"weight > 0 (got w_in ratio {ratio})")
-        pool_ws.add(ratio)
-    if len(pool_ws) > 1:
-        refuse(pool_lifs[1][0], f"pools with different weights {sorted(pool_ws)} (a "
-                                f"SpikingConvNet has one pool_weight)")
-    model = SpikingConvNet(input_shape, channels=tuple(channels), kernels=tuple(kernels),
-                           strides=tuple(strides), paddings=tuple(paddings), pools=tuple(pools),
-                           classes=int(weights[-1].shape[0]), steps=int(meta.get("steps", 16)),
-                           encoding=encoding, neuron=neuron,
-                           input_gain=gain if encoding == "current" else 1.0,
-                           pool_weight=pool_ws.pop() if pool_ws else 2.5)
-    modules = [m for m in model.layers if not isinstance(m, SumPool2d)]
-    for (name, *_), module, w in zip([l for l in layers if l[3] is not None and not
-                                      isinstance(l[1], nir.SumPool2d)], modules, weights):
-        if tuple(module.weight.shape) != w.shape:
-            raise ValueError(f"node {name!r}: weight of shape {w.shape}, but the layer it "
-                             f"feeds from has the shape for {tuple(module.weight.shape)} "
-                             f"(flattened map {model.sizes[-2]})")
-    _copy_weights(modules, weights, encoding, gain)
-    return model
-
-
-def _positive(what: str, value, hi: float) -> float:
-    """``value`` as a float in ``(0, hi]``, or ValueError naming ``what``."""
+def _positive(name: str, value, integer: bool = False):
     try:
-        v = float(np.asarray(value, dtype=np.float64).reshape(-1)[0]) \
-            if np.size(value) == 1 else float("nan")
+        ok = math.isfinite(float(value)) and float(value) > 0
     except (TypeError, ValueError):
-        v = float("nan")
-    if not (0 < v <= hi):
-        raise ValueError(f"{what} must be a number in (0, {hi:g}], got {str(value)[:60]}")
-    return v
+        ok = False
+    if not ok or (integer and int(value) != value):
+        what = "an integer >= 1" if integer else "a finite number > 0"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return int(value) if integer else float(value)
 
 
-def _check_meta(meta: dict) -> None:
-    """The metadata rewire reads: ``steps`` an integer in [1, 10**5], ``input_gain`` in
-    (0, 1e4], ``encoding`` a known one."""
-    from rewire.training.model import ENCODINGS
+def _semantics(graph: nir.NIRGraph, nodes: dict, dt: float, source: str | None):
+    """``(source, mode, tau_scale, notes)``: the framework (declared, else detected), how the
+    neurons are read (``"nir"``, ``"norse"``, ``"rockpool"``, ``"spyx"``: see
+    ``rewire.frontends._nir_walk._lower_neuron``), the factor the time constants are too small
+    by (Norse 1.1: ``dt``) and the notes saying so.
 
-    steps = meta.get("steps", 16)
-    if isinstance(steps, (bool, np.bool_)) or not isinstance(steps, (int, np.integer)) \
-            or not 1 <= int(steps) <= 10**5:
-        raise ValueError(f"metadata['steps'] must be an integer in [1, 100000], got "
-                         f"{str(steps)[:60]}")
-    if "input_gain" in meta:
-        _positive("metadata['input_gain']", meta["input_gain"], 1e4)
-    if str(meta.get("encoding", "rate")) not in ENCODINGS:
-        raise ValueError(f"metadata['encoding'] must be one of {list(ENCODINGS)}, got "
-                         f"{str(meta.get('encoding'))[:60]!r}")
+    Raises:
+        rewire.errors.LoweringError: a time constant below ``dt`` outside Norse 1.1's pattern,
+            or ``source='norse'`` for a graph without ``r = w_in = 1``.
+    """
+    detected = detect_source(graph, dt)
+    notes = []
+    plain = source == "nir"
+    if source is None:
+        source = detected
+        if detected is not None:
+            notes.append(f"source {detected} detected from the file ({_EVIDENCE[detected]}); "
+                         f"pass source='nir' to read it by NIR's equations instead")
+    elif plain:
+        source = None
+    short = _short_tau(nodes, dt)
+    norse, tau_scale = source == "norse", 1.0
+    if short is not None:
+        sname, fld, tau = short
+        if source in ("norse", None) and not plain and _norse_pattern(nodes):
+            source, norse, tau_scale = "norse", True, dt
+            notes.append(f"Norse 1.1's to_nir writes tau = dt / tau_inv (norse #411/#412; "
+                         f"here {fld} = {tau:g} s < dt in {sname!r}): every time constant "
+                         f"divided by dt = {dt:g} s, which must be the dt to_nir was called "
+                         f"with; it writes no v_reset either (nir's default 0 is used, so a "
+                         f"LIFCell with another v_reset is lowered with 0)")
+        else:
+            raise LoweringError(f"NIR node {sname!r}: {fld} = {tau:g} s is shorter than dt = "
+                                f"{dt:g} s (forward Euler would decay by 1 - dt/tau < 0); "
+                                f"pass the dt the file was made for, or source='norse' for a "
+                                f"file written by Norse 1.1's to_nir (tau = dt/tau_inv)",
+                                piece=sname)
+    if norse:
+        if not _norse_pattern(nodes):
+            bad = next(n for n, node in _all_neurons(nodes)
+                       if not (np.all(_arr(node.r) == 1)
+                               and np.all(_arr(getattr(node, "w_in", 1.0)) == 1)))
+            raise LoweringError(f"NIR node {bad!r}: source='norse' but r or w_in is not 1, "
+                                f"which Norse's to_nir writes; pass source='nir' to read it "
+                                f"with NIR's equations", piece=bad)
+        notes.append("Norse's to_nir writes its cells' own parameters with r = w_in = 1 "
+                     "(LIFCell adds its input to the current in one step, which NIR's "
+                     "equations would write as w_in = tau_syn/dt; IAFCell adds it to v): "
+                     "lowered as Norse's cells, weights and voltages as written")
+    elif source == "spyx":
+        notes.append("spyx's to_nir writes r = beta (not a resistance) and no w_in: lowered "
+                     "as spyx's LIF/CuBaLIF step V = beta V + x (beta = 1 - dt/tau), voltages "
+                     "divided by tau_mem/dt, weights as written")
+    else:
+        other = " (rockpool's CubaLIF nodes: as LIFTorch, below)" if source == "rockpool" \
+            else ""
+        notes.append(f"NIR voltages divided by r (by r*dt for IF) and w_in*dt/tau_syn folded "
+                     f"into the weights before each CubaLIF/CubaLI, so the IR's Euler step is "
+                     f"NIR's at dt{other}")
+    notes.append(_SOURCE_NOTES[source])
+    if source == "snntorch" and not math.isclose(dt, SNNTORCH_DT, rel_tol=1e-9):
+        notes.append(f"snnTorch's exporter writes tau = 1e-4 s / (1 - beta); at dt = {dt:g} s "
+                     f"the decays are 1 - dt/tau, not snnTorch's beta")
+    mode = "norse" if norse else source if source in ("rockpool", "spyx") else "nir"
+    return source, mode, tau_scale, notes
 
 
-def _check_nodes(graph: nir.NIRGraph) -> None:
-    """Finite weights; CubaLIF time constants, ``r`` and ``w_in`` positive and finite,
-    voltages finite, before anything divides by them."""
-    for name, node in graph.nodes.items():
-        for field in ("weight", "bias"):
-            if hasattr(node, field) and getattr(node, field) is not None:
-                w = np.asarray(getattr(node, field))
-                if w.dtype.kind not in "biuf" or not np.all(np.isfinite(w)):
-                    raise ValueError(f"node {name!r}: {type(node).__name__}.{field} holds NaN, "
-                                     f"infinite or non-numeric values")
-        if isinstance(node, nir.CubaLIF):
-            for field in ("tau_syn", "tau_mem", "r", "w_in"):
-                v = np.asarray(getattr(node, field), dtype=np.float64)
-                # w_in's sign is checked where it is read (a pool weight, a dense layer)
-                ok = v != 0 if field == "w_in" else v > 0
-                if v.size == 0 or not np.all(np.isfinite(v)) or not np.all(ok):
-                    raise ValueError(f"node {name!r}: CubaLIF.{field} must be "
-                                     f"{'non-zero' if field == 'w_in' else 'positive'} and "
-                                     f"finite, got {str(getattr(node, field))[:60]}")
-            for field in ("v_threshold", "v_leak", "v_reset"):
-                v = np.asarray(getattr(node, field), dtype=np.float64)
-                if not np.all(np.isfinite(v)):
-                    raise ValueError(f"node {name!r}: CubaLIF.{field} must be finite")
-            if not np.all(np.asarray(node.v_threshold, dtype=np.float64) > 0):
-                raise ValueError(f"node {name!r}: CubaLIF.v_threshold must be > 0")
-
-
-def from_nir(graph: nir.NIRGraph | str | Path,
-             dt: float | None = None) -> SpikingMLP | SpikingConvNet:
-    """Build the Norse model of a NIR graph.
-
-    ``Input -> (Linear|Affine -> CubaLIF)+ -> Output`` (an optional ``Flatten`` before the
-    first Linear) gives a :class:`~rewire.training.model.SpikingMLP`; a chain with ``Conv2d``
-    / ``SumPool2d`` nodes (:data:`CONV_SUPPORTED`, what :func:`to_nir` writes for conv nets)
-    gives a :class:`~rewire.training.conv.SpikingConvNet`, the pool weight read from the
-    ``w_in`` of the CubaLIF after each pool (module docstring).
+def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
+          steps: int | None = None, encoding: str | None = None,
+          input_gain: float | None = None, source: str | None = None) -> Network:
+    """Lower a NIR graph to the IR network the compiler reads (module docstring).
 
     Args:
-        graph: a graph or the path of a NIR file.
-        dt: Euler step in s; default the graph's ``metadata["dt"]`` (NIR itself has none).
+        graph: a ``nir.NIRGraph`` or the path of a ``.nir`` file.
+        dt: Euler step in s; default ``graph.metadata["dt"]`` (NIR itself stores none).
+        steps: time steps per sample; default ``metadata["steps"]``, else 16.
+        encoding: ``"current"`` or ``"rate"`` (:data:`rewire.ir.network.ENCODINGS`); default
+            ``metadata["encoding"]``, else ``"rate"`` (the graph's input is the per-step input).
+        input_gain: for ``current`` encoding the IR presents ``input_gain * x``; the first
+            synapse's weights are divided by it, so that the network computes what the graph
+            computes on ``x``. Default ``metadata["input_gain"]``, else 1.
+        source: the framework that wrote the file (:data:`SOURCES`), for the semantics NIR
+            does not record; default :func:`detect_source` (its finding is noted; for
+            rockpool and spyx it changes how ``r`` is read: ``source="nir"`` reads the file
+            by NIR's equations whatever it looks like).
 
     Returns:
-        The model with the graph's weights and LIF constants, ``steps``, ``encoding`` and
-        ``input_gain`` from the metadata (defaults: 16 steps, ``rate`` encoding, i.e. the
-        graph's input is the layer input as is).
+        The :class:`~rewire.ir.network.Network`, ``source = "nir:<framework>"`` (or ``"nir"``),
+        its ``notes`` saying which semantics of the source differ, what was folded and what
+        was dropped, and ``names`` the NIR names of the synapse nodes.
 
     Raises:
-        ValueError: no ``dt`` in the metadata nor the argument, or ``dt`` not in (0, 1] s;
-            ``steps`` / ``input_gain`` / ``encoding`` metadata out of range; NaN or infinite
-            weights; a CubaLIF ``tau_syn``, ``tau_mem``, ``r`` or ``w_in`` not positive and
-            finite, voltages not finite, ``v_threshold <= 0``; not exactly one input; weight
-            shapes that do not match the layer before (each naming the node).
-        NotImplementedError: a node other than Linear/Affine (zero bias)/Conv2d/SumPool2d/
-            Flatten/CubaLIF, branches, recurrence, LIF parameters that differ between neurons
-            or layers, or a conv chain outside :data:`CONV_SUPPORTED` (non-square kernels,
-            unequal strides, pools with stride != kernel, a conv after a Linear, bias, ...),
-            naming the node.
+        ValueError: no ``dt`` (named), a bad ``dt``/``steps``/``encoding``/``input_gain``/
+            ``source``, a non-finite or non-positive field (node and field named), widths
+            that do not chain.
+        rewire.errors.LoweringError: a node, edge or semantics rewire cannot lower, naming
+            the node (``err.piece``), why and what to do instead: non-zero biases, Conv1d,
+            Delay, Threshold, branches, merges, several inputs, per-neuron parameters that
+            differ, a time constant below ``dt`` outside Norse 1.1's pattern, ...
+        FileNotFoundError: a path that does not exist.
+
+    Example:
+        >>> import numpy as np, nir
+        >>> g = nir.NIRGraph.from_list(nir.Linear(weight=np.ones((2, 3))), nir.LIF(
+        ...     tau=np.full(2, 0.01), r=np.full(2, 10.0), v_leak=np.zeros(2),
+        ...     v_threshold=np.full(2, 10.0)))
+        >>> net = lower(g, dt=1e-3)
+        >>> [(layer.name, layer.synapse.op, layer.neuron) for layer in net.layers]
+        [('linear', 'dense', LIF(tau_mem_inv=100.0, v_th=1.0, v_leak=0.0, v_reset=0.0, dt=0.001))]
+        >>> net.notes[-1].split(":")[0]
+        'source unknown'
     """
     if not isinstance(graph, nir.NIRGraph):
         graph = read(graph)
     meta = dict(graph.metadata or {})
-    dt = dt if dt is not None else meta.get("dt")
     if dt is None:
-        raise ValueError("the NIR graph has no metadata['dt'] (NIR stores no time step); "
-                         "pass dt= (seconds)")
-    dt = _positive("dt", dt, 1.0)
-    _check_meta(meta)
-    _check_nodes(graph)
-    layers = _layers(graph)
-    if any(isinstance(node, (nir.Conv2d, nir.SumPool2d)) for _, node, *_ in layers):
-        return _conv_model(graph, layers, meta, dt)
-    for k, (name, node, _, _) in enumerate(layers):
-        if isinstance(node, nir.Flatten) and k != 0:
-            raise NotImplementedError(f"node {name!r}: a Flatten between Linear layers")
-    return _dense_model(layers, meta, dt)
+        dt = meta.get("dt")
+    if dt is None:
+        raise ValueError("dt: the NIR graph has no metadata['dt'] (NIR stores no time step); "
+                         "pass dt= in seconds (snnTorch 1.0 files: dt=1e-4, the step its "
+                         "exporter assumes; Norse 1.1's to_nir: the dt it was called with, "
+                         "default 1e-3)")
+    dt = _positive("dt", dt)
+    steps = _positive("steps", steps if steps is not None else meta.get("steps", 16), True)
+    encoding = encoding if encoding is not None else str(meta.get("encoding", "rate"))
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+    gain = _positive("input_gain", input_gain if input_gain is not None
+                     else meta.get("input_gain", 1.0))
+    if source is not None and source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES} or None, got {source!r}")
+    _check_values(graph)
+    nodes, edges = _resolve(graph)
+    order = _chain(nodes, edges)
+
+    source, mode, tau_scale, notes = _semantics(graph, nodes, dt, source)
+    walk = _Lowering(nodes, order, dt, encoding, gain, mode, tau_scale)
+    walk.notes = notes
+    walk.run()
+    if not walk.ir:
+        raise LoweringError("the NIR graph has no synapse -> neuron layer to lower",
+                            piece=order[0])
+    try:
+        return Network(nodes=tuple(walk.ir), input_shape=walk.input_shape, steps=steps,
+                       encoding=encoding, input_gain=gain if encoding == "current" else 1.0,
+                       names=tuple(walk.names), source=f"nir:{source}" if source else "nir",
+                       notes=tuple(walk.notes))
+    except ValueError as exc:
+        raise ValueError(f"NIR graph: {exc}") from None
+
+
+# --------------------------------------------------------------------------- modules
+
+
+def load(graph: nir.NIRGraph | str | Path, **options):
+    """A runnable torch module of any NIR graph: :func:`lower` (``options`` go there), then
+    :func:`rewire.frontends.norse.to_module` (float, the IR's semantics).
+
+    Shapes:
+        as :class:`rewire.frontends.norse.IRModule`: ``(B, *input_shape)`` in for ``current``
+        encoding, ``(T, B, *input_shape)`` for ``rate``; ``(T, B, *out_shape)`` out.
+
+    Raises:
+        as :func:`lower`.
+    """
+    from rewire.frontends.norse import to_module
+
+    return to_module(lower(graph, **options))
+
+
+# from_nir keeps building rewire's training classes (SpikingMLP / SpikingConvNet) from
+# rewire's own graphs: tests/test_cli.py and tests/test_conv.py read .sizes and isinstance of
+# its result. For any other graph use load().
+
+
+def from_nir(graph: nir.NIRGraph | str | Path, dt: float | None = None):
+    """Build the Norse model (:class:`~rewire.training.model.SpikingMLP` or
+    :class:`~rewire.training.conv.SpikingConvNet`) of one of rewire's NIR graphs (kept for
+    compatibility; :func:`lower` is the frontend, :func:`load` gives a module of any graph).
+
+    Args:
+        graph: a graph or the path of a NIR file.
+        dt: Euler step in s; default the graph's ``metadata["dt"]``.
+
+    Raises:
+        ValueError: no ``dt``; not exactly one input; weight shapes that do not chain.
+        NotImplementedError: anything outside ``Input -> (Linear|Affine -> CubaLIF)+ ->
+            Output`` or the conv chain of :data:`rewire.export.nir_graph.CONV_SUPPORTED`,
+            naming the node.
+    """
+    from rewire.frontends import _nir_legacy
+
+    return _nir_legacy.from_nir(graph, dt)
