@@ -8,7 +8,11 @@ run; ``thorough``: 1000 examples per property, random, run by hand::
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
+import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +92,38 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+class CaseOverrun(BaseException):
+    """A hostile case ran past its time cap: a hang (a BaseException, so the fuzz loops'
+    ``except Exception`` cannot count it as a clean error)."""
+
+
+@contextlib.contextmanager
+def capped(seconds: float = 10.0, extra_bytes: int = 2 << 30):
+    """Run one hostile case under a time cap (SIGALRM raises :class:`CaseOverrun`) and a
+    memory cap (``RLIMIT_AS`` = the address space in use now plus ``extra_bytes``, so an
+    allocation past it fails with MemoryError, which the fuzz loops count as a traceback).
+    Main thread, POSIX only; elsewhere it runs the case uncapped."""
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def overrun(signum, frame):
+        raise CaseOverrun(f"a hostile case ran over its {seconds} s cap (a hang)")
+
+    previous = signal.signal(signal.SIGALRM, overrun)
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm") as f:
+        in_use = int(f.read().split()[0]) * resource.getpagesize()
+    cap = in_use + extra_bytes
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))

@@ -42,7 +42,7 @@ def test_malformed_profile_file(tmp_path, capsys):
     bad.write_text('format_version = 1\nname = "x"\ndescription = "y"\nformats = ["netx"]\n'
                    '[limits]\ncores = -2\n')
     assert main(["--profile", str(bad), "--out", str(tmp_path / "o")]) == 2
-    assert "field 'limits.cores' must be >= 1, got -2" in capsys.readouterr().err
+    assert "field 'limits.cores' must be in [1, 1048576], got -2" in capsys.readouterr().err
 
 
 def test_argparse_rejects_non_numbers(tmp_path):

@@ -130,6 +130,8 @@ class Unsupported(nn.Module):
 @pytest.mark.parametrize("model, piece, why", [
     (lambda: SequentialState(nn.Linear(10, 8, bias=False), LIFCell(), nn.MaxPool1d(2)),
      "2", "MaxPool1d"),
+    (lambda: SequentialState(nn.Conv2d(1, 2, 3, bias=False), LIFCell(), nn.MaxPool2d(2),
+                             LIFCell()), "2", "MaxPool2d.*use AvgPool2d"),
     (lambda: SequentialState(nn.Linear(10, 8, bias=False), nn.BatchNorm1d(8), LIFCell()),
      "1", "fold the normalization"),
     (lambda: SequentialState(nn.Linear(10, 8, bias=False), Unsupported()), "1", "Unsupported"),
@@ -247,3 +249,26 @@ def test_every_weight_lands_in_the_ir_or_the_first_unsupported_piece_is_named(la
     assert net.synapse_count == sum(w.size for w in weights)
     for layer, w in zip(net.layers, weights):
         np.testing.assert_array_equal(layer.synapse.weight, w)
+
+
+def test_spiking_mlp_is_an_ordinary_user_and_extra_layers_are_never_dropped():
+    """rewire's own SpikingMLP lowers through the same tracer (per-layer neurons from its
+    cells); a subclass that adds a feedback Linear its forward does not use is refused by the
+    parameter's name instead of compiling without it (what rewire did before the IR)."""
+    from rewire.training.model import SpikingMLP
+
+    torch.manual_seed(0)
+    base = SpikingMLP((6, 8, 3), steps=5)
+    with torch.no_grad():
+        base.cells[1].p = base.cells[1].p._replace(tau_mem_inv=torch.tensor(500.0))
+    net = lower(base)
+    assert (net.encoding, net.steps, net.input_gain) == ("current", 5, 4.0)
+    assert [l.neuron.tau_mem_inv for l in net.layers] == [1000.0, 500.0]
+
+    class WithFeedback(SpikingMLP):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            self.fb = nn.Linear(8, 8, bias=False)
+
+    with pytest.raises(LoweringError, match="parameter fb.weight .* would be dropped"):
+        lower(WithFeedback((6, 8, 3), steps=5))

@@ -251,3 +251,43 @@ def test_gradr_trains_a_conv_net_and_keeps_signs():
         theta = m.parametrizations.weight.original.detach()
         assert torch.equal(m.weight.detach(), s * theta.clamp(min=0))
     assert connectivity(net) < c0
+
+
+def test_recurrent_cell_weights_are_parametrized_and_counted():
+    """Every synapse the IR will hold is a GradR synapse: LIFRecurrentCell's raw
+    input_weights / recurrent_weights included (25,856 of 25,856 for 64-128 recurrent + 10,
+    not the 1,280 of the Linear alone); autapses stay pruned through training."""
+    from norse.torch import LIFCell, LIFRecurrentCell, SequentialState
+
+    from rewire.training.budget import model_budget, prunable_synapses
+    from rewire.training.gradr import GradR
+
+    torch.manual_seed(0)
+    model = SequentialState(LIFRecurrentCell(64, 128), nn.Linear(128, 10, bias=False),
+                            LIFCell())
+    thetas = apply_gradr(model)
+    assert [tuple(t.shape) for t in thetas] == [(128, 64), (128, 128), (10, 128)]
+    assert prunable_synapses(model) == 64 * 128 + 128 * 128 + 1280 == 25856
+    assert model_budget(model, connectivity=0.1).total_synapses == 25856
+    opt = GradR(thetas, lr=1e-2, alpha=0.0)
+    x = (torch.rand(8, 4, 64) < 0.5).float()
+    for _ in range(3):
+        state, out = None, 0
+        for x_t in x:
+            z, state = model(x_t, state)
+            out = out + z.sum()
+        opt.zero_grad()
+        (-out).backward()
+        opt.step()
+    assert not torch.any(torch.diagonal(model[0].recurrent_weights))
+
+
+def test_a_weight_matrix_gradr_does_not_know_is_refused():
+    class Raw(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 4, bias=False)
+            self.w_fb = nn.Parameter(torch.ones(4, 4))
+
+    with pytest.raises(ValueError, match=r"parameter w_fb \(4, 4\) is a weight matrix"):
+        apply_gradr(Raw())

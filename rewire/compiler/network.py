@@ -1,6 +1,7 @@
 """Moved to :mod:`rewire.ir.compiled`; this alias keeps old imports working."""
 
-from rewire.ir.compiled import FORMAT_VERSION, CompiledLayer, CompiledNetwork  # noqa: F401
+from rewire.ir.compiled import (FORMAT_VERSION, CompiledLayer,  # noqa: F401
+                                 CompiledNetwork)
 
 
 def __getattr__(name: str):

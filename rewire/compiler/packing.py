@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rewire.errors import CompileError, MappingError
+from rewire.errors import MappingError
 from rewire.hw_profiles.profile import HardwareProfile
 
 
@@ -264,12 +264,21 @@ def single_neuron_error(profile, core, layer, n, structural) -> MappingError:
         "limits.synapses_per_core", layer.name, fan, core.cap_synapses)
 
 
+def _largest_core(profile) -> tuple[int, int]:
+    """(neurons, synapse words) of the largest core; O(1) when the cores are uniform, so the
+    cost follows the cores used, not the cores the chip has."""
+    lim = profile.limits
+    n_cores = range(lim.cores) if lim.core_neurons else range(1)
+    s_cores = range(lim.cores) if lim.core_synapses else range(1)
+    return (max(profile.core_neurons(c) for c in n_cores),
+            max(profile.core_synapses(c) for c in s_cores))
+
+
 def whole_layer_error(profile, layer, need) -> MappingError:
     """The error for an unsplittable layer larger than the largest core; ``need`` is
     ``(neurons, synapse words)``."""
     neurons, words = need
-    biggest_n = max(profile.core_neurons(c) for c in range(profile.limits.cores))
-    biggest_s = max(profile.core_synapses(c) for c in range(profile.limits.cores))
+    biggest_n, biggest_s = _largest_core(profile)
     if neurons > biggest_n:
         return MappingError(
             f"layer {layer.name} needs {neurons} neurons on one core (limits.split_layers = "
@@ -309,14 +318,17 @@ def assign_whole_layers(packer: Packer, layers: Sequence[LayerConnectivity]) -> 
             f"{len(layers) - allotted}): use fewer layers{more}", "limits.cores", extra.name,
             len(layers), allotted)
     need = [packer._need(layer) for layer in layers]
-    ok = np.array([[k <= p.core_neurons(c) and w <= p.core_synapses(c) for c in range(allotted)]
+    # identical cores: any distinct ones do, so only as many as there are layers are tried
+    uniform = not p.limits.core_neurons and not p.limits.core_synapses
+    candidates = range(min(allotted, len(layers)) if uniform else allotted)
+    ok = np.array([[k <= p.core_neurons(c) and w <= p.core_synapses(c) for c in candidates]
                    for k, w in need])
     for li, layer in enumerate(layers):
         if not ok[li].any():
             raise whole_layer_error(p, layer, need[li])
     # Prefer small cores (cost by capacity) so that large ones stay free for large layers.
     cost = np.where(ok, 0.0, 1e9) + 1e-9 * np.array(
-        [p.core_neurons(c) + p.core_synapses(c) for c in range(allotted)])[None, :]
+        [p.core_neurons(c) + p.core_synapses(c) for c in candidates])[None, :]
     rows, cols = linear_sum_assignment(cost)
     if not ok[rows, cols].all():
         li = int(rows[~ok[rows, cols]][0])
@@ -324,7 +336,7 @@ def assign_whole_layers(packer: Packer, layers: Sequence[LayerConnectivity]) -> 
             f"layer {layers[li].name}: no assignment of the {len(layers)} layers to distinct "
             f"cores of {p.name!r} gives every layer a core large enough (limits.core_neurons / "
             f"limits.core_synapses): shrink the largest layers", "limits.core_synapses",
-            layers[li].name, need[li][1], max(p.core_synapses(c) for c in range(allotted)))
+            layers[li].name, need[li][1], max(p.core_synapses(c) for c in candidates))
     where = []
     for li, c in sorted(zip(rows, cols), key=lambda rc: rc[1]):
         core = CoreBin(int(c), p.core_neurons(int(c)), p.core_synapses(int(c)))

@@ -508,25 +508,38 @@ def compile_network(network, profile: HardwareProfile, input_max_value: int | No
         The frozen :class:`CompiledNetwork`.
 
     Raises:
-        CompileError: a profile whose neuron model is not ``cuba``, ``input_max_value < 1``,
-            and the errors of :func:`check_neuron`, :func:`quantize_layer` and
+        CompileError: a profile whose neuron model is not ``cuba``, ``input_max_value`` not
+            an integer in [1, 2**24], ``cores`` outside [1, limits.cores], and the errors of
+            :func:`check_neuron`, :func:`quantize_layer` and
             :func:`rewire.compiler.mapping.map_cores` (``MappingError``), naming the layer.
-        rewire.errors.LoweringError: (a module or graph given) what the frontend cannot lower.
+        rewire.errors.LoweringError: (a module or graph given) what the frontend cannot lower;
+            a value an IR node refuses (a NaN weight, ``v_reset >= v_th``) is a CompileError.
     """
     if not isinstance(network, Network):
+        from rewire.errors import RewireError
         from rewire.frontends import lower
 
-        network = lower(network, **lower_options)
+        try:
+            network = lower(network, **lower_options)
+        except RewireError:
+            raise
+        except ValueError as exc:  # an IR node refused a value (NaN weight, v_reset >= v_th)
+            raise CompileError(f"the model cannot be compiled: {exc}") from None
     if profile.neuron.model != "cuba":
         raise CompileError(f"profile {profile.name!r}: neuron model {profile.neuron.model!r} "
                            f"is not supported (only 'cuba')")
     current = network.encoding == "current"
     if input_max_value is None:
         input_max_value = 255
-    if isinstance(input_max_value, bool) or int(input_max_value) != input_max_value \
-            or input_max_value < 1:
-        raise CompileError(f"input_max_value must be an integer >= 1 (the payload standing "
-                           f"for input 1.0), got {input_max_value!r}")
+    if isinstance(input_max_value, bool) or not isinstance(input_max_value, (int, np.integer)) \
+            or not 1 <= input_max_value <= 2**24:
+        raise CompileError(f"input_max_value must be an integer payload in [1, 2**24] (the "
+                           f"payload standing for input 1.0: 16 for digits, 255 for MNIST), "
+                           f"got {input_max_value!r}")
+    if cores is not None and (isinstance(cores, bool) or not isinstance(cores, (int, np.integer))
+                              or not 1 <= cores <= profile.limits.cores):
+        raise CompileError(f"cores must be an integer in [1, {profile.limits.cores}] "
+                           f"(limits.cores of {profile.name}), got {cores!r}")
     input_max_value = int(input_max_value)
     if calibration is not None:
         calibration = np.asarray(calibration, dtype=np.float64).reshape(len(calibration), -1)

@@ -11,14 +11,20 @@ Examples::
     python -m rewire.export --list-profiles
     python -m rewire.export --show-profile loihi2
 
-Exit codes: 0 success, 2 bad input (the message names the option or field and the fix).
+Exit codes: 0 success, 2 bad input (the message names the option or field and the fix),
+130 on Ctrl-C and 143 on SIGTERM (one line; the previous export is left whole and no
+staging folder stays behind).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
+import signal
 import sys
+import threading
 
 from rewire.compiler.quantize import CompileError
 from rewire.hw_profiles.profile import ProfileError, list_profiles, load_profile
@@ -28,6 +34,45 @@ from rewire.training.model import ENCODINGS
 from rewire.training.train import TrainConfig
 
 USER_ERRORS = (ProfileError, DataError, BudgetError, CompileError, ValueError, OSError)
+#: Upper bounds of the float options, each far past any useful value (defaults: lr 1e-3,
+#: alpha 0.1, input gain 4): above them training overflows float32 at the first step.
+FLOAT_BOUNDS = {"lr": 10.0, "alpha": 1e4, "input_gain": 1e4}
+STRING_OPTIONS = ("profile", "out", "show_profile", "data_dir", "device")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that every ``finally`` and ``with`` block runs
+    (the staging folder is removed, the previous export stays whole)."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """Turn SIGTERM into :class:`Terminated` while the job runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _check_args(args) -> None:
+    """Refuse empty or NUL-holding strings and out-of-range floats before any work."""
+    for name in STRING_OPTIONS:
+        value = getattr(args, name)
+        if value is not None and (not value.strip() or "\x00" in value):
+            raise ValueError(f"--{name.replace('_', '-')} {value!r}: empty or not a valid "
+                             f"value; leave the option out for its default")
+    for name, hi in FLOAT_BOUNDS.items():
+        value = getattr(args, name)
+        if not 0 < value <= hi:
+            raise ValueError(f"--{name.replace('_', '-')} must be in (0, {hi:g}], got {value:g}")
 
 
 def _positive_int(text: str) -> int:
@@ -108,31 +153,55 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = parser().parse_args(argv)
     try:
-        if args.list_profiles:
-            for name in list_profiles():
-                prof = load_profile(name)
-                print(f"{prof.summary()}\n{'':12s} {prof.description}")
-            return 0
-        if args.show_profile:
-            print(json.dumps(load_profile(args.show_profile).to_dict(), indent=2))
-            return 0
-        from rewire.job.runner import JobSpec, prepare, run
-
-        spec = JobSpec(
-            profile=args.profile, out=args.out, dataset=args.dataset, data_dir=args.data_dir,
-            model=args.model, hidden=tuple(args.hidden), channels=tuple(args.channels),
-            kernels=tuple(args.kernels), strides=tuple(args.strides), pools=tuple(args.pools),
-            steps=args.steps, encoding=args.encoding,
-            input_gain=args.input_gain, cores=args.cores, max_synapses=args.max_synapses,
-            connectivity=args.connectivity, max_fan_in=args.max_fan_in,
-            train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                              alpha=args.alpha, sparsity=args.target_sparsity, seed=args.seed,
-                              device=args.device, progress=not args.no_progress),
-            lava_samples=args.lava_samples)
-        run(prepare(spec))
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        with _sigterm_raises():
+            return _main(args)
+    except Terminated:
+        print("terminated (SIGTERM): nothing was published; the previous export is whole",
+              file=sys.stderr)
+        return 143
+    except KeyboardInterrupt:
+        print("interrupted: nothing was published; the previous export is whole",
+              file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("error: out of memory; use a smaller network (--hidden, --channels) or "
+              "--batch-size", file=sys.stderr)
         return 2
+    except USER_ERRORS as exc:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            print(f"error: No space left on device ({exc.filename or 'the output folder'}); "
+                  f"free some space and run again (the previous export is whole)",
+                  file=sys.stderr)
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(args) -> int:
+    """Validate ``args`` and run the listing or the job; returns the exit code."""
+    _check_args(args)
+    if args.list_profiles:
+        for name in list_profiles():
+            prof = load_profile(name)
+            print(f"{prof.summary()}\n{'':12s} {prof.description}")
+        return 0
+    if args.show_profile is not None:
+        print(json.dumps(load_profile(args.show_profile).to_dict(), indent=2))
+        return 0
+    from rewire.job.runner import JobSpec, prepare, run
+
+    spec = JobSpec(
+        profile=args.profile, out=args.out, dataset=args.dataset, data_dir=args.data_dir,
+        model=args.model, hidden=tuple(args.hidden), channels=tuple(args.channels),
+        kernels=tuple(args.kernels), strides=tuple(args.strides), pools=tuple(args.pools),
+        steps=args.steps, encoding=args.encoding,
+        input_gain=args.input_gain, cores=args.cores, max_synapses=args.max_synapses,
+        connectivity=args.connectivity, max_fan_in=args.max_fan_in,
+        train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                          alpha=args.alpha, sparsity=args.target_sparsity, seed=args.seed,
+                          device=args.device, progress=not args.no_progress),
+        lava_samples=args.lava_samples)
+    run(prepare(spec))
     return 0
 
 

@@ -47,6 +47,7 @@ its input one step later (see :mod:`rewire.compiler.simulate`).
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import h5py
@@ -55,7 +56,7 @@ import numpy as np
 from rewire import __version__
 from rewire.errors import CompileError
 from rewire.ir.compiled import CompiledLayer, CompiledNetwork
-from rewire.io import atomic_path
+from rewire.io import atomic_path, check_hdf5
 
 
 def _string(group: h5py.Group, key: str, value: str) -> None:
@@ -108,8 +109,12 @@ def write(net: CompiledNetwork, path: str | Path) -> Path:
         ValueError, rewire.errors.CompileError: see :func:`check_network`.
     """
     check_network(net)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
+    # Built in memory, then written with one plain write: a full disk is then a clean
+    # OSError (ENOSPC) instead of an HDF5 error mid-file (h5py raised RuntimeError, and its
+    # objects' finalisers printed tracebacks or crashed the process).
+    buf = io.BytesIO()
+    if True:
+        with h5py.File(buf, "w") as f:
             attrs = {"rewire_format_version": net.format_version, "rewire_version": __version__,
                      "profile": net.profile.name, "steps": net.steps, "encoding": net.encoding,
                      "input_message_bits": net.input_message_bits,
@@ -154,21 +159,48 @@ def write(net: CompiledNetwork, path: str | Path) -> Path:
                 n.create_dataset("vThMant", data=layer.v_th_mant)
                 n.create_dataset("refDelay", data=1)
                 n.create_dataset("gradedSpike", data=False)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
     return Path(path)
 
 
 def read_weights(path: str | Path) -> list[np.ndarray]:
     """Integer weights of every layer that has some, in order: dense ``(n_out, n_in)``, conv
     ``(C_out, C_in / groups, kH, kW)`` (``input`` and ``flatten`` layers have none). An
-    all-zero layer (written with its silent guard synapse) reads back as zeros."""
-    with h5py.File(path, "r") as f:
-        groups = [f["layer"][str(k)] for k in range(len(f["layer"]))]
-        weights = []
-        for g in groups:
-            if "weight" in g:
-                w = g["weight"][()].astype(np.int64)
-                weights.append(np.zeros_like(w) if g.attrs.get("rewire_all_zero", 0) else w)
-        return weights
+    all-zero layer (written with its silent guard synapse) reads back as zeros.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not HDF5, declared data over :data:`rewire.io.MAX_HDF5_BYTES`, or not a
+            netx layout (no ``layer`` group, layers not numbered 0..n-1, a weight that is
+            not a numeric array); the message names the file and the entry.
+    """
+    check_hdf5(path, "netx file")
+    try:
+        with h5py.File(path, "r") as f:
+            layer = f.get("layer")
+            if not isinstance(layer, h5py.Group):
+                raise ValueError(f"{path}: no 'layer' group; not a netx file")
+            groups = []
+            for k in range(len(layer)):
+                g = layer.get(str(k))
+                if not isinstance(g, h5py.Group):
+                    raise ValueError(f"{path}: layer/{k} is missing or not a group; netx "
+                                     f"layers are numbered 0..{len(layer) - 1}")
+                groups.append(g)
+            weights = []
+            for k, g in enumerate(groups):
+                if "weight" in g:
+                    ds = g["weight"]
+                    if not isinstance(ds, h5py.Dataset) or ds.dtype.kind not in "biuf":
+                        raise ValueError(f"{path}: layer/{k}/weight is not a numeric array")
+                    w = np.asarray(ds[()]).astype(np.int64)
+                    weights.append(np.zeros_like(w) if g.attrs.get("rewire_all_zero", 0)
+                                   else w)
+            return weights
+    except (OSError, KeyError, AttributeError, TypeError, RuntimeError) as exc:
+        raise ValueError(f"{path}: malformed netx file ({type(exc).__name__}: "
+                         f"{str(exc)[:120]})") from None
 
 
 GUARD_WEIGHT = -254  # netx keeps it exact: mixed sign mode, scale 128/254 < 1, exponent 0

@@ -65,6 +65,7 @@ presented every step; for ``rate`` encoding it is the spike.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import nir
@@ -261,6 +262,8 @@ def to_nir(net: CompiledNetwork) -> nir.NIRGraph:
 def write(net: CompiledNetwork, path: str | Path) -> Path:
     """Write :func:`to_nir` of ``net`` with ``nir.write``, atomically; return the path."""
     graph = to_nir(net)
+    buf = io.BytesIO()  # in memory first: a full disk is a clean ENOSPC, not an HDF5 error
+    nir.write(buf, graph)
     with atomic_path(path) as tmp:
-        nir.write(str(tmp), graph)
+        tmp.write_bytes(buf.getvalue())
     return Path(path)

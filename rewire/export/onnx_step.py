@@ -175,8 +175,19 @@ def run(path, x: np.ndarray, steps: int | None = None, sess=None) -> np.ndarray:
 
     Returns:
         Output spikes ``(T, B, n_out)`` float32.
+
+    Raises:
+        ValueError: ``steps`` given but not an integer >= 1, or ``x`` not 2-D / 3-D finite.
     """
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer))
+                              or steps < 1):
+        raise ValueError(f"steps must be an integer >= 1 (or None for the file's T), got "
+                         f"{steps!r}")
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim not in (2, 3) or not np.all(np.isfinite(x)):
+        raise ValueError(f"x must be a finite (B, n_in) or (T, B, n_in) array, got shape "
+                         f"{x.shape}")
     sess = sess or session(path)
     meta, states = body_from_meta(sess)
-    seq = encode_sequence(x, steps or int(meta["steps"]))
+    seq = encode_sequence(x, int(meta["steps"]) if steps is None else int(steps))
     return run_steps(sess, seq, states, np.float32)

@@ -13,6 +13,7 @@ import nir
 import numpy as np
 
 from rewire.export.nir_graph import CONV_SUPPORTED, NIR_FORMAT
+from rewire.io import check_hdf5
 from rewire.training.conv import SpikingConvNet, SumPool2d
 from rewire.training.model import NeuronConfig, SpikingMLP
 
@@ -22,10 +23,22 @@ def read(path: str | Path) -> nir.NIRGraph:
 
     Raises:
         FileNotFoundError: no file at ``path``.
+        ValueError: not HDF5, declared data over :data:`rewire.io.MAX_HDF5_BYTES` (checked
+            before anything is read), or a layout ``nir.read`` cannot parse (the message
+            names the file).
     """
     if not Path(path).is_file():
         raise FileNotFoundError(f"NIR file {path} does not exist")
-    return nir.read(str(path))
+    check_hdf5(path, "NIR file")
+    try:
+        graph = nir.read(str(path))
+    except (OSError, KeyError, AttributeError, TypeError, ValueError, IndexError,
+            RuntimeError, NotImplementedError) as exc:
+        raise ValueError(f"{path}: malformed NIR file ({type(exc).__name__}: "
+                         f"{str(exc)[:120]})") from None
+    if not isinstance(graph, nir.NIRGraph):
+        raise ValueError(f"{path}: holds a {type(graph).__name__}, not a NIR graph")
+    return graph
 
 
 def _scalar(node: nir.CubaLIF, field: str) -> float:
@@ -169,6 +182,17 @@ def _dense_model(layers, meta: dict, dt: float) -> SpikingMLP:
                if lif is not None]
     if not weights:
         raise NotImplementedError("the graph has no Linear -> CubaLIF layer")
+    names = [name for name, _, _, lif in layers if lif is not None]
+    for lif_name, lif in [(n, lif) for *_, n, lif in layers if lif is not None]:
+        if not np.all(np.asarray(lif.w_in, dtype=np.float64) > 0):
+            raise ValueError(f"node {lif_name!r}: CubaLIF.w_in must be > 0 in a dense layer")
+    for k, (name, w) in enumerate(zip(names, weights)):
+        if w.ndim != 2 or 0 in w.shape:
+            raise ValueError(f"node {name!r}: weight of shape {w.shape}; a Linear needs a "
+                             f"non-empty (n_out, n_in) matrix")
+        if k and w.shape[1] != weights[k - 1].shape[0]:
+            raise ValueError(f"node {name!r}: takes {w.shape[1]} inputs, but the layer before "
+                             f"({names[k - 1]!r}) has {weights[k - 1].shape[0]} neurons")
     neuron = _shared_neuron([(n, lif) for *_, n, lif in layers if lif is not None], dt)
     sizes = (weights[0].shape[1],) + tuple(w.shape[0] for w in weights)
     model = SpikingMLP(sizes, steps=int(meta.get("steps", 16)), encoding=encoding,
@@ -276,6 +300,62 @@ def _conv_model(graph: nir.NIRGraph, layers, meta: dict, dt: float) -> SpikingCo
     return model
 
 
+def _positive(what: str, value, hi: float) -> float:
+    """``value`` as a float in ``(0, hi]``, or ValueError naming ``what``."""
+    try:
+        v = float(np.asarray(value, dtype=np.float64).reshape(-1)[0]) \
+            if np.size(value) == 1 else float("nan")
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not (0 < v <= hi):
+        raise ValueError(f"{what} must be a number in (0, {hi:g}], got {str(value)[:60]}")
+    return v
+
+
+def _check_meta(meta: dict) -> None:
+    """The metadata rewire reads: ``steps`` an integer in [1, 10**5], ``input_gain`` in
+    (0, 1e4], ``encoding`` a known one."""
+    from rewire.training.model import ENCODINGS
+
+    steps = meta.get("steps", 16)
+    if isinstance(steps, (bool, np.bool_)) or not isinstance(steps, (int, np.integer)) \
+            or not 1 <= int(steps) <= 10**5:
+        raise ValueError(f"metadata['steps'] must be an integer in [1, 100000], got "
+                         f"{str(steps)[:60]}")
+    if "input_gain" in meta:
+        _positive("metadata['input_gain']", meta["input_gain"], 1e4)
+    if str(meta.get("encoding", "rate")) not in ENCODINGS:
+        raise ValueError(f"metadata['encoding'] must be one of {list(ENCODINGS)}, got "
+                         f"{str(meta.get('encoding'))[:60]!r}")
+
+
+def _check_nodes(graph: nir.NIRGraph) -> None:
+    """Finite weights; CubaLIF time constants, ``r`` and ``w_in`` positive and finite,
+    voltages finite, before anything divides by them."""
+    for name, node in graph.nodes.items():
+        for field in ("weight", "bias"):
+            if hasattr(node, field) and getattr(node, field) is not None:
+                w = np.asarray(getattr(node, field))
+                if w.dtype.kind not in "biuf" or not np.all(np.isfinite(w)):
+                    raise ValueError(f"node {name!r}: {type(node).__name__}.{field} holds NaN, "
+                                     f"infinite or non-numeric values")
+        if isinstance(node, nir.CubaLIF):
+            for field in ("tau_syn", "tau_mem", "r", "w_in"):
+                v = np.asarray(getattr(node, field), dtype=np.float64)
+                # w_in's sign is checked where it is read (a pool weight, a dense layer)
+                ok = v != 0 if field == "w_in" else v > 0
+                if v.size == 0 or not np.all(np.isfinite(v)) or not np.all(ok):
+                    raise ValueError(f"node {name!r}: CubaLIF.{field} must be "
+                                     f"{'non-zero' if field == 'w_in' else 'positive'} and "
+                                     f"finite, got {str(getattr(node, field))[:60]}")
+            for field in ("v_threshold", "v_leak", "v_reset"):
+                v = np.asarray(getattr(node, field), dtype=np.float64)
+                if not np.all(np.isfinite(v)):
+                    raise ValueError(f"node {name!r}: CubaLIF.{field} must be finite")
+            if not np.all(np.asarray(node.v_threshold, dtype=np.float64) > 0):
+                raise ValueError(f"node {name!r}: CubaLIF.v_threshold must be > 0")
+
+
 def from_nir(graph: nir.NIRGraph | str | Path,
              dt: float | None = None) -> SpikingMLP | SpikingConvNet:
     """Build the Norse model of a NIR graph.
@@ -296,8 +376,11 @@ def from_nir(graph: nir.NIRGraph | str | Path,
         graph's input is the layer input as is).
 
     Raises:
-        ValueError: no ``dt`` in the metadata nor the argument; not exactly one input; weight
-            shapes that do not match the layer before.
+        ValueError: no ``dt`` in the metadata nor the argument, or ``dt`` not in (0, 1] s;
+            ``steps`` / ``input_gain`` / ``encoding`` metadata out of range; NaN or infinite
+            weights; a CubaLIF ``tau_syn``, ``tau_mem``, ``r`` or ``w_in`` not positive and
+            finite, voltages not finite, ``v_threshold <= 0``; not exactly one input; weight
+            shapes that do not match the layer before (each naming the node).
         NotImplementedError: a node other than Linear/Affine (zero bias)/Conv2d/SumPool2d/
             Flatten/CubaLIF, branches, recurrence, LIF parameters that differ between neurons
             or layers, or a conv chain outside :data:`CONV_SUPPORTED` (non-square kernels,
@@ -311,7 +394,9 @@ def from_nir(graph: nir.NIRGraph | str | Path,
     if dt is None:
         raise ValueError("the NIR graph has no metadata['dt'] (NIR stores no time step); "
                          "pass dt= (seconds)")
-    dt = float(dt)
+    dt = _positive("dt", dt, 1.0)
+    _check_meta(meta)
+    _check_nodes(graph)
     layers = _layers(graph)
     if any(isinstance(node, (nir.Conv2d, nir.SumPool2d)) for _, node, *_ in layers):
         return _conv_model(graph, layers, meta, dt)

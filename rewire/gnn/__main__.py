@@ -11,13 +11,16 @@ Examples::
         --out build/edited.pt --record build/record.json
     python -m rewire.gnn train --dataset toy --arch sage --egnn --out build/toy.pt
 
-Exit codes: 0 success, 2 bad input (the message names the option and the fix).
+Exit codes: 0 success, 2 bad input (the message names the option and the fix), 130 on
+Ctrl-C (one line; no file is left half written).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 
 import torch
@@ -25,10 +28,15 @@ import torch
 from rewire.io import write_text
 from rewire.gnn.data import DATASETS, GraphDataError, load_graph
 from rewire.gnn.editor import METHODS, MODES, PROJECTIONS, EditConfig, edit, misclassified
-from rewire.gnn.models import (EGNN, MODELS, ModelConfig, accuracy, build_model,
-                               load_checkpoint, save_checkpoint, train_model)
+from rewire.gnn.models import (EGNN, MAX_PARAMETERS, MODELS, ModelConfig, accuracy,
+                               build_model, load_checkpoint, save_checkpoint, train_model)
 
 USER_ERRORS = (GraphDataError, ValueError, OSError)
+#: Upper bounds of the count options, each far above what the paper's protocol uses (hidden
+#: 32, 200 epochs, 50 targets, 1,000 editing steps); above them a run would take hours or
+#: the model gigabytes, so the value is more likely a typo than a wish.
+BOUNDS = {"hidden": 1 << 16, "epochs": 100_000, "misclassified": 1 << 20, "k": 1 << 20,
+          "max_steps": 1_000_000, "batch_size": 1 << 20}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -75,12 +83,59 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_path(option: str, value: str | None, output: bool = False) -> None:
+    if value is None:
+        return
+    if not value.strip() or "\x00" in value:
+        raise ValueError(f"{option}: {value!r} is not a path; give a file name")
+    if output:
+        if os.path.isdir(value) or value.endswith(os.sep):
+            raise ValueError(f"{option} {value}: is a folder; give a file name, e.g. "
+                             f"{os.path.join(value, 'model.pt')}")
+        if os.path.islink(value) and not os.path.exists(value):
+            raise ValueError(f"{option} {value}: is a dangling symbolic link; remove it or "
+                             f"give another file name")
+
+
+def _check_args(args) -> None:
+    """Refuse bad option values before any graph is read or model trained."""
+    for name, hi in BOUNDS.items():
+        value = getattr(args, name, None)
+        if value is not None and not 1 <= value <= hi:
+            raise ValueError(f"--{name.replace('_', '-')} must be in [1, {hi}], got {value}")
+    for name in ("dropout", "lam", "lr"):
+        value = getattr(args, name, None)
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"--{name} must be a finite number, got {value}")
+    if getattr(args, "dropout", None) is not None and not 0 <= args.dropout < 1:
+        raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
+    if getattr(args, "lr", None) is not None and not 0 < args.lr <= 10:
+        raise ValueError(f"--lr must be in (0, 10], got {args.lr}")
+    _check_path("--data-root", args.data_root)
+    _check_path("--out", args.out, output=True)
+    _check_path("--record", getattr(args, "record", None), output=True)
+    if args.command == "edit":
+        _check_path("checkpoint", args.checkpoint)
+        if args.targets is not None and len(args.targets) > BOUNDS["batch_size"]:
+            raise ValueError(f"--targets: at most {BOUNDS['batch_size']} nodes")
+        if args.labels is not None and args.targets is not None \
+                and len(args.labels) != len(args.targets):
+            raise ValueError(f"--labels: give one label per target ({len(args.targets)}), "
+                             f"got {len(args.labels)}")
+        if args.labels is not None and min(args.labels) < 0:
+            raise ValueError("--labels: classes are numbered from 0")
+
+
 def _train(args) -> dict:
     data = load_graph(args.dataset, args.data_root, seed=0)
     seed = 0 if args.seed is None else args.seed
     classes = int(data.y.max()) + 1
     config = ModelConfig(args.arch, data.num_features, classes, args.hidden, args.dropout,
                          egnn=args.egnn)
+    params = (data.num_features + classes) * args.hidden * (4 if args.egnn else 2)
+    if params > MAX_PARAMETERS:
+        raise ValueError(f"--hidden {args.hidden}: about {params:,} parameters on "
+                         f"{args.dataset}, more than {MAX_PARAMETERS:,}; use a smaller --hidden")
     if args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
     torch.manual_seed(seed)
@@ -113,6 +168,9 @@ def _edit(args) -> dict:
                          "and yields no single edited model; use --mode batch or sequential")
     if args.labels is not None and args.targets is None:
         raise ValueError("--labels needs --targets")
+    if args.labels is not None and max(args.labels) >= config.out_channels:
+        raise ValueError(f"--labels: the model has {config.out_channels} classes "
+                         f"(0..{config.out_channels - 1}), got {max(args.labels)}")
     if args.misclassified is not None:
         targets = misclassified(model, data, args.misclassified,
                                 42 if args.seed is None else args.seed)
@@ -142,7 +200,14 @@ def main(argv=None) -> int:
     """Run the CLI; returns the exit code (2 on bad input, with the reason on stderr)."""
     args = parser().parse_args(argv)
     try:
+        _check_args(args)
         summary = _train(args) if args.command == "train" else _edit(args)
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("error: out of memory; use a smaller --hidden or graph", file=sys.stderr)
+        return 2
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

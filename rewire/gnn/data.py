@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -18,6 +19,7 @@ from torch_geometric.data import Data
 from torch_geometric.datasets import Planetoid
 
 from rewire.errors import DataError
+from rewire.gnn.planetoid_raw import PARTS, PlanetoidFileError, read_raw, write_clean
 
 __all__ = ["DATASETS", "GraphDataError", "load_graph", "load_planetoid", "toy_graph"]
 
@@ -34,36 +36,57 @@ class GraphDataError(DataError):
 def load_planetoid(name: str, root: str | Path, cache: str | Path | None = None) -> Data:
     """Load Cora or CiteSeer (public Planetoid split) from ``root/<Name>/raw`` without download.
 
-    PyG writes a ``processed/`` folder next to ``raw/``; to leave ``root`` untouched the
-    ``<Name>`` folder is first copied to ``cache`` (a fresh temporary folder by default).
-    Features are row-normalised (``NormalizeFeatures``), as in Kipf & Welling (2017).
+    The raw files are pickles, and ``pickle.load`` runs any code a file names; so they are
+    read with a restricted unpickler (:mod:`rewire.gnn.planetoid_raw`: numeric numpy arrays,
+    scipy CSR matrices and a dict of adjacency lists only), checked, and written again from
+    the checked arrays into a private folder, which PyG's ``Planetoid`` then processes.
+    ``root`` is only read, so it need not be trusted or writable. Features are
+    row-normalised (``NormalizeFeatures``), as in Kipf & Welling (2017).
 
     Args:
         name: ``"cora"`` or ``"citeseer"`` (case-insensitive).
         root: folder holding ``Cora/raw/ind.cora.*`` and/or ``CiteSeer/raw/ind.citeseer.*``.
-        cache: writable folder for the copy (reused if it already holds the data).
+        cache: writable folder for the checked copy and PyG's ``processed/``; whatever it
+            holds under ``<Name>/`` is replaced, never read. Default: a temporary folder,
+            removed before returning.
 
     Returns:
         The graph (Cora: 2708 nodes, 1433 features, 7 classes, 140/500/1000 split).
 
     Raises:
-        GraphDataError: unknown name, or a raw file missing (the message lists it).
+        GraphDataError: unknown name, a raw file missing (the message lists it), a file
+            that names a global outside the format, or content that does not fit together
+            (the message names the file).
     """
     key = name.lower()
     if key not in PLANETOID:
         raise GraphDataError(f"unknown Planetoid data set {name!r}; choose one of {sorted(PLANETOID)}")
     pyg_name = PLANETOID[key]
     raw = Path(root) / pyg_name / "raw"
-    parts = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
-    missing = [f"ind.{key}.{p}" for p in parts if not (raw / f"ind.{key}.{p}").is_file()]
+    missing = [f"ind.{key}.{p}" for p in PARTS if not (raw / f"ind.{key}.{p}").is_file()]
     if missing:
         raise GraphDataError(f"{raw} lacks {', '.join(missing)}: pass --data-root pointing at "
                              f"the folder that holds {pyg_name}/raw (nothing is downloaded)")
-    cache = Path(cache) if cache is not None else Path(tempfile.mkdtemp(prefix="rewire-gnn-"))
+    try:
+        arrays = read_raw(raw, key)
+    except PlanetoidFileError as exc:
+        raise GraphDataError(f"{exc}; use the original Planetoid files") from None
+    if cache is None:
+        with tempfile.TemporaryDirectory(prefix="rewire-gnn-") as tmp:
+            return _process(arrays, key, pyg_name, Path(tmp))
+    return _process(arrays, key, pyg_name, Path(cache))
+
+
+def _process(arrays: dict, key: str, pyg_name: str, cache: Path) -> Data:
+    """Write the checked arrays under ``cache/<Name>/raw`` and let PyG build the graph."""
     target = cache / pyg_name
-    if not (target / "raw").is_dir():
-        shutil.copytree(raw, target / "raw", dirs_exist_ok=True)
-    return Planetoid(str(cache), pyg_name, transform=T.NormalizeFeatures())[0]
+    if target.exists():
+        shutil.rmtree(target)  # never reuse what is there: only what we just wrote is read
+    write_clean(arrays, target / "raw", key)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = Planetoid(str(cache), pyg_name, transform=T.NormalizeFeatures())[0]
+    return data.clone()
 
 
 def toy_graph(nodes: int = 120, classes: int = 3, features: int = 16, seed: int = 0) -> Data:

@@ -10,6 +10,7 @@ output logits (N, C).
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -216,28 +217,117 @@ def save_checkpoint(model: nn.Module, config: ModelConfig, path: str | Path,
     return Path(path)
 
 
+#: Most parameters a checkpoint's model may have: 2**28 (1 GiB of float32), over 4,000x a
+#: 2-layer GCN on CiteSeer (3,703 x 32 + 32 x 6); a config asking for more is refused before
+#: any model is built, so a 1 KB file cannot ask for 40 GB.
+MAX_PARAMETERS = 1 << 28
+#: Largest checkpoint file read (bytes): 4 GiB, room for :data:`MAX_PARAMETERS` float32s and
+#: the meta data.
+MAX_CHECKPOINT_BYTES = 1 << 32
+_CONFIG_TYPES = {"arch": str, "in_channels": int, "out_channels": int, "hidden": int,
+                 "dropout": float, "egnn": bool}
+
+
+def _checked_config(path: Path, raw) -> ModelConfig:
+    """The checkpoint's ``config`` dict as a :class:`ModelConfig`, every field checked."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: field 'config' must be a dict of ModelConfig fields, got "
+                         f"{type(raw).__name__}; re-save the model with save_checkpoint")
+    unknown = sorted(str(k)[:40] for k in raw if k not in _CONFIG_TYPES)
+    missing = sorted(k for k in ("arch", "in_channels", "out_channels") if k not in raw)
+    if unknown or missing:
+        raise ValueError(f"{path}: config has unknown fields {unknown} / lacks {missing}; "
+                         f"allowed: {sorted(_CONFIG_TYPES)}")
+    for key, value in raw.items():
+        kind = _CONFIG_TYPES[key]
+        ok = isinstance(value, bool) if kind is bool else (
+            isinstance(value, (int, float)) and not isinstance(value, bool)
+            and value == value if kind is float else
+            isinstance(value, kind) and not isinstance(value, bool))
+        if not ok:
+            raise ValueError(f"{path}: config field '{key}' must be {kind.__name__}, got "
+                             f"{str(value)[:40]!r}")
+    for key in ("in_channels", "out_channels", "hidden"):
+        if key in raw and not 1 <= raw[key] <= MAX_PARAMETERS:
+            raise ValueError(f"{path}: config field '{key}' must be in [1, {MAX_PARAMETERS}], "
+                             f"got {raw[key]}")
+    try:
+        return ModelConfig(**raw)
+    except ValueError as exc:
+        raise ValueError(f"{path}: config field {exc}") from None
+
+
+def _expected_shapes(path: Path, config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes of ``config``'s model, found on the meta device (nothing allocated)."""
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in build_model(config).state_dict().items()}
+    total = sum(math.prod(s) for s in shapes.values())
+    if total > MAX_PARAMETERS:
+        raise ValueError(f"{path}: its config ({config.arch}, {config.in_channels} -> "
+                         f"{config.hidden} -> {config.out_channels}) needs {total:,} parameters, "
+                         f"more than the {MAX_PARAMETERS:,} a checkpoint may have")
+    return shapes
+
+
+def _checked_state(path: Path, state, shapes: dict[str, tuple[int, ...]]) -> dict:
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: field 'state_dict' must be a dict of tensors, got "
+                         f"{type(state).__name__}; re-save the model with save_checkpoint")
+    missing, unexpected = sorted(set(shapes) - set(state)), sorted(set(state) - set(shapes))
+    if missing or unexpected:
+        raise ValueError(f"{path}: state_dict does not match its config: missing "
+                         f"{missing[:5]}, unexpected {[str(k)[:40] for k in unexpected[:5]]}")
+    for key, shape in shapes.items():
+        t = state[key]
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point() \
+                or tuple(t.shape) != shape:
+            got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"{path}: state_dict['{key}'] must be a float tensor of shape "
+                             f"{shape} (from its config), got {got}")
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{path}: state_dict['{key}'] holds NaN or infinite values")
+    return state
+
+
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelConfig, dict]:
     """Read a checkpoint written by :func:`save_checkpoint`; returns (model, config, meta).
 
+    The file is read with ``torch.load(weights_only=True)`` (tensors and plain containers,
+    no code runs); the config is checked field by field and every tensor's shape against
+    the model the config describes (built on the meta device) before the model is built,
+    so a small file cannot ask for a large model.
+
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not a rewire GNN checkpoint, or its config/state is inconsistent.
+        ValueError: not a rewire GNN checkpoint, larger than :data:`MAX_CHECKPOINT_BYTES`,
+            a config field unknown, missing, of the wrong type or out of range, a model of
+            more than :data:`MAX_PARAMETERS` parameters, or a state tensor missing, of the
+            wrong shape or not finite (the message names the file and the field).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist (write one with "
                                 f"`python -m rewire.gnn train --out {path}`)")
+    if path.stat().st_size > MAX_CHECKPOINT_BYTES:
+        raise ValueError(f"{path}: {path.stat().st_size:,} bytes, more than the "
+                         f"{MAX_CHECKPOINT_BYTES:,} a GNN checkpoint may have")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle/zip errors have many types
-        raise ValueError(f"{path} is not a readable torch checkpoint: {err}") from None
+    except Exception as err:  # noqa: BLE001 - pickle/zip errors have many types
+        raise ValueError(f"{path} is not a readable torch checkpoint: "
+                         f"{str(err).splitlines()[0][:200] if str(err) else type(err).__name__}"
+                         ) from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a rewire GNN checkpoint (format field must be "
                          f"{CHECKPOINT_FORMAT!r})")
-    config = ModelConfig(**payload["config"])
+    config = _checked_config(path, payload.get("config"))
+    state = _checked_state(path, payload.get("state_dict"), _expected_shapes(path, config))
+    meta = payload.get("meta", {})
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: field 'meta' must be a dict, got {type(meta).__name__}")
     model = build_model(config)
     try:
-        model.load_state_dict(payload["state_dict"])
+        model.load_state_dict(state)
     except RuntimeError as err:
         raise ValueError(f"{path}: state_dict does not match its config: {err}") from None
-    return model.eval(), config, payload.get("meta", {})
+    return model.eval(), config, meta

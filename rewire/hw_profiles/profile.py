@@ -51,6 +51,7 @@ the missing fields take their "no limit" defaults.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,13 +74,29 @@ PROFILE_DIR = Path(__file__).resolve().parent
 
 
 def _int_field(lo: int, hi: int | None = None, doc: str = "", default: Any = dataclasses.MISSING,
-               since: int = 1) -> Any:
-    return field(default=default,
-                 metadata={"kind": int, "lo": lo, "hi": hi, "doc": doc, "since": since})
+               since: int = 1, why: str = "") -> Any:
+    return field(default=default, metadata={"kind": int, "lo": lo, "hi": hi, "doc": doc,
+                                            "since": since, "why": why})
 
 
-def _new_int(doc: str, default: int = 0, lo: int = 0) -> Any:
-    return _int_field(lo, doc=doc, default=default, since=2)
+def _new_int(doc: str, hi: int, why: str, default: int = 0, lo: int = 0) -> Any:
+    return _int_field(lo, hi, doc=doc, default=default, since=2, why=why)
+
+
+# Upper bounds of the counts, each with its reason (the error message quotes it). They sit
+# far above every chip rewire knows, so a real chip never meets them; what they stop is a
+# typo or a hostile file that would make a run allocate or loop without end (10**7 cores
+# took 6.6 s and 170 MB per call, 2**31 never returned).
+MAX_CORES = 1 << 20
+WHY_CORES = ("SpiNNaker's 1,036,800 cores, the largest neuromorphic machine built, fit; "
+             "rewire keeps state per core")
+MAX_PER_CORE = 1 << 24
+WHY_NEURONS = "256x Speck's 65,536 neurons, the largest core rewire knows"
+MAX_SYNAPSES = 1 << 32
+WHY_SYNAPSES = "4,581x Loihi 2's 937,500 synapses per core; counts stay exact in int64"
+WHY_BITS = "2**40 bits = 128 GiB per core, 10**6 x Loihi's 128 KiB"
+WHY_DELAY = "Loihi 2 allows 62 steps; no run rewire makes is longer than 65,536 steps"
+WHY_LAYERS = "no network rewire builds has more than 65,536 layers"
 
 
 @dataclass(frozen=True)
@@ -115,24 +132,36 @@ class Limits:
         core_synapses: per-core synapse capacity, in core order, when cores differ.
     """
 
-    cores: int = _int_field(1, doc="neuro cores on the chip")
-    neurons_per_core: int = _int_field(1, doc="neurons (compartments) per core")
-    synapses_per_core: int = _int_field(1, doc="synapses stored per core")
-    fan_in: int = _int_field(0, doc="synapses into one neuron, 0 = no limit")
-    max_delay: int = _int_field(0, doc="longest synaptic delay in time steps")
-    synapse_memory_bits: int = _new_int("per-core synapse memory in bits, 0 = count only")
+    cores: int = _int_field(1, MAX_CORES, doc="neuro cores on the chip", why=WHY_CORES)
+    neurons_per_core: int = _int_field(1, MAX_PER_CORE, doc="neurons (compartments) per core",
+                                       why=WHY_NEURONS)
+    synapses_per_core: int = _int_field(1, MAX_SYNAPSES, doc="synapses stored per core",
+                                        why=WHY_SYNAPSES)
+    fan_in: int = _int_field(0, MAX_SYNAPSES, doc="synapses into one neuron, 0 = no limit",
+                             why=WHY_SYNAPSES)
+    max_delay: int = _int_field(0, 1 << 16, doc="longest synaptic delay in time steps",
+                                why=WHY_DELAY)
+    synapse_memory_bits: int = _new_int("per-core synapse memory in bits, 0 = count only",
+                                        1 << 40, WHY_BITS)
     synapse_storage: str = field(default="sparse", metadata={
         "kind": str, "choices": SYNAPSE_STORAGE, "since": 2,
         "doc": "how synapse memory is charged"})
-    fan_out: int = _new_int("synapses out of one neuron, 0 = no limit")
-    axons_in_per_core: int = _new_int("distinct sources feeding one core, 0 = no limit")
-    axons_out_per_core: int = _new_int("(neuron, destination core) routes per core, 0 = none")
-    dest_cores_per_neuron: int = _new_int("destination cores per neuron, 0 = no limit")
-    layers_per_core: int = _new_int("layers sharing one core, 0 = any", default=1)
+    fan_out: int = _new_int("synapses out of one neuron, 0 = no limit", MAX_SYNAPSES,
+                            WHY_SYNAPSES)
+    axons_in_per_core: int = _new_int("distinct sources feeding one core, 0 = no limit",
+                                      MAX_SYNAPSES, WHY_SYNAPSES)
+    axons_out_per_core: int = _new_int("(neuron, destination core) routes per core, 0 = none",
+                                       MAX_SYNAPSES, WHY_SYNAPSES)
+    dest_cores_per_neuron: int = _new_int("destination cores per neuron, 0 = no limit",
+                                          MAX_CORES, WHY_CORES)
+    layers_per_core: int = _new_int("layers sharing one core, 0 = any", 1 << 16, WHY_LAYERS,
+                                    default=1)
     split_layers: bool = field(default=True, metadata={
         "kind": bool, "since": 2, "doc": "may one layer span several cores"})
-    max_inputs: int = _new_int("input channels of the chip, 0 = no limit")
-    output_neurons: int = _new_int("dedicated output neurons outside the cores, 0 = none")
+    max_inputs: int = _new_int("input channels of the chip, 0 = no limit", MAX_SYNAPSES,
+                               WHY_SYNAPSES)
+    output_neurons: int = _new_int("dedicated output neurons outside the cores, 0 = none",
+                                   MAX_PER_CORE, WHY_NEURONS)
     core_neurons: tuple[int, ...] = field(default=(), metadata={
         "kind": list, "since": 2, "doc": "per-core neurons when the cores differ"})
     core_synapses: tuple[int, ...] = field(default=(), metadata={
@@ -153,7 +182,8 @@ class WeightFormat:
 
     bits: int = _int_field(2, 16, doc="signed mantissa bits, sign included")
     exponent: int = _int_field(0, 8, doc="left shift applied to every mantissa")
-    values_per_neuron: int = _new_int("distinct weights per neuron, 0 = one per synapse")
+    values_per_neuron: int = _new_int("distinct weights per neuron, 0 = one per synapse",
+                                      1 << 16, "a 16-bit mantissa has 65,536 values")
 
     @property
     def max_int(self) -> int:
@@ -250,12 +280,17 @@ class HardwareProfile:
     def neuron_capacity(self, cores: int | None = None) -> int:
         """Neurons of the ``cores`` largest cores (default all), plus the output neurons."""
         n = self.limits.cores if cores is None else cores
+        if not self.limits.core_neurons and n >= 0:  # uniform cores: no list to sort
+            return min(n, self.limits.cores) * self.limits.neurons_per_core \
+                + self.limits.output_neurons
         caps = sorted((self.core_neurons(c) for c in range(self.limits.cores)), reverse=True)
         return sum(caps[:n]) + self.limits.output_neurons
 
     def synapse_capacity(self, cores: int | None = None) -> int:
         """Synapse words of the ``cores`` largest cores (default all)."""
         n = self.limits.cores if cores is None else cores
+        if not self.limits.core_synapses and n >= 0:  # uniform cores: no list to sort
+            return min(n, self.limits.cores) * self.core_synapses(0)
         caps = sorted((self.core_synapses(c) for c in range(self.limits.cores)), reverse=True)
         return sum(caps[:n])
 
@@ -280,9 +315,14 @@ class HardwareProfile:
         lim = self.limits
         upto = "up to " if lim.core_neurons or lim.core_synapses else ""
         return (f"{self.name:12s} {lim.cores} cores x {upto}{lim.neurons_per_core} neurons, "
-                f"{upto}{max(self.core_synapses(c) for c in range(lim.cores))} synapses/core; "
+                f"{upto}{self._largest_core_synapses()} synapses/core; "
                 f"{self.weights.bits}-bit weights; {self.neuron.model} neurons; "
                 f"formats {', '.join(self.formats)}")
+
+    def _largest_core_synapses(self) -> int:
+        if not self.limits.core_synapses:
+            return self.core_synapses(0)
+        return max(self.core_synapses(c) for c in range(self.limits.cores))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form, the same layout as the TOML file."""
@@ -332,10 +372,11 @@ def _check_value(origin: str, key: str, f: dataclasses.Field, value: Any) -> Any
             raise _fail(origin, key, f"must be true or false, got {value!r}")
         return value
     if kind is list:
-        if not isinstance(value, list) or any(
-                isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value):
-            raise _fail(origin, key, f"must be a list of integers >= 1 (one per core) or [], "
-                                     f"got {value!r}")
+        if not isinstance(value, list) or len(value) > MAX_CORES or any(
+                isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_SYNAPSES
+                for v in value):
+            raise _fail(origin, key, f"must be a list of integers in [1, {MAX_SYNAPSES}] (one "
+                                     f"per core) or [], got {str(value)[:80]}")
         return tuple(value)
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -343,7 +384,8 @@ def _check_value(origin: str, key: str, f: dataclasses.Field, value: Any) -> Any
         lo, hi = f.metadata["lo"], f.metadata["hi"]
         if value < lo or (hi is not None and value > hi):
             allowed = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-            raise _fail(origin, key, f"must be {allowed}, got {value}")
+            why = f" ({f.metadata['why']})" if value > lo and f.metadata.get("why") else ""
+            raise _fail(origin, key, f"must be {allowed}{why}, got {value}")
         return value
     choices = f.metadata["choices"]
     if not isinstance(value, str) or value.lower() not in choices:
@@ -372,6 +414,10 @@ def _parse_section(origin: str, section: str, raw: Any, cls: type, version: int)
 
 
 def _check_limits(origin: str, lim: Limits) -> None:
+    if lim.dest_cores_per_neuron > lim.cores:
+        raise _fail(origin, "limits.dest_cores_per_neuron", f"must be <= limits.cores "
+                                                            f"({lim.cores}), got "
+                                                            f"{lim.dest_cores_per_neuron}")
     for key, per_core, total in (("core_neurons", lim.core_neurons, lim.neurons_per_core),
                                  ("core_synapses", lim.core_synapses, lim.synapses_per_core)):
         if per_core and len(per_core) != lim.cores:
@@ -380,6 +426,28 @@ def _check_limits(origin: str, lim: Limits) -> None:
         if per_core and max(per_core) != total:
             raise _fail(origin, f"limits.{key}", f"must have its largest entry equal to the "
                                                  f"uniform figure {total}, got {max(per_core)}")
+
+
+def _check_formats(origin: str, wfmt: WeightFormat, nfmt: NeuronFormat) -> None:
+    if wfmt.values_per_neuron > 1 << wfmt.bits:
+        raise _fail(origin, "weights.values_per_neuron", f"must be <= 2**weights.bits = "
+                                                         f"{1 << wfmt.bits} (that many values "
+                                                         f"exist), got {wfmt.values_per_neuron}")
+    if nfmt.decay_bits in (1, 2):
+        raise _fail(origin, "neuron.decay_bits", f"must be 0 (no decay) or 3..16, got "
+                                                 f"{nfmt.decay_bits}: decays of k/2 or k/4 per "
+                                                 f"step express no LIF time constant longer "
+                                                 f"than 4 steps (rewire's default neuron, "
+                                                 f"dt/tau_mem = 0.1, needs 3 bits)")
+
+
+def _check_text(origin: str, key: str, value: Any, longest: int) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(origin, key, f"must be a non-empty string, got {str(value)[:80]!r}")
+    if len(value) > longest or not value.isprintable() or value != value.strip():
+        raise _fail(origin, key, f"must be at most {longest} printable characters without "
+                                 f"NUL, control characters or surrounding blanks, got "
+                                 f"{value[:80]!r}")
 
 
 def _parse(data: Mapping[str, Any], origin: str) -> HardwareProfile:
@@ -393,9 +461,8 @@ def _parse(data: Mapping[str, Any], origin: str) -> HardwareProfile:
             or version not in READABLE_VERSIONS:
         raise _fail(origin, "format_version", f"must be one of {list(READABLE_VERSIONS)} "
                                               f"(current {FORMAT_VERSION}), got {version!r}")
-    for key in ("name", "description"):
-        if not isinstance(data.get(key), str) or not data[key].strip():
-            raise _fail(origin, key, f"must be a non-empty string, got {data.get(key)!r}")
+    _check_text(origin, "name", data.get("name"), 64)
+    _check_text(origin, "description", data.get("description"), 1000)
     formats = data.get("formats")
     if not isinstance(formats, list) or any(f not in KNOWN_FORMATS for f in formats) \
             or len(set(formats)) != len(formats):
@@ -407,6 +474,7 @@ def _parse(data: Mapping[str, Any], origin: str) -> HardwareProfile:
             raise _fail(origin, section, f"is missing: add a [{section}] table")
         sections[section] = _parse_section(origin, section, data[section], cls, version)
     _check_limits(origin, sections["limits"])
+    _check_formats(origin, sections["weights"], sections["neuron"])
     sources = data.get("sources", {})
     if not isinstance(sources, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in sources.items()):
@@ -435,6 +503,10 @@ def list_profiles() -> list[str]:
 def load_profile(name_or_path: str | Path) -> HardwareProfile:
     """Load a shipped profile by name (``"loihi2"``) or a user's TOML file by path.
 
+    A bare name (no folder separator, no ``.toml`` suffix) always means a shipped profile,
+    whatever lies in the current folder (a folder ``loihi2/`` does not hide it); anything
+    else is a path.
+
     Args:
         name_or_path: a name from :func:`list_profiles`, or a path to a ``.toml`` file.
 
@@ -442,20 +514,26 @@ def load_profile(name_or_path: str | Path) -> HardwareProfile:
         The validated :class:`HardwareProfile`.
 
     Raises:
-        ProfileError: unknown name, missing or unreadable file, bad TOML, or a bad field.
+        ProfileError: empty, unknown name, missing or unreadable file, bad TOML, or a bad
+            field.
 
     Example:
         >>> load_profile("loihi2").limits.cores
         128
     """
-    text = str(name_or_path)
+    text = str(name_or_path) if isinstance(name_or_path, Path) else name_or_path
+    if not isinstance(text, str) or not text.strip() or "\x00" in text:
+        raise ProfileError(f"--profile {str(text)[:80]!r}: give a shipped name from "
+                           f"{list_profiles()} or the path of a .toml file")
     path = Path(text)
+    bare = not isinstance(name_or_path, Path) and "/" not in text and os.sep not in text \
+        and not text.endswith(".toml")
     try:
-        if text in list_profiles() and not path.exists():
+        if bare and text in list_profiles():
             path = PROFILE_DIR / f"{text}.toml"
-        elif path.suffix != ".toml" and not path.exists():
+        elif bare:
             raise ProfileError(f"unknown profile {text!r}: use one of {list_profiles()} "
-                               f"or the path of a .toml file")
+                               f"or the path of a .toml file (e.g. ./{text}.toml)")
         if not path.is_file():
             raise ProfileError(f"{path}: profile file not found (give a shipped name from "
                                f"{list_profiles()} or an existing .toml path)")

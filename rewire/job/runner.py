@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from rewire.compiler.network import CompiledNetwork
 from rewire.compiler.quantize import CompileError, compile_network
 from rewire.export import netx, nir_graph, onnx_int, onnx_step, onnx_unrolled
 from rewire.io import write_text
+from rewire.job.publish import Staging, remove_stale
 from rewire.job.report import build_float_report, build_report, format_report, to_json
 from rewire.hw_profiles.profile import KNOWN_FORMATS, HardwareProfile, load_profile
 from rewire.training.budget import SynapseBudget, make_budget, model_budget
@@ -101,13 +101,32 @@ def _check_out_dir(out: str) -> Path:
     """The output folder, once it is certain that it can be created and written.
 
     Raises:
-        ValueError: it is a file, lies under a file, or its nearest existing folder does not
-            take a new file (read-only, /proc, permissions); a probe file is created there and
-            removed at once.
+        ValueError: it is empty, holds NUL, is a dangling symbolic link, is a file, lies
+            under a file, is the current folder or one above it (publishing swaps the
+            folder), or its nearest existing folder does not take a new file (read-only,
+            /proc, permissions); a probe file is created there and removed at once.
     """
+    if not isinstance(out, (str, os.PathLike)) or not str(out).strip() or "\x00" in str(out):
+        raise ValueError(f"--out {str(out)[:80]!r}: give an output folder, e.g. build/")
     path = Path(out)
+    long = [part for part in path.parts if len(os.fsencode(part)) > 255]
+    if long or len(os.fsencode(str(path))) > 4095:
+        raise ValueError(f"--out {str(out)[:80]}...: a folder name over 255 bytes or a path "
+                         f"over 4,095 bytes (the file system's limits); give a shorter path")
+    if path.is_symlink() and not path.exists():
+        raise ValueError(f"--out {out}: is a dangling symbolic link (to "
+                         f"{os.readlink(path)}); remove it or give another folder")
     if path.exists() and not path.is_dir():
         raise ValueError(f"--out {out}: exists and is not a directory")
+    try:
+        real, cwd = os.path.realpath(path), os.path.realpath(os.getcwd())
+    except OSError:
+        real = cwd = None
+    if real is not None and (real == cwd or cwd.startswith(real.rstrip(os.sep) + os.sep)
+                             or real == os.sep):
+        raise ValueError(f"--out {out}: is the current folder or holds it; rewire replaces "
+                         f"its output folder as a whole, so give a folder of its own, e.g. "
+                         f"build/")
     probe = path
     while not probe.exists():
         probe = probe.parent
@@ -167,6 +186,80 @@ def _check_trainable(sizes: tuple[int, ...]) -> None:
                          f"{memory / 2**30:.1f} GiB; shrink --hidden")
 
 
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return None
+
+
+def _check_conv(spec: JobSpec, shape: tuple[int, int, int]) -> None:
+    """Refuse conv options that do not fit the input, or whose training would not fit this
+    machine's memory, before any model is built (shapes in Python integers).
+
+    Every kernel must fit its stage's input (a 100-pixel kernel on an 8 x 8 digit gave a
+    257 s run at 12.6 GB), every pool its conv's output. Memory estimate: GradR's 16 bytes per
+    weight plus, per layer, the batch's activations over all time steps kept for
+    backpropagation through time (current, voltage, spikes and their gradients: 8 float32
+    values per neuron and step).
+
+    Raises:
+        ValueError: naming the option and the stage.
+    """
+    n = len(spec.channels)
+    if not len(spec.kernels) == len(spec.strides) == len(spec.pools) == n:
+        raise ValueError(f"--channels, --kernels, --strides and --pools need one entry per conv "
+                         f"stage: got {n}, {len(spec.kernels)}, {len(spec.strides)}, "
+                         f"{len(spec.pools)}")
+    c_in, h, w = shape
+    weights, neurons = 0, 0
+    for i, (c, k, s, q) in enumerate(zip(spec.channels, spec.kernels, spec.strides,
+                                         spec.pools), 1):
+        if k > min(h, w):
+            raise ValueError(f"--kernels: stage {i} has a {k} x {k} kernel but its input is "
+                             f"{h} x {w}; use a kernel of at most {min(h, w)}")
+        if s > k:
+            raise ValueError(f"--strides: stage {i} has stride {s} > kernel {k}, so it skips "
+                             f"input pixels; use a stride of at most {k}")
+        h, w = (h + 2 * (k // 2) - k) // s + 1, (w + 2 * (k // 2) - k) // s + 1
+        if q > min(h, w):
+            raise ValueError(f"--pools: stage {i} pools {q} x {q} over a {h} x {w} output; "
+                             f"use a pool of at most {min(h, w)}")
+        weights += c_in * c * k * k
+        neurons += c * h * w
+        if q > 1:
+            h, w = h // q, w // q
+            neurons += c * h * w
+        c_in = c
+    classes = 10
+    weights += c_in * h * w * classes
+    neurons += classes
+    memory = 16 * weights + 8 * 4 * neurons * spec.steps * spec.train.batch_size
+    phys = _physical_memory()
+    if phys is not None and memory > phys // 2:
+        raise ValueError(f"--channels {list(spec.channels)}: training needs about "
+                         f"{memory / 2**30:.1f} GiB ({weights:,} weights, {neurons:,} neurons x "
+                         f"{spec.steps} steps x batch {spec.train.batch_size}), more than half "
+                         f"this machine's {phys / 2**30:.1f} GiB; use fewer channels, a larger "
+                         f"stride or a smaller --batch-size")
+
+
+def _check_neuron_fits(profile: HardwareProfile, neuron) -> None:
+    """On a chip rewire compiles for (``cuba``), check the neuron's decays and constants
+    against the profile before training, not after it (a ``decay_bits`` too small for the
+    time constants used to fail only at compile time).
+
+    Raises:
+        CompileError: naming the decay and the fix.
+    """
+    if profile.neuron.model != "cuba":
+        return
+    from rewire.compiler.quantize import decay_constant
+
+    decay_constant(neuron.tau_syn_inv, neuron.dt, profile, "neuron iDecay (tau_syn)")
+    decay_constant(neuron.tau_mem_inv, neuron.dt, profile, "neuron vDecay (tau_mem)")
+
+
 def prepare(spec: JobSpec) -> Prepared:
     """Check every input before any work and build the untrained model.
 
@@ -175,6 +268,7 @@ def prepare(spec: JobSpec) -> Prepared:
     """
     profile = load_profile(spec.profile)
     out = _check_out_dir(spec.out)
+    remove_stale(out)  # staging folders that killed runs left beside or inside --out
     if spec.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {spec.steps}")
     if any(h < 1 for h in spec.hidden):
@@ -186,10 +280,12 @@ def prepare(spec: JobSpec) -> Prepared:
     torch.manual_seed(spec.train.seed)
     split = load_split(spec.dataset, spec.data_dir)
     if spec.model == "conv":
+        _check_conv(spec, image_shape(split.num_features))
         model = SpikingConvNet(image_shape(split.num_features), channels=spec.channels,
                                kernels=spec.kernels, strides=spec.strides, pools=spec.pools,
                                classes=split.num_classes, steps=spec.steps,
                                encoding=spec.encoding, input_gain=spec.input_gain)
+        _check_neuron_fits(profile, model.neuron)
         probe = copy.deepcopy(model)
         apply_gradr(probe)  # model_budget counts GradR layers; train() parametrizes the model
         budget = model_budget(probe, profile, cores=spec.cores, max_synapses=spec.max_synapses,
@@ -200,6 +296,7 @@ def prepare(spec: JobSpec) -> Prepared:
     mapping.check_network(profile, sizes, spec.cores)  # what no pruning can fix, before training
     model = SpikingMLP(sizes, steps=spec.steps, encoding=spec.encoding,
                        input_gain=spec.input_gain)
+    _check_neuron_fits(profile, model.neuron)
     budget = make_budget(profile, sizes, cores=spec.cores, max_synapses=spec.max_synapses,
                          connectivity=spec.connectivity, max_fan_in=spec.max_fan_in)
     return Prepared(spec, profile, split, model, budget, out)
@@ -259,12 +356,12 @@ def _final_paths(out: Path, staged: dict) -> dict:
     return files
 
 
-def _publish(out: Path, staging: Path, staged: dict, report: dict) -> None:
-    """Write ``report.json`` into the staging folder, then move every staged file into ``out``
-    (``os.replace``: each file is replaced whole, never left half written)."""
-    staged["report"] = write_text(staging / "report.json", to_json(report))
-    for path in staged.values():
-        os.replace(path, out / path.name)
+def _publish(stage: Staging, staged: dict, report: dict) -> None:
+    """Write ``report.json`` into the staging folder, then publish the whole set into
+    ``--out`` at once (:class:`rewire.job.publish.Staging`: old set or new set, never a mix;
+    files of the previous export that the new one lacks are gone, other files are kept)."""
+    staged["report"] = write_text(stage.path / "report.json", to_json(report))
+    stage.publish()
 
 
 def run_uncompiled(prep: Prepared, result, t0: float, log=print) -> dict:
@@ -281,9 +378,8 @@ def run_uncompiled(prep: Prepared, result, t0: float, log=print) -> dict:
     cores = mapping.map_layers(layers, profile, spec.cores)
     reason = (f"neuron model {profile.neuron.model!r} of {profile.name} has no fixed-point "
               f"compiler in rewire (only 'cuba')")
-    prep.out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=prep.out))
-    try:
+    with Staging(prep.out) as stage:
+        staging = stage.path
         staged = {"cores_json": mapping.write_json(cores, staging / "cores.json"),
                   "cores_png": mapping.write_png(cores, staging / "cores.png")}
         files = _final_paths(prep.out, staged)
@@ -297,9 +393,7 @@ def run_uncompiled(prep: Prepared, result, t0: float, log=print) -> dict:
         formats["skipped"].update({f: f"needs a compiled network: {reason}"
                                    for f in profile.formats})
         report["formats"] = formats
-        _publish(prep.out, staging, staged, report)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        _publish(stage, staged, report)
     log(format_report(report))
     return report
 
@@ -333,11 +427,10 @@ def run(prep: Prepared, log=print) -> dict:
     # simulate.accuracy does (spike-count argmax, ties to the lowest class): reuse it
     q_acc = equiv.integer_accuracy
     t2 = time.perf_counter()
-    prep.out.mkdir(parents=True, exist_ok=True)
-    # Every file is built in a staging folder first and moved into place only when all of
-    # them exist: a failure midway leaves the previous export whole.
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=prep.out))
-    try:
+    # Every file is built in a staging folder first and published only when all of them
+    # exist, as one set: a failure or a kill midway leaves the previous export whole.
+    with Staging(prep.out) as stage:
+        staging = stage.path
         staged = {}
         if "netx" in prep.profile.formats:
             staged["netx"] = netx.write(net, staging / "model.net")
@@ -362,8 +455,6 @@ def run(prep: Prepared, log=print) -> dict:
                               dataset=prep.split.name, config=spec)
         report["formats"] = export_formats(prep.profile, staged)
         report["equivalence"] = equiv.to_dict()
-        _publish(prep.out, staging, staged, report)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        _publish(stage, staged, report)
     log(format_report(report))
     return report

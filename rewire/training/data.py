@@ -15,6 +15,7 @@ value as a graded spike, so ``max_value`` fixes the input scale of the compiled 
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -67,25 +68,59 @@ def load_digits_split() -> Split:
     return _make_split("digits", x_tr, y_tr, x_te, y_te, max_value=16, num_classes=10)
 
 
-def _read_idx(path: Path) -> np.ndarray:
+#: Largest IDX body read (bytes): 256 MiB, over 5x MNIST's 60,000 training images (47 MB);
+#: as float32 inputs that is at most 1 GiB.
+#: The size the header declares is checked against it before the body is read, and no more
+#: than that (plus one byte, to notice trailing data) is ever decompressed, so a 2 MB gzip
+#: that expands to 2 GiB costs no more than the header says.
+MAX_IDX_BYTES = 1 << 28
+#: Most dimensions an IDX file may declare: images are (N, rows, cols), labels (N,).
+MAX_IDX_DIMS = 4
+#: Most pixels per image: 2**16, 83x MNIST's 784 (the first layer holds pixels x hidden
+#: synapses, 16.7 M at 256 hidden units).
+MAX_PIXELS = 1 << 16
+
+
+def _read_idx(path: Path, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
+    """Read an IDX file of unsigned bytes (LeCun's MNIST format), gzipped or not.
+
+    Raises:
+        DataError: unreadable or corrupt file, bad magic number, more than
+            :data:`MAX_IDX_DIMS` dimensions, a declared size above ``max_bytes``, fewer
+            values than declared, or data after them (the message names the file).
+    """
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
-            data = f.read()
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] != 0x08:
+                raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic "
+                                f"number); give the MNIST files as downloaded")
+            ndim = head[3]
+            if not 1 <= ndim <= MAX_IDX_DIMS:
+                raise DataError(f"{path}: IDX header declares {ndim} dimensions; MNIST files "
+                                f"have 1 (labels) or 3 (images), at most {MAX_IDX_DIMS}")
+            raw_dims = f.read(4 * ndim)
+            if len(raw_dims) < 4 * ndim:
+                raise DataError(f"{path}: IDX header promises {ndim} dimensions but the file "
+                                f"ends after {4 + len(raw_dims)} bytes (truncated file?)")
+            dims = struct.unpack(f">{ndim}I", raw_dims)
+            size = math.prod(dims)  # Python ints: a product cannot wrap to 0
+            if size > max_bytes:
+                raise DataError(f"{path}: IDX header declares shape {dims} = {size:,} values, "
+                                f"more than the {max_bytes:,} rewire reads; not an MNIST file?")
+            body = f.read(size + 1)
+    except DataError:
+        raise
     except (OSError, EOFError, zlib.error) as exc:  # unreadable, cut-short or corrupt .gz
         raise DataError(f"{path}: cannot read IDX file ({exc})") from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
-    ndim = data[3]
-    if len(data) < 4 + 4 * ndim:
-        raise DataError(f"{path}: IDX header promises {ndim} dimensions but the file has "
-                        f"{len(data)} bytes (truncated file?)")
-    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(dims)):
-        raise DataError(f"{path}: expected {int(np.prod(dims))} values for shape {dims}, "
-                        f"found {body.size} (truncated file?)")
-    return body.reshape(dims)
+    if len(body) < size:
+        raise DataError(f"{path}: expected {size} values for shape {dims}, found {len(body)} "
+                        f"(truncated file?)")
+    if len(body) > size:
+        raise DataError(f"{path}: data continues after the {size} values of shape {dims} "
+                        f"the header declares (corrupt header?)")
+    return np.frombuffer(body[:size], dtype=np.uint8).reshape(dims)
 
 
 def _find(data_dir: Path, stem: str) -> Path | None:
@@ -116,14 +151,24 @@ def load_mnist_split(data_dir: str | Path, n_train: int = 8000, n_test: int = 20
     """MNIST from IDX files: the first ``n_train`` images train, the last ``n_test`` test.
 
     Raises:
-        DataError: missing/malformed files or fewer than ``n_train + n_test`` images.
+        DataError: missing/malformed files, fewer than ``n_train + n_test`` images, or a
+            label outside 0..9 (the message names the file).
     """
     pi, pl = mnist_files(data_dir)
     images, labels = _read_idx(pi), _read_idx(pl)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise DataError(f"{pi}: images {images.shape} and labels {labels.shape} do not match")
+    pixels = images.shape[1] * images.shape[2] if images.ndim == 3 else 0
+    if not 1 <= pixels <= MAX_PIXELS:
+        raise DataError(f"{pi}: images of {images.shape[1:]} = {pixels} pixels; rewire reads "
+                        f"1..{MAX_PIXELS} pixels per image (MNIST: 28 x 28)")
     if len(images) < n_train + n_test:
         raise DataError(f"{pi}: {len(images)} images, need {n_train + n_test}")
+    if labels.size and int(labels.max()) >= 10:
+        bad = int(np.count_nonzero(labels >= 10))
+        raise DataError(f"{pl}: {bad} labels are >= 10 (largest {int(labels.max())}); MNIST "
+                        f"labels are the digits 0..9; give the labels file that belongs to "
+                        f"{pi.name}")
     x = images.reshape(len(images), -1)
     return _make_split("mnist", x[:n_train], labels[:n_train], x[-n_test:], labels[-n_test:],
                        max_value=255, num_classes=10)

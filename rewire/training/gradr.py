@@ -34,6 +34,21 @@ from torch.nn.utils import parametrize
 PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
+def _recurrent_cell() -> type:
+    from norse.torch import LIFRecurrentCell
+
+    return LIFRecurrentCell
+
+
+#: module type -> the names of its synaptic weight tensors that GradR parametrizes (every
+#: synapse the IR will hold: Norse's ``LIFRecurrentCell`` keeps its synapses in two raw
+#: ``nn.Parameter`` matrices, not in ``nn.Linear`` modules).
+PRUNABLE_WEIGHTS: dict[type, tuple[str, ...]] = {
+    **{t: ("weight",) for t in PRUNABLE_TYPES},
+    _recurrent_cell(): ("input_weights", "recurrent_weights"),
+}
+
+
 class _SignedReLUFn(torch.autograd.Function):
     """``w = s * relu(theta)`` forward; ``dL/dtheta = s * dL/dw`` backward (GradR Eq. 7)."""
 
@@ -84,47 +99,79 @@ def fixed_sign(weight: torch.Tensor) -> torch.Tensor:
     return torch.where(weight < 0, -torch.ones_like(weight), torch.ones_like(weight))
 
 
-def apply_gradr(model: nn.Module,
-                types: tuple[type[nn.Module], ...] = PRUNABLE_TYPES) -> list[nn.Parameter]:
-    """Parametrize every ``weight`` of ``types`` in ``model`` as ``s * relu(theta)``.
+def _weight_names(module: nn.Module, types) -> tuple[str, ...]:
+    for cls in type(module).__mro__:
+        if cls in PRUNABLE_WEIGHTS and issubclass(cls, tuple(types)):
+            return PRUNABLE_WEIGHTS[cls]
+    return ()
 
-    Biases and normalisation layers are left alone (paper Sec. 4: they are not pruned).
+
+def apply_gradr(model: nn.Module,
+                types: tuple[type[nn.Module], ...] = tuple(PRUNABLE_WEIGHTS),
+                strict: bool = True) -> list[nn.Parameter]:
+    """Parametrize every synaptic weight of ``model`` as ``s * relu(theta)``.
+
+    The weights are those of :data:`PRUNABLE_WEIGHTS` (``Linear``/``Conv`` ``weight``, Norse
+    ``LIFRecurrentCell`` ``input_weights`` and ``recurrent_weights``; a recurrent cell without
+    autapses keeps its diagonal at 0: the gradient of those entries is masked, as Norse masks
+    it). Biases and normalisation layers are left alone (paper Sec. 4: they are not pruned).
     The model is changed in place; calling it twice is an error.
 
     Args:
-        model: a torch module (for example :class:`rewire.training.model.SpikingMLP`).
-        types: module classes whose ``weight`` is prunable.
+        model: a torch module (for example :class:`rewire.training.model.SpikingMLP`, or a
+            Norse ``SequentialState``).
+        types: module classes whose weights are prunable (default: all of
+            :data:`PRUNABLE_WEIGHTS`).
+        strict: refuse a model with a weight matrix (a parameter of 2 or more dimensions)
+            that GradR would leave dense, so that the budget counts every synapse.
 
     Returns:
-        The hidden parameters :math:`\\theta`, one per prunable layer, in module order.
+        The hidden parameters :math:`\theta`, one per prunable weight, in module order.
 
     Raises:
-        ValueError: the model has no prunable layer, or one is already parametrized.
+        ValueError: the model has no prunable weight, one is already parametrized, or
+            (``strict``) a weight matrix GradR does not know (named, with the fix).
     """
     thetas = []
     for name, module in model.named_modules():
-        if isinstance(module, types):
-            if parametrize.is_parametrized(module, "weight"):
+        if "parametrizations" in name.split("."):
+            continue
+        for pname in _weight_names(module, types):
+            if parametrize.is_parametrized(module, pname):
                 raise ValueError(f"layer {name!r} is already parametrized")
-            sign = fixed_sign(module.weight.detach())
-            parametrize.register_parametrization(module, "weight", SignedReLU(sign))
-            thetas.append(module.parametrizations.weight.original)
+            sign = fixed_sign(getattr(module, pname).detach())
+            parametrize.register_parametrization(module, pname, SignedReLU(sign))
+            theta = module.parametrizations[pname].original
+            if pname == "recurrent_weights" and not getattr(module, "autapses", True):
+                theta.register_hook(lambda g: g.clone().fill_diagonal_(0.0))
+            thetas.append(theta)
     if not thetas:
         raise ValueError(f"model has no prunable layer of types {[t.__name__ for t in types]}")
+    if strict:
+        for pname, param in model.named_parameters():
+            if param.dim() >= 2 and ".parametrizations." not in f".{pname}" \
+                    and not pname.startswith("parametrizations."):
+                raise ValueError(
+                    f"parameter {pname} {tuple(param.shape)} is a weight matrix GradR does not "
+                    f"know, so it would stay dense and outside the budget; keep synapses in "
+                    f"nn.Linear/nn.Conv2d/LIFRecurrentCell, or register the module type in "
+                    f"rewire.training.gradr.PRUNABLE_WEIGHTS")
     return thetas
 
 
 def prunable_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    """Yield ``(name, module)`` for every layer parametrized by :func:`apply_gradr`."""
+    """Yield ``(name, module)`` for every module with a weight parametrized by
+    :func:`apply_gradr`."""
     for name, module in model.named_modules():
-        if parametrize.is_parametrized(module, "weight") and isinstance(
-                module.parametrizations.weight[0], SignedReLU):
+        if parametrize.is_parametrized(module) and any(
+                isinstance(plist[0], SignedReLU) for plist in module.parametrizations.values()):
             yield name, module
 
 
 def hidden_params(model: nn.Module) -> list[nn.Parameter]:
-    """The hidden :math:`\\theta` of every GradR layer, in module order."""
-    return [m.parametrizations.weight.original for _, m in prunable_layers(model)]
+    """The hidden :math:`\theta` of every GradR weight, in module order."""
+    return [plist.original for _, m in prunable_layers(model)
+            for plist in m.parametrizations.values() if isinstance(plist[0], SignedReLU)]
 
 
 def connectivity(model: nn.Module) -> float:

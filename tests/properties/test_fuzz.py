@@ -42,7 +42,7 @@ from rewire.training import data as data_module
 from rewire.errors import LoweringError
 from rewire.training.model import NeuronConfig, SpikingMLP
 
-from conftest import HYPOTHESIS_PROFILE
+from conftest import HYPOTHESIS_PROFILE, capped
 
 SCALE = 1 if HYPOTHESIS_PROFILE == "ci" else 10
 SEED = 20261124 if HYPOTHESIS_PROFILE == "ci" else random.randrange(2**32)
@@ -54,7 +54,7 @@ HOSTILE_VALUES = [None, -1, 0, 1, -(2**63), 2**63 - 1, 2**64, 10**30, math.nan, 
                   [], [1, "a"], [None], {}, {"a": 1}, {"": {}}, ("t",), b"bytes", object()]
 HOSTILE_NUMBERS = ["-1", "0", "-0", "nan", "NaN", "inf", "-inf", "1e309", "1e-320", "",
                    " ", "abc", "1" + "0" * 30, "0x10", "1.5", "½", "٣", "\x00", "9" * 5000,
-                   "-9223372036854775809", "1_000", "+3", "1e3", "0.0", "-1e-9", "2"]
+                   "-9223372036854775809", "1_000", "+3", "1e3", "0.0", "-1e-9", "2", "1e308"]
 
 
 def _short(text: str, keep: int = 300) -> str:
@@ -184,8 +184,9 @@ def test_fuzz_profiles(tmp_path, capsys):
     for what, case in _profile_cases(rng, base, tmp_path):
         count += 1
         try:
-            prof = HardwareProfile.from_dict(case, "fuzz") if what == "dict" \
-                else load_profile(case)
+            with capped():
+                prof = HardwareProfile.from_dict(case, "fuzz") if what == "dict" \
+                    else load_profile(case)
         except ProfileError as exc:
             assert str(exc).strip(), what
             continue
@@ -270,7 +271,16 @@ def _argv_cases(rng, root, profiles, dirs):
     data_dirs = list(dirs.values()) + ["/nonexistent", str(not_dir), "", "\x00", "/dev/null"]
     base = ["--out", str(root / "out"), "--no-progress", "--lava-samples", "0"]
     # every hostile folder, output, device and profile once, then random combinations
-    singles = [["--dataset", "mnist", "--data-dir", d] for d in data_dirs] \
+    dangling = root / "dangling"
+    dangling.symlink_to(root / "nowhere")
+    (root / "cwd" / "loihi2").mkdir(parents=True)  # a folder named like a shipped profile
+    issue17 = [["--show-profile", ""], ["--out", ""], ["--profile", ""], ["--out", "."],
+               ["--out", str(dangling)], ["--alpha", "1e308"], ["--lr", "1e308"],
+               ["--input-gain", "1e308"], ["--profile", "loihi2", "--out", "loihi2"],
+               ["--device", ""], ["--data-dir", ""], ["--model", "conv", "--kernels", "100", "3"],
+               ["--model", "conv", "--channels", "100000", "2"],
+               ["--model", "conv", "--pools", "9", "9"], ["--model", "conv", "--strides", "9"]]
+    singles = issue17 + [["--dataset", "mnist", "--data-dir", d] for d in data_dirs] \
         + [["--out", o] for o in outs] + [["--device", d] for d in DEVICES] \
         + [["--profile", p] for p in profiles] + [["--seed", v] for v in HOSTILE_NUMBERS]
     for extra in singles:
@@ -356,13 +366,17 @@ def test_fuzz_cli(tmp_path, monkeypatch, capsys):
         raise _Reached
 
     monkeypatch.setattr(pipeline, "run", stub_run)
+    cases = list(_argv_cases(rng, tmp_path, profiles, dirs))
+    monkeypatch.chdir(tmp_path / "cwd")  # relative outputs land here, and must not
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
     count, tracebacks, outcomes = 0, [], {"argparse": 0, "error": 0, "ok": 0, "reached": 0}
-    for argv in _argv_cases(rng, tmp_path, profiles, dirs):
+    for argv in cases:
         count += 1
         err = io.StringIO()
         out_dir = tmp_path / "out"
         try:
-            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), \
+                    capped():
                 code = cli.main(argv)
         except SystemExit as exc:
             assert exc.code in (0, 2), argv
@@ -388,6 +402,7 @@ def test_fuzz_cli(tmp_path, monkeypatch, capsys):
               f"{len(tracebacks)} tracebacks")
     assert count >= N_ARGV
     assert not tracebacks, f"{len(tracebacks)} tracebacks, e.g.\n" + "\n".join(tracebacks[:6])
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before, "a case left files behind"
 
 
 # ----------------------------------------------------------------------------- the compiler
@@ -433,7 +448,8 @@ def test_fuzz_compiler(loihi2, capsys):
         model = _hostile_model(rng)
         profile = rng.choice(profiles)
         try:
-            net = compile_network(model, profile, input_max_value=rng.choice([1, 16, 255]))
+            with capped():
+                net = compile_network(model, profile, input_max_value=rng.choice([1, 16, 255]))
         except (CompileError, LoweringError) as exc:
             assert str(exc).strip()
             continue

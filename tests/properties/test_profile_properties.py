@@ -45,6 +45,22 @@ def _field_value(f):
 _text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30)
 
 
+def _clean_text(s: str) -> bool:
+    """A name or description the profile accepts: printable, no surrounding blanks."""
+    return s.strip() != "" and s == s.strip() and s.isprintable()
+
+
+def _cross_field_rules(data: dict) -> dict:
+    """Bring redrawn fields inside the rules that tie fields together: destination cores
+    at most the chip's cores, distinct weights at most 2**bits, decay_bits not 1 or 2."""
+    lim, w, n = data["limits"], data["weights"], data["neuron"]
+    lim["dest_cores_per_neuron"] = min(lim["dest_cores_per_neuron"], lim["cores"])
+    w["values_per_neuron"] = min(w["values_per_neuron"], 1 << w["bits"])
+    if n["decay_bits"] in (1, 2):
+        n["decay_bits"] = 3
+    return data
+
+
 @st.composite
 def valid_profiles(draw):
     """A shipped profile (current format) with any subset of its fields redrawn in range."""
@@ -56,9 +72,10 @@ def valid_profiles(draw):
                 data[section][f.name] = draw(strat)
     for key in PER_CORE_LISTS:  # per-core figures must match cores and the uniform figure
         data["limits"][key] = []
+    _cross_field_rules(data)
     data["format_version"] = FORMAT_VERSION
-    data["name"] = draw(_text.filter(lambda s: s.strip() != ""))
-    data["description"] = draw(_text.filter(lambda s: s.strip() != ""))
+    data["name"] = draw(_text.filter(_clean_text))
+    data["description"] = draw(_text.filter(_clean_text))
     data["formats"] = draw(st.lists(st.sampled_from(KNOWN_FORMATS), unique=True))
     data["sources"] = draw(st.dictionaries(
         st.sampled_from([f"{s}.{k}" for s, k in ALL_FIELDS]),
@@ -112,6 +129,11 @@ def test_int_field_accepted_exactly_inside_its_range(data, which, side, offset):
     edge = lo if side == "lo" else hi
     inside = copy.deepcopy(data)
     inside[section][key] = edge
+    if (section, key) == ("limits", "dest_cores_per_neuron"):
+        inside["limits"]["cores"] = max(inside["limits"]["cores"], edge)  # at most the cores
+    if (section, key) == ("weights", "values_per_neuron"):
+        inside["weights"]["bits"] = 16  # 2**16 values exist only with 16 bits
+    data = _cross_field_rules(inside)
     assert getattr(getattr(HardwareProfile.from_dict(inside), section), key) == edge
     outside = copy.deepcopy(data)
     outside[section][key] = edge - 1 - offset if side == "lo" else edge + 1 + offset
