@@ -5,12 +5,15 @@ Layout read by ``lava.lib.dl.netx.hdf5.Network`` (lava-dl 0.6, ``netx/hdf5.py``)
     /                      attrs: rewire_format_version, rewire_version, profile, steps,
                                   encoding, input_message_bits, input_max_value, dt,
                                   lava_delay_steps (one step per layer: drop that many)
-    /layer/<k>/type        b"dense"
+    /layer/<k>/type        b"dense" (b"dense_rec" for a recurrent layer)
     /layer/<k>/shape       int (n_out,)
     /layer/<k>/weight      int16 (n_out, n_in): chip weights (even values in [-254, 254] on
                            loihi2, largest magnitude >= 128 so that netx's optimize_weight_bits
                            keeps them exact; see rewire.compiler.quantize.netx_effective_weights)
-    /layer/<k>/neuron/     type b"CUBA", iDecay, vDecay, vThMant, refDelay, gradedSpike
+    /layer/<k>/weight_rec  int16 (n_out, n_out): a dense_rec layer's recurrent weights (row =
+                           target; lava-dl 0.6 create_dense(rec=True) -> RecurrentDense)
+    /layer/<k>/neuron/     type b"CUBA", iDecay, vDecay, vThMant (the layer's own neuron),
+                           refDelay, gradedSpike
 
 A dense layer whose synapses are all pruned (netx crashes on it, lava #501) is written with
 one silent inhibitory guard synapse and the attribute ``rewire_all_zero = 1`` (see

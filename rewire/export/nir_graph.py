@@ -1,19 +1,20 @@
-r"""NIR export and import (neuromorphic intermediate representation, ``nir`` 1.0).
+r"""NIR export (neuromorphic intermediate representation, ``nir`` 1.0); the reader is
+:mod:`rewire.frontends.nir`.
 
-:func:`to_nir` turns a :class:`~rewire.compiler.network.CompiledNetwork` into a ``nir.NIRGraph``;
-:func:`write` / :func:`read` go through ``nir.write`` / ``nir.read``; :func:`from_nir` builds
-the Norse model back from a graph. A dense net
-(:class:`rewire.training.model.SpikingMLP`) is the chain
-``input -> fc1 -> lif1 -> fc2 -> lif2 -> ... -> output`` (``nir.Linear`` + ``nir.CubaLIF``); a
-conv net (:class:`rewire.training.conv.SpikingConvNet`) is
+:func:`to_nir` turns a :class:`~rewire.ir.compiled.CompiledNetwork` into a ``nir.NIRGraph``;
+:func:`write` goes through ``nir.write``. A dense net is the chain
+``input -> fc1 -> lif1 -> fc2 -> lif2 -> ... -> output`` (``nir.Linear`` + each layer's own
+neuron node, :func:`neuron_node`: ``nir.CubaLIF``, ``nir.LIF``, ``nir.IF``, ``nir.CubaLI`` or
+``nir.LI``; a recurrent layer's neurons are the nested graph of :func:`recurrent_subgraph`); a
+conv net is
 
     ``input (C,H,W) -> conv1 -> lif1 [-> pool1 -> lif2] -> conv2 -> ... -> flatten -> fc1 ->
     lif<n> -> output``
 
 with one ``nir.Conv2d`` per conv layer, one ``nir.SumPool2d`` per sum-pooling layer, each
-followed by a ``nir.CubaLIF`` of the layer's full ``(C, H, W)`` shape, and one ``nir.Flatten``
+followed by the layer's neuron node of its full ``(C, H, W)`` shape, and one ``nir.Flatten``
 before the first ``nir.Linear``. Synaptic nodes are named like the compiled layers
-(``conv<k>``, ``pool<k>``, ``fc<k>``), LIF nodes ``lif<k>`` by layer index (1-based).
+(``conv<k>``, ``pool<k>``, ``fc<k>``), neuron nodes ``lif<k>`` by layer index (1-based).
 
 **Time constants and scales.** NIR's CubaLIF is continuous:
 
@@ -76,7 +77,7 @@ from rewire.ir.compiled import CompiledLayer, CompiledNetwork
 
 NIR_FORMAT = "rewire-nir-1"
 
-#: What :func:`from_nir` builds a :class:`SpikingConvNet` from (named in its errors).
+#: What ``rewire.frontends.nir.from_nir`` builds a ``SpikingConvNet`` from (named in its errors).
 CONV_SUPPORTED = ("Input (C, H, W) -> (Conv2d -> CubaLIF [-> SumPool2d -> CubaLIF])+ -> Flatten "
                   "-> Linear -> CubaLIF -> Output; Conv2d with a square kernel, equal strides "
                   "and paddings (integers), dilation 1, groups 1 and zero bias; SumPool2d with "
@@ -185,8 +186,9 @@ def to_nir(net: CompiledNetwork) -> nir.NIRGraph:
         ``nir.NIRGraph`` with nodes ``input``, then per layer ``fc<k>`` (``nir.Linear``, weight
         ``(out, in)`` float64), ``conv<k>`` (``nir.Conv2d``, weight ``(C_out, C_in/groups, kH,
         kW)`` float64, zero bias, dilation 1) or ``pool<k>`` (``nir.SumPool2d``), each followed
-        by ``lif<k>`` (``nir.CubaLIF``, parameters of the layer's output shape ``(out,)`` or
-        ``(C, H, W)``), ``flatten`` (``nir.Flatten``) between a conv and a dense layer, and
+        by ``lif<k>`` (the layer's neuron node, :func:`neuron_node`, parameters of the
+        layer's output shape ``(out,)`` or ``(C, H, W)``; a recurrent layer's
+        :func:`recurrent_subgraph`), ``flatten`` (``nir.Flatten``) between a conv and a dense layer, and
         ``output``; ``metadata`` with ``dt``, ``steps``, ``encoding``, ``input_gain``,
         ``input_max_value``, ``profile``, ``rewire_version``, ``format`` (conv nets also
         ``input_shape`` and, with pooling, ``pool_weight``).

@@ -1,12 +1,15 @@
-r"""ONNX export of the float model (Norse 1.1 LIF, REFERENCE §3), one step with explicit state.
+r"""ONNX export of the float model (the IR's neurons, :mod:`rewire.ir.dynamics`), one step
+with explicit state.
 
 No SNN library ships an ONNX exporter (Norse issue #200); what runs everywhere is a graph for
 one Euler step of the float model that the caller loops over::
 
     inputs : x (batch, n_in)  and, per layer k = 0..L-1,  v<k>, i<k> (batch, n_k)
-    outputs: z (batch, n_out) and, per layer,  v<k>_out, i<k>_out,  and z<k> (batch, n_k)
+             (and r<k>, the layer's spikes of the step before, for a recurrent layer)
+    outputs: z (batch, n_out) and, per layer,  v<k>_out, i<k>_out (r<k>_out),  and z<k>
 
-Per layer, in Norse's order of operations (so onnxruntime reproduces Norse to float rounding):
+Each layer follows its own IR neuron (:func:`float_body`); for a ``CubaLIF`` layer, in
+Norse's order of operations (so onnxruntime reproduces Norse to float rounding):
 
 .. math::
     j = i + W s,\quad \tilde v = v + c_m((v_\mathrm{leak} - v) + j),\quad

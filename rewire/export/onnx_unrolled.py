@@ -1,11 +1,12 @@
 r"""ONNX export of the float model unrolled over time: one ``Scan`` over all ``T`` steps.
 
-The step is :func:`rewire.export.onnx_step.float_body` (Norse 1.1 LIF, REFERENCE §3); the
+The step is :func:`rewire.export.onnx_step.float_body` (each layer's IR neuron); the
 ``Scan`` carries the states and creates them as zeros, so a user feeds only the input::
 
     input : x (steps, batch, n_in)   (current encoding: the input in [0, 1] at every step;
                                       rate encoding: the input spikes)
-    output: z (steps, batch, n_out)  output spikes, and v<k>_final, i<k>_final (batch, n_k)
+    output: z (steps, batch, n_out)  output spikes (a readout's v), and v<k>_final, i<k>_final
+                                     (batch, n_k), r<k>_final for a recurrent layer
 
 ``steps`` is a symbolic dimension: there is no static unroll and no limit on ``T``
 (the metadata's ``steps`` is the ``T`` the network was trained for). Conv nets export the
