@@ -22,7 +22,14 @@ def test_default_main_job_meets_the_targets(tmp_path):
     assert res["float_accuracy"] >= 0.95
     assert abs(res["quantization_drop"]) <= 0.02
     assert res["within_budget"] and res["cores"] <= 128
+    from rewire.job.report import format_report
+
+    table = format_report(r)
     if lava_missing() is None:
+        assert r["lava_check"]["output_spikes"] > 0 and r["lava_check"]["compared"]
+        assert "samples spike-exact" in table
+        silent = {**r, "lava_check": {**r["lava_check"], "output_spikes": 0}}
+        assert "FAILED: compared no output spikes" in format_report(silent)
         assert r["lava_check"]["spike_exact"] == r["lava_check"]["samples"] == 10
 
 

@@ -129,9 +129,13 @@ def format_report(report: dict) -> str:
                                f"drop {100 * r['quantization_drop']:+.2f} points)"),
     ]
     lava = report["lava_check"]
-    if "samples" in lava:
+    if "samples" in lava and not lava.get("output_spikes", 1):
+        rows.append(("Lava check", f"FAILED: compared no output spikes ({lava['samples']} "
+                                   f"silent samples prove nothing about the export)"))
+    elif "samples" in lava:
         rows.append(("Lava check", f"{lava['spike_exact']}/{lava['samples']} samples "
-                                   f"spike-exact vs integer model"))
+                                   f"spike-exact vs integer model "
+                                   f"({lava['output_spikes']} output spikes)"))
     else:
         rows.append(("Lava check", f"skipped: {lava['skipped']}"))
     eq = report.get("equivalence")
