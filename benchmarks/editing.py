@@ -32,8 +32,6 @@ Writes ``editing.csv`` and ``editing.md`` to ``--out`` (default benchmarks/resul
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import os
 import sys
 
@@ -50,7 +48,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rewire.io import write_text  # noqa: E402
+from rewire.io import write_csv, write_text  # noqa: E402
 from rewire.gnn.data import load_planetoid  # noqa: E402
 from rewire.gnn.editor import MODES, EditConfig, edit, misclassified  # noqa: E402
 from rewire.gnn.models import EGNN, MODELS, accuracy, train_model  # noqa: E402
@@ -166,12 +164,8 @@ def main(argv=None) -> int:
                           flush=True)
     text = table_markdown(rows)
     print("\n" + text)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
     out = Path(args.out)
-    write_text(out / "editing.csv", buf.getvalue())
+    write_csv(out / "editing.csv", rows, COLUMNS)
     settings = (f"paper-style K={args.k}, default K = one per training node, λ={args.lam:g}, "
                 f"lr={args.lr:g}, max steps={args.max_steps}, batch={args.batch_size}, "
                 f"{args.targets} targets (seed {args.seed}), {args.threads} CPU thread(s)")

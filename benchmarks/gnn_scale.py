@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
-import io
 import os
 import re
 import sys
@@ -62,7 +60,7 @@ from torch_geometric.utils import to_torch_csr_tensor
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rewire.io import write_text  # noqa: E402
+from rewire.io import write_csv, write_text  # noqa: E402
 from rewire.gnn.editor import EditConfig, edit, field_for, misclassified  # noqa: E402
 from rewire.gnn.models import MODELS, predict, train_model  # noqa: E402
 from torch_geometric.nn import GCNConv  # noqa: E402
@@ -268,12 +266,8 @@ def main(argv=None) -> int:
         gc.collect()
     text = table_markdown(rows)
     print("\n" + text)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
     out = Path(args.out)
-    write_text(out / "gnn_scale.csv", buf.getvalue())
+    write_csv(out / "gnn_scale.csv", rows, COLUMNS)
     settings = (f"SBM: {args.classes} blocks, degree {args.degree:g}, homophily "
                 f"{args.homophily:g}, {args.features} features (noise {args.noise:g}); "
                 f"{args.epochs} training epochs; GRE+ (update), K={args.k} chunks of "

@@ -126,3 +126,16 @@ def check_hdf5(path: str | Path, what: str, max_bytes: int = MAX_HDF5_BYTES) -> 
                          f"{str(exc)[:120]})") from None
     if problem:
         raise ValueError(f"{path}: {problem[0]}; not a {what} rewire wrote?")
+
+
+def write_csv(target: str | Path, rows: list[dict], fieldnames: list[str]) -> Path:
+    """Write ``rows`` (dicts keyed by ``fieldnames``) as a CSV file with a header row,
+    atomically (:func:`write_text`); return the path."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fieldnames)
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text(target, buf.getvalue())

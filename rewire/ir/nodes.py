@@ -400,22 +400,27 @@ def synapse_to_dict(node) -> dict:
 _OPS = {cls.op: cls for cls in (*SYNAPSES, Flatten)}
 
 
+def _node_from_dict(data: dict, key: str, registry: dict, what: str):
+    """Build ``registry[data[key]]`` from the other entries of ``data``, refusing unknown
+    keys by name."""
+    data = dict(data)
+    tag = data.pop(key, None)
+    if tag not in registry:
+        raise ValueError(f"unknown {what} {key} {tag!r}; known: {sorted(registry)}")
+    cls = registry[tag]
+    extra = set(data) - {f.name for f in dataclasses.fields(cls)}
+    if extra:
+        raise ValueError(f"{cls.__name__}: unknown fields {sorted(extra)}")
+    return cls(**data)
+
+
 def synapse_from_dict(data: dict):
     """Inverse of :func:`synapse_to_dict`.
 
     Raises:
         ValueError: an unknown ``op`` or fields that do not fit it (named).
     """
-    data = dict(data)
-    op = data.pop("op", None)
-    if op not in _OPS:
-        raise ValueError(f"unknown synapse op {op!r}; known: {sorted(_OPS)}")
-    cls = _OPS[op]
-    names = {f.name for f in dataclasses.fields(cls)}
-    extra = set(data) - names
-    if extra:
-        raise ValueError(f"{cls.__name__}: unknown fields {sorted(extra)}")
-    return cls(**data)
+    return _node_from_dict(data, "op", _OPS, "synapse")
 
 
 def neuron_from_dict(data: dict):
@@ -424,13 +429,4 @@ def neuron_from_dict(data: dict):
     Raises:
         ValueError: an unknown ``kind`` or fields that do not fit it (named).
     """
-    data = dict(data)
-    kind = data.pop("kind", None)
-    if kind not in NEURONS:
-        raise ValueError(f"unknown neuron kind {kind!r}; known: {sorted(NEURONS)}")
-    cls = NEURONS[kind]
-    names = {f.name for f in dataclasses.fields(cls)}
-    extra = set(data) - names
-    if extra:
-        raise ValueError(f"{kind}: unknown fields {sorted(extra)}")
-    return cls(**data)
+    return _node_from_dict(data, "kind", NEURONS, "neuron")
