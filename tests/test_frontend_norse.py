@@ -272,3 +272,21 @@ def test_spiking_mlp_is_an_ordinary_user_and_extra_layers_are_never_dropped():
 
     with pytest.raises(LoweringError, match="parameter fb.weight .* would be dropped"):
         lower(WithFeedback((6, 8, 3), steps=5))
+
+
+def test_a_slice_of_the_input_is_refused_not_passed_through():
+    """Only ``x[t]`` is a plain time step; an unrecorded slice of the features is named."""
+    class Half(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.lif = nn.Linear(5, 4, bias=False), LIFCell()
+
+        def forward(self, x):
+            s, out = None, []
+            for t in range(x.shape[0]):
+                z, s = self.lif(self.fc(x[t][:, :5]), s)
+                out.append(z)
+            return torch.stack(out)
+
+    with pytest.raises(LoweringError, match="indexing .*slice.* on the data path"):
+        lower(Half(), _spikes())

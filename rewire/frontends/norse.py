@@ -251,8 +251,11 @@ def _source(prov: dict, t: torch.Tensor):
         return prov[id(t)][0]
     base = getattr(t, "_base", None)
     if base is not None and id(base) in prov:
-        return _Call("function", "__getitem__", inputs=[prov[id(base)][0]],
-                     shape=tuple(t.shape))
+        # only x[t] (one index of the leading, time axis) is a plain step of the data; any
+        # other unrecorded view (a slice, a transpose) is named and refused by _resolve
+        name = "__getitem__" if tuple(t.shape) == tuple(base.shape[1:]) else \
+            f"a view of shape {tuple(t.shape)} of a tensor of shape {tuple(base.shape)}"
+        return _Call("function", name, inputs=[prov[id(base)][0]], shape=tuple(t.shape))
     return None
 
 
@@ -274,6 +277,9 @@ class _Recorder(TorchFunctionMode):
         if not sources:
             return out
         name = getattr(func, "__name__", str(func))
+        if name == "__getitem__" and not (len(args) > 1 and isinstance(args[1], int)):
+            # x[t] steps through time; a slice or a fancy index changes the data itself
+            name = f"indexing [{str(args[1])[:40] if len(args) > 1 else ''}]"
         call = _Call("function", name, inputs=sources)
         scalars = [a for a in args if isinstance(a, (int, float)) and not isinstance(a, bool)]
         if name in ("mul", "__mul__", "__rmul__") and scalars:
