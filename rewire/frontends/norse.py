@@ -388,7 +388,7 @@ def _chain_from_trace(model, calls, paths):
     for c in calls:
         if c.kind == "module" and (c.target not in first_call or not first_call[c.target].inputs):
             first_call[c.target] = c
-    info = {"gain": None, "bernoulli": False, "steps": 0}
+    info = {"gain": None, "steps": 0}
     source_of: dict[nn.Module, object] = {}
     feedback: dict[nn.Module, nn.Module] = {}
     for module, call in first_call.items():
@@ -409,8 +409,6 @@ def _chain_from_trace(model, calls, paths):
         for op in ops:
             if op.target in ("mul", "__mul__", "__rmul__"):
                 info["gain"] = op.const
-            if op.target.startswith("bernoulli"):
-                info["bernoulli"] = True
         if src[0] == "add":
             parts = [s[0] for s in src[1]]
             source_of[module] = parts
@@ -457,7 +455,7 @@ def _chain_from_trace(model, calls, paths):
         seen.add(m)
         chain.append(m)
         current = m
-    return chain, feedback, info, set(first_call)
+    return chain, feedback, info
 
 
 def _nodes_for(module: nn.Module, path: str) -> list:
@@ -509,14 +507,12 @@ def _check_all_lowered(model: nn.Module, used: set) -> None:
                                     f"in the IR; it would be dropped", full)
 
 
-def _option(value, model, name, default, notes, what):
+def _option(value, model, name):
+    """A run option: the argument, else the model's plain attribute of that name, else None."""
     if value is not None:
         return value
-    if hasattr(model, name) and not isinstance(getattr(model, name), (nn.Module, torch.Tensor)):
-        return getattr(model, name)
-    if default is not None:
-        notes.append(f"{what} not given: {default!r} assumed")
-    return default
+    attr = getattr(model, name, None)
+    return None if isinstance(attr, (nn.Module, torch.Tensor)) else attr
 
 
 def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
@@ -547,16 +543,16 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
     if not isinstance(model, nn.Module):
         raise TypeError(f"lower takes an nn.Module, got {type(model).__name__}")
     notes: list[str] = []
-    if _is_container(model) or _converter(model)[1] is not None:
-        pairs = _container_modules(model) if _is_container(model) else [("", model)]
-        chain = [(p, m) for p, m in pairs]
+    direct = _is_container(model) or _converter(model)[1] is not None  # nothing to trace
+    if direct:
+        chain = _container_modules(model) if _is_container(model) else [("", model)]
         feedback: dict = {}
-        info = {"gain": None, "bernoulli": False, "steps": 0}
+        info = {"gain": None, "steps": 0}
     else:
         example = example_input if example_input is not None else \
             _default_example(model, steps, input_shape)
         calls, paths = _trace(model, example)
-        modules, feedback, info, used = _chain_from_trace(model, calls, paths)
+        modules, feedback, info = _chain_from_trace(model, calls, paths)
         chain = [(paths.get(m, ""), m) for m in modules]
         _check_all_lowered(model, set(modules) | set(feedback.values()) | {model})
         if input_shape is None:
@@ -589,7 +585,7 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
             nodes.append(node)
     if not nodes:
         raise LoweringError("the model holds no module rewire can lower", "")
-    if _is_container(model) or _converter(model)[1] is not None:
+    if direct:
         _check_all_lowered(model, set(model.modules()))
     first = next(n for n in nodes if not isinstance(n, ir.Flatten))
     if input_shape is None:
@@ -604,11 +600,11 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
     if len(input_shape) == 3 and nodes[0].op in ("dense", "dense_rec"):
         input_shape = (int(np.prod(input_shape)),)
     default_enc = "current" if info["gain"] is not None else "rate"
-    encoding = _option(encoding, model, "encoding", None, notes, "encoding") or default_enc
-    gain = _option(input_gain, model, "input_gain", None, notes, "input_gain")
+    encoding = _option(encoding, model, "encoding") or default_enc
+    gain = _option(input_gain, model, "input_gain")
     if gain is None:
         gain = info["gain"] if info["gain"] is not None else 1.0
-    steps = _option(steps, model, "steps", None, notes, "steps") or info["steps"] or None
+    steps = _option(steps, model, "steps") or info["steps"] or None
     if steps is None:
         steps = DEFAULT_STEPS
         notes.append(f"steps not given: {DEFAULT_STEPS} assumed")

@@ -64,9 +64,7 @@ def neuron_step(neuron, inputs: list[torch.Tensor], state: NeuronState
     """
     kind, dt = neuron.kind, neuron.dt
     if kind in ("CubaLIF", "CubaLI"):
-        j = state.i
-        for a in inputs:
-            j = j + a
+        j = _sum([state.i, *inputs])  # i + W x (+ W_rec z), left to right as Norse
         v = state.v + dt * _f32(neuron.tau_mem_inv) * ((_f32(neuron.v_leak) - state.v) + j)
         i = j + (-dt * _f32(neuron.tau_syn_inv) * j)
     elif kind == "LIF":
