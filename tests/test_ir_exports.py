@@ -127,3 +127,12 @@ def test_compiled_network_saves_and_reloads(kind, readout, recurrent):
         net.layers[0].neuron
     with pytest.raises(ValueError, match="reads versions"):
         CompiledNetwork.from_dict({**net.to_dict(), "version": 1})
+
+
+def test_core_mapping_counts_recurrent_synapses():
+    """The cores are charged for every synapse of a recurrent layer, W_rec included, so the
+    chip's synapse and fan-in limits hold for it too."""
+    net = rewire.compile(_network("CubaLIF", None, True, "rate"), "loihi2")
+    assert net.mapping.synapses_per_layer[0] == net.layers[0].synapses
+    assert net.layers[0].synapses > int(np.count_nonzero(net.layers[0].weight_int))
+    assert sum(net.mapping.synapses_per_layer) == net.synapses

@@ -239,7 +239,8 @@ def layer_connectivity(layer: "CompiledLayer") -> LayerConnectivity:
 
     A convolution (``layer.kind == "conv"``) has no per-neuron input sets here: each neuron
     gets the connected entries of its output channel's kernel as fan-in and all inputs as
-    axons (an upper bound).
+    axons (an upper bound). A recurrent dense layer's recurrent synapses count like its input
+    ones (its own neurons' spikes are further input axons: the mask is ``[W | W_rec]``).
     """
     w = np.asarray(layer.weight_int)
     if getattr(layer, "kind", "dense") == "conv":
@@ -247,7 +248,7 @@ def layer_connectivity(layer: "CompiledLayer") -> LayerConnectivity:
         n_out, n_in = layer.shape
         fan_in = np.repeat(per_channel, n_out // len(w)).astype(np.int64)
         return LayerConnectivity(layer.name, fan_in, n_in, None)
-    return LayerConnectivity.from_mask(layer.name, w)
+    return LayerConnectivity.from_mask(layer.name, np.asarray(layer.fan_in_matrix))
 
 
 def map_cores(layers: Sequence["CompiledLayer"], profile: HardwareProfile,
