@@ -3,6 +3,7 @@ run writes every file atomically."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -114,3 +115,36 @@ def test_interrupted_export_keeps_previous_output(short_run, monkeypatch, tmp_pa
     after = {p.name: p.read_bytes() for p in out.iterdir()}
     assert after.keys() == before.keys()
     assert after == before  # every file byte for byte, the netx written first included
+
+
+def test_conv_gets_its_own_training_defaults_and_mlp_keeps_its_own():
+    """--epochs and --lr left out: the model's defaults (issue 15 item 4: the mlp's lr 1e-3 and
+    alpha_max 2 trained a dead conv net); given options win; the mlp is TrainConfig()."""
+    from rewire.export.__main__ import job_spec, parser
+    from rewire.training.train import TrainConfig
+
+    mlp = job_spec(parser().parse_args([]))
+    assert mlp.train == TrainConfig() and mlp.model == "mlp"
+    conv = job_spec(parser().parse_args(["--model", "conv", "--no-progress"]))
+    assert (conv.train.lr, conv.train.epochs) == (pipeline.CONV_LR, pipeline.CONV_EPOCHS["digits"])
+    assert conv.train.controller == pipeline.CONV_CONTROLLER and conv.channels == (16, 32)
+    assert pipeline.CONV_CONTROLLER["alpha_max"] < 1
+    mnist = job_spec(parser().parse_args(["--model", "conv", "--dataset", "mnist"]))
+    assert mnist.train.epochs == pipeline.CONV_EPOCHS["mnist"]
+    given = job_spec(parser().parse_args(["--model", "conv", "--lr", "1e-3", "--epochs", "7",
+                                          "--channels", "8", "16"]))
+    assert (given.train.lr, given.train.epochs, given.channels) == (1e-3, 7, (8, 16))
+    # the Python API resolves the same way, and names what it refuses
+    assert pipeline.JobSpec(model="conv").train == dataclasses.replace(conv.train,
+                                                                     progress=True)
+    assert pipeline.JobSpec().train == TrainConfig()
+    with pytest.raises(ValueError, match="--model"):
+        pipeline.default_train_config("lstm")
+
+
+def test_header_names_the_training_options_used():
+    spec = pipeline.JobSpec(model="conv")
+    line = pipeline.training_line(spec)
+    assert f"{spec.train.epochs} epochs" in line and "lr 0.005" in line
+    assert "'alpha_max': 0.95" in line
+    assert "controller" not in pipeline.training_line(pipeline.JobSpec())

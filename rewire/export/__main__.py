@@ -6,8 +6,7 @@ Examples::
     python -m rewire.export --profile my_chip.toml --max-synapses 2000 --out build/
     python -m rewire.export --dataset mnist --data-dir ../shared/datasets/mnist --hidden 800 \\
         --steps 8 --epochs 30 --connectivity 0.02
-    python -m rewire.export --dataset mnist --data-dir ../shared/datasets/mnist --model conv \
-        --channels 8 16 --kernels 5 3 --strides 2 1 --pools 1 2 --steps 8 --epochs 15
+    python -m rewire.export --dataset mnist --data-dir ../shared/datasets/mnist --model conv
     python -m rewire.export --list-profiles
     python -m rewire.export --show-profile loihi2
 
@@ -25,13 +24,13 @@ import json
 import signal
 import sys
 import threading
+from dataclasses import replace
 
 from rewire.compiler.quantize import CompileError
 from rewire.hw_profiles.profile import ProfileError, list_profiles, load_profile
 from rewire.training.budget import BudgetError
 from rewire.training.data import DATASETS, DataError
 from rewire.training.model import ENCODINGS
-from rewire.training.train import TrainConfig
 
 USER_ERRORS = (ProfileError, DataError, BudgetError, CompileError, ValueError, OSError)
 #: Upper bounds of the float options, each far past any useful value (defaults: lr 1e-3,
@@ -71,7 +70,7 @@ def _check_args(args) -> None:
                              f"value; leave the option out for its default")
     for name, hi in FLOAT_BOUNDS.items():
         value = getattr(args, name)
-        if not 0 < value <= hi:
+        if value is not None and not 0 < value <= hi:
             raise ValueError(f"--{name.replace('_', '-')} must be in (0, {hi:g}], got {value:g}")
 
 
@@ -113,8 +112,8 @@ def parser() -> argparse.ArgumentParser:
                         "then a Linear readout (--channels/--kernels/--strides/--pools)")
     d.add_argument("--hidden", type=_positive_int, nargs="+", default=[256],
                    help="hidden layer sizes of the mlp (default 256)")
-    d.add_argument("--channels", type=_positive_int, nargs="+", default=[8, 16],
-                   help="conv: output channels of each conv stage (default 8 16)")
+    d.add_argument("--channels", type=_positive_int, nargs="+", default=[16, 32],
+                   help="conv: output channels of each conv stage (default 16 32)")
     d.add_argument("--kernels", type=_positive_int, nargs="+", default=[5, 3],
                    help="conv: kernel size of each stage, padding kernel//2 (default 5 3)")
     d.add_argument("--strides", type=_positive_int, nargs="+", default=[2, 1],
@@ -133,9 +132,11 @@ def parser() -> argparse.ArgumentParser:
                    help="connectivity budget in (0, 1] (default 0.1)")
     b.add_argument("--max-fan-in", type=_positive_int, help="per-neuron fan-in budget")
     t = p.add_argument_group("training (GradR)")
-    t.add_argument("--epochs", type=_positive_int, default=60, help="epochs (default 60)")
+    t.add_argument("--epochs", type=_positive_int, default=None,
+                   help="epochs (default: mlp 60; conv 60 on digits, 5 on mnist)")
     t.add_argument("--batch-size", type=_positive_int, default=64, help="batch (default 64)")
-    t.add_argument("--lr", type=_float, default=1e-3, help="learning rate (default 1e-3)")
+    t.add_argument("--lr", type=_float, default=None,
+                   help="learning rate (default: mlp 1e-3, conv 5e-3)")
     t.add_argument("--alpha", type=_float, default=0.1,
                    help="initial prior penalty; adapted to meet the budget (default 0.1)")
     t.add_argument("--target-sparsity", type=_float, default=0.95,
@@ -188,21 +189,32 @@ def _main(args) -> int:
     if args.show_profile is not None:
         print(json.dumps(load_profile(args.show_profile).to_dict(), indent=2))
         return 0
-    from rewire.job.runner import JobSpec, prepare, run
+    from rewire.job.runner import prepare, run
 
-    spec = JobSpec(
+    run(prepare(job_spec(args)))
+    return 0
+
+
+def job_spec(args):
+    """The :class:`rewire.job.runner.JobSpec` of parsed ``args``: ``--epochs`` and ``--lr``
+    left out take the model's defaults (:func:`rewire.job.runner.default_train_config`:
+    the conv net has its own), so the spec, the printed header and ``report.json`` hold the
+    values actually used."""
+    from rewire.job.runner import JobSpec, default_train_config
+
+    base = default_train_config(args.model, args.dataset)
+    train = replace(base, epochs=base.epochs if args.epochs is None else args.epochs,
+                    lr=base.lr if args.lr is None else args.lr, batch_size=args.batch_size,
+                    alpha=args.alpha, sparsity=args.target_sparsity, seed=args.seed,
+                    device=args.device, progress=not args.no_progress)
+    return JobSpec(
         profile=args.profile, out=args.out, dataset=args.dataset, data_dir=args.data_dir,
         model=args.model, hidden=tuple(args.hidden), channels=tuple(args.channels),
         kernels=tuple(args.kernels), strides=tuple(args.strides), pools=tuple(args.pools),
         steps=args.steps, encoding=args.encoding,
         input_gain=args.input_gain, cores=args.cores, max_synapses=args.max_synapses,
-        connectivity=args.connectivity, max_fan_in=args.max_fan_in,
-        train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                          alpha=args.alpha, sparsity=args.target_sparsity, seed=args.seed,
-                          device=args.device, progress=not args.no_progress),
+        connectivity=args.connectivity, max_fan_in=args.max_fan_in, train=train,
         lava_samples=args.lava_samples)
-    run(prepare(spec))
-    return 0
 
 
 if __name__ == "__main__":
