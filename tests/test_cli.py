@@ -145,6 +145,6 @@ def test_conv_gets_its_own_training_defaults_and_mlp_keeps_its_own():
 def test_header_names_the_training_options_used():
     spec = pipeline.JobSpec(model="conv")
     line = pipeline.training_line(spec)
-    assert f"{spec.train.epochs} epochs" in line and "lr 0.005" in line
+    assert f"{spec.train.epochs} epochs" in line and "lr 0.01" in line
     assert "'alpha_max': 0.95" in line
     assert "controller" not in pipeline.training_line(pipeline.JobSpec())

@@ -297,7 +297,7 @@ def test_conv_job_writes_onnx_and_nir_that_reproduce_it(tmp_path):
 def test_conv_defaults_learn_on_digits(tmp_path):
     """``--model conv`` with its default options (issue 15 item 4: with the mlp's lr 1e-3 and
     the controller's alpha_max 2 it trained a dead net, 10 %). A 12-epoch run of the defaults
-    (60 epochs give ~94 %, docs/conv.md) is well above chance, inside the 10 % budget, and
+    (82 % measured; the default 60 give 95.56 %, docs/conv.md) is well above chance, inside the 10 % budget, and
     every layer keeps synapses and spikes."""
     from rewire.job.runner import run
 
@@ -313,4 +313,4 @@ def test_conv_defaults_learn_on_digits(tmp_path):
     assert kept <= report["budget"]["max_synapses"]
     assert all(layer["synapses"] > 0 for layer in report["layers"])
     assert all(layer["float_spikes"] > 0 for layer in report["equivalence"]["layers"])
-    assert report["config"]["lr"] == 5e-3 and report["config"]["controller"]["alpha_max"] < 1
+    assert report["config"]["lr"] == 1e-2 and report["config"]["controller"]["alpha_max"] < 1

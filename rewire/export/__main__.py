@@ -136,7 +136,7 @@ def parser() -> argparse.ArgumentParser:
                    help="epochs (default: mlp 60; conv 60 on digits, 5 on mnist)")
     t.add_argument("--batch-size", type=_positive_int, default=64, help="batch (default 64)")
     t.add_argument("--lr", type=_float, default=None,
-                   help="learning rate (default: mlp 1e-3, conv 5e-3)")
+                   help="learning rate (default: mlp 1e-3, conv 1e-2)")
     t.add_argument("--alpha", type=_float, default=0.1,
                    help="initial prior penalty; adapted to meet the budget (default 0.1)")
     t.add_argument("--target-sparsity", type=_float, default=0.95,

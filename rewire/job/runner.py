@@ -49,7 +49,7 @@ MODELS = ("mlp", "conv")
 #: the prior beats the loss on *every* synapse, every weight shrinks alike, the layers fall
 #: silent one after the other and no surrogate gradient is left (loss ln 10 from epoch 13).
 #: ``alpha_max < 1`` keeps the synapses whose gradient keeps its sign.
-CONV_LR = 5e-3
+CONV_LR = 1e-2
 CONV_CONTROLLER = {"alpha_max": 0.95}
 #: Default epochs of ``--model conv`` per data set (an epoch of MNIST's 8,000 training images
 #: is 5.6 times one of digits' 1,437); other data sets get ``CONV_EPOCHS_OTHER``.
