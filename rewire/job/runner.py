@@ -15,7 +15,7 @@ import copy
 import os
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +48,11 @@ MODELS = ("mlp", "conv")
 #: (:math:`|m / \sqrt{v}| \lesssim 1`) and the prior by ``lr * alpha``, so at ``alpha >= 1``
 #: the prior beats the loss on *every* synapse, every weight shrinks alike, the layers fall
 #: silent one after the other and no surrogate gradient is left (loss ln 10 from epoch 13).
-#: ``alpha_max < 1`` keeps the synapses whose gradient keeps its sign.
+#: ``alpha_max < 1`` keeps the synapses whose gradient keeps its sign (in short runs the cap
+#: is what keeps the net alive); ``lr = 1e-2`` lets the prior keep to the schedule at a
+#: smaller ``alpha`` and learns faster (digits, 60 epochs, seeds 0-2: 95.56 / 94.44 /
+#: 92.22 % against 67.5 % for seed 0 at 1e-3); the default channels are 16 32 (the 10 %
+#: budget is then 629 synapses on digits, not 200).
 CONV_LR = 1e-2
 CONV_CONTROLLER = {"alpha_max": 0.95}
 #: Default epochs of ``--model conv`` per data set (an epoch of MNIST's 8,000 training images
@@ -440,7 +444,7 @@ def run_uncompiled(prep: Prepared, result, t0: float, log=print) -> dict:
 
 def training_line(spec: JobSpec) -> str:
     """The header line with the training options actually used (the model's defaults
-    included), e.g. ``training: gradr, 60 epochs, lr 0.005, batch 64, controller
+    included), e.g. ``training: gradr, 60 epochs, lr 0.01, batch 64, seed 0, controller
     {'alpha_max': 0.95}``."""
     t = spec.train
     extra = f", controller {t.controller}" if t.controller else ""
