@@ -11,7 +11,8 @@ The curated face (each name is imported on first use, so ``import rewire`` loads
 PyG nor Lava):
 
 * :func:`load_profile`, :func:`compile`, :func:`lower`, ``rewire.export.write``;
-* :func:`apply_gradr`, :class:`GradR`, :class:`BudgetController`, :func:`model_budget`;
+* :func:`train` (any compilable model, :class:`TrainConfig`), :func:`apply_gradr`,
+  :func:`remove_gradr`, :class:`GradR`, :class:`BudgetController`, :func:`model_budget`;
 * :class:`JobSpec`, :func:`run_job`; :class:`Network`, :class:`CompiledNetwork`;
   :class:`RewireError` and its subclasses in :mod:`rewire.errors`.
 
@@ -38,6 +39,9 @@ _LAZY = {
     "Network": ("rewire.ir.network", "Network"),
     "CompiledNetwork": ("rewire.ir.compiled", "CompiledNetwork"),
     "apply_gradr": ("rewire.training.gradr", "apply_gradr"),
+    "remove_gradr": ("rewire.training.gradr", "remove_gradr"),
+    "train": ("rewire.training.train", "train"),
+    "TrainConfig": ("rewire.training.train", "TrainConfig"),
     "GradR": ("rewire.training.gradr", "GradR"),
     "BudgetController": ("rewire.training.budget", "BudgetController"),
     "model_budget": ("rewire.training.budget", "model_budget"),
