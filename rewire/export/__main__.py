@@ -8,6 +8,8 @@ Examples::
         --steps 8 --epochs 30 --connectivity 0.02
     python -m rewire.export --dataset mnist --data-dir ../shared/datasets/mnist --model conv \
         --channels 8 16 --kernels 5 3 --strides 2 1 --pools 1 2 --steps 8 --epochs 15
+    python -m rewire.export --input spikes --encoding rate --epochs 30 --out build/
+    python -m rewire.export --events spikes.npz --steps 20 --out build/
     python -m rewire.export --list-profiles
     python -m rewire.export --show-profile loihi2
 
@@ -37,7 +39,7 @@ USER_ERRORS = (ProfileError, DataError, BudgetError, CompileError, ValueError, O
 #: Upper bounds of the float options, each far past any useful value (defaults: lr 1e-3,
 #: alpha 0.1, input gain 4): above them training overflows float32 at the first step.
 FLOAT_BOUNDS = {"lr": 10.0, "alpha": 1e4, "input_gain": 1e4}
-STRING_OPTIONS = ("profile", "out", "show_profile", "data_dir", "device")
+STRING_OPTIONS = ("profile", "out", "show_profile", "data_dir", "device", "events")
 
 
 class Terminated(KeyboardInterrupt):
@@ -122,8 +124,19 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--pools", type=_positive_int, nargs="+", default=[1, 2],
                    help="conv: sum-pooling window after each stage, 1 = none (default 1 2)")
     d.add_argument("--steps", type=_positive_int, default=16, help="time steps T (default 16)")
-    d.add_argument("--encoding", choices=ENCODINGS, default="current",
-                   help="input encoding: constant current (graded spikes on chip) or rate")
+    d.add_argument("--encoding", choices=ENCODINGS, default=None,
+                   help="input encoding: constant current (graded spikes on chip) or rate "
+                        "(default: current for dense input, rate for spike trains)")
+    d.add_argument("--input", choices=("dense", "spikes"), default=None,
+                   help="dense: the data set's values, encoded every batch (default without "
+                        "--events); "
+                        "spikes: made into fixed Bernoulli spike trains (N, T, F) of "
+                        "P(spike) = value before training, seeded by --seed, so training and "
+                        "the integer/Lava checks see the same spikes")
+    d.add_argument("--events", metavar="PATH",
+                   help="train on the spike trains of an .npz instead of --dataset: arrays "
+                        "x_train, x_test (N, T, F) 0/1 (bool or integer), y_train, y_test (N,) "
+                        "integer labels; T must equal --steps")
     d.add_argument("--input-gain", type=_float, default=4.0,
                    help="constant-current gain (default 4)")
     b = p.add_argument_group("budget (the smallest applies)")
@@ -200,7 +213,7 @@ def _main(args) -> int:
         train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           alpha=args.alpha, sparsity=args.target_sparsity, seed=args.seed,
                           device=args.device, progress=not args.no_progress),
-        lava_samples=args.lava_samples)
+        lava_samples=args.lava_samples, input=args.input, events=args.events)
     run(prepare(spec))
     return 0
 

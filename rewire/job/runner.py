@@ -12,6 +12,7 @@ lists for its chip are written; the report says which were skipped and why.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import tempfile
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import TensorDataset
 
 from rewire import __version__
 from rewire.compiler import equivalence, mapping, simulate
@@ -28,6 +30,7 @@ from rewire.errors import CompileError
 from rewire.ir.compiled import CompiledNetwork
 from rewire.export import netx, nir_graph, onnx_int, onnx_step, onnx_unrolled
 from rewire.io import write_text
+from rewire.job.events import SpikeData, check_input, load_events, rate_code
 from rewire.job.publish import Staging, remove_stale
 from rewire.job.report import build_float_report, build_report, format_report, to_json
 from rewire.hw_profiles.profile import KNOWN_FORMATS, HardwareProfile, load_profile
@@ -56,7 +59,13 @@ class JobSpec:
         channels, kernels, strides, pools: conv stages (``conv``): output channels, kernel
             size, stride and sum-pooling window of each (padding ``kernel // 2``).
         steps: time steps ``T``.
-        encoding: ``current`` or ``rate``.
+        encoding: ``current`` or ``rate`` (default: ``current`` for dense input, ``rate``
+            for spike trains).
+        input: ``"dense"`` (default without ``events``: the data set's values, encoded by ``encoding`` every batch) or
+            ``"spikes"`` (the values made into fixed Bernoulli spike trains ``(N, T, F)``
+            before training, seeded by ``train.seed``: :mod:`rewire.job.events`).
+        events: an ``.npz`` of spike trains to train on instead of ``dataset`` (implies
+            ``input="spikes"``; its arrays: :mod:`rewire.job.events`).
         input_gain: constant-current gain.
         cores, max_synapses, connectivity, max_fan_in: budget options (see
             :func:`rewire.training.budget.make_budget`).
@@ -76,7 +85,7 @@ class JobSpec:
     strides: tuple[int, ...] = (2, 1)
     pools: tuple[int, ...] = (1, 2)
     steps: int = 16
-    encoding: str = "current"
+    encoding: str | None = None
     input_gain: float = 4.0
     cores: int | None = None
     max_synapses: int | None = None
@@ -84,6 +93,8 @@ class JobSpec:
     max_fan_in: int | None = None
     train: TrainConfig = TrainConfig()
     lava_samples: int = 0
+    input: str | None = None
+    events: str | None = None
 
 
 @dataclass
@@ -96,6 +107,7 @@ class Prepared:
     model: SpikingMLP | SpikingConvNet
     budget: SynapseBudget
     out: Path
+    spikes: SpikeData | None = None
 
 
 def _check_out_dir(out: str) -> Path:
@@ -277,9 +289,18 @@ def prepare(spec: JobSpec) -> Prepared:
     _check_seed_and_device(spec.train)
     if spec.model not in MODELS:
         raise ValueError(f"--model must be one of {MODELS}, got {spec.model!r}")
+    kind, encoding = check_input(spec.input, spec.events, spec.encoding)
+    spec = dataclasses.replace(spec, input=kind, encoding=encoding)
+    spikes = None
+    if spec.events is not None:
+        spikes, split = load_events(spec.events, spec.steps)
     # the initial weights follow --seed too: the same seed gives the same files
     torch.manual_seed(spec.train.seed)
-    split = load_split(spec.dataset, spec.data_dir)
+    if spec.events is None:
+        split = load_split(spec.dataset, spec.data_dir)
+        if kind == "spikes":
+            spikes = rate_code(split, spec.steps, spec.train.seed)
+            split = dataclasses.replace(split, name=f"{split.name}:spikes")
     if spec.model == "conv":
         _check_conv(spec, image_shape(split.num_features))
         model = SpikingConvNet(image_shape(split.num_features), channels=spec.channels,
@@ -291,7 +312,7 @@ def prepare(spec: JobSpec) -> Prepared:
         apply_gradr(probe)  # model_budget counts GradR layers; train() parametrizes the model
         budget = model_budget(probe, profile, cores=spec.cores, max_synapses=spec.max_synapses,
                               connectivity=spec.connectivity, max_fan_in=spec.max_fan_in)
-        return Prepared(spec, profile, split, model, budget, out)
+        return Prepared(spec, profile, split, model, budget, out, spikes)
     sizes = (split.num_features, *spec.hidden, split.num_classes)
     _check_trainable(sizes)
     mapping.check_network(profile, sizes, spec.cores)  # what no pruning can fix, before training
@@ -300,12 +321,18 @@ def prepare(spec: JobSpec) -> Prepared:
     _check_neuron_fits(profile, model.neuron)
     budget = make_budget(profile, sizes, cores=spec.cores, max_synapses=spec.max_synapses,
                          connectivity=spec.connectivity, max_fan_in=spec.max_fan_in)
-    return Prepared(spec, profile, split, model, budget, out)
+    return Prepared(spec, profile, split, model, budget, out, spikes)
 
 
 def test_payloads(model: SpikingMLP, net: CompiledNetwork, x: torch.Tensor, y: torch.Tensor,
-                  seed: int):
-    """Yield ``(payload (T, B, n_in), labels)``: the integer image of the float test input."""
+                  seed: int, spikes: torch.Tensor | None = None):
+    """Yield ``(payload (T, B, n_in), labels)``: the integer image of the float test input
+    (``spikes``: the run's fixed test spike trains ``(N, T, F)``, given as they are)."""
+    if spikes is not None:
+        for i in range(0, len(spikes), 512):
+            yield spikes[i:i + 512].transpose(0, 1).cpu().numpy().astype(np.int64), \
+                y[i:i + 512].cpu().numpy()
+        return
     for i, enc in encoded_batches(model, x, seed=seed):
         labels = y[i:i + enc.shape[1]].cpu().numpy()
         if net.encoding == "current":
@@ -416,15 +443,23 @@ def run(prep: Prepared, log=print) -> dict:
         torch.manual_seed(spec.train.seed)
         rates = prep.model.init_rates(prep.split.x_train[:128])
         log(f"conv init: firing rates {', '.join(f'{r:.2f}' for r in rates)} per step")
-    result = train(prep.model, prep.split, prep.budget, spec.train)
+    spikes = prep.spikes
+    if spikes is None:
+        result = train(prep.model, prep.split, prep.budget, spec.train)
+    else:  # fixed spike trains (N, T, F): per-sample (T, F), time on the batch's axis 1
+        result = train(prep.model, TensorDataset(spikes.x_train, spikes.y_train), prep.budget,
+                       spec.train, test_data=TensorDataset(spikes.x_test, spikes.y_test),
+                       time_axis=1)
     if prep.profile.neuron.model != "cuba":
         return run_uncompiled(prep, result, t0, log)
     t1 = time.perf_counter()
     net = compile_network(prep.model.cpu(), prep.profile, prep.split.max_value, spec.cores,
-                          calibration=prep.split.x_train.numpy())
+                          calibration=None if spikes else prep.split.x_train.numpy())
     x_te, y_te = prep.split.x_test, prep.split.y_test
+    test_spikes = None if spikes is None else spikes.x_test
     eq_inputs = x_te.cpu().numpy() if net.encoding == "current" else np.concatenate(
-        [p for p, _ in test_payloads(prep.model, net, x_te, y_te, spec.train.seed)], axis=1)
+        [p for p, _ in test_payloads(prep.model, net, x_te, y_te, spec.train.seed,
+                                     test_spikes)], axis=1)
     equiv = equivalence.compare(net, eq_inputs, labels=y_te.cpu().numpy())
     # the comparison runs the integer model on the same payloads and predicts as
     # simulate.accuracy does (spike-count argmax, ties to the lowest class): reuse it
@@ -449,7 +484,8 @@ def run(prep: Prepared, log=print) -> dict:
         lava = {"skipped": "profile has no netx target"}
         if "netx" in staged:
             lava = lava_check(net, staged["netx"],
-                              test_payloads(prep.model, net, x_te, y_te, spec.train.seed),
+                              test_payloads(prep.model, net, x_te, y_te, spec.train.seed,
+                                            test_spikes),
                               spec.lava_samples)
         files = _final_paths(prep.out, staged)
         timings = {"train_s": t1 - t0, "compile_s": t2 - t1, "export_s": t3 - t2,
