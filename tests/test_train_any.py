@@ -413,3 +413,61 @@ def test_remove_gradr_after_train(split, tmp_path):
                             nn.Linear(8, 10, bias=False), LIFCell())
     fresh.load_state_dict(torch.load(tmp_path / "w.pt"))   # a plain Norse model takes it
     assert torch.equal(fresh[0].weight, model[0].weight)
+
+
+# --------------------------------------------------------------------------- tonic events
+
+
+def digit_events(x: torch.Tensor, seed: int, duration: int = 16_000):
+    """tonic-style event recordings of digit images: each pixel fires Poisson-like events
+    (x, y, t in µs, p) at a rate proportional to its intensity."""
+    rng = np.random.default_rng(seed)
+    dtype = [("x", np.int64), ("y", np.int64), ("t", np.int64), ("p", np.int64)]
+    out = []
+    for img in x.reshape(-1, 8, 8).numpy():
+        counts = rng.poisson(img * 16)
+        ys, xs = np.nonzero(counts)
+        reps = counts[ys, xs]
+        ev = np.zeros(int(reps.sum()), dtype=dtype)
+        ev["x"], ev["y"] = np.repeat(xs, reps), np.repeat(ys, reps)
+        ev["t"] = rng.integers(0, duration, len(ev))
+        out.append(np.sort(ev, order="t"))
+    return out
+
+
+@pytest.mark.slow
+def test_tonic_to_frame_pipeline_trains_through_the_dataset_path(split):
+    """tonic's ToFrame bins events into (T, P, H, W) counts; clipped to 0/1 and flattened per
+    step, the EventDataset feeds (B, T, 64) spike trains to train()."""
+    tonic = pytest.importorskip("tonic")
+    from rewire.training.feed import EventDataset
+
+    to_frame = tonic.transforms.ToFrame(sensor_size=(8, 8, 1), n_time_bins=T)
+
+    def transform(events):
+        frames = to_frame(events)                                   # (T, 1, 8, 8) counts
+        return np.minimum(frames.reshape(len(frames), -1), 1)       # (T, 64) 0/1
+
+    train_set = EventDataset(digit_events(split.x_train, 0), split.y_train,
+                             transform)
+    test_set = EventDataset(digit_events(split.x_test, 1), split.y_test, transform)
+    assert train_set[0][0].shape == (T, 64)
+    torch.manual_seed(0)
+    model = Recurrent()
+    rewire.apply_gradr(model)
+    budget = rewire.model_budget(model, rewire.load_profile("loihi2"), connectivity=0.1)
+    res = train(model, train_set, budget, TrainConfig(epochs=8, lr=2e-2, progress=False),
+                test_data=test_set)
+    print(f"\ntonic ToFrame events: accuracy {res.accuracy:.2%}, {res.synapses} synapses")
+    assert res.run_options == {"steps": T, "encoding": "rate", "input_gain": 1.0}
+    assert res.synapses <= budget.max_synapses
+    assert res.accuracy > 0.6, res
+    net = rewire.compile(model, "loihi2", **res.run_options)
+    assert net.synapses <= budget.max_synapses
+
+
+def test_event_dataset_refuses_mismatched_labels():
+    from rewire.training.feed import EventDataset
+
+    with pytest.raises(ValueError, match="one label per recording"):
+        EventDataset([np.zeros(1)], [0, 1], lambda e: e)
