@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from rewire.training.baselines import DeepR, MagnitudePruner, init_deep_r
 from rewire.training.budget import (BudgetController, SynapseBudget, connected_synapses,
-                                    max_fan_in, project_to_budget)
+                                    max_fan_in, max_fan_out, project_to_budget)
 from rewire.training.data import Split
 from rewire.training.gradr import GradR, GradRSGD, apply_gradr
 from rewire.training.model import SpikingMLP, predict, spike_count_logits
@@ -107,6 +107,8 @@ class TrainResult:
         seconds: wall time of training.
         history: per-epoch dicts (epoch, loss, connectivity, alpha).
         method: the :data:`METHODS` entry that trained the model.
+        gradr_max_fan_in, gradr_max_fan_out: largest fan-in and fan-out (per weight matrix,
+            see :func:`rewire.training.budget.max_fan_out`) before the projection.
     """
 
     gradr_synapses: int
@@ -118,6 +120,8 @@ class TrainResult:
     seconds: float
     history: list[dict] = field(default_factory=list)
     method: str = "gradr"
+    gradr_max_fan_in: int = 0
+    gradr_max_fan_out: int = 0
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""
@@ -260,6 +264,7 @@ def train(model: SpikingMLP, split: Split, budget: SynapseBudget,
         apply_gradr(model)  # theta = |w|: the pruned (zero) weights are the disconnected ones
     x_te, y_te = split.x_test.to(device), split.y_test.to(device)
     gradr_synapses = connected_synapses(model)
+    gradr_fans = max_fan_in(model), max_fan_out(model, budget.fan_out_skip_last)
     gradr_accuracy = evaluate(model, x_te, y_te, seed=config.seed)
     removed = 0 if config.method == "gradr-fixed" else project_to_budget(model, budget)
     accuracy = evaluate(model, x_te, y_te, seed=config.seed) if removed else gradr_accuracy
@@ -267,4 +272,5 @@ def train(model: SpikingMLP, split: Split, budget: SynapseBudget,
                        projected_away=removed, synapses=connected_synapses(model),
                        accuracy=accuracy, max_fan_in=max_fan_in(model),
                        seconds=time.perf_counter() - start, history=history,
-                       method=config.method)
+                       method=config.method, gradr_max_fan_in=gradr_fans[0],
+                       gradr_max_fan_out=gradr_fans[1])
