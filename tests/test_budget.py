@@ -60,20 +60,29 @@ def test_projection_always_meets_the_budget(seed, n_in, n_hid, n_out, frac, fan)
         assert max_fan_in(model) <= fan
 
 
-def test_controller_reaches_budget_without_projection():
-    """A short GradR run on random data: the controller steers alpha up until the budget."""
+def _controlled_steps(sizes, budget, steps, ramp, each=lambda t, model, ctl: None):
+    """A seeded SpikingMLP of ``sizes`` trained ``steps`` GradR steps on 64 random samples
+    under ``budget`` with the controller; ``each(t, model, ctl)`` after each step. Returns
+    ``(model, controller, alphas)``."""
     torch.manual_seed(0)
-    model = SpikingMLP((10, 40, 4), steps=4)
+    model = SpikingMLP(sizes, steps=4)
     opt = GradR(apply_gradr(model), lr=0.01, alpha=0.1)
-    budget = SynapseBudget(max_synapses=120, max_fan_in=0, total_synapses=560, source="test")
-    ctl = BudgetController(opt, model, budget, total_steps=300, ramp=0.6)
-    x, y = torch.rand(64, 10), torch.randint(0, 4, (64,))
+    ctl = BudgetController(opt, model, budget, total_steps=steps, ramp=ramp)
+    x, y = torch.rand(64, sizes[0]), torch.randint(0, sizes[-1], (64,))
     alphas = []
-    for _ in range(300):
+    for t in range(steps):
         opt.zero_grad()
         torch.nn.functional.cross_entropy(model(x).sum(0), y).backward()
         opt.step()
         alphas.append(ctl.step())
+        each(t, model, ctl)
+    return model, ctl, alphas
+
+
+def test_controller_reaches_budget_without_projection():
+    """A short GradR run on random data: the controller steers alpha up until the budget."""
+    budget = SynapseBudget(max_synapses=120, max_fan_in=0, total_synapses=560, source="test")
+    model, _, alphas = _controlled_steps((10, 40, 4), budget, 300, 0.6)
     assert connected_synapses(model) <= budget.max_synapses
     assert max(alphas) > 0.1  # it had to push harder than the initial alpha
     assert alphas[-1] < max(alphas)  # and relaxed once the budget was reached
@@ -246,18 +255,11 @@ def test_controller_steers_fan_in_on_the_schedule():
     """With a fan-in limit the controller caps every neuron's fan-in on the cubic schedule
     during training (never above it at any step), reaches the limit by the end of the ramp,
     and the projection then removes no synapse for fan-in."""
-    torch.manual_seed(0)
-    model = SpikingMLP((30, 20, 4), steps=4)
-    opt = GradR(apply_gradr(model), lr=0.01, alpha=0.1)
     budget = SynapseBudget(max_synapses=500, max_fan_in=5, total_synapses=680, source="test")
-    ctl = BudgetController(opt, model, budget, total_steps=60, ramp=0.5)
-    x, y = torch.rand(32, 30), torch.randint(0, 4, (32,))
-    for t in range(60):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x).sum(0), y).backward()
-        opt.step()
-        ctl.step()
-        assert max_fan_in(model) <= ctl.fan_schedule(t, 5, ctl.fan_start[0])
+    over = []
+    model, ctl, _ = _controlled_steps((30, 20, 4), budget, 60, 0.5, lambda t, m, c: over.append(
+        max_fan_in(m) > c.fan_schedule(t, 5, c.fan_start[0])))
+    assert not any(over)
     assert ctl.fan_start[0] == 30 and ctl.fan_schedule(30, 5, 30) == 5
     assert max_fan_in(model) <= 5 and ctl.capped > 0
     before = connected_synapses(model)
