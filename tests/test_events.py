@@ -37,6 +37,7 @@ def _check_same_spikes(rep):
     # float IR on the test spikes = the float model's accuracy measured in training
     assert abs(eq["float_accuracy"] - rep["result"]["float_accuracy"]) <= 2 / 360, eq
     assert eq["prediction_agreement"] >= 0.95, eq
+    assert rep["warnings"] == [], rep["warnings"]    # a healthy run: spiking, above chance
     lava = rep["lava_check"]
     if "skipped" not in lava:
         assert lava["spike_exact"] == lava["samples"] and lava["output_spikes"] > 0, lava

@@ -14,7 +14,8 @@ Examples::
     python -m rewire.export --show-profile loihi2
 
 Exit codes: 0 success, 2 bad input (the message names the option or field and the fix),
-130 on Ctrl-C and 143 on SIGTERM (one line; the previous export is left whole and no
+3 with ``--strict`` when the report has warnings (:mod:`rewire.job.health`; the files are
+written), 130 on Ctrl-C and 143 on SIGTERM (one line; the previous export is left whole and no
 staging folder stays behind).
 """
 
@@ -156,6 +157,10 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     t.add_argument("--device", default="cpu", help="torch device (default cpu)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with code 3 when the report has warnings (a dead net, a "
+                        "projection that cost > 1 point, a check that compared no spike, "
+                        "chance-level accuracy); the files are still written")
     p.add_argument("--lava-samples", type=int, default=10,
                    help="test samples to run in Lava and compare spike for spike with the "
                         "integer model (default 10; 0 skips; skipped without Lava)")
@@ -214,7 +219,12 @@ def _main(args) -> int:
                           alpha=args.alpha, sparsity=args.target_sparsity, seed=args.seed,
                           device=args.device, progress=not args.no_progress),
         lava_samples=args.lava_samples, input=args.input, events=args.events)
-    run(prepare(spec))
+    report = run(prepare(spec))
+    if args.strict and report.get("warnings"):
+        print(f"error: --strict: the run ended with {len(report['warnings'])} warning(s) (see "
+              f"the end of the table and report.json 'warnings'); exit code 3",
+              file=sys.stderr)
+        return 3
     return 0
 
 

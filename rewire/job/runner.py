@@ -30,6 +30,8 @@ from rewire.errors import CompileError
 from rewire.ir.compiled import CompiledNetwork
 from rewire.export import netx, nir_graph, onnx_int, onnx_step, onnx_unrolled
 from rewire.io import write_text
+from rewire.frontends import lower
+from rewire.job import health
 from rewire.job.events import SpikeData, check_input, load_events, rate_code
 from rewire.job.publish import Staging, remove_stale
 from rewire.job.report import build_float_report, build_report, format_report, to_json
@@ -386,6 +388,22 @@ def _final_paths(out: Path, staged: dict) -> dict:
     return files
 
 
+def add_health(report: dict, labels: np.ndarray, activity: list[dict]) -> dict:
+    """Add ``test_set`` (samples, classes, chance level), ``activity`` (spikes and active
+    neurons per layer on the test set) and ``warnings`` (:func:`rewire.job.health.warnings`)
+    to ``report``; return it.
+
+    Raises:
+        ValueError: the test set is empty (a check of nothing is a failed check).
+    """
+    majority, threshold = health.chance_threshold(labels)
+    report["test_set"] = {"samples": int(len(labels)), "classes": int(labels.max()) + 1,
+                          "majority_share": majority, "chance_threshold": threshold}
+    report["activity"] = activity
+    report["warnings"] = health.warnings(report)
+    return report
+
+
 def _publish(stage: Staging, staged: dict, report: dict) -> None:
     """Write ``report.json`` into the staging folder, then publish the whole set into
     ``--out`` at once (:class:`rewire.job.publish.Staging`: old set or new set, never a mix;
@@ -419,6 +437,13 @@ def run_uncompiled(prep: Prepared, result, t0: float, log=print) -> dict:
         report = build_float_report(profile, tuple(prep.model.sizes), spec.steps, spec.encoding,
                                     cores, prep.budget, result, files, timings, reason,
                                     dataset=prep.split.name, config=spec)
+        ir = lower(prep.model.cpu())
+        inputs = (enc for _, enc in encoded_batches(prep.model, prep.split.x_test,
+                                                     seed=spec.train.seed))
+        if prep.spikes is not None:  # the run's fixed test spike trains (N, T, F)
+            inputs = (prep.spikes.x_test[i:i + 512].transpose(0, 1)
+                      for i in range(0, len(prep.spikes.x_test), 512))
+        add_health(report, prep.split.y_test.cpu().numpy(), health.float_activity(ir, inputs))
         formats = export_formats(profile, staged)
         formats["skipped"].update({f: f"needs a compiled network: {reason}"
                                    for f in profile.formats})
@@ -494,6 +519,8 @@ def run(prep: Prepared, log=print) -> dict:
                               dataset=prep.split.name, config=spec)
         report["formats"] = export_formats(prep.profile, staged)
         report["equivalence"] = equiv.to_dict()
+        add_health(report, y_te.cpu().numpy(),
+                   health.activity_from_equivalence(report["equivalence"]))
         _publish(stage, staged, report)
     log(format_report(report))
     return report

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from rewire.training.baselines import DeepR, MagnitudePruner, init_deep_r
 from rewire.training.budget import (BudgetController, SynapseBudget, connected_synapses,
-                                    max_fan_in, project_to_budget)
+                                    max_fan_in, max_fan_out, project_to_budget)
 from rewire.training.data import Split
 from rewire.training.feed import Feed, Runner, check_output, default_loss
 from rewire.training.gradr import GradR, GradRSGD, apply_gradr, hidden_params, prunable_layers
@@ -109,6 +109,8 @@ class TrainResult:
         seconds: wall time of training.
         history: per-epoch dicts (epoch, loss, connectivity, alpha).
         method: the :data:`METHODS` entry that trained the model.
+        gradr_max_fan_in, gradr_max_fan_out: largest fan-in and fan-out (per weight matrix,
+            see :func:`rewire.training.budget.max_fan_out`) before the projection.
         run_options: ``steps``, ``encoding``, ``input_gain`` the input was presented with:
             pass them to ``rewire.compile`` so the chip sees the input training saw.
     """
@@ -122,6 +124,8 @@ class TrainResult:
     seconds: float
     history: list[dict] = field(default_factory=list)
     method: str = "gradr"
+    gradr_max_fan_in: int = 0
+    gradr_max_fan_out: int = 0
     run_options: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -319,6 +323,7 @@ def train(model: nn.Module, data, budget: SynapseBudget,
         return _accuracy(runner, feed, device, config.seed)
 
     gradr_synapses = connected_synapses(model)
+    gradr_fans = max_fan_in(model), max_fan_out(model, budget.fan_out_skip_last)
     gradr_accuracy = measure()
     removed = 0 if config.method == "gradr-fixed" else project_to_budget(model, budget)
     accuracy = measure() if removed else gradr_accuracy
@@ -326,7 +331,8 @@ def train(model: nn.Module, data, budget: SynapseBudget,
                        projected_away=removed, synapses=connected_synapses(model),
                        accuracy=accuracy, max_fan_in=max_fan_in(model),
                        seconds=time.perf_counter() - start, history=history,
-                       method=config.method, run_options=feed.run_options)
+                       method=config.method, gradr_max_fan_in=gradr_fans[0],
+                       gradr_max_fan_out=gradr_fans[1], run_options=feed.run_options)
 
 
 @torch.no_grad()
