@@ -119,13 +119,15 @@ def test_sequential_state_trains_inside_a_loihi2_budget_and_compiles(split):
 @pytest.mark.slow
 def test_recurrent_cell_trains_on_spike_trains_inside_a_loihi2_budget(spike_sets, split):
     """Done-when (issue 15): a LIFRecurrentCell model on (B, T, N) spike trains under
-    Loihi 2 at 10 % connectivity; the compiled net (encoding 'rate') is fed the same spikes."""
+    Loihi 2 at 10 % connectivity and a fan-in of 24 (a recurrent neuron's W and W_rec rows
+    together); the compiled net (encoding 'rate') is fed the same spikes."""
     train_set, test_set = spike_sets
     torch.manual_seed(0)
     model = Recurrent()
     probe = copy.deepcopy(model)
     rewire.apply_gradr(probe)
-    budget = rewire.model_budget(probe, rewire.load_profile("loihi2"), connectivity=0.1)
+    budget = rewire.model_budget(probe, rewire.load_profile("loihi2"), connectivity=0.1,
+                                 max_fan_in=24)
     assert budget.total_synapses == 64 * 64 + 64 * 64 + 64 * 10  # W, W_rec, fc
     res = train(model, DataLoader(train_set, batch_size=64, shuffle=True,
                                   generator=torch.Generator().manual_seed(0)),
@@ -138,7 +140,8 @@ def test_recurrent_cell_trains_on_spike_trains_inside_a_loihi2_budget(spike_sets
     print(f"\nLIFRecurrentCell on spike trains: accuracy {res.gradr_accuracy:.2%} -> "
           f"{res.accuracy:.2%}, {res.synapses} synapses "
           f"({res.synapses / budget.total_synapses:.2%}, budget {budget.max_synapses}), "
-          f"projection removed {res.projected_away}; compiled: {net.synapses} synapses, "
+          f"projection removed {res.projected_away}, fan-in {res.gradr_max_fan_in} -> "
+          f"{res.max_fan_in} (limit 24); compiled: {net.synapses} synapses, "
           f"chip fan-in {chip_fan_in(net)}; integer {rep.integer_accuracy:.2%}, same class "
           f"{rep.prediction_agreement:.2%}")
     assert res.accuracy > 0.8
