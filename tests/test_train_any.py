@@ -11,6 +11,8 @@ import copy
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from norse.torch import LIFCell, LIFRecurrentCell, SequentialState
 from torch import nn
 from torch.nn.utils import parametrize
@@ -406,11 +408,19 @@ def test_remove_gradr_lets_torch_save_pickle_the_model(tmp_path):
 
 
 def test_remove_gradr_after_train(split, tmp_path):
+    """The plain model has as many non-zero weights as the trained one had connected
+    synapses, and the same accuracy (``accuracy`` reads the data as ``train`` does)."""
+    from rewire.training.train import accuracy
+
     model, budget = _tiny()
-    train(model, split, budget, TrainConfig(epochs=1, progress=False), steps=4)
+    res = train(model, split, budget, TrainConfig(epochs=1, lr=1e-2, progress=False),
+                steps=4)
     conn = connected_synapses(model)
+    assert accuracy(model, split, steps=4) == res.accuracy
     rewire.remove_gradr(model)
     assert sum(int((p != 0).sum()) for p in model.parameters()) == conn
+    assert accuracy(model, split, steps=4) == res.accuracy
+    assert accuracy(model, TensorDataset(split.x_test, split.y_test), steps=4) == res.accuracy
     torch.save(model.state_dict(), tmp_path / "w.pt")
     fresh = SequentialState(nn.Linear(64, 8, bias=False), LIFCell(),
                             nn.Linear(8, 10, bias=False), LIFCell())
@@ -474,3 +484,22 @@ def test_event_dataset_refuses_mismatched_labels():
 
     with pytest.raises(ValueError, match="one label per recording"):
         EventDataset([np.zeros(1)], [0, 1], lambda e: e)
+
+
+@settings(max_examples=60, deadline=None)
+@given(b=st.integers(1, 9), t=st.integers(1, 9), f=st.integers(1, 5),
+       time_first=st.booleans())
+def test_detect_layout_property(b, t, f, time_first):
+    """Any (B, T, F) or (T, B, F) batch is read with the right axes when B != T, and refused
+    with the time_axis fix when B == T; the explicit time_axis always reads it."""
+    shape = (t, b, f) if time_first else (b, t, f)
+    x, y = torch.zeros(shape), torch.zeros(b, dtype=torch.long)
+    axis = 0 if time_first else 1
+    if b == t:
+        with pytest.raises(ValueError, match="time_axis=1"):
+            detect_layout(x, y, (f,), None, 16, "data")
+    else:
+        assert detect_layout(x, y, (f,), None, 16, "data") == Layout("spikes", axis, t)
+    assert detect_layout(x, y, (f,), axis, 16, "data") == Layout("spikes", axis, t)
+    assert detect_layout(torch.zeros(b, f), y, (f,), None, t, "data") == \
+        Layout("dense", None, t)

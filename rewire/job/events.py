@@ -3,16 +3,12 @@
 
 **The .npz file** holds exactly four arrays:
 
-========== ================= =================================================================
-name       shape             dtype and values
-========== ================= =================================================================
-x_train    ``(N, T, F)``     bool, or an integer/float type holding only 0 and 1: sample ``n``
-                             has a spike at step ``t`` on input ``f`` where
-                             ``x_train[n, t, f] == 1``
-y_train    ``(N,)``          integer class labels ``0..C-1``
-x_test     ``(M, T, F)``     as ``x_train``, the same ``T`` and ``F``
-y_test     ``(M,)``          as ``y_train``
-========== ================= =================================================================
+| name | shape | dtype and values |
+| --- | --- | --- |
+| ``x_train`` | ``(N, T, F)`` | bool, or int/float holding only 0/1 (1: a spike of sample ``n``, step ``t``, input ``f``) |
+| ``y_train`` | ``(N,)`` | integer class labels ``0..C-1`` |
+| ``x_test`` | ``(M, T, F)`` | as ``x_train``, the same ``T`` and ``F`` |
+| ``y_test`` | ``(M,)`` | as ``y_train`` |
 
 Samples come first and time second, as a torch ``DataLoader`` collates per-sample
 ``(T, F)`` trains (and as tonic's ``ToFrame`` frames are laid out, once flattened per step and

@@ -350,3 +350,30 @@ def _accuracy(runner: Runner, feed: Feed, device: torch.device, seed: int) -> fl
         correct += int((predict(spike_count_logits(out)) == y).sum())
         n += len(y)
     return correct / n
+
+
+def accuracy(model: nn.Module, data, *, forward: Callable | None = None,
+             steps: int | None = None, encoding: str | None = None,
+             input_gain: float | None = None, input_shape: tuple | None = None,
+             time_axis: int | None = None, seed: int = 0, device: str = "cpu") -> float:
+    """Accuracy (fraction in [0, 1]) of any model on ``data``, by output spike count (the
+    chip's rule), read as :func:`train` reads its test data: after :func:`remove_gradr`, or
+    for a model trained elsewhere.
+
+    Args:
+        model: as for :func:`train` (GradR-parametrized or plain).
+        data: a :class:`Split` (its test set), a ``Dataset`` (batches of 512, in order) or a
+            ``DataLoader`` of dense inputs or spike trains.
+        forward, steps, encoding, input_gain, input_shape, time_axis: as for :func:`train`.
+        seed: seeds rate coding of dense input.
+        device: torch device the model runs on.
+
+    Raises:
+        ValueError: as :func:`train` for the data, the run options and the output.
+    """
+    split = isinstance(data, Split)
+    feed = Feed.build(model, data, None if split else data, 512, seed, steps=steps,
+                      encoding=encoding, input_gain=input_gain, input_shape=input_shape,
+                      time_axis=time_axis)
+    model.to(torch.device(device))
+    return _accuracy(Runner(model, forward), feed, torch.device(device), seed)
