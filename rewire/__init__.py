@@ -104,13 +104,15 @@ def compile(model, profile, *, input_max_value: int | None = None, cores: int | 
                            calibration=calibration)
 
 
-def run_job(spec=None, log=print, **options) -> dict:
+def run_job(spec=None, log=print, model=None, **options) -> dict:
     """Run the main job (train under the profile's budget, compile, export, report), as
     ``python -m rewire.export`` does.
 
     Args:
         spec: a :class:`~rewire.job.runner.JobSpec` (default: built from ``options``).
         log: where progress and the final table go.
+        model: a Norse/torch model of your own to train instead of rewire's MLP or conv net
+            (see :func:`rewire.job.runner.prepare`); it is GradR-parametrized in place.
 
     Returns:
         The report dict (also written as ``<out>/report.json``).
@@ -120,4 +122,4 @@ def run_job(spec=None, log=print, **options) -> dict:
     """
     from rewire.job.runner import JobSpec as _Spec, prepare, run
 
-    return run(prepare(spec if spec is not None else _Spec(**options)), log=log)
+    return run(prepare(spec if spec is not None else _Spec(**options), model=model), log=log)

@@ -110,6 +110,17 @@ class Prepared:
     budget: SynapseBudget
     out: Path
     spikes: SpikeData | None = None
+    user_model: bool = False
+    sizes: tuple[int, ...] = ()
+
+    @property
+    def run_options(self) -> dict:
+        """``steps``, ``encoding``, ``input_gain`` of a user's model (its frontend and the
+        compiler need them; rewire's own models carry them)."""
+        if not self.user_model:
+            return {}
+        return {"steps": self.spec.steps, "encoding": self.spec.encoding,
+                "input_gain": self.spec.input_gain}
 
 
 def _check_out_dir(out: str) -> Path:
@@ -275,11 +286,82 @@ def _check_neuron_fits(profile: HardwareProfile, neuron) -> None:
     decay_constant(neuron.tau_mem_inv, neuron.dt, profile, "neuron vDecay (tau_mem)")
 
 
-def prepare(spec: JobSpec) -> Prepared:
+def _prepare_user_model(spec: JobSpec, profile: HardwareProfile, split: Split, out: Path,
+                        spikes, model: torch.nn.Module) -> Prepared:
+    """Check a user's model against the job before any training: it lowers to the IR (what
+    it cannot is named), its input size is the data's, its neurons fit the chip, and its
+    budget comes from its own GradR layers (:func:`model_budget`).
+
+    Raises:
+        TypeError: ``model`` is not a torch module.
+        CompileError: the profile has no fixed-point compiler (only ``cuba`` chips).
+        ValueError: rate coding of dense data asked for (use ``input="spikes"``), or the
+            model's input size is not the data's.
+        rewire.errors.LoweringError: a module or parameter the compiler cannot map.
+    """
+    from rewire.compiler.quantize import check_neuron
+
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model: give a torch nn.Module, got {type(model).__name__}")
+    if profile.neuron.model != "cuba":
+        raise CompileError(f"profile {profile.name!r}: the main job takes a model of your own "
+                           f"only for a chip rewire compiles for (neuron.model 'cuba': loihi2, "
+                           f"loihi); train it with rewire.train and map it yourself")
+    if spec.encoding == "rate" and spikes is None:
+        raise ValueError("encoding 'rate' with a model of your own: give input='spikes' (fixed "
+                         "spike trains, the same for training, the chip and Lava) or events=")
+    ir = lower(model, steps=spec.steps, encoding=spec.encoding, input_gain=spec.input_gain)
+    n_in = int(np.prod(ir.input_shape))
+    if n_in != split.num_features:
+        raise ValueError(f"model: its input takes {n_in} values per step ({ir.input_shape}) but "
+                         f"{split.name} has {split.num_features} features per sample")
+    for layer in ir.layers:
+        check_neuron(layer.neuron, layer.name)
+        if layer.neuron.kind != "IF":
+            _check_neuron_fits(profile, _Rates(layer.neuron))
+    sizes = (n_in, *(layer.neurons for layer in ir.layers))
+    mapping.check_network(profile, sizes, spec.cores)
+    probe = copy.deepcopy(model)
+    apply_gradr(probe)
+    budget = model_budget(probe, profile, cores=spec.cores, max_synapses=spec.max_synapses,
+                          connectivity=spec.connectivity, max_fan_in=spec.max_fan_in)
+    return Prepared(spec, profile, split, model, budget, out, spikes, user_model=True,
+                    sizes=sizes)
+
+
+@dataclass(frozen=True)
+class _Rates:
+    """An IR neuron as :func:`_check_neuron_fits` reads it (no synaptic decay: ``tau_syn``
+    gives ``iDecay = 4096``, always representable)."""
+
+    neuron: object
+
+    @property
+    def tau_syn_inv(self) -> float:
+        return getattr(self.neuron, "tau_syn_inv", 1.0 / self.neuron.dt)
+
+    @property
+    def tau_mem_inv(self) -> float:
+        return self.neuron.tau_mem_inv
+
+    @property
+    def dt(self) -> float:
+        return self.neuron.dt
+
+
+def prepare(spec: JobSpec, model: torch.nn.Module | None = None) -> Prepared:
     """Check every input before any work and build the untrained model.
+
+    Args:
+        spec: the job.
+        model: a model of your own (any Norse/torch module the compiler lowers, untrained or
+            pre-trained, not yet GradR-parametrized) instead of ``spec.model``'s; it takes
+            ``(T, B, n_in)`` input (``spec.steps``, ``spec.encoding``, ``spec.input_gain``
+            say how the data becomes that input).
 
     Raises:
         ProfileError, DataError, BudgetError, ValueError: with the field and the fix.
+        CompileError, LoweringError: (``model``) what the chip or the compiler cannot take.
     """
     profile = load_profile(spec.profile)
     out = _check_out_dir(spec.out)
@@ -303,6 +385,8 @@ def prepare(spec: JobSpec) -> Prepared:
         if kind == "spikes":
             spikes = rate_code(split, spec.steps, spec.train.seed)
             split = dataclasses.replace(split, name=f"{split.name}:spikes")
+    if model is not None:
+        return _prepare_user_model(spec, profile, split, out, spikes, model)
     if spec.model == "conv":
         _check_conv(spec, image_shape(split.num_features))
         model = SpikingConvNet(image_shape(split.num_features), channels=spec.channels,
@@ -335,12 +419,13 @@ def test_payloads(model: SpikingMLP, net: CompiledNetwork, x: torch.Tensor, y: t
             yield spikes[i:i + 512].transpose(0, 1).cpu().numpy().astype(np.int64), \
                 y[i:i + 512].cpu().numpy()
         return
-    for i, enc in encoded_batches(model, x, seed=seed):
-        labels = y[i:i + enc.shape[1]].cpu().numpy()
-        if net.encoding == "current":
-            yield simulate.encode_input(net, x[i:i + enc.shape[1]].cpu().numpy()), labels
-        else:
-            yield enc.cpu().numpy().astype(np.int64), labels
+    if net.encoding == "current":  # the integer payload of x itself: no model needed
+        for i in range(0, len(x), 512):
+            yield simulate.encode_input(net, x[i:i + 512].cpu().numpy()), \
+                y[i:i + 512].cpu().numpy()
+        return
+    for i, enc in encoded_batches(model, x, seed=seed):  # rate: rewire's own models' coding
+        yield enc.cpu().numpy().astype(np.int64), y[i:i + enc.shape[1]].cpu().numpy()
 
 
 def lava_check(net: CompiledNetwork, path: Path, payloads, samples: int) -> dict:
@@ -461,7 +546,8 @@ def run(prep: Prepared, log=print) -> dict:
             f"profile {prep.profile.name!r}: its neuron model {prep.profile.neuron.model!r} has "
             f"no fixed-point compiler in rewire (only 'cuba': loihi2, loihi), and the float-only "
             f"path (train, map cores, report) takes fully connected networks only")
-    log(f"rewire {__version__}: {prep.split.name} {prep.model.sizes} T={spec.steps} "
+    sizes = prep.sizes if prep.user_model else prep.model.sizes
+    log(f"rewire {__version__}: {prep.split.name} {sizes} T={spec.steps} "
         f"on {prep.profile.name}; budget {prep.budget.max_synapses} synapses "
         f"({prep.budget.connectivity:.2%}, {prep.budget.source})")
     if isinstance(prep.model, SpikingConvNet):  # a silent conv layer would not learn
@@ -470,16 +556,17 @@ def run(prep: Prepared, log=print) -> dict:
         log(f"conv init: firing rates {', '.join(f'{r:.2f}' for r in rates)} per step")
     spikes = prep.spikes
     if spikes is None:
-        result = train(prep.model, prep.split, prep.budget, spec.train)
+        result = train(prep.model, prep.split, prep.budget, spec.train, **prep.run_options)
     else:  # fixed spike trains (N, T, F): per-sample (T, F), time on the batch's axis 1
         result = train(prep.model, TensorDataset(spikes.x_train, spikes.y_train), prep.budget,
                        spec.train, test_data=TensorDataset(spikes.x_test, spikes.y_test),
-                       time_axis=1)
+                       time_axis=1, **prep.run_options)
     if prep.profile.neuron.model != "cuba":
         return run_uncompiled(prep, result, t0, log)
     t1 = time.perf_counter()
     net = compile_network(prep.model.cpu(), prep.profile, prep.split.max_value, spec.cores,
-                          calibration=None if spikes else prep.split.x_train.numpy())
+                          calibration=None if spikes else prep.split.x_train.numpy(),
+                          **prep.run_options)
     x_te, y_te = prep.split.x_test, prep.split.y_test
     test_spikes = None if spikes is None else spikes.x_test
     eq_inputs = x_te.cpu().numpy() if net.encoding == "current" else np.concatenate(
