@@ -11,7 +11,8 @@ The curated face (each name is imported on first use, so ``import rewire`` loads
 PyG nor Lava):
 
 * :func:`load_profile`, :func:`compile`, :func:`lower`, ``rewire.export.write``;
-* :func:`apply_gradr`, :class:`GradR`, :class:`BudgetController`, :func:`model_budget`;
+* :func:`train` (any compilable model, :class:`TrainConfig`), :func:`apply_gradr`,
+  :func:`remove_gradr`, :class:`GradR`, :class:`BudgetController`, :func:`model_budget`;
 * :class:`JobSpec`, :func:`run_job`; :class:`Network`, :class:`CompiledNetwork`;
   :class:`RewireError` and its subclasses in :mod:`rewire.errors`.
 
@@ -38,6 +39,9 @@ _LAZY = {
     "Network": ("rewire.ir.network", "Network"),
     "CompiledNetwork": ("rewire.ir.compiled", "CompiledNetwork"),
     "apply_gradr": ("rewire.training.gradr", "apply_gradr"),
+    "remove_gradr": ("rewire.training.gradr", "remove_gradr"),
+    "train": ("rewire.training.train", "train"),
+    "TrainConfig": ("rewire.training.train", "TrainConfig"),
     "GradR": ("rewire.training.gradr", "GradR"),
     "BudgetController": ("rewire.training.budget", "BudgetController"),
     "model_budget": ("rewire.training.budget", "model_budget"),
@@ -100,13 +104,15 @@ def compile(model, profile, *, input_max_value: int | None = None, cores: int | 
                            calibration=calibration)
 
 
-def run_job(spec=None, log=print, **options) -> dict:
+def run_job(spec=None, log=print, model=None, **options) -> dict:
     """Run the main job (train under the profile's budget, compile, export, report), as
     ``python -m rewire.export`` does.
 
     Args:
         spec: a :class:`~rewire.job.runner.JobSpec` (default: built from ``options``).
         log: where progress and the final table go.
+        model: a Norse/torch model of your own to train instead of rewire's MLP or conv net
+            (see :func:`rewire.job.runner.prepare`); it is GradR-parametrized in place.
 
     Returns:
         The report dict (also written as ``<out>/report.json``).
@@ -116,4 +122,4 @@ def run_job(spec=None, log=print, **options) -> dict:
     """
     from rewire.job.runner import JobSpec as _Spec, prepare, run
 
-    return run(prepare(spec if spec is not None else _Spec(**options)), log=log)
+    return run(prepare(spec if spec is not None else _Spec(**options), model=model), log=log)

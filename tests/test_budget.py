@@ -7,7 +7,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from rewire.training.budget import (BudgetController, BudgetError, SynapseBudget,
-                                    connected_synapses, make_budget, max_fan_in,
+                                    cap_neurons, connected_synapses, make_budget, max_fan_in,
+                                    max_fan_out,
                                     model_budget, project_to_budget, prunable_synapses,
                                     within_budget)
 from rewire.training.gradr import GradR, apply_gradr, hidden_params
@@ -59,20 +60,29 @@ def test_projection_always_meets_the_budget(seed, n_in, n_hid, n_out, frac, fan)
         assert max_fan_in(model) <= fan
 
 
-def test_controller_reaches_budget_without_projection():
-    """A short GradR run on random data: the controller steers alpha up until the budget."""
+def _controlled_steps(sizes, budget, steps, ramp, each=lambda t, model, ctl: None):
+    """A seeded SpikingMLP of ``sizes`` trained ``steps`` GradR steps on 64 random samples
+    under ``budget`` with the controller; ``each(t, model, ctl)`` after each step. Returns
+    ``(model, controller, alphas)``."""
     torch.manual_seed(0)
-    model = SpikingMLP((10, 40, 4), steps=4)
+    model = SpikingMLP(sizes, steps=4)
     opt = GradR(apply_gradr(model), lr=0.01, alpha=0.1)
-    budget = SynapseBudget(max_synapses=120, max_fan_in=0, total_synapses=560, source="test")
-    ctl = BudgetController(opt, model, budget, total_steps=300, ramp=0.6)
-    x, y = torch.rand(64, 10), torch.randint(0, 4, (64,))
+    ctl = BudgetController(opt, model, budget, total_steps=steps, ramp=ramp)
+    x, y = torch.rand(64, sizes[0]), torch.randint(0, sizes[-1], (64,))
     alphas = []
-    for _ in range(300):
+    for t in range(steps):
         opt.zero_grad()
         torch.nn.functional.cross_entropy(model(x).sum(0), y).backward()
         opt.step()
         alphas.append(ctl.step())
+        each(t, model, ctl)
+    return model, ctl, alphas
+
+
+def test_controller_reaches_budget_without_projection():
+    """A short GradR run on random data: the controller steers alpha up until the budget."""
+    budget = SynapseBudget(max_synapses=120, max_fan_in=0, total_synapses=560, source="test")
+    model, _, alphas = _controlled_steps((10, 40, 4), budget, 300, 0.6)
     assert connected_synapses(model) <= budget.max_synapses
     assert max(alphas) > 0.1  # it had to push harder than the initial alpha
     assert alphas[-1] < max(alphas)  # and relaxed once the budget was reached
@@ -150,7 +160,12 @@ def test_conv_counting_convention():
         theta[:, :, 0, :] = -1.0  # first kernel row pruned in every output channel
     assert max_fan_in(net) == 20  # linear rows: 20 inputs; conv rows now 18
     b = model_budget(net, connectivity=0.5, max_fan_in=6)
-    assert (b.max_synapses, b.max_fan_in, b.total_synapses) == (108, 6, 215)
+    # fan-in 6 allows 6 per output channel (5) and per readout neuron (4): 54 < 108 = 50 %
+    assert (b.max_synapses, b.max_fan_in, b.total_synapses) == (54, 6, 215)
+    assert b.source == "--max-fan-in 6 x 9 neurons"
+    assert [c for c, _ in b.limits] == [54, 108, 215]
+    b = model_budget(net, connectivity=0.2, max_fan_in=6)
+    assert (b.max_synapses, b.source) == (43, "--connectivity 0.2")
 
 
 def test_model_budget_uses_profile_and_needs_a_limit(loihi2):
@@ -219,3 +234,53 @@ def test_training_always_ends_inside_the_budget(seed, n_in, n_hid, n_out, frac, 
         assert res.max_fan_in <= fan
     event(f"{method}: met the budget without the projection" if res.projected_away == 0
           else f"{method}: projection needed")
+
+
+def test_cap_neurons_keeps_the_strongest_per_neuron_over_all_its_matrices():
+    """A recurrent neuron's fan-in is its row of ``[W | W_rec]``: the cap keeps its ``k``
+    largest theta over both matrices, and leaves neurons under ``k`` alone."""
+    w = torch.tensor([[3.0, -1.0, 0.5], [0.25, 0.5, -0.75]])
+    w_rec = torch.tensor([[2.0, 0.375], [-1.0, -2.0]])
+    removed = cap_neurons([w, w_rec], 2, dim=0)
+    assert removed == 2  # neuron 0 had 4 (3, 0.5, 2, 0.375): keeps 3 and 2
+    assert w.tolist() == [[3.0, -1.0, 0.0], [0.25, 0.5, -0.75]]
+    assert w_rec.tolist() == [[2.0, 0.0], [-1.0, -2.0]]
+    cols = torch.tensor([[1.0, 1.0], [2.0, -1.0], [3.0, 1.0]])
+    assert cap_neurons([cols], 1, dim=1) == 3 and (cols > 0).sum(0).tolist() == [1, 1]
+    with pytest.raises(ValueError, match="dim"):
+        cap_neurons([torch.ones(2, 2, 2)], 1, dim=1)
+
+
+def test_controller_steers_fan_in_on_the_schedule():
+    """With a fan-in limit the controller caps every neuron's fan-in on the cubic schedule
+    during training (never above it at any step), reaches the limit by the end of the ramp,
+    and the projection then removes no synapse for fan-in."""
+    budget = SynapseBudget(max_synapses=500, max_fan_in=5, total_synapses=680, source="test")
+    over = []
+    model, ctl, _ = _controlled_steps((30, 20, 4), budget, 60, 0.5, lambda t, m, c: over.append(
+        max_fan_in(m) > c.fan_schedule(t, 5, c.fan_start[0])))
+    assert not any(over)
+    assert ctl.fan_start[0] == 30 and ctl.fan_schedule(30, 5, 30) == 5
+    assert max_fan_in(model) <= 5 and ctl.capped > 0
+    before = connected_synapses(model)
+    assert project_to_budget(model, budget) == max(0, before - budget.max_synapses)
+
+
+def test_budget_names_fan_out_and_steers_it(loihi2):
+    """Xylo's fan-out limit (64 outgoing synapses per hidden neuron) enters the budget and
+    is held during training; the first matrix (input channels) has no fan-out limit."""
+    from rewire.hw_profiles.profile import load_profile
+
+    xylo = load_profile("xylo")
+    b = make_budget(xylo, (16, 200, 100, 8), connectivity=1.0)
+    # fc1 from the 16 input channels: no limit; fc2: each of 200 hidden neurons feeds at
+    # most 64 of the 100; the readout into the dedicated output neurons: no limit
+    assert b.max_fan_out == 64 and b.fan_out_skip_last
+    assert b.max_synapses == 16 * 200 + 200 * 64 + 100 * 8
+    assert b.source == "limits.fan_out 64 per source neuron"
+    torch.manual_seed(0)
+    model = SpikingMLP((16, 200, 100, 8), steps=2)
+    apply_gradr(model)
+    assert max_fan_out(model, True) == 100
+    project_to_budget(model, b)
+    assert max_fan_out(model, True) == 64 and within_budget(model, b)

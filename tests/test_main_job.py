@@ -22,6 +22,7 @@ def test_default_main_job_meets_the_targets(tmp_path):
     assert res["float_accuracy"] >= 0.95
     assert abs(res["quantization_drop"]) <= 0.02
     assert res["within_budget"] and res["cores"] <= 128
+    assert r["warnings"] == []  # a healthy run has none (tests/test_health.py: the bad ones)
     from rewire.job.report import format_report
 
     table = format_report(r)

@@ -63,7 +63,7 @@ def test_layers_share_a_core_only_where_the_chip_allows():
     assert map_layers(layers, chip(neurons_per_core=8, layers_per_core=0)).cores == 1
     assert map_layers(layers, chip(neurons_per_core=8, layers_per_core=1)).cores == 2
     shared = map_layers(layers, chip(neurons_per_core=8, layers_per_core=0)).usage[0]
-    assert shared.layers == {"fc1": 5, "fc2": 3} and shared.fan_in == 4 + 5
+    assert shared.layers == {"fc1": 5, "fc2": 3} and shared.input_axons == 4 + 5
 
 
 def test_fan_in_and_fan_out_per_core(loihi2):
@@ -72,8 +72,9 @@ def test_fan_in_and_fan_out_per_core(loihi2):
     mask2[2:, 1] = True
     m = map_layers([dense("fc1", 6, 3), LayerConnectivity.from_mask("fc2", mask2)], loihi2)
     fc1, fc2 = m.usage
-    assert (fc1.fan_in, fc2.fan_in) == (3, 2)   # distinct source neurons per core
-    assert (fc1.fan_out, fc2.fan_out) == (2, 0)  # fc1 neurons 0, 1 each route to fc2's core
+    assert (fc1.input_axons, fc2.input_axons) == (3, 2)   # distinct source neurons per core
+    assert (fc1.output_routes, fc2.output_routes) == (2, 0)  # fc1 neurons 0, 1 route to fc2
+    assert (fc1.max_fan_in, fc2.max_fan_in) == (3, 1)   # per-neuron fan-in, not axons
 
 
 def test_every_neuron_placed_and_old_import_works(small_net):
@@ -181,7 +182,12 @@ def test_cores_json_and_png(tmp_path, loihi2):
     assert doc["cores_used"] == 2 and doc["profile"] == "loihi2"
     core = doc["cores"][0]
     assert core["synapses"] == 7 and core["utilisation"]["neurons"] == pytest.approx(3 / 8192)
-    assert set(core) >= {"neurons", "synapses", "fan_in", "fan_out", "limits", "utilisation"}
+    assert set(core) >= {"neurons", "synapses", "input_axons", "output_routes", "max_fan_in",
+                         "limits", "utilisation"}
+    # every figure is shown with the limit it is held against; null = the chip sets none
+    assert core["max_fan_in"] == 3 and core["input_axons"] == 3
+    assert core["limits"] == {"neurons": 8192, "synapses": 937500, "input_axons": None,
+                              "output_routes": None, "fan_in": None}
     png = write_png(m, tmp_path / "cores.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left

@@ -58,6 +58,9 @@ class LayerEquivalence:
         first_divergence: earliest step (0-based) at which any sample differs; ``None`` if the
             two models agree at every step.
         diverged_samples: fraction of samples whose spikes differ at some step in this layer.
+        float_active, integer_active: neurons that spiked at least once over the input set in
+            each model (a readout layer's: neurons that were the largest at some step).
+        spiking: whether the layer emits spikes (``False`` for a voltage readout).
     """
 
     name: str
@@ -68,6 +71,9 @@ class LayerEquivalence:
     integer_spikes: int
     first_divergence: int | None
     diverged_samples: float
+    float_active: int = 0
+    integer_active: int = 0
+    spiking: bool = True
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,8 @@ def compare(net: CompiledNetwork, inputs: np.ndarray, labels=None, batch_size: i
     n_layers = len(net.layers)
     agree = [np.zeros(steps) for _ in range(n_layers)]
     f_spikes, i_spikes = [0] * n_layers, [0] * n_layers
+    f_active = [np.zeros(l.shape[0], bool) for l in net.layers]
+    i_active = [np.zeros(l.shape[0], bool) for l in net.layers]
     diverged = [0] * n_layers
     first: list[int | None] = [None] * n_layers
     f_pred, i_pred = [], []
@@ -172,6 +180,8 @@ def compare(net: CompiledNetwork, inputs: np.ndarray, labels=None, batch_size: i
             agree[k] += same.reshape(steps, -1).sum(1)
             f_spikes[k] += int(fl[k].sum())
             i_spikes[k] += int(it[k].sum())
+            f_active[k] |= fl[k].any(axis=(0, 1))
+            i_active[k] |= it[k].any(axis=(0, 1))
             differ = ~same.all(axis=2)                               # (T, b)
             diverged[k] += int(differ.any(axis=0).sum())
             if differ.any():
@@ -186,7 +196,9 @@ def compare(net: CompiledNetwork, inputs: np.ndarray, labels=None, batch_size: i
             spike_agreement=float(per_step.mean()) if steps else 1.0,
             step_agreement=tuple(float(a) for a in per_step),
             float_spikes=f_spikes[k], integer_spikes=i_spikes[k], first_divergence=first[k],
-            diverged_samples=diverged[k] / max(total, 1)))
+            diverged_samples=diverged[k] / max(total, 1),
+            float_active=int(f_active[k].sum()), integer_active=int(i_active[k].sum()),
+            spiking=bool(layer.spiking)))
     f_acc = i_acc = None
     if labels is not None:
         labels = np.asarray(labels)

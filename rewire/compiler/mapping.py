@@ -55,7 +55,12 @@ __all__ = ["MAPPING_VERSION", "OUTPUT_CORE", "MappingError", "LayerConnectivity"
 
 MAPPING_VERSION = 1
 OUTPUT_CORE = -1  # ``CoreUsage.core`` of the dedicated output neurons
-LIMIT_KEYS = ("neurons", "synapses", "fan_in", "fan_out")
+#: ``(limit key, CoreUsage attribute)``: what each core figure is held against. ``fan_in`` is
+#: the largest per-neuron fan-in on the core (``limits.fan_in``); ``input_axons`` the distinct
+#: sources feeding the core (``limits.axons_in_per_core``), a different thing.
+LIMITS = (("neurons", "neurons"), ("synapses", "synapses"), ("input_axons", "input_axons"),
+          ("output_routes", "output_routes"), ("fan_in", "max_fan_in"))
+LIMIT_KEYS = tuple(k for k, _ in LIMITS)
 
 
 @dataclass(frozen=True)
@@ -69,10 +74,13 @@ class CoreUsage:
         neurons: neurons on the core.
         synapses: synapse words charged (see the module docstring).
         connected: connected synapses into the core's neurons.
-        fan_in: distinct input axons (source neurons) feeding the core.
-        fan_out: output routes, one per (neuron, destination core) pair.
-        capacity: the core's limit for each of ``neurons, synapses, fan_in, fan_out``
-            (0 = no limit).
+        input_axons: distinct input axons (source neurons) feeding the core.
+        output_routes: output routes, one per (neuron, destination core) pair.
+        max_fan_in: the largest number of connected synapses into one neuron of the core.
+        capacity: the limit each figure is held against, per :data:`LIMIT_KEYS`
+            (``neurons``, ``synapses``, ``input_axons``: ``limits.axons_in_per_core``,
+            ``output_routes``: ``limits.axons_out_per_core``, ``fan_in``:
+            ``limits.fan_in``); 0 = the chip sets no limit.
     """
 
     core: int
@@ -80,23 +88,27 @@ class CoreUsage:
     neurons: int
     synapses: int
     connected: int
-    fan_in: int
-    fan_out: int
+    input_axons: int
+    output_routes: int
+    max_fan_in: int
     capacity: dict
 
     def utilisation(self) -> dict:
-        """``{limit: used / capacity}`` for each of ``neurons, synapses, fan_in, fan_out``;
-        ``None`` where the chip sets no limit."""
-        return {k: (getattr(self, k) / self.capacity[k] if self.capacity[k] else None)
-                for k in LIMIT_KEYS}
+        """``{limit: used / capacity}`` for each of :data:`LIMIT_KEYS`; ``None`` where the
+        chip sets no limit."""
+        return {k: (getattr(self, a) / self.capacity[k] if self.capacity[k] else None)
+                for k, a in LIMITS}
 
     def to_dict(self) -> dict:
-        """JSON-ready form (one entry of ``cores.json``)."""
+        """JSON-ready form (one entry of ``cores.json``): every figure, and beside it in
+        ``limits`` the chip's limit it is held against (``null``: the chip sets none)."""
         return {"core": "output" if self.core == OUTPUT_CORE else self.core,
                 "layers": dict(self.layers), "neurons": self.neurons,
                 "synapses": self.synapses, "connected_synapses": self.connected,
-                "fan_in": self.fan_in, "fan_out": self.fan_out,
-                "limits": dict(self.capacity), "utilisation": self.utilisation()}
+                "input_axons": self.input_axons, "output_routes": self.output_routes,
+                "max_fan_in": self.max_fan_in,
+                "limits": {k: (v or None) for k, v in self.capacity.items()},
+                "utilisation": self.utilisation()}
 
 
 @dataclass(frozen=True)
@@ -218,12 +230,16 @@ def map_layers(layers: Sequence[LayerConnectivity], profile: HardwareProfile,
                 f"--connectivity so that fewer neurons reach several cores",
                 "limits.axons_out_per_core", names[0], int(routes[ci]), lim.axons_out_per_core)
         capacity = {"neurons": core.cap_neurons, "synapses": core.cap_synapses,
-                    "fan_in": lim.axons_in_per_core, "fan_out": lim.axons_out_per_core}
+                    "input_axons": lim.axons_in_per_core,
+                    "output_routes": lim.axons_out_per_core, "fan_in": lim.fan_in}
+        worst = max([int(layers[j].fan_in[placement[j] == ci].max(initial=0))
+                     for j in core.parts], default=0)
         usage.append(CoreUsage(core=core.core,
                                layers={layers[j].name: q[0] for j, q in core.parts.items()},
                                neurons=core.neurons, synapses=core.words,
-                               connected=core.connected, fan_in=int(fan_in),
-                               fan_out=int(routes[ci]), capacity=capacity))
+                               connected=core.connected, input_axons=int(fan_in),
+                               output_routes=int(routes[ci]), max_fan_in=worst,
+                               capacity=capacity))
     algorithm = ("assignment of whole layers to cores (Hungarian method)"
                  if not lim.split_layers and lim.layers_per_core == 1
                  else "first-fit decreasing by fan-in")
@@ -287,8 +303,9 @@ def write_json(mapping: CoreMapping, path: str | Path) -> Path:
 def write_png(mapping: CoreMapping, path: str | Path) -> Path:
     """Bar chart of each core's utilisation of every limit (``cores.png``), written atomically.
 
-    One group of bars per core (neurons, synapses, fan-in, fan-out as a fraction of the core's
-    limit; limits the chip does not set are left out) and a line at 100 %.
+    One group of bars per core (neurons, synapses, input axons, output routes and the largest
+    per-neuron fan-in, each as a fraction of its limit; limits the chip does not set are left
+    out) and a line at 100 %.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -303,14 +320,14 @@ def write_png(mapping: CoreMapping, path: str | Path) -> Path:
     width = 0.8 / len(LIMIT_KEYS)
     x = np.arange(n)
     smallest = 100.0
-    for k, key in enumerate(LIMIT_KEYS):
+    for k, (key, attr) in enumerate(LIMITS):
         util = [u.utilisation()[key] for u in usage]
         if all(v is None for v in util):
             continue
         pct = [100 * (v or 0) for v in util]
-        bars = ax.bar(x + (k - 1.5) * width, pct, width, label=key)
+        bars = ax.bar(x + (k - (len(LIMITS) - 1) / 2) * width, pct, width, label=key)
         if n <= 16:  # the used amount on top of each bar
-            ax.bar_label(bars, [f"{getattr(u, key)}" for u in usage], fontsize=7, rotation=90,
+            ax.bar_label(bars, [f"{getattr(u, attr)}" for u in usage], fontsize=7, rotation=90,
                          padding=2)
         smallest = min([smallest] + [v for v in pct if v > 0])
     ax.axhline(100, color="k", linestyle="--", linewidth=1, label="limit")

@@ -7,11 +7,14 @@ Examples::
     python -m rewire.export --dataset mnist --data-dir ../shared/datasets/mnist --hidden 800 \\
         --steps 8 --epochs 30 --connectivity 0.02
     python -m rewire.export --dataset mnist --data-dir ../shared/datasets/mnist --model conv
+    python -m rewire.export --input spikes --encoding rate --epochs 30 --out build/
+    python -m rewire.export --events spikes.npz --steps 20 --out build/
     python -m rewire.export --list-profiles
     python -m rewire.export --show-profile loihi2
 
 Exit codes: 0 success, 2 bad input (the message names the option or field and the fix),
-130 on Ctrl-C and 143 on SIGTERM (one line; the previous export is left whole and no
+3 with ``--strict`` when the report has warnings (:mod:`rewire.job.health`; the files are
+written), 130 on Ctrl-C and 143 on SIGTERM (one line; the previous export is left whole and no
 staging folder stays behind).
 """
 
@@ -36,7 +39,7 @@ USER_ERRORS = (ProfileError, DataError, BudgetError, CompileError, ValueError, O
 #: Upper bounds of the float options, each far past any useful value (defaults: lr 1e-3,
 #: alpha 0.1, input gain 4): above them training overflows float32 at the first step.
 FLOAT_BOUNDS = {"lr": 10.0, "alpha": 1e4, "input_gain": 1e4}
-STRING_OPTIONS = ("profile", "out", "show_profile", "data_dir", "device")
+STRING_OPTIONS = ("profile", "out", "show_profile", "data_dir", "device", "events")
 
 
 class Terminated(KeyboardInterrupt):
@@ -121,8 +124,19 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--pools", type=_positive_int, nargs="+", default=[1, 2],
                    help="conv: sum-pooling window after each stage, 1 = none (default 1 2)")
     d.add_argument("--steps", type=_positive_int, default=16, help="time steps T (default 16)")
-    d.add_argument("--encoding", choices=ENCODINGS, default="current",
-                   help="input encoding: constant current (graded spikes on chip) or rate")
+    d.add_argument("--encoding", choices=ENCODINGS, default=None,
+                   help="input encoding: constant current (graded spikes on chip) or rate "
+                        "(default: current for dense input, rate for spike trains)")
+    d.add_argument("--input", choices=("dense", "spikes"), default=None,
+                   help="dense: the data set's values, encoded every batch (default without "
+                        "--events); "
+                        "spikes: made into fixed Bernoulli spike trains (N, T, F) of "
+                        "P(spike) = value before training, seeded by --seed, so training and "
+                        "the integer/Lava checks see the same spikes")
+    d.add_argument("--events", metavar="PATH",
+                   help="train on the spike trains of an .npz instead of --dataset: arrays "
+                        "x_train, x_test (N, T, F) 0/1 (bool or integer), y_train, y_test (N,) "
+                        "integer labels; T must equal --steps")
     d.add_argument("--input-gain", type=_float, default=4.0,
                    help="constant-current gain (default 4)")
     b = p.add_argument_group("budget (the smallest applies)")
@@ -144,6 +158,10 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     t.add_argument("--device", default="cpu", help="torch device (default cpu)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with code 3 when the report has warnings (a dead net, a "
+                        "projection that cost > 1 point, a check that compared no spike, "
+                        "chance-level accuracy); the files are still written")
     p.add_argument("--lava-samples", type=int, default=10,
                    help="test samples to run in Lava and compare spike for spike with the "
                         "integer model (default 10; 0 skips; skipped without Lava)")
@@ -191,7 +209,12 @@ def _main(args) -> int:
         return 0
     from rewire.job.runner import prepare, run
 
-    run(prepare(job_spec(args)))
+    report = run(prepare(job_spec(args)))
+    if args.strict and report.get("warnings"):
+        print(f"error: --strict: the run ended with {len(report['warnings'])} warning(s) (see "
+              f"the end of the table and report.json 'warnings'); exit code 3",
+              file=sys.stderr)
+        return 3
     return 0
 
 
@@ -214,7 +237,7 @@ def job_spec(args):
         steps=args.steps, encoding=args.encoding,
         input_gain=args.input_gain, cores=args.cores, max_synapses=args.max_synapses,
         connectivity=args.connectivity, max_fan_in=args.max_fan_in, train=train,
-        lava_samples=args.lava_samples)
+        lava_samples=args.lava_samples, input=args.input, events=args.events)
 
 
 if __name__ == "__main__":

@@ -51,14 +51,38 @@ def _header(prof, dataset, sizes, steps, encoding, neurons, total_synapses) -> d
                         "neurons": neurons, "total_synapses": total_synapses}}
 
 
+def missed_limits(budget: SynapseBudget, result: TrainResult) -> list[str]:
+    """The limits GradR alone (before the projection) did not meet, in words (``[]``: none)."""
+    missed = []
+    if result.gradr_synapses > budget.max_synapses:
+        missed.append(f"synapses {result.gradr_synapses} > {budget.max_synapses} "
+                      f"({budget.source})")
+    fan_in = getattr(result, "gradr_max_fan_in", 0)
+    if budget.max_fan_in and fan_in > budget.max_fan_in:
+        missed.append(f"fan-in {fan_in} > {budget.max_fan_in}")
+    fan_out = getattr(result, "gradr_max_fan_out", 0)
+    if budget.max_fan_out and fan_out > budget.max_fan_out:
+        missed.append(f"fan-out {fan_out} > {budget.max_fan_out} (limits.fan_out)")
+    return missed
+
+
 def _training(budget: SynapseBudget, result: TrainResult) -> dict:
     return {"budget": {"max_synapses": budget.max_synapses, "max_fan_in": budget.max_fan_in,
-                       "connectivity": budget.connectivity, "source": budget.source},
+                       "max_fan_out": budget.max_fan_out,
+                       "connectivity": budget.connectivity, "source": budget.source,
+                       "binding": budget.source,
+                       "limits": [{"synapses": int(c), "limit": src}
+                                  for c, src in budget.limits]},
             "gradr": {"synapses": result.gradr_synapses,
                       "connectivity": result.gradr_synapses / budget.total_synapses,
                       "accuracy": result.gradr_accuracy,
+                      "max_fan_in": getattr(result, "gradr_max_fan_in", None),
+                      "max_fan_out": getattr(result, "gradr_max_fan_out", None),
+                      "missed": missed_limits(budget, result),
                       "met_budget": result.projected_away == 0},
             "projection": {"removed_synapses": result.projected_away,
+                           "removed_share": (result.projected_away / result.gradr_synapses
+                                             if result.gradr_synapses else 0.0),
                            "accuracy_cost": result.gradr_accuracy - result.accuracy}}
 
 
@@ -109,17 +133,29 @@ def format_report(report: dict) -> str:
     """The human-readable table printed at the end of the main job."""
     r, g, b, t = report["result"], report["gradr"], report["budget"], report["timings"]
     lim = report["profile_limits"]
+    p = report["projection"]
+    fans = "".join([f", fan-in <= {b['max_fan_in']}" if b["max_fan_in"] else "",
+                    f", fan-out <= {b['max_fan_out']}" if b.get("max_fan_out") else ""])
+    missed = g.get("missed")
     rows = [
         ("profile", report["profile"]),
         ("dataset / network", f"{report['dataset']} {report['network']['sizes']} "
                               f"T={report['network']['steps']} ({report['network']['encoding']})"),
-        ("budget", f"{b['max_synapses']} synapses ({b['connectivity']:.2%}; {b['source']})"),
+        ("budget", f"{b['max_synapses']} synapses ({b['connectivity']:.2%}){fans}; binding "
+                   f"limit: {b['source']}"),
         ("GradR alone", f"{g['synapses']} synapses ({g['connectivity']:.2%}), accuracy "
-                        f"{g['accuracy']:.2%}, {'met' if g['met_budget'] else 'missed'} budget"),
-        ("projection", f"removed {report['projection']['removed_synapses']} synapses"),
+                        f"{g['accuracy']:.2%}, "
+                        + ("met every limit" if g["met_budget"] else
+                           "missed: " + ("; ".join(missed) if missed else "the budget"))),
+        ("projection", f"removed {p['removed_synapses']} synapses"
+                       + (f" ({p.get('removed_share', 0):.1%} of GradR's), float accuracy "
+                          f"{g['accuracy']:.2%} -> {r['float_accuracy']:.2%} (cost "
+                          f"{100 * p['accuracy_cost']:+.2f} points)"
+                          if p["removed_synapses"] else "")),
         ("connectivity", f"{r['connectivity']:.2%} ({r['synapses']} / "
                          f"{report['network']['total_synapses']} synapses)"),
-        ("max fan-in", f"{r['max_fan_in']}" + (f" / {lim['fan_in']}" if lim["fan_in"] else "")),
+        ("max fan-in", f"{r['max_fan_in']}" + (f" / {b['max_fan_in']}" if b["max_fan_in"]
+                                               else " (no fan-in limit)")),
         ("neurons", f"{r['neurons']}"),
         ("cores used", f"{r['cores']} of {lim['cores']} {r['cores_per_layer']}"),
         ("float accuracy", f"{r['float_accuracy']:.2%}"),
@@ -161,4 +197,10 @@ def format_report(report: dict) -> str:
         rows.append((f"file: {name}", path))
     width = max(len(k) for k, _ in rows)
     line = "-" * (width + 60)
-    return "\n".join([line] + [f"{k:<{width}}  {v}" for k, v in rows] + [line])
+    table = [line] + [f"{k:<{width}}  {v}" for k, v in rows] + [line]
+    warned = report.get("warnings") or []
+    if warned:
+        bar = "!" * (width + 60)
+        table += [bar, f"{len(warned)} WARNING(S): this result may be bad"] \
+            + [f"WARNING: {w}" for w in warned] + [bar]
+    return "\n".join(table)

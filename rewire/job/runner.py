@@ -12,6 +12,7 @@ lists for its chip are written; the report says which were skipped and why.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import tempfile
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import TensorDataset
 
 from rewire import __version__
 from rewire.compiler import equivalence, mapping, simulate
@@ -28,6 +30,9 @@ from rewire.errors import CompileError
 from rewire.ir.compiled import CompiledNetwork
 from rewire.export import netx, nir_graph, onnx_int, onnx_step, onnx_unrolled
 from rewire.io import write_text
+from rewire.frontends import lower
+from rewire.job import health
+from rewire.job.events import SpikeData, check_input, load_events, rate_code
 from rewire.job.publish import Staging, remove_stale
 from rewire.job.report import build_float_report, build_report, format_report, to_json
 from rewire.hw_profiles.profile import KNOWN_FORMATS, HardwareProfile, load_profile
@@ -91,7 +96,13 @@ class JobSpec:
         channels, kernels, strides, pools: conv stages (``conv``): output channels, kernel
             size, stride and sum-pooling window of each (padding ``kernel // 2``).
         steps: time steps ``T``.
-        encoding: ``current`` or ``rate``.
+        encoding: ``current`` or ``rate`` (default: ``current`` for dense input, ``rate``
+            for spike trains).
+        input: ``"dense"`` (default without ``events``: the data set's values, encoded by ``encoding`` every batch) or
+            ``"spikes"`` (the values made into fixed Bernoulli spike trains ``(N, T, F)``
+            before training, seeded by ``train.seed``: :mod:`rewire.job.events`).
+        events: an ``.npz`` of spike trains to train on instead of ``dataset`` (implies
+            ``input="spikes"``; its arrays: :mod:`rewire.job.events`).
         input_gain: constant-current gain.
         cores, max_synapses, connectivity, max_fan_in: budget options (see
             :func:`rewire.training.budget.make_budget`).
@@ -112,7 +123,7 @@ class JobSpec:
     strides: tuple[int, ...] = (2, 1)
     pools: tuple[int, ...] = (1, 2)
     steps: int = 16
-    encoding: str = "current"
+    encoding: str | None = None
     input_gain: float = 4.0
     cores: int | None = None
     max_synapses: int | None = None
@@ -120,6 +131,8 @@ class JobSpec:
     max_fan_in: int | None = None
     train: TrainConfig | None = None
     lava_samples: int = 0
+    input: str | None = None
+    events: str | None = None
 
     def __post_init__(self) -> None:
         if self.train is None:
@@ -137,6 +150,18 @@ class Prepared:
     model: SpikingMLP | SpikingConvNet
     budget: SynapseBudget
     out: Path
+    spikes: SpikeData | None = None
+    user_model: bool = False
+    sizes: tuple[int, ...] = ()
+
+    @property
+    def run_options(self) -> dict:
+        """``steps``, ``encoding``, ``input_gain`` of a user's model (its frontend and the
+        compiler need them; rewire's own models carry them)."""
+        if not self.user_model:
+            return {}
+        return {"steps": self.spec.steps, "encoding": self.spec.encoding,
+                "input_gain": self.spec.input_gain}
 
 
 def _check_out_dir(out: str) -> Path:
@@ -302,11 +327,82 @@ def _check_neuron_fits(profile: HardwareProfile, neuron) -> None:
     decay_constant(neuron.tau_mem_inv, neuron.dt, profile, "neuron vDecay (tau_mem)")
 
 
-def prepare(spec: JobSpec) -> Prepared:
+def _prepare_user_model(spec: JobSpec, profile: HardwareProfile, split: Split, out: Path,
+                        spikes, model: torch.nn.Module) -> Prepared:
+    """Check a user's model against the job before any training: it lowers to the IR (what
+    it cannot is named), its input size is the data's, its neurons fit the chip, and its
+    budget comes from its own GradR layers (:func:`model_budget`).
+
+    Raises:
+        TypeError: ``model`` is not a torch module.
+        CompileError: the profile has no fixed-point compiler (only ``cuba`` chips).
+        ValueError: rate coding of dense data asked for (use ``input="spikes"``), or the
+            model's input size is not the data's.
+        rewire.errors.LoweringError: a module or parameter the compiler cannot map.
+    """
+    from rewire.compiler.quantize import check_neuron
+
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model: give a torch nn.Module, got {type(model).__name__}")
+    if profile.neuron.model != "cuba":
+        raise CompileError(f"profile {profile.name!r}: the main job takes a model of your own "
+                           f"only for a chip rewire compiles for (neuron.model 'cuba': loihi2, "
+                           f"loihi); train it with rewire.train and map it yourself")
+    if spec.encoding == "rate" and spikes is None:
+        raise ValueError("encoding 'rate' with a model of your own: give input='spikes' (fixed "
+                         "spike trains, the same for training, the chip and Lava) or events=")
+    ir = lower(model, steps=spec.steps, encoding=spec.encoding, input_gain=spec.input_gain)
+    n_in = int(np.prod(ir.input_shape))
+    if n_in != split.num_features:
+        raise ValueError(f"model: its input takes {n_in} values per step ({ir.input_shape}) but "
+                         f"{split.name} has {split.num_features} features per sample")
+    for layer in ir.layers:
+        check_neuron(layer.neuron, layer.name)
+        if layer.neuron.kind != "IF":
+            _check_neuron_fits(profile, _Rates(layer.neuron))
+    sizes = (n_in, *(layer.neurons for layer in ir.layers))
+    mapping.check_network(profile, sizes, spec.cores)
+    probe = copy.deepcopy(model)
+    apply_gradr(probe)
+    budget = model_budget(probe, profile, cores=spec.cores, max_synapses=spec.max_synapses,
+                          connectivity=spec.connectivity, max_fan_in=spec.max_fan_in)
+    return Prepared(spec, profile, split, model, budget, out, spikes, user_model=True,
+                    sizes=sizes)
+
+
+@dataclass(frozen=True)
+class _Rates:
+    """An IR neuron as :func:`_check_neuron_fits` reads it (no synaptic decay: ``tau_syn``
+    gives ``iDecay = 4096``, always representable)."""
+
+    neuron: object
+
+    @property
+    def tau_syn_inv(self) -> float:
+        return getattr(self.neuron, "tau_syn_inv", 1.0 / self.neuron.dt)
+
+    @property
+    def tau_mem_inv(self) -> float:
+        return self.neuron.tau_mem_inv
+
+    @property
+    def dt(self) -> float:
+        return self.neuron.dt
+
+
+def prepare(spec: JobSpec, model: torch.nn.Module | None = None) -> Prepared:
     """Check every input before any work and build the untrained model.
+
+    Args:
+        spec: the job.
+        model: a model of your own (any Norse/torch module the compiler lowers, untrained or
+            pre-trained, not yet GradR-parametrized) instead of ``spec.model``'s; it takes
+            ``(T, B, n_in)`` input (``spec.steps``, ``spec.encoding``, ``spec.input_gain``
+            say how the data becomes that input).
 
     Raises:
         ProfileError, DataError, BudgetError, ValueError: with the field and the fix.
+        CompileError, LoweringError: (``model``) what the chip or the compiler cannot take.
     """
     profile = load_profile(spec.profile)
     out = _check_out_dir(spec.out)
@@ -318,9 +414,20 @@ def prepare(spec: JobSpec) -> Prepared:
     _check_seed_and_device(spec.train)
     if spec.model not in MODELS:
         raise ValueError(f"--model must be one of {MODELS}, got {spec.model!r}")
+    kind, encoding = check_input(spec.input, spec.events, spec.encoding)
+    spec = dataclasses.replace(spec, input=kind, encoding=encoding)
+    spikes = None
+    if spec.events is not None:
+        spikes, split = load_events(spec.events, spec.steps)
     # the initial weights follow --seed too: the same seed gives the same files
     torch.manual_seed(spec.train.seed)
-    split = load_split(spec.dataset, spec.data_dir)
+    if spec.events is None:
+        split = load_split(spec.dataset, spec.data_dir)
+        if kind == "spikes":
+            spikes = rate_code(split, spec.steps, spec.train.seed)
+            split = dataclasses.replace(split, name=f"{split.name}:spikes")
+    if model is not None:
+        return _prepare_user_model(spec, profile, split, out, spikes, model)
     if spec.model == "conv":
         _check_conv(spec, image_shape(split.num_features))
         model = SpikingConvNet(image_shape(split.num_features), channels=spec.channels,
@@ -332,7 +439,7 @@ def prepare(spec: JobSpec) -> Prepared:
         apply_gradr(probe)  # model_budget counts GradR layers; train() parametrizes the model
         budget = model_budget(probe, profile, cores=spec.cores, max_synapses=spec.max_synapses,
                               connectivity=spec.connectivity, max_fan_in=spec.max_fan_in)
-        return Prepared(spec, profile, split, model, budget, out)
+        return Prepared(spec, profile, split, model, budget, out, spikes)
     sizes = (split.num_features, *spec.hidden, split.num_classes)
     _check_trainable(sizes)
     mapping.check_network(profile, sizes, spec.cores)  # what no pruning can fix, before training
@@ -341,18 +448,25 @@ def prepare(spec: JobSpec) -> Prepared:
     _check_neuron_fits(profile, model.neuron)
     budget = make_budget(profile, sizes, cores=spec.cores, max_synapses=spec.max_synapses,
                          connectivity=spec.connectivity, max_fan_in=spec.max_fan_in)
-    return Prepared(spec, profile, split, model, budget, out)
+    return Prepared(spec, profile, split, model, budget, out, spikes)
 
 
 def test_payloads(model: SpikingMLP, net: CompiledNetwork, x: torch.Tensor, y: torch.Tensor,
-                  seed: int):
-    """Yield ``(payload (T, B, n_in), labels)``: the integer image of the float test input."""
-    for i, enc in encoded_batches(model, x, seed=seed):
-        labels = y[i:i + enc.shape[1]].cpu().numpy()
-        if net.encoding == "current":
-            yield simulate.encode_input(net, x[i:i + enc.shape[1]].cpu().numpy()), labels
-        else:
-            yield enc.cpu().numpy().astype(np.int64), labels
+                  seed: int, spikes: torch.Tensor | None = None):
+    """Yield ``(payload (T, B, n_in), labels)``: the integer image of the float test input
+    (``spikes``: the run's fixed test spike trains ``(N, T, F)``, given as they are)."""
+    if spikes is not None:
+        for i in range(0, len(spikes), 512):
+            yield spikes[i:i + 512].transpose(0, 1).cpu().numpy().astype(np.int64), \
+                y[i:i + 512].cpu().numpy()
+        return
+    if net.encoding == "current":  # the integer payload of x itself: no model needed
+        for i in range(0, len(x), 512):
+            yield simulate.encode_input(net, x[i:i + 512].cpu().numpy()), \
+                y[i:i + 512].cpu().numpy()
+        return
+    for i, enc in encoded_batches(model, x, seed=seed):  # rate: rewire's own models' coding
+        yield enc.cpu().numpy().astype(np.int64), y[i:i + enc.shape[1]].cpu().numpy()
 
 
 def lava_check(net: CompiledNetwork, path: Path, payloads, samples: int) -> dict:
@@ -400,6 +514,22 @@ def _final_paths(out: Path, staged: dict) -> dict:
     return files
 
 
+def add_health(report: dict, labels: np.ndarray, activity: list[dict]) -> dict:
+    """Add ``test_set`` (samples, classes, chance level), ``activity`` (spikes and active
+    neurons per layer on the test set) and ``warnings`` (:func:`rewire.job.health.warnings`)
+    to ``report``; return it.
+
+    Raises:
+        ValueError: the test set is empty (a check of nothing is a failed check).
+    """
+    majority, threshold = health.chance_threshold(labels)
+    report["test_set"] = {"samples": int(len(labels)), "classes": int(labels.max()) + 1,
+                          "majority_share": majority, "chance_threshold": threshold}
+    report["activity"] = activity
+    report["warnings"] = health.warnings(report)
+    return report
+
+
 def _publish(stage: Staging, staged: dict, report: dict) -> None:
     """Write ``report.json`` into the staging folder, then publish the whole set into
     ``--out`` at once (:class:`rewire.job.publish.Staging`: old set or new set, never a mix;
@@ -433,6 +563,13 @@ def run_uncompiled(prep: Prepared, result, t0: float, log=print) -> dict:
         report = build_float_report(profile, tuple(prep.model.sizes), spec.steps, spec.encoding,
                                     cores, prep.budget, result, files, timings, reason,
                                     dataset=prep.split.name, config=spec)
+        ir = lower(prep.model.cpu())
+        inputs = (enc for _, enc in encoded_batches(prep.model, prep.split.x_test,
+                                                     seed=spec.train.seed))
+        if prep.spikes is not None:  # the run's fixed test spike trains (N, T, F)
+            inputs = (prep.spikes.x_test[i:i + 512].transpose(0, 1)
+                      for i in range(0, len(prep.spikes.x_test), 512))
+        add_health(report, prep.split.y_test.cpu().numpy(), health.float_activity(ir, inputs))
         formats = export_formats(profile, staged)
         formats["skipped"].update({f: f"needs a compiled network: {reason}"
                                    for f in profile.formats})
@@ -460,7 +597,8 @@ def run(prep: Prepared, log=print) -> dict:
             f"profile {prep.profile.name!r}: its neuron model {prep.profile.neuron.model!r} has "
             f"no fixed-point compiler in rewire (only 'cuba': loihi2, loihi), and the float-only "
             f"path (train, map cores, report) takes fully connected networks only")
-    log(f"rewire {__version__}: {prep.split.name} {prep.model.sizes} T={spec.steps} "
+    sizes = prep.sizes if prep.user_model else prep.model.sizes
+    log(f"rewire {__version__}: {prep.split.name} {sizes} T={spec.steps} "
         f"on {prep.profile.name}; budget {prep.budget.max_synapses} synapses "
         f"({prep.budget.connectivity:.2%}, {prep.budget.source})")
     log(training_line(spec))
@@ -468,15 +606,24 @@ def run(prep: Prepared, log=print) -> dict:
         torch.manual_seed(spec.train.seed)
         rates = prep.model.init_rates(prep.split.x_train[:128])
         log(f"conv init: firing rates {', '.join(f'{r:.2f}' for r in rates)} per step")
-    result = train(prep.model, prep.split, prep.budget, spec.train)
+    spikes = prep.spikes
+    if spikes is None:
+        result = train(prep.model, prep.split, prep.budget, spec.train, **prep.run_options)
+    else:  # fixed spike trains (N, T, F): per-sample (T, F), time on the batch's axis 1
+        result = train(prep.model, TensorDataset(spikes.x_train, spikes.y_train), prep.budget,
+                       spec.train, test_data=TensorDataset(spikes.x_test, spikes.y_test),
+                       time_axis=1, **prep.run_options)
     if prep.profile.neuron.model != "cuba":
         return run_uncompiled(prep, result, t0, log)
     t1 = time.perf_counter()
     net = compile_network(prep.model.cpu(), prep.profile, prep.split.max_value, spec.cores,
-                          calibration=prep.split.x_train.numpy())
+                          calibration=None if spikes else prep.split.x_train.numpy(),
+                          **prep.run_options)
     x_te, y_te = prep.split.x_test, prep.split.y_test
+    test_spikes = None if spikes is None else spikes.x_test
     eq_inputs = x_te.cpu().numpy() if net.encoding == "current" else np.concatenate(
-        [p for p, _ in test_payloads(prep.model, net, x_te, y_te, spec.train.seed)], axis=1)
+        [p for p, _ in test_payloads(prep.model, net, x_te, y_te, spec.train.seed,
+                                     test_spikes)], axis=1)
     equiv = equivalence.compare(net, eq_inputs, labels=y_te.cpu().numpy())
     # the comparison runs the integer model on the same payloads and predicts as
     # simulate.accuracy does (spike-count argmax, ties to the lowest class): reuse it
@@ -501,7 +648,8 @@ def run(prep: Prepared, log=print) -> dict:
         lava = {"skipped": "profile has no netx target"}
         if "netx" in staged:
             lava = lava_check(net, staged["netx"],
-                              test_payloads(prep.model, net, x_te, y_te, spec.train.seed),
+                              test_payloads(prep.model, net, x_te, y_te, spec.train.seed,
+                                            test_spikes),
                               spec.lava_samples)
         files = _final_paths(prep.out, staged)
         timings = {"train_s": t1 - t0, "compile_s": t2 - t1, "export_s": t3 - t2,
@@ -511,6 +659,8 @@ def run(prep: Prepared, log=print) -> dict:
         report["config"]["controller"] = dict(spec.train.controller)  # conv: alpha_max
         report["formats"] = export_formats(prep.profile, staged)
         report["equivalence"] = equiv.to_dict()
+        add_health(report, y_te.cpu().numpy(),
+                   health.activity_from_equivalence(report["equivalence"]))
         _publish(stage, staged, report)
     log(format_report(report))
     return report

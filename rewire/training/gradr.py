@@ -168,6 +168,56 @@ def prunable_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
             yield name, module
 
 
+def remove_gradr(model: nn.Module) -> nn.Module:
+    r"""Turn a GradR-trained model back into a plain one, in place: every weight
+    parametrized by :func:`apply_gradr` becomes an ordinary parameter holding
+    :math:`w = s \cdot \mathrm{ReLU}(\theta)` (GradR Eq. 5), and the parametrization is
+    removed (``torch.nn.utils.parametrize.remove_parametrizations`` with
+    ``leave_parametrized=True``).
+
+    A disconnected synapse (:math:`\theta \le 0`) is exactly ``0.0`` (never ``-0.0``), a
+    connected one keeps its value, so the model computes what it computed before; it pickles
+    (``torch.save(model)``), its ``state_dict`` has the plain names (``weight``,
+    ``input_weights``, ...) that Norse and other libraries load, and ``rewire.compile`` lowers
+    it as before. The tensor objects are kept (an optimizer holding them now holds the
+    weights). Other parametrizations of the model are left alone.
+
+    Args:
+        model: a model passed through :func:`apply_gradr` (for example by
+            :func:`rewire.training.train.train`).
+
+    Returns:
+        ``model`` itself.
+
+    Raises:
+        ValueError: the model has no GradR weight (nothing to remove).
+
+    Example:
+        >>> net = torch.nn.Linear(4, 3, bias=False)
+        >>> theta = apply_gradr(net)[0]
+        >>> with torch.no_grad():
+        ...     theta[0] = -1.0
+        >>> remove_gradr(net).weight[0].tolist()
+        [0.0, 0.0, 0.0, 0.0]
+        >>> parametrize.is_parametrized(net)
+        False
+    """
+    layers = list(prunable_layers(model))
+    if not layers:
+        raise ValueError("model has no GradR weight to remove (apply_gradr was not called, "
+                         "or remove_gradr already ran)")
+    for _, module in layers:
+        for pname in [n for n, plist in module.parametrizations.items()
+                      if isinstance(plist[0], SignedReLU)]:
+            if len(module.parametrizations[pname]) != 1:
+                raise ValueError(f"{type(module).__name__}.{pname} has other "
+                                 f"parametrizations stacked on GradR's; remove them first")
+            parametrize.remove_parametrizations(module, pname, leave_parametrized=True)
+            with torch.no_grad():
+                getattr(module, pname).add_(0.0)  # -0.0 (s = -1, theta <= 0) -> +0.0
+    return model
+
+
 def hidden_params(model: nn.Module) -> list[nn.Parameter]:
     """The hidden :math:`\theta` of every GradR weight, in module order."""
     return [plist.original for _, m in prunable_layers(model)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import torch
 from torch import distributed as dist
@@ -26,9 +27,10 @@ from tqdm.auto import tqdm
 
 from rewire.training.baselines import DeepR, MagnitudePruner, init_deep_r
 from rewire.training.budget import (BudgetController, SynapseBudget, connected_synapses,
-                                    max_fan_in, project_to_budget)
+                                    max_fan_in, max_fan_out, project_to_budget)
 from rewire.training.data import Split
-from rewire.training.gradr import GradR, GradRSGD, apply_gradr
+from rewire.training.feed import Feed, Runner, check_output, default_loss
+from rewire.training.gradr import GradR, GradRSGD, apply_gradr, hidden_params, prunable_layers
 from rewire.training.model import SpikingMLP, predict, spike_count_logits
 
 METHODS = ("gradr", "gradr-fixed", "deep-r", "magnitude")
@@ -107,6 +109,10 @@ class TrainResult:
         seconds: wall time of training.
         history: per-epoch dicts (epoch, loss, connectivity, alpha).
         method: the :data:`METHODS` entry that trained the model.
+        gradr_max_fan_in, gradr_max_fan_out: largest fan-in and fan-out (per weight matrix,
+            see :func:`rewire.training.budget.max_fan_out`) before the projection.
+        run_options: ``steps``, ``encoding``, ``input_gain`` the input was presented with:
+            pass them to ``rewire.compile`` so the chip sees the input training saw.
     """
 
     gradr_synapses: int
@@ -118,6 +124,9 @@ class TrainResult:
     seconds: float
     history: list[dict] = field(default_factory=list)
     method: str = "gradr"
+    gradr_max_fan_in: int = 0
+    gradr_max_fan_out: int = 0
+    run_options: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""
@@ -170,15 +179,28 @@ def _optimizer(model: nn.Module, thetas: list[nn.Parameter], config: TrainConfig
     return GradR(groups, lr=config.lr, alpha=alpha, sparsity=config.sparsity)
 
 
-def train(model: SpikingMLP, split: Split, budget: SynapseBudget,
-          config: TrainConfig = TrainConfig()) -> TrainResult:
-    """Train ``model`` with GradR (or a baseline) so that it ends inside ``budget``.
+def train(model: nn.Module, data, budget: SynapseBudget,
+          config: TrainConfig = TrainConfig(), *, test_data=None,
+          forward: Callable | None = None, loss: Callable | None = None,
+          steps: int | None = None, encoding: str | None = None,
+          input_gain: float | None = None, input_shape: tuple | None = None,
+          time_axis: int | None = None) -> TrainResult:
+    r"""Train ``model`` with GradR (or a baseline) so that it ends inside ``budget``.
 
     The model's prunable weights are parametrized (:func:`apply_gradr`) in place, trained with
     :class:`GradR` steered by :class:`BudgetController`, and finally projected onto the budget
     (:func:`project_to_budget`) if GradR alone did not get there. ``config.method`` selects a
     baseline instead (see :class:`TrainConfig`); every method ends with the model
-    parametrized, so :func:`connected_synapses` and the compiler read it alike.
+    parametrized, so :func:`connected_synapses` and the compiler read it alike
+    (:func:`rewire.training.gradr.remove_gradr` turns it into a plain model afterwards).
+
+    Any model the Norse frontend compiles trains here (see :mod:`rewire.training.feed`):
+    rewire's ``SpikingMLP``/``SpikingConvNet``, a Norse ``SequentialState`` (called once per
+    step), or a module with its own time loop over ``(T, B, ...)``; with the user's
+    ``forward`` and ``loss`` if given. The data is a :class:`Split`, or a torch ``Dataset``/
+    ``DataLoader`` of dense inputs ``(B, ...)`` (encoded over ``steps`` steps) or of spike
+    trains ``(B, T, ...)`` (a ``DataLoader``'s collation of per-sample ``(T, ...)`` trains;
+    ``(T, B, ...)`` too, see :func:`rewire.training.feed.detect_layout`).
 
     Under ``torch.distributed`` (initialised by the caller) the model is wrapped in
     ``DistributedDataParallel``: rank ``r`` of ``n`` takes samples ``r, r + n, ...`` of every
@@ -187,27 +209,54 @@ def train(model: SpikingMLP, split: Split, budget: SynapseBudget,
     ends with the same :math:`\theta`.
 
     Args:
-        model: a fresh :class:`SpikingMLP` (not yet parametrized), or any module mapping
-            ``(B, ...)`` input to ``(T, B, classes)`` spikes with ``encode``/``run_encoded``.
-        split: the data.
+        model: a fresh model (``method="gradr"``/``"gradr-fixed"`` also take one already
+            passed through :func:`apply_gradr`, as :func:`model_budget` needs).
+        data: a :class:`Split` (its test set is the test data), or a ``Dataset`` of ``(x, y)``
+            samples (batched by ``config.batch_size``, shuffled with ``config.seed``), or a
+            ``DataLoader`` of ``(x, y)`` batches (used as it is).
         budget: the :class:`SynapseBudget` to end inside.
         config: :class:`TrainConfig`.
+        test_data: the test ``Dataset``/``DataLoader`` (required unless ``data`` is a Split).
+        forward: ``forward(model, inputs) -> output`` with ``inputs`` ``(T, B, ...)`` (dense
+            batches encoded, spike trains time first; rewire's own models get dense ``(B, F)``
+            in training and encode it themselves); the output, or its first element when it
+            is a tuple, must be spikes ``(T, B, classes)``. Default: see
+            :func:`rewire.training.feed.default_forward`.
+        loss: ``loss(output, labels) -> scalar``; default the cross-entropy of the spike
+            counts. The accuracy always counts output spikes (the chip's rule).
+        steps, encoding, input_gain: how dense input is presented (default: the model's
+            attributes of those names, else 16 steps, ``"current"``, gain 4); for spike
+            trains they come from the data. Pass the same to ``rewire.compile``
+            (``TrainResult.run_options`` holds them).
+        input_shape: per-sample input shape when the model's first layer does not tell it.
+        time_axis: for spike trains, the batch's time axis (1: ``(B, T, ...)``, 0:
+            ``(T, B, ...)``); default: read from the labels, refused when ``T == B``.
 
     Returns:
         :class:`TrainResult`.
 
     Raises:
-        ValueError: ``config.device`` names CUDA but none is available.
+        ValueError: ``config.device`` names CUDA but none is available; data, run options or
+            a model output that cannot be used (named, with the fix), before any training.
     """
     start = time.perf_counter()
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {config.device!r}: CUDA is not available here; use cpu")
+    feed = Feed.build(model, data, test_data, config.batch_size, config.seed, steps=steps,
+                      encoding=encoding, input_gain=input_gain, input_shape=input_shape,
+                      time_axis=time_axis)
+    legacy = feed.split is not None and feed.rewire_model and forward is None and loss is None
+    loss_fn = loss or default_loss
+    parametrized = any(True for _ in prunable_layers(model))
+    if parametrized and config.method in ("deep-r", "magnitude"):
+        raise ValueError(f"method {config.method!r} needs a model without GradR "
+                         f"parametrization; give a fresh model (compute the budget on a copy: "
+                         f"probe = copy.deepcopy(model); apply_gradr(probe))")
     device = torch.device(config.device)
     rank, world = _world()
     torch.manual_seed(config.seed)
     model.to(device)
-    x_tr, y_tr = split.x_train.to(device), split.y_train.to(device)
-    steps_per_epoch = -(-len(x_tr) // config.batch_size)
+    steps_per_epoch = feed.steps_per_epoch(config.batch_size)
     total_steps = config.epochs * steps_per_epoch
     controller = pruner = None
     gen = torch.Generator().manual_seed(config.seed)
@@ -220,51 +269,111 @@ def train(model: SpikingMLP, split: Split, budget: SynapseBudget,
         pruner = MagnitudePruner(model, budget.max_synapses / budget.total_synapses,
                                  total_steps)
     else:
-        opt = _optimizer(model, apply_gradr(model), config, config.alpha)
+        thetas = hidden_params(model) if parametrized else apply_gradr(model)
+        opt = _optimizer(model, thetas, config, config.alpha)
         if config.method == "gradr":
             controller = BudgetController(opt, model, budget, total_steps, **config.controller)
-    net = model
+    runner = Runner(model, forward)
+    net = runner
     if world > 1:
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+        net = DistributedDataParallel(runner, device_ids=[device.index] if device.type == "cuda"
                                       else None)
+    encode_gen = torch.Generator(device=device).manual_seed(config.seed)
     history = []
     bar = tqdm(range(config.epochs), desc=config.method, unit="epoch",
                disable=not config.progress or rank != 0)
+    checked = False
     for epoch in bar:
         model.train()
-        order = torch.randperm(len(x_tr), generator=gen).to(device)
-        total = 0.0
-        for i in range(0, len(x_tr), config.batch_size):
-            idx = order[i:i + config.batch_size][rank::world]
-            counts = spike_count_logits(net(x_tr[idx]))
-            loss = F.cross_entropy(counts, y_tr[idx])
+        total, seen = 0.0, 0
+        for xb, yb in feed.train_batches(device, gen):
+            inputs, y, encoded = feed.inputs(model, xb, yb, rank, world, encode_gen, "data",
+                                             train=True)
+            out = net(inputs, encoded)
+            if not checked:
+                check_output(out, len(y), int(yb.max()) + 1, "data")
+                checked = True
+            batch_loss = loss_fn(out, y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            batch_loss.backward()
             opt.step()
             if controller is not None:
                 controller.step()
             if pruner is not None:
                 pruner.step()
-            total += float(loss) * len(idx)
+            total += float(batch_loss) * len(y)
+            seen += len(yb)
         if pruner is None:
             conn = connected_synapses(model) / budget.total_synapses
         else:
             conn = pruner.connected() / budget.total_synapses
         alpha = controller.alpha if controller is not None else opt.param_groups[0].get(
             "alpha", 0.0)
-        history.append({"epoch": epoch + 1, "loss": total / len(x_tr) * world,
+        history.append({"epoch": epoch + 1, "loss": total / seen * world,
                         "connectivity": conn, "alpha": alpha})
-        bar.set_postfix(loss=f"{total / len(x_tr) * world:.3f}", conn=f"{conn:.2%}",
+        bar.set_postfix(loss=f"{total / seen * world:.3f}", conn=f"{conn:.2%}",
                         alpha=f"{alpha:.3g}")
     if pruner is not None:
         apply_gradr(model)  # theta = |w|: the pruned (zero) weights are the disconnected ones
-    x_te, y_te = split.x_test.to(device), split.y_test.to(device)
+
+    def measure() -> float:
+        if legacy:
+            return evaluate(model, feed.split.x_test.to(device), feed.split.y_test.to(device),
+                            seed=config.seed)
+        return _accuracy(runner, feed, device, config.seed)
+
     gradr_synapses = connected_synapses(model)
-    gradr_accuracy = evaluate(model, x_te, y_te, seed=config.seed)
+    gradr_fans = max_fan_in(model), max_fan_out(model, budget.fan_out_skip_last)
+    gradr_accuracy = measure()
     removed = 0 if config.method == "gradr-fixed" else project_to_budget(model, budget)
-    accuracy = evaluate(model, x_te, y_te, seed=config.seed) if removed else gradr_accuracy
+    accuracy = measure() if removed else gradr_accuracy
     return TrainResult(gradr_synapses=gradr_synapses, gradr_accuracy=gradr_accuracy,
                        projected_away=removed, synapses=connected_synapses(model),
                        accuracy=accuracy, max_fan_in=max_fan_in(model),
                        seconds=time.perf_counter() - start, history=history,
-                       method=config.method)
+                       method=config.method, gradr_max_fan_in=gradr_fans[0],
+                       gradr_max_fan_out=gradr_fans[1], run_options=feed.run_options)
+
+
+@torch.no_grad()
+def _accuracy(runner: Runner, feed: Feed, device: torch.device, seed: int) -> float:
+    """Test accuracy (fraction) of ``runner`` on ``feed``'s test batches, by output spike
+    count; dense input encoded with a generator seeded by ``seed`` (the same draws each
+    call, so the accuracy before and after the projection see the same input)."""
+    runner.eval()
+    gen = torch.Generator(device=device).manual_seed(seed)
+    correct = n = 0
+    for xb, yb in feed.test_batches(device):
+        inputs, y, _ = feed.inputs(runner.model, xb, yb, 0, 1, gen, "test_data", train=False)
+        out = runner(inputs, True)
+        check_output(out, len(y), int(y.max()) + 1, "test_data")
+        correct += int((predict(spike_count_logits(out)) == y).sum())
+        n += len(y)
+    return correct / n
+
+
+def accuracy(model: nn.Module, data, *, forward: Callable | None = None,
+             steps: int | None = None, encoding: str | None = None,
+             input_gain: float | None = None, input_shape: tuple | None = None,
+             time_axis: int | None = None, seed: int = 0, device: str = "cpu") -> float:
+    """Accuracy (fraction in [0, 1]) of any model on ``data``, by output spike count (the
+    chip's rule), read as :func:`train` reads its test data: after :func:`remove_gradr`, or
+    for a model trained elsewhere.
+
+    Args:
+        model: as for :func:`train` (GradR-parametrized or plain).
+        data: a :class:`Split` (its test set), a ``Dataset`` (batches of 512, in order) or a
+            ``DataLoader`` of dense inputs or spike trains.
+        forward, steps, encoding, input_gain, input_shape, time_axis: as for :func:`train`.
+        seed: seeds rate coding of dense input.
+        device: torch device the model runs on.
+
+    Raises:
+        ValueError: as :func:`train` for the data, the run options and the output.
+    """
+    split = isinstance(data, Split)
+    feed = Feed.build(model, data, None if split else data, 512, seed, steps=steps,
+                      encoding=encoding, input_gain=input_gain, input_shape=input_shape,
+                      time_axis=time_axis)
+    model.to(torch.device(device))
+    return _accuracy(Runner(model, forward), feed, torch.device(device), seed)

@@ -13,7 +13,7 @@ from torch import nn
 
 from rewire.compiler.quantize import compile_network
 from rewire.training.budget import (BudgetController, BudgetError, SynapseBudget,
-                                    connected_synapses, make_budget, max_fan_in,
+                                    cap_neurons, connected_synapses, make_budget, max_fan_in,
                                     project_to_budget, within_budget)
 from rewire.training.data import Split
 from rewire.training.gradr import GradR, apply_gradr, hidden_params
@@ -33,8 +33,8 @@ def test_budget_is_the_smallest_limit_or_refused(loihi2, sizes, cores, max_synap
                                                  fan):
     """Any combination of options either raises :class:`BudgetError` (nothing else) or gives
     a budget no larger than the dense network, ``--max-synapses`` and
-    ``ceil(connectivity * total)``, equal to the smallest of them (the chip is not binding for
-    these small networks), with room for every output neuron; the fan-in budget is the
+    ``ceil(connectivity * total)`` and the fan-in capacity (neurons x fan-in), equal to the
+    smallest of them (the chip is not binding for these small networks), with room for every output neuron; the fan-in budget is the
     smallest positive fan-in limit (0 = none)."""
     total = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
     try:
@@ -43,9 +43,13 @@ def test_budget_is_the_smallest_limit_or_refused(loihi2, sizes, cores, max_synap
     except BudgetError as exc:
         assert str(exc)
         return
-    limits = [total] + ([max_synapses] if max_synapses is not None else []) \
+    fan_in = min([f for f in (loihi2.limits.fan_in, fan or 0) if f > 0], default=0)
+    by_fan_in = sum(b * min(fan_in, a) for a, b in zip(sizes[:-1], sizes[1:])) if fan_in \
+        else total
+    limits = [total, by_fan_in] + ([max_synapses] if max_synapses is not None else []) \
         + ([math.ceil(conn * total)] if conn is not None else [])
     assert b.max_synapses == min(limits)
+    assert b.limits[0] == (b.max_synapses, b.source)
     assert sizes[-1] <= b.max_synapses <= total == b.total_synapses
     assert 0 < b.connectivity <= 1
     assert b.max_fan_in == min([f for f in (loihi2.limits.fan_in, fan or 0) if f > 0],
@@ -183,3 +187,28 @@ def test_training_then_compiling_never_exceeds_the_budget(loihi2, seed, hidden, 
         assert max(layer.max_fan_in for layer in net.layers) <= fan
     assert all(np.count_nonzero(l.weight_int) <= np.count_nonzero(l.weight) for l in net.layers)
 
+
+
+@given(seed=st.integers(0, 10_000), rows=st.integers(1, 12), cols=st.lists(
+    st.integers(1, 15), min_size=1, max_size=3), k=st.integers(0, 20), dim=st.sampled_from([0, 1]))
+def test_cap_neurons_holds_every_neuron_to_k_and_keeps_the_strongest(seed, rows, cols, k, dim):
+    """After :func:`cap_neurons` no neuron (row over all matrices, or column of one matrix)
+    has more than ``k`` connected synapses; a neuron within ``k`` is untouched; every removed
+    theta is at most every kept positive theta of its neuron; removed ones become 0."""
+    gen = torch.Generator().manual_seed(seed)
+    if dim == 1:
+        cols = cols[:1]
+    mats = [torch.randn(rows, c, generator=gen) for c in cols]
+    before = [m.clone() for m in mats]
+    removed = cap_neurons(mats, k, dim)
+    joined = torch.cat(mats, 1) if dim == 0 else mats[0].t()
+    joined0 = torch.cat(before, 1) if dim == 0 else before[0].t()
+    assert ((joined > 0).sum(1) <= k).all()
+    assert removed == int((joined0 > 0).sum() - (joined > 0).sum())
+    for r, r0 in zip(joined, joined0):
+        gone = r0[(r0 > 0) & (r == 0)]
+        if int((r0 > 0).sum()) <= k:
+            assert torch.equal(r, r0)
+        elif len(gone) and (r > 0).any():
+            assert float(gone.max()) <= float(r[r > 0].min())
+        assert torch.equal(r[r0 <= 0], r0[r0 <= 0])

@@ -66,7 +66,7 @@ def check_mapping(m, masks, prof):
         neurons = sum(int((m.placement[li] == ci).sum()) for li in layers)
         connected = sum(int(masks[li][m.placement[li] == ci].sum()) for li in layers)
         axons = [int(masks[li][m.placement[li] == ci].any(axis=0).sum()) for li in layers]
-        assert (u.neurons, u.connected, u.fan_in) == (neurons, connected, sum(axons))
+        assert (u.neurons, u.connected, u.input_axons) == (neurons, connected, sum(axons))
         assert neurons <= prof.core_neurons(u.core)
         if lim.layers_per_core:
             assert len(layers) <= lim.layers_per_core

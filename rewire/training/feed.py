@@ -1,0 +1,569 @@
+r"""How :func:`rewire.training.train.train` feeds any model: data, encoding, forward, loss.
+
+Three kinds of model (the kinds the Norse frontend lowers, :mod:`rewire.frontends.norse`):
+
+* **rewire's own** :class:`~rewire.training.model.SpikingMLP` and
+  :class:`~rewire.training.conv.SpikingConvNet` (they have ``encode``/``run_encoded``): dense
+  input ``(B, F)`` goes in as it is (the model encodes it), a spike train ``(T, B, F)`` through
+  ``run_encoded`` (the model must be built with ``encoding="rate"``);
+* **step-wise containers**, Norse ``SequentialState`` (or any supported cell on its own), called
+  once per time step as ``out, state = model(x[t], state)``;
+* **any other module**, with its own time loop over the input's first axis (``for t in
+  range(x.shape[0])``, the way Norse's documentation writes it), called once on ``(T, B, ...)``.
+
+The default forward returns the output spikes ``(T, B, classes)`` (the first element when
+the model returns a tuple, e.g. ``(spikes, state)``); the default loss is the cross-entropy of
+the output spike counts (:func:`~rewire.training.model.spike_count_logits`); the class is
+the output neuron with the most spikes, the chip's rule.
+
+**Data.** A :class:`~rewire.training.data.Split` of ``(N, F)`` tensors, or a torch
+``Dataset`` of ``(x, y)`` samples, or a ``DataLoader`` yielding ``(x, y)`` batches. Each batch
+is one of two kinds, told apart by its number of axes against the model's per-sample input
+shape ``S`` (from its first ``Linear``/``LIFRecurrentCell``/``Conv``, or ``input_shape=``):
+
+* **dense** ``(B, *S)``: presented for ``T = steps`` time steps as
+  :func:`~rewire.training.model.encode_steps` does (``"current"``: the constant current
+  ``input_gain * x``; ``"rate"``: Bernoulli spikes of probability ``x``);
+* **spike trains** ``(B, T, *S)``: what a ``DataLoader`` makes of per-sample ``(T, *S)``
+  spike trains (tonic's convention too); rewire moves time to the front, ``(T, B, *S)``,
+  and presents them as they are (the compiled network takes them with ``encoding="rate"``).
+  A batch already time-first ``(T, B, *S)`` (a custom ``collate_fn``) is read too: the batch
+  axis is the one with as many entries as the batch has labels. When ``T == B`` the two are
+  indistinguishable and the batch is refused: pass ``time_axis=1`` (``(B, T, ...)``) or
+  ``time_axis=0`` (``(T, B, ...)``). Spike values must be 0 or 1 (the chip's input is binary
+  spikes); counts from binning events (tonic ``ToFrame``) must be clipped first.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from norse.torch import LIFRecurrentCell, SequentialState
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from rewire.training.data import Split
+from rewire.training.model import ENCODINGS, encode_steps, spike_count_logits
+
+DEFAULT_STEPS = 16
+DEFAULT_GAIN = 4.0
+TIME_AXES = (0, 1)
+
+
+def is_rewire_model(model: nn.Module) -> bool:
+    """Whether ``model`` encodes its own dense input (rewire's ``SpikingMLP`` and
+    ``SpikingConvNet``: ``encode`` and ``run_encoded`` methods)."""
+    return callable(getattr(model, "encode", None)) and \
+        callable(getattr(model, "run_encoded", None))
+
+
+def is_stepwise(model: nn.Module) -> bool:
+    """Whether ``model`` is called once per time step, ``model(x_t, state) -> (out, state)``
+    (a Norse ``SequentialState``, or a single Norse cell), rather than on the whole
+    ``(T, B, ...)`` input."""
+    if isinstance(model, SequentialState):
+        return True
+    return type(model).__module__.startswith("norse.") and hasattr(model, "state_fallback")
+
+
+def sample_shape(model: nn.Module, input_shape: tuple | None = None) -> tuple:
+    """Per-sample input shape ``S`` of ``model`` (``None`` entries: any size).
+
+    Read from ``input_shape``, else the model's ``input_shape`` attribute or ``sizes[0]``
+    (rewire's models), else its first synaptic module: ``Linear`` ``(in_features,)``,
+    ``LIFRecurrentCell`` ``(input_size,)``, ``Conv2d`` ``(in_channels, None, None)``.
+
+    Raises:
+        ValueError: none of these is found (pass ``input_shape=``).
+    """
+    if input_shape is not None:
+        return tuple(int(s) for s in input_shape)
+    shape = getattr(model, "input_shape", None)
+    if isinstance(shape, (tuple, list)) and shape:
+        return tuple(int(s) for s in shape)
+    sizes = getattr(model, "sizes", None)
+    if isinstance(sizes, (tuple, list)) and sizes:
+        return (int(sizes[0]),)
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            return (int(m.in_features),)
+        if isinstance(m, LIFRecurrentCell):
+            return (int(m.input_size),)
+        if isinstance(m, nn.Conv2d):
+            return (int(m.in_channels), None, None)
+        if isinstance(m, nn.Conv1d):
+            return (int(m.in_channels), None)
+    raise ValueError(f"{type(model).__name__}: cannot tell the per-sample input shape (no "
+                     f"Linear, LIFRecurrentCell or Conv); pass input_shape=(...)")
+
+
+def _matches(shape: tuple, expected: tuple) -> bool:
+    return len(shape) == len(expected) and all(e is None or s == e
+                                               for s, e in zip(shape, expected))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the batches of a data source are read (see the module docstring).
+
+    Attributes:
+        kind: ``"dense"`` (``(B, *S)``) or ``"spikes"`` (spike trains).
+        time_axis: the batch's time axis for spike trains (0 or 1; ``None`` for dense).
+        steps: ``T`` (the spike trains' length, or the steps dense input is presented for).
+    """
+
+    kind: str
+    time_axis: int | None
+    steps: int
+
+    @property
+    def batch_axis(self) -> int:
+        """The axis of the batch's samples."""
+        return 0 if self.kind == "dense" else 1 - self.time_axis
+
+
+def detect_layout(x: torch.Tensor, y: torch.Tensor, shape: tuple, time_axis: int | None,
+                  steps: int, where: str) -> Layout:
+    """The :class:`Layout` of a first batch ``x`` with labels ``y`` for per-sample shape
+    ``shape`` (``steps``: the dense presentation length).
+
+    Raises:
+        ValueError: ``x`` fits neither kind, its labels do not match its batch axis, or the
+            time and batch axes cannot be told apart (``T == B``: pass ``time_axis``);
+            the message names ``where`` (``"data"`` or ``"test_data"``) and the fix.
+    """
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise ValueError(f"{where}: a batch must be (x, y) tensors, got "
+                         f"({type(x).__name__}, {type(y).__name__})")
+    if y.dim() != 1:
+        raise ValueError(f"{where}: labels must be (B,) class indices, got shape "
+                         f"{tuple(y.shape)}")
+    if y.dtype.is_floating_point or y.dtype == torch.bool:
+        raise ValueError(f"{where}: labels must be integer class indices, got {y.dtype}; "
+                         f"convert them with y.long()")
+    b, sx = len(y), tuple(x.shape)
+    if time_axis is not None and time_axis not in TIME_AXES:
+        raise ValueError(f"time_axis must be 0 ((T, B, ...) batches) or 1 ((B, T, ...), as a "
+                         f"DataLoader collates per-sample (T, ...) spike trains), got "
+                         f"{time_axis!r}")
+    want = "(B, " + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+    if time_axis is None and _matches(sx[1:], shape):
+        if sx[0] != b:
+            raise ValueError(f"{where}: dense batch {sx} has {sx[0]} samples but {b} labels")
+        return Layout("dense", None, int(steps))
+    if _matches(sx[2:], shape):
+        if time_axis is None:
+            if sx[0] == b and sx[1] == b:
+                raise ValueError(
+                    f"{where}: spike-train batch {sx} has {b} labels and {b} entries on both "
+                    f"its first two axes, so time and batch cannot be told apart: pass "
+                    f"time_axis=1 for (B, T, ...) batches (a DataLoader collating per-sample "
+                    f"(T, ...) spike trains) or time_axis=0 for (T, B, ...)")
+            if sx[0] == b:
+                time_axis = 1
+            elif sx[1] == b:
+                time_axis = 0
+            else:
+                raise ValueError(f"{where}: spike-train batch {sx} has {b} labels, but neither "
+                                 f"its first nor its second axis has {b} entries")
+        elif sx[1 - time_axis] != b:
+            raise ValueError(f"{where}: with time_axis={time_axis} the batch {sx} has "
+                             f"{sx[1 - time_axis]} samples but {b} labels")
+        return Layout("spikes", time_axis, int(sx[time_axis]))
+    raise ValueError(f"{where}: batch of shape {sx} fits neither dense input {want} nor "
+                     f"spike trains (B, T, ...) / (T, B, ...) of per-sample shape "
+                     f"{want[4:-1] or '()'} for this model; reshape the data, or pass "
+                     f"input_shape=(...) if the model's input is not its first layer's")
+
+
+def check_spikes(x: torch.Tensor, where: str) -> None:
+    """Refuse a spike train whose values are not 0/1.
+
+    Raises:
+        ValueError: naming ``where`` and the fix.
+    """
+    if x.dtype == torch.bool:
+        return
+    bad = (x != 0) & (x != 1)
+    if bool(bad.any()):
+        v = x[bad].flatten()[0].item()
+        raise ValueError(f"{where}: spike trains must hold 0/1 values (the chip's input is "
+                         f"binary spikes), found {v!r} ({int(bad.sum())} such entries); clip "
+                         f"event counts with x.clamp(max=1) (or (x > 0).float()), or give "
+                         f"dense input to be encoded")
+
+
+def make_loader(data, batch_size: int, seed: int, shuffle: bool, where: str) -> DataLoader:
+    """A ``DataLoader`` over ``data``: a ``Dataset`` is batched here (``batch_size``, shuffled
+    by a generator seeded with ``seed`` when ``shuffle``: a new order every pass); a
+    ``DataLoader`` is used as it is (its own batching and order).
+
+    Raises:
+        ValueError: ``data`` is neither (naming ``where``).
+    """
+    if isinstance(data, DataLoader):
+        return data
+    if isinstance(data, Dataset):
+        return DataLoader(data, batch_size=batch_size, shuffle=shuffle,
+                          generator=torch.Generator().manual_seed(seed))
+    raise ValueError(f"{where}: give a rewire Split, a torch Dataset of (x, y) samples or a "
+                     f"DataLoader of (x, y) batches, got {type(data).__name__}")
+
+
+def pairs(loader: DataLoader, where: str) -> Iterator:
+    """The ``(x, y)`` batches of ``loader``.
+
+    Raises:
+        ValueError: a batch is not a pair (naming ``where``).
+    """
+    for batch in loader:
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            n = f" of {len(batch)}" if isinstance(batch, (tuple, list)) else ""
+            raise ValueError(f"{where}: each sample/batch must be a pair (x, y), got "
+                             f"{type(batch).__name__}{n}")
+        yield batch[0], batch[1]
+
+
+def split_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                  generator: torch.Generator | None) -> Iterator:
+    """Batches of a :class:`Split`'s tensors: shuffled by ``torch.randperm(generator)`` (the
+    order rewire's training has always used), or in order when ``generator`` is ``None``."""
+    if generator is None:
+        for i in range(0, len(x), batch_size):
+            yield x[i:i + batch_size], y[i:i + batch_size]
+        return
+    order = torch.randperm(len(x), generator=generator).to(x.device)
+    for i in range(0, len(x), batch_size):
+        idx = order[i:i + batch_size]
+        yield x[idx], y[idx]
+
+
+def first_output(out):
+    """The output spikes of what a forward returned: the first element of a tuple/list."""
+    while isinstance(out, (tuple, list)):
+        if not out:
+            raise ValueError("forward returned an empty tuple; return the output spikes "
+                             "(T, B, classes)")
+        out = out[0]
+    return out
+
+
+def run_stepwise(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """Call a step-wise model once per time step of ``inputs`` ``(T, B, ...)`` from rest;
+    return the stacked outputs ``(T, B, ...)``."""
+    state, out = None, []
+    for x_t in inputs:
+        z, state = model(x_t, state)
+        out.append(first_output(z))
+    return torch.stack(out)
+
+
+def default_forward(model: nn.Module, inputs: torch.Tensor, encoded: bool = True):
+    """rewire's forward of any model on ``inputs`` (see the module docstring): ``(T, B, ...)``
+    encoded input (or, for rewire's own models with ``encoded=False``, dense ``(B, F)``);
+    returns what the model returns."""
+    if is_rewire_model(model):
+        return model.run_encoded(inputs) if encoded else model(inputs)
+    if is_stepwise(model):
+        return run_stepwise(model, inputs)
+    return model(inputs)
+
+
+def default_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the output spike counts ``out.sum(0)`` ``(B, classes)`` against the
+    labels ``y`` ``(B,)``: rewire's training loss."""
+    return F.cross_entropy(spike_count_logits(out), y)
+
+
+class Runner(nn.Module):
+    """The model and its forward as one module (so ``DistributedDataParallel`` sees one
+    forward per batch, even for a step-wise model called ``T`` times).
+
+    Args:
+        model: the user's model.
+        forward: ``forward(model, inputs) -> output`` or ``None`` for :func:`default_forward`.
+    """
+
+    def __init__(self, model: nn.Module, forward: Callable | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.user_forward = forward
+
+    def forward(self, inputs: torch.Tensor, encoded: bool = True) -> torch.Tensor:
+        if self.user_forward is not None:
+            return first_output(self.user_forward(self.model, inputs))
+        return first_output(default_forward(self.model, inputs, encoded))
+
+
+def check_output(out, batch: int, classes_needed: int, where: str) -> None:
+    """Refuse an output that is not spikes ``(T, B, C)`` with ``C > max label``.
+
+    Raises:
+        ValueError: naming the shape and the fix.
+    """
+    if not isinstance(out, torch.Tensor) or out.dim() != 3 or out.shape[1] != batch:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"{where}: the forward returned {shape} for a batch of {batch}; the "
+                         f"loss and the accuracy read output spikes (T, B, classes) (the first "
+                         f"element when the model returns a tuple): return them, or give "
+                         f"forward=... that does")
+    if out.shape[2] < classes_needed:
+        raise ValueError(f"{where}: labels go up to {classes_needed - 1} but the model has "
+                         f"{out.shape[2]} output neurons; give it one per class")
+
+
+def resolve_options(model: nn.Module, steps, encoding, input_gain) -> tuple[int, str, float]:
+    """Run options for dense input: the argument, else the model's plain attribute of that
+    name (as the frontend reads them), else the defaults (16 steps, ``"current"``, gain 4).
+
+    Raises:
+        ValueError: ``steps < 1``, an unknown encoding or ``input_gain <= 0``.
+    """
+    def pick(value, name, default):
+        if value is not None:
+            return value
+        attr = getattr(model, name, None)
+        return default if attr is None or isinstance(attr, (nn.Module, torch.Tensor)) else attr
+
+    steps = pick(steps, "steps", DEFAULT_STEPS)
+    encoding = pick(encoding, "encoding", "current")
+    gain = pick(input_gain, "input_gain", DEFAULT_GAIN)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+    if not (isinstance(gain, (int, float)) and math.isfinite(gain) and gain > 0):
+        raise ValueError(f"input_gain must be a finite number > 0, got {gain!r}")
+    return int(steps), str(encoding), float(gain)
+
+
+def is_split(data) -> bool:
+    """Whether ``data`` is a rewire :class:`Split`."""
+    return isinstance(data, Split)
+
+
+class Feed:
+    """The training and test data of one run, checked and read the same way (see the module
+    docstring): which batches, their :class:`Layout`, and the model's input per batch.
+
+    Built by :meth:`build` before any training; every check on the data and the run options
+    happens there, on the first batch of each source.
+    """
+
+    def __init__(self) -> None:
+        self.split: Split | None = None
+        self.train_loader = self.test_loader = None
+        self.layout: Layout | None = None
+        self.rewire_model = False
+        self.steps, self.encoding, self.input_gain = DEFAULT_STEPS, "current", DEFAULT_GAIN
+        self.test_layout: Layout | None = None
+        self.shape: tuple = ()
+        self.train_size = 0
+        self.batch_size = 1
+
+    @classmethod
+    def build(cls, model: nn.Module, data, test_data, batch_size: int, seed: int, *,
+              steps=None, encoding=None, input_gain=None, input_shape=None,
+              time_axis=None) -> "Feed":
+        """Check ``data``/``test_data`` and the run options against ``model``.
+
+        Raises:
+            ValueError: naming the argument and the fix (see :func:`detect_layout`,
+                :func:`make_loader`, :func:`resolve_options`), also for run options given
+                for spike-train data that contradict it, a rewire model given run options
+                (they are its own attributes) or a rewire model with ``encoding="current"``
+                given spike trains.
+        """
+        feed = cls()
+        feed.rewire_model = is_rewire_model(model)
+        if feed.rewire_model and (steps, encoding, input_gain) != (None, None, None):
+            raise ValueError(f"{type(model).__name__} presents its input itself: steps, "
+                             f"encoding and input_gain are its own attributes; build it with "
+                             f"them instead of passing them to train()")
+        feed.steps, feed.encoding, feed.input_gain = resolve_options(model, steps, encoding,
+                                                                     input_gain)
+        feed.shape = sample_shape(model, input_shape)
+        if feed.rewire_model:  # rewire's models take flat features and reshape them
+            feed.shape = (math.prod(feed.shape),)
+        feed.batch_size = int(batch_size)
+        if is_split(data):
+            feed.split = data
+            if test_data is not None:
+                raise ValueError("test_data: a Split carries its own test set; give either a "
+                                 "Split, or Datasets/DataLoaders as data and test_data")
+            x0, y0 = data.x_train[:2], data.y_train[:2]
+            xt, yt = data.x_test[:2], data.y_test[:2]
+            feed.train_size = len(data.x_train)
+            if feed.train_size == 0 or len(data.x_test) == 0:
+                raise ValueError("data: the Split has an empty train or test set")
+        else:
+            if test_data is None:
+                raise ValueError("test_data: give the test Dataset/DataLoader too (the "
+                                 "accuracy before and after the projection is measured on it)")
+            feed.train_loader = make_loader(data, batch_size, seed, True, "data")
+            feed.test_loader = make_loader(test_data, 512, seed, False, "test_data")
+            try:
+                feed.train_size = len(feed.train_loader.dataset)
+                len(feed.train_loader)
+            except TypeError:
+                raise ValueError("data: its DataLoader has no length (an IterableDataset?); "
+                                 "the budget schedule needs the steps per epoch: give a "
+                                 "map-style Dataset") from None
+            x0, y0 = _first(feed.train_loader, "data")
+            xt, yt = _first(feed.test_loader, "test_data")
+        feed.layout = detect_layout(x0, y0, feed.shape, time_axis, feed.steps, "data")
+        feed.test_layout = detect_layout(xt, yt, feed.shape, time_axis, feed.steps,
+                                         "test_data")
+        if (feed.test_layout.kind, feed.test_layout.steps) != (feed.layout.kind,
+                                                                 feed.layout.steps):
+            raise ValueError(f"test_data: its batches are {feed.test_layout.kind} "
+                             f"(T={feed.test_layout.steps}) but data's are {feed.layout.kind} "
+                             f"(T={feed.layout.steps}); give both the same kind and T")
+        if feed.layout.kind == "spikes":
+            check_spikes(x0, "data")
+            check_spikes(xt, "test_data")
+            t = feed.layout.steps
+            if feed.rewire_model:
+                if getattr(model, "encoding", None) != "rate":
+                    raise ValueError(f"data: spike trains, but this {type(model).__name__} has "
+                                     f"encoding {model.encoding!r} (dense input); build it "
+                                     f"with encoding='rate' to train it on spike trains")
+                if int(model.steps) != t:
+                    raise ValueError(f"data: spike trains of T={t} steps, but this "
+                                     f"{type(model).__name__} has steps={model.steps} (the "
+                                     f"compiled network runs that many); build it with "
+                                     f"steps={t}")
+            else:
+                if steps is not None and int(steps) != t:
+                    raise ValueError(f"steps={steps}, but the spike trains have T={t} steps; "
+                                     f"drop steps (it is read from the data)")
+                if encoding not in (None, "rate"):
+                    raise ValueError(f"encoding={encoding!r}, but spike trains are presented "
+                                     f"as they are (encoding 'rate' when compiled); drop "
+                                     f"encoding")
+            feed.steps, feed.encoding, feed.input_gain = t, "rate", 1.0
+        return feed
+
+    @property
+    def run_options(self) -> dict:
+        """``steps``, ``encoding``, ``input_gain``: what ``rewire.compile`` needs to present the
+        input as training did."""
+        return {"steps": self.steps, "encoding": self.encoding, "input_gain": self.input_gain}
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Optimizer steps in one pass over the training data."""
+        if self.split is not None:
+            return -(-self.train_size // batch_size)
+        return len(self.train_loader)
+
+    def train_batches(self, device, generator: torch.Generator) -> Iterator:
+        """One epoch of ``(x, y)`` training batches on ``device`` (``generator`` orders a
+        Split)."""
+        if self.split is not None:
+            yield from split_batches(self.split.x_train.to(device),
+                                     self.split.y_train.to(device), self.batch_size, generator)
+            return
+        for x, y in pairs(self.train_loader, "data"):
+            yield x.to(device), y.to(device)
+
+    def test_batches(self, device) -> Iterator:
+        """The ``(x, y)`` test batches on ``device``, in order."""
+        if self.split is not None:
+            yield from split_batches(self.split.x_test.to(device), self.split.y_test.to(device),
+                                     512, None)
+            return
+        for x, y in pairs(self.test_loader, "test_data"):
+            yield x.to(device), y.to(device)
+
+    def inputs(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, rank: int, world: int,
+               generator: torch.Generator | None, where: str, train: bool):
+        """The model's input for batch ``(x, y)`` (this rank's samples ``rank::world``):
+        ``(inputs, labels, encoded)``.
+
+        Raises:
+            ValueError: the batch does not keep the first batch's layout, or holds spike
+                values other than 0/1 (naming ``where``).
+        """
+        lay = self.layout if train else self.test_layout
+        b = len(y)
+        if x.dim() != len(self.shape) + (1 if lay.kind == "dense" else 2) or \
+                x.shape[lay.batch_axis] != b or \
+                (lay.kind == "spikes" and x.shape[lay.time_axis] != lay.steps):
+            raise ValueError(f"{where}: a batch of shape {tuple(x.shape)} with {b} labels does "
+                             f"not keep the first batch's layout ({lay.kind}, "
+                             f"T={lay.steps}); give every batch the same layout")
+        if lay.kind == "dense":
+            x, y = x[rank::world], y[rank::world]
+            if self.rewire_model and train:
+                return x, y, False
+            if self.rewire_model:
+                return model.encode(x, generator), y, True
+            return encode_steps(x, self.steps, self.encoding, self.input_gain, generator), y, \
+                True
+        check_spikes(x, where)
+        x = x.float()
+        if lay.time_axis == 1:
+            x = x.transpose(0, 1)
+        return x[:, rank::world], y[rank::world], True
+
+
+class EventDataset(Dataset):
+    """A ``Dataset`` of tonic-style event recordings, each turned into a spike train by a
+    transform (e.g. ``tonic.transforms.ToFrame``), for :func:`rewire.training.train.train`.
+
+    Each recording is a numpy structured array of events with fields such as ``x``, ``y``,
+    ``t`` (time, µs in tonic) and ``p`` (polarity), as tonic's data sets hold them; nothing is
+    downloaded: the recordings are the caller's. ``transform(events)`` must return the
+    sample's spike train ``(T, *S)`` (numpy or torch), 0/1 valued: tonic's ``ToFrame`` gives
+    event counts ``(T, P, H, W)``, so clip them (``np.minimum(frames, 1)``) and, for a model
+    whose first layer is a ``Linear``, flatten each step (``frames.reshape(len(frames), -1)``).
+    A ``DataLoader`` then collates ``(B, T, *S)`` batches, the layout ``train`` reads.
+
+    Args:
+        events: the recordings, one structured array per sample.
+        labels: one integer class per recording.
+        transform: events -> spike train ``(T, *S)``.
+
+    Raises:
+        ValueError: ``events`` and ``labels`` differ in length, or a label is not an
+            integer >= 0.
+
+    Example:
+        >>> import numpy as np
+        >>> ev = np.zeros(3, dtype=[("x", int), ("y", int), ("t", int), ("p", int)])
+        >>> ev["t"] = [0, 5, 9]
+        >>> def frames(e):
+        ...     f = np.zeros((2, 4), np.float32)
+        ...     f[e["t"] // 5, e["x"]] = 1
+        ...     return f
+        >>> x, y = EventDataset([ev], [1], frames)[0]
+        >>> x.shape, int(y)
+        (torch.Size([2, 4]), 1)
+    """
+
+    def __init__(self, events, labels, transform: Callable) -> None:
+        self.events, self.labels = list(events), [int(v) for v in labels]
+        if len(self.events) != len(self.labels):
+            raise ValueError(f"EventDataset: {len(self.events)} recordings but "
+                             f"{len(self.labels)} labels; give one label per recording")
+        if any(v < 0 for v in self.labels):
+            raise ValueError("EventDataset: labels must be class indices >= 0")
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def __getitem__(self, i: int):
+        x = torch.as_tensor(np.asarray(self.transform(self.events[i])), dtype=torch.float32)
+        return x, torch.tensor(self.labels[i], dtype=torch.long)
+
+
+def _first(loader: DataLoader, where: str):
+    for x, y in pairs(loader, where):
+        return x, y
+    raise ValueError(f"{where}: it holds no samples")
