@@ -314,3 +314,4 @@ def test_conv_defaults_learn_on_digits(tmp_path):
     assert all(layer["synapses"] > 0 for layer in report["layers"])
     assert all(layer["float_spikes"] > 0 for layer in report["equivalence"]["layers"])
     assert report["config"]["lr"] == 1e-2 and report["config"]["controller"]["alpha_max"] < 1
+    assert report["warnings"] == []  # no dead or nearly dead layer, no silent check
