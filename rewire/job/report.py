@@ -16,13 +16,25 @@ REPORT_VERSION = 1
 def build_report(net: CompiledNetwork, budget: SynapseBudget, result: TrainResult,
                  quantized_accuracy: float, files: dict, timings: dict, lava: dict,
                  dataset: str, config) -> dict:
-    """Assemble the report dict (JSON-ready). Accuracies are fractions in [0, 1]."""
+    """Assemble the report dict (JSON-ready). Accuracies are fractions in [0, 1].
+
+    ``result.synapses`` counts every chip synapse; the budget constrains the trained ones
+    (``trained_synapses``: a sum pool's constant kernel is ``fixed_synapses``, not prunable), so
+    ``connectivity`` and ``within_budget`` read those (and the trained layers' fan-in).
+    """
     prof = net.profile
+    trained = [l for l in net.layers if l.pool_weight is None]
+    n_trained = sum(l.synapses for l in trained)
+    fan_in = max((l.max_fan_in for l in trained), default=0)
+    within = n_trained <= budget.max_synapses and (not budget.max_fan_in
+                                                    or fan_in <= budget.max_fan_in)
     return {
         **_header(prof, dataset, net.sizes, net.steps, net.encoding, net.neurons,
                   net.total_synapses),
         **_training(budget, result),
-        "result": {"synapses": net.synapses, "connectivity": net.synapses / net.total_synapses,
+        "result": {"synapses": net.synapses, "trained_synapses": n_trained,
+                   "fixed_synapses": net.synapses - n_trained,
+                   "connectivity": n_trained / budget.total_synapses,
                    "max_fan_in": max(l.max_fan_in for l in net.layers),
                    "neurons": net.neurons, "cores": net.mapping.cores,
                    "cores_per_layer": list(net.mapping.cores_per_layer),
@@ -30,7 +42,7 @@ def build_report(net: CompiledNetwork, budget: SynapseBudget, result: TrainResul
                    "float_accuracy": result.accuracy,
                    "quantized_accuracy": quantized_accuracy,
                    "quantization_drop": result.accuracy - quantized_accuracy,
-                   "within_budget": net.synapses <= budget.max_synapses},
+                   "within_budget": within},
         "layers": [{"name": l.name, "shape": list(l.shape), "synapses": l.synapses,
                     "max_fan_in": l.max_fan_in, "iDecay": l.i_decay, "vDecay": l.v_decay,
                     "vThMant": l.v_th_mant, "scale": l.scale,
@@ -69,6 +81,7 @@ def missed_limits(budget: SynapseBudget, result: TrainResult) -> list[str]:
 def _training(budget: SynapseBudget, result: TrainResult) -> dict:
     return {"budget": {"max_synapses": budget.max_synapses, "max_fan_in": budget.max_fan_in,
                        "max_fan_out": budget.max_fan_out,
+                       "total_synapses": budget.total_synapses,
                        "connectivity": budget.connectivity, "source": budget.source,
                        "binding": budget.source,
                        "limits": [{"synapses": int(c), "limit": src}
@@ -152,8 +165,10 @@ def format_report(report: dict) -> str:
                           f"{g['accuracy']:.2%} -> {r['float_accuracy']:.2%} (cost "
                           f"{100 * p['accuracy_cost']:+.2f} points)"
                           if p["removed_synapses"] else "")),
-        ("connectivity", f"{r['connectivity']:.2%} ({r['synapses']} / "
-                         f"{report['network']['total_synapses']} synapses)"),
+        ("connectivity", f"{r['connectivity']:.2%} ({r.get('trained_synapses', r['synapses'])} "
+                         f"/ {b['total_synapses']} trainable synapses)"
+                         + (f"; plus {r['fixed_synapses']} fixed pooling synapses"
+                            if r.get("fixed_synapses") else "")),
         ("max fan-in", f"{r['max_fan_in']}" + (f" / {b['max_fan_in']}" if b["max_fan_in"]
                                                else " (no fan-in limit)")),
         ("neurons", f"{r['neurons']}"),
