@@ -18,7 +18,8 @@ interleaved repetitions, random gradients), and prints the ratio.
 
 Outputs (in ``--out``): ``connectivity.csv`` (one row per run, rewritten after each run, so
 a cut-short run keeps its finished rows), ``connectivity.png`` (accuracy vs connectivity) and
-``step_time.json``; the table (mean ± sd over the seeds) is printed.
+``step_time.json``; the table (mean ± sd over the seeds) is printed, and by ``--merge``
+also the gap of each method's mean to magnitude pruning per level (:func:`gap_table`).
 
 Hyper-parameters are chosen with ``--validation 1000``: the last 1,000 training images are
 held out and scored, and the test set is not read.
