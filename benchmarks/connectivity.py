@@ -18,7 +18,8 @@ interleaved repetitions, random gradients), and prints the ratio.
 
 Outputs (in ``--out``): ``connectivity.csv`` (one row per run, rewritten after each run, so
 a cut-short run keeps its finished rows), ``connectivity.png`` (accuracy vs connectivity) and
-``step_time.json``; the table (mean ± sd over the seeds) is printed.
+``step_time.json``; the table (mean ± sd over the seeds) is printed, and by ``--merge``
+also the gap of each method's mean to magnitude pruning per level (:func:`gap_table`).
 
 Hyper-parameters are chosen with ``--validation 1000``: the last 1,000 training images are
 held out and scored, and the test set is not read.
@@ -187,6 +188,36 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def gap_table(rows: list[dict], baseline: str = "magnitude") -> str:
+    """Markdown table, one line per level and method (one learning rate per method and level
+    expected): accuracy mean ± sd over the seeds and the gap of the means to ``baseline``
+    in percentage points (``–`` where ``baseline`` did not run at that level).
+
+    Raises:
+        ValueError: a method ran at several learning rates at one level (the gap would mix
+            them; merge one rate per method, e.g. the chosen one).
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["level"], r["method"]), []).append(r)
+    for (level, method), rs in groups.items():
+        if len({r["lr"] for r in rs}) > 1:
+            raise ValueError(f"{method} ran at several learning rates at {100 * level:g} %; "
+                             "give one rate per method and level for the gap table")
+    lines = [f"| budget | method | lr | seeds | {_scored(rows)} accuracy (%) | "
+             f"gap to {baseline} (points) |", "|---|---|---|---|---|---|"]
+    order = {"gradr": 0, "magnitude": 1, "deep-r": 2}
+    for (level, method), rs in sorted(groups.items(),
+                                      key=lambda kv: (-kv[0][0], order.get(kv[0][1], 9), kv[0][1])):
+        mean = statistics.mean(r["accuracy"] for r in rs)
+        base = groups.get((level, baseline))
+        gap = ("–" if base is None or method == baseline else
+               f"{100 * (mean - statistics.mean(r['accuracy'] for r in base)):+.2f}")
+        lines.append(f"| {100 * level:g} % | {method} | {rs[0]['lr']:g} | {len(rs)} | "
+                     f"{_mean_sd([r['accuracy'] for r in rs], 2)} | {gap} |")
+    return "\n".join(lines)
+
+
 def read_csv(path: Path) -> list[dict]:
     """Rows written by :func:`write_csv`, numbers parsed back."""
     ints = {"seed", "budget_synapses", "synapses", "projected_away", "epochs"}
@@ -212,6 +243,10 @@ def merge(paths: list[str], out: Path) -> int:
     epochs = sorted({r["epochs"] for r in rows})
     plot(out / "connectivity.png", rows, f"MNIST SNN, {'/'.join(map(str, epochs))} epochs")
     print(table(rows))
+    try:
+        print("\n" + gap_table(rows))
+    except ValueError as err:  # several rates per method (a validation sweep): no gap table
+        print(f"\n(no gap table: {err})")
     return 0
 
 
