@@ -209,7 +209,7 @@ def test_concurrent_publishers_never_show_a_mix(tmp_path):
 # ----------------------------------------------------------------------------- the CLI
 
 _CHILD = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
     from pathlib import Path
     from rewire.export import __main__ as cli
     from rewire.job import runner
@@ -225,6 +225,9 @@ _CHILD = textwrap.dedent("""
             time.sleep(60)
 
     runner.prepare, runner.run = prepare, run
+    # a test run started in the background (nohup, no job control) inherits SIGINT ignored,
+    # and Python then installs no KeyboardInterrupt handler: restore what a terminal gives
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.exit(cli.main(["--out", sys.argv[1], "--no-progress"]))
 """)
 
