@@ -32,13 +32,12 @@ Writes ``editing.csv`` and ``editing.md`` to ``--out`` (default benchmarks/resul
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-if __name__ == "__main__":  # one BLAS thread for numpy/scipy too (set before they load)
-    _threads = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv else "1"
-    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(_var, _threads)
+if __name__ == "__main__":  # BLAS threads for numpy/scipy too (set before they load)
+    from _threads import limit_blas_threads
+
+    limit_blas_threads(sys.argv)
 import tempfile
 import time
 from pathlib import Path

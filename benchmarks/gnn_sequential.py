@@ -32,13 +32,12 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import sys
 
-if __name__ == "__main__":  # one BLAS thread for numpy/scipy too (set before they load)
-    _threads = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv else "1"
-    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(_var, _threads)
+if __name__ == "__main__":  # BLAS threads for numpy/scipy too (set before they load)
+    from _threads import limit_blas_threads
+
+    limit_blas_threads(sys.argv)
 import tempfile
 import time
 from pathlib import Path
@@ -51,7 +50,8 @@ sys.path.insert(0, str(ROOT))
 from rewire.io import write_text  # noqa: E402
 from rewire.gnn.data import load_planetoid  # noqa: E402
 from rewire.gnn.editor import EditConfig, edit, misclassified  # noqa: E402
-from rewire.gnn.models import EGNN, MODELS, predict, train_model  # noqa: E402
+from editing import base_models  # noqa: E402  (benchmarks/editing.py, beside this file)
+from rewire.gnn.models import MODELS, predict  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "planetoid"
 #: label -> EditConfig fields (mode="sequential" added).
@@ -63,19 +63,6 @@ VARIANTS = {
     "gre+ default (protect)": {},
 }
 CHECKPOINTS = (1, 10, 25, 50)
-
-
-def models(data, archs, egnn: bool, epochs: int):
-    """(name, trained model) per arch (and its EGNN with ``egnn``), as benchmarks/editing.py."""
-    classes = int(data.y.max()) + 1
-    for arch in archs:
-        torch.manual_seed(0)
-        gnn = train_model(MODELS[arch](data.num_features, classes), data, epochs=epochs, seed=0)
-        yield arch, gnn
-        if egnn:
-            torch.manual_seed(0)
-            yield f"egnn-{arch}", train_model(EGNN(gnn, data.num_features, classes), data,
-                                              epochs=100, seed=0)
 
 
 def run_sequence(model, data, targets, config: EditConfig) -> dict:
@@ -135,7 +122,7 @@ def main(argv=None) -> int:
     rows = []
     for name in args.datasets:
         data = load_planetoid(name, args.data_root, cache)
-        for model_name, model in models(data, args.models, args.egnn or args.egnn_only,
+        for model_name, model in base_models(data, args.models, args.egnn or args.egnn_only,
                                         args.epochs):
             if args.egnn_only and not model_name.startswith("egnn"):
                 continue
