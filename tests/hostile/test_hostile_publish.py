@@ -232,6 +232,15 @@ _CHILD = textwrap.dedent("""
 """)
 
 
+def _child_in_export(out):
+    """The CLI in a child process, stopped in the middle of its export (staging written)."""
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(out)], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"ready"
+    return proc
+
+
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated"),
                                              (signal.SIGINT, 130, "interrupted")])
 def test_signal_during_export_one_line_and_no_staging(tmp_path, sig, code, word):
@@ -239,10 +248,7 @@ def test_signal_during_export_one_line_and_no_staging(tmp_path, sig, code, word)
     traceback; the staging folder is gone and the previous export is whole."""
     out = tmp_path / "out"
     _old_folder(out, foreign=False)
-    proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(out)], cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout.readline().strip() == b"ready"
+    proc = _child_in_export(out)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     err = err.decode()
@@ -257,10 +263,7 @@ def test_signal_during_export_one_line_and_no_staging(tmp_path, sig, code, word)
 def test_sigkill_staging_removed_by_the_next_run(tmp_path):
     out = tmp_path / "out"
     _old_folder(out, foreign=False)
-    proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(out)], cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout.readline().strip() == b"ready"
+    proc = _child_in_export(out)
     proc.kill()
     proc.wait(timeout=60)
     assert len(list(tmp_path.iterdir())) == 2  # out and the dead run's staging folder
