@@ -63,6 +63,8 @@ def test_recurrent_model_on_spike_trains_through_the_main_job(tmp_path):
      LoweringError, "BatchNorm1d"),
     (SequentialState(nn.Linear(20, 10, bias=False), LIFCell()), "loihi2", ValueError,
      "20 values per step"),
+    (SequentialState(nn.Linear(64, 5, bias=False), LIFCell()), "loihi2", ValueError,
+     "5 neurons but digits has 10 classes"),
     (SequentialState(nn.Linear(64, 10, bias=False), LIFCell()), "speck", CompileError,
      "model of your own"),
     ("not a model", "loihi2", TypeError, "nn.Module"),

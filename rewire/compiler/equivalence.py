@@ -116,7 +116,7 @@ class EquivalenceReport:
         return "\n".join(rows)
 
 
-def _as_rows(out: np.ndarray, spiking: bool) -> np.ndarray:
+def as_rows(out: np.ndarray, spiking: bool) -> np.ndarray:
     """``(T, B, ...)`` layer output -> ``(T, B, n)``: spikes as uint8; a readout's voltages
     as the one-hot of their argmax over neurons (what is compared for a readout)."""
     flat = out.reshape(out.shape[0], out.shape[1], -1)
@@ -173,8 +173,8 @@ def compare(net: CompiledNetwork, inputs: np.ndarray, labels=None, batch_size: i
         raw_i = simulate.simulate(net, simulate.encode_input(net, chunk), record_all=True)
         f_pred.append(_scores(raw_f[-1], net).argmax(-1))
         i_pred.append(simulate.class_scores(net, raw_i[-1]).argmax(-1))
-        fl = [_as_rows(o, l.spiking) for o, l in zip(raw_f, net.layers)]
-        it = [_as_rows(o, l.spiking) for o, l in zip(raw_i, net.layers)]
+        fl = [as_rows(o, l.spiking) for o, l in zip(raw_f, net.layers)]
+        it = [as_rows(o, l.spiking) for o, l in zip(raw_i, net.layers)]
         for k in range(n_layers):
             same = fl[k] == it[k]                                   # (T, b, n)
             agree[k] += same.reshape(steps, -1).sum(1)

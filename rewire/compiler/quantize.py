@@ -86,6 +86,21 @@ def check_neuron(neuron, layer: str = "neuron") -> None:
         raise CompileError(f"{layer}: v_th must be > 0, got {neuron.v_th}")
 
 
+def neuron_decays(neuron, profile: HardwareProfile, name: str) -> tuple[int, int, float]:
+    """``(iDecay, vDecay, gain)`` of an IR neuron on ``profile`` (:func:`cuba_rates` as chip
+    constants), after :func:`check_neuron`.
+
+    Raises:
+        CompileError: as :func:`check_neuron` and :func:`decay_constant`, naming ``name``.
+    """
+    check_neuron(neuron, f"layer {name}")
+    i_rate, v_rate, gain = cuba_rates(neuron)
+    i_decay = decay_constant(i_rate / neuron.dt, neuron.dt, profile, f"layer {name} iDecay")
+    v_decay = decay_constant(v_rate / neuron.dt, neuron.dt, profile, f"layer {name} vDecay",
+                             allow_zero=neuron.kind == "IF")
+    return i_decay, v_decay, gain
+
+
 def cuba_rates(neuron) -> tuple[float, float, float]:
     """``(dt/tau_syn, dt/tau_mem, gain)`` of an IR neuron as a CUBA neuron: the fractions of
     current and voltage lost per step (``iDecay / 4096``, ``vDecay / 4096``) and the factor from
@@ -232,11 +247,7 @@ def quantize_layer(name: str, weight: np.ndarray, neuron, profile: HardwareProfi
         raise CompileError(f"layer {name}: {int(np.count_nonzero(~np.isfinite(full)))} "
                            f"weights are NaN or infinite (training diverged); lower --lr or "
                            f"check the model")
-    check_neuron(neuron, f"layer {name}")
-    i_rate, v_rate, gain = cuba_rates(neuron)
-    i_decay = decay_constant(i_rate / neuron.dt, neuron.dt, profile, f"layer {name} iDecay")
-    v_decay = decay_constant(v_rate / neuron.dt, neuron.dt, profile, f"layer {name} vDecay",
-                             allow_zero=neuron.kind == "IF")
+    i_decay, v_decay, gain = neuron_decays(neuron, profile, name)
     gain = gain * input_scale   # float weight -> u per unit S
     # recurrent inputs are binary spikes of the layer itself, whose value is 1, not
     # input_scale: scale their weights so that one unit of "payload" means one spike

@@ -58,6 +58,7 @@ def float_activity(network, inputs) -> list[dict]:
         One dict per layer, input side first: ``name``, ``neurons``, ``float_spikes`` (total
         over the set), ``float_active`` (neurons that spiked at least once), ``spiking``.
     """
+    from rewire.compiler.equivalence import as_rows
     from rewire.ir import dynamics
 
     layers = network.layers
@@ -66,13 +67,11 @@ def float_activity(network, inputs) -> list[dict]:
     for x in inputs:
         outs = dynamics.run(network, torch.as_tensor(x), record_all=True)
         for k, out in enumerate(outs):
-            flat = out.reshape(out.shape[0], out.shape[1], -1)
-            if not layers[k].neuron.spiking:
-                flat = (flat == flat.max(-1, keepdim=True).values).to(torch.uint8)
-            fired = (flat != 0).any(0).any(0)
+            rows = as_rows(out.numpy(), layers[k].neuron.spiking)   # (T, B, n) 0/1
+            fired = rows.any(axis=(0, 1))
             active[k] = fired if active[k] is None else active[k] | fired
-            spikes[k] += int((flat != 0).sum())
-    return [{"name": layer.name, "neurons": int(a.numel()), "float_spikes": spikes[k],
+            spikes[k] += int(rows.sum())
+    return [{"name": layer.name, "neurons": int(a.size), "float_spikes": spikes[k],
              "float_active": int(a.sum()), "spiking": bool(layer.neuron.spiking)}
             for k, (layer, a) in enumerate(zip(layers, active)) if a is not None]
 

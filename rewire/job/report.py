@@ -69,12 +69,11 @@ def missed_limits(budget: SynapseBudget, result: TrainResult) -> list[str]:
     if result.gradr_synapses > budget.max_synapses:
         missed.append(f"synapses {result.gradr_synapses} > {budget.max_synapses} "
                       f"({budget.source})")
-    fan_in = getattr(result, "gradr_max_fan_in", 0)
-    if budget.max_fan_in and fan_in > budget.max_fan_in:
-        missed.append(f"fan-in {fan_in} > {budget.max_fan_in}")
-    fan_out = getattr(result, "gradr_max_fan_out", 0)
-    if budget.max_fan_out and fan_out > budget.max_fan_out:
-        missed.append(f"fan-out {fan_out} > {budget.max_fan_out} (limits.fan_out)")
+    if budget.max_fan_in and result.gradr_max_fan_in > budget.max_fan_in:
+        missed.append(f"fan-in {result.gradr_max_fan_in} > {budget.max_fan_in}")
+    if budget.max_fan_out and result.gradr_max_fan_out > budget.max_fan_out:
+        missed.append(f"fan-out {result.gradr_max_fan_out} > {budget.max_fan_out} "
+                      f"(limits.fan_out)")
     return missed
 
 
@@ -89,8 +88,8 @@ def _training(budget: SynapseBudget, result: TrainResult) -> dict:
             "gradr": {"synapses": result.gradr_synapses,
                       "connectivity": result.gradr_synapses / budget.total_synapses,
                       "accuracy": result.gradr_accuracy,
-                      "max_fan_in": getattr(result, "gradr_max_fan_in", None),
-                      "max_fan_out": getattr(result, "gradr_max_fan_out", None),
+                      "max_fan_in": result.gradr_max_fan_in,
+                      "max_fan_out": result.gradr_max_fan_out,
                       "missed": missed_limits(budget, result),
                       "met_budget": result.projected_away == 0},
             "projection": {"removed_synapses": result.projected_away,

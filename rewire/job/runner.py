@@ -337,10 +337,10 @@ def _prepare_user_model(spec: JobSpec, profile: HardwareProfile, split: Split, o
         TypeError: ``model`` is not a torch module.
         CompileError: the profile has no fixed-point compiler (only ``cuba`` chips).
         ValueError: rate coding of dense data asked for (use ``input="spikes"``), or the
-            model's input size is not the data's.
+            model's input size is not the data's, or its output neurons not its classes.
         rewire.errors.LoweringError: a module or parameter the compiler cannot map.
     """
-    from rewire.compiler.quantize import check_neuron
+    from rewire.compiler.quantize import neuron_decays
 
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model: give a torch nn.Module, got {type(model).__name__}")
@@ -356,10 +356,12 @@ def _prepare_user_model(spec: JobSpec, profile: HardwareProfile, split: Split, o
     if n_in != split.num_features:
         raise ValueError(f"model: its input takes {n_in} values per step ({ir.input_shape}) but "
                          f"{split.name} has {split.num_features} features per sample")
+    if ir.layers[-1].neurons != split.num_classes:
+        raise ValueError(f"model: its output layer {ir.layers[-1].name} has "
+                         f"{ir.layers[-1].neurons} neurons but {split.name} has "
+                         f"{split.num_classes} classes; give it one output neuron per class")
     for layer in ir.layers:
-        check_neuron(layer.neuron, layer.name)
-        if layer.neuron.kind != "IF":
-            _check_neuron_fits(profile, _Rates(layer.neuron))
+        neuron_decays(layer.neuron, profile, layer.name)
     sizes = (n_in, *(layer.neurons for layer in ir.layers))
     mapping.check_network(profile, sizes, spec.cores)
     probe = copy.deepcopy(model)
@@ -368,26 +370,6 @@ def _prepare_user_model(spec: JobSpec, profile: HardwareProfile, split: Split, o
                           connectivity=spec.connectivity, max_fan_in=spec.max_fan_in)
     return Prepared(spec, profile, split, model, budget, out, spikes, user_model=True,
                     sizes=sizes)
-
-
-@dataclass(frozen=True)
-class _Rates:
-    """An IR neuron as :func:`_check_neuron_fits` reads it (no synaptic decay: ``tau_syn``
-    gives ``iDecay = 4096``, always representable)."""
-
-    neuron: object
-
-    @property
-    def tau_syn_inv(self) -> float:
-        return getattr(self.neuron, "tau_syn_inv", 1.0 / self.neuron.dt)
-
-    @property
-    def tau_mem_inv(self) -> float:
-        return self.neuron.tau_mem_inv
-
-    @property
-    def dt(self) -> float:
-        return self.neuron.dt
 
 
 def prepare(spec: JobSpec, model: torch.nn.Module | None = None) -> Prepared:

@@ -31,7 +31,7 @@ from torch import nn
 
 from rewire.errors import BudgetError
 from rewire.hw_profiles.profile import HardwareProfile
-from rewire.training.gradr import SignedReLU, hidden_params, prunable_layers
+from rewire.training.gradr import hidden_params, neuron_groups
 
 
 
@@ -116,18 +116,6 @@ def prunable_synapses(model: nn.Module) -> int:
     if not thetas:
         raise ValueError("model has no GradR layer: call apply_gradr first")
     return sum(t.numel() for t in thetas)
-
-
-def neuron_groups(model: nn.Module) -> list[list[nn.Parameter]]:
-    r"""The GradR :math:`\theta` of each layer of neurons: one list per prunable module.
-
-    Every tensor of a list has the module's neurons on its first axis: a Norse
-    ``LIFRecurrentCell``'s ``input_weights`` ``(H, I)`` and ``recurrent_weights`` ``(H, H)``
-    both feed its ``H`` neurons, so a neuron's fan-in is its connected entries in both (the
-    chip's ``[W | W_rec]`` row).
-    """
-    return [[plist.original for plist in m.parametrizations.values()
-             if isinstance(plist[0], SignedReLU)] for _, m in prunable_layers(model)]
 
 
 def _fan_out_matrices(model: nn.Module, skip_last: bool) -> list[nn.Parameter]:
@@ -491,11 +479,8 @@ class BudgetController:
         if not (self.fan_in_groups or self.fan_out_mats):
             return
         if self.fan_start is None:
-            f_in = max((int(c.max()) for c in
-                        (sum((t > 0).flatten(1).sum(1) for t in g) for g in self.fan_in_groups)),
-                       default=0)
-            f_out = max((int((m > 0).sum(0).max()) for m in self.fan_out_mats), default=0)
-            self.fan_start = (f_in, f_out)
+            self.fan_start = (max_fan_in(self.model),
+                              max_fan_out(self.model, self.budget.fan_out_skip_last))
         if self.fan_in_groups:
             k = self.fan_schedule(self.t, self.budget.max_fan_in, self.fan_start[0])
             self.capped += sum(cap_neurons(g, k, 0) for g in self.fan_in_groups)

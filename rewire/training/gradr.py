@@ -218,10 +218,21 @@ def remove_gradr(model: nn.Module) -> nn.Module:
     return model
 
 
+def neuron_groups(model: nn.Module) -> list[list[nn.Parameter]]:
+    r"""The GradR :math:`\theta` of each layer of neurons: one list per prunable module.
+
+    Every tensor of a list has the module's neurons on its first axis: a Norse
+    ``LIFRecurrentCell``'s ``input_weights`` ``(H, I)`` and ``recurrent_weights`` ``(H, H)``
+    both feed its ``H`` neurons, so a neuron's fan-in is its connected entries in both (the
+    chip's ``[W | W_rec]`` row).
+    """
+    return [[plist.original for plist in m.parametrizations.values()
+             if isinstance(plist[0], SignedReLU)] for _, m in prunable_layers(model)]
+
+
 def hidden_params(model: nn.Module) -> list[nn.Parameter]:
     """The hidden :math:`\theta` of every GradR weight, in module order."""
-    return [plist.original for _, m in prunable_layers(model)
-            for plist in m.parametrizations.values() if isinstance(plist[0], SignedReLU)]
+    return [theta for group in neuron_groups(model) for theta in group]
 
 
 def connectivity(model: nn.Module) -> float:
