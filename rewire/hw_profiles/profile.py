@@ -31,7 +31,7 @@ A profile is a TOML file (every field and unit in ``docs/profiles.md``)::
     exponent = 1
     values_per_neuron = 0       # distinct weights one neuron may use; 0 = one per synapse
 
-    [neuron]            # fixed-point neuron (REFERENCE §3)
+    [neuron]            # fixed-point neuron (Lava proc/lif/models.py)
     model = "cuba"
     state_bits = 24
     decay_bits = 12
@@ -203,7 +203,7 @@ class WeightFormat:
 
 @dataclass(frozen=True)
 class NeuronFormat:
-    """Fixed-point neuron of the chip (REFERENCE §3 for ``cuba``).
+    """Fixed-point neuron of the chip (``cuba``: Lava's fixed-point CUBA LIF, ``lava/proc/lif/models.py``).
 
     Attributes:
         model: ``"cuba"`` (Loihi current-based LIF, the model :mod:`rewire.compiler` compiles),
