@@ -1,6 +1,6 @@
 """NIR export: the graph's contents and conventions, nir.write/nir.read, and the NIR
 equations integrated by hand giving the Norse model's spikes (the importer's tests are in
-tests/test_frontend_nir.py)."""
+tests/frontends/test_nir_*.py)."""
 
 from __future__ import annotations
 
