@@ -41,7 +41,8 @@ def exported_accuracies(prep, out: Path) -> dict:
     x, y = prep.split.x_test, prep.split.y_test.numpy()
     norse = prep.model.cpu().eval()(x).numpy()
     onnx_z = onnx_unrolled.run(out / "model_unrolled.onnx", x.numpy())
-    nir_z = nir_frontend.from_nir(out / "model.nir")(x).numpy()
+    nir_module = nir_frontend.load(out / "model.nir")
+    nir_z = nir_module(x.reshape(len(x), *nir_module.network.input_shape)).numpy()
     net_meta = onnx_int.session(out / "model_int.onnx").get_modelmeta().custom_metadata_map
     payload = np.round(x.numpy() * int(net_meta["input_max_value"])).astype(np.int64)
     int_z = onnx_int.run(out / "model_int.onnx", np.broadcast_to(payload, (prep.model.steps,
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
          "onnxruntime; = integer chip model" if files["onnx_int"] == r["quantized_accuracy"]
          else "onnxruntime; DIFFERS from the integer chip model"),
         ("NIR -> Norse", f"{100 * files['nir']:.2f} %",
-         f"nir.read + from_nir; same spikes as the NIR-free Norse run on "
+         f"nir.read + rewire.frontends.nir.load; same spikes as the NIR-free Norse run on "
          f"{100 * files['nir_same_spikes']:.2f} % of test samples"),
     ]
     width = [max(len(row[i]) for row in rows) for i in range(3)]

@@ -1,6 +1,6 @@
 """Train small SNNs in their own frameworks and export them to NIR: the fixtures of
-tests/test_frontend_nir.py and of issue 14's Done-when families (7) snnTorch Leaky/Synaptic,
-(8) snnTorch RLeaky, (9) Norse to_nir.
+tests/frontends/test_nir_fixtures.py and of issue 14's Done-when families (7) snnTorch
+Leaky/Synaptic, (8) snnTorch RLeaky, (9) Norse to_nir.
 
 Each net is 64-64-10 on scikit-learn's digits (8x8 images, pixel / 16 in [0, 1]), presented as a
 constant input current for ``steps`` steps, trained with BPTT and Adam on the cross-entropy of

@@ -15,7 +15,7 @@ import rewire
 from rewire.errors import CompileError, LoweringError
 
 from conftest import lava_missing
-from test_train_any import Recurrent
+from training.test_train_any import Recurrent
 
 
 def _mlp() -> SequentialState:

@@ -1,6 +1,6 @@
 """NIR export: the graph's contents and conventions, nir.write/nir.read, and the NIR
 equations integrated by hand giving the Norse model's spikes (the importer's tests are in
-tests/test_frontend_nir.py)."""
+tests/frontends/test_nir_*.py)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_write_read_keeps_everything(small_net, tmp_path):
     for name in ("fc1", "fc2"):
         np.testing.assert_array_equal(back.nodes[name].weight, g.nodes[name].weight)
     np.testing.assert_array_equal(back.nodes["lif2"].v_threshold, g.nodes["lif2"].v_threshold)
-    back_neuron, neuron = nir_frontend.from_nir(path).neuron, net.neuron
+    back_neuron, neuron = nir_frontend.lower(path).layers[0].neuron, net.neuron
     for field in ("tau_syn_inv", "tau_mem_inv", "v_th", "v_leak", "v_reset", "dt"):
         assert getattr(back_neuron, field) == getattr(neuron, field)  # decimal constants exact
 
@@ -67,7 +67,7 @@ def test_write_read_keeps_everything(small_net, tmp_path):
 def test_euler_step_of_the_nir_equations_is_norse(small_net):
     """The NIR equations integrated with forward Euler at the metadata's dt (what snnTorch's
     and Norse's importers do) give the Norse model's spikes: checks the R, w_in and threshold
-    scaling independently of :func:`nir_frontend.from_nir`."""
+    scaling independently of :func:`nir_frontend.lower`."""
     model, net = small_net
     g = nir_graph.to_nir(net)
     dt = g.metadata["dt"]
@@ -182,7 +182,7 @@ def test_conv_graph_nodes_shapes_and_metadata(conv_net_compiled):
 def test_conv_euler_step_of_the_nir_equations_is_norse(conv_net_compiled):
     """The NIR graph integrated by forward Euler at the metadata's dt in float64 numpy/torch
     (conv = cross-correlation, SumPool2d = window sum, ``w_in`` the input weight) gives the
-    Norse model's spikes: checks the pooling representation independently of from_nir."""
+    Norse model's spikes: checks the pooling representation independently of lower."""
     from torch.nn import functional as F
 
     model, net = conv_net_compiled

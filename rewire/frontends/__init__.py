@@ -5,6 +5,11 @@
 * :mod:`rewire.frontends.nir`: a NIR graph (``nir.NIRGraph`` or a ``.nir`` file) written by
   rewire, snnTorch, Norse, rockpool, ...
 
+and the way back, :mod:`rewire.frontends.torch_module` (an IR network as a runnable torch
+module). :mod:`rewire.frontends.pooling` holds the torch building block the Norse frontend
+lowers as it is (``SumPool2d``); the frontends import nothing from the compiler, the writers,
+training or the job.
+
 :func:`lower` picks the frontend by the argument's type.
 """
 

@@ -1,139 +1,19 @@
-"""NIR frontend, part 2: NIR neurons and synapses to IR nodes along the chain (see
+"""NIR frontend, part 2b: NIR synapses (and, through :mod:`rewire.frontends._nir_neurons`,
+neurons) to IR nodes along the chain (see
 :mod:`rewire.frontends.nir` for the equations and conventions).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import nir
 import numpy as np
 from nir.ir.graph import Identity as _Identity
 
-from rewire.errors import LoweringError
 from rewire.frontends._nir_graph import _DENSE, _NEURONS, _arr, _kind, _Recurrent, _refuse
+from rewire.frontends._nir_neurons import _lower_neuron
 from rewire.ir import nodes as irn
-
-# --------------------------------------------------------------------------- neurons
-
-
-def _one(name: str, node, fld: str, n: int, default: float = 0.0) -> float:
-    """The one value of a per-neuron field (a scalar, or ``n`` equal entries)."""
-    value = getattr(node, fld, None)
-    if value is None:
-        return default
-    a = _arr(value).ravel()
-    if a.size == 0:
-        raise ValueError(f"NIR node {name!r} ({_kind(node)}).{fld} is empty")
-    if a.size not in (1, n):
-        raise ValueError(f"NIR node {name!r} ({_kind(node)}).{fld} has {a.size} entries for "
-                         f"a layer of {n} neurons")
-    values = np.unique(a)
-    if values.size != 1:
-        raise LoweringError(f"NIR node {name!r} ({_kind(node)}).{fld} differs between neurons "
-                            f"({values.size} values, {values.min():g} to {values.max():g}); "
-                            f"the chip has one {fld} per layer: train with one value per "
-                            f"layer or split the layer", piece=name)
-    return float(values[0])
-
-
-def _invert(stored: float, forward, approx: float, forward32=None) -> float:
-    """The value ``c`` with ``forward(c) == stored`` that has the shortest decimal form:
-    ``approx`` to 15 significant digits when that maps to ``stored`` exactly (so the 1.0 that
-    rewire's writer scaled reads back as 1.0, not 0.9999999999999999), else to the fewest digits (up to
-    7) that map to ``stored`` in float32 when it is a float32 (Norse and snnTorch write float32:
-    Norse's ``dt / 200.0`` reads back as 200.0), else ``approx``."""
-    forward32 = forward32 or forward
-    if float(np.float32(stored)) == stored:
-        for digits in range(1, 8):
-            short = float(f"{approx:.{digits}g}")
-            if np.float32(forward32(short)) == stored or np.float32(forward(short)) == stored:
-                return short
-    tidy = float(f"{approx:.15g}")
-    return tidy if forward(tidy) == stored else approx
-
-
-def _tidy_one(x: float) -> float:
-    """``x`` as 1.0 when within 1e-12 of it (the ``w_in dt / tau_syn`` of rewire's and
-    snnTorch's files is 1 up to float64 rounding)."""
-    return 1.0 if abs(x - 1.0) < 1e-12 else x
-
-
-def _inv_tau(tau: float, scale: float = 1.0) -> float:
-    """``scale / tau`` in 1/s, tidied as :func:`_invert` does."""
-    return _invert(tau, lambda c: scale / c, scale / tau,
-                   lambda c: np.float32(scale) / np.float32(c))
-
-
-def _rockpool_cuba(name: str, node, n: int, dt: float):
-    r"""rockpool 3.1's ``LIFTorch`` step, which its ``to_nir`` writes as a ``CubaLIF``
-    (``tau_syn``, ``tau_mem`` in s, ``r = tau_mem e^{-dt/tau_mem}/dt``, ``w_in = 1``):
-    ``J = I + x; v = a v + b J; I = b J`` with the exact decays ``a = e^{-dt/tau_mem}``,
-    ``b = e^{-dt/tau_syn}``. It is the IR's CubaLIF with ``dt tau_mem_inv = 1 - a``,
-    ``dt tau_syn_inv = 1 - b``, voltages as written and the weights times ``b / (1 - a)``;
-    only rockpool's several spikes per step and subtractive reset differ."""
-    one = lambda fld, default=0.0: _one(name, node, fld, n, default)  # noqa: E731
-    a, b = math.exp(-dt / one("tau_mem")), math.exp(-dt / one("tau_syn"))
-    try:
-        neuron = irn.CubaLIF((1 - b) / dt, (1 - a) / dt, v_th=one("v_threshold"),
-                             v_leak=one("v_leak"), v_reset=one("v_reset"), dt=dt)
-    except ValueError as exc:
-        raise ValueError(f"NIR node {name!r} (CubaLIF): {exc}") from None
-    return neuron, b / (1 - a)
-
-
-def _lower_neuron(name: str, node, n: int, dt: float, mode: str = "nir",
-                  tau_scale: float = 1.0):
-    """``(IR neuron, weight factor)`` of a NIR neuron node of ``n`` neurons (module docstring
-    of :mod:`rewire.frontends.nir`). ``mode``: ``"nir"`` NIR's equations (voltages / r, the
-    CubaLIF factor w_in dt / tau_syn into the weights); ``"norse"`` Norse's own parameters
-    (r = w_in = 1: voltages and weights as written); ``"spyx"`` spyx's (``r`` holds
-    ``beta``, not a resistance, and ``V_t = beta V + x``: voltages divided by tau/dt, weights as
-    written); ``"rockpool"`` a CubaLIF is rockpool's ``LIFTorch`` (:func:`_rockpool_cuba`).
-    ``tau_scale``: the time constants are ``tau_scale`` times too small (Norse 1.1: ``dt``)."""
-    kind = _kind(node)
-    if mode == "rockpool" and kind == "CubaLIF":
-        return _rockpool_cuba(name, node, n, dt)
-    one = lambda fld, default=0.0: _one(name, node, fld, n, default)  # noqa: E731
-    r = one("r")
-
-    def volt(fld: str, divisor: float) -> float:
-        stored = one(fld)
-        return _invert(stored, lambda c: c * divisor, stored / divisor,
-                       lambda c: np.float32(c) * np.float32(divisor))
-
-    try:
-        if kind in ("CubaLIF", "CubaLI"):
-            ts, tm = one("tau_syn"), one("tau_mem")
-            tsi, tmi = _inv_tau(ts, tau_scale), _inv_tau(tm, tau_scale)
-            factor = _tidy_one(one("w_in", 1.0) * dt / ts * tau_scale) if mode == "nir" \
-                else 1.0
-            div = {"norse": 1.0, "spyx": tm / dt}.get(mode, r)
-            if kind == "CubaLIF":
-                neuron = irn.CubaLIF(tsi, tmi, v_th=volt("v_threshold", div),
-                                     v_leak=volt("v_leak", div), v_reset=volt("v_reset", div),
-                                     dt=dt)
-            else:
-                neuron = irn.CubaLI(tsi, tmi, v_leak=volt("v_leak", div), dt=dt)
-        elif kind in ("LIF", "LI"):
-            tau = one("tau")
-            tmi, factor = _inv_tau(tau, tau_scale), 1.0
-            div = {"norse": 1.0, "spyx": tau / dt}.get(mode, r)
-            if kind == "LIF":
-                neuron = irn.LIF(tmi, v_th=volt("v_threshold", div), v_leak=volt("v_leak", div),
-                                 v_reset=volt("v_reset", div), dt=dt)
-            else:
-                neuron = irn.LI(tmi, v_leak=volt("v_leak", div), dt=dt)
-        else:  # IF
-            div, factor = (1.0 if mode in ("norse", "spyx") else r * dt), 1.0
-            neuron = irn.IF(v_th=volt("v_threshold", div), v_reset=volt("v_reset", div), dt=dt)
-    except ValueError as exc:
-        if isinstance(exc, LoweringError):
-            raise
-        raise ValueError(f"NIR node {name!r} ({kind}): {exc}") from None
-    return neuron, factor
-
 
 # --------------------------------------------------------------------------- synapses
 

@@ -46,7 +46,7 @@ synapse before the neuron (for a pool, into its weight). rewire's writer
 **Per-neuron arrays** that are all equal lower to the scalar; differing values are refused
 naming the node and field (the chip has one decay and one threshold per layer).
 
-**What NIR does not record** (REFERENCE §6): the reset and the number of spikes per step.
+**What NIR does not record** (nir 1.0.8, ``nir/ir/neuron.py``): the reset and the number of spikes per step.
 The IR resets ``v`` to ``v_reset`` in the step that spikes (Norse, Loihi). ``source=`` (or
 what :func:`detect_source` finds in the file) puts a line into ``Network.notes`` saying what
 the source framework does differently; an unknown source gets a line too:
@@ -79,22 +79,19 @@ import math
 from pathlib import Path
 
 import nir
-import numpy as np
 
 from rewire.errors import LoweringError
 from rewire.io import check_hdf5
-from rewire.frontends._nir_graph import (SUPPORTED, _TAUS, _all_neurons, _arr, _chain,
-                                         _check_values, _kind, _resolve)
+from rewire.frontends._nir_graph import SUPPORTED, _chain, _check_values, _resolve
+from rewire.frontends._nir_source import (REWIRE_NIR_FORMAT, SNNTORCH_DT, SOURCES, _semantics,
+                                          detect_source)
 from rewire.frontends._nir_walk import _Lowering
+from rewire.frontends.torch_module import to_module
 from rewire.ir.network import ENCODINGS, Network
 
-__all__ = ["SOURCES", "SUPPORTED", "read", "lower", "detect_source", "load", "from_nir"]
+__all__ = ["SOURCES", "SUPPORTED", "REWIRE_NIR_FORMAT", "SNNTORCH_DT", "read", "lower",
+           "detect_source", "load"]
 
-#: Frameworks :func:`lower` knows the semantics of (``source=``); ``"nir"``: plain NIR
-#: equations, nothing detected.
-SOURCES = ("snntorch", "rockpool", "norse", "spyx", "rewire", "nir")
-REWIRE_NIR_FORMAT = "rewire-nir-1"  # metadata["format"] of rewire's writer
-SNNTORCH_DT = 1e-4  # snnTorch 1.0's export_to_nir hard-codes dt = 1e-4 s
 # --------------------------------------------------------------------------- reading
 
 
@@ -130,111 +127,6 @@ def read(path: str | Path) -> nir.NIRGraph:
     return graph
 
 
-# --------------------------------------------------------------------------- sources
-
-
-def _norse_pattern(nodes: dict) -> bool:
-    """``r == 1`` and (where it has one) ``w_in == 1`` for every neuron: what Norse writes."""
-    found = False
-    for _, node in _all_neurons(nodes):
-        found = True
-        if not np.all(_arr(node.r) == 1):
-            return False
-        if hasattr(node, "w_in") and not np.all(_arr(node.w_in) == 1):
-            return False
-    return found
-
-
-def _short_tau(nodes: dict, dt: float):
-    """The first ``(node, field, tau)`` with ``tau < dt`` (Euler decay ``1 - dt/tau < 0``)."""
-    for name, node in _all_neurons(nodes):
-        for fld in _TAUS[_kind(node)]:
-            tau = _arr(getattr(node, fld))
-            if tau.size and tau.min() < dt:
-                return name, fld, float(tau.min())
-    return None
-
-
-def _matches(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.size > 0 and bool(np.allclose(a, b, rtol=1e-5, atol=0))
-
-
-def detect_source(graph: nir.NIRGraph, dt: float | None = None) -> str | None:
-    """The framework that most likely wrote ``graph`` (one of :data:`SOURCES`), or ``None``.
-
-    rewire: ``metadata["format"] == "rewire-nir-1"``; Norse 1.1: ``r = w_in = 1`` with a time
-    constant below ``dt`` (its τ bug); snnTorch 1.0: ``r = tau/1e-4`` (and ``w_in =
-    tau_syn/1e-4``) in every neuron; rockpool 3.1: ``r = tau_mem exp(-dt/tau_mem)/dt`` at the
-    given ``dt``; spyx 1.0: ``r = 1 - dt/tau_mem`` (its beta) and ``w_in = 1``.
-    """
-    meta = dict(graph.metadata or {})
-    if meta.get("format") == REWIRE_NIR_FORMAT:
-        return "rewire"
-    nodes, _ = _resolve(graph)
-    neurons = list(_all_neurons(nodes))
-    if not neurons:
-        return None
-    if dt is not None and _norse_pattern(nodes) and _short_tau(nodes, dt):
-        return "norse"
-
-    def tau_mem(node):
-        return _arr(node.tau_mem if hasattr(node, "tau_mem") else getattr(node, "tau", 1.0))
-
-    with_tau = [(n, node) for n, node in neurons if _kind(node) != "IF"]
-    if with_tau and all(_matches(_arr(node.r), tau_mem(node) / SNNTORCH_DT)
-                        and (not hasattr(node, "w_in")
-                             or _matches(_arr(node.w_in), _arr(node.tau_syn) / SNNTORCH_DT))
-                        for _, node in with_tau):
-        return "snntorch"
-    if dt is not None and with_tau and all(
-            _matches(_arr(node.r), tau_mem(node) * np.exp(-dt / tau_mem(node)) / dt)
-            for _, node in with_tau):
-        return "rockpool"
-    if dt is not None and with_tau and all(
-            _matches(_arr(node.r), 1 - dt / tau_mem(node))
-            and np.all(_arr(getattr(node, "w_in", 1.0)) == 1) for _, node in with_tau):
-        return "spyx"
-    return None
-
-
-_EVIDENCE = {
-    "rewire": "metadata format rewire-nir-1",
-    "norse": "r = w_in = 1 with a time constant below dt",
-    "snntorch": "r = tau/1e-4 in every neuron, the step snnTorch's exporter assumes",
-    "rockpool": "r = tau_mem exp(-dt/tau_mem)/dt in every neuron, as rockpool writes it",
-    "spyx": "r = 1 - dt/tau_mem, spyx's beta, and w_in = 1 in every neuron",
-}
-
-_SOURCE_NOTES = {
-    "rewire": "source rewire (its own NIR writer): the semantics are the IR's (Norse 1.1 "
-              "order, reset to v_reset in the step that spikes); nothing differs",
-    "snntorch": "source snnTorch 1.0: NIR does not record snnTorch's reset. Its Leaky, "
-                "Synaptic, RLeaky and RSynaptic reset by subtracting the threshold by default "
-                "(reset_mechanism='subtract') and, with reset_delay=True (the default), from "
-                "the previous step's spike, one step late. The IR resets v to v_reset in the "
-                "step that spikes (Norse/Loihi): it equals snnTorch for "
-                "reset_mechanism='zero' with reset_delay=False; other settings give "
-                "different spike trains",
-    "rockpool": "source rockpool 3.1: its CubaLIF nodes are lowered as rockpool's LIFTorch "
-                "step (exact decays exp(-dt/tau), the current decayed before it enters v, "
-                "weights times exp(-dt/tau_syn)/(1 - exp(-dt/tau_mem)), thresholds as "
-                "written), not by Euler-integrating the file's r and w_in, which do not "
-                "describe LIFTorch; NIR does not record that LIFTorch emits several spikes per "
-                "step (max_spikes_per_dt, default 2**16) and resets by subtracting the "
-                "threshold, where the IR emits one and resets to v_reset: spike trains "
-                "differ wherever a neuron crosses its threshold by more than once per step",
-    "norse": "source Norse: Norse's cells reset to v_reset in the step that spikes, as the IR "
-             "does",
-    "spyx": "source spyx: NIR does not record that spyx resets by subtracting the threshold, "
-            "with the spike taken from the pre-update v; the IR takes the spike from the "
-            "updated v and resets to v_reset: spike trains differ",
-    None: "source unknown: lowered with NIR's equations (forward Euler at dt, the current "
-          "updated before v), one spike per step and reset to v_reset in the step that "
-          "spikes; a framework that resets by subtraction, late or with several spikes per "
-          "step (snnTorch, rockpool, spyx) gives other spike trains: pass source= to be told",
-}
-
-
 # --------------------------------------------------------------------------- lower
 
 
@@ -248,72 +140,6 @@ def _positive(name: str, value, integer: bool = False):
         raise ValueError(f"{name} must be {what}, got {value!r}")
     return int(value) if integer else float(value)
 
-
-def _semantics(graph: nir.NIRGraph, nodes: dict, dt: float, source: str | None):
-    """``(source, mode, tau_scale, notes)``: the framework (declared, else detected), how the
-    neurons are read (``"nir"``, ``"norse"``, ``"rockpool"``, ``"spyx"``: see
-    ``rewire.frontends._nir_walk._lower_neuron``), the factor the time constants are too small
-    by (Norse 1.1: ``dt``) and the notes saying so.
-
-    Raises:
-        rewire.errors.LoweringError: a time constant below ``dt`` outside Norse 1.1's pattern,
-            or ``source='norse'`` for a graph without ``r = w_in = 1``.
-    """
-    detected = detect_source(graph, dt)
-    notes = []
-    plain = source == "nir"
-    if source is None:
-        source = detected
-        if detected is not None:
-            notes.append(f"source {detected} detected from the file ({_EVIDENCE[detected]}); "
-                         f"pass source='nir' to read it by NIR's equations instead")
-    elif plain:
-        source = None
-    short = _short_tau(nodes, dt)
-    norse, tau_scale = source == "norse", 1.0
-    if short is not None:
-        sname, fld, tau = short
-        if source in ("norse", None) and not plain and _norse_pattern(nodes):
-            source, norse, tau_scale = "norse", True, dt
-            notes.append(f"Norse 1.1's to_nir writes tau = dt / tau_inv (norse #411/#412; "
-                         f"here {fld} = {tau:g} s < dt in {sname!r}): every time constant "
-                         f"divided by dt = {dt:g} s, which must be the dt to_nir was called "
-                         f"with; it writes no v_reset either (nir's default 0 is used, so a "
-                         f"LIFCell with another v_reset is lowered with 0)")
-        else:
-            raise LoweringError(f"NIR node {sname!r}: {fld} = {tau:g} s is shorter than dt = "
-                                f"{dt:g} s (forward Euler would decay by 1 - dt/tau < 0); "
-                                f"pass the dt the file was made for, or source='norse' for a "
-                                f"file written by Norse 1.1's to_nir (tau = dt/tau_inv)",
-                                piece=sname)
-    if norse:
-        if not _norse_pattern(nodes):
-            bad = next(n for n, node in _all_neurons(nodes)
-                       if not (np.all(_arr(node.r) == 1)
-                               and np.all(_arr(getattr(node, "w_in", 1.0)) == 1)))
-            raise LoweringError(f"NIR node {bad!r}: source='norse' but r or w_in is not 1, "
-                                f"which Norse's to_nir writes; pass source='nir' to read it "
-                                f"with NIR's equations", piece=bad)
-        notes.append("Norse's to_nir writes its cells' own parameters with r = w_in = 1 "
-                     "(LIFCell adds its input to the current in one step, which NIR's "
-                     "equations would write as w_in = tau_syn/dt; IAFCell adds it to v): "
-                     "lowered as Norse's cells, weights and voltages as written")
-    elif source == "spyx":
-        notes.append("spyx's to_nir writes r = beta (not a resistance) and no w_in: lowered "
-                     "as spyx's LIF/CuBaLIF step V = beta V + x (beta = 1 - dt/tau), voltages "
-                     "divided by tau_mem/dt, weights as written")
-    else:
-        other = " (rockpool's CubaLIF nodes: as LIFTorch, below)" if source == "rockpool" \
-            else ""
-        notes.append(f"NIR voltages divided by r (by r*dt for IF) and w_in*dt/tau_syn folded "
-                     f"into the weights before each CubaLIF/CubaLI, so the IR's Euler step is "
-                     f"NIR's at dt{other}")
-    notes.append(_SOURCE_NOTES[source])
-    if source == "snntorch" and not math.isclose(dt, SNNTORCH_DT, rel_tol=1e-9):
-        notes.append(f"snnTorch's exporter writes tau = 1e-4 s / (1 - beta); at dt = {dt:g} s "
-                     f"the decays are 1 - dt/tau, not snnTorch's beta")
-    mode = "norse" if norse else source if source in ("rockpool", "spyx") else "nir"
-    return source, mode, tau_scale, notes
 
 
 def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
@@ -405,40 +231,13 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
 
 def load(graph: nir.NIRGraph | str | Path, **options):
     """A runnable torch module of any NIR graph: :func:`lower` (``options`` go there), then
-    :func:`rewire.frontends.norse.to_module` (float, the IR's semantics).
+    :func:`rewire.frontends.torch_module.to_module` (float, the IR's semantics).
 
     Shapes:
-        as :class:`rewire.frontends.norse.IRModule`: ``(B, *input_shape)`` in for ``current``
+        as :class:`rewire.frontends.torch_module.IRModule`: ``(B, *input_shape)`` in for ``current``
         encoding, ``(T, B, *input_shape)`` for ``rate``; ``(T, B, *out_shape)`` out.
 
     Raises:
         as :func:`lower`.
     """
-    from rewire.frontends.norse import to_module
-
     return to_module(lower(graph, **options))
-
-
-# from_nir keeps building rewire's training classes (SpikingMLP / SpikingConvNet) from
-# rewire's own graphs: tests/test_cli.py and tests/test_conv.py read .sizes and isinstance of
-# its result. For any other graph use load().
-
-
-def from_nir(graph: nir.NIRGraph | str | Path, dt: float | None = None):
-    """Build the Norse model (:class:`~rewire.training.model.SpikingMLP` or
-    :class:`~rewire.training.conv.SpikingConvNet`) of one of rewire's NIR graphs (kept for
-    compatibility; :func:`lower` is the frontend, :func:`load` gives a module of any graph).
-
-    Args:
-        graph: a graph or the path of a NIR file.
-        dt: Euler step in s; default the graph's ``metadata["dt"]``.
-
-    Raises:
-        ValueError: no ``dt``; not exactly one input; weight shapes that do not chain.
-        NotImplementedError: anything outside ``Input -> (Linear|Affine -> CubaLIF)+ ->
-            Output`` or the conv chain of :data:`rewire.export.nir_graph.CONV_SUPPORTED`,
-            naming the node.
-    """
-    from rewire.frontends import _nir_legacy
-
-    return _nir_legacy.from_nir(graph, dt)

@@ -3,10 +3,12 @@ r"""Synapse budgets from a hardware profile, the GradR budget controller and the
 GradR alone has no hard budget: its sparsity is an outcome of the prior penalty
 :math:`\alpha`. rewire adds two things the paper lacks:
 
-1. :class:`BudgetController` steers :math:`\alpha` during training so that the connectivity
-   follows a cubic schedule (Zhu & Gupta 2017, Eq. 1) from the initial connectivity down to
-   slightly under the budget by ``ramp`` of the training, then holds it there;
-2. :func:`project_to_budget` is the safety net applied once at the end: it keeps the synapses
+1. :class:`BudgetController` (:mod:`rewire.training.controller`) steers :math:`\alpha` during
+   training so that the connectivity follows a cubic schedule (Zhu & Gupta 2017, Eq. 1) from
+   the initial connectivity down to slightly under the budget by ``ramp`` of the training,
+   then holds it there;
+2. :func:`project_to_budget` (:mod:`rewire.training.counting`, with the counts) is the
+   safety net applied once at the end: it keeps the synapses
    with the largest :math:`\theta` (first per neuron for the fan-in limit, then globally) and
    disconnects the rest (:math:`\theta \leftarrow 0`), so the budget holds for certain.
 
@@ -26,15 +28,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from rewire.errors import BudgetError
 from rewire.hw_profiles.profile import HardwareProfile
-from rewire.training.gradr import hidden_params, neuron_groups
+from rewire.training.controller import BudgetController
+from rewire.training.counting import (_fan_out_matrices, cap_neurons, connected_synapses,
+                                      fan_in_counts, max_fan_in, max_fan_out, prunable_synapses,
+                                      project_to_budget, within_budget)
+from rewire.training.gradr import neuron_groups
 
-
-
+__all__ = ["SynapseBudget", "make_budget", "model_budget", "BudgetController",
+           "prunable_synapses", "connected_synapses", "fan_in_counts", "max_fan_in",
+           "max_fan_out", "within_budget", "cap_neurons", "project_to_budget"]
 
 @dataclass(frozen=True)
 class SynapseBudget:
@@ -106,29 +112,6 @@ def make_budget(profile: HardwareProfile, sizes: tuple[int, ...], cores: int | N
                     connectivity, max_fan_in)
 
 
-def prunable_synapses(model: nn.Module) -> int:
-    """Synapses of every GradR layer, connected or not (the dense count), see module docs.
-
-    Raises:
-        ValueError: the model has no GradR layer (call :func:`apply_gradr` first).
-    """
-    thetas = hidden_params(model)
-    if not thetas:
-        raise ValueError("model has no GradR layer: call apply_gradr first")
-    return sum(t.numel() for t in thetas)
-
-
-def _fan_out_matrices(model: nn.Module, skip_last: bool) -> list[nn.Parameter]:
-    """The :math:`\theta` whose columns are neurons of the chip (all but the first module's
-    input matrix, and the last module's when ``skip_last``), each ``(out, in)``."""
-    groups = neuron_groups(model)
-    mats = [t for g in groups for t in g]
-    skip = {id(groups[0][0])}
-    if skip_last:
-        skip.add(id(groups[-1][0]))
-    return [t for t in mats if id(t) not in skip]
-
-
 def model_budget(model: nn.Module, profile: HardwareProfile | None = None,
                  cores: int | None = None, max_synapses: int | None = None,
                  connectivity: float | None = None,
@@ -161,7 +144,7 @@ def model_budget(model: nn.Module, profile: HardwareProfile | None = None,
     """
     prunable_synapses(model)  # refuses a model without GradR layers
     if profile is None and max_synapses is None and connectivity is None:
-        raise BudgetError("give a profile, --max-synapses or --connectivity for the budget")
+        raise BudgetError("give a profile, max_synapses or connectivity for the budget")
     groups = neuron_groups(model)
     if profile is not None and profile.limits.fan_out:
         for theta in _fan_out_matrices(model, profile.limits.output_neurons > 0):
@@ -214,26 +197,26 @@ def _combine(groups: list[list[tuple[int, int]]], n_out: int, neurons: int | Non
         if cores is None:
             cores = lim.cores
         if not 1 <= cores <= lim.cores:
-            raise BudgetError(f"--cores must be in [1, {lim.cores}] for profile "
+            raise BudgetError(f"cores must be in [1, {lim.cores}] for profile "
                               f"{profile.name!r}, got {cores}")
         if neurons is not None and neurons > profile.neuron_capacity(cores):
             raise BudgetError(f"the network has {neurons} neurons but {cores} core(s) of "
                               f"{profile.name!r} hold {profile.neuron_capacity(cores)} "
                               f"(limits.neurons_per_core = {lim.neurons_per_core}); raise "
-                              f"--cores or shrink --hidden")
+                              f"cores or shrink the hidden layers")
         candidates.append((profile.synapse_capacity(cores),  # per-core figures, memory bits
                            f"{cores} core(s) x limits.synapses_per_core "
                            f"{lim.synapses_per_core}"))
     if max_synapses is not None:
         if max_synapses < 1:
-            raise BudgetError(f"--max-synapses must be >= 1, got {max_synapses}")
+            raise BudgetError(f"max_synapses must be >= 1, got {max_synapses}")
         candidates.append((max_synapses, f"--max-synapses {max_synapses}"))
     if connectivity is not None:
         if not 0.0 < connectivity <= 1.0:
-            raise BudgetError(f"--connectivity must be in (0, 1], got {connectivity}")
+            raise BudgetError(f"connectivity must be in (0, 1], got {connectivity}")
         candidates.append((math.ceil(connectivity * total), f"--connectivity {connectivity}"))
     if max_fan_in is not None and max_fan_in < 1:
-        raise BudgetError(f"--max-fan-in must be >= 1, got {max_fan_in}")
+        raise BudgetError(f"max_fan_in must be >= 1, got {max_fan_in}")
     fan_in = min([f for f in (profile_fan_in, max_fan_in or 0) if f > 0], default=0)
     cap_in, cap_out, cap_both = _fan_capacity(groups, fan_in, profile_fan_out, skip_last)
     rows = sum(g[0][0] for g in groups)
@@ -255,273 +238,3 @@ def _combine(groups: list[list[tuple[int, int]]], n_out: int, neurons: int | Non
     return SynapseBudget(max_synapses=budget, max_fan_in=fan_in, total_synapses=total,
                          source=source, max_fan_out=profile_fan_out,
                          fan_out_skip_last=skip_last, limits=tuple(candidates))
-
-
-def connected_synapses(model: nn.Module) -> int:
-    """Number of connected synapses (``theta > 0``) over all GradR layers."""
-    return sum(int((t > 0).sum()) for t in hidden_params(model))
-
-
-def fan_in_counts(model: nn.Module) -> list[torch.Tensor]:
-    """Connected synapses into each neuron: int64 ``(neurons,)`` per layer of
-    :func:`neuron_groups` (a recurrent cell's input and recurrent rows summed)."""
-    return [sum((t > 0).flatten(1).sum(1) for t in group) for group in neuron_groups(model)]
-
-
-def max_fan_in(model: nn.Module) -> int:
-    """Largest number of connected synapses into one neuron (see :func:`fan_in_counts`).
-
-    For a convolution a row is one output channel's kernel (``in_channels * kh * kw`` entries),
-    see the module's counting convention.
-    """
-    return max(int(c.max()) for c in fan_in_counts(model))
-
-
-def max_fan_out(model: nn.Module, skip_last: bool = False) -> int:
-    """Largest number of connected synapses out of one neuron into one weight matrix (the
-    columns of every matrix fed by chip neurons, see :attr:`SynapseBudget.max_fan_out`);
-    0 when no matrix is fed by chip neurons."""
-    return max([int((t > 0).sum(0).max()) for t in _fan_out_matrices(model, skip_last)
-                if t.dim() == 2], default=0)
-
-
-def within_budget(model: nn.Module, budget: SynapseBudget) -> bool:
-    """True when the model's connected synapses, fan-in and fan-out respect ``budget``."""
-    ok = connected_synapses(model) <= budget.max_synapses
-    ok = ok and (budget.max_fan_in == 0 or max_fan_in(model) <= budget.max_fan_in)
-    return ok and (budget.max_fan_out == 0
-                   or max_fan_out(model, budget.fan_out_skip_last) <= budget.max_fan_out)
-
-
-@torch.no_grad()
-def cap_neurons(mats: list[torch.Tensor], k: int, dim: int = 0) -> int:
-    r"""Keep at most ``k`` connected synapses per neuron; return how many were disconnected.
-
-    The neurons lie on axis ``dim`` of every matrix of ``mats`` (``0``: post-synaptic neurons,
-    the fan-in of rows, e.g. a recurrent cell's ``[W | W_rec]``; ``1``: pre-synaptic neurons,
-    the fan-out of columns of 2-D matrices). Over a neuron's entries in all of ``mats`` the
-    ``k`` largest :math:`\theta` stay; every other positive one is set to 0 (disconnected,
-    sign kept, free to regrow). Neurons already within ``k`` are left untouched.
-
-    Raises:
-        ValueError: ``k < 0`` or ``dim`` not 0 or 1 (1 only for 2-D matrices).
-    """
-    if k < 0 or dim not in (0, 1) or (dim == 1 and any(m.dim() != 2 for m in mats)):
-        raise ValueError(f"cap_neurons: need k >= 0 and dim 0, or dim 1 for 2-D matrices; "
-                         f"got k={k}, dim={dim}")
-    views = [m.flatten(1) if dim == 0 else m.t() for m in mats]
-    counts = sum((v > 0).sum(1) for v in views)
-    over = (counts > k).nonzero().squeeze(1)
-    if over.numel() == 0:
-        return 0
-    sub = torch.cat([v[over] for v in views], 1)
-    keep = torch.zeros_like(sub, dtype=torch.bool)
-    keep.scatter_(1, sub.topk(k, dim=1).indices, True)
-    drop = ~keep & (sub > 0)
-    offset = 0
-    for v in views:
-        n = v.shape[1]
-        block = v[over]
-        block[drop[:, offset:offset + n]] = 0.0
-        v[over] = block
-        offset += n
-    return int(drop.sum())
-
-
-@torch.no_grad()
-def project_to_budget(model: nn.Module, budget: SynapseBudget) -> int:
-    r"""Disconnect the weakest synapses until ``model`` fits ``budget``; return how many.
-
-    Per neuron, only the ``max_fan_in`` largest :math:`\theta` of its inputs stay
-    (:func:`cap_neurons` over each layer of :func:`neuron_groups`), then only the
-    ``max_fan_out`` largest of its outputs into each matrix; then, over the whole network,
-    only the ``max_synapses`` largest positive :math:`\theta` stay (ties broken by position,
-    so the count is exact). Disconnected synapses get :math:`\theta = 0`, which keeps their
-    sign and lets GradR regrow them if training continues.
-
-    Shapes:
-        every hidden :math:`\theta` is ``(out, in, ...)``: rows are the post-synaptic neurons
-        (output channels of a convolution, whose row is the flattened kernel).
-    """
-    thetas = hidden_params(model)
-    before = connected_synapses(model)
-    if budget.max_fan_in > 0:
-        for group in neuron_groups(model):
-            cap_neurons(group, budget.max_fan_in, 0)
-    if budget.max_fan_out > 0:
-        for theta in _fan_out_matrices(model, budget.fan_out_skip_last):
-            cap_neurons([theta], budget.max_fan_out, 1)
-    flat = torch.cat([t.detach().flatten() for t in thetas])
-    if int((flat > 0).sum()) > budget.max_synapses:
-        keep = torch.zeros_like(flat, dtype=torch.bool)
-        keep[flat.topk(budget.max_synapses).indices] = True
-        offset = 0
-        for theta in thetas:
-            n = theta.numel()
-            theta.view(-1).masked_fill_(~keep[offset:offset + n] & (theta.view(-1) > 0), 0.0)
-            offset += n
-    return before - connected_synapses(model)
-
-
-class BudgetController:
-    r"""Steers GradR's :math:`\alpha` so that connectivity reaches the budget by a deadline.
-
-    Target schedule (cubic, Zhu & Gupta 2017, Eq. 1), with :math:`c_0` the connectivity at the
-    first call, :math:`c^* = ` ``margin`` :math:`\times` budget connectivity and
-    :math:`t_\mathrm{end} = ` ``ramp`` :math:`\times` ``total_steps``:
-
-    .. math::  c(t) = c^* + (c_0 - c^*)\,(1 - \min(1, t / t_\mathrm{end}))^3
-
-    After each optimizer step a PI controller on the log error :math:`e_t = \ln(c_t / c(t))`
-    sets :math:`\alpha_t = \alpha_I \exp(K_p e_t)` with the integral part
-    :math:`\alpha_I \leftarrow \alpha_I \exp(K_i e_t)`, clipped to ``[alpha_min, alpha_max]``:
-    too many connections raise the pull, too few relax it, so pruned synapses can regrow. (The
-    prior sets the *rate* at which :math:`\theta` falls, so a pure integral controller would
-    oscillate; the proportional term damps it.) The controller writes ``alpha`` into every param group
-    of the optimizer whose ``alpha`` is non-zero.
-
-    Per-neuron limits are steered on the same timeline, not cut at the end: with a fan-in
-    limit :math:`F` (``budget.max_fan_in``) each neuron may keep at most
-
-    .. math::  f(t) = F + (f_0 - F)\,(1 - \min(1, t / t_\mathrm{end}))^3
-
-    connected inputs, :math:`f_0` the largest fan-in at the first call (the same cubic
-    schedule, per row); after each step the weakest :math:`\theta` of a neuron over
-    :math:`f(t)` are disconnected (:func:`cap_neurons`; they keep their sign and may regrow,
-    competing for the neuron's :math:`f(t)` places). Fan-out (``budget.max_fan_out``, per
-    column) is steered the same way. By the end of the ramp every neuron is within its limit,
-    so the final projection removes no synapse for fan-in or fan-out, and the network has the
-    rest of the run to recover from the pruning.
-
-    Args:
-        optimizer: a :class:`rewire.training.gradr.GradR`.
-        model: the model whose GradR layers are counted.
-        budget: the :class:`SynapseBudget` to reach.
-        total_steps: optimizer steps in the whole run.
-        ramp: fraction of the run by which the budget is reached (default 0.8; the rest
-            trains at the final connectivity).
-        margin: aim at ``margin`` times the budget (default 1: the budget itself; the
-            projection trims the few synapses a run may end over it).
-        kp: proportional gain :math:`K_p` (default 2).
-        ki: integral gain over the whole run; per step :math:`K_i` = ``ki / total_steps``
-            (default 12), so short and long runs are steered alike. The defaults are tuned
-            on the digits main job (60 epochs): seeds 0, 1, 2 gave 95.56 / 96.39 / 95.83 %
-            at 9.83–9.86 % connectivity (10 % budget, projection removed 0), where the
-            earlier ``ramp=0.7, margin=0.95, off_below=False`` gave 95.00 / 95.28 / 95.56 %
-            at 7.25–7.55 %. Short MNIST runs hold the budget better with stronger gains
-            (``kp=4, ki=40``, used by ``benchmarks/connectivity.py``).
-        alpha_min, alpha_max: bounds on :math:`\alpha`.
-        off_below: (default on) while the connectivity is under the schedule, use
-            ``alpha_min`` (the prior is all but off) instead of the PI value; the integral
-            part still relaxes. Pruning
-            is fast and regrowth slow (a pruned :math:`\theta` keeps falling towards
-            :math:`\mu < 0`), so a plain PI controller that overshoots the target stays under
-            the budget for the rest of the run (2 % on MNIST: 1.79 % at the end); with
-            ``off_below`` the run lands on the target and, once there, fine-tunes without the
-            prior's shrinkage.
-        freeze: after the ramp, switch the prior off (:math:`\alpha = 0`) and freeze the
-            connectivity pattern: the synapses connected at the end of the ramp keep training
-            (and may drop out and come back), every other synapse is held at
-            :math:`\theta \le 0`, so the connectivity can only stay at or under the target.
-            This is the fine-tuning phase that gradual magnitude pruning also has (Zhu & Gupta
-            2017); without it the prior keeps shrinking every weight to the end.
-
-    Raises:
-        ValueError: ``total_steps < 1``, ``ramp`` or ``margin`` outside (0, 1].
-    """
-
-    def __init__(self, optimizer, model: nn.Module, budget: SynapseBudget, total_steps: int,
-                 ramp: float = 0.8, margin: float = 1.0, kp: float = 2.0, ki: float = 12.0,
-                 alpha_min: float = 1e-3, alpha_max: float = 2.0,
-                 off_below: bool = True, freeze: bool = False) -> None:
-        if total_steps < 1:
-            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
-        if not (0 < ramp <= 1 and 0 < margin <= 1):
-            raise ValueError(f"ramp and margin must be in (0, 1], got {ramp}, {margin}")
-        self.optimizer, self.model, self.budget = optimizer, model, budget
-        self.total_steps, self.ramp, self.kp, self.ki = total_steps, ramp, kp, ki / total_steps
-        self.alpha_min, self.alpha_max = alpha_min, alpha_max
-        self.off_below, self.freeze = bool(off_below), bool(freeze)
-        self.groups = [g for g in optimizer.param_groups if g["alpha"] > 0]
-        self.frozen: list[torch.Tensor] | None = None
-        self.target = margin * budget.connectivity
-        self.start: float | None = None
-        self.t = 0
-        self.alpha_integral = self.alpha
-        self.fan_in_groups = neuron_groups(model) if budget.max_fan_in else []
-        self.fan_out_mats = (_fan_out_matrices(model, budget.fan_out_skip_last)
-                             if budget.max_fan_out else [])
-        if any(m.dim() != 2 for m in self.fan_out_mats):
-            raise ValueError("fan-out steering (budget.max_fan_out) supports dense layers "
-                             "only: a convolution is fed by chip neurons")
-        self.fan_start: tuple[int, int] | None = None
-        self.capped = 0  # synapses the per-neuron schedules disconnected
-
-    def schedule(self, t: int) -> float:
-        """Target connectivity after ``t`` optimizer steps."""
-        start = self.start if self.start is not None else 1.0
-        frac = min(1.0, t / max(1.0, self.ramp * self.total_steps))
-        return self.target + (max(start, self.target) - self.target) * (1.0 - frac) ** 3
-
-    @property
-    def alpha(self) -> float:
-        """Current :math:`\\alpha` (of the first group with a prior)."""
-        return self.groups[0]["alpha"]
-
-    def fan_schedule(self, t: int, limit: int, start: int) -> int:
-        """Largest fan-in (or fan-out) allowed after ``t`` steps for a final ``limit``."""
-        frac = min(1.0, t / max(1.0, self.ramp * self.total_steps))
-        return limit + math.floor((max(start, limit) - limit) * (1.0 - frac) ** 3)
-
-    @torch.no_grad()
-    def _cap_fans(self) -> None:
-        """Disconnect the weakest inputs (outputs) of every neuron over its schedule."""
-        if not (self.fan_in_groups or self.fan_out_mats):
-            return
-        if self.fan_start is None:
-            self.fan_start = (max_fan_in(self.model),
-                              max_fan_out(self.model, self.budget.fan_out_skip_last))
-        if self.fan_in_groups:
-            k = self.fan_schedule(self.t, self.budget.max_fan_in, self.fan_start[0])
-            self.capped += sum(cap_neurons(g, k, 0) for g in self.fan_in_groups)
-        if self.fan_out_mats:
-            k = self.fan_schedule(self.t, self.budget.max_fan_out, self.fan_start[1])
-            self.capped += sum(cap_neurons([m], k, 1) for m in self.fan_out_mats)
-
-    def step(self) -> float:
-        """Update :math:`\\alpha` (and cap every neuron's fan-in and fan-out to its schedule)
-        after one optimizer step; return the new :math:`\\alpha`."""
-        if self.freeze and self.t >= self.ramp * self.total_steps:
-            alpha = self._hold_frozen()
-            self._cap_fans()
-            return alpha
-        self._cap_fans()
-        conn = connected_synapses(self.model) / self.budget.total_synapses
-        if self.start is None:
-            self.start = conn
-        self.t += 1
-        error = math.log(max(conn, 1e-9) / self.schedule(self.t))
-        self.alpha_integral = self._clip(self.alpha_integral * math.exp(self.ki * error))
-        alpha = self._clip(self.alpha_integral * math.exp(self.kp * error))
-        if self.off_below and error < 0:
-            alpha = self.alpha_min
-        for group in self.groups:
-            group["alpha"] = alpha
-        return alpha
-
-    @torch.no_grad()
-    def _hold_frozen(self) -> float:
-        r"""After the ramp with ``freeze``: prior off, only the synapses connected at the end of
-        the ramp may be connected (the others are held at :math:`\theta \le 0`)."""
-        self.t += 1
-        thetas = hidden_params(self.model)
-        if self.frozen is None:
-            self.frozen = [t > 0 for t in thetas]
-            for group in self.groups:
-                group["alpha"] = 0.0
-        for theta, allowed in zip(thetas, self.frozen):
-            theta.masked_fill_(~allowed & (theta > 0), 0.0)
-        return 0.0
-
-    def _clip(self, alpha: float) -> float:
-        return min(self.alpha_max, max(self.alpha_min, alpha))

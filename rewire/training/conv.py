@@ -5,7 +5,7 @@ r"""Convolutional spiking networks: Conv2d, sum pooling and Linear layers of Nor
 ``run_encoded``, ``forward``, ``steps``, ``encoding``, ``neuron``, ``input_gain``), so
 :func:`rewire.training.train.train`, :func:`~rewire.training.train.evaluate`, the compiler and
 the export pipeline take either. Every synaptic layer is followed by a Norse ``LIFCell`` (the
-CUBA LIF step of REFERENCE §3, applied element-wise to ``(B, C, H, W)`` feature maps)::
+CUBA LIF step of Norse 1.1's ``norse/torch/functional/lif.py``, applied element-wise to ``(B, C, H, W)`` feature maps)::
 
     input (C, H, W) -> [Conv2d -> LIF -> (SumPool2d -> LIF)] x stages -> flatten
                     -> Linear -> LIF  (classes)
@@ -31,58 +31,9 @@ import math
 import torch
 from norse.torch import LIFCell
 from torch import nn
-from torch.nn import functional as F
 
+from rewire.frontends.pooling import SumPool2d
 from rewire.training.model import NeuronConfig, check_run_options, encode_steps, run_steps
-
-
-class SumPool2d(nn.Module):
-    """Sum pooling with a fixed weight: ``y[c] = weight * sum_{k x k window} x[c]``.
-
-    A depthwise convolution (``groups = channels``) with a constant, non-trainable kernel of
-    shape ``(channels, 1, kernel, kernel)`` and stride ``kernel`` (no padding; a remainder row
-    or column is dropped, as ``torch.nn.AvgPool2d`` does).
-
-    Args:
-        channels: feature maps in (= out).
-        kernel: window size and stride (pixels).
-        weight: synaptic weight of every input in the window (float, Norse current units).
-
-    Shapes:
-        ``(B, C, H, W) -> (B, C, H // kernel, W // kernel)``.
-
-    Raises:
-        ValueError: ``channels`` or ``kernel`` < 1, or ``weight <= 0``.
-
-    Example:
-        >>> SumPool2d(2, 2, weight=1.0)(torch.ones(1, 2, 5, 4)).tolist()[0][0]
-        [[4.0, 4.0], [4.0, 4.0]]
-    """
-
-    def __init__(self, channels: int, kernel: int, weight: float) -> None:
-        super().__init__()
-        if channels < 1 or kernel < 1:
-            raise ValueError(f"SumPool2d: channels and kernel must be >= 1, got {channels}, "
-                             f"{kernel}")
-        if not weight > 0:
-            raise ValueError(f"SumPool2d: weight must be > 0, got {weight}")
-        self.channels, self.kernel = int(channels), int(kernel)
-        self.register_buffer("weight", torch.full((channels, 1, kernel, kernel), float(weight)))
-
-    @property
-    def stride(self) -> tuple[int, int]:
-        return (self.kernel, self.kernel)
-
-    @property
-    def padding(self) -> tuple[int, int]:
-        return (0, 0)
-
-    @property
-    def groups(self) -> int:
-        return self.channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight, stride=self.kernel, groups=self.channels)
 
 
 def image_shape(num_features: int, channels: int = 1) -> tuple[int, int, int]:
@@ -263,18 +214,3 @@ class SpikingConvNet(nn.Module):
         """Run already-encoded input ``(T, B, C*H*W)``; return output spikes ``(T, B, classes)``."""
         return run_steps(self.step, inputs)
 
-
-def _lower_sum_pool(module: SumPool2d, path: str):
-    """The IR node of a :class:`SumPool2d` (registered with the Norse frontend below)."""
-    from rewire.ir.nodes import SumPool2d as IRSumPool2d
-
-    return IRSumPool2d(module.kernel, module.kernel, 0, float(module.weight.reshape(-1)[0]))
-
-
-def _register() -> None:
-    from rewire.frontends import norse
-
-    norse.register(SumPool2d, _lower_sum_pool, lowered=("weight",))
-
-
-_register()

@@ -1,4 +1,6 @@
-r"""How :func:`rewire.training.train.train` feeds any model: data, encoding, forward, loss.
+r"""How :func:`rewire.training.train.train` feeds any model: data, encoding, forward, loss
+(the batch layout in :mod:`rewire.training.layout`, the forward and loss in
+:mod:`rewire.training.forward`, event data sets in :mod:`rewire.training.events`).
 
 Three kinds of model (the kinds the Norse frontend lowers, :mod:`rewire.frontends.norse`):
 
@@ -37,165 +39,26 @@ shape ``S`` (from its first ``Linear``/``LIFRecurrentCell``/``Conv``, or ``input
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Iterator
 
-import numpy as np
 import torch
-from norse.torch import LIFRecurrentCell, SequentialState
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from rewire.training.data import Split
-from rewire.training.model import ENCODINGS, encode_steps, spike_count_logits
+from rewire.training.events import EventDataset
+from rewire.training.forward import (Runner, check_output, default_forward, default_loss,
+                                     first_output, is_rewire_model, is_stepwise, run_stepwise)
+from rewire.training.layout import TIME_AXES, Layout, check_spikes, detect_layout, sample_shape
+from rewire.training.model import ENCODINGS, encode_steps
+
+__all__ = ["Feed", "make_loader", "pairs", "split_batches", "resolve_options", "is_split",
+           "EventDataset", "Runner", "check_output", "default_forward", "default_loss",
+           "first_output", "is_rewire_model", "is_stepwise", "run_stepwise", "TIME_AXES",
+           "Layout", "check_spikes", "detect_layout", "sample_shape"]
 
 DEFAULT_STEPS = 16
 DEFAULT_GAIN = 4.0
-TIME_AXES = (0, 1)
-
-
-def is_rewire_model(model: nn.Module) -> bool:
-    """Whether ``model`` encodes its own dense input (rewire's ``SpikingMLP`` and
-    ``SpikingConvNet``: ``encode`` and ``run_encoded`` methods)."""
-    return callable(getattr(model, "encode", None)) and \
-        callable(getattr(model, "run_encoded", None))
-
-
-def is_stepwise(model: nn.Module) -> bool:
-    """Whether ``model`` is called once per time step, ``model(x_t, state) -> (out, state)``
-    (a Norse ``SequentialState``, or a single Norse cell), rather than on the whole
-    ``(T, B, ...)`` input."""
-    if isinstance(model, SequentialState):
-        return True
-    return type(model).__module__.startswith("norse.") and hasattr(model, "state_fallback")
-
-
-def sample_shape(model: nn.Module, input_shape: tuple | None = None) -> tuple:
-    """Per-sample input shape ``S`` of ``model`` (``None`` entries: any size).
-
-    Read from ``input_shape``, else the model's ``input_shape`` attribute or ``sizes[0]``
-    (rewire's models), else its first synaptic module: ``Linear`` ``(in_features,)``,
-    ``LIFRecurrentCell`` ``(input_size,)``, ``Conv2d`` ``(in_channels, None, None)``.
-
-    Raises:
-        ValueError: none of these is found (pass ``input_shape=``).
-    """
-    if input_shape is not None:
-        return tuple(int(s) for s in input_shape)
-    shape = getattr(model, "input_shape", None)
-    if isinstance(shape, (tuple, list)) and shape:
-        return tuple(int(s) for s in shape)
-    sizes = getattr(model, "sizes", None)
-    if isinstance(sizes, (tuple, list)) and sizes:
-        return (int(sizes[0]),)
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            return (int(m.in_features),)
-        if isinstance(m, LIFRecurrentCell):
-            return (int(m.input_size),)
-        if isinstance(m, nn.Conv2d):
-            return (int(m.in_channels), None, None)
-        if isinstance(m, nn.Conv1d):
-            return (int(m.in_channels), None)
-    raise ValueError(f"{type(model).__name__}: cannot tell the per-sample input shape (no "
-                     f"Linear, LIFRecurrentCell or Conv); pass input_shape=(...)")
-
-
-def _matches(shape: tuple, expected: tuple) -> bool:
-    return len(shape) == len(expected) and all(e is None or s == e
-                                               for s, e in zip(shape, expected))
-
-
-@dataclass(frozen=True)
-class Layout:
-    """How the batches of a data source are read (see the module docstring).
-
-    Attributes:
-        kind: ``"dense"`` (``(B, *S)``) or ``"spikes"`` (spike trains).
-        time_axis: the batch's time axis for spike trains (0 or 1; ``None`` for dense).
-        steps: ``T`` (the spike trains' length, or the steps dense input is presented for).
-    """
-
-    kind: str
-    time_axis: int | None
-    steps: int
-
-    @property
-    def batch_axis(self) -> int:
-        """The axis of the batch's samples."""
-        return 0 if self.kind == "dense" else 1 - self.time_axis
-
-
-def detect_layout(x: torch.Tensor, y: torch.Tensor, shape: tuple, time_axis: int | None,
-                  steps: int, where: str) -> Layout:
-    """The :class:`Layout` of a first batch ``x`` with labels ``y`` for per-sample shape
-    ``shape`` (``steps``: the dense presentation length).
-
-    Raises:
-        ValueError: ``x`` fits neither kind, its labels do not match its batch axis, or the
-            time and batch axes cannot be told apart (``T == B``: pass ``time_axis``);
-            the message names ``where`` (``"data"`` or ``"test_data"``) and the fix.
-    """
-    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-        raise ValueError(f"{where}: a batch must be (x, y) tensors, got "
-                         f"({type(x).__name__}, {type(y).__name__})")
-    if y.dim() != 1:
-        raise ValueError(f"{where}: labels must be (B,) class indices, got shape "
-                         f"{tuple(y.shape)}")
-    if y.dtype.is_floating_point or y.dtype == torch.bool:
-        raise ValueError(f"{where}: labels must be integer class indices, got {y.dtype}; "
-                         f"convert them with y.long()")
-    b, sx = len(y), tuple(x.shape)
-    if time_axis is not None and time_axis not in TIME_AXES:
-        raise ValueError(f"time_axis must be 0 ((T, B, ...) batches) or 1 ((B, T, ...), as a "
-                         f"DataLoader collates per-sample (T, ...) spike trains), got "
-                         f"{time_axis!r}")
-    want = "(B, " + ", ".join("*" if s is None else str(s) for s in shape) + ")"
-    if time_axis is None and _matches(sx[1:], shape):
-        if sx[0] != b:
-            raise ValueError(f"{where}: dense batch {sx} has {sx[0]} samples but {b} labels")
-        return Layout("dense", None, int(steps))
-    if _matches(sx[2:], shape):
-        if time_axis is None:
-            if sx[0] == b and sx[1] == b:
-                raise ValueError(
-                    f"{where}: spike-train batch {sx} has {b} labels and {b} entries on both "
-                    f"its first two axes, so time and batch cannot be told apart: pass "
-                    f"time_axis=1 for (B, T, ...) batches (a DataLoader collating per-sample "
-                    f"(T, ...) spike trains) or time_axis=0 for (T, B, ...)")
-            if sx[0] == b:
-                time_axis = 1
-            elif sx[1] == b:
-                time_axis = 0
-            else:
-                raise ValueError(f"{where}: spike-train batch {sx} has {b} labels, but neither "
-                                 f"its first nor its second axis has {b} entries")
-        elif sx[1 - time_axis] != b:
-            raise ValueError(f"{where}: with time_axis={time_axis} the batch {sx} has "
-                             f"{sx[1 - time_axis]} samples but {b} labels")
-        return Layout("spikes", time_axis, int(sx[time_axis]))
-    raise ValueError(f"{where}: batch of shape {sx} fits neither dense input {want} nor "
-                     f"spike trains (B, T, ...) / (T, B, ...) of per-sample shape "
-                     f"{want[4:-1] or '()'} for this model; reshape the data, or pass "
-                     f"input_shape=(...) if the model's input is not its first layer's")
-
-
-def check_spikes(x: torch.Tensor, where: str) -> None:
-    """Refuse a spike train whose values are not 0/1.
-
-    Raises:
-        ValueError: naming ``where`` and the fix.
-    """
-    if x.dtype == torch.bool:
-        return
-    bad = (x != 0) & (x != 1)
-    if bool(bad.any()):
-        v = x[bad].flatten()[0].item()
-        raise ValueError(f"{where}: spike trains must hold 0/1 values (the chip's input is "
-                         f"binary spikes), found {v!r} ({int(bad.sum())} such entries); clip "
-                         f"event counts with x.clamp(max=1) (or (x > 0).float()), or give "
-                         f"dense input to be encoded")
 
 
 def make_loader(data, batch_size: int, seed: int, shuffle: bool, where: str) -> DataLoader:
@@ -241,80 +104,6 @@ def split_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int,
     for i in range(0, len(x), batch_size):
         idx = order[i:i + batch_size]
         yield x[idx], y[idx]
-
-
-def first_output(out):
-    """The output spikes of what a forward returned: the first element of a tuple/list."""
-    while isinstance(out, (tuple, list)):
-        if not out:
-            raise ValueError("forward returned an empty tuple; return the output spikes "
-                             "(T, B, classes)")
-        out = out[0]
-    return out
-
-
-def run_stepwise(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    """Call a step-wise model once per time step of ``inputs`` ``(T, B, ...)`` from rest;
-    return the stacked outputs ``(T, B, ...)``."""
-    state, out = None, []
-    for x_t in inputs:
-        z, state = model(x_t, state)
-        out.append(first_output(z))
-    return torch.stack(out)
-
-
-def default_forward(model: nn.Module, inputs: torch.Tensor, encoded: bool = True):
-    """rewire's forward of any model on ``inputs`` (see the module docstring): ``(T, B, ...)``
-    encoded input (or, for rewire's own models with ``encoded=False``, dense ``(B, F)``);
-    returns what the model returns."""
-    if is_rewire_model(model):
-        return model.run_encoded(inputs) if encoded else model(inputs)
-    if is_stepwise(model):
-        return run_stepwise(model, inputs)
-    return model(inputs)
-
-
-def default_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the output spike counts ``out.sum(0)`` ``(B, classes)`` against the
-    labels ``y`` ``(B,)``: rewire's training loss."""
-    return F.cross_entropy(spike_count_logits(out), y)
-
-
-class Runner(nn.Module):
-    """The model and its forward as one module (so ``DistributedDataParallel`` sees one
-    forward per batch, even for a step-wise model called ``T`` times).
-
-    Args:
-        model: the user's model.
-        forward: ``forward(model, inputs) -> output`` or ``None`` for :func:`default_forward`.
-    """
-
-    def __init__(self, model: nn.Module, forward: Callable | None = None) -> None:
-        super().__init__()
-        self.model = model
-        self.user_forward = forward
-
-    def forward(self, inputs: torch.Tensor, encoded: bool = True) -> torch.Tensor:
-        if self.user_forward is not None:
-            return first_output(self.user_forward(self.model, inputs))
-        return first_output(default_forward(self.model, inputs, encoded))
-
-
-def check_output(out, batch: int, classes_needed: int, where: str) -> None:
-    """Refuse an output that is not spikes ``(T, B, C)`` with ``C > max label``.
-
-    Raises:
-        ValueError: naming the shape and the fix.
-    """
-    if not isinstance(out, torch.Tensor) or out.dim() != 3 or out.shape[1] != batch:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"{where}: the forward returned {shape} for a batch of {batch}; the "
-                         f"loss and the accuracy read output spikes (T, B, classes) (the first "
-                         f"element when the model returns a tuple): return them, or give "
-                         f"forward=... that does")
-    if out.shape[2] < classes_needed:
-        raise ValueError(f"{where}: labels go up to {classes_needed - 1} but the model has "
-                         f"{out.shape[2]} output neurons; give it one per class")
 
 
 def resolve_options(model: nn.Module, steps, encoding, input_gain) -> tuple[int, str, float]:
@@ -510,57 +299,6 @@ class Feed:
         if lay.time_axis == 1:
             x = x.transpose(0, 1)
         return x[:, rank::world], y[rank::world], True
-
-
-class EventDataset(Dataset):
-    """A ``Dataset`` of tonic-style event recordings, each turned into a spike train by a
-    transform (e.g. ``tonic.transforms.ToFrame``), for :func:`rewire.training.train.train`.
-
-    Each recording is a numpy structured array of events with fields such as ``x``, ``y``,
-    ``t`` (time, µs in tonic) and ``p`` (polarity), as tonic's data sets hold them; nothing is
-    downloaded: the recordings are the caller's. ``transform(events)`` must return the
-    sample's spike train ``(T, *S)`` (numpy or torch), 0/1 valued: tonic's ``ToFrame`` gives
-    event counts ``(T, P, H, W)``, so clip them (``np.minimum(frames, 1)``) and, for a model
-    whose first layer is a ``Linear``, flatten each step (``frames.reshape(len(frames), -1)``).
-    A ``DataLoader`` then collates ``(B, T, *S)`` batches, the layout ``train`` reads.
-
-    Args:
-        events: the recordings, one structured array per sample.
-        labels: one integer class per recording.
-        transform: events -> spike train ``(T, *S)``.
-
-    Raises:
-        ValueError: ``events`` and ``labels`` differ in length, or a label is not an
-            integer >= 0.
-
-    Example:
-        >>> import numpy as np
-        >>> ev = np.zeros(3, dtype=[("x", int), ("y", int), ("t", int), ("p", int)])
-        >>> ev["t"] = [0, 5, 9]
-        >>> def frames(e):
-        ...     f = np.zeros((2, 4), np.float32)
-        ...     f[e["t"] // 5, e["x"]] = 1
-        ...     return f
-        >>> x, y = EventDataset([ev], [1], frames)[0]
-        >>> x.shape, int(y)
-        (torch.Size([2, 4]), 1)
-    """
-
-    def __init__(self, events, labels, transform: Callable) -> None:
-        self.events, self.labels = list(events), [int(v) for v in labels]
-        if len(self.events) != len(self.labels):
-            raise ValueError(f"EventDataset: {len(self.events)} recordings but "
-                             f"{len(self.labels)} labels; give one label per recording")
-        if any(v < 0 for v in self.labels):
-            raise ValueError("EventDataset: labels must be class indices >= 0")
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.events)
-
-    def __getitem__(self, i: int):
-        x = torch.as_tensor(np.asarray(self.transform(self.events[i])), dtype=torch.float32)
-        return x, torch.tensor(self.labels[i], dtype=torch.long)
 
 
 def _first(loader: DataLoader, where: str):

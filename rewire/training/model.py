@@ -1,7 +1,7 @@
 r"""Feed-forward spiking networks built from Norse LIF cells, unrolled over time.
 
 Each layer is a bias-free ``torch.nn.Linear`` followed by a Norse ``LIFCell`` (current-based
-LIF, Norse 1.1 Euler step, REFERENCE §3):
+LIF, the Euler step of Norse 1.1's ``norse/torch/functional/lif.py``):
 
 .. math::
     j_t = i_{t-1} + W s_t, \quad

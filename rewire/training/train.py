@@ -21,19 +21,19 @@ from typing import Callable
 import torch
 from torch import distributed as dist
 from torch import nn
-from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from rewire.training.baselines import DeepR, MagnitudePruner, init_deep_r
-from rewire.training.budget import (BudgetController, SynapseBudget, connected_synapses,
-                                    max_fan_in, max_fan_out, project_to_budget)
+from rewire.training.budget import SynapseBudget
+from rewire.training.counting import (connected_synapses, max_fan_in, max_fan_out,
+                                      project_to_budget)
 from rewire.training.data import Split
 from rewire.training.feed import Feed, Runner, check_output, default_loss
-from rewire.training.gradr import GradR, GradRSGD, apply_gradr, hidden_params, prunable_layers
+from rewire.training.gradr import prunable_layers
+from rewire.training.methods import METHOD_TYPES, make_method
 from rewire.training.model import SpikingMLP, predict, spike_count_logits
 
-METHODS = ("gradr", "gradr-fixed", "deep-r", "magnitude")
+METHODS = tuple(METHOD_TYPES)
 OPTIMIZERS = ("adam", "sgd")
 
 
@@ -86,13 +86,13 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
-            raise ValueError(f"--lr must be > 0, got {self.lr}")
+            raise ValueError(f"lr must be > 0, got {self.lr}")
         if not self.alpha > 0:
-            raise ValueError(f"--alpha must be > 0, got {self.alpha}")
+            raise ValueError(f"alpha must be > 0, got {self.alpha}")
         if not 0.5 <= self.sparsity < 1:
-            raise ValueError(f"--target-sparsity must be in [0.5, 1), got {self.sparsity}")
+            raise ValueError(f"sparsity must be in [0.5, 1), got {self.sparsity}")
 
 
 @dataclass
@@ -164,21 +164,6 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
-def _optimizer(model: nn.Module, thetas: list[nn.Parameter], config: TrainConfig,
-               alpha: float) -> torch.optim.Optimizer:
-    """GradR (Adam or SGD) on ``thetas``; every other parameter (biases, norms) in a group
-    with ``alpha = 0`` (never pruned)."""
-    ids = {id(t) for t in thetas}
-    groups = [{"params": thetas}]
-    others = [p for p in model.parameters() if id(p) not in ids and p.requires_grad]
-    if others:
-        groups.append({"params": others, "alpha": 0.0})
-    if config.optimizer == "sgd":
-        return GradRSGD(groups, lr=config.lr, alpha=alpha, sparsity=config.sparsity,
-                        momentum=config.momentum)
-    return GradR(groups, lr=config.lr, alpha=alpha, sparsity=config.sparsity)
-
-
 def train(model: nn.Module, data, budget: SynapseBudget,
           config: TrainConfig = TrainConfig(), *, test_data=None,
           forward: Callable | None = None, loss: Callable | None = None,
@@ -245,10 +230,9 @@ def train(model: nn.Module, data, budget: SynapseBudget,
     feed = Feed.build(model, data, test_data, config.batch_size, config.seed, steps=steps,
                       encoding=encoding, input_gain=input_gain, input_shape=input_shape,
                       time_axis=time_axis)
-    legacy = feed.split is not None and feed.rewire_model and forward is None and loss is None
     loss_fn = loss or default_loss
-    parametrized = any(True for _ in prunable_layers(model))
-    if parametrized and config.method in ("deep-r", "magnitude"):
+    if METHOD_TYPES[config.method].needs_fresh_model and \
+            any(True for _ in prunable_layers(model)):
         raise ValueError(f"method {config.method!r} needs a model without GradR "
                          f"parametrization; give a fresh model (compute the budget on a copy: "
                          f"probe = copy.deepcopy(model); apply_gradr(probe))")
@@ -256,23 +240,10 @@ def train(model: nn.Module, data, budget: SynapseBudget,
     rank, world = _world()
     torch.manual_seed(config.seed)
     model.to(device)
-    steps_per_epoch = feed.steps_per_epoch(config.batch_size)
-    total_steps = config.epochs * steps_per_epoch
-    controller = pruner = None
+    total_steps = config.epochs * feed.steps_per_epoch(config.batch_size)
     gen = torch.Generator().manual_seed(config.seed)
-    if config.method == "deep-r":
-        thetas = init_deep_r(model, budget.max_synapses / budget.total_synapses, gen)
-        opt = DeepR(thetas, lr=config.lr, alpha=config.deep_r_alpha,
-                    temperature=config.deep_r_temperature, generator=gen)
-    elif config.method == "magnitude":
-        opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-        pruner = MagnitudePruner(model, budget.max_synapses / budget.total_synapses,
-                                 total_steps)
-    else:
-        thetas = hidden_params(model) if parametrized else apply_gradr(model)
-        opt = _optimizer(model, thetas, config, config.alpha)
-        if config.method == "gradr":
-            controller = BudgetController(opt, model, budget, total_steps, **config.controller)
+    method = make_method(config.method, model, budget, config, total_steps, gen)
+    opt = method.optimizer
     runner = Runner(model, forward)
     net = runner
     if world > 1:
@@ -297,36 +268,21 @@ def train(model: nn.Module, data, budget: SynapseBudget,
             opt.zero_grad(set_to_none=True)
             batch_loss.backward()
             opt.step()
-            if controller is not None:
-                controller.step()
-            if pruner is not None:
-                pruner.step()
+            method.step()
             total += float(batch_loss) * len(y)
             seen += len(yb)
-        if pruner is None:
-            conn = connected_synapses(model) / budget.total_synapses
-        else:
-            conn = pruner.connected() / budget.total_synapses
-        alpha = controller.alpha if controller is not None else opt.param_groups[0].get(
-            "alpha", 0.0)
+        conn = method.connected() / budget.total_synapses
+        alpha = method.alpha()
         history.append({"epoch": epoch + 1, "loss": total / seen * world,
                         "connectivity": conn, "alpha": alpha})
         bar.set_postfix(loss=f"{total / seen * world:.3f}", conn=f"{conn:.2%}",
                         alpha=f"{alpha:.3g}")
-    if pruner is not None:
-        apply_gradr(model)  # theta = |w|: the pruned (zero) weights are the disconnected ones
-
-    def measure() -> float:
-        if legacy:
-            return evaluate(model, feed.split.x_test.to(device), feed.split.y_test.to(device),
-                            seed=config.seed)
-        return _accuracy(runner, feed, device, config.seed)
-
+    method.finish()
     gradr_synapses = connected_synapses(model)
     gradr_fans = max_fan_in(model), max_fan_out(model, budget.fan_out_skip_last)
-    gradr_accuracy = measure()
-    removed = 0 if config.method == "gradr-fixed" else project_to_budget(model, budget)
-    accuracy = measure() if removed else gradr_accuracy
+    gradr_accuracy = _accuracy(runner, feed, device, config.seed)
+    removed = project_to_budget(model, budget) if method.projects else 0
+    accuracy = _accuracy(runner, feed, device, config.seed) if removed else gradr_accuracy
     return TrainResult(gradr_synapses=gradr_synapses, gradr_accuracy=gradr_accuracy,
                        projected_away=removed, synapses=connected_synapses(model),
                        accuracy=accuracy, max_fan_in=max_fan_in(model),

@@ -15,13 +15,13 @@ import pytest
 
 from rewire.compiler.quantize import compile_network
 from rewire.export import netx, nir_graph
-from rewire.frontends.nir import from_nir, read as nir_read
+from rewire.frontends.nir import load, read as nir_read
 
 from conftest import HYPOTHESIS_PROFILE, capped, random_network
 
 SCALE = 1 if HYPOTHESIS_PROFILE == "ci" else 10
 SEED = 20261206 if HYPOTHESIS_PROFILE == "ci" else random.randrange(2**32)
-READERS = {"netx": netx.read_weights, "nir": nir_read, "from_nir": from_nir}
+READERS = {"netx": netx.read_weights, "nir": nir_read, "load": load}
 OK = (ValueError, NotImplementedError, FileNotFoundError)
 
 
@@ -113,7 +113,7 @@ def test_fuzz_damaged_files(files, tmp_path, capsys):
             raw[pos:pos] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
         path = tmp_path / f"d{i}.{'net' if kind == 'netx' else 'nir'}"
         path.write_bytes(bytes(raw))
-        for name in (["netx"] if kind == "netx" else ["nir", "from_nir"]):
+        for name in (["netx"] if kind == "netx" else ["nir", "load"]):
             count += 1
             try:
                 with capped():

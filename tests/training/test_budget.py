@@ -25,13 +25,17 @@ def test_smallest_limit_binds(loihi2):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"cores": 0}, "--cores"), ({"cores": 999}, "--cores"),
-    ({"connectivity": 0.0}, "--connectivity"), ({"connectivity": 1.5}, "--connectivity"),
-    ({"max_synapses": 5}, "output neurons"), ({"max_fan_in": 0}, "--max-fan-in"),
+    ({"cores": 0}, "^cores must be"), ({"cores": 999}, "^cores must be"),
+    ({"connectivity": 0.0}, "^connectivity must be"),
+    ({"connectivity": 1.5}, "^connectivity must be"),
+    ({"max_synapses": 0}, "^max_synapses must be"),
+    ({"max_synapses": 5}, "output neurons"), ({"max_fan_in": 0}, "^max_fan_in must be"),
 ])
 def test_infeasible_budgets(loihi2, kwargs, match):
-    with pytest.raises(BudgetError, match=match):
+    """Each bad argument is refused naming the field (not a command-line flag)."""
+    with pytest.raises(BudgetError, match=match) as err:
         make_budget(loihi2, (64, 256, 10), **kwargs)
+    assert match == "output neurons" or "--" not in str(err.value)
 
 
 def test_neurons_must_fit_cores(loihi2):
@@ -172,7 +176,7 @@ def test_model_budget_uses_profile_and_needs_a_limit(loihi2):
     net = _conv_model(0, 1, 2, 3, 3)
     b = model_budget(net, loihi2, cores=1)
     assert b.max_synapses == min(prunable_synapses(net), loihi2.limits.synapses_per_core)
-    with pytest.raises(BudgetError, match="--connectivity"):
+    with pytest.raises(BudgetError, match="connectivity"):
         model_budget(net)
     with pytest.raises(BudgetError, match="output neurons"):
         model_budget(net, max_synapses=2)

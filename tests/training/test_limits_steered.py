@@ -10,7 +10,7 @@ import pytest
 from rewire.job.runner import JobSpec, prepare, run
 from rewire.training.train import TrainConfig
 
-SMALL_CHIP = Path(__file__).parent / "data" / "small_chip.toml"
+SMALL_CHIP = Path(__file__).parent.parent / "data" / "small_chip.toml"
 
 
 @pytest.mark.slow

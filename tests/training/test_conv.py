@@ -284,10 +284,11 @@ def test_conv_job_writes_onnx_and_nir_that_reproduce_it(tmp_path):
     payload = np.round(x * prep.split.max_value).astype(np.int64)[None].repeat(8, 0)
     counts = onnx_int.run(tmp_path / "model_int.onnx", payload).sum(0)
     assert np.mean(counts.argmax(-1) == y) == report["result"]["quantized_accuracy"]
-    imported = nir_frontend.from_nir(tmp_path / "model.nir")
-    assert isinstance(imported, SpikingConvNet)
+    imported = nir_frontend.load(tmp_path / "model.nir")
+    assert imported.network.source == "nir:rewire"
     with torch.no_grad():
-        norse = imported(torch.as_tensor(x)).numpy()
+        images = torch.as_tensor(x).reshape(len(x), *imported.network.input_shape)
+        norse = imported(images).numpy()
     onnx_z = onnx_unrolled.run(tmp_path / "model_unrolled.onnx", x.astype(np.float32))
     assert norse.sum() > 0
     np.testing.assert_array_equal(onnx_z, norse)

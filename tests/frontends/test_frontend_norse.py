@@ -290,3 +290,33 @@ def test_a_slice_of_the_input_is_refused_not_passed_through():
 
     with pytest.raises(LoweringError, match="indexing .*slice.* on the data path"):
         lower(Half(), _spikes())
+
+
+def test_sum_pool_lowers_without_the_training_package():
+    """The frontend knows rewire's pooling block by itself (issue 21: no registration at import
+    time): in a fresh interpreter that never imports rewire.training, a SequentialState with
+    ``rewire.frontends.pooling.SumPool2d`` lowers to a SumPool2d node of that weight, and
+    ``SpikingConvNet`` pools with the very same class."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from norse.torch import LIFCell, SequentialState\n"
+        "from rewire.frontends.norse import lower\n"
+        "from rewire.frontends.pooling import SumPool2d\n"
+        "m = SequentialState(torch.nn.Conv2d(1, 2, 3, bias=False), LIFCell(), SumPool2d(2, 2, "
+        "1.5), LIFCell(), torch.nn.Flatten(), torch.nn.Linear(2 * 3 * 3, 3, bias=False), "
+        "LIFCell())\n"
+        "net = lower(m, input_shape=(1, 8, 8), steps=4)\n"
+        "pool = net.layers[1].synapse\n"
+        "print(pool.op, pool.kernel, pool.weight, "
+        "any(k.startswith('rewire.training') for k in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["sumpool", "(2,", "2)", "1.5", "False"]
+    from rewire.frontends.pooling import SumPool2d
+    from rewire.training.conv import SpikingConvNet
+
+    net = SpikingConvNet((1, 8, 8), channels=(2,), kernels=(3,), classes=3, steps=4)
+    assert any(type(layer) is SumPool2d for layer in net.layers)

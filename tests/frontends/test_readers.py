@@ -133,7 +133,7 @@ def _conv_cases(loihi2, tmp_path):
     """Files of the :data:`CONV_NETS` in both encodings with, per file, the graph's input
     ``(T, B, C, H, W)`` (the pixel value every step for ``current`` encoding, the gain being
     folded into ``conv1``; the spikes for ``rate``) and the Norse output ``(T, B, classes)``."""
-    from test_conv import conv_net
+    from training.test_conv import conv_net
 
     for k, kwargs in enumerate(CONV_NETS):
         for encoding in ("current", "rate"):
