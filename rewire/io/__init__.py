@@ -148,4 +148,5 @@ def write_csv(target: str | Path, rows: list[dict], fieldnames: list[str]) -> Pa
 # the publishing API, importable as rewire.io.Staging etc. (defined after write_text, which
 # rewire.io.publish uses)
 from rewire.io.publish import (MANIFEST, RECORDS, SetError, Staging,  # noqa: E402
-                               read_record, recover, sha256, verify_set)
+                               read_record, read_set, recover, sha256,
+                               verify_set)

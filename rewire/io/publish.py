@@ -26,8 +26,8 @@ from typing import Callable
 from rewire.errors import ExportError
 from rewire.io import write_text
 
-__all__ = ["MANIFEST", "RECORDS", "SetError", "Staging", "read_record", "recover", "sha256",
-           "verify_set"]
+__all__ = ["MANIFEST", "RECORDS", "SetError", "Staging", "read_record", "read_set", "recover",
+           "sha256", "verify_set"]
 
 #: Records (commit files) rewire writes: the main job's ``report.json`` and
 #: :func:`rewire.export.write`'s ``manifest.json``. Each holds ``"sha256": {file name: hex}``.
@@ -102,7 +102,8 @@ def verify_set(out: str | Path, record: str = "report.json",
     each replaced file in its staging folder until the record is in place; so where a file in
     ``out`` already is the next set's (a publish running, or killed before its record), its
     committed version is found there. The record is read again after the check; if it
-    changed meanwhile (a publish committed), the check starts over.
+    changed meanwhile (a publish committed), the check starts over. The answer holds when it
+    is given: to read a set while publishes may run, use :func:`read_set`.
 
     Args:
         out: the folder. record: the record's name (``"report.json"`` for the main job,
@@ -111,12 +112,23 @@ def verify_set(out: str | Path, record: str = "report.json",
 
     Returns:
         ``{file name: path holding its committed bytes}`` (``out / name``, or a copy in a
-        staging folder: read it at once, a publish removes it when done).
+        staging folder, which the publish removes when done).
 
     Raises:
         SetError: no record, or a listed file whose bytes are nowhere (named).
     """
-    out = Path(out)
+    return {n: p for n, (p, _) in _settle(Path(out), record, tries, keep=False).items()}
+
+
+def read_set(out: str | Path, record: str = "report.json",
+             tries: int = 50) -> dict[str, bytes]:
+    """Read one whole set from ``out``: ``{file name: bytes}``, each file's bytes checked
+    against ``record``'s SHA-256 after they were read (so a publish that runs meanwhile
+    cannot mix two sets into the answer). Arguments and errors as :func:`verify_set`."""
+    return {n: b for n, (_, b) in _settle(Path(out), record, tries, keep=True).items()}
+
+
+def _settle(out: Path, record: str, tries: int, keep: bool) -> dict[str, tuple]:
     problem = SetError(f"{out / record}: no record of a set (not a folder rewire published?)")
     for _ in range(max(tries, 1)):
         first, table = _load(out / record)
@@ -125,9 +137,11 @@ def verify_set(out: str | Path, record: str = "report.json",
         found = {}
         for name, digest in sorted(table.items()):
             for cand in _candidates(out, name):
-                if _hash_or_none(cand) == digest:
-                    found[name] = cand
-                    break
+                with contextlib.suppress(OSError):
+                    data = cand.read_bytes() if not cand.is_symlink() else b""
+                    if hashlib.sha256(data).hexdigest() == digest:
+                        found[name] = (cand, data if keep else None)
+                        break
             else:
                 problem = SetError(f"{out / name}: its SHA-256 is not the {digest[:12]}... "
                                    f"that {record} lists (changed, or a publish was cut)", name)
