@@ -138,8 +138,9 @@ def _check_size(path: Path, arrays: dict, max_bytes: int) -> None:
         size = math.prod(shape) * dtype.itemsize
         total += size
         if total > max_bytes:
+            so_far = f"; {total:,} with the arrays before it" if total != size else ""
             raise DataError(f"--events {path}: array {name} declares shape {shape} of {dtype} "
-                            f"({size:,} bytes once inflated; {total:,} with the larger ones), "
+                            f"({size:,} bytes once inflated{so_far}), "
                             f"more than the {max_bytes:,} bytes (MAX_EVENTS_BYTES) rewire reads "
                             f"from an --events file ({path.stat().st_size:,} bytes on disk); "
                             f"use fewer samples or steps")

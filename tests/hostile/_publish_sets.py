@@ -15,7 +15,8 @@ from rewire.io.publish import MARKER
 OLD = {"model.net": b"old net", "model.nir": b"old nir", "cores.json": b"old cores"}
 NEW = {"model_step.onnx": b"new onnx", "cores.json": b"new cores"}
 SETS = {"old": OLD, "new": NEW}
-OURS = {"report.json", "manifest.json", *OLD, *NEW}
+OURS = {"report.json", "manifest.json", *OLD, *NEW, "model_unrolled.onnx", "model_int.onnx",
+        "cores.png"}  # with the rest of what the main job writes
 
 
 def publish(out: Path, tag: str, hook=None, files: dict | None = None) -> None:
