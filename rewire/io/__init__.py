@@ -145,8 +145,8 @@ def write_csv(target: str | Path, rows: list[dict], fieldnames: list[str]) -> Pa
     return write_text(target, buf.getvalue())
 
 
-# the publishing API, importable as rewire.io.Staging etc. (defined after write_text, which
+# the publishing API, importable as rewire.io.Staging etc. (imported after write_text, which
 # rewire.io.publish uses)
-from rewire.io.publish import (MANIFEST, RECORDS, SetError, Staging,  # noqa: E402
-                               read_record, read_set, recover, sha256,
-                               verify_set)
+from rewire.io.publish import Staging, recover  # noqa: E402
+from rewire.io.record import (MANIFEST, RECORDS, SetError, read_record,  # noqa: E402
+                              read_set, sha256, verify_set)

@@ -272,4 +272,5 @@ def check_input(kind: str, events, encoding) -> tuple[str, str]:
     return "spikes" if spikes else "dense", encoding or ("rate" if spikes else "current")
 
 
-__all__ = ["ARRAYS", "INPUTS", "MAX_EVENTS_BYTES", "SpikeData", "check_input", "load_events", "rate_code"]
+__all__ = ["ARRAYS", "INPUTS", "MAX_EVENTS_BYTES", "SpikeData", "check_input", "load_events",
+           "rate_code"]
