@@ -124,6 +124,58 @@ def test_failure_before_or_during_publish_leaves_the_old_set(tmp_path, monkeypat
     assert raw(out) == "old" and _staging(out) == [] and snapshot(out) == before
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_between_renames_waits_for_the_commit(tmp_path, sig):
+    """SIGTERM or Ctrl-C arriving between two renames (the child signals itself there, with
+    the CLI's handlers) takes effect only after the record is in place: the child exits by
+    the signal's exception, the folder holds the whole new set, no staging folder is left."""
+    out = tmp_path / "out"
+    publish(out, "old")
+    child = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(HERE)!r})
+        from pathlib import Path
+        from _publish_sets import publish
+
+        def term(signum, frame):
+            raise SystemExit(143)
+
+        signal.signal(signal.SIGTERM, term)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        def hook(name):
+            if name == "renamed cores.json":
+                os.kill(os.getpid(), {int(sig)})
+            print(name, flush=True)
+
+        try:
+            publish(Path({str(out)!r}), "new", hook)
+        except KeyboardInterrupt:
+            sys.exit(130)
+    """)
+    res = subprocess.run([sys.executable, "-c", child], cwd=ROOT, capture_output=True,
+                         timeout=60, env=ENV)
+    assert res.returncode == (143 if sig == signal.SIGTERM else 130), res.stderr.decode()
+    steps = res.stdout.decode().split("\n")
+    assert "committed" in steps and "removed" in steps, steps
+    assert raw(out) == "new" and _staging(out) == []
+
+
+def test_a_folder_named_like_a_file_of_the_set_is_an_error_before_any_move(tmp_path):
+    """A user's folder named cores.json: ExportError naming it; nothing moved, nothing left."""
+    from rewire.errors import ExportError
+
+    out = tmp_path / "out"
+    publish(out, "old", files={"model.net": b"old net"})
+    (out / "cores.json").mkdir()
+    before = snapshot(out)
+    with pytest.raises(ExportError, match="cores.json is a folder"):
+        publish(out, "new")
+    assert verify_set(out) == {"model.net": out / "model.net"} and _staging(out) == []
+    assert (out / "cores.json").is_dir()
+    assert snapshot(out) == before
+
+
 def test_first_export_into_a_new_folder(tmp_path):
     out = tmp_path / "a" / "b" / "out"
     publish(out, "new")
