@@ -49,7 +49,9 @@ def _writer(out: Path, stop: Path) -> subprocess.Popen:
 def _lost(out: Path, stop: Path, proc: subprocess.Popen) -> int:
     stop.touch()
     made = int(proc.communicate(timeout=60)[0])
-    return sum(not (out / f"w-{i:05d}.txt").exists() for i in range(made))
+    lost = sum(not (out / f"w-{i:05d}.txt").exists() for i in range(made))
+    print(f"writer: {made} files made, {lost} lost")
+    return lost
 
 
 @pytest.mark.parametrize("run", range(3))
