@@ -29,6 +29,8 @@ MARKER = ".rewire-staging"
 #: The name of a staging folder: .rewire-staging-<pid>-<token>.
 STAGING_NAME = re.compile(r"^\.rewire-staging-(?P<pid>\d+)-(?P<token>[A-Za-z0-9_]+)$")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
+#: Largest record read (the main job's report.json is about 15 KB).
+MAX_RECORD_BYTES = 1 << 26
 
 
 class SetError(ExportError):
@@ -59,9 +61,11 @@ def _load(path: Path) -> tuple[str | None, dict[str, str] | None]:
     """One read of a record: ``(its SHA-256, its sha256 table)``; ``None`` for what is not
     there or not a record rewire writes (no table, a name with a folder, a bad digest)."""
     try:
-        raw = path.read_bytes() if not path.is_symlink() else b""
+        if path.is_symlink() or path.stat().st_size > MAX_RECORD_BYTES:
+            return None, None
+        raw = path.read_bytes()
         data = json.loads(raw)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None, None
     table = data.get("sha256") if isinstance(data, dict) else None
     if not isinstance(table, dict) or not all(
@@ -129,11 +133,15 @@ def _settle(out: Path, record: str, tries: int, keep: bool) -> dict[str, tuple]:
         found = {}
         for name, digest in sorted(table.items()):
             for cand in _candidates(out, name):
-                with contextlib.suppress(OSError):
-                    data = cand.read_bytes() if not cand.is_symlink() else b""
-                    if hashlib.sha256(data).hexdigest() == digest:
-                        found[name] = (cand, data if keep else None)
-                        break
+                data = None
+                if keep:
+                    with contextlib.suppress(OSError):
+                        data = cand.read_bytes() if not cand.is_symlink() else None
+                got = _hash_or_none(cand) if not keep else \
+                    hashlib.sha256(data).hexdigest() if data is not None else None
+                if got == digest:
+                    found[name] = (cand, data)
+                    break
             else:
                 problem = SetError(f"{out / name}: its SHA-256 is not the {digest[:12]}... "
                                    f"that {record} lists (changed, or a publish was cut)", name)

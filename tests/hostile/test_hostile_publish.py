@@ -176,6 +176,22 @@ def test_a_folder_named_like_a_file_of_the_set_is_an_error_before_any_move(tmp_p
     assert snapshot(out) == before
 
 
+@pytest.mark.parametrize("record", [b"[" * 100_000, b'{"sha256": {"../x": "' + b"0" * 64 + b'"}}',
+                                    b'{"sha256": {"a": 1}}', b"\xff\xfe", b"null"])
+def test_hostile_records_are_no_record(tmp_path, record):
+    """A report.json nested 100,000 deep, naming a file outside the folder, with a digest
+    that is not one, not UTF-8 or not an object: verify_set says there is no record (no
+    RecursionError), a publish removes nothing it lists and replaces it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x").write_bytes(b"outside")
+    (out / "report.json").write_bytes(record)
+    with pytest.raises(SetError, match="no record"):
+        verify_set(out, tries=1)
+    publish(out, "new")
+    assert seen(out) == "new" and (out / "x").read_bytes() == b"outside"
+
+
 def test_first_export_into_a_new_folder(tmp_path):
     out = tmp_path / "a" / "b" / "out"
     publish(out, "new")
