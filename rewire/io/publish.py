@@ -94,6 +94,20 @@ def _roll(out: Path, staging: Path, plan: dict | None) -> None:
             (out / name).unlink()
 
 
+def _read_plan(path: Path) -> dict | None:
+    """A dead run's plan, or ``None`` when there is none or it is not one rewire wrote (a
+    name that is not a plain file name is never acted on)."""
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+        names = [plan["record"], *plan["files"], *plan["stale"], *plan["existed"]]
+        digests = [plan["record_sha256"], *plan["files"].values(), *plan["stale"].values()]
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
+        return None
+    ok = all(isinstance(n, str) and n not in ("", ".", "..") and "/" not in n
+             and "\x00" not in n for n in names) and all(isinstance(d, str) for d in digests)
+    return plan if ok else None
+
+
 def _keep(src: Path, dst: Path) -> None:
     """Keep ``src``'s current file at ``dst``: a hard link (the same inode, so a rollback
     gives back the very file), or a copy where links are refused (fs.protected_hardlinks)."""
@@ -106,7 +120,8 @@ def _keep(src: Path, dst: Path) -> None:
 def _remove_staging(path: Path) -> None:
     """Remove a staging folder, its marker last (a kill midway leaves it recognizable)."""
     for name in sorted(os.listdir(path), key=lambda n: n == MARKER):
-        shutil.rmtree(path / name) if (path / name).is_dir() else (path / name).unlink()
+        p = path / name  # a symbolic link is unlinked, never followed
+        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
     path.rmdir()
 
 
@@ -117,9 +132,7 @@ def _recover_locked(out: Path) -> list[Path]:
         if fd is None:
             continue
         try:
-            plan = json.loads((path / "plan.json").read_text()) \
-                if (path / "plan.json").is_file() else None
-            _roll(out, path, plan)
+            _roll(out, path, _read_plan(path / "plan.json"))
             _remove_staging(path)
             removed.append(path)
         finally:

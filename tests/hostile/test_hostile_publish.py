@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from rewire.io import SetError, Staging, recover, verify_set
+from rewire.io import SetError, Staging, recover, sha256, verify_set
 from rewire.io import publish as io_publish
 
 from _publish_sets import NEW, OLD, publish, raw, seen, snapshot, user_things
@@ -211,7 +211,11 @@ def test_only_dead_marked_staging_folders_are_removed(tmp_path):
     dead = out / f".rewire-staging-{2**22 + 9}-tok"
     dead.mkdir()
     (dead / ".rewire-staging").write_text(json.dumps({"pid": 2**22 + 9, "token": "tok"}))
-    (dead / "new").mkdir()
+    os.symlink(out / "secret", dead / "new")  # a forged folder: links are never followed
+    (tmp_path / "victim").write_bytes(b"v")
+    (dead / "plan.json").write_text(json.dumps({  # nor names outside the folder acted on
+        "record": "report.json", "record_sha256": "0", "existed": [],
+        "files": {"../victim": sha256(tmp_path / "victim")}, "stale": {}}))
     with Staging(out) as st:  # entering removes the dead one
         assert not dead.exists() and st.path.is_dir()
         assert recover(out) == [] and st.path.is_dir()
@@ -219,6 +223,7 @@ def test_only_dead_marked_staging_folders_are_removed(tmp_path):
         res = subprocess.run([sys.executable, "-c", child], capture_output=True, env=ENV)
         assert res.stdout.strip() == b"0" and st.path.is_dir()  # live in another process
     assert _staging(out) == [] and snapshot(out) == before
+    assert (tmp_path / "victim").read_bytes() == b"v"
 
 
 def test_verify_set_names_a_changed_file(tmp_path):
