@@ -14,6 +14,11 @@ Samples come first and time second, as a torch ``DataLoader`` collates per-sampl
 ``(T, F)`` trains (and as tonic's ``ToFrame`` frames are laid out, once flattened per step and
 clipped to 0/1). ``T`` must equal ``--steps``; the number of classes ``C`` is the largest label
 plus one. Everything is checked before any work; an error names the array and the fix.
+The file's size is bounded before anything is inflated: each member's ``.npy`` header
+(shape and dtype) is read, and more than :data:`MAX_EVENTS_BYTES` of declared array data in
+all, or a float32 working set over half the machine's memory, is refused naming the member
+(a 3 MB zip of zeros may declare gigabytes). An ``np.save`` ``.npy`` file is refused with the
+``numpy.savez`` call to use instead.
 
 **Rate coding** (``--input spikes``): each input value ``x`` in [0, 1] becomes a Bernoulli
 spike train of ``T = --steps`` steps with ``P(spike) = x`` per step, drawn once, before
@@ -23,6 +28,7 @@ set): the network trains, and the compiled network is checked, on the very same 
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from dataclasses import dataclass
@@ -36,6 +42,13 @@ from rewire.training.data import MAX_PIXELS, Split
 
 ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 INPUTS = ("dense", "spikes")
+#: Most array data an ``--events`` file may declare (the four arrays as stored, summed): 2 GiB,
+#: e.g. 70,000 MNIST-sized samples of 20 steps as bool (1.1 GB). Checked from the members'
+#: headers before anything is inflated.
+MAX_EVENTS_BYTES = 1 << 31
+_SAVEZ = "numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
+_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,
+            (2, 0): np.lib.format.read_array_header_2_0}
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,66 @@ def _memory() -> int | None:
         return None
 
 
+def _declared(path: Path) -> dict[str, tuple[tuple, np.dtype]]:
+    """``{array name: (shape, dtype)}`` from each member's ``.npy`` header, nothing inflated
+    past the header (a few hundred bytes per member).
+
+    Raises:
+        DataError: an ``np.save`` file, not a zip, a member that is not an ``.npy`` array,
+            a header numpy cannot read, or more than 16 members.
+    """
+    with open(path, "rb") as f:
+        if f.read(6) == b"\x93NUMPY":
+            raise DataError(f"--events {path}: a single .npy array (numpy.save); --events takes "
+                            f"an .npz of four arrays: write it with {_SAVEZ}")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = zf.infolist()
+            if len(members) > 16:
+                raise DataError(f"--events {path}: {len(members)} members; rewire reads exactly "
+                                f"{list(ARRAYS)}")
+            out = {}
+            for info in members:
+                if not info.filename.endswith(".npy"):
+                    raise DataError(f"--events {path}: member {info.filename!r} is not an .npy "
+                                    f"array; write the file with {_SAVEZ}")
+                with zf.open(info) as m:
+                    version = np.lib.format.read_magic(m)
+                    if version not in _HEADERS:
+                        raise DataError(f"--events {path}: member {info.filename!r} has .npy "
+                                        f"format {version}; write the file with {_SAVEZ}")
+                    shape, _, dtype = _HEADERS[version](m)
+                out[info.filename[:-4]] = (tuple(shape), dtype)
+            return out
+    except DataError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError) as exc:
+        raise DataError(f"--events {path}: not a readable .npz file ({str(exc)[:120]}); write "
+                        f"it with {_SAVEZ}") from None
+
+
+def _check_size(path: Path, arrays: dict, max_bytes: int) -> None:
+    """Refuse declared data over ``max_bytes``, or float32 trains over half the memory."""
+    total = 0
+    for name, (shape, dtype) in sorted(arrays.items(), key=lambda kv: -math.prod(kv[1][0])
+                                       * kv[1][1].itemsize):
+        size = math.prod(shape) * dtype.itemsize
+        total += size
+        if total > max_bytes:
+            so_far = f"; {total:,} with the arrays before it" if total != size else ""
+            raise DataError(f"--events {path}: array {name} declares shape {shape} of {dtype} "
+                            f"({size:,} bytes once inflated{so_far}), "
+                            f"more than the {max_bytes:,} bytes (MAX_EVENTS_BYTES) rewire reads "
+                            f"from an --events file ({path.stat().st_size:,} bytes on disk); "
+                            f"use fewer samples or steps")
+    phys = _memory()
+    need = 4 * sum(math.prod(arrays[x][0]) for x in ("x_train", "x_test"))
+    if phys is not None and need > phys // 2:
+        raise DataError(f"--events {path}: the spike trains x_train and x_test take "
+                        f"{need / 2**30:.1f} GiB as float32, more than half this machine's "
+                        f"{phys / 2**30:.1f} GiB; use fewer samples or steps")
+
+
 def _check_spikes(name: str, a: np.ndarray, path: Path) -> None:
     if a.ndim != 3:
         raise DataError(f"--events {path}: {name} has shape {a.shape}; give spike trains of "
@@ -108,12 +181,14 @@ def _check_labels(name: str, a: np.ndarray, n: int, path: Path) -> None:
                         f"labels are 0..C-1")
 
 
-def load_events(path: str | Path, steps: int) -> tuple[SpikeData, Split]:
+def load_events(path: str | Path, steps: int,
+                max_bytes: int = MAX_EVENTS_BYTES) -> tuple[SpikeData, Split]:
     """Read and check an ``.npz`` of spike trains (see the module docstring).
 
     Args:
         path: the file.
         steps: ``--steps``; the trains' ``T`` must equal it.
+        max_bytes: most array data the file may declare (checked before inflating).
 
     Returns:
         ``(spikes, split)``: the spike trains, and a :class:`Split` named ``events:<file>``
@@ -122,30 +197,30 @@ def load_events(path: str | Path, steps: int) -> tuple[SpikeData, Split]:
 
     Raises:
         DataError: a missing or unreadable file, missing or unknown arrays, wrong shapes,
-            dtypes or values, ``T != steps``, fewer than 2 classes, or more memory than
-            half this machine's as float32 (each message names the array and the fix).
+            dtypes or values, ``T != steps``, fewer than 2 classes, an ``np.save`` file,
+            declared data over ``max_bytes`` or float32 trains over half this machine's
+            memory (before inflating; each message names the array and the fix).
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"--events {path}: no such file")
+    declared = _declared(path)
+    names = set(declared)
+    missing = [a for a in ARRAYS if a not in names]
+    if missing:
+        raise DataError(f"--events {path}: missing array(s) {missing}; the file holds "
+                        f"{sorted(names)}, rewire reads exactly {list(ARRAYS)}")
+    extra = sorted(names - set(ARRAYS))
+    if extra:
+        raise DataError(f"--events {path}: unknown array(s) {extra}; rewire reads "
+                        f"exactly {list(ARRAYS)} (a misspelt name would be ignored)")
+    _check_size(path, declared, max_bytes)
     try:
         with np.load(path, allow_pickle=False) as f:
-            names = set(f.files)
-            missing = [a for a in ARRAYS if a not in names]
-            if missing:
-                raise DataError(f"--events {path}: missing array(s) {missing}; the file holds "
-                                f"{sorted(names)}, rewire reads exactly {list(ARRAYS)}")
-            extra = sorted(names - set(ARRAYS))
-            if extra:
-                raise DataError(f"--events {path}: unknown array(s) {extra}; rewire reads "
-                                f"exactly {list(ARRAYS)} (a misspelt name would be ignored)")
             arrays = {a: f[a] for a in ARRAYS}
-    except DataError:
-        raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"--events {path}: not a readable .npz file ({exc}); write it with "
-                        f"numpy.savez(path, x_train=..., y_train=..., x_test=..., "
-                        f"y_test=...)") from None
+        raise DataError(f"--events {path}: not a readable .npz file ({str(exc)[:120]}); write "
+                        f"it with {_SAVEZ}") from None
     for x, y in (("x_train", "y_train"), ("x_test", "y_test")):
         _check_spikes(x, arrays[x], path)
         _check_labels(y, arrays[y], len(arrays[x]), path)
@@ -159,12 +234,6 @@ def load_events(path: str | Path, steps: int) -> tuple[SpikeData, Split]:
     if feat > MAX_PIXELS:
         raise DataError(f"--events {path}: F = {feat} inputs; rewire reads at most "
                         f"{MAX_PIXELS}")
-    phys = _memory()
-    need = 4 * t * feat * (n + len(arrays["x_test"]))
-    if phys is not None and need > phys // 2:
-        raise DataError(f"--events {path}: the spike trains take {need / 2**30:.1f} GiB as "
-                        f"float32, more than half this machine's {phys / 2**30:.1f} GiB; use "
-                        f"fewer samples or steps")
     classes = int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
     if classes < 2:
         raise DataError(f"--events {path}: the labels name {classes} class; give at least 2")
@@ -203,4 +272,5 @@ def check_input(kind: str, events, encoding) -> tuple[str, str]:
     return "spikes" if spikes else "dense", encoding or ("rate" if spikes else "current")
 
 
-__all__ = ["ARRAYS", "INPUTS", "SpikeData", "check_input", "load_events", "rate_code"]
+__all__ = ["ARRAYS", "INPUTS", "MAX_EVENTS_BYTES", "SpikeData", "check_input", "load_events",
+           "rate_code"]

@@ -29,12 +29,11 @@ from rewire.compiler.quantize import compile_network
 from rewire.errors import CompileError
 from rewire.ir.compiled import CompiledNetwork
 from rewire.export import netx, nir_graph, onnx_int, onnx_step, onnx_unrolled
-from rewire.io import write_text
 from rewire.frontends import lower
 from rewire.job import health
 from rewire.job.events import SpikeData, check_input, load_events, rate_code
 from rewire.job.publish import Staging, remove_stale
-from rewire.job.report import build_float_report, build_report, format_report, to_json
+from rewire.job.report import build_float_report, build_report, format_report
 from rewire.hw_profiles.profile import KNOWN_FORMATS, HardwareProfile, load_profile
 from rewire.training.budget import SynapseBudget, make_budget, model_budget
 from rewire.training.conv import SpikingConvNet, image_shape
@@ -514,10 +513,10 @@ def add_health(report: dict, labels: np.ndarray, activity: list[dict]) -> dict:
 
 def _publish(stage: Staging, staged: dict, report: dict) -> None:
     """Write ``report.json`` into the staging folder, then publish the whole set into
-    ``--out`` at once (:class:`rewire.job.publish.Staging`: old set or new set, never a mix;
-    files of the previous export that the new one lacks are gone, other files are kept)."""
-    staged["report"] = write_text(stage.path / "report.json", to_json(report))
-    stage.publish()
+    ``--out`` at once (:class:`rewire.io.Staging`: each file replaced by a rename, the report,
+    with every file's SHA-256, last; files of the previous export that the new one lacks are
+    gone, nothing else in ``--out`` is touched)."""
+    stage.publish(report, "report.json")
 
 
 def run_uncompiled(prep: Prepared, result, t0: float, log=print) -> dict:

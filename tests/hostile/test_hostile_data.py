@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import math
 import random
+import re
 import resource
 import struct
 import time
@@ -166,3 +167,97 @@ def test_fuzz_idx_files(tmp_path, capsys):
               f"{len(slow)} over 1 s")
     assert not tracebacks, "\n".join(tracebacks[:4])
     assert not slow
+
+
+# --------------------------------------------------------------- --events .npz (issue 27)
+
+def _npy_header(shape, descr) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False,
+                                               "shape": shape})
+    return buf.getvalue()
+
+
+def _zip(path, members) -> None:
+    """Write a zip by hand: ``members`` = [(name, method, payload, size)], payload already
+    deflated (raw, method 8) or stored (method 0). A deflated member's CRC is written as 0:
+    a reader that checks it has inflated the member all, which these tests forbid anyway."""
+    local, central = bytearray(), bytearray()
+    for name, method, payload, size in members:
+        n, crc = name.encode(), zlib.crc32(payload) if method == 0 else 0
+        central += struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, method, 0, 0x21, crc,
+                               len(payload), size, len(n), 0, 0, 0, 0, 0, len(local)) + n
+        local += struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, method, 0, 0x21, crc,
+                             len(payload), size, len(n), 0) + n + payload
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(members), len(members),
+                      len(central), len(local), 0)
+    path.write_bytes(bytes(local + central + end))
+
+
+def _bomb(path, shape=(60000, 20, 3084)) -> int:
+    """x_train a bool array of ``shape`` (3.7 GB of zeros) deflated to ~3.7 MB, with small
+    honest y_train, x_test, y_test; returns the declared bytes of x_train."""
+    c, zeros = zlib.compressobj(9, zlib.DEFLATED, -15), bytes(1 << 20)
+    head = _npy_header(shape, "|b1")
+    declared = math.prod(shape)
+    chunk = c.compress(zeros) + c.flush(zlib.Z_FULL_FLUSH)
+    payload = (c.compress(head) + c.flush(zlib.Z_FULL_FLUSH)
+               + chunk * (declared >> 20) + c.compress(zeros[:declared % (1 << 20)]) + c.flush())
+
+    def stored(name, a):
+        body = _npy_header(a.shape, a.dtype.str) + a.tobytes()
+        return (f"{name}.npy", 0, body, len(body))
+
+    _zip(path, [("x_train.npy", 8, payload, len(head) + declared),
+                stored("y_train", np.zeros(shape[0], np.uint8)),
+                stored("x_test", np.zeros((2, shape[1], shape[2]), bool)),
+                stored("y_test", np.array([0, 1]))])
+    return declared
+
+
+def test_events_zip_bomb_is_refused_before_inflating(tmp_path):
+    """A ~3.6 MB .npz whose x_train inflates to 3.7 GB is refused from the member's header,
+    naming the member and the bound, in well under a second and a few MB of memory."""
+    from rewire.job.events import MAX_EVENTS_BYTES, load_events
+
+    path = tmp_path / "bomb.npz"
+    declared = _bomb(path)
+    assert path.stat().st_size < 4 << 20 and declared > 3.6e9
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    with capped(seconds=20, extra_bytes=512 << 20):
+        with pytest.raises(DataError) as exc:
+            load_events(path, 20)
+    msg = str(exc.value)
+    assert "x_train" in msg and f"{MAX_EVENTS_BYTES:,}" in msg and "smaller network" not in msg
+    assert time.perf_counter() - start < 2.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < 50 * 1024  # < 50 MB
+
+
+def test_events_np_save_file_is_a_clear_error(tmp_path):
+    """An ``np.save`` .npy given as --events (np.load returns an array, not a zip): one
+    DataError saying so and naming numpy.savez; through the CLI one line, exit 2."""
+    from rewire.export.__main__ import main
+    from rewire.job.events import load_events
+
+    path = tmp_path / "spikes.npy"
+    np.save(path, np.zeros((4, 5, 6), bool))
+    with pytest.raises(DataError, match=r"single \.npy array \(numpy\.save\).*numpy\.savez"):
+        load_events(path, 5)
+    assert main(["--events", str(path), "--steps", "5", "--out", str(tmp_path / "o")]) == 2
+
+
+@pytest.mark.parametrize("members, needle", [
+    ([("x_train.npy", 0, b"not an npy header at all", 24)], "not a readable .npz"),
+    ([("x_train.txt", 0, b"hello", 5)], "is not an .npy array"),
+    ([(f"a{i}.npy", 0, b"", 0) for i in range(17)], "17 members"),
+])
+def test_events_malformed_members_are_refused_by_name(tmp_path, members, needle):
+    from rewire.job.events import load_events
+
+    path = tmp_path / "bad.npz"
+    _zip(path, members)
+    with pytest.raises(DataError, match=re.escape(needle)):
+        load_events(path, 5)

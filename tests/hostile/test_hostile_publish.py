@@ -1,7 +1,8 @@
-"""Integrity of ``--out`` (issue 17, items 6-9): a kill at each step of publishing leaves the
-old set or the new set; stale files of the previous export go, the user's files stay;
-SIGTERM, SIGKILL and Ctrl-C leave no staging folder a later run does not remove; concurrent
-publishers never show a reader a mix; a full disk is a clean error."""
+"""Integrity of ``--out`` (issues 17 and 27): a kill at each step of publishing leaves a
+reader the old set or the new set (by the report's SHA-256s), and the next run finishes or
+undoes it; stale files of the previous export go, nothing else does; SIGTERM, SIGKILL and
+Ctrl-C leave no staging folder a later run does not remove; a full disk is a clean error.
+What users keep in ``--out`` is checked in test_hostile_publish_fs.py."""
 
 from __future__ import annotations
 
@@ -12,198 +13,229 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from rewire.job import publish
-from rewire.job.publish import Staging, remove_stale
+from rewire.io import SetError, Staging, recover, sha256, verify_set
+from rewire.io import publish as io_publish
+
+from _publish_sets import NEW, OLD, publish, raw, seen, snapshot, user_things
 
 ROOT = Path(__file__).resolve().parents[2]
-OLD = {"model.net": b"old net", "model.nir": b"old nir", "cores.json": b"old cores"}
-NEW = {"model_step.onnx": b"new onnx", "cores.json": b"new cores"}  # a TrueNorth-like set
-FOREIGN = {"notes.txt": b"mine", ".gitignore": b"*"}
+HERE = Path(__file__).resolve().parent
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+STEPS = ["staged", "wrote model_step.onnx", "wrote cores.json", "planned", "renamed cores.json",
+         "renamed model_step.onnx", "committed", "cleaned", "removed"]
 
 
-def _report(files: dict, tag: str) -> bytes:
-    return json.dumps({"tag": tag, "files": {k: f"/x/{k}" for k in files}}).encode()
-
-
-def _old_folder(out: Path, foreign: bool = True) -> None:
-    out.mkdir(parents=True)
-    for name, raw in OLD.items():
-        (out / name).write_bytes(raw)
-    (out / "report.json").write_bytes(_report(OLD, "old"))
-    if foreign:
-        for name, raw in FOREIGN.items():
-            (out / name).write_bytes(raw)
-        (out / "sub").mkdir()
-        (out / "sub" / "keep.txt").write_bytes(b"deep")
-
-
-def _state(out: Path) -> str:
-    """'old', 'new' or a description of the mix found in ``out``."""
-    files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    foreign = {k: files.pop(k, None) for k in FOREIGN}
-    assert foreign == FOREIGN, f"the user's files changed: {foreign}"
-    assert (out / "sub" / "keep.txt").read_bytes() == b"deep"
-    report = json.loads(files.pop("report.json"))
-    if report["tag"] == "old" and files == OLD:
-        return "old"
-    if report["tag"] == "new" and files == NEW:
-        return "new"
-    return f"mix: report {report['tag']}, files {sorted(files)}"
-
-
-def _publish_new(out: Path, hook=None) -> None:
-    with Staging(out, hook) as stage:
-        for name, raw in NEW.items():
-            (stage.path / name).write_bytes(raw)
-            if hook:
-                hook(f"wrote {name}")
-        (stage.path / "report.json").write_bytes(_report(NEW, "new"))
-        stage.publish()
-
-
-STEPS = ["staged", "wrote model_step.onnx", "wrote cores.json", "linked", "swapped", "cleaned"]
+def _staging(out: Path) -> list[str]:
+    return sorted(p.name for p in out.iterdir() if p.name.startswith(".rewire-staging-")
+                  and (p / ".rewire-staging").exists() and "abc" not in p.name)
 
 
 @pytest.mark.parametrize("step", STEPS)
 def test_kill_at_each_step_leaves_old_or_new_set(tmp_path, step):
-    """A real SIGKILL at each step of publishing (a child process kills itself there): the
-    folder holds the old set (before the swap) or the new set (after), the user's files in
-    both; the next run removes the dead run's staging folder."""
+    """A real SIGKILL at each step of publishing (a child process kills itself there): a
+    reader (verify_set) sees the old set before the commit and the new one after, the user's
+    things untouched; the next run undoes or finishes the publish and removes the dead
+    run's staging folder, and the folder itself then holds that set."""
     out = tmp_path / "out"
-    _old_folder(out)
+    user_things(out)
+    publish(out, "old")
+    before = snapshot(out)
     child = textwrap.dedent(f"""
         import os, signal, sys
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from test_hostile_publish import _publish_new
+        sys.path.insert(0, {str(HERE)!r})
         from pathlib import Path
+        from _publish_sets import publish
 
         def hook(name):
             if name == {step!r}:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        _publish_new(Path({str(out)!r}), hook)
+        publish(Path({str(out)!r}), "new", hook)
     """)
     res = subprocess.run([sys.executable, "-c", child], cwd=ROOT, capture_output=True,
-                         timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                         timeout=60, env=ENV)
     assert res.returncode == -signal.SIGKILL, res.stderr.decode()[-2000:]
-    expected = "old" if STEPS.index(step) < STEPS.index("swapped") else "new"
-    assert _state(out) == expected
-    leftovers = [p for p in tmp_path.iterdir() if p.name != "out"]
-    assert leftovers or step == "cleaned"
-    remove_stale(out)
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]
-    assert _state(out) == expected
-    _publish_new(out)  # and the next export still works
-    assert _state(out) == "new"
+    expected = "old" if STEPS.index(step) < STEPS.index("committed") else "new"
+    assert seen(out) == expected
+    if step.startswith("renamed"):  # the folder itself is a mix: the journal gives the old set
+        assert raw(out).startswith("mix")
+    assert bool(_staging(out)) == (step != "removed")
+    assert snapshot(out) == before
+    assert len(recover(out)) == (step != "removed")  # what the next run does first
+    assert _staging(out) == [] and raw(out) == expected and seen(out) == expected
+    assert snapshot(out) == before
+    publish(out, "new")  # and the next export works
+    assert raw(out) == "new" and snapshot(out) == before
 
 
 def test_stale_files_of_the_previous_export_are_removed_and_only_those(tmp_path):
-    """Item 7: a Loihi 2 export (model.net, model.nir) then a TrueNorth-like one (ONNX only):
-    the old model files go; the user's notes.txt, .gitignore and sub/ stay."""
+    """A Loihi 2 export (model.net, model.nir) then a TrueNorth-like one: the old model
+    files go; a listed file the user changed since (model.nir) stays, as does all else."""
     out = tmp_path / "out"
-    _old_folder(out)
-    _publish_new(out)
-    assert _state(out) == "new"
-    assert not (out / "model.net").exists() and not (out / "model.nir").exists()
+    user_things(out)
+    publish(out, "old")
+    (out / "model.nir").write_bytes(b"edited by the user")
+    before = snapshot(out)
+    publish(out, "new")
+    assert not (out / "model.net").exists()
+    assert (out / "model.nir").read_bytes() == b"edited by the user"
+    assert seen(out) == "new" and snapshot(out) == before
 
 
-def test_failure_before_publish_leaves_everything(tmp_path):
+def test_record_of_the_other_kind_is_superseded(tmp_path):
+    """export.write's manifest.json then the job's report.json: the manifest (stale, it
+    lists files that changed) goes once the report is in place."""
     out = tmp_path / "out"
-    _old_folder(out)
+    with Staging(out) as st:
+        (st.path / "model.net").write_bytes(b"lib")
+        st.publish()
+    assert set(verify_set(out, "manifest.json")) == {"model.net"}
+    publish(out, "new")
+    assert not (out / "manifest.json").exists() and not (out / "model.net").exists()
+
+
+def test_failure_before_or_during_publish_leaves_the_old_set(tmp_path, monkeypatch):
+    """An error while staging, and an error between two renames (the second rename
+    fails): the old set is whole, in the folder itself, and no staging folder is left."""
+    out = tmp_path / "out"
+    user_things(out)
+    publish(out, "old")
+    before = snapshot(out)
     with pytest.raises(OSError):
-        with Staging(out) as stage:
-            (stage.path / "model.net").write_bytes(b"half")
+        with Staging(out) as st:
+            (st.path / "model.net").write_bytes(b"half")
             raise OSError(errno.ENOSPC, "No space left on device")
-    assert _state(out) == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    real, calls = os.replace, []
+
+    def flaky(a, b):
+        calls.append(b)
+        if len(calls) == 2:
+            raise OSError(errno.EIO, "Input/output error", str(b))
+        return real(a, b)
+
+    monkeypatch.setattr(io_publish.os, "replace", flaky)
+    with pytest.raises(OSError, match="Input/output"):
+        publish(out, "new")
+    monkeypatch.undo()
+    assert raw(out) == "old" and _staging(out) == [] and snapshot(out) == before
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_between_renames_waits_for_the_commit(tmp_path, sig):
+    """SIGTERM or Ctrl-C arriving between two renames (the child signals itself there, with
+    the CLI's handlers) takes effect only after the record is in place: the child exits by
+    the signal's exception, the folder holds the whole new set, no staging folder is left."""
+    out = tmp_path / "out"
+    publish(out, "old")
+    child = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(HERE)!r})
+        from pathlib import Path
+        from _publish_sets import publish
+
+        def term(signum, frame):
+            raise SystemExit(143)
+
+        signal.signal(signal.SIGTERM, term)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        def hook(name):
+            if name == "renamed cores.json":
+                os.kill(os.getpid(), {int(sig)})
+            print(name, flush=True)
+
+        try:
+            publish(Path({str(out)!r}), "new", hook)
+        except KeyboardInterrupt:
+            sys.exit(130)
+    """)
+    res = subprocess.run([sys.executable, "-c", child], cwd=ROOT, capture_output=True,
+                         timeout=60, env=ENV)
+    assert res.returncode == (143 if sig == signal.SIGTERM else 130), res.stderr.decode()
+    steps = res.stdout.decode().split("\n")
+    assert "committed" in steps and "removed" in steps, steps
+    assert raw(out) == "new" and _staging(out) == []
+
+
+def test_a_folder_named_like_a_file_of_the_set_is_an_error_before_any_move(tmp_path):
+    """A user's folder named cores.json: ExportError naming it; nothing moved, nothing left."""
+    from rewire.errors import ExportError
+
+    out = tmp_path / "out"
+    publish(out, "old", files={"model.net": b"old net"})
+    (out / "cores.json").mkdir()
+    before = snapshot(out)
+    with pytest.raises(ExportError, match="cores.json is a folder"):
+        publish(out, "new")
+    assert verify_set(out) == {"model.net": out / "model.net"} and _staging(out) == []
+    assert (out / "cores.json").is_dir()
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("record", [b"[" * 100_000, b'{"sha256": {"../x": "' + b"0" * 64 + b'"}}',
+                                    b'{"sha256": {"a": 1}}', b"\xff\xfe", b"null"])
+def test_hostile_records_are_no_record(tmp_path, record):
+    """A report.json nested 100,000 deep, naming a file outside the folder, with a digest
+    that is not one, not UTF-8 or not an object: verify_set says there is no record (no
+    RecursionError), a publish removes nothing it lists and replaces it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x").write_bytes(b"outside")
+    (out / "report.json").write_bytes(record)
+    with pytest.raises(SetError, match="no record"):
+        verify_set(out, tries=1)
+    publish(out, "new")
+    assert seen(out) == "new" and (out / "x").read_bytes() == b"outside"
 
 
 def test_first_export_into_a_new_folder(tmp_path):
     out = tmp_path / "a" / "b" / "out"
-    _publish_new(out)
+    publish(out, "new")
     assert sorted(p.name for p in out.iterdir()) == sorted([*NEW, "report.json"])
-    assert sorted(p.name for p in out.parent.iterdir()) == ["out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~mask
 
 
-def test_fallback_without_exchange_replaces_and_cleans(tmp_path, monkeypatch):
-    """Where renameat2 is missing, files are replaced one by one (report last) and the old
-    export's files the new one lacks are removed."""
-    monkeypatch.setattr(publish, "exchange", lambda a, b: False)
+def test_only_dead_marked_staging_folders_are_removed(tmp_path):
+    """recover() removes a dead run's folder (its marker names it, nobody holds its lock),
+    never a live run's, nor folders without a matching marker (user_things)."""
     out = tmp_path / "out"
-    _old_folder(out)
-    _publish_new(out)
-    assert _state(out) == "new"
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]
-
-
-def test_live_runs_staging_is_not_removed(tmp_path):
-    out = tmp_path / "out"
-    _old_folder(out)
-    with Staging(out) as stage:
-        assert remove_stale(out) == [] and stage.path.exists()
-    dead = tmp_path / f".out.rewire-{2**22 + 12345}-abc"  # a pid that does not exist
+    user_things(out)
+    before = snapshot(out)
+    dead = out / f".rewire-staging-{2**22 + 9}-tok"
     dead.mkdir()
-    inner = out / f".staging-{2**22 + 12345}-abc"  # the old layout's staging folder
-    inner.mkdir()
-    other = tmp_path / f".other.rewire-{2**22 + 1}-abc"  # another folder's: not ours
-    other.mkdir()
-    assert sorted(p.name for p in remove_stale(out)) == sorted([dead.name, inner.name])
-    assert other.exists()
+    (dead / ".rewire-staging").write_text(json.dumps({"pid": 2**22 + 9, "token": "tok"}))
+    os.symlink(out / "secret", dead / "new")  # a forged folder: links are never followed
+    (tmp_path / "victim").write_bytes(b"v")
+    (dead / "plan.json").write_text(json.dumps({  # nor names outside the folder acted on
+        "record": "report.json", "record_sha256": "0", "existed": [],
+        "files": {"../victim": sha256(tmp_path / "victim")}, "stale": {}}))
+    with Staging(out) as st:  # entering removes the dead one
+        assert not dead.exists() and st.path.is_dir()
+        assert recover(out) == [] and st.path.is_dir()
+        child = f"from rewire.io import recover; print(len(recover({str(out)!r})))"
+        res = subprocess.run([sys.executable, "-c", child], capture_output=True, env=ENV)
+        assert res.stdout.strip() == b"0" and st.path.is_dir()  # live in another process
+    assert _staging(out) == [] and snapshot(out) == before
+    assert (tmp_path / "victim").read_bytes() == b"v"
 
 
-def test_concurrent_publishers_never_show_a_mix(tmp_path):
-    """Two processes publish 15 sets each into one folder while this process reads it
-    through a directory descriptor: every complete read is one set (all files carry one
-    tag), and at the end no staging folder is left."""
+def test_verify_set_names_a_changed_file(tmp_path):
     out = tmp_path / "out"
-    out.mkdir()
-    writer = textwrap.dedent(f"""
-        import sys
-        from pathlib import Path
-        from rewire.job.publish import Staging
-        tag = sys.argv[1]
-        for i in range(15):
-            with Staging(Path({str(out)!r})) as st:
-                for name in ("a.bin", "b.bin", "c.bin"):
-                    (st.path / name).write_text(f"{{tag}}{{i}}")
-                (st.path / "report.json").write_text(
-                    '{{"files": {{"a": "a.bin", "b": "b.bin", "c": "c.bin"}}}}')
-                st.publish()
-    """)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-c", writer, tag], cwd=ROOT, env=env,
-                              stderr=subprocess.PIPE) for tag in ("x", "y")]
-    reads, mixes = 0, []
-    deadline = time.time() + 60
-    while any(p.poll() is None for p in procs) and time.time() < deadline:
-        try:
-            fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
-        except FileNotFoundError:
-            continue
-        try:
-            seen = set()
-            for name in ("a.bin", "b.bin", "c.bin"):
-                with open(os.open(name, os.O_RDONLY, dir_fd=fd)) as f:
-                    seen.add(f.read())
-        except FileNotFoundError:
-            continue  # the folder was swapped away and removed while we read: read again
-        finally:
-            os.close(fd)
-        reads += 1
-        if len(seen) != 1:
-            mixes.append(seen)
-    for p in procs:
-        assert p.wait(timeout=60) == 0, p.stderr.read().decode()[-2000:]
-    assert not mixes, mixes[:3]
-    assert reads > 0
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]
-    assert len({(out / n).read_text() for n in ("a.bin", "b.bin", "c.bin")}) == 1
+    publish(out, "old")
+    assert set(verify_set(out)) == set(OLD)
+    (out / "cores.json").write_bytes(b"tampered")
+    with pytest.raises(SetError, match="cores.json") as exc:
+        verify_set(out, tries=2)
+    assert exc.value.name == "cores.json"
+    with pytest.raises(SetError, match="no record"):
+        verify_set(tmp_path)
 
 
 # ----------------------------------------------------------------------------- the CLI
@@ -213,7 +245,7 @@ _CHILD = textwrap.dedent("""
     from pathlib import Path
     from rewire.export import __main__ as cli
     from rewire.job import runner
-    from rewire.job.publish import Staging
+    from rewire.io import Staging
 
     def prepare(spec):
         return spec
@@ -247,7 +279,7 @@ def test_signal_during_export_one_line_and_no_staging(tmp_path, sig, code, word)
     """Item 8: SIGTERM exits 143 and Ctrl-C (SIGINT) 130, each with one line and no
     traceback; the staging folder is gone and the previous export is whole."""
     out = tmp_path / "out"
-    _old_folder(out, foreign=False)
+    publish(out, "old")
     proc = _child_in_export(out)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
@@ -257,18 +289,18 @@ def test_signal_during_export_one_line_and_no_staging(tmp_path, sig, code, word)
              and "prophesee" not in ln and "CUDA" not in ln and not ln.startswith(" ")]
     assert len(lines) == 1 and word in lines[0] and "Traceback" not in err, err
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
-    assert {p.name for p in out.iterdir()} == {*OLD, "report.json"}
+    assert {p.name for p in out.iterdir()} == {*OLD, "report.json"} and raw(out) == "old"
 
 
 def test_sigkill_staging_removed_by_the_next_run(tmp_path):
     out = tmp_path / "out"
-    _old_folder(out, foreign=False)
+    publish(out, "old")
     proc = _child_in_export(out)
     proc.kill()
     proc.wait(timeout=60)
-    assert len(list(tmp_path.iterdir())) == 2  # out and the dead run's staging folder
-    _publish_new(out)
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert len(_staging(out)) == 1 and seen(out) == "old"  # the dead run's staging folder
+    publish(out, "new")
+    assert _staging(out) == [] and [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
 def test_full_disk_while_staging_is_a_clean_error(tmp_path, monkeypatch, capsys):
@@ -278,7 +310,7 @@ def test_full_disk_while_staging_is_a_clean_error(tmp_path, monkeypatch, capsys)
     from rewire.job import runner
 
     out = tmp_path / "out"
-    _old_folder(out, foreign=False)
+    publish(out, "old")
 
     def run(spec, log=print):
         with Staging(Path(spec.out)) as st:
@@ -290,7 +322,7 @@ def test_full_disk_while_staging_is_a_clean_error(tmp_path, monkeypatch, capsys)
     assert cli.main(["--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: No space left on device") and err.count("\n") == 1
-    assert {p.name for p in out.iterdir()} == {*OLD, "report.json"}
+    assert {p.name for p in out.iterdir()} == {*OLD, "report.json"} and raw(out) == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
@@ -320,16 +352,3 @@ def test_real_full_disk_netx_and_nir(tmp_path, small_net):
             assert list(disk.iterdir()) == []
     finally:
         subprocess.run(["umount", str(disk)], check=False)
-
-
-def test_published_folder_keeps_its_mode(tmp_path):
-    out = tmp_path / "out"
-    _old_folder(out, foreign=False)
-    os.chmod(out, 0o751)
-    _publish_new(out)
-    assert out.stat().st_mode & 0o777 == 0o751
-    fresh = tmp_path / "fresh"
-    _publish_new(fresh)
-    mask = os.umask(0)
-    os.umask(mask)
-    assert fresh.stat().st_mode & 0o777 == 0o777 & ~mask

@@ -1,4 +1,8 @@
-"""Atomic file writes: write to a temporary file beside the target, then rename.
+"""Files rewire writes and reads: one file written atomically (:func:`atomic_path`,
+:func:`write_text`, :func:`write_csv`: a temporary file beside the target, then a rename), a
+set of files published into a folder as one commit (:mod:`rewire.io.publish`:
+:class:`Staging`, :func:`verify_set`, :func:`recover`; see docs/publishing.md), and the bounds
+a reader checks before loading an HDF5 file (:func:`check_hdf5`).
 
 An export interrupted midway (an exception, Ctrl-C, a full disk) leaves the previous file
 intact and no half-written one behind.
@@ -139,3 +143,10 @@ def write_csv(target: str | Path, rows: list[dict], fieldnames: list[str]) -> Pa
     writer.writeheader()
     writer.writerows(rows)
     return write_text(target, buf.getvalue())
+
+
+# the publishing API, importable as rewire.io.Staging etc. (imported after write_text, which
+# rewire.io.publish uses)
+from rewire.io.publish import Staging, recover  # noqa: E402
+from rewire.io.record import (MANIFEST, RECORDS, SetError, read_record,  # noqa: E402
+                              read_set, sha256, verify_set)
