@@ -24,16 +24,13 @@ written), 130 on Ctrl-C (at any moment, start-up included) and 143 on SIGTERM (o
 previous export is left whole and no staging folder stays behind). Set ``REWIRE_DEBUG=1`` to
 see what third-party libraries print on import (:mod:`rewire.job.quiet`).
 
-This module imports only the standard library at load time: the SIGINT handling is in place
-before torch, Norse or Lava load.
+This module imports only a few small standard modules at load time (argparse, torch, Norse and
+Lava load inside :func:`main`): the SIGINT handling is in place before any of them loads.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import errno
-import json
 import os
 import re
 import signal
@@ -73,7 +70,8 @@ def flagged(message: str) -> str:
     """
     m = _SUBJECT.match(message)
     if m and all(n in FLAGS for n in re.split(r", and |, | and ", m.group())):
-        message = _NAME.sub(lambda w: FLAGS[w.group()], m.group()) + message[m.end():]
+        message = _NAME.sub(lambda w: FLAGS.get(w.group(), w.group()), m.group()) \
+            + message[m.end():]
     return re.sub(r"(?<![\w-])(" + "|".join(f for f in FLAGS if "_" in f) + r")(?![\w-])",
                   lambda w: FLAGS[w.group()], message)
 
@@ -118,6 +116,8 @@ def _signals(phase: str):
 
 
 def _int(text: str) -> int:
+    import argparse
+
     try:
         return int(text)
     except ValueError:
@@ -125,6 +125,8 @@ def _int(text: str) -> int:
 
 
 def _float(text: str) -> float:
+    import argparse
+
     try:
         value = float(text)
     except ValueError:
@@ -139,6 +141,8 @@ def parser() -> argparse.ArgumentParser:
     :class:`~rewire.training.train.TrainConfig`: each option fills the field :data:`FLAGS`
     names and shows that field's default; an option left out is absent from the parsed
     namespace (the field keeps its default)."""
+    import argparse
+
     from rewire.job.spec import CONV_EPOCHS, CONV_LR, JobSpec, MODELS
     from rewire.training.data import DATASETS
     from rewire.training.model import ENCODINGS
@@ -245,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     with 130 at once)."""
     with _signals("start"):
         args = parser().parse_args(argv)
+    import errno
+
     from rewire.errors import RewireError
 
     try:
@@ -273,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     """Run the listing or the job; returns the exit code."""
+    import json
+
     from rewire.hw_profiles.profile import list_profiles, load_profile
 
     if args.list_profiles:
