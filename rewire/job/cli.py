@@ -24,18 +24,17 @@ written), 130 on Ctrl-C (at any moment, start-up included) and 143 on SIGTERM (o
 previous export is left whole and no staging folder stays behind). Set ``REWIRE_DEBUG=1`` to
 see what third-party libraries print on import (:mod:`rewire.job.quiet`).
 
-This module imports only a few small standard modules at load time (argparse, torch, Norse and
-Lava load inside :func:`main`): the SIGINT handling is in place before any of them loads.
+At load time this module imports only ``contextlib``, ``os``, ``signal`` and ``sys`` (already
+loaded when ``python -m`` runs it; everything else loads inside :func:`main`), so the SIGINT
+handling is in place a moment after the interpreter starts, before torch, Norse or Lava.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import sys
-import threading
 
 #: Field of :class:`~rewire.job.spec.JobSpec` (or of its ``train``,
 #: :class:`~rewire.training.train.TrainConfig`) -> its command-line flag. The parser is built
@@ -54,8 +53,6 @@ FLAGS = {
 #: The fields of ``JobSpec.train`` among :data:`FLAGS`.
 TRAIN_FIELDS = ("epochs", "batch_size", "lr", "alpha", "sparsity", "seed", "device", "progress")
 INTERRUPTED = "interrupted: nothing was published; the previous export is whole"
-_SUBJECT = re.compile(r"\w+(?:(?:, and |, | and )\w+)*")
-_NAME = re.compile(r"\w+")
 
 
 def flagged(message: str) -> str:
@@ -68,9 +65,11 @@ def flagged(message: str) -> str:
         >>> flagged("sparsity must be in [0.5, 1), got 0.2")
         '--target-sparsity must be in [0.5, 1), got 0.2'
     """
-    m = _SUBJECT.match(message)
+    import re
+
+    m = re.match(r"\w+(?:(?:, and |, | and )\w+)*", message)
     if m and all(n in FLAGS for n in re.split(r", and |, | and ", m.group())):
-        message = _NAME.sub(lambda w: FLAGS.get(w.group(), w.group()), m.group()) \
+        message = re.sub(r"\w+", lambda w: FLAGS.get(w.group(), w.group()), m.group()) \
             + message[m.end():]
     return re.sub(r"(?<![\w-])(" + "|".join(f for f in FLAGS if "_" in f) + r")(?![\w-])",
                   lambda w: FLAGS[w.group()], message)
@@ -91,6 +90,8 @@ def _signals(phase: str):
     ``"job"``: Ctrl-C raises ``KeyboardInterrupt`` and SIGTERM :class:`Terminated`, so that
     the staging folder is removed on the way out.
     """
+    import threading
+
     if threading.current_thread() is not threading.main_thread():
         yield
         return
