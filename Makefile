@@ -1,5 +1,5 @@
 # The two set-up commands of the README: `make demo` and `make test`; `make test-fast` is the
-# inner loop (the tests not marked slow).
+# inner loop (the tests not marked slow or lava).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHON310
@@ -16,7 +16,7 @@ test: venv
 	$(PY) -m pytest -q
 
 test-fast: venv
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and not lava"
 
 clean:
 	rm -rf build $(VENV) .pytest_cache .hypothesis
