@@ -1,9 +1,10 @@
-# The two set-up commands of the README: `make demo` and `make test`.
+# The two set-up commands of the README: `make demo` and `make test`; `make test-fast` is the
+# inner loop (the tests not marked slow or lava).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHON310
 
-.PHONY: demo test venv clean
+.PHONY: demo test test-fast venv clean
 
 venv:
 	@VENV=$(VENV) bash scripts/venv.sh
@@ -13,6 +14,9 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q
+
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow and not lava"
 
 clean:
 	rm -rf build $(VENV) .pytest_cache .hypothesis

@@ -45,7 +45,7 @@ _LAZY = {
     "GradR": ("rewire.training.gradr", "GradR"),
     "BudgetController": ("rewire.training.budget", "BudgetController"),
     "model_budget": ("rewire.training.budget", "model_budget"),
-    "JobSpec": ("rewire.job.runner", "JobSpec"),
+    "JobSpec": ("rewire.job.spec", "JobSpec"),
     "RewireError": ("rewire.errors", "RewireError"),
     "CompileError": ("rewire.errors", "CompileError"),
     "LoweringError": ("rewire.errors", "LoweringError"),
@@ -106,13 +106,15 @@ def compile(model, profile, *, input_max_value: int | None = None, cores: int | 
 
 def run_job(spec=None, log=print, model=None, **options) -> dict:
     """Run the main job (train under the profile's budget, compile, export, report), as
-    ``python -m rewire.export`` does.
+    ``python -m rewire.export`` does: the same defaults (:class:`~rewire.job.spec.JobSpec`,
+    10 Lava samples included).
 
     Args:
-        spec: a :class:`~rewire.job.runner.JobSpec` (default: built from ``options``).
+        spec: a :class:`~rewire.job.spec.JobSpec` (default: built from ``options``, its
+            fields).
         log: where progress and the final table go.
         model: a Norse/torch model of your own to train instead of rewire's MLP or conv net
-            (see :func:`rewire.job.runner.prepare`); it is GradR-parametrized in place.
+            (see :func:`rewire.job.preparation.prepare`); it is GradR-parametrized in place.
 
     Returns:
         The report dict (also written as ``<out>/report.json``).
@@ -120,6 +122,8 @@ def run_job(spec=None, log=print, model=None, **options) -> dict:
     Raises:
         rewire.errors.RewireError: bad input, before any work.
     """
-    from rewire.job.runner import JobSpec as _Spec, prepare, run
+    from rewire.job.preparation import prepare
+    from rewire.job.runner import run
+    from rewire.job.spec import JobSpec as _Spec
 
     return run(prepare(spec if spec is not None else _Spec(**options), model=model), log=log)

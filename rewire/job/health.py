@@ -105,7 +105,8 @@ def warnings(report: dict) -> list[str]:
     if silent:
         out.append(f"dead network: the output layer {activity[-1]['name']} emitted no spike "
                    f"on the {report.get('test_set', {}).get('samples', '')} test samples; "
-                   f"raise --input-gain, --lr or the budget, or train longer")
+                   f"raise the input gain (input_gain), the learning rate (lr) or the budget, "
+                   f"or train longer")
     for layer in activity[:-1] if silent else activity:
         low = [f"{layer[f'{model}_active']} in the {model} model"
                for model in ("float", "integer")
@@ -114,7 +115,8 @@ def warnings(report: dict) -> list[str]:
         if low:
             out.append(f"nearly dead layer: of the {layer['neurons']} neurons of "
                        f"{layer['name']}, under {100 * ACTIVE_SHARE:.0f} % ever fired on the "
-                       f"test set ({', '.join(low)}); raise --input-gain or the budget")
+                       f"test set ({', '.join(low)}); raise the input gain (input_gain) or the "
+                       f"budget")
     lava = report.get("lava_check", {})
     if "samples" in lava and not lava.get("output_spikes"):
         out.append(f"the Lava check compared no output spike ({lava['samples']} silent "

@@ -35,7 +35,7 @@ import torch
 
 from rewire.compiler.quantize import CompileError, compile_network
 from rewire.export import __main__ as cli
-from rewire.job import runner as pipeline
+from rewire.job import preparation, runner as pipeline
 from rewire.hw_profiles.profile import (HardwareProfile, ProfileError, list_profiles,
                                         load_profile)
 from rewire.training import data as data_module
@@ -339,8 +339,8 @@ def test_fuzz_cli(tmp_path, monkeypatch, capsys):
         profiles.append(str(path))
     dirs = _data_dirs(tmp_path / "data")
     digits = data_module.load_split("digits")
-    real_load = pipeline.load_split
-    monkeypatch.setattr(pipeline, "load_split",
+    real_load = preparation.load_split
+    monkeypatch.setattr(preparation, "load_split",
                         lambda name, data_dir=None: digits if name == "digits"
                         else real_load(name, data_dir))
 

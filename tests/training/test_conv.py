@@ -220,7 +220,7 @@ def test_pipeline_builds_conv_job(tmp_path):
                            strides=(1,), pools=(2,), connectivity=0.5))
     assert isinstance(prep.model, SpikingConvNet) and prep.model.shapes[0] == (1, 8, 8)
     assert prep.budget.total_synapses == 2 * 9 + 2 * 4 * 4 * 10
-    with pytest.raises(ValueError, match="--model"):
+    with pytest.raises(ValueError, match="model must be one of"):
         prepare(JobSpec(out=str(tmp_path), model="lstm"))
 
 

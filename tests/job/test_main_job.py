@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rewire.export.__main__ import main
+from rewire.job.cli import main
 
 from conftest import SHARED, lava_missing
 
@@ -23,7 +23,7 @@ def test_default_main_job_meets_the_targets(tmp_path):
     assert abs(res["quantization_drop"]) <= 0.02
     assert res["within_budget"] and res["cores"] <= 128
     assert r["warnings"] == []  # a healthy run has none (tests/test_health.py: the bad ones)
-    from rewire.job.report import format_report
+    from rewire.job.table import format_report
 
     table = format_report(r)
     if lava_missing() is None:

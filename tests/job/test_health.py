@@ -1,6 +1,6 @@
 """The report's warnings (issue 15, item 3): each is triggered by a run that builds the bad
 case, and ``--strict`` turns them into exit code 3. A healthy run has none
-(``tests/test_main_job.py``)."""
+(``tests/job/test_main_job.py``)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from rewire.export.__main__ import main
 from rewire.frontends import lower
 from rewire.job import health
-from rewire.job.runner import JobSpec, prepare, run
+from rewire.job.cli import main
+from rewire.job.preparation import prepare
+from rewire.job.runner import run
+from rewire.job.spec import JobSpec
 from rewire.training.data import load_digits_split
 from rewire.training.model import SpikingMLP
 from rewire.training.train import TrainConfig, encoded_batches
@@ -56,7 +58,7 @@ def test_costly_projection_warns(tmp_path):
     """GradR without its controller (gains 0: a fixed prior) ends far over a 3 % budget, so
     the projection cuts most synapses at the end and costs accuracy: the report says how
     much, names the missed limit, and warns."""
-    spec = JobSpec(out=str(tmp_path), hidden=(64,), connectivity=0.03,
+    spec = JobSpec(out=str(tmp_path), hidden=(64,), connectivity=0.03, lava_samples=0,
                    train=TrainConfig(epochs=6, lr=5e-3, progress=False,
                                      controller={"kp": 0.0, "ki": 0.0}))
     report = run(prepare(spec), log=lambda *_: None)

@@ -1,0 +1,172 @@
+"""Before any work: every input of the main job checked once, and the untrained model built.
+
+:func:`prepare` turns a :class:`~rewire.job.spec.JobSpec` into a :class:`Prepared` job (the
+profile loaded, the data read, the budget computed, the output folder probed), so that a bad
+option fails in a second, not after training.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rewire.compiler import mapping
+from rewire.errors import CompileError
+from rewire.frontends import lower
+from rewire.hw_profiles.profile import HardwareProfile, load_profile
+from rewire.job.checks import (check_conv, check_fields, check_neuron_fits, check_out_dir,
+                               check_trainable)
+from rewire.job.events import SpikeData, check_input, load_events, rate_code
+from rewire.job.publish import remove_stale
+from rewire.job.spec import JobSpec
+from rewire.training.budget import SynapseBudget, make_budget, model_budget
+from rewire.training.conv import SpikingConvNet, image_shape
+from rewire.training.data import Split, load_split
+from rewire.training.gradr import apply_gradr
+from rewire.training.model import SpikingMLP
+
+
+@dataclass
+class Prepared:
+    """Validated inputs of the job.
+
+    Attributes:
+        spec: the job, with ``input`` and ``encoding`` resolved.
+        profile: the chip.
+        split: the data (for spike input: the trains' per-step means, for the header).
+        model: the untrained model (rewire's, or the user's).
+        budget: the synapse budget training must end inside.
+        out: the output folder.
+        spikes: the run's fixed spike trains, or ``None`` for dense input.
+        user_model: ``model`` is the user's (it needs ``run_options`` to be lowered).
+        sizes: neurons per layer, input first (a user model's, from its IR).
+    """
+
+    spec: JobSpec
+    profile: HardwareProfile
+    split: Split
+    model: SpikingMLP | SpikingConvNet
+    budget: SynapseBudget
+    out: Path
+    spikes: SpikeData | None = None
+    user_model: bool = False
+    sizes: tuple[int, ...] = ()
+
+    @property
+    def run_options(self) -> dict:
+        """``steps``, ``encoding``, ``input_gain`` of a user's model (its frontend and the
+        compiler need them; rewire's own models carry them)."""
+        if not self.user_model:
+            return {}
+        return {"steps": self.spec.steps, "encoding": self.spec.encoding,
+                "input_gain": self.spec.input_gain}
+
+
+def _gradr_budget(spec: JobSpec, profile: HardwareProfile, model) -> SynapseBudget:
+    """The budget of any model from its own GradR layers (:func:`model_budget`), counted on a
+    GradR-parametrized copy (``train`` parametrizes the model itself)."""
+    probe = copy.deepcopy(model)
+    apply_gradr(probe)
+    return model_budget(probe, profile, cores=spec.cores, max_synapses=spec.max_synapses,
+                        connectivity=spec.connectivity, max_fan_in=spec.max_fan_in)
+
+
+def _prepare_user_model(spec: JobSpec, profile: HardwareProfile, split: Split, out: Path,
+                        spikes, model: torch.nn.Module) -> Prepared:
+    """Check a user's model against the job before any training: it lowers to the IR (what
+    it cannot is named), its input size is the data's, its neurons fit the chip, and its
+    budget comes from its own GradR layers (:func:`model_budget`).
+
+    Raises:
+        TypeError: ``model`` is not a torch module.
+        CompileError: the profile has no fixed-point compiler (only ``cuba`` chips).
+        ValueError: rate coding of dense data asked for (use ``input="spikes"``), or the
+            model's input size is not the data's, or its output neurons not its classes.
+        rewire.errors.LoweringError: a module or parameter the compiler cannot map.
+    """
+    from rewire.compiler.quantize import neuron_decays
+
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model: give a torch nn.Module, got {type(model).__name__}")
+    if profile.neuron.model != "cuba":
+        raise CompileError(f"profile {profile.name!r}: the main job takes a model of your own "
+                           f"only for a chip rewire compiles for (neuron.model 'cuba': loihi2, "
+                           f"loihi); train it with rewire.train and map it yourself")
+    if spec.encoding == "rate" and spikes is None:
+        raise ValueError("encoding 'rate' with a model of your own: give input='spikes' (fixed "
+                         "spike trains, the same for training, the chip and Lava) or events=")
+    ir = lower(model, steps=spec.steps, encoding=spec.encoding, input_gain=spec.input_gain)
+    n_in = int(np.prod(ir.input_shape))
+    if n_in != split.num_features:
+        raise ValueError(f"model: its input takes {n_in} values per step ({ir.input_shape}) but "
+                         f"{split.name} has {split.num_features} features per sample")
+    if ir.layers[-1].neurons != split.num_classes:
+        raise ValueError(f"model: its output layer {ir.layers[-1].name} has "
+                         f"{ir.layers[-1].neurons} neurons but {split.name} has "
+                         f"{split.num_classes} classes; give it one output neuron per class")
+    for layer in ir.layers:
+        neuron_decays(layer.neuron, profile, layer.name)
+    sizes = (n_in, *(layer.neurons for layer in ir.layers))
+    mapping.check_network(profile, sizes, spec.cores)
+    return Prepared(spec, profile, split, model, _gradr_budget(spec, profile, model), out,
+                    spikes, user_model=True, sizes=sizes)
+
+
+def prepare(spec: JobSpec, model: torch.nn.Module | None = None) -> Prepared:
+    """Check every input before any work and build the untrained model.
+
+    Args:
+        spec: the job.
+        model: a model of your own (any Norse/torch module the compiler lowers, untrained or
+            pre-trained, not yet GradR-parametrized) instead of ``spec.model``'s; it takes
+            ``(T, B, n_in)`` input (``spec.steps``, ``spec.encoding``, ``spec.input_gain``
+            say how the data becomes that input).
+
+    Raises:
+        ProfileError, DataError, BudgetError, ValueError: naming the field and the fix.
+        CompileError, LoweringError: (``model``) what the chip or the compiler cannot take.
+    """
+    check_fields(spec)
+    profile = load_profile(spec.profile)
+    out = check_out_dir(spec.out)
+    remove_stale(out)  # staging folders that killed runs left beside or inside the output
+    kind, encoding = check_input(spec.input, spec.events, spec.encoding)
+    spec = dataclasses.replace(spec, input=kind, encoding=encoding)
+    spikes = None
+    if spec.events is not None:
+        spikes, split = load_events(spec.events, spec.steps)
+    # the initial weights follow the seed too: the same seed gives the same files
+    torch.manual_seed(spec.train.seed)
+    if spec.events is None:
+        split = load_split(spec.dataset, spec.data_dir)
+        if kind == "spikes":
+            spikes = rate_code(split, spec.steps, spec.train.seed)
+            split = dataclasses.replace(split, name=f"{split.name}:spikes")
+    if model is not None:
+        return _prepare_user_model(spec, profile, split, out, spikes, model)
+    if spec.model == "conv":
+        check_conv(spec, image_shape(split.num_features))
+        model = SpikingConvNet(image_shape(split.num_features), channels=spec.channels,
+                               kernels=spec.kernels, strides=spec.strides, pools=spec.pools,
+                               classes=split.num_classes, steps=spec.steps,
+                               encoding=spec.encoding, input_gain=spec.input_gain)
+        check_neuron_fits(profile, model.neuron)
+        return Prepared(spec, profile, split, model, _gradr_budget(spec, profile, model), out,
+                        spikes)
+    sizes = (split.num_features, *spec.hidden, split.num_classes)
+    check_trainable(sizes)
+    mapping.check_network(profile, sizes, spec.cores)  # what no pruning can fix, before training
+    model = SpikingMLP(sizes, steps=spec.steps, encoding=spec.encoding,
+                       input_gain=spec.input_gain)
+    check_neuron_fits(profile, model.neuron)
+    budget = make_budget(profile, sizes, cores=spec.cores, max_synapses=spec.max_synapses,
+                         connectivity=spec.connectivity, max_fan_in=spec.max_fan_in)
+    return Prepared(spec, profile, split, model, budget, out, spikes)
+
+
+__all__ = ["Prepared", "prepare"]

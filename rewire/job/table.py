@@ -1,0 +1,86 @@
+"""The table printed at the end of the main job, read from its report
+(:func:`rewire.job.report.build_report`)."""
+
+from __future__ import annotations
+
+
+def format_report(report: dict) -> str:
+    """The human-readable table printed at the end of the main job."""
+    r, g, b, t = report["result"], report["gradr"], report["budget"], report["timings"]
+    lim = report["profile_limits"]
+    p = report["projection"]
+    fans = "".join([f", fan-in <= {b['max_fan_in']}" if b["max_fan_in"] else "",
+                    f", fan-out <= {b['max_fan_out']}" if b.get("max_fan_out") else ""])
+    missed = g.get("missed")
+    rows = [
+        ("profile", report["profile"]),
+        ("dataset / network", f"{report['dataset']} {report['network']['sizes']} "
+                              f"T={report['network']['steps']} ({report['network']['encoding']})"),
+        ("budget", f"{b['max_synapses']} synapses ({b['connectivity']:.2%}){fans}; binding "
+                   f"limit: {b['source']}"),
+        ("GradR alone", f"{g['synapses']} synapses ({g['connectivity']:.2%}), accuracy "
+                        f"{g['accuracy']:.2%}, "
+                        + ("met every limit" if g["met_budget"] else
+                           "missed: " + ("; ".join(missed) if missed else "the budget"))),
+        ("projection", f"removed {p['removed_synapses']} synapses"
+                       + (f" ({p.get('removed_share', 0):.1%} of GradR's), float accuracy "
+                          f"{g['accuracy']:.2%} -> {r['float_accuracy']:.2%} (cost "
+                          f"{100 * p['accuracy_cost']:+.2f} points)"
+                          if p["removed_synapses"] else "")),
+        ("connectivity", f"{r['connectivity']:.2%} ({r.get('trained_synapses', r['synapses'])} "
+                         f"/ {b['total_synapses']} trainable synapses)"
+                         + (f"; plus {r['fixed_synapses']} fixed pooling synapses"
+                            if r.get("fixed_synapses") else "")),
+        ("max fan-in", f"{r['max_fan_in']}" + (f" / {b['max_fan_in']}" if b["max_fan_in"]
+                                               else " (no fan-in limit)")),
+        ("neurons", f"{r['neurons']}"),
+        ("cores used", f"{r['cores']} of {lim['cores']} {r['cores_per_layer']}"),
+        ("float accuracy", f"{r['float_accuracy']:.2%}"),
+        ("quantized accuracy", f"skipped: {r.get('not_compiled')}"
+                               if r["quantized_accuracy"] is None else
+                               f"{r['quantized_accuracy']:.2%} (integer chip model; "
+                               f"drop {100 * r['quantization_drop']:+.2f} points)"),
+    ]
+    lava = report["lava_check"]
+    if "samples" in lava and not lava.get("output_spikes", 1):
+        rows.append(("Lava check", f"FAILED: compared no output spikes ({lava['samples']} "
+                                   f"silent samples prove nothing about the export)"))
+    elif "samples" in lava:
+        rows.append(("Lava check", f"{lava['spike_exact']}/{lava['samples']} samples "
+                                   f"spike-exact vs integer model "
+                                   f"({lava['output_spikes']} output spikes)"))
+    else:
+        rows.append(("Lava check", f"skipped: {lava['skipped']}"))
+    eq = report.get("equivalence")
+    if eq:
+        for l in eq["layers"]:
+            first = l["first_divergence"]
+            rows.append((f"float vs int {l['name']}",
+                         f"{l['spike_agreement']:.2%} spikes agree, "
+                         + ("never diverge" if first is None else
+                            f"first divergence at step {first}, "
+                            f"{l['diverged_samples']:.1%} of samples diverge")))
+        rows.append(("float vs int output", f"same class on {eq['prediction_agreement']:.2%} "
+                                            f"of {eq['samples']} test samples"))
+    fmt = report.get("formats")
+    if fmt:
+        rows.append(("export formats", f"{report['profile']} takes {fmt['chip']}; written "
+                                       f"{fmt['written']}" + "".join(
+                                           f"; {k} skipped: {v}" for k, v in fmt["skipped"].items()
+                                           if k in fmt["chip"])))
+    rows.append(("time", f"train {t['train_s']:.1f} s, compile {t['compile_s']:.1f} s, "
+                         f"export {t['export_s']:.2f} s, total {t['total_s']:.1f} s"))
+    for name, path in report.get("files", {}).items():
+        rows.append((f"file: {name}", path))
+    width = max(len(k) for k, _ in rows)
+    line = "-" * (width + 60)
+    table = [line] + [f"{k:<{width}}  {v}" for k, v in rows] + [line]
+    warned = report.get("warnings") or []
+    if warned:
+        bar = "!" * (width + 60)
+        table += [bar, f"{len(warned)} WARNING(S): this result may be bad"] \
+            + [f"WARNING: {w}" for w in warned] + [bar]
+    return "\n".join(table)
+
+
+__all__ = ["format_report"]
