@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+from rewire._version import __version__
 
 _LAZY = {
     "load_profile": ("rewire.hw_profiles.profile", "load_profile"),
