@@ -29,7 +29,7 @@ import sys
 import threading
 from dataclasses import replace
 
-from rewire.compiler.quantize import CompileError
+from rewire.errors import CompileError
 from rewire.hw_profiles.profile import ProfileError, list_profiles, load_profile
 from rewire.training.budget import BudgetError
 from rewire.training.data import DATASETS, DataError

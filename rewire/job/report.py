@@ -6,7 +6,8 @@ import dataclasses
 import json
 
 from rewire import __version__
-from rewire.compiler.network import CompiledNetwork
+from rewire.ir.compiled import CompiledNetwork
+from rewire.ir.compiled_layers import CompiledSumPool
 from rewire.training.budget import SynapseBudget
 from rewire.training.train import TrainResult
 
@@ -23,7 +24,7 @@ def build_report(net: CompiledNetwork, budget: SynapseBudget, result: TrainResul
     ``connectivity`` and ``within_budget`` read those (and the trained layers' fan-in).
     """
     prof = net.profile
-    trained = [l for l in net.layers if l.pool_weight is None]
+    trained = [l for l in net.layers if not isinstance(l, CompiledSumPool)]
     n_trained = sum(l.synapses for l in trained)
     fan_in = max((l.max_fan_in for l in trained), default=0)
     within = n_trained <= budget.max_synapses and (not budget.max_fan_in

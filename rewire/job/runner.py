@@ -28,6 +28,9 @@ from rewire.compiler import equivalence, mapping, simulate
 from rewire.compiler.quantize import compile_network
 from rewire.errors import CompileError
 from rewire.ir.compiled import CompiledNetwork
+from rewire.ir.compiled_layers import layer_names
+from rewire.ir.nodes import Dense
+from rewire.export import cores as export_cores
 from rewire.export import netx, nir_graph, onnx_int, onnx_step, onnx_unrolled
 from rewire.io import write_text
 from rewire.frontends import lower
@@ -321,7 +324,7 @@ def _check_neuron_fits(profile: HardwareProfile, neuron) -> None:
     """
     if profile.neuron.model != "cuba":
         return
-    from rewire.compiler.quantize import decay_constant
+    from rewire.ir.chip_neurons import decay_constant
 
     decay_constant(neuron.tau_syn_inv, neuron.dt, profile, "neuron iDecay (tau_syn)")
     decay_constant(neuron.tau_mem_inv, neuron.dt, profile, "neuron vDecay (tau_mem)")
@@ -340,7 +343,7 @@ def _prepare_user_model(spec: JobSpec, profile: HardwareProfile, split: Split, o
             model's input size is not the data's, or its output neurons not its classes.
         rewire.errors.LoweringError: a module or parameter the compiler cannot map.
     """
-    from rewire.compiler.quantize import neuron_decays
+    from rewire.ir.chip_neurons import neuron_decays
 
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model: give a torch nn.Module, got {type(model).__name__}")
@@ -529,15 +532,16 @@ def run_uncompiled(prep: Prepared, result, t0: float, log=print) -> dict:
         MappingError: the trained network does not fit the cores (before any file is written).
     """
     profile, spec, t1 = prep.profile, prep.spec, time.perf_counter()
-    layers = [mapping.LayerConnectivity.from_mask(f"fc{k + 1}", lin.weight.detach().cpu().numpy())
-              for k, lin in enumerate(prep.model.linears)]
+    names = layer_names([Dense] * len(prep.model.linears))
+    layers = [mapping.LayerConnectivity.from_mask(name, lin.weight.detach().cpu().numpy())
+              for name, lin in zip(names, prep.model.linears)]
     cores = mapping.map_layers(layers, profile, spec.cores)
     reason = (f"neuron model {profile.neuron.model!r} of {profile.name} has no fixed-point "
               f"compiler in rewire (only 'cuba')")
     with Staging(prep.out) as stage:
         staging = stage.path
-        staged = {"cores_json": mapping.write_json(cores, staging / "cores.json"),
-                  "cores_png": mapping.write_png(cores, staging / "cores.png")}
+        staged = {"cores_json": export_cores.write_json(cores, staging / "cores.json"),
+                  "cores_png": export_cores.write_png(cores, staging / "cores.png")}
         files = _final_paths(prep.out, staged)
         t2 = time.perf_counter()
         timings = {"train_s": t1 - t0, "compile_s": 0.0, "export_s": t2 - t1,
@@ -598,9 +602,9 @@ def run(prep: Prepared, log=print) -> dict:
     if prep.profile.neuron.model != "cuba":
         return run_uncompiled(prep, result, t0, log)
     t1 = time.perf_counter()
-    net = compile_network(prep.model.cpu(), prep.profile, prep.split.max_value, spec.cores,
-                          calibration=None if spikes else prep.split.x_train.numpy(),
-                          **prep.run_options)
+    net = compile_network(lower(prep.model.cpu(), **prep.run_options), prep.profile,
+                          prep.split.max_value, spec.cores,
+                          calibration=None if spikes else prep.split.x_train.numpy())
     x_te, y_te = prep.split.x_test, prep.split.y_test
     test_spikes = None if spikes is None else spikes.x_test
     eq_inputs = x_te.cpu().numpy() if net.encoding == "current" else np.concatenate(
@@ -624,8 +628,8 @@ def run(prep: Prepared, log=print) -> dict:
             staged["onnx_int"] = onnx_int.write(net, staging / "model_int.onnx")
         if "nir" in prep.profile.formats:
             staged["nir"] = nir_graph.write(net, staging / "model.nir")
-        staged["cores_json"] = mapping.write_json(net.mapping, staging / "cores.json")
-        staged["cores_png"] = mapping.write_png(net.mapping, staging / "cores.png")
+        staged["cores_json"] = export_cores.write_json(net, staging / "cores.json")
+        staged["cores_png"] = export_cores.write_png(net, staging / "cores.png")
         t3 = time.perf_counter()
         lava = {"skipped": "profile has no netx target"}
         if "netx" in staged:
