@@ -16,7 +16,7 @@ import pytest
 import torch
 from hypothesis import assume, event, given, settings, strategies as st
 
-from rewire.compiler.quantize import compile_network
+from rewire import compile as compile_network
 from rewire.errors import LoweringError
 from rewire.export import nir_graph
 from rewire.frontends import nir as nir_frontend

@@ -38,14 +38,14 @@ from typing import Sequence
 
 import numpy as np
 
-from rewire.compiler.packing import (CoreBin, LayerConnectivity, Packer, assign_whole_layers,
-                                    check_neuron_limits, output_routes, too_many_cores)
+from rewire.compiler.packing import CoreBin, LayerConnectivity, Packer
+from rewire.compiler.placement import (assign_whole_layers, check_neuron_limits, output_routes,
+                                      too_many_cores)
 from rewire.errors import MappingError
 from rewire.hw_profiles.profile import HardwareProfile
 from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import CompiledConv, CompiledLayer
-from rewire.ir.cores import (LIMIT_KEYS, LIMITS, MAPPING_VERSION, OUTPUT_CORE,  # noqa: F401
-                             CoreMapping, CoreUsage)
+from rewire.ir.cores import OUTPUT_CORE, CoreMapping, CoreUsage
 
 __all__ = ["LayerConnectivity", "CoreUsage", "CoreMapping", "map_layers", "map_cores",
            "check_network", "layer_connectivity", "load_compiled"]

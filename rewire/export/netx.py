@@ -57,8 +57,8 @@ from rewire._version import __version__
 from rewire.compiler.netx_legal import lava_delay_steps, silent_guard
 from rewire.errors import ExportError
 from rewire.ir.compiled import CompiledNetwork
-from rewire.ir.compiled_layers import (CompiledConv, CompiledDense, CompiledLayer,
-                                       CompiledRecurrentDense, lookup)
+from rewire.ir.compiled_layers import (CompiledConv, CompiledDense, CompiledRecurrentDense,
+                                       lookup)
 from rewire.io import atomic_path, check_hdf5
 
 

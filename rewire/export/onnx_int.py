@@ -43,7 +43,7 @@ adds the given values; algorithms that round even small integers (Winograd, FFT,
 bfloat16 "fast math" GEMM) would break it. onnxruntime 1.23's CPU kernels, its SGEMM for
 ``MatMul`` and for ``Conv`` its default im2col + SGEMM one and the NCHWc ones its default
 graph optimizations pick on AVX2 (blocked, pointwise, depthwise), are checked exact in
-``tests/test_onnx.py`` with partial sums up to just below :math:`2^{24}`. Other execution
+``tests/export/test_onnx.py`` with partial sums up to just below :math:`2^{24}`. Other execution
 providers (e.g. cuDNN, which may pick Winograd or TF32) are not checked.
 
 Files: ``x`` is the integer input payload (int64; graded pixel values for ``current``

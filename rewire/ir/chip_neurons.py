@@ -36,7 +36,7 @@ import numpy as np
 
 from rewire.errors import CompileError
 from rewire.hw_profiles.profile import HardwareProfile
-from rewire.ir.neurons import IF, LI, LIF, NEURONS, CubaLI, CubaLIF
+from rewire.ir.neurons import IF, LI, LIF, CubaLI, CubaLIF
 
 __all__ = ["ChipNeuron", "CompiledCubaLIF", "CompiledLIF", "CompiledIF", "CompiledCubaLI",
            "CompiledLI", "CHIP_NEURONS", "chip_class", "decay_constant", "check_neuron",

@@ -12,7 +12,6 @@ the input is encoded, which profile it was compiled for and where each neuron si
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from rewire.hw_profiles.profile import HardwareProfile

@@ -28,7 +28,8 @@ import torch
 from hypothesis import given, strategies as st
 
 from rewire.compiler import simulate as sim
-from rewire.compiler.quantize import compile_network, netx_effective_weights, to_netx_grid
+from rewire import compile as compile_network
+from rewire.compiler.netx_legal import netx_effective_weights, to_netx_grid
 from rewire.export import netx
 from rewire.training.model import NeuronConfig, SpikingMLP
 
