@@ -166,10 +166,9 @@ def to_nir(net: CompiledNetwork) -> nir.NIRGraph:
         rewire.errors.ExportError: a layer named ``pool<k>`` that is not a sum pool (:func:`pool_weight`).
 
     Example:
-        >>> from rewire.hw_profiles.profile import load_profile
-        >>> from rewire.compiler.quantize import compile_network
+        >>> import rewire
         >>> from rewire.training.model import SpikingMLP
-        >>> net = compile_network(SpikingMLP((4, 3, 2)), load_profile("loihi2"), 16)
+        >>> net = rewire.compile(SpikingMLP((4, 3, 2)), "loihi2", 16)
         >>> g = to_nir(net)
         >>> list(g.nodes), g.metadata["dt"], g.nodes["lif1"].tau_mem.shape
         (['input', 'fc1', 'lif1', 'fc2', 'lif2', 'output'], 0.0001, (3,))

@@ -296,10 +296,9 @@ def build(net: CompiledNetwork, lava_delay: bool = False) -> onnx.ModelProto:
     """The integer chip model over all steps (one ``Scan``); checked, with metadata.
 
     Example:
-        >>> from rewire.hw_profiles.profile import load_profile
-        >>> from rewire.compiler.quantize import compile_network
+        >>> import rewire
         >>> from rewire.training.model import SpikingMLP
-        >>> net = compile_network(SpikingMLP((4, 3, 2)), load_profile("loihi2"), 16)
+        >>> net = rewire.compile(SpikingMLP((4, 3, 2)), "loihi2", 16)
         >>> build(net).graph.input[0].type.tensor_type.elem_type == TensorProto.INT64
         True
     """

@@ -183,10 +183,9 @@ def build(net: CompiledNetwork) -> onnx.ModelProto:
         encoding, input gain, state layout; :func:`rewire.export.onnx_graph.metadata`).
 
     Example:
-        >>> from rewire.hw_profiles.profile import load_profile
-        >>> from rewire.compiler.quantize import compile_network
+        >>> import rewire
         >>> from rewire.training.model import SpikingMLP
-        >>> net = compile_network(SpikingMLP((4, 3, 2)), load_profile("loihi2"), 16)
+        >>> net = rewire.compile(SpikingMLP((4, 3, 2)), "loihi2", 16)
         >>> [i.name for i in build(net).graph.input]
         ['x', 'v0', 'i0', 'v1', 'i1']
     """
