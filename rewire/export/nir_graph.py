@@ -77,7 +77,7 @@ from rewire.io import atomic_path
 from rewire.ir.chip_neurons import CompiledCubaLIF, chip_class
 from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import (CompiledConv, CompiledDense, CompiledLayer,
-                                       CompiledSumPool)
+                                       CompiledRecurrentDense, CompiledSumPool, lookup)
 
 NIR_FORMAT = "rewire-nir-1"
 
@@ -148,6 +148,41 @@ def pool_weight(layer: CompiledLayer) -> float | None:
     return float(w.flat[0])
 
 
+def _weight(layer: CompiledLayer, gain: float | None) -> np.ndarray:
+    """float64 weights, the input gain folded in (first layer of a ``current`` net)."""
+    weight = layer.weight.astype(np.float64)
+    return weight * gain if gain is not None else weight
+
+
+def _linear(layer, out_shape, gain, pool_w):
+    return nir.Linear(weight=_weight(layer, gain)), neuron_node(layer.neuron, out_shape)
+
+
+def _recurrent(layer, out_shape, gain, pool_w):
+    return (nir.Linear(weight=_weight(layer, gain)),
+            recurrent_subgraph(layer.neuron, layer.weight_rec))
+
+
+def _conv2d(layer, out_shape, gain, pool_w):
+    weight = _weight(layer, gain)
+    return (nir.Conv2d(input_shape=tuple(layer.in_shape[1:]), weight=weight,
+                       stride=tuple(layer.stride), padding=tuple(layer.padding),
+                       dilation=(1, 1), groups=int(layer.groups), bias=np.zeros(len(weight))),
+            neuron_node(layer.neuron, out_shape))
+
+
+def _sumpool(layer, out_shape, gain, pool_w):
+    kernel = layer.weight.shape[-1]
+    return (nir.SumPool2d(kernel_size=np.array([kernel, kernel]), stride=np.array(layer.stride),
+                          padding=np.array(layer.padding)),
+            neuron_node(layer.neuron, out_shape, pool_w * (gain or 1.0)))
+
+
+#: compiled layer type -> its ``(synapse node, neuron node)`` pair.
+LAYER_NODES = {CompiledDense: _linear, CompiledRecurrentDense: _recurrent,
+               CompiledConv: _conv2d, CompiledSumPool: _sumpool}
+
+
 def to_nir(net: CompiledNetwork) -> nir.NIRGraph:
     """The NIR graph of ``net``'s float model (see the module docstring).
 
@@ -189,27 +224,8 @@ def to_nir(net: CompiledNetwork) -> nir.NIRGraph:
                 net.layers[k - 1].out_shape)}, start_dim=0, end_dim=-1)
             edges.append((prev, "flatten"))
             prev = "flatten"
-        if pool_w is not None:
-            kernel = layer.weight.shape[-1]
-            nodes[syn] = nir.SumPool2d(kernel_size=np.array([kernel, kernel]),
-                                       stride=np.array(layer.stride),
-                                       padding=np.array(layer.padding))
-            nodes[lif] = neuron_node(layer.neuron, out_shape, pool_w * (gain or 1.0))
-        else:
-            weight = layer.weight.astype(np.float64)
-            if gain is not None:
-                weight = weight * gain
-            if dense:
-                nodes[syn] = nir.Linear(weight=weight)
-            else:
-                nodes[syn] = nir.Conv2d(input_shape=tuple(layer.in_shape[1:]), weight=weight,
-                                        stride=tuple(layer.stride), padding=tuple(layer.padding),
-                                        dilation=(1, 1), groups=int(layer.groups),
-                                        bias=np.zeros(len(weight)))
-            if layer.recurrent:
-                nodes[lif] = recurrent_subgraph(layer.neuron, layer.weight_rec)
-            else:
-                nodes[lif] = neuron_node(layer.neuron, out_shape)
+        nodes[syn], nodes[lif] = lookup(LAYER_NODES, layer, "NIR export")(layer, out_shape,
+                                                                          gain, pool_w)
         edges += [(prev, syn), (syn, lif)]
         prev = lif
     nodes["output"] = nir.Output(output_type={"output": np.array([net.sizes[-1]])})
