@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import warnings
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from rewire.training.conv import SpikingConvNet, SumPool2d
 from rewire.training.model import NeuronConfig
 
 from conftest import examples, requires_lava
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "export"))  # test_nir, test_onnx moved
 from test_nir import _conv_graph, _set, conv_cases, conv_inputs, conv_model  # noqa: F401
 from test_nir import conv_net_compiled  # noqa: F401  (fixture)
 from test_onnx import EQUIV, block_network, case_inputs, cases
@@ -525,7 +528,7 @@ def test_trained_fixture_compiles_for_loihi2(name, loihi2):
     assert rep.float_accuracy == pytest.approx(side["test_accuracy"], abs=1e-6)
     assert rep.prediction_agreement >= 0.97
     assert rep.integer_accuracy > 0.9
-    assert any(l.weight_rec is not None for l in net.layers) == ("rleaky" in name)
+    assert any(l.recurrent for l in net.layers) == ("rleaky" in name)
 
 
 @requires_lava
