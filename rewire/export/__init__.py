@@ -30,15 +30,17 @@ class FileWriter(NamedTuple):
     Attributes:
         key: the file key in :func:`write`'s result (``"netx"``, ``"onnx_int"``, ...).
         name: the file name in ``out_dir``.
-        module: the writer module; its ``write(net, path)`` writes the file.
+        module: the writer module.
         check: a function of the module that refuses (``ExportError``) what the file cannot
             express, before anything is written; ``""``: the writer refuses nothing.
+        func: the module's function ``func(net, path) -> path`` that writes the file.
     """
 
     key: str
     name: str
     module: str
     check: str = ""
+    func: str = "write"
 
 
 #: format -> the files it produces (:class:`FileWriter`), in writing order.
@@ -48,12 +50,11 @@ WRITERS: dict[str, tuple[FileWriter, ...]] = {
              FileWriter("onnx_unrolled", "model_unrolled.onnx", "rewire.export.onnx_unrolled"),
              FileWriter("onnx_int", "model_int.onnx", "rewire.export.onnx_int", "accumulators")),
     "nir": (FileWriter("nir", "model.nir", "rewire.export.nir_graph", "to_nir"),),
-    "cores": (FileWriter("cores_json", "cores.json", "rewire.export.cores"),
-              FileWriter("cores_png", "cores.png", "rewire.export.cores")),
+    "cores": (FileWriter("cores_json", "cores.json", "rewire.export.cores", func="write_json"),
+              FileWriter("cores_png", "cores.png", "rewire.export.cores", func="write_png")),
 }
 #: formats any profile may write (they describe the mapping, not a chip's input format).
 ANY_PROFILE = ("cores",)
-_FUNCS = {"cores_json": "write_json", "cores_png": "write_png"}
 
 
 def _formats(net: CompiledNetwork, formats) -> list[str]:
@@ -135,7 +136,6 @@ def write(net: CompiledNetwork, out_dir: str | Path, formats=None) -> dict[str, 
         built = {}
         for fmt in _formats(net, formats):
             for fw in WRITERS[fmt]:
-                module = importlib.import_module(fw.module)
-                func = getattr(module, _FUNCS.get(fw.key, "write"))
+                func = getattr(importlib.import_module(fw.module), fw.func)
                 built[fw.key] = Path(func(net, Path(staging) / fw.name))
         return _place(built, out)
