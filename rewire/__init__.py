@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+from rewire._version import __version__
 
 _LAZY = {
     "load_profile": ("rewire.hw_profiles.profile", "load_profile"),
@@ -67,7 +67,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'rewire' has no attribute {name!r}")
 
 
-def compile(model, profile, *, input_max_value: int | None = None, cores: int | None = None,
+def compile(model, profile, input_max_value: int | None = None, cores: int | None = None, *,
             calibration=None, **lower_options):
     """Compile a network for a chip: lower it to the IR, then fixed point and cores.
 
@@ -89,17 +89,26 @@ def compile(model, profile, *, input_max_value: int | None = None, cores: int | 
 
     Raises:
         rewire.errors.LoweringError: a piece of the model that cannot be lowered, named.
-        rewire.errors.CompileError: a layer the chip cannot run (named), or it does not fit
-            (``MappingError``).
+        rewire.errors.CompileError: a layer the chip cannot run (named), a value an IR node
+            refuses (a NaN weight, ``v_reset >= v_th``), or it does not fit (``MappingError``).
         rewire.errors.ProfileError: an unknown or malformed profile.
     """
     from rewire.compiler.quantize import compile_network
+    from rewire.errors import CompileError, RewireError
     from rewire.frontends import lower as _lower
     from rewire.hw_profiles.profile import HardwareProfile, load_profile as _load
+    from rewire.ir.network import Network
 
     if not isinstance(profile, HardwareProfile):
         profile = _load(profile)
-    network = _lower(model, **lower_options)
+    network = model
+    if not isinstance(model, Network):
+        try:
+            network = _lower(model, **lower_options)
+        except RewireError:
+            raise
+        except ValueError as exc:  # an IR node refused a value (NaN weight, v_reset >= v_th)
+            raise CompileError(f"the model cannot be compiled: {exc}") from None
     return compile_network(network, profile, input_max_value=input_max_value, cores=cores,
                            calibration=calibration)
 

@@ -71,5 +71,15 @@ class MappingError(CompileError):
         self.limit, self.layer, self.needed, self.allowed = limit, layer, needed, allowed
 
 
-class ExportError(RewireError):
-    """A file format cannot express the compiled network, or the output cannot be written."""
+class ExportError(CompileError):
+    """A file format cannot express the compiled network (a ``CompileError``, so callers that
+    catch those keep working).
+
+    Attributes:
+        format: the writer that refuses (``"netx"``, ``"onnx_int"``, ...).
+        layer: the layer it refuses (``""`` when the whole network is meant).
+    """
+
+    def __init__(self, message: str, format: str = "", layer: str = ""):
+        super().__init__(message)
+        self.format, self.layer = format, layer

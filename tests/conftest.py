@@ -20,7 +20,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-from rewire.compiler.quantize import compile_network
+from rewire import compile as compile_network
 from rewire.hw_profiles.profile import load_profile
 from rewire.training.model import SpikingMLP
 

@@ -22,12 +22,11 @@ every layer answers input step ``t`` in both. No other SNN tool reports this bef
 
 Example:
     >>> import numpy as np, torch
-    >>> from rewire.compiler.quantize import compile_network
-    >>> from rewire.hw_profiles.profile import load_profile
+    >>> import rewire
     >>> from rewire.training.model import SpikingMLP
     >>> _ = torch.manual_seed(0)
     >>> model = SpikingMLP((6, 8, 3), steps=5)
-    >>> net = compile_network(model, load_profile("loihi2"), 16)
+    >>> net = rewire.compile(model, "loihi2", 16)
     >>> rep = compare(net, np.random.default_rng(0).random((4, 6)), labels=[0, 1, 2, 0])
     >>> [l.name for l in rep.layers], rep.samples, rep.steps
     (['fc1', 'fc2'], 4, 5)

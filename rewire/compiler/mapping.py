@@ -34,132 +34,21 @@ how much it is exceeded and the option that fixes it, before any file is written
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from rewire.compiler.packing import (CoreBin, LayerConnectivity, MappingError, Packer,
-                                    assign_whole_layers, check_neuron_limits, output_routes,
-                                    too_many_cores)
+from rewire.compiler.packing import CoreBin, LayerConnectivity, Packer
+from rewire.compiler.placement import (assign_whole_layers, check_neuron_limits, output_routes,
+                                      too_many_cores)
+from rewire.errors import MappingError
 from rewire.hw_profiles.profile import HardwareProfile
+from rewire.ir.compiled import CompiledNetwork
+from rewire.ir.compiled_layers import CompiledConv, CompiledLayer
+from rewire.ir.cores import OUTPUT_CORE, CoreMapping, CoreUsage
 
-if TYPE_CHECKING:  # pragma: no cover
-    from rewire.compiler.network import CompiledLayer
-
-__all__ = ["MAPPING_VERSION", "OUTPUT_CORE", "MappingError", "LayerConnectivity", "CoreUsage",
-           "CoreMapping", "map_layers", "map_cores", "check_network", "layer_connectivity",
-           "write_json", "write_png"]
-
-MAPPING_VERSION = 1
-OUTPUT_CORE = -1  # ``CoreUsage.core`` of the dedicated output neurons
-#: ``(limit key, CoreUsage attribute)``: what each core figure is held against. ``fan_in`` is
-#: the largest per-neuron fan-in on the core (``limits.fan_in``); ``input_axons`` the distinct
-#: sources feeding the core (``limits.axons_in_per_core``), a different thing.
-LIMITS = (("neurons", "neurons"), ("synapses", "synapses"), ("input_axons", "input_axons"),
-          ("output_routes", "output_routes"), ("fan_in", "max_fan_in"))
-LIMIT_KEYS = tuple(k for k, _ in LIMITS)
-
-
-@dataclass(frozen=True)
-class CoreUsage:
-    """What one core holds and how full it is.
-
-    Attributes:
-        core: physical core number (0-based); ``OUTPUT_CORE`` (-1) for the dedicated output
-            neurons.
-        layers: ``{layer name: neurons of that layer here}``.
-        neurons: neurons on the core.
-        synapses: synapse words charged (see the module docstring).
-        connected: connected synapses into the core's neurons.
-        input_axons: distinct input axons (source neurons) feeding the core.
-        output_routes: output routes, one per (neuron, destination core) pair.
-        max_fan_in: the largest number of connected synapses into one neuron of the core.
-        capacity: the limit each figure is held against, per :data:`LIMIT_KEYS`
-            (``neurons``, ``synapses``, ``input_axons``: ``limits.axons_in_per_core``,
-            ``output_routes``: ``limits.axons_out_per_core``, ``fan_in``:
-            ``limits.fan_in``); 0 = the chip sets no limit.
-    """
-
-    core: int
-    layers: dict
-    neurons: int
-    synapses: int
-    connected: int
-    input_axons: int
-    output_routes: int
-    max_fan_in: int
-    capacity: dict
-
-    def utilisation(self) -> dict:
-        """``{limit: used / capacity}`` for each of :data:`LIMIT_KEYS`; ``None`` where the
-        chip sets no limit."""
-        return {k: (getattr(self, a) / self.capacity[k] if self.capacity[k] else None)
-                for k, a in LIMITS}
-
-    def to_dict(self) -> dict:
-        """JSON-ready form (one entry of ``cores.json``): every figure, and beside it in
-        ``limits`` the chip's limit it is held against (``null``: the chip sets none)."""
-        return {"core": "output" if self.core == OUTPUT_CORE else self.core,
-                "layers": dict(self.layers), "neurons": self.neurons,
-                "synapses": self.synapses, "connected_synapses": self.connected,
-                "input_axons": self.input_axons, "output_routes": self.output_routes,
-                "max_fan_in": self.max_fan_in,
-                "limits": {k: (v or None) for k, v in self.capacity.items()},
-                "utilisation": self.utilisation()}
-
-
-@dataclass(frozen=True)
-class CoreMapping:
-    """Where every neuron sits: the result of :func:`map_layers`.
-
-    Attributes:
-        usage: :class:`CoreUsage` of every core used, in opening order (the output block last).
-        placement: per layer, int64 ``(out,)``: index into ``usage`` of each neuron's core.
-        layer_names: layer names, input side first.
-        neurons_per_layer, synapses_per_layer: neurons and connected synapses of each layer.
-        allotted: cores the network was allowed (``--cores``, default the whole chip).
-        profile: name of the profile mapped to.
-    """
-
-    usage: tuple
-    placement: tuple
-    layer_names: tuple
-    neurons_per_layer: tuple
-    synapses_per_layer: tuple
-    allotted: int
-    profile: str = ""
-    algorithm: str = field(default="first-fit decreasing")
-
-    @property
-    def cores(self) -> int:
-        """Physical cores used (the dedicated output neurons are not a core)."""
-        return sum(1 for u in self.usage if u.core != OUTPUT_CORE)
-
-    @property
-    def cores_per_layer(self) -> tuple[int, ...]:
-        """Cores each layer's neurons occupy (a core shared by two layers counts for both)."""
-        return tuple(len(np.unique(p)) for p in self.placement)
-
-    def to_dict(self) -> dict:
-        """The ``cores.json`` document."""
-        return {"mapping_version": MAPPING_VERSION, "profile": self.profile,
-                "algorithm": self.algorithm, "cores_used": self.cores,
-                "cores_allotted": self.allotted,
-                "layers": [{"name": n, "neurons": int(k), "synapses": int(s),
-                            "cores": [_core_label(c) for c in sorted(
-                                {self.usage[i].core for i in np.unique(p)},
-                                key=lambda c: (c == OUTPUT_CORE, c))]}
-                           for n, k, s, p in zip(self.layer_names, self.neurons_per_layer,
-                                                 self.synapses_per_layer, self.placement)],
-                "cores": [u.to_dict() for u in self.usage]}
-
-
-def _core_label(core: int):
-    return "output" if core == OUTPUT_CORE else int(core)
-
+__all__ = ["LayerConnectivity", "CoreUsage", "CoreMapping", "map_layers", "map_cores",
+           "check_network", "layer_connectivity", "load_compiled"]
 
 # ----------------------------------------------------------------------------- entry points
 
@@ -250,16 +139,16 @@ def map_layers(layers: Sequence[LayerConnectivity], profile: HardwareProfile,
                        allotted=allotted, profile=profile.name, algorithm=algorithm)
 
 
-def layer_connectivity(layer: "CompiledLayer") -> LayerConnectivity:
+def layer_connectivity(layer: CompiledLayer) -> LayerConnectivity:
     """The connectivity of a compiled layer (``weight_int != 0``).
 
-    A convolution (``layer.kind == "conv"``) has no per-neuron input sets here: each neuron
+    A convolution (:class:`~rewire.ir.compiled_layers.CompiledConv`) has no per-neuron input sets here: each neuron
     gets the connected entries of its output channel's kernel as fan-in and all inputs as
     axons (an upper bound). A recurrent dense layer's recurrent synapses count like its input
     ones (its own neurons' spikes are further input axons: the mask is ``[W | W_rec]``).
     """
     w = np.asarray(layer.weight_int)
-    if getattr(layer, "kind", "dense") == "conv":
+    if isinstance(layer, CompiledConv):
         per_channel = np.count_nonzero(w.reshape(len(w), -1), axis=1)
         n_out, n_in = layer.shape
         fan_in = np.repeat(per_channel, n_out // len(w)).astype(np.int64)
@@ -267,7 +156,7 @@ def layer_connectivity(layer: "CompiledLayer") -> LayerConnectivity:
     return LayerConnectivity.from_mask(layer.name, np.asarray(layer.fan_in_matrix))
 
 
-def map_cores(layers: Sequence["CompiledLayer"], profile: HardwareProfile,
+def map_cores(layers: Sequence[CompiledLayer], profile: HardwareProfile,
               cores: int | None = None) -> CoreMapping:
     """:func:`map_layers` for compiled layers (their chip weights give the connectivity).
 
@@ -291,61 +180,17 @@ def check_network(profile: HardwareProfile, sizes: Sequence[int],
     return map_layers(layers, profile, cores, structural=True)
 
 
-# ----------------------------------------------------------------------------- outputs
+def load_compiled(data: dict) -> CompiledNetwork:
+    """:meth:`CompiledNetwork.from_dict`, mapping the cores again when ``data`` holds no
+    mapping (version-2 dicts written by rewire before the mapping was saved).
 
-def write_json(mapping: CoreMapping, path: str | Path) -> Path:
-    """Write ``cores.json`` (:meth:`CoreMapping.to_dict`) atomically; return the path."""
-    from rewire.io import write_text
-
-    return write_text(path, json.dumps(mapping.to_dict(), indent=2) + "\n")
-
-
-def write_png(mapping: CoreMapping, path: str | Path) -> Path:
-    """Bar chart of each core's utilisation of every limit (``cores.png``), written atomically.
-
-    One group of bars per core (neurons, synapses, input axons, output routes and the largest
-    per-neuron fan-in, each as a fraction of its limit; limits the chip does not set are left
-    out) and a line at 100 %.
+    Raises:
+        ValueError: see :meth:`CompiledNetwork.from_dict`.
+        MappingError: the layers no longer fit the profile's cores.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from rewire.io import atomic_path
-
-    usage = mapping.usage
-    n = len(usage)
-    fig = Figure(figsize=(min(max(7.0, 0.5 * n + 3), 24.0), 4.5), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    width = 0.8 / len(LIMIT_KEYS)
-    x = np.arange(n)
-    smallest = 100.0
-    for k, (key, attr) in enumerate(LIMITS):
-        util = [u.utilisation()[key] for u in usage]
-        if all(v is None for v in util):
-            continue
-        pct = [100 * (v or 0) for v in util]
-        bars = ax.bar(x + (k - (len(LIMITS) - 1) / 2) * width, pct, width, label=key)
-        if n <= 16:  # the used amount on top of each bar
-            ax.bar_label(bars, [f"{getattr(u, attr)}" for u in usage], fontsize=7, rotation=90,
-                         padding=2)
-        smallest = min([smallest] + [v for v in pct if v > 0])
-    ax.axhline(100, color="k", linestyle="--", linewidth=1, label="limit")
-    if smallest < 1.0:  # small utilisations stay visible on a log axis
-        ax.set_yscale("log")
-        ax.set_ylim(max(smallest / 3, 1e-4), 400)
-    else:
-        ax.set_ylim(0, 135)
-    ax.set_xticks(x)
-    ax.set_xticklabels([f"{_core_label(u.core)}" + ("" if n > 16 else "\n" + "+".join(u.layers))
-                        for u in usage],
-                       rotation=90 if n > 20 else 0, fontsize=8 if n > 20 else 9)
-    ax.set_xlabel("core (layers)")
-    ax.set_ylabel("used / core limit (%)")
-    ax.set_title(f"{mapping.profile}: {mapping.cores} of {mapping.allotted} cores "
-                 f"({mapping.algorithm})", fontsize=10)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return Path(path)
+    if isinstance(data, dict) and data.get("format") == "rewire-compiled" \
+            and data.get("version") == 2 and "mapping" not in data:
+        layers = [CompiledLayer.from_dict(l) for l in data["layers"]]
+        profile = HardwareProfile.from_dict(data["profile"])
+        return CompiledNetwork.from_dict(data, map_cores(layers, profile, data.get("cores")))
+    return CompiledNetwork.from_dict(data)

@@ -1,4 +1,5 @@
-r"""Compile a trained Norse SNN to the chip's fixed-point CUBA arithmetic (REFERENCE §3).
+r"""Compile an IR network to the chip's fixed-point CUBA arithmetic (Lava's ``PyLifModelBitAcc``,
+lava-nc 0.10 ``lava/proc/lif/models.py``; derivation in docs/compiler.md).
 
 Norse's LIF step and Loihi's CUBA step are the same recurrence once
 
@@ -10,7 +11,8 @@ Norse's LIF step and Loihi's CUBA step are the same recurrence once
 
 with one scale :math:`S` per layer and :math:`c_\mathrm{in}` the float value of one unit of
 input payload. Only the rounding differs. That is the IR's ``CubaLIF``; its other neuron nodes
-(:mod:`rewire.ir.nodes`) are CUBA neurons too (:func:`cuba_rates`): ``LIF`` and ``LI`` with
+(:mod:`rewire.ir.nodes`) are CUBA neurons too (:mod:`rewire.ir.chip_neurons`, one class per
+kind): ``LIF`` and ``LI`` with
 ``iDecay = 4096`` (the current lasts one step, so the input enters ``v`` directly), ``IF``
 with ``iDecay = 4096`` and ``vDecay = 0`` and weights ``w S`` (no ``dt/tau_mem`` factor); the
 leaky integrators ``LI``/``CubaLI`` never spike (no threshold; their output is ``v``). A
@@ -35,9 +37,15 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from rewire.compiler.mapping import map_cores
+from rewire.compiler.netx_legal import netx_exact, netx_weights, to_netx_grid
 from rewire.errors import CompileError
 from rewire.hw_profiles.profile import HardwareProfile
-from rewire.ir.compiled import CompiledLayer, CompiledNetwork
+from rewire.ir import nodes as ir_nodes
+from rewire.ir.chip_neurons import chip_class
+from rewire.ir.compiled import CompiledNetwork
+from rewire.ir.compiled_layers import (CompiledConv, CompiledDense, CompiledRecurrentDense,
+                                       CompiledSumPool, layer_names, lookup)
 from rewire.ir.network import Network
 
 ACTIVATION_BITS = 16  # Lava's LIF a_in port: LavaPyType(np.int16, precision=16)
@@ -46,178 +54,10 @@ ACTIVATION_MAX = 2 ** (ACTIVATION_BITS - 1) - 1
 
 
 
-def decay_constant(rate_inv: float, dt: float, profile: HardwareProfile, what: str,
-                   allow_zero: bool = False) -> int:
-    """``round(2**decay_bits * dt * rate_inv)``: a Norse time constant as a chip decay.
-
-    Raises:
-        CompileError: the decay rounds to 0 (no leak on chip; allowed for ``IF`` only) or
-            exceeds ``2**decay_bits``.
-    """
-    if allow_zero and rate_inv == 0:
-        return 0
-    unit = profile.neuron.decay_unit
-    if not np.isfinite(unit * dt * rate_inv):
-        raise CompileError(f"{what}: dt * tau_inv = {dt * rate_inv:g} is not a finite number; "
-                           f"give finite, positive dt and time constants")
-    value = round(unit * dt * rate_inv)
-    if value < 1 or value > unit:
-        raise CompileError(f"{what}: dt * tau_inv = {dt * rate_inv:g} gives a decay of {value} "
-                           f"/ {unit}; the chip needs 1..{unit} (change dt or the time constant)")
-    return int(value)
-
-
-def check_neuron(neuron, layer: str = "neuron") -> None:
-    """Refuse neuron constants the chip's CUBA model cannot express.
-
-    Args:
-        neuron: an IR neuron node (:mod:`rewire.ir.nodes`).
-        layer: the layer's name, for the message.
-
-    Raises:
-        CompileError: ``v_leak`` or ``v_reset`` non-zero, or ``v_th <= 0``.
-    """
-    v_leak, v_reset = getattr(neuron, "v_leak", 0.0), getattr(neuron, "v_reset", 0.0)
-    if v_leak != 0 or v_reset != 0:
-        raise CompileError(f"{layer}: {neuron.kind} v_leak = {v_leak} and v_reset = {v_reset} "
-                           f"must both be 0 for the chip's CUBA neuron (it leaks to 0 and "
-                           f"resets to 0); retrain with v_leak = v_reset = 0")
-    if neuron.spiking and not neuron.v_th > 0:
-        raise CompileError(f"{layer}: v_th must be > 0, got {neuron.v_th}")
-
-
-def neuron_decays(neuron, profile: HardwareProfile, name: str) -> tuple[int, int, float]:
-    """``(iDecay, vDecay, gain)`` of an IR neuron on ``profile`` (:func:`cuba_rates` as chip
-    constants), after :func:`check_neuron`.
-
-    Raises:
-        CompileError: as :func:`check_neuron` and :func:`decay_constant`, naming ``name``.
-    """
-    check_neuron(neuron, f"layer {name}")
-    i_rate, v_rate, gain = cuba_rates(neuron)
-    i_decay = decay_constant(i_rate / neuron.dt, neuron.dt, profile, f"layer {name} iDecay")
-    v_decay = decay_constant(v_rate / neuron.dt, neuron.dt, profile, f"layer {name} vDecay",
-                             allow_zero=neuron.kind == "IF")
-    return i_decay, v_decay, gain
-
-
-def cuba_rates(neuron) -> tuple[float, float, float]:
-    """``(dt/tau_syn, dt/tau_mem, gain)`` of an IR neuron as a CUBA neuron: the fractions of
-    current and voltage lost per step (``iDecay / 4096``, ``vDecay / 4096``) and the factor from
-    a float weight to the chip's voltage units per unit of ``S``.
-
-    ``CubaLIF``/``CubaLI``: ``(dt tau_syn_inv, dt tau_mem_inv, dt tau_mem_inv)``;
-    ``LIF``/``LI``: ``(1, dt tau_mem_inv, dt tau_mem_inv)``; ``IF``: ``(1, 0, 1)``.
-    """
-    dt = neuron.dt
-    if neuron.kind in ("CubaLIF", "CubaLI"):
-        return dt * neuron.tau_syn_inv, dt * neuron.tau_mem_inv, dt * neuron.tau_mem_inv
-    if neuron.kind in ("LIF", "LI"):
-        return 1.0, dt * neuron.tau_mem_inv, dt * neuron.tau_mem_inv
-    if neuron.kind == "IF":
-        return 1.0, 0.0, 1.0
-    raise CompileError(f"neuron kind {neuron.kind!r} has no CUBA image")  # pragma: no cover
-
-
-def _trailing_zero_bits(w: np.ndarray, cap: int = 8) -> int:
-    """Largest ``n <= cap`` with every entry of ``w`` divisible by ``2**n`` (netx's search)."""
-    n = cap
-    while n > 0 and np.any(w % (1 << n)):
-        n -= 1
-    return n
-
-
-def _netx_upscale(wmax: int, wmin: int) -> tuple[int, int]:
-    """The left shift ``s`` netx's ``optimize_weight_bits`` (lava-dl ``netx/utils.py``) applies
-    to a matrix whose largest and smallest weights are ``wmax``, ``wmin`` (not both 0), and
-    whether it treats the matrix as signed (1) or single-signed (0)."""
-    if wmax < 0:
-        scale, signed = -256 / wmin, 0
-    elif wmin >= 0:
-        scale, signed = 255 / wmax, 0
-    else:
-        scale, signed = min(127 / wmax if wmax > 0 else np.inf, -128 / wmin), 1
-    return int(np.floor(np.log2(scale))) + signed, signed
-
-
-def netx_effective_weights(weight_int: np.ndarray) -> np.ndarray:
-    """The integer weights Lava actually applies to a ``dense`` layer of a netx file.
-
-    lava-dl 0.6 ``netx/utils.py optimize_weight_bits`` scales a file's weights up by ``2**s``
-    (``s = floor(log2(scale)) + signed``, ``scale = min(127/max, -128/min)`` for mixed signs,
-    ``255/max`` excitatory, ``-256/min`` inhibitory), sets ``weight_exponent = -s`` and
-    ``num_weight_bits = 8 - s - n`` (``n``: trailing zero bits of the file weights, minus one
-    if signed). Lava's fixed-point ``Dense``/``Sparse`` model then clips to 8 bits
-    (``lava/utils/weightutils.py clip_weights``), drops ``8 - num_weight_bits + mixed`` low
-    bits (``truncate_weights``, flooring) and right-shifts the synaptic sum by ``s``. For
-    ``s = 0`` (the largest magnitude is at least 128) this is the identity; for ``s > 0`` it
-    loses ``s`` low bits (lava #859), which the compiler avoids or models with this function.
-    An all-zero matrix is returned unchanged (netx itself would crash on it: lava #501).
-
-    Args:
-        weight_int: integer weights ``(out, in)`` in ``[-256, 254]``, even (Loihi 2 step).
-
-    Returns:
-        int64 ``(out, in)``: ``E`` such that Lava's synaptic input is exactly ``E @ s``.
-
-    Raises:
-        ValueError: odd weights or weights outside 9 signed bits (the sum would not separate
-            into per-synapse weights).
-    """
-    full = np.asarray(weight_int)
-    nz = np.flatnonzero(full)
-    if nz.size == 0:
-        return full.astype(np.int64)
-    w = full.reshape(-1)[nz].astype(np.int64)  # zeros stay zero below: work on synapses
-    wmax, wmin = int(w.max()), int(w.min())
-    if nz.size < full.size:  # the matrix's zeros count for netx's max and min
-        wmax, wmin = max(wmax, 0), min(wmin, 0)
-    if wmax > 254 or wmin < -256 or np.any(w % 2):
-        raise ValueError(f"weights must be even and in [-256, 254], got [{wmin}, {wmax}]")
-    s, signed = _netx_upscale(wmax, wmin)
-    n = _trailing_zero_bits(w) - signed
-    num_weight_bits = 8 - s - n
-    w1 = w << s
-    # lava/proc/dense/models.py: sign mode, clip_weights(num_bits=8), truncate_weights
-    if w1.min() >= 0:
-        lo, hi, mixed, negate = 0, 255, 0, False
-    elif w1.max() <= 0:
-        lo, hi, mixed, negate = 0, 255, 0, True
-    else:
-        lo, hi, mixed, negate = -256, 255, 1, False
-    w2 = np.clip(-w1 if negate else w1, lo, hi)
-    k = 8 - num_weight_bits + mixed
-    w3 = (w2 >> k) << k
-    w3 = -w3 if negate else w3
-    if k < s:  # pragma: no cover - even weights always give k >= s
-        raise ValueError("netx weight exponent does not separate over synapses")
-    out = np.zeros(full.size, dtype=np.int64)
-    out[nz] = w3 >> s
-    return out.reshape(full.shape)
-
-
-def netx_exact(weight_int: np.ndarray) -> bool:
-    """Whether Lava applies a dense layer's file weights unchanged (:func:`netx_effective_weights`).
-
-    Fast path: even weights in ``[-254, 254]`` whose netx scale-up ``s`` is 0 (largest
-    magnitude >= 128, or an all-zero matrix) are always kept.
-    """
-    w = np.asarray(weight_int)
-    if w.size == 0:
-        return True
-    wmax, wmin = int(w.max()), int(w.min())
-    if wmax == wmin == 0:
-        return True
-    if wmin >= -254 and wmax <= 254:
-        if _netx_upscale(wmax, wmin)[0] == 0 and not np.any(w & 1):
-            return True
-    return bool(np.array_equal(netx_effective_weights(w), w))
-
-
 def quantize_layer(name: str, weight: np.ndarray, neuron, profile: HardwareProfile,
                    input_scale: float, max_payload: int,
                    payloads: np.ndarray | None = None,
-                   weight_rec: np.ndarray | None = None) -> CompiledLayer:
+                   weight_rec: np.ndarray | None = None) -> CompiledDense:
     """Quantize one layer (see the module docstring for the choice of ``S``).
 
     Args:
@@ -234,7 +74,8 @@ def quantize_layer(name: str, weight: np.ndarray, neuron, profile: HardwareProfi
             ``None``; they carry binary spikes and share the layer's scale.
 
     Returns:
-        The :class:`CompiledLayer`. A layer whose synapses are all pruned compiles (its scale
+        A :class:`~rewire.ir.compiled_layers.CompiledDense` (a
+        :class:`~rewire.ir.compiled_layers.CompiledRecurrentDense` with ``weight_rec``). A layer whose synapses are all pruned compiles (its scale
         is then set by the threshold) and says so in ``notes``.
 
     Raises:
@@ -247,7 +88,8 @@ def quantize_layer(name: str, weight: np.ndarray, neuron, profile: HardwareProfi
         raise CompileError(f"layer {name}: {int(np.count_nonzero(~np.isfinite(full)))} "
                            f"weights are NaN or infinite (training diverged); lower --lr or "
                            f"check the model")
-    i_decay, v_decay, gain = neuron_decays(neuron, profile, name)
+    chip = chip_class(neuron)
+    i_decay, v_decay, gain = chip.decays(neuron, profile, name)
     gain = gain * input_scale   # float weight -> u per unit S
     # recurrent inputs are binary spikes of the layer itself, whose value is 1, not
     # input_scale: scale their weights so that one unit of "payload" means one spike
@@ -282,7 +124,7 @@ def quantize_layer(name: str, weight: np.ndarray, neuron, profile: HardwareProfi
     current_max = state_max * (i_decay / nfmt.decay_unit) / 2 ** nfmt.activation_shift
     limits = {
         "weight bits": wmag / (gain * wmax) if wmax > 0 else np.inf,
-        "threshold bits": nfmt.max_threshold_mant / neuron.v_th if neuron.spiking else np.inf,
+        "threshold bits": chip.threshold_limit(neuron, profile),
         "activation bits": ACTIVATION_MAX / act if act > 0 else np.inf,
         "current bits": current_max / act if act > 0 else np.inf,
     }
@@ -301,65 +143,18 @@ def quantize_layer(name: str, weight: np.ndarray, neuron, profile: HardwareProfi
     w_int = np.zeros(full.size, dtype=np.int32)
     w_int[nz] = q
     w_int = w_int.reshape(full.shape)
-    v_th_mant = 0
-    if neuron.spiking:
-        v_th_mant = int(round(neuron.v_th * scale))
-        if not 1 <= v_th_mant <= nfmt.max_threshold_mant:
-            raise CompileError(f"layer {name}: vThMant = {v_th_mant} is outside 1..."
-                               f"{nfmt.max_threshold_mant}; the weights span too wide a range "
-                               f"(limited by {limited_by})")
+    v_th_mant = chip.threshold_mant(neuron, scale, profile, name, limited_by)
     notes = ()
     if not np.any(w_int):
         notes = ("every synapse is pruned or rounds to 0: the layer never spikes",)
-    rec = {}
-    if weight_rec is not None:
-        rec = {"weight_rec": weight_rec.astype(np.float32),
-               "weight_rec_int": np.ascontiguousarray(w_int[:, n_in:])}
-    return CompiledLayer(name=name, weight=weight.astype(np.float32),
-                         weight_int=np.ascontiguousarray(w_int[:, :n_in]),
-                         scale=float(scale), input_scale=float(input_scale), i_decay=i_decay,
-                         v_decay=v_decay, v_th_mant=v_th_mant, scale_limited_by=limited_by,
-                         notes=notes, neuron=neuron, **rec)
-
-
-def to_netx_grid(layer: CompiledLayer) -> CompiledLayer:
-    """Make a dense layer's weights a fixed point of :func:`netx_effective_weights`.
-
-    When the largest weight magnitude is below 128, netx would silently drop low weight bits
-    in Lava; instead the compiler stores the weights Lava will really use (iterated to a fixed
-    point, at most a few rounds) so that the integer model, the file and Lava agree, and notes
-    it in the layer's ``notes``. A recurrent layer's ``[W | W_rec]`` is treated as one matrix,
-    as netx's ``dense_rec`` does (lava-dl 0.6 ``netx/hdf5.py``: ``optimize_weight_bits`` of the
-    concatenation).
-    """
-    full = layer.fan_in_matrix
-    if netx_exact(full):
-        return layer
-    w = full.astype(np.int64)
-    for _ in range(16):
-        e = netx_effective_weights(w)
-        if np.array_equal(e, w):
-            break
-        w = e
-    else:  # pragma: no cover - the grid only coarsens, so this converges
-        raise CompileError(f"layer {layer.name}: netx weight grid did not converge")
-    if np.array_equal(w, full):
-        return layer
-    lost = int(np.count_nonzero(full)) - int(np.count_nonzero(w))
-    note = (f"largest weight {int(np.abs(full).max())} < 128: weights rounded onto "
-            f"netx's coarser grid as Lava applies them ({lost} synapses lost)")
-    n_in = layer.weight_int.shape[1]
-    rec = {"weight_rec_int": w[:, n_in:].astype(np.int32)} if layer.recurrent else {}
-    return dataclasses.replace(layer, weight_int=w[:, :n_in].astype(np.int32),
-                               notes=layer.notes + (note,), **rec)
-
-
-def _pair(value, what: str) -> tuple[int, int]:
-    if isinstance(value, str):
-        raise CompileError(f"{what} = {value!r}: only integer paddings compile; give the "
-                           f"padding in pixels")
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    return int(pair[0]), int(pair[1])
+    fields = dict(name=name, weight=weight.astype(np.float32),
+                  weight_int=np.ascontiguousarray(w_int[:, :n_in]), scale=float(scale),
+                  input_scale=float(input_scale), scale_limited_by=limited_by, notes=notes,
+                  chip=chip(neuron, i_decay, v_decay, v_th_mant))
+    if weight_rec is None:
+        return CompiledDense(**fields)
+    return CompiledRecurrentDense(weight_rec=weight_rec.astype(np.float32),
+                                  weight_rec_int=np.ascontiguousarray(w_int[:, n_in:]), **fields)
 
 
 def conv_patches(payloads: np.ndarray, in_shape: tuple[int, int, int],
@@ -392,7 +187,7 @@ def conv_patches(payloads: np.ndarray, in_shape: tuple[int, int, int],
 def quantize_conv_layer(name: str, synapse, in_shape: tuple[int, int, int],
                         out_shape: tuple[int, int, int], neuron, profile: HardwareProfile,
                         input_scale: float, max_payload: int,
-                        payloads: np.ndarray | None = None) -> CompiledLayer:
+                        payloads: np.ndarray | None = None) -> CompiledConv:
     """Quantize an IR ``Conv2d`` or ``SumPool2d`` layer.
 
     The same per-layer scale ``S`` as :func:`quantize_layer` (whose code this reuses on the
@@ -410,13 +205,14 @@ def quantize_conv_layer(name: str, synapse, in_shape: tuple[int, int, int],
         payloads: optional calibration payloads ``(B, C*H*W)``.
 
     Returns:
-        A :class:`CompiledLayer` with ``kind = "conv"`` and 4-D ``weight``/``weight_int``
-        (``pool_weight`` set for a sum pool).
+        A :class:`~rewire.ir.compiled_layers.CompiledConv` (a
+        :class:`~rewire.ir.compiled_layers.CompiledSumPool` for a sum pool) with 4-D
+        ``weight``/``weight_int``.
 
     Raises:
         CompileError: any :func:`quantize_layer` error.
     """
-    pool = synapse.op == "sumpool"
+    pool = isinstance(synapse, ir_nodes.SumPool2d)
     weight = (synapse.kernel_weights(in_shape[0]) if pool else synapse.weight).astype(np.float64)
     groups = int(in_shape[0]) if pool else int(synapse.groups)
     stride, padding = tuple(synapse.stride), tuple(synapse.padding)
@@ -425,23 +221,19 @@ def quantize_conv_layer(name: str, synapse, in_shape: tuple[int, int, int],
         patches = conv_patches(payloads, in_shape, weight.shape[2:], stride, padding)
     flat = quantize_layer(name, weight.reshape(len(weight), -1), neuron, profile, input_scale,
                           max_payload, patches)
-    return dataclasses.replace(flat, weight=flat.weight.reshape(weight.shape),
-                               weight_int=flat.weight_int.reshape(weight.shape), kind="conv",
-                               in_shape=tuple(in_shape), out_shape=tuple(out_shape),
-                               stride=stride, padding=padding, groups=groups,
-                               pool_weight=float(synapse.weight) if pool else None)
-
-
-def _netx_weights(profile: HardwareProfile) -> bool:
-    """Whether dense weights go through netx's ``optimize_weight_bits`` (Loihi weight format)."""
-    w = profile.weights
-    return "netx" in profile.formats and w.max_int <= 254 and w.min_int >= -256 \
-        and w.step % 2 == 0
+    fields = dict(name=name, weight=flat.weight.reshape(weight.shape),
+                  weight_int=flat.weight_int.reshape(weight.shape), scale=flat.scale,
+                  input_scale=flat.input_scale, scale_limited_by=flat.scale_limited_by,
+                  chip=flat.chip, notes=flat.notes, in_shape=tuple(in_shape),
+                  out_shape=tuple(out_shape), stride=stride, padding=padding, groups=groups)
+    if pool:
+        return CompiledSumPool(pool_weight=float(synapse.weight), **fields)
+    return CompiledConv(**fields)
 
 
 def _graded_input_layer(name: str, layer, profile: HardwareProfile, input_gain: float,
                         input_max_value: int, calibration: np.ndarray | None
-                        ) -> tuple[CompiledLayer, int]:
+                        ) -> tuple[CompiledDense, int]:
     """Quantize the first dense layer of a graded (current-encoded) input, choosing the payload.
 
     The payload standing for ``x = 1`` is tried at ``input_max_value``, then halved
@@ -456,9 +248,9 @@ def _graded_input_layer(name: str, layer, profile: HardwareProfile, input_gain: 
         ``(layer, payload)``: the layer and the integer payload standing for ``x = 1``.
     """
     weight = layer.synapse.weight.astype(np.float64)
-    rec = layer.synapse.weight_rec.astype(np.float64) if layer.synapse.op == "dense_rec" \
-        else None
-    netx, wfmt = _netx_weights(profile), profile.weights
+    rec = layer.synapse.weight_rec.astype(np.float64) \
+        if isinstance(layer.synapse, ir_nodes.RecurrentDense) else None
+    netx, wfmt = netx_weights(profile), profile.weights
     best = None
     payload = input_max_value
     while payload >= 1:
@@ -483,30 +275,37 @@ def _graded_input_layer(name: str, layer, profile: HardwareProfile, input_gain: 
     return (to_netx_grid(best[1]) if netx else best[1]), best[2]
 
 
-def _layer_names(network: Network) -> list[str]:
-    """``fc<k>`` (dense and recurrent dense), ``conv<k>``, ``pool<k>``, numbered per kind."""
-    counts, names = {"conv": 0, "pool": 0, "fc": 0}, []
-    for layer in network.layers:
-        prefix = {"sumpool": "pool", "conv": "conv"}.get(layer.synapse.op, "fc")
-        counts[prefix] += 1
-        names.append(f"{prefix}{counts[prefix]}")
-    return names
+def _dense(name, layer, profile, input_scale, max_payload, payloads, netx) -> CompiledDense:
+    rec = layer.synapse.weight_rec.astype(np.float64) \
+        if isinstance(layer.synapse, ir_nodes.RecurrentDense) else None
+    compiled = quantize_layer(name, layer.synapse.weight.astype(np.float64), layer.neuron,
+                              profile, input_scale, max_payload, payloads, rec)
+    return to_netx_grid(compiled) if netx else compiled
 
 
-def compile_network(network, profile: HardwareProfile, input_max_value: int | None = None,
+def _conv(name, layer, profile, input_scale, max_payload, payloads, netx) -> CompiledConv:
+    return quantize_conv_layer(name, layer.synapse, layer.in_shape, layer.out_shape,
+                               layer.neuron, profile, input_scale, max_payload, payloads)
+
+
+#: IR synapse type -> how its layer is quantized (the graded input layer aside).
+QUANTIZERS = {ir_nodes.Dense: _dense, ir_nodes.RecurrentDense: _dense,
+              ir_nodes.Conv2d: _conv, ir_nodes.SumPool2d: _conv}
+
+
+def compile_network(network: Network, profile: HardwareProfile, input_max_value: int | None = None,
                     cores: int | None = None,
-                    calibration: np.ndarray | None = None, **lower_options) -> CompiledNetwork:
+                    calibration: np.ndarray | None = None) -> CompiledNetwork:
     """Compile an IR :class:`~rewire.ir.network.Network` for ``profile``.
 
-    Each IR layer becomes a :class:`CompiledLayer` named ``fc<k>``, ``conv<k>`` or
-    ``pool<k>`` (numbered per kind) with its own neuron's chip constants
-    (:func:`cuba_rates`); then the layers are mapped onto cores
+    Each IR layer becomes the compiled layer of its synapse type
+    (:mod:`rewire.ir.compiled_layers`) named by :func:`~rewire.ir.compiled_layers.layer_names`
+    with its own neuron's chip image (:mod:`rewire.ir.chip_neurons`); then the layers are mapped onto cores
     (:func:`rewire.compiler.mapping.map_cores`).
 
     Args:
-        network: the IR network. For convenience a torch/Norse module or a NIR graph is
-            lowered first with :func:`rewire.frontends.lower` (``lower_options`` go there);
-            the compiler itself reads only the IR.
+        network: the IR network (lower a torch/Norse module or a NIR graph first with
+            :func:`rewire.frontends.lower`, or call :func:`rewire.compile`, which does).
         profile: target chip.
         input_max_value: ``current`` encoding: the integer payload standing for input 1.0
             (16 for digits, 255 for MNIST); default 255. Ignored for ``rate`` input.
@@ -521,21 +320,14 @@ def compile_network(network, profile: HardwareProfile, input_max_value: int | No
     Raises:
         CompileError: a profile whose neuron model is not ``cuba``, ``input_max_value`` not
             an integer in [1, 2**24], ``cores`` outside [1, limits.cores], and the errors of
-            :func:`check_neuron`, :func:`quantize_layer` and
+            :meth:`~rewire.ir.chip_neurons.ChipNeuron.check`, :func:`quantize_layer` and
             :func:`rewire.compiler.mapping.map_cores` (``MappingError``), naming the layer.
-        rewire.errors.LoweringError: (a module or graph given) what the frontend cannot lower;
-            a value an IR node refuses (a NaN weight, ``v_reset >= v_th``) is a CompileError.
+        TypeError: ``network`` is not an IR ``Network`` (named, with how to lower it).
     """
     if not isinstance(network, Network):
-        from rewire.errors import RewireError
-        from rewire.frontends import lower
-
-        try:
-            network = lower(network, **lower_options)
-        except RewireError:
-            raise
-        except ValueError as exc:  # an IR node refused a value (NaN weight, v_reset >= v_th)
-            raise CompileError(f"the model cannot be compiled: {exc}") from None
+        raise TypeError(f"network: give an IR rewire.ir.Network, got {type(network).__name__}; "
+                        f"lower a model first with rewire.frontends.lower(model) or call "
+                        f"rewire.compile(model, profile)")
     if profile.neuron.model != "cuba":
         raise CompileError(f"profile {profile.name!r}: neuron model {profile.neuron.model!r} "
                            f"is not supported (only 'cuba')")
@@ -556,8 +348,8 @@ def compile_network(network, profile: HardwareProfile, input_max_value: int | No
         calibration = np.asarray(calibration, dtype=np.float64).reshape(len(calibration), -1)
     layers = []
     payload_max = input_max_value if current else 1
-    netx = _netx_weights(profile)
-    for k, (name, layer) in enumerate(zip(_layer_names(network), network.layers)):
+    netx = netx_weights(profile)
+    for k, (name, layer) in enumerate(zip(layer_names(network.layers), network.layers)):
         payloads = None
         if k == 0 and current:
             input_scale, max_payload = network.input_gain / input_max_value, input_max_value
@@ -565,24 +357,15 @@ def compile_network(network, profile: HardwareProfile, input_max_value: int | No
                 payloads = np.rint(calibration * input_max_value)
         else:
             input_scale, max_payload = 1.0, 1
-        op = layer.synapse.op
-        if op in ("dense", "dense_rec") and k == 0 and current:
+        dense = isinstance(layer.synapse, (ir_nodes.Dense, ir_nodes.RecurrentDense))
+        if dense and k == 0 and current:
             compiled, payload_max = _graded_input_layer(name, layer, profile,
                                                         network.input_gain,
                                                         input_max_value, calibration)
-        elif op in ("conv", "sumpool"):
-            compiled = quantize_conv_layer(name, layer.synapse, layer.in_shape,
-                                           layer.out_shape, layer.neuron, profile,
-                                           input_scale, max_payload, payloads)
         else:
-            rec = layer.synapse.weight_rec.astype(np.float64) if op == "dense_rec" else None
-            compiled = quantize_layer(name, layer.synapse.weight.astype(np.float64),
-                                      layer.neuron, profile, input_scale, max_payload,
-                                      payloads, rec)
-            compiled = to_netx_grid(compiled) if netx else compiled
+            compiled = lookup(QUANTIZERS, layer.synapse, "compile_network")(
+                name, layer, profile, input_scale, max_payload, payloads, netx)
         layers.append(dataclasses.replace(compiled, source=layer.name))
-    from rewire.compiler.mapping import map_cores  # mapping imports quantize's helpers
-
     mapping = map_cores(layers, profile, cores)
     return CompiledNetwork(layers=tuple(layers), steps=network.steps,
                            encoding=network.encoding, input_gain=network.input_gain,

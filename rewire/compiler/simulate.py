@@ -1,6 +1,6 @@
 r"""Integer reference simulator: the chip's CUBA arithmetic bit for bit, batched in numpy.
 
-Per layer and time step (Lava ``proc/lif/models.py``, ``PyLifModelBitAcc``; REFERENCE §3):
+Per layer and time step (lava-nc 0.10 ``lava/proc/lif/models.py``, ``PyLifModelBitAcc``):
 
 .. math::
     a &= W_\mathrm{int}\, s \\
@@ -13,10 +13,12 @@ of exactly :math:`+2^{23}` is kept, values above it lose :math:`2^{24}`, values 
 :math:`-2^{23}` gain it) and ``v`` saturates at :math:`\pm(2^{23}-1)`. ``a`` is *not* cut to
 16 bits: Lava's bit-accurate ``Dense``/``Sparse`` send ``a_out`` as int32 and the LIF's int16
 ``a_in`` port only adds it to int16 zeros, which numpy widens to int32 (checked spike for spike
-by ``tests/test_conformance.py`` with activations far above :math:`2^{15}`); the compiler keeps
+by ``tests/export/test_conformance.py`` with activations far above :math:`2^{15}`); the compiler keeps
 ``a`` within 16 bits on calibration data anyway. ``W_int`` must be the weights Lava applies,
 which :func:`rewire.compiler.quantize.compile_network` guarantees (see
-:func:`rewire.compiler.quantize.netx_effective_weights`). A dense :math:`W_\mathrm{int} s` is
+:func:`rewire.compiler.netx_legal.netx_effective_weights`). The neuron step itself is
+:meth:`rewire.ir.chip_neurons.ChipNeuron.int_step` on the numpy backend :class:`NumpyOps`
+(the integer ONNX writer runs the same method on its ONNX backend). A dense :math:`W_\mathrm{int} s` is
 computed with float64 BLAS when every sum stays below :math:`2^{53}` (exact), else in int64.
 For a ``conv`` layer :math:`W_\mathrm{int} s` is the 2-D cross-correlation of the
 ``(C, H, W)`` input map with the integer kernel (torch ``conv2d`` semantics: stride, zero
@@ -38,13 +40,70 @@ from __future__ import annotations
 
 import numpy as np
 
-from rewire.ir.compiled import CompiledLayer, CompiledNetwork
+from rewire.compiler.netx_legal import lava_delay_steps, pad_for_lava
+from rewire.hw_profiles.profile import NeuronFormat
+from rewire.ir.compiled import CompiledNetwork
+from rewire.ir.compiled_layers import CompiledConv, CompiledDense, CompiledLayer, lookup
+
+__all__ = ["NumpyOps", "synaptic_input", "encode_input", "simulate", "pad_for_lava", "align",
+           "class_scores", "accuracy"]
 
 
-def _decay(x: np.ndarray, decay: int, decay_bits: int) -> np.ndarray:
-    unit = 1 << decay_bits
-    prod = x * (unit - decay)
-    return np.sign(prod) * (np.abs(prod) >> decay_bits)
+class NumpyOps:
+    """The numpy backend of :meth:`rewire.ir.chip_neurons.ChipNeuron.int_step`: int64 arrays
+    ``(B, n)``, the profile's neuron format (``decay_bits``, ``activation_shift``,
+    ``state_bits``, ``threshold_shift``)."""
+
+    def __init__(self, nfmt: NeuronFormat):
+        self.nfmt, self.half = nfmt, 1 << (nfmt.state_bits - 1)
+
+    def decay(self, x, decay, tag):
+        """``trunc0(x (2**bits - decay) / 2**bits)``."""
+        prod = x * ((1 << self.nfmt.decay_bits) - decay)
+        return np.sign(prod) * (np.abs(prod) >> self.nfmt.decay_bits)
+
+    def shift(self, a):
+        """``a << activation_shift``."""
+        return a << self.nfmt.activation_shift
+
+    def add(self, x, y, tag):
+        """``x + y``."""
+        return x + y
+
+    def wrap(self, u):
+        """Lava's 24-bit wrap of the current (``+2**23`` kept)."""
+        half = self.half
+        wrapped = np.where(u > half, u - 2 * half, u)
+        return np.where(wrapped <= -half, u + 2 * half, wrapped)
+
+    def clip(self, v):
+        """Saturate ``v`` at ``+-(2**23 - 1)``."""
+        return np.clip(v, -self.half + 1, self.half - 1)
+
+    def fire(self, v, v_th_mant):
+        """``v > vThMant << threshold_shift``."""
+        return v > (v_th_mant << self.nfmt.threshold_shift)
+
+    def reset(self, fire, v):
+        """``v`` with the fired neurons reset to 0."""
+        v[fire] = 0
+        return v
+
+    def spikes(self, fire):
+        """The spike output: the boolean mask."""
+        return fire
+
+    def readout(self, v):
+        """A leaky integrator's new ``v`` and output (both ``v``)."""
+        return v, v
+
+
+def _dense_input(layer: CompiledDense, s: np.ndarray) -> np.ndarray:
+    w = layer.weight_int
+    if s.size and w.size and float(np.abs(s).max()) * 256 * w.shape[1] < 2.0 ** 53:
+        # float64 BLAS is exact for integer sums below 2**53 (and ~50x faster than int64)
+        return (s.astype(np.float64) @ w.astype(np.float64).T).astype(np.int64)
+    return s @ w.astype(np.int64).T
 
 
 def synaptic_input(layer: CompiledLayer, s: np.ndarray) -> np.ndarray:
@@ -54,16 +113,10 @@ def synaptic_input(layer: CompiledLayer, s: np.ndarray) -> np.ndarray:
     padding, groups) of the ``(B, *in_shape)`` input with the integer kernel, in float64
     (exact below 2**53), flattened back in ``(C, H, W)`` order.
     """
-    if layer.kind != "conv":
-        w = layer.weight_int
-        if s.size and w.size and float(np.abs(s).max()) * 256 * w.shape[1] < 2.0 ** 53:
-            # float64 BLAS is exact for integer sums below 2**53 (and ~50x faster than int64)
-            return (s.astype(np.float64) @ w.astype(np.float64).T).astype(np.int64)
-        return s @ w.astype(np.int64).T
-    return _conv_input(layer, s)
+    return lookup(SYNAPTIC_INPUT, layer, "synaptic_input")(layer, s)
 
 
-def _conv_input(layer: CompiledLayer, s: np.ndarray) -> np.ndarray:
+def _conv_input(layer: CompiledConv, s: np.ndarray) -> np.ndarray:
     """``conv2d`` of ``s`` ``(B, C*H*W)`` with the integer kernel, as im2col + float64 matmul
     per group (exact below 2**53; numpy, not torch, whose thread pool stalls on a busy CPU)."""
     (c, h, w), (co, ho, wo) = layer.in_shape, layer.out_shape
@@ -80,6 +133,10 @@ def _conv_input(layer: CompiledLayer, s: np.ndarray) -> np.ndarray:
                             axes=([1, 4, 5], [1, 2, 3]))  # (B, Ho, Wo, oi)
         out[:, k * oi:(k + 1) * oi] = part.transpose(0, 3, 1, 2)
     return out.reshape(len(x), -1).astype(np.int64)
+
+
+#: compiled layer type -> its integer synaptic input (a sum pool is a conv).
+SYNAPTIC_INPUT = {CompiledDense: _dense_input, CompiledConv: _conv_input}
 
 
 def encode_input(net: CompiledNetwork, x: np.ndarray) -> np.ndarray:
@@ -121,8 +178,7 @@ def simulate(net: CompiledNetwork, payload: np.ndarray, lava_delay: bool = False
     """
     payload = np.asarray(payload, dtype=np.int64)
     steps, batch = payload.shape[:2]
-    nfmt = net.profile.neuron
-    half = 1 << (nfmt.state_bits - 1)
+    ops = NumpyOps(net.profile.neuron)
     u = [np.zeros((batch, l.shape[0]), np.int64) for l in net.layers]
     v = [np.zeros((batch, l.shape[0]), np.int64) for l in net.layers]
     # input that reached each layer one step earlier (Lava's Dense delivers it a step late)
@@ -138,40 +194,20 @@ def simulate(net: CompiledNetwork, payload: np.ndarray, lava_delay: bool = False
             a = synaptic_input(layer, s)
             if layer.recurrent:
                 a = a + z_prev[k] @ layer.weight_rec_int.astype(np.int64).T
-            uk = _decay(u[k], layer.i_decay, nfmt.decay_bits) + (a << nfmt.activation_shift)
-            wrapped = np.where(uk > half, uk - 2 * half, uk)
-            u[k] = np.where(wrapped <= -half, uk + 2 * half, wrapped)
-            vk = _decay(v[k], layer.v_decay, nfmt.decay_bits) + u[k]
-            vk = np.clip(vk, -half + 1, half - 1)
-            if not layer.spiking:
-                v[k] = out[k][t] = vk
-                continue
-            z = vk > (layer.v_th_mant << nfmt.threshold_shift)
-            vk[z] = 0
-            v[k] = vk
-            out[k][t] = z
-            s = z_prev[k] = z.astype(np.int64)
+            u[k], v[k], out[k][t], fire = layer.chip.int_step(ops, u[k], v[k], a)
+            if fire is not None:
+                s = z_prev[k] = fire.astype(np.int64)
     return out if record_all else [out[-1]]
-
-
-def pad_for_lava(net: CompiledNetwork, payload: np.ndarray) -> np.ndarray:
-    """Append ``L`` (number of layers) silent steps to ``payload`` ``(T, B, n_in)``.
-
-    Lava's ``L`` dense (or conv) layers delay the output by ``L`` steps; the padded input lets the whole
-    response of the last input step come out.
-    """
-    pad = np.zeros((len(net.layers),) + payload.shape[1:], dtype=np.int64)
-    return np.concatenate([payload, pad])
 
 
 def align(net: CompiledNetwork, payload: np.ndarray) -> np.ndarray:
     """Output spikes of the Lava-delayed model, shifted back so they line up with the input.
 
-    Runs :func:`pad_for_lava` input with ``lava_delay=True`` and drops the first ``L`` steps:
+    Runs :func:`rewire.compiler.netx_legal.pad_for_lava` input with ``lava_delay=True`` and drops the first ``L`` steps:
     the result equals ``simulate(net, payload)[-1]`` exactly.
     """
     delayed = simulate(net, pad_for_lava(net, payload), lava_delay=True)[-1]
-    return delayed[len(net.layers):]
+    return delayed[lava_delay_steps(net):]
 
 
 def class_scores(net: CompiledNetwork, out: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Run a netx file in Lava's Loihi 2 simulator (fixed point). Needs the ``lava`` extra.
 
-Recipe (REFERENCE §3, checked with lava-nc 0.10 / lava-dl 0.6): a ``RingBuffer`` source holding
+Recipe (lava-dl 0.6 ``netx/hdf5.py`` ``Network``, lava-nc 0.10 ``lava/proc/io``; checked with
+lava-nc 0.10 / lava-dl 0.6): a ``RingBuffer`` source holding
 the input ``(n_in, T)`` feeds ``net.inp``; ``net.out`` feeds a ``RingBuffer`` sink;
 ``net.run(RunSteps(T), Loihi2SimCfg(select_tag="fixed_pt"))``; the network is always stopped
 (in ``finally``), since Lava starts worker processes that would otherwise hang.
@@ -15,6 +16,8 @@ import sys
 
 import h5py
 import numpy as np
+
+from rewire.compiler.netx_legal import pad_silent
 
 _LAVA_MP = "lava.magma.runtime.message_infrastructure.multiprocessing"
 
@@ -75,8 +78,7 @@ def run_netx(path: str | Path, payload: np.ndarray, sparse: bool = True,
         delay = int(f.attrs.get("lava_delay_steps", 0))
     payload = np.asarray(payload)
     if aligned:
-        payload = np.concatenate([payload, np.zeros((delay,) + payload.shape[1:],
-                                                    payload.dtype)])
+        payload = pad_silent(payload, delay)
     steps = payload.shape[0]
     net = netx.hdf5.Network(net_config=str(path), input_message_bits=bits,
                             sparse_fc_layer=sparse)

@@ -9,7 +9,7 @@ Layout read by ``lava.lib.dl.netx.hdf5.Network`` (lava-dl 0.6, ``netx/hdf5.py``)
     /layer/<k>/shape       int (n_out,)
     /layer/<k>/weight      int16 (n_out, n_in): chip weights (even values in [-254, 254] on
                            loihi2, largest magnitude >= 128 so that netx's optimize_weight_bits
-                           keeps them exact; see rewire.compiler.quantize.netx_effective_weights)
+                           keeps them exact; see rewire.compiler.netx_legal.netx_effective_weights)
     /layer/<k>/weight_rec  int16 (n_out, n_out): a dense_rec layer's recurrent weights (row =
                            target; lava-dl 0.6 create_dense(rec=True) -> RecurrentDense)
     /layer/<k>/neuron/     type b"CUBA", iDecay, vDecay, vThMant (the layer's own neuron),
@@ -17,9 +17,9 @@ Layout read by ``lava.lib.dl.netx.hdf5.Network`` (lava-dl 0.6, ``netx/hdf5.py``)
 
 A dense layer whose synapses are all pruned (netx crashes on it, lava #501) is written with
 one silent inhibitory guard synapse and the attribute ``rewire_all_zero = 1`` (see
-:func:`_silent_guard`); :func:`read_weights` returns its zeros.
+:func:`rewire.compiler.netx_legal.silent_guard`); :func:`read_weights` returns its zeros.
 
-Convolutional networks (layers of ``kind == "conv"``, see :mod:`rewire.training.conv`) add,
+Convolutional networks (:class:`~rewire.ir.compiled_layers.CompiledConv` layers) add,
 in the same torch order netx expects (netx reverses every shape and pair into its own
 ``(x, y, c)`` = ``(W, H, C)`` order, flips the kernel and transposes it to
 ``(C_out, kW, kH, C_in)``; Lava's ``Conv`` then convolves, which with the flip is torch's
@@ -53,9 +53,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from rewire import __version__
-from rewire.errors import CompileError
-from rewire.ir.compiled import CompiledLayer, CompiledNetwork
+from rewire._version import __version__
+from rewire.compiler.netx_legal import lava_delay_steps, silent_guard
+from rewire.errors import ExportError
+from rewire.ir.compiled import CompiledNetwork
+from rewire.ir.compiled_layers import (CompiledConv, CompiledDense, CompiledRecurrentDense,
+                                       lookup)
 from rewire.io import atomic_path, check_hdf5
 
 
@@ -63,14 +66,45 @@ def _string(group: h5py.Group, key: str, value: str) -> None:
     group.create_dataset(key, (1,), "S10", [value.encode("ascii")])
 
 
-def _conv(group: h5py.Group, layer: CompiledLayer) -> None:
-    """The ``conv`` entries of one layer (torch order; netx reverses them)."""
+def _conv(group: h5py.Group, net: CompiledNetwork, k: int, layer: CompiledConv) -> dict:
+    """The ``conv`` entries of one layer (torch order; netx reverses them); netx uses the
+    integer kernel as given."""
     _string(group, "type", "conv")
     group.create_dataset("shape", data=np.array(layer.out_shape, dtype=np.int64))
     group.create_dataset("stride", data=np.array(layer.stride, dtype=np.int64))
     group.create_dataset("padding", data=np.array(layer.padding, dtype=np.int64))
     group.create_dataset("dilation", data=np.array([1, 1], dtype=np.int64))
     group.create_dataset("groups", data=int(layer.groups))
+    group.create_dataset("weight", data=layer.weight_int.astype(np.int64))
+    return {}
+
+
+def _dense(group: h5py.Group, net: CompiledNetwork, k: int, layer: CompiledDense) -> dict:
+    """A ``dense`` layer; an all-zero one gets netx's silent guard (its decays returned)."""
+    _string(group, "type", "dense")
+    group.create_dataset("shape", data=np.array([layer.shape[0]], dtype=np.int64))
+    if layer.all_zero:
+        weight, i_decay, v_decay = silent_guard(net, k, layer)
+        group.attrs["rewire_all_zero"] = 1
+        group.create_dataset("weight", data=weight)
+        return {"i_decay": i_decay, "v_decay": v_decay}
+    group.create_dataset("weight", data=layer.weight_int.astype(np.int16))  # netx widens it
+    return {}
+
+
+def _dense_rec(group: h5py.Group, net: CompiledNetwork, k: int,
+               layer: CompiledRecurrentDense) -> dict:
+    """A ``dense_rec`` layer (lava-dl 0.6 ``create_dense(rec=True)`` -> ``RecurrentDense``)."""
+    _string(group, "type", "dense_rec")
+    group.create_dataset("shape", data=np.array([layer.shape[0]], dtype=np.int64))
+    group.create_dataset("weight_rec", data=layer.weight_rec_int.astype(np.int16))
+    group.create_dataset("weight", data=layer.weight_int.astype(np.int16))
+    return {}
+
+
+#: compiled layer type -> how its netx group is written (returns decay overrides).
+LAYER_WRITERS = {CompiledDense: _dense, CompiledRecurrentDense: _dense_rec,
+                 CompiledConv: _conv}
 
 
 def check_network(net: CompiledNetwork) -> None:
@@ -78,21 +112,20 @@ def check_network(net: CompiledNetwork) -> None:
 
     Raises:
         ValueError: ``net.profile`` has no netx target (``"netx"`` not in its formats).
-        rewire.errors.CompileError: a leaky-integrator (``LI``/``CubaLI``) readout layer,
-            naming it: netx networks output spikes only.
+        rewire.errors.ExportError: a neuron netx cannot hold (a leaky-integrator
+            ``LI``/``CubaLI`` readout: netx networks output spikes only), or an all-zero layer
+            whose input is too large for the silent guard, naming the layer.
     """
     if "netx" not in net.profile.formats:
         raise ValueError(f"profile {net.profile.name!r} has no netx target "
                          f"(formats = {list(net.profile.formats)})")
-    for layer in net.layers:
-        if not layer.spiking:
-            raise CompileError(
-                f"netx export: layer {layer.name} ({layer.source or layer.name}) is a "
-                f"{layer.neuron.kind} leaky-integrator readout; a netx network's output is "
-                f"spikes (lava-dl 0.6 netx reads only CUBA/LIF neurons and Lava's sink records "
-                f"s_out), so its voltage cannot be read out: end the model in a spiking layer "
-                f"(e.g. LIFCell) for Loihi 2, or export this net as ONNX or NIR "
-                f"(formats=['onnx', 'nir'])")
+    for k, layer in enumerate(net.layers):
+        why = layer.chip.netx_refusal()
+        if why:
+            raise ExportError(f"netx export: layer {layer.name} ({layer.source or layer.name}) "
+                              f"is {why}", "netx", layer.name)
+        if type(layer) is CompiledDense and layer.all_zero:
+            silent_guard(net, k, layer)
 
 
 def write(net: CompiledNetwork, path: str | Path) -> Path:
@@ -106,59 +139,42 @@ def write(net: CompiledNetwork, path: str | Path) -> Path:
         The path written.
 
     Raises:
-        ValueError, rewire.errors.CompileError: see :func:`check_network`.
+        ValueError, rewire.errors.ExportError: see :func:`check_network`.
     """
     check_network(net)
     # Built in memory, then written with one plain write: a full disk is then a clean
     # OSError (ENOSPC) instead of an HDF5 error mid-file (h5py raised RuntimeError, and its
     # objects' finalisers printed tracebacks or crashed the process).
     buf = io.BytesIO()
-    if True:
-        with h5py.File(buf, "w") as f:
-            attrs = {"rewire_format_version": net.format_version, "rewire_version": __version__,
-                     "profile": net.profile.name, "steps": net.steps, "encoding": net.encoding,
-                     "input_message_bits": net.input_message_bits,
-                     "input_max_value": net.input_max_value, "dt": net.dt,
-                     "lava_delay_steps": len(net.layers)}
-            f.attrs.update(attrs)
-            layers = f.create_group("layer")
-            index = 0
-            for k, layer in enumerate(net.layers):
-                previous = net.layers[k - 1].kind if k else None
-                if (k == 0 and layer.kind == "conv") or (previous == "conv" != layer.kind):
-                    g = layers.create_group(str(index))
-                    index += 1
-                    if k == 0:
-                        _string(g, "type", "input")
-                        g.create_dataset("shape", data=np.array(layer.in_shape, np.int64))
-                    else:
-                        _string(g, "type", "flatten")
+    with h5py.File(buf, "w") as f:
+        attrs = {"rewire_format_version": net.format_version, "rewire_version": __version__,
+                 "profile": net.profile.name, "steps": net.steps, "encoding": net.encoding,
+                 "input_message_bits": net.input_message_bits,
+                 "input_max_value": net.input_max_value, "dt": net.dt,
+                 "lava_delay_steps": lava_delay_steps(net)}
+        f.attrs.update(attrs)
+        layers = f.create_group("layer")
+        index = 0
+        for k, layer in enumerate(net.layers):
+            conv, after_conv = isinstance(layer, CompiledConv), \
+                k and isinstance(net.layers[k - 1], CompiledConv)
+            if (k == 0 and conv) or (after_conv and not conv):
                 g = layers.create_group(str(index))
                 index += 1
-                if layer.kind == "conv":
-                    _conv(g, layer)
+                if k == 0:
+                    _string(g, "type", "input")
+                    g.create_dataset("shape", data=np.array(layer.in_shape, np.int64))
                 else:
-                    _string(g, "type", "dense_rec" if layer.recurrent else "dense")
-                    g.create_dataset("shape", data=np.array([layer.shape[0]], dtype=np.int64))
-                    if layer.recurrent:  # lava-dl 0.6 create_dense(rec=True) -> RecurrentDense
-                        g.create_dataset("weight_rec",
-                                         data=layer.weight_rec_int.astype(np.int16))
-                i_decay, v_decay = layer.i_decay, layer.v_decay
-                if layer.kind == "dense" and layer.all_zero and not layer.recurrent:
-                    weight, i_decay, v_decay = _silent_guard(net, k, layer)
-                    g.attrs["rewire_all_zero"] = 1
-                elif layer.kind == "dense":
-                    weight = layer.weight_int.astype(np.int16)  # netx widens it on load
+                    _string(g, "type", "flatten")
+            g = layers.create_group(str(index))
+            index += 1
+            decays = lookup(LAYER_WRITERS, layer, "netx")(g, net, k, layer)
+            n = g.create_group("neuron")
+            for key, value in layer.chip.netx_fields(**decays).items():
+                if key == "type":
+                    _string(n, key, value)
                 else:
-                    weight = layer.weight_int.astype(np.int64)
-                g.create_dataset("weight", data=weight)
-                n = g.create_group("neuron")
-                _string(n, "type", "CUBA")
-                n.create_dataset("iDecay", data=i_decay)
-                n.create_dataset("vDecay", data=v_decay)
-                n.create_dataset("vThMant", data=layer.v_th_mant)
-                n.create_dataset("refDelay", data=1)
-                n.create_dataset("gradedSpike", data=False)
+                    n.create_dataset(key, data=value)
     with atomic_path(path) as tmp:
         tmp.write_bytes(buf.getvalue())
     return Path(path)
@@ -201,33 +217,3 @@ def read_weights(path: str | Path) -> list[np.ndarray]:
     except (OSError, KeyError, AttributeError, TypeError, RuntimeError) as exc:
         raise ValueError(f"{path}: malformed netx file ({type(exc).__name__}: "
                          f"{str(exc)[:120]})") from None
-
-
-GUARD_WEIGHT = -254  # netx keeps it exact: mixed sign mode, scale 128/254 < 1, exponent 0
-
-
-def _silent_guard(net: CompiledNetwork, k: int, layer: CompiledLayer):
-    """How an all-zero dense layer is written so that netx loads it (lava #501).
-
-    netx's ``optimize_weight_bits`` crashes on an all-zero matrix (``log2(255 / 0)``). The
-    layer is written with one inhibitory synapse, ``GUARD_WEIGHT`` from input 0 to neuron 0,
-    ``iDecay = 4096`` and ``vDecay = 4095``: then ``u = a << 6 <= 0`` every step (no
-    accumulation, no 24-bit wrap since ``254 * payload * 64 < 2**23``) and ``v <= 0`` never
-    crosses the threshold. Every neuron stays silent, exactly as with zero weights; the
-    layer's group carries ``rewire_all_zero = 1``.
-
-    Returns:
-        ``(weight int16 (out, in), iDecay, vDecay)``.
-
-    Raises:
-        ValueError: the input payload is too large for the guard (over 9 graded bits).
-    """
-    payload = net.input_max_value if (k == 0 and net.encoding == "current") else 1
-    half = 1 << (net.profile.neuron.state_bits - 1)
-    if abs(GUARD_WEIGHT) * payload << net.profile.neuron.activation_shift >= half:
-        raise ValueError(f"layer {layer.name}: all synapses pruned and the input payload "
-                         f"{payload} is too large for netx's silent guard synapse")
-    weight = np.zeros(layer.shape, dtype=np.int16)
-    weight[0, 0] = GUARD_WEIGHT
-    unit = net.profile.neuron.decay_unit
-    return weight, unit, unit - 1

@@ -24,7 +24,7 @@ before the first ``nir.Linear``. Synaptic nodes are named like the compiled laye
 
 and readers integrate it with forward Euler at their step :math:`\Delta t`, the input ``S``
 being the value arriving in one step (snnTorch's and Norse's importers do). Norse's LIF
-(REFERENCE §3) is exactly that Euler step with ``I`` = Norse's current ``j`` when
+(``norse/torch/functional/lif.py``) is exactly that Euler step with ``I`` = Norse's current ``j`` when
 
 .. math::
     \tau_\mathrm{syn} = 1/\tau_\mathrm{syn}^{-1},\ \tau_\mathrm{mem} = 1/\tau_\mathrm{mem}^{-1}
@@ -71,9 +71,13 @@ from pathlib import Path
 import nir
 import numpy as np
 
-from rewire import __version__
+from rewire._version import __version__
+from rewire.errors import ExportError
 from rewire.io import atomic_path
-from rewire.ir.compiled import CompiledLayer, CompiledNetwork
+from rewire.ir.chip_neurons import CompiledCubaLIF, chip_class
+from rewire.ir.compiled import CompiledNetwork
+from rewire.ir.compiled_layers import (CompiledConv, CompiledDense, CompiledLayer,
+                                       CompiledRecurrentDense, CompiledSumPool, lookup)
 
 NIR_FORMAT = "rewire-nir-1"
 
@@ -85,12 +89,9 @@ CONV_SUPPORTED = ("Input (C, H, W) -> (Conv2d -> CubaLIF [-> SumPool2d -> CubaLI
                   "CubaLIF, all pools with one weight")
 
 
-def _full(value: float, shape: int | tuple[int, ...]) -> np.ndarray:
-    return np.full(shape, float(value), dtype=np.float64)
-
-
 def cuba_lif(neuron, shape: int | tuple[int, ...], weight: float = 1.0) -> nir.CubaLIF:
-    """The ``nir.CubaLIF`` of an IR ``CubaLIF`` (module docstring), full-shape float64.
+    """The ``nir.CubaLIF`` of an IR ``CubaLIF`` (module docstring), full-shape float64
+    (:meth:`rewire.ir.chip_neurons.CompiledCubaLIF.nir_node`).
 
     Args:
         neuron: the IR :class:`~rewire.ir.nodes.CubaLIF` (or anything with its fields).
@@ -99,48 +100,17 @@ def cuba_lif(neuron, shape: int | tuple[int, ...], weight: float = 1.0) -> nir.C
             ``Linear``/``Conv2d`` (which carry their weights), ``pool_weight`` after a
             ``SumPool2d``.
     """
-    dt = neuron.dt
-    tau_syn, tau_mem = 1.0 / neuron.tau_syn_inv, 1.0 / neuron.tau_mem_inv
-    v_unit = tau_mem / dt  # NIR v = Norse v * tau_mem / dt
-    return nir.CubaLIF(tau_syn=_full(tau_syn, shape), tau_mem=_full(tau_mem, shape),
-                       r=_full(tau_mem / dt, shape), v_leak=_full(neuron.v_leak * v_unit, shape),
-                       v_threshold=_full(neuron.v_th * v_unit, shape),
-                       v_reset=_full(neuron.v_reset * v_unit, shape),
-                       w_in=_full(weight * (tau_syn / dt), shape))
+    return CompiledCubaLIF.nir_node(neuron, shape, weight)
 
 
 def neuron_node(neuron, shape: int | tuple[int, ...], weight: float = 1.0) -> nir.NIRNode:
-    """The NIR node of any IR neuron (module docstring), full-shape float64, with a synaptic
-    ``weight`` (a pool's) folded in.
-
-    ``CubaLIF`` -> :func:`cuba_lif`; ``LIF`` -> ``nir.LIF`` with ``tau = 1/tau_mem_inv``,
-    ``r = weight * tau/dt`` and ``v`` in units of ``tau/dt`` (so that NIR's Euler step
-    ``v += dt/tau (v_leak - v + r I)`` is Norse's ``LIFBoxCell`` step); ``IF`` -> ``nir.IF``
-    with ``r = weight / dt`` (``v += dt r I``); ``LI`` -> ``nir.LI`` and ``CubaLI`` ->
-    ``nir.CubaLI`` as ``LIF`` and ``CubaLIF`` without threshold.
+    """The NIR node of any IR neuron, full-shape float64, with a synaptic ``weight`` (a
+    pool's) folded in: its kind's :meth:`~rewire.ir.chip_neurons.ChipNeuron.nir_node`
+    (``CubaLIF`` -> :func:`cuba_lif`; ``LIF`` -> ``nir.LIF`` with ``tau = 1/tau_mem_inv``,
+    ``r = weight * tau/dt`` and ``v`` in units of ``tau/dt``; ``IF`` -> ``nir.IF`` with
+    ``r = weight / dt``; ``LI``/``CubaLI`` as ``LIF``/``CubaLIF`` without threshold).
     """
-    kind, dt = neuron.kind, neuron.dt
-    if kind == "CubaLIF":
-        return cuba_lif(neuron, shape, weight)
-    if kind == "IF":
-        return nir.IF(r=_full(weight / dt, shape), v_threshold=_full(neuron.v_th, shape),
-                      v_reset=_full(neuron.v_reset, shape))
-    tau_mem = 1.0 / neuron.tau_mem_inv
-    unit = tau_mem / dt
-    if kind == "LIF":
-        return nir.LIF(tau=_full(tau_mem, shape), r=_full(weight * unit, shape),
-                       v_leak=_full(neuron.v_leak * unit, shape),
-                       v_threshold=_full(neuron.v_th * unit, shape),
-                       v_reset=_full(neuron.v_reset * unit, shape))
-    if kind == "LI":
-        return nir.LI(tau=_full(tau_mem, shape), r=_full(weight * unit, shape),
-                      v_leak=_full(neuron.v_leak * unit, shape))
-    if kind == "CubaLI":
-        tau_syn = 1.0 / neuron.tau_syn_inv
-        return nir.CubaLI(tau_syn=_full(tau_syn, shape), tau_mem=_full(tau_mem, shape),
-                          r=_full(unit, shape), v_leak=_full(neuron.v_leak * unit, shape),
-                          w_in=_full(weight * (tau_syn / dt), shape))
-    raise ValueError(f"NIR export: no NIR node for neuron kind {kind!r}")  # pragma: no cover
+    return chip_class(neuron).nir_node(neuron, shape, weight)
 
 
 def recurrent_subgraph(neuron, w_rec: np.ndarray) -> nir.NIRGraph:
@@ -159,24 +129,58 @@ def recurrent_subgraph(neuron, w_rec: np.ndarray) -> nir.NIRGraph:
 def pool_weight(layer: CompiledLayer) -> float | None:
     """The weight of a compiled sum-pooling layer, ``None`` for any other layer.
 
-    A pooling layer is a conv layer with ``pool_weight`` set (an IR ``SumPool2d``).
-
     Raises:
-        ValueError: a ``pool`` layer that is not a sum pool (``groups = C_in = C_out``, a
+        rewire.errors.ExportError: a :class:`~rewire.ir.compiled_layers.CompiledSumPool` that is not a sum pool (``groups = C_in = C_out``, a
             constant square kernel, stride = kernel, no padding), naming the layer.
     """
-    if layer.kind != "conv" or layer.pool_weight is None:
+    if not isinstance(layer, CompiledSumPool):
         return None
     w = layer.weight
     c_in, c_out, k = layer.in_shape[0], layer.out_shape[0], w.shape[-1]
     if not (layer.groups == c_in == c_out and w.shape[1] == 1 and w.shape[2] == k
             and tuple(layer.stride) == (k, k) and tuple(layer.padding) == (0, 0)
             and w.size and np.all(w == w.flat[0])):
-        raise ValueError(f"NIR export: layer {layer.name} is named as a pooling layer but is "
-                         f"not a sum pool (groups {layer.groups}, kernel {w.shape}, stride "
-                         f"{layer.stride}, padding {layer.padding}); a sum pool has groups = "
-                         f"channels, a constant square kernel, stride = kernel, no padding")
+        raise ExportError(f"NIR export: layer {layer.name} is named as a pooling layer but is "
+                          f"not a sum pool (groups {layer.groups}, kernel {w.shape}, stride "
+                          f"{layer.stride}, padding {layer.padding}); a sum pool has groups = "
+                          f"channels, a constant square kernel, stride = kernel, no padding",
+                          "nir", layer.name)
     return float(w.flat[0])
+
+
+def _weight(layer: CompiledLayer, gain: float | None) -> np.ndarray:
+    """float64 weights, the input gain folded in (first layer of a ``current`` net)."""
+    weight = layer.weight.astype(np.float64)
+    return weight * gain if gain is not None else weight
+
+
+def _linear(layer, out_shape, gain, pool_w):
+    return nir.Linear(weight=_weight(layer, gain)), neuron_node(layer.neuron, out_shape)
+
+
+def _recurrent(layer, out_shape, gain, pool_w):
+    return (nir.Linear(weight=_weight(layer, gain)),
+            recurrent_subgraph(layer.neuron, layer.weight_rec))
+
+
+def _conv2d(layer, out_shape, gain, pool_w):
+    weight = _weight(layer, gain)
+    return (nir.Conv2d(input_shape=tuple(layer.in_shape[1:]), weight=weight,
+                       stride=tuple(layer.stride), padding=tuple(layer.padding),
+                       dilation=(1, 1), groups=int(layer.groups), bias=np.zeros(len(weight))),
+            neuron_node(layer.neuron, out_shape))
+
+
+def _sumpool(layer, out_shape, gain, pool_w):
+    kernel = layer.weight.shape[-1]
+    return (nir.SumPool2d(kernel_size=np.array([kernel, kernel]), stride=np.array(layer.stride),
+                          padding=np.array(layer.padding)),
+            neuron_node(layer.neuron, out_shape, pool_w * (gain or 1.0)))
+
+
+#: compiled layer type -> its ``(synapse node, neuron node)`` pair.
+LAYER_NODES = {CompiledDense: _linear, CompiledRecurrentDense: _recurrent,
+               CompiledConv: _conv2d, CompiledSumPool: _sumpool}
 
 
 def to_nir(net: CompiledNetwork) -> nir.NIRGraph:
@@ -194,55 +198,34 @@ def to_nir(net: CompiledNetwork) -> nir.NIRGraph:
         ``input_shape`` and, with pooling, ``pool_weight``).
 
     Raises:
-        ValueError: a layer named ``pool<k>`` that is not a sum pool (:func:`pool_weight`).
+        rewire.errors.ExportError: a layer named ``pool<k>`` that is not a sum pool (:func:`pool_weight`).
 
     Example:
-        >>> from rewire.hw_profiles.profile import load_profile
-        >>> from rewire.compiler.quantize import compile_network
+        >>> import rewire
         >>> from rewire.training.model import SpikingMLP
-        >>> net = compile_network(SpikingMLP((4, 3, 2)), load_profile("loihi2"), 16)
+        >>> net = rewire.compile(SpikingMLP((4, 3, 2)), "loihi2", 16)
         >>> g = to_nir(net)
         >>> list(g.nodes), g.metadata["dt"], g.nodes["lif1"].tau_mem.shape
         (['input', 'fc1', 'lif1', 'fc2', 'lif2', 'output'], 0.0001, (3,))
     """
-    conv = any(layer.kind == "conv" for layer in net.layers)
+    conv = any(isinstance(layer, CompiledConv) for layer in net.layers)
     pools = [pool_weight(layer) for layer in net.layers]
-    in_shape = net.layers[0].in_shape if net.layers[0].kind == "conv" else (net.sizes[0],)
+    in_shape = net.layers[0].in_shape if isinstance(net.layers[0], CompiledConv) \
+        else (net.sizes[0],)
     nodes = {"input": nir.Input(input_type={"input": np.array(in_shape)})}
     edges, prev = [], "input"
-    counts = {"conv": 0, "pool": 0, "fc": 0}
     for k, (layer, pool_w) in enumerate(zip(net.layers, pools)):
         gain = net.input_gain if k == 0 and net.encoding == "current" else None
-        prefix = "fc" if layer.kind == "dense" else "pool" if pool_w is not None else "conv"
-        counts[prefix] += 1
-        syn, lif = f"{prefix}{counts[prefix]}", f"lif{k + 1}"
-        out_shape = layer.out_shape if layer.kind == "conv" else layer.shape[0]
-        if layer.kind == "dense" and prev != "input" and net.layers[k - 1].kind == "conv":
+        dense = isinstance(layer, CompiledDense)
+        syn, lif = layer.name, f"lif{k + 1}"  # synapses named as the compiled layers
+        out_shape = layer.shape[0] if dense else layer.out_shape
+        if dense and prev != "input" and isinstance(net.layers[k - 1], CompiledConv):
             nodes["flatten"] = nir.Flatten(input_type={"input": np.array(
                 net.layers[k - 1].out_shape)}, start_dim=0, end_dim=-1)
             edges.append((prev, "flatten"))
             prev = "flatten"
-        if pool_w is not None:
-            kernel = layer.weight.shape[-1]
-            nodes[syn] = nir.SumPool2d(kernel_size=np.array([kernel, kernel]),
-                                       stride=np.array(layer.stride),
-                                       padding=np.array(layer.padding))
-            nodes[lif] = neuron_node(layer.neuron, out_shape, pool_w * (gain or 1.0))
-        else:
-            weight = layer.weight.astype(np.float64)
-            if gain is not None:
-                weight = weight * gain
-            if layer.kind == "dense":
-                nodes[syn] = nir.Linear(weight=weight)
-            else:
-                nodes[syn] = nir.Conv2d(input_shape=tuple(layer.in_shape[1:]), weight=weight,
-                                        stride=tuple(layer.stride), padding=tuple(layer.padding),
-                                        dilation=(1, 1), groups=int(layer.groups),
-                                        bias=np.zeros(len(weight)))
-            if layer.recurrent:
-                nodes[lif] = recurrent_subgraph(layer.neuron, layer.weight_rec)
-            else:
-                nodes[lif] = neuron_node(layer.neuron, out_shape)
+        nodes[syn], nodes[lif] = lookup(LAYER_NODES, layer, "NIR export")(layer, out_shape,
+                                                                          gain, pool_w)
         edges += [(prev, syn), (syn, lif)]
         prev = lif
     nodes["output"] = nir.Output(output_type={"output": np.array([net.sizes[-1]])})

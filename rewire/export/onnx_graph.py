@@ -32,8 +32,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from rewire import __version__
-from rewire.ir.compiled import CompiledLayer, CompiledNetwork
+from rewire._version import __version__
+from rewire.ir.compiled import CompiledNetwork
+from rewire.ir.compiled_layers import CompiledConv, CompiledLayer
 from rewire.io import atomic_path
 
 OPSET = 17
@@ -77,7 +78,7 @@ def conv2d(b: GraphBuilder, s: str, layer: CompiledLayer, weight_name: str,
     Reshape``.
 
     The value ``s (batch, C*H*W)`` (neurons numbered as ``x.flatten()`` of a ``(C, H, W)``
-    map, as in :class:`rewire.compiler.network.CompiledNetwork`) is reshaped to
+    map, as in :class:`rewire.ir.compiled.CompiledNetwork`) is reshaped to
     ``(batch, *layer.in_shape)``, convolved by ONNX ``Conv`` (cross-correlation: kernel
     ``weight (C_out, C_in/groups, kH, kW)`` float32, ``layer.stride``, symmetric zero
     ``layer.padding``, ``group = layer.groups``; torch ``conv2d`` semantics) and flattened back
@@ -88,7 +89,8 @@ def conv2d(b: GraphBuilder, s: str, layer: CompiledLayer, weight_name: str,
     Args:
         b: the graph being built.
         s: name of the float32 input value ``(batch, n_in)``.
-        layer: a ``kind == "conv"`` layer (shapes, stride, padding, groups).
+        layer: a :class:`~rewire.ir.compiled_layers.CompiledConv` (shapes, stride, padding,
+            groups).
         weight_name: initializer name of the kernel.
         weight: the kernel, stored as float32.
         prefix: prefix of the intermediate value names (``"l0_"``).
@@ -109,7 +111,8 @@ def conv2d(b: GraphBuilder, s: str, layer: CompiledLayer, weight_name: str,
 def map_shape(layer: CompiledLayer) -> dict:
     """``{"shape": [C, H, W]}`` (the output feature map) for a conv layer, ``{}`` for a dense
     one: the extra entry of a conv layer in a body's ``layout``."""
-    return {"shape": [int(d) for d in layer.out_shape]} if layer.kind == "conv" else {}
+    return {"shape": [int(d) for d in layer.out_shape]} if isinstance(layer, CompiledConv) \
+        else {}
 
 
 Emit = Callable[[GraphBuilder, str, dict], tuple[str, dict, list]]
@@ -161,7 +164,7 @@ def metadata(net: CompiledNetwork, body: StepBody, kind: str, usage: str) -> dic
             "steps": str(net.steps), "encoding": net.encoding,
             "input_gain": repr(net.input_gain), "input_max_value": str(net.input_max_value),
             "state_layout": json.dumps(body.layout), "usage": usage}
-    if net.layers[0].kind == "conv":
+    if isinstance(net.layers[0], CompiledConv):
         meta["input_shape"] = json.dumps([int(d) for d in net.layers[0].in_shape])
     return meta
 

@@ -3,7 +3,7 @@ r"""Integer ONNX of the chip model: the fixed-point CUBA step of
 check the chip's behaviour with onnxruntime alone. Values are int64; synaptic sums run in
 float32 where that is provably exact (below).
 
-Per layer and step (Lava ``PyLifModelBitAcc``; REFERENCE §3), exactly as ``simulate`` does:
+Per layer and step (lava-nc 0.10 ``lava/proc/lif/models.py``, ``PyLifModelBitAcc``), exactly as ``simulate`` does:
 
 .. math::
     a &= W_\mathrm{int}\, s \\
@@ -34,7 +34,7 @@ exactly, so no product or sum is ever rounded (a fused multiply-add rounds once,
 exact integer). :func:`accumulators` checks that bound per layer before building (input: the
 payload ``input_max_value`` for the first layer of a ``current`` net, else 0/1 spikes); a
 dense layer that fails it keeps the exact int64 ``MatMul`` (so every dense net exports
-exactly), a conv layer that fails it raises ``ValueError`` naming the layer. Each layer's
+exactly), a conv layer that fails it raises ``rewire.errors.ExportError`` naming the layer. Each layer's
 choice is in the ``state_layout`` metadata (``accumulate``: ``float32`` / ``int64``, and
 ``sum_bound``); the metadata key ``exact_payload_max`` (present when the first layer sums in
 float32) is the largest input payload magnitude for which the file stays exact, and
@@ -43,7 +43,7 @@ adds the given values; algorithms that round even small integers (Winograd, FFT,
 bfloat16 "fast math" GEMM) would break it. onnxruntime 1.23's CPU kernels, its SGEMM for
 ``MatMul`` and for ``Conv`` its default im2col + SGEMM one and the NCHWc ones its default
 graph optimizations pick on AVX2 (blocked, pointwise, depthwise), are checked exact in
-``tests/test_onnx.py`` with partial sums up to just below :math:`2^{24}`. Other execution
+``tests/export/test_onnx.py`` with partial sums up to just below :math:`2^{24}`. Other execution
 providers (e.g. cuDNN, which may pick Winograd or TF32) are not checked.
 
 Files: ``x`` is the integer input payload (int64; graded pixel values for ``current``
@@ -62,7 +62,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
+from rewire.errors import ExportError
 from rewire.ir.compiled import CompiledNetwork
+from rewire.ir.compiled_layers import CompiledConv, CompiledDense, lookup
 from rewire.export.onnx_graph import (GraphBuilder, StepBody, body_from_meta, conv2d, map_shape,
                                       run_steps, save, scan_model, session, step_model)
 
@@ -110,7 +112,8 @@ def accumulators(net: CompiledNetwork) -> tuple[Accumulator, ...]:
         One :class:`Accumulator` per layer, in order.
 
     Raises:
-        ValueError: a conv layer's bound reaches ``2**24`` (named, with the numbers and fixes).
+        rewire.errors.ExportError: a conv layer's bound reaches ``2**24`` (named, with the
+            numbers and fixes).
     """
     out = []
     for k, layer in enumerate(net.layers):
@@ -120,13 +123,13 @@ def accumulators(net: CompiledNetwork) -> tuple[Accumulator, ...]:
             row += int(np.abs(layer.weight_rec_int.astype(np.int64)).sum(1).max())
         m = int(net.input_max_value) if k == 0 and net.encoding == "current" else 1
         exact = row * m < FLOAT32_EXACT
-        if not exact and layer.kind == "conv":
-            raise ValueError(
+        if not exact and isinstance(layer, CompiledConv):
+            raise ExportError(
                 f"integer ONNX export: layer {layer.name}: a conv partial sum can reach "
                 f"sum|W_int| * max input = {row} * {m} = {row * m} >= 2**24, where the float32 "
                 f"Conv this file uses (onnxruntime's CPU Conv is float only) stops being exact; "
                 f"compile with a smaller input_max_value, or check this net with "
-                f"rewire.compiler.simulate / netx instead")
+                f"rewire.compiler.simulate / netx instead", "onnx_int", layer.name)
         out.append(Accumulator("float32" if exact else "int64", row, m))
     return tuple(out)
 
@@ -140,10 +143,83 @@ def exact_payload_max(net: CompiledNetwork) -> int | None:
         when it uses the int64 ``MatMul`` (exact for any payload below ``2**63 / row``).
 
     Raises:
-        ValueError: a conv layer's bound reaches ``2**24`` (:func:`accumulators`).
+        rewire.errors.ExportError: a conv layer's bound reaches ``2**24`` (:func:`accumulators`).
     """
     first = accumulators(net)[0]
     return (FLOAT32_EXACT - 1) // max(first.row, 1) if first.dtype == "float32" else None
+
+
+class OnnxIntOps:
+    """The ONNX backend of :meth:`rewire.ir.chip_neurons.ChipNeuron.int_step`: each method
+    adds int64 nodes to the graph ``b`` (names prefixed by the layer's ``p``), so the integer
+    file runs the very step :mod:`rewire.compiler.simulate` runs on numpy."""
+
+    def __init__(self, b: GraphBuilder, nfmt):
+        self.b, self.nfmt, self.p, self.k = b, nfmt, "", 0
+        half, i64 = 1 << (nfmt.state_bits - 1), np.int64
+        self.unit = 1 << nfmt.decay_bits
+        self.act = b.const("act_mult", 1 << nfmt.activation_shift, i64)
+        self.half_c, self.two_half = b.const("half", half, i64), b.const("two_half", 2 * half,
+                                                                         i64)
+        self.neg_half = b.const("neg_half", -half, i64)
+        self.v_lo, self.v_hi = b.const("v_lo", -half + 1, i64), b.const("v_hi", half - 1, i64)
+        self.zero = b.const("zero_i", 0, i64)
+
+    def decay(self, x: str, decay: int, tag: str) -> str:
+        """``trunc0(x (unit - decay) / unit)``: Div of non-negative numbers only, whose
+        rounding is then floor = trunc0 everywhere."""
+        b, p, unit, i64 = self.b, self.p + tag, self.unit, np.int64
+        prod = b.op("Mul", [x, b.const(f"keep_{unit - decay}", unit - decay, i64)], p + "prod")
+        mag = b.op("Div", [b.op("Abs", [prod], p + "abs"), b.const("unit", unit, i64)],
+                   p + "mag")
+        neg = b.op("Less", [prod, b.const("zero_i", 0, i64)], p + "neg")
+        return b.op("Where", [neg, b.op("Neg", [mag], p + "neg_mag"), mag], p + "dec")
+
+    def shift(self, a: str) -> str:
+        return self.b.op("Mul", [a, self.act], self.p + "a_shift")
+
+    def add(self, x: str, y: str, tag: str) -> str:
+        return self.b.op("Add", [x, y], self.p + tag)
+
+    def wrap(self, u_pre: str) -> str:
+        b, p = self.b, self.p
+        over = b.op("Greater", [u_pre, self.half_c], p + "over")
+        wrapped = b.op("Where", [over, b.op("Sub", [u_pre, self.two_half], p + "u_dn"), u_pre],
+                       p + "u_w")
+        under = b.op("Not", [b.op("Greater", [wrapped, self.neg_half], p + "gt_neg")],
+                     p + "under")
+        return b.op("Where", [under, b.op("Add", [u_pre, self.two_half], p + "u_up"), wrapped],
+                    p + "u_new")
+
+    def clip(self, v_pre: str) -> str:
+        return self.b.op("Clip", [v_pre, self.v_lo, self.v_hi], self.p + "v_clip")
+
+    def fire(self, v: str, v_th_mant: int) -> str:
+        th = self.b.const(f"vth{self.k}", v_th_mant << self.nfmt.threshold_shift, np.int64)
+        return self.b.op("Greater", [v, th], self.p + "fire")
+
+    def reset(self, fire: str, v: str) -> str:
+        return self.b.op("Where", [fire, self.zero, v], self.p + "v_new")
+
+    def spikes(self, fire: str) -> str:
+        return self.b.op("Cast", [fire], f"z{self.k}", to=TensorProto.INT64)
+
+    def readout(self, v: str) -> tuple[str, str]:
+        return (self.b.op("Identity", [v], self.p + "v_new"),
+                self.b.op("Identity", [v], f"z{self.k}"))
+
+
+def _dense_f32(b: GraphBuilder, s_f: str, layer, k: int, p: str) -> str:
+    return b.op("MatMul", [s_f, b.const(f"Wint{k}_T", layer.weight_int.T, np.float32)],
+                p + "a_f")
+
+
+def _conv_f32(b: GraphBuilder, s_f: str, layer, k: int, p: str) -> str:
+    return conv2d(b, s_f, layer, f"Wint{k}", layer.weight_int.astype(np.float32), p)
+
+
+#: compiled layer type -> its float32 synaptic input (exact below 2**24).
+_INPUT_F32 = {CompiledDense: _dense_f32, CompiledConv: _conv_f32}
 
 
 def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
@@ -160,43 +236,25 @@ def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
     ``"int64"``) and ``"sum_bound"`` (``row * m``, the largest possible partial sum).
 
     Raises:
-        ValueError: a conv layer whose partial sums could reach ``2**24``
+        rewire.errors.ExportError: a conv layer whose partial sums could reach ``2**24``
             (:func:`accumulators`).
     """
     acc = accumulators(net)
     nfmt = net.profile.neuron
-    half = 1 << (nfmt.state_bits - 1)
-    unit = 1 << nfmt.decay_bits
     i64 = np.int64
 
-    def trunc_decay(b: GraphBuilder, x: str, decay: int, p: str) -> str:
-        prod = b.op("Mul", [x, b.const(f"keep_{unit - decay}", unit - decay, i64)], p + "prod")
-        # Div of non-negative numbers only: its rounding is then floor = trunc0 everywhere
-        mag = b.op("Div", [b.op("Abs", [prod], p + "abs"), b.const("unit", unit, i64)],
-                   p + "mag")
-        neg = b.op("Less", [prod, b.const("zero_i", 0, i64)], p + "neg")
-        return b.op("Where", [neg, b.op("Neg", [mag], p + "neg_mag"), mag], p + "dec")
-
     def emit(b: GraphBuilder, x: str, states: dict) -> tuple[str, dict, list]:
-        act = b.const("act_mult", 1 << nfmt.activation_shift, i64)
-        half_c, two_half = b.const("half", half, i64), b.const("two_half", 2 * half, i64)
-        neg_half = b.const("neg_half", -half, i64)
-        v_lo, v_hi = b.const("v_lo", -half + 1, i64), b.const("v_hi", half - 1, i64)
-        zero = b.const("zero_i", 0, i64)
+        ops = OnnxIntOps(b, nfmt)
         s, new, spikes = x, {}, []
         for k, layer in enumerate(net.layers):
-            p = f"l{k}_"
+            p = ops.p = f"l{k}_"
+            ops.k = k
             if lava_delay:
                 new[f"p{k}"] = b.op("Identity", [s], p + "pending")
                 s = states[f"p{k}"]
             if acc[k].dtype == "float32":  # float32 Conv / MatMul of integers, exact < 2**24
                 s_f = b.op("Cast", [s], p + "s_f", to=TensorProto.FLOAT)
-                if layer.kind == "conv":
-                    a_f = conv2d(b, s_f, layer, f"Wint{k}", layer.weight_int.astype(np.float32),
-                                 p)
-                else:
-                    a_f = b.op("MatMul", [s_f, b.const(f"Wint{k}_T", layer.weight_int.T,
-                                                       np.float32)], p + "a_f")
+                a_f = lookup(_INPUT_F32, layer, "integer ONNX")(b, s_f, layer, k, p)
                 a = b.op("Cast", [a_f], p + "a", to=TensorProto.INT64)
             else:  # dense layer above the float32 bound: int64 MatMul (slow, exact)
                 a = b.op("MatMul", [s, b.const(f"Wint{k}_T", layer.weight_int.T, i64)], p + "a")
@@ -211,27 +269,9 @@ def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
                     rec = b.op("MatMul", [states[f"r{k}"], b.const(f"Wrec{k}_T", w_rec, i64)],
                                p + "rec")
                 a = b.op("Add", [a, rec], p + "a_rec")
-            u_pre = b.op("Add", [trunc_decay(b, states[f"u{k}"], layer.i_decay, p + "u_"),
-                                 b.op("Mul", [a, act], p + "a_shift")], p + "u_pre")
-            over = b.op("Greater", [u_pre, half_c], p + "over")
-            wrapped = b.op("Where", [over, b.op("Sub", [u_pre, two_half], p + "u_dn"), u_pre],
-                           p + "u_w")
-            under = b.op("Not", [b.op("Greater", [wrapped, neg_half], p + "gt_neg")], p + "under")
-            new[f"u{k}"] = b.op("Where", [under, b.op("Add", [u_pre, two_half], p + "u_up"),
-                                          wrapped], p + "u_new")
-            v_pre = b.op("Add", [trunc_decay(b, states[f"v{k}"], layer.v_decay, p + "v_"),
-                                 new[f"u{k}"]], p + "v_pre")
-            v_cl = b.op("Clip", [v_pre, v_lo, v_hi], p + "v_clip")
-            if not layer.spiking:  # a leaky-integrator readout: no threshold, output v
-                new[f"v{k}"] = b.op("Identity", [v_cl], p + "v_new")
-                s = b.op("Identity", [v_cl], f"z{k}")
-                spikes.append(s)
-                continue
-            th = b.const(f"vth{k}", layer.v_th_mant << nfmt.threshold_shift, i64)
-            fire = b.op("Greater", [v_cl, th], p + "fire")
-            new[f"v{k}"] = b.op("Where", [fire, zero, v_cl], p + "v_new")
-            s = b.op("Cast", [fire], f"z{k}", to=TensorProto.INT64)
-            if layer.recurrent:
+            new[f"u{k}"], new[f"v{k}"], s, fire = layer.chip.int_step(
+                ops, states[f"u{k}"], states[f"v{k}"], a)
+            if fire is not None and layer.recurrent:
                 new[f"r{k}"] = b.op("Identity", [s], p + "r_new")
             spikes.append(s)
         return s, new, spikes
@@ -256,10 +296,9 @@ def build(net: CompiledNetwork, lava_delay: bool = False) -> onnx.ModelProto:
     """The integer chip model over all steps (one ``Scan``); checked, with metadata.
 
     Example:
-        >>> from rewire.hw_profiles.profile import load_profile
-        >>> from rewire.compiler.quantize import compile_network
+        >>> import rewire
         >>> from rewire.training.model import SpikingMLP
-        >>> net = compile_network(SpikingMLP((4, 3, 2)), load_profile("loihi2"), 16)
+        >>> net = rewire.compile(SpikingMLP((4, 3, 2)), "loihi2", 16)
         >>> build(net).graph.input[0].type.tensor_type.elem_type == TensorProto.INT64
         True
     """

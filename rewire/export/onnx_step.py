@@ -36,11 +36,81 @@ import onnx
 from onnx import TensorProto
 
 from rewire.ir.compiled import CompiledNetwork
+from rewire.ir.compiled_layers import CompiledConv, CompiledDense, lookup
+from rewire.ir.neurons import IF, LI, LIF, CubaLI, CubaLIF
 from rewire.export.onnx_graph import (GraphBuilder, StepBody, body_from_meta, conv2d, map_shape,
                                       run_steps, save, session, step_model)
 
 USAGE = ("loop over T steps: feed x and the previous step's *_out states (zeros at t=0); "
          "z is the output spike vector")
+
+
+def _dense_input(b: GraphBuilder, s: str, layer, k: int, p: str) -> str:
+    return b.op("MatMul", [s, b.const(f"W{k}_T", layer.weight.T)], p + "cur")
+
+
+def _conv_input(b: GraphBuilder, s: str, layer, k: int, p: str) -> str:
+    return conv2d(b, s, layer, f"W{k}", layer.weight, p)
+
+
+#: compiled layer type -> its float synaptic input.
+_INPUT = {CompiledDense: _dense_input, CompiledConv: _conv_input}
+
+# Each neuron kind's float step (rewire.ir.dynamics, same order of operations): returns the
+# new voltage before the threshold and sets ``new["i<k>"]``. Norse computes dt * tau_inv as a
+# float32 tensor product; so do these.
+F32 = np.float32
+
+
+def _cuba_step(b: GraphBuilder, nrn, k: int, p: str, terms: list, v: str, i: str,
+               new: dict) -> str:
+    c_mem = b.const(f"c_mem{k}", F32(nrn.tau_mem_inv) * F32(nrn.dt))
+    neg_c_syn = b.const(f"neg_c_syn{k}", -(F32(nrn.tau_syn_inv) * F32(nrn.dt)))
+    j = i
+    for n, t in enumerate(terms):
+        j = b.op("Add", [j, t], p + f"j{n}")
+    leak = b.op("Sub", [b.const(f"v_leak{k}", nrn.v_leak), v], p + "leak")
+    dv = b.op("Mul", [c_mem, b.op("Add", [leak, j], p + "drive")], p + "dv")
+    v_dec = b.op("Add", [v, dv], p + "v_dec")
+    new[f"i{k}"] = b.op("Add", [j, b.op("Mul", [neg_c_syn, j], p + "di")], p + "i_new")
+    return v_dec
+
+
+def _input_sum(b: GraphBuilder, p: str, terms: list, i: str, new: dict, k: int) -> str:
+    a = terms[0]
+    for n, t in enumerate(terms[1:]):
+        a = b.op("Add", [a, t], p + f"a{n}")
+    new[f"i{k}"] = b.op("Identity", [i], p + "i_new")
+    return a
+
+
+def _if_step(b: GraphBuilder, nrn, k: int, p: str, terms: list, v: str, i: str,
+             new: dict) -> str:
+    a = _input_sum(b, p, terms, i, new, k)
+    return b.op("Add", [v, a], p + "v_dec")
+
+
+def _lif_step(b: GraphBuilder, nrn, k: int, p: str, terms: list, v: str, i: str,
+              new: dict) -> str:
+    a = _input_sum(b, p, terms, i, new, k)
+    c_mem = b.const(f"c_mem{k}", F32(nrn.tau_mem_inv) * F32(nrn.dt))
+    v_leak = b.const(f"v_leak{k}", nrn.v_leak)
+    drive = b.op("Sub", [b.op("Add", [a, v_leak], p + "a_leak"), v], p + "drive")
+    return b.op("Add", [v, b.op("Mul", [c_mem, drive], p + "dv")], p + "v_dec")
+
+
+def _li_step(b: GraphBuilder, nrn, k: int, p: str, terms: list, v: str, i: str,
+             new: dict) -> str:
+    a = _input_sum(b, p, terms, i, new, k)
+    c_mem = b.const(f"c_mem{k}", F32(nrn.tau_mem_inv) * F32(nrn.dt))
+    v_leak = b.const(f"v_leak{k}", nrn.v_leak)
+    drive = b.op("Add", [b.op("Sub", [v_leak, v], p + "leak"), a], p + "drive")
+    return b.op("Add", [v, b.op("Mul", [c_mem, drive], p + "dv")], p + "v_dec")
+
+
+#: IR neuron type -> its float ONNX step.
+_NEURON_STEP = {CubaLIF: _cuba_step, CubaLI: _cuba_step, LIF: _lif_step, LI: _li_step,
+                IF: _if_step}
 
 
 def float_body(net: CompiledNetwork) -> StepBody:
@@ -56,7 +126,6 @@ def float_body(net: CompiledNetwork) -> StepBody:
     (:func:`rewire.export.onnx_graph.conv2d`); its states stay flat ``(batch, C*H*W)``, in
     ``x.flatten()`` order of Norse's ``(batch, C, H, W)`` state.
     """
-    f32 = np.float32
 
     def emit(b: GraphBuilder, x: str, states: dict) -> tuple[str, dict, list]:
         one, zero = b.const("one", 1.0), b.const("zero", 0.0)
@@ -65,43 +134,14 @@ def float_body(net: CompiledNetwork) -> StepBody:
             s = b.op("Mul", [x, b.const("input_gain", net.input_gain)], "x_current")
         new, spikes = {}, []
         for k, layer in enumerate(net.layers):
-            nrn, kind = layer.neuron, layer.neuron.kind
+            nrn = layer.neuron
             v, i, p = states[f"v{k}"], states[f"i{k}"], f"l{k}_"
-            if layer.kind == "conv":
-                cur = conv2d(b, s, layer, f"W{k}", layer.weight, p)
-            else:
-                cur = b.op("MatMul", [s, b.const(f"W{k}_T", layer.weight.T)], p + "cur")
-            terms = [cur]
+            terms = [lookup(_INPUT, layer, "ONNX step")(b, s, layer, k, p)]
             if layer.recurrent:
                 terms.append(b.op("MatMul", [states[f"r{k}"],
                                              b.const(f"Wrec{k}_T", layer.weight_rec.T)],
                                   p + "rec"))
-            # Norse computes dt * tau_inv as a float32 tensor product; do the same.
-            if kind in ("CubaLIF", "CubaLI"):
-                c_mem = b.const(f"c_mem{k}", f32(nrn.tau_mem_inv) * f32(nrn.dt))
-                neg_c_syn = b.const(f"neg_c_syn{k}", -(f32(nrn.tau_syn_inv) * f32(nrn.dt)))
-                j = i
-                for n, t in enumerate(terms):
-                    j = b.op("Add", [j, t], p + f"j{n}")
-                leak = b.op("Sub", [b.const(f"v_leak{k}", nrn.v_leak), v], p + "leak")
-                dv = b.op("Mul", [c_mem, b.op("Add", [leak, j], p + "drive")], p + "dv")
-                v_dec = b.op("Add", [v, dv], p + "v_dec")
-                new[f"i{k}"] = b.op("Add", [j, b.op("Mul", [neg_c_syn, j], p + "di")],
-                                    p + "i_new")
-            else:
-                a = terms[0]
-                for n, t in enumerate(terms[1:]):
-                    a = b.op("Add", [a, t], p + f"a{n}")
-                new[f"i{k}"] = b.op("Identity", [i], p + "i_new")
-                if kind == "IF":
-                    v_dec = b.op("Add", [v, a], p + "v_dec")
-                else:
-                    c_mem = b.const(f"c_mem{k}", f32(nrn.tau_mem_inv) * f32(nrn.dt))
-                    v_leak = b.const(f"v_leak{k}", nrn.v_leak)
-                    drive = b.op("Sub", [b.op("Add", [a, v_leak], p + "a_leak"), v],
-                                 p + "drive") if kind == "LIF" else \
-                        b.op("Add", [b.op("Sub", [v_leak, v], p + "leak"), a], p + "drive")
-                    v_dec = b.op("Add", [v, b.op("Mul", [c_mem, drive], p + "dv")], p + "v_dec")
+            v_dec = _NEURON_STEP[type(nrn)](b, nrn, k, p, terms, v, i, new)
             if not nrn.spiking:
                 new[f"v{k}"] = b.op("Identity", [v_dec], p + "v_new")
                 z = b.op("Identity", [v_dec], f"z{k}")
@@ -143,10 +183,9 @@ def build(net: CompiledNetwork) -> onnx.ModelProto:
         encoding, input gain, state layout; :func:`rewire.export.onnx_graph.metadata`).
 
     Example:
-        >>> from rewire.hw_profiles.profile import load_profile
-        >>> from rewire.compiler.quantize import compile_network
+        >>> import rewire
         >>> from rewire.training.model import SpikingMLP
-        >>> net = compile_network(SpikingMLP((4, 3, 2)), load_profile("loihi2"), 16)
+        >>> net = rewire.compile(SpikingMLP((4, 3, 2)), "loihi2", 16)
         >>> [i.name for i in build(net).graph.input]
         ['x', 'v0', 'i0', 'v1', 'i1']
     """

@@ -32,10 +32,9 @@ def build(net: CompiledNetwork) -> onnx.ModelProto:
     """Build the unrolled (``Scan``) float model of ``net``; checked, with metadata.
 
     Example:
-        >>> from rewire.hw_profiles.profile import load_profile
-        >>> from rewire.compiler.quantize import compile_network
+        >>> import rewire
         >>> from rewire.training.model import SpikingMLP
-        >>> net = compile_network(SpikingMLP((4, 3, 2)), load_profile("loihi2"), 16)
+        >>> net = rewire.compile(SpikingMLP((4, 3, 2)), "loihi2", 16)
         >>> m = build(net)
         >>> [n.op_type for n in m.graph.node][-1], [o.name for o in m.graph.output][:2]
         ('Scan', ['z', 'v0_final'])

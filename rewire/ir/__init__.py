@@ -5,7 +5,11 @@
   ``LI``), each with its own parameters in SI units;
 * :mod:`rewire.ir.network`: :class:`~rewire.ir.network.Network`, the checked chain of nodes
   with its input encoding, steps and ``dt``, saved and reloaded by ``to_dict``/``from_dict``;
-* :mod:`rewire.ir.dynamics`: the float semantics of every node, written once.
+* :mod:`rewire.ir.dynamics`: the float semantics of every node, written once;
+* the compiled network's data, what the compiler produces and the writers read:
+  :mod:`rewire.ir.compiled` (``CompiledNetwork``), :mod:`rewire.ir.compiled_layers` (one
+  compiled layer class per synapse kind), :mod:`rewire.ir.chip_neurons` (one chip-image class
+  per neuron kind) and :mod:`rewire.ir.cores` (``CoreMapping``, where each neuron sits).
 """
 
 from rewire.ir.network import ENCODINGS, IR_VERSION, Layer, Network

@@ -23,6 +23,7 @@ from typing import NamedTuple
 import torch
 from torch.nn import functional as F
 
+from rewire.ir import nodes
 from rewire.ir.network import Network
 
 __all__ = ["NeuronState", "initial_state", "neuron_step", "weights", "synaptic_input", "encode",
@@ -62,23 +63,7 @@ def neuron_step(neuron, inputs: list[torch.Tensor], state: NeuronState
     Returns:
         ``(out, state)``: spikes (0/1 float) for spiking neurons, ``v`` for leaky integrators.
     """
-    kind, dt = neuron.kind, neuron.dt
-    if kind in ("CubaLIF", "CubaLI"):
-        j = _sum([state.i, *inputs])  # i + W x (+ W_rec z), left to right as Norse
-        v = state.v + dt * _f32(neuron.tau_mem_inv) * ((_f32(neuron.v_leak) - state.v) + j)
-        i = j + (-dt * _f32(neuron.tau_syn_inv) * j)
-    elif kind == "LIF":
-        a = _sum(inputs)
-        v = state.v + dt * _f32(neuron.tau_mem_inv) * (a + _f32(neuron.v_leak) - state.v)
-        i = state.i
-    elif kind == "LI":
-        a = _sum(inputs)
-        v = state.v + dt * _f32(neuron.tau_mem_inv) * ((_f32(neuron.v_leak) - state.v) + a)
-        i = state.i
-    elif kind == "IF":
-        v, i = state.v + _sum(inputs), state.i
-    else:  # pragma: no cover - Network only holds known kinds
-        raise NotImplementedError(f"no dynamics for neuron kind {kind!r}")
+    v, i = _SUBTHRESHOLD[type(neuron)](neuron, inputs, state)
     if not neuron.spiking:
         return v, NeuronState(v, i, state.z)
     z, v = _spike(neuron, v)
@@ -92,9 +77,41 @@ def _sum(inputs: list[torch.Tensor]) -> torch.Tensor:
     return out
 
 
+def _cuba(neuron, inputs, state):
+    """``CubaLIF``/``CubaLI`` (Norse 1.1 ``lif.py`` ``lif_feed_forward_step`` order)."""
+    dt = neuron.dt
+    j = _sum([state.i, *inputs])  # i + W x (+ W_rec z), left to right as Norse
+    v = state.v + dt * _f32(neuron.tau_mem_inv) * ((_f32(neuron.v_leak) - state.v) + j)
+    return v, j + (-dt * _f32(neuron.tau_syn_inv) * j)
+
+
+def _lif(neuron, inputs, state):
+    """``LIF`` (Norse 1.1 ``lif_box.py``)."""
+    a = _sum(inputs)
+    return state.v + neuron.dt * _f32(neuron.tau_mem_inv) * (a + _f32(neuron.v_leak)
+                                                              - state.v), state.i
+
+
+def _li(neuron, inputs, state):
+    """``LI`` (Norse 1.1 ``leaky_integrator_box.py``)."""
+    a = _sum(inputs)
+    return state.v + neuron.dt * _f32(neuron.tau_mem_inv) * ((_f32(neuron.v_leak) - state.v)
+                                                              + a), state.i
+
+
+def _if(neuron, inputs, state):
+    """``IF`` (Norse 1.1 ``iaf.py``): ``v += a``."""
+    return state.v + _sum(inputs), state.i
+
+
+#: IR neuron type -> its sub-threshold step ``(v, i)``.
+_SUBTHRESHOLD = {nodes.CubaLIF: _cuba, nodes.CubaLI: _cuba, nodes.LIF: _lif, nodes.LI: _li,
+                 nodes.IF: _if}
+
+
 def weights(synapse, in_shape: tuple[int, ...]) -> torch.Tensor:
     """The synapse node's float32 weight as a torch tensor (a sum pool's constant kernel)."""
-    if synapse.op == "sumpool":
+    if isinstance(synapse, nodes.SumPool2d):
         return torch.from_numpy(synapse.kernel_weights(in_shape[0]))
     return torch.tensor(synapse.weight)
 
@@ -104,17 +121,27 @@ def synaptic_input(synapse, x: torch.Tensor, in_shape: tuple[int, ...],
     """``a = W x`` of a feed-forward synapse node for a batch ``x`` ``(B, *in_shape)``
     (``(B, *out_shape)`` out); a recurrent node's input part. ``weight``: :func:`weights` of
     the node, if already at hand."""
-    op = synapse.op
     w = weights(synapse, in_shape) if weight is None else weight
-    if op in ("dense", "dense_rec"):
-        return F.linear(x.reshape(len(x), -1), w)
-    if op == "conv":
-        return F.conv2d(x.reshape(len(x), *in_shape), w, stride=synapse.stride,
-                        padding=synapse.padding, groups=synapse.groups)
-    if op == "sumpool":
-        return F.conv2d(x.reshape(len(x), *in_shape), w, stride=synapse.stride,
-                        padding=synapse.padding, groups=in_shape[0])
-    raise NotImplementedError(f"no dynamics for synapse op {op!r}")  # pragma: no cover
+    return _SYNAPSE[type(synapse)](synapse, x, in_shape, w)
+
+
+def _dense(synapse, x, in_shape, w):
+    return F.linear(x.reshape(len(x), -1), w)
+
+
+def _conv(synapse, x, in_shape, w):
+    return F.conv2d(x.reshape(len(x), *in_shape), w, stride=synapse.stride,
+                    padding=synapse.padding, groups=synapse.groups)
+
+
+def _pool(synapse, x, in_shape, w):
+    return F.conv2d(x.reshape(len(x), *in_shape), w, stride=synapse.stride,
+                    padding=synapse.padding, groups=in_shape[0])
+
+
+#: IR synapse type -> its feed-forward input ``W x``.
+_SYNAPSE = {nodes.Dense: _dense, nodes.RecurrentDense: _dense, nodes.Conv2d: _conv,
+            nodes.SumPool2d: _pool}
 
 
 def encode(net: Network, x: torch.Tensor) -> torch.Tensor:
@@ -149,7 +176,7 @@ def run(net: Network, inputs: torch.Tensor, record_all: bool = False) -> list[to
     states = [initial_state(l.neuron, l.out_shape, batch) for l in net.layers]
     outs = [[] for _ in net.layers]
     ws = [weights(l.synapse, l.in_shape) for l in net.layers]
-    w_rec = [torch.tensor(l.synapse.weight_rec) if l.synapse.op == "dense_rec" else None
+    w_rec = [torch.tensor(l.synapse.weight_rec) if isinstance(l.synapse, nodes.RecurrentDense) else None
              for l in net.layers]
     for x_t in inputs:
         s = x_t

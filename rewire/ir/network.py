@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rewire.ir.nodes import (SYNAPSES, Flatten, neuron_from_dict, synapse_from_dict,
-                             synapse_to_dict, NEURONS)
+from rewire.ir.nodes import (NEURONS, SYNAPSES, Dense, Flatten, RecurrentDense, SumPool2d,
+                             neuron_from_dict, synapse_from_dict, synapse_to_dict)
 
 __all__ = ["IR_FORMAT", "IR_VERSION", "ENCODINGS", "Layer", "Network"]
 
@@ -128,7 +128,7 @@ class Network:
         while i < len(nodes):
             node, flatten = nodes[i], False
             if isinstance(node, Flatten):
-                if i + 1 >= len(nodes) or nodes[i + 1].op not in ("dense", "dense_rec"):
+                if i + 1 >= len(nodes) or not isinstance(nodes[i + 1], (Dense, RecurrentDense)):
                     raise ValueError(f"Network: node {i} Flatten must be followed by a Dense "
                                      f"or RecurrentDense node")
                 shape, flatten, i = node.out_shape(shape), True, i + 1
@@ -139,7 +139,7 @@ class Network:
                                  f"optional Flatten)")
             name = names[k]
             if i + 1 >= len(nodes) or type(nodes[i + 1]).__name__ not in NEURONS:
-                raise ValueError(f"Network: layer {name} ({node.op}) must be followed by a "
+                raise ValueError(f"Network: layer {name} ({type(node).__name__}) must be followed by a "
                                  f"neuron node ({', '.join(NEURONS)})")
             neuron = nodes[i + 1]
             try:
@@ -150,7 +150,7 @@ class Network:
                 raise ValueError(f"Network: layer {layers[-1].name} has non-spiking "
                                  f"{layers[-1].neuron.kind} neurons but feeds layer {name}; a "
                                  f"leaky integrator can only be the readout (last layer)")
-            if node.op == "dense_rec" and not neuron.spiking:
+            if isinstance(node, RecurrentDense) and not neuron.spiking:
                 raise ValueError(f"Network: layer {name}: a recurrent layer needs spiking "
                                  f"neurons, got {neuron.kind}")
             dts.add(neuron.dt)
@@ -184,10 +184,11 @@ class Network:
         total = 0
         for layer in self.layers:
             s = layer.synapse
-            if s.op == "sumpool":
+            if isinstance(s, SumPool2d):
                 total += layer.out_shape[0] * int(np.prod(s.kernel))
             else:
-                total += s.weight.size + (s.weight_rec.size if s.op == "dense_rec" else 0)
+                total += s.weight.size + (s.weight_rec.size if isinstance(s, RecurrentDense)
+                                          else 0)
         return total
 
     def to_dict(self) -> dict:

@@ -5,8 +5,9 @@ A network (:class:`rewire.ir.network.Network`) is a chain of these nodes: a syna
 neuron node (:class:`CubaLIF`, :class:`LIF`, :class:`IF`, :class:`CubaLI`, :class:`LI`), with
 an optional :class:`Flatten` between a convolutional and a dense stage. Every neuron node
 carries **its own parameters** (one value per layer), in SI units, with its time step ``dt``
-explicit. The discrete-time semantics (forward Euler, the order of Norse 1.1's step functions,
-REFERENCE §3 and §6) are written once, in :mod:`rewire.ir.dynamics`:
+explicit. The discrete-time semantics (forward Euler, in the order of Norse 1.1's step
+functions, ``norse/torch/functional/lif.py``, ``lif_box.py``, ``iaf.py``,
+``leaky_integrator.py``) are written once, in :mod:`rewire.ir.dynamics`:
 
 .. math::
     \textbf{CubaLIF:}\quad & j = i + a, \quad v \leftarrow v + \Delta t\,\tau_\mathrm{mem}^{-1}
@@ -19,7 +20,7 @@ with a spike :math:`z = H(v - v_\mathrm{th})` resetting :math:`v` to :math:`v_\m
 and :math:`a` the synaptic input of the step (for :class:`RecurrentDense`,
 :math:`a = W x_t + W_\mathrm{rec} z_{t-1}`).
 
-Source frameworks map onto these nodes as REFERENCE §6 lists them (Norse ``LIFCell`` →
+Source frameworks map onto these nodes as follows (Norse ``LIFCell`` →
 :class:`CubaLIF`, ``LIFBoxCell`` → :class:`LIF`, ``IAFCell`` → :class:`IF`, ``LICell`` →
 :class:`CubaLI`, ``LIBoxCell`` → :class:`LI`; NIR ``CubaLIF``, ``LIF``, ``IF``, ``CubaLI``,
 ``LI`` likewise).
@@ -31,48 +32,17 @@ Validation raises :class:`ValueError` naming the field.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
+from rewire.ir._fields import _array_field, _finite, _pair, _weights
+from rewire.ir.neurons import IF, LI, LIF, NEURONS, CubaLI, CubaLIF, Neuron
+
 __all__ = ["Dense", "RecurrentDense", "Conv2d", "SumPool2d", "Flatten", "CubaLIF", "LIF", "IF",
            "CubaLI", "LI", "SYNAPSES", "NEURONS", "Synapse", "Neuron"]
 
-
-def _finite(name: str, value: float, positive: bool = False, nonneg: bool = False) -> float:
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value}")
-    if positive and not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    if nonneg and value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return value
-
-
-def _weights(name: str, value, ndim: int) -> np.ndarray:
-    w = np.asarray(value)
-    if w.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions, got shape {w.shape}")
-    if w.size and not np.all(np.isfinite(w)):
-        raise ValueError(f"{name}: {int(np.count_nonzero(~np.isfinite(w)))} entries are NaN "
-                         f"or infinite")
-    w = np.array(w, dtype=np.float32)
-    w.setflags(write=False)
-    return w
-
-
-def _pair(name: str, value) -> tuple[int, int]:
-    pair = (value, value) if np.isscalar(value) else tuple(value)
-    if len(pair) != 2 or any(int(p) != p for p in pair):
-        raise ValueError(f"{name} must be an integer or a pair of integers, got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
-def _array_field(value) -> list:
-    return np.asarray(value).tolist()
 
 
 # --------------------------------------------------------------------------- synapses
@@ -216,7 +186,7 @@ class SumPool2d:
 
     ``torch.nn.AvgPool2d(k)`` is a sum pool of ``weight = 1 / (kH kW)`` (with
     ``count_include_pad`` and no ``ceil_mode``); NIR's ``SumPool2d`` has ``weight = 1``. On the
-    chip it is a depthwise convolution with a constant kernel (REFERENCE §6: netx has no pool
+    chip it is a depthwise convolution with a constant kernel (lava-dl 0.6 ``netx/hdf5.py`` reads no pool
     layer).
 
     Attributes:
@@ -269,122 +239,8 @@ class Flatten:
         return (int(np.prod(in_shape)),)
 
 
-# --------------------------------------------------------------------------- neurons
-
-
-@dataclass(frozen=True)
-class _Neuron:
-    """Shared checks: every field finite, time constants and ``dt`` > 0."""
-
-    spiking: ClassVar[bool] = True
-    kind: ClassVar[str] = ""
-
-    def __post_init__(self):
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            positive = f.name == "dt" or f.name.endswith("_inv") or f.name == "v_th"
-            object.__setattr__(self, f.name, _finite(f"{type(self).__name__}.{f.name}", value,
-                                                     positive=positive))
-        if self.spiking and getattr(self, "v_reset", 0.0) >= self.v_th:
-            raise ValueError(f"{type(self).__name__}: v_reset = {self.v_reset} must be below "
-                             f"v_th = {self.v_th}")
-
-    def to_dict(self) -> dict:
-        """``{"kind": ..., field: value, ...}`` (JSON-ready)."""
-        return {"kind": self.kind, **dataclasses.asdict(self)}
-
-
-@dataclass(frozen=True)
-class CubaLIF(_Neuron):
-    """Current-based LIF (Norse ``LIFCell``, NIR ``CubaLIF``, Loihi CUBA).
-
-    Attributes:
-        tau_syn_inv: :math:`1/\\tau_\\mathrm{syn}` in 1/s.
-        tau_mem_inv: :math:`1/\\tau_\\mathrm{mem}` in 1/s.
-        v_th: threshold; v_leak, v_reset: leak and reset potentials (same units as ``v``).
-        dt: Euler step in s.
-    """
-
-    tau_syn_inv: float
-    tau_mem_inv: float
-    v_th: float = 1.0
-    v_leak: float = 0.0
-    v_reset: float = 0.0
-    dt: float = 1e-3
-    kind: ClassVar[str] = "CubaLIF"
-
-
-@dataclass(frozen=True)
-class LIF(_Neuron):
-    """LIF without synaptic current: the input enters ``v`` directly (Norse ``LIFBoxCell``,
-    NIR ``LIF``).
-
-    Attributes:
-        tau_mem_inv: :math:`1/\\tau_\\mathrm{mem}` in 1/s.
-        v_th, v_leak, v_reset: as :class:`CubaLIF`.
-        dt: Euler step in s.
-    """
-
-    tau_mem_inv: float
-    v_th: float = 1.0
-    v_leak: float = 0.0
-    v_reset: float = 0.0
-    dt: float = 1e-3
-    kind: ClassVar[str] = "LIF"
-
-
-@dataclass(frozen=True)
-class IF(_Neuron):
-    """Integrate-and-fire, no leak: ``v += a`` (Norse ``IAFCell``, NIR ``IF``).
-
-    Attributes:
-        v_th, v_reset: threshold and reset potential.
-        dt: the network's step in s (the dynamics do not depend on it).
-    """
-
-    v_th: float = 1.0
-    v_reset: float = 0.0
-    dt: float = 1e-3
-    kind: ClassVar[str] = "IF"
-
-
-@dataclass(frozen=True)
-class CubaLI(_Neuron):
-    """Leaky integrator with synaptic current, never spikes: a readout (Norse ``LICell``,
-    NIR ``CubaLI``). Its output is ``v``.
-
-    Attributes:
-        tau_syn_inv, tau_mem_inv: in 1/s; v_leak: leak potential; dt: step in s.
-    """
-
-    tau_syn_inv: float
-    tau_mem_inv: float
-    v_leak: float = 0.0
-    dt: float = 1e-3
-    spiking: ClassVar[bool] = False
-    kind: ClassVar[str] = "CubaLI"
-
-
-@dataclass(frozen=True)
-class LI(_Neuron):
-    """Leaky integrator without synaptic current, never spikes: a readout (Norse
-    ``LIBoxCell``, NIR ``LI``). Its output is ``v``.
-
-    Attributes:
-        tau_mem_inv: in 1/s; v_leak: leak potential; dt: step in s.
-    """
-
-    tau_mem_inv: float
-    v_leak: float = 0.0
-    dt: float = 1e-3
-    spiking: ClassVar[bool] = False
-    kind: ClassVar[str] = "LI"
-
-
 SYNAPSES = (Dense, RecurrentDense, Conv2d, SumPool2d)
-NEURONS = {cls.kind: cls for cls in (CubaLIF, LIF, IF, CubaLI, LI)}
 Synapse = Dense | RecurrentDense | Conv2d | SumPool2d
-Neuron = CubaLIF | LIF | IF | CubaLI | LI
 
 
 def synapse_to_dict(node) -> dict:

@@ -208,7 +208,7 @@ def check_neuron_fits(profile: HardwareProfile, neuron) -> None:
     """
     if profile.neuron.model != "cuba":
         return
-    from rewire.compiler.quantize import decay_constant
+    from rewire.ir.chip_neurons import decay_constant
 
     decay_constant(neuron.tau_syn_inv, neuron.dt, profile, "neuron iDecay (tau_syn)")
     decay_constant(neuron.tau_mem_inv, neuron.dt, profile, "neuron vDecay (tau_mem)")

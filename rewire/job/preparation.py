@@ -89,7 +89,7 @@ def _prepare_user_model(spec: JobSpec, profile: HardwareProfile, split: Split, o
             model's input size is not the data's, or its output neurons not its classes.
         rewire.errors.LoweringError: a module or parameter the compiler cannot map.
     """
-    from rewire.compiler.quantize import neuron_decays
+    from rewire.ir.chip_neurons import neuron_decays
 
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model: give a torch nn.Module, got {type(model).__name__}")

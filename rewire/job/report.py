@@ -11,6 +11,7 @@ import json
 
 from rewire._version import __version__
 from rewire.hw_profiles.profile import KNOWN_FORMATS, HardwareProfile
+from rewire.ir.compiled_layers import CompiledSumPool
 from rewire.job import health
 from rewire.training.budget import SynapseBudget
 from rewire.training.train import TrainResult
@@ -144,7 +145,7 @@ def _compiled(net, budget: SynapseBudget, result: TrainResult, quantized: float)
     (``trained_synapses``: a sum pool's constant kernel is ``fixed_synapses``, not prunable), so
     ``connectivity`` and ``within_budget`` read those (and the trained layers' fan-in).
     """
-    trained = [l for l in net.layers if l.pool_weight is None]
+    trained = [l for l in net.layers if not isinstance(l, CompiledSumPool)]
     n_trained = sum(l.synapses for l in trained)
     fan_in = max((l.max_fan_in for l in trained), default=0)
     within = n_trained <= budget.max_synapses and (not budget.max_fan_in

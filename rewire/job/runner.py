@@ -29,10 +29,12 @@ from rewire._version import __version__
 from rewire.compiler import equivalence, mapping, simulate
 from rewire.compiler.quantize import compile_network
 from rewire.errors import CompileError
-from rewire.export import write as write_formats
+from rewire.export import build as build_files, cores as cores_files
 from rewire.frontends import lower
 from rewire.hw_profiles.profile import KNOWN_FORMATS
 from rewire.ir.compiled import CompiledNetwork
+from rewire.ir.compiled_layers import layer_names
+from rewire.ir.nodes import Dense
 from rewire.job import health
 from rewire.job.preparation import Prepared, prepare
 from rewire.job.publish import Staging
@@ -103,17 +105,6 @@ def lava_check(net: CompiledNetwork, path: Path, payload: np.ndarray, samples: i
             "seconds": time.perf_counter() - start}
 
 
-def _write_cores(cores: mapping.CoreMapping, folder: Path) -> dict:
-    """``cores.json`` and ``cores.png`` of a core mapping: ``{"cores_json", "cores_png"}``.
-
-    The one place the job writes them (for a compiled network they become writers of
-    ``rewire.export.write``, keys ``cores_json``/``cores_png``; an uncompiled float network has
-    only its mapping).
-    """
-    return {"cores_json": mapping.write_json(cores, folder / "cores.json"),
-            "cores_png": mapping.write_png(cores, folder / "cores.png")}
-
-
 def _publish(stage: Staging, report: dict) -> None:
     """Publish the staged files into the output folder with ``report.json`` (listing every
     file's SHA-256) written last as the set's commit record (:class:`rewire.io.Staging`:
@@ -182,8 +173,7 @@ def _compile_and_export(prep: Prepared, result, t0: float) -> dict:
     # Every file is built in a staging folder first and published only when all of them
     # exist, as one set: a failure or a kill midway leaves the previous export whole.
     with Staging(prep.out) as stage:
-        staged = write_formats(net, stage.path, formats)
-        staged.update(_write_cores(net.mapping, stage.path))
+        staged = build_files(net, stage.path, [*formats, "cores"])
         t3 = time.perf_counter()
         lava = {"skipped": "profile has no netx target"}
         if "netx" in staged:
@@ -202,13 +192,15 @@ def _map_float(prep: Prepared, result, t0: float) -> dict:
     onto the chip's cores and reported; no fixed-point file is written, and the report says
     why."""
     profile, spec, t1 = prep.profile, prep.spec, time.perf_counter()
-    layers = [mapping.LayerConnectivity.from_mask(f"fc{k + 1}", lin.weight.detach().cpu().numpy())
-              for k, lin in enumerate(prep.model.linears)]
+    names = layer_names([Dense] * len(prep.model.linears))
+    layers = [mapping.LayerConnectivity.from_mask(name, lin.weight.detach().cpu().numpy())
+              for name, lin in zip(names, prep.model.linears)]
     cores = mapping.map_layers(layers, profile, spec.cores)
     reason = (f"neuron model {profile.neuron.model!r} of {profile.name} has no fixed-point "
               f"compiler in rewire (only 'cuba')")
     with Staging(prep.out) as stage:
-        staged = _write_cores(cores, stage.path)
+        staged = {"cores_json": cores_files.write_json(cores, stage.path / "cores.json"),
+                  "cores_png": cores_files.write_png(cores, stage.path / "cores.png")}
         t2 = time.perf_counter()
         timings = {"train_s": t1 - t0, "compile_s": 0.0, "export_s": t2 - t1,
                    "total_s": t2 - t0}

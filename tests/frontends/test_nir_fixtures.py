@@ -83,7 +83,7 @@ def test_trained_fixture_compiles_for_loihi2(name, loihi2):
     assert rep.float_accuracy == pytest.approx(side["test_accuracy"], abs=1e-6)
     assert rep.prediction_agreement >= 0.97
     assert rep.integer_accuracy > 0.9
-    assert any(l.weight_rec is not None for l in net.layers) == ("rleaky" in name)
+    assert any(l.recurrent for l in net.layers) == ("rleaky" in name)
 
 
 @requires_lava

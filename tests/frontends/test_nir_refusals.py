@@ -12,7 +12,7 @@ from rewire.errors import LoweringError
 from rewire.frontends.nir import lower
 
 from nir_chains import _conv_chain, _cuba, _graph, _linear
-from test_nir import _set  # noqa: F401
+from export.test_nir import _set  # noqa: F401
 
 warnings.filterwarnings("ignore", message=".*not writable.*")
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from hypothesis import event, given, strategies as st
 
-from rewire.compiler.quantize import compile_network
+from rewire import compile as compile_network
 from rewire.export import nir_graph
 from rewire.frontends import nir as nir_frontend
 from rewire.frontends.nir import lower
@@ -20,8 +20,8 @@ from rewire.frontends.pooling import SumPool2d
 from rewire.training.model import NeuronConfig
 
 from conftest import examples
-from test_nir import conv_cases, conv_inputs, conv_model  # noqa: F401
-from test_onnx import EQUIV, block_network, case_inputs, cases
+from export.test_nir import conv_cases, conv_inputs, conv_model  # noqa: F401
+from export.test_onnx import EQUIV, block_network, case_inputs, cases
 
 warnings.filterwarnings("ignore", message=".*not writable.*")
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rewire.compiler.quantize import compile_network
+from rewire import compile as compile_network
 from rewire.export import nir_graph
 from rewire.training.model import NeuronConfig, SpikingMLP
 

@@ -15,7 +15,8 @@ import traceback
 import numpy as np
 import pytest
 
-from rewire.compiler.quantize import CompileError, compile_network
+from rewire import compile as compile_network
+from rewire.errors import CompileError
 from rewire.export import nir_graph, onnx_step
 from rewire.frontends.nir import lower
 

@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from rewire.compiler.quantize import compile_network
+from rewire import compile as compile_network
 from rewire.export import netx, nir_graph
 from rewire.frontends.nir import load, read as nir_read
 

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, strategies as st
 from torch import nn
 
-from rewire.compiler.quantize import compile_network
+from rewire import compile as compile_network
 from rewire.training.budget import (BudgetController, BudgetError, SynapseBudget,
                                     cap_neurons, connected_synapses, make_budget, max_fan_in,
                                     project_to_budget, within_budget)

@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, strategies as st
 
 from rewire.compiler import simulate as sim
-from rewire.compiler.quantize import compile_network
+from rewire import compile as compile_network
 from rewire.export import netx, onnx_step
 from rewire.io import atomic_path, write_text
 from rewire.hw_profiles.profile import load_profile

@@ -33,7 +33,8 @@ import traceback
 
 import torch
 
-from rewire.compiler.quantize import CompileError, compile_network
+from rewire import compile as compile_network
+from rewire.errors import CompileError
 from rewire.export import __main__ as cli
 from rewire.job import preparation, runner as pipeline
 from rewire.hw_profiles.profile import (HardwareProfile, ProfileError, list_profiles,

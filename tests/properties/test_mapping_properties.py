@@ -12,7 +12,8 @@ import math
 import numpy as np
 from hypothesis import given, strategies as st
 
-from rewire.compiler.mapping import OUTPUT_CORE, LayerConnectivity, MappingError, map_layers
+from rewire.compiler.mapping import OUTPUT_CORE, LayerConnectivity, map_layers
+from rewire.errors import MappingError
 from rewire.hw_profiles.profile import load_profile
 
 BASE = load_profile("loihi2")

@@ -9,8 +9,10 @@ import dataclasses
 import numpy as np
 from hypothesis import assume, given, strategies as st
 
-from rewire.compiler.quantize import (ACTIVATION_MAX, CompileError, compile_network,
-                                     decay_constant, quantize_layer)
+from rewire import compile as compile_network
+from rewire.compiler.quantize import ACTIVATION_MAX, quantize_layer
+from rewire.errors import CompileError
+from rewire.ir.chip_neurons import decay_constant
 from rewire.hw_profiles.profile import load_profile
 from rewire.ir.nodes import CubaLIF
 

@@ -14,8 +14,10 @@ from torch.nn import functional as F
 
 from rewire.frontends import nir as nir_frontend
 from rewire.compiler import simulate as sim
-from rewire.compiler.network import CompiledLayer
-from rewire.compiler.quantize import CompileError, compile_network, conv_patches
+from rewire.ir.compiled_layers import CompiledConv, CompiledDense
+from rewire import compile as compile_network
+from rewire.compiler.quantize import conv_patches
+from rewire.errors import CompileError
 from rewire.export import netx
 from rewire.job.runner import JobSpec, prepare
 from rewire.training.conv import SpikingConvNet, SumPool2d, image_shape
@@ -93,7 +95,7 @@ def test_image_shape():
 def test_compiled_conv_layers(loihi2):
     net = compile_network(conv_net(density=0.6), loihi2, 16)
     assert [l.name for l in net.layers] == ["conv1", "conv2", "pool1", "fc1"]
-    assert [l.kind for l in net.layers] == ["conv", "conv", "conv", "dense"]
+    assert [isinstance(l, CompiledConv) for l in net.layers] == [True, True, True, False]
     assert net.sizes == (126, 60, 48, 8, 5) and net.neurons == 121
     conv1, _, pool, fc = net.layers
     assert conv1.weight_int.shape == (3, 2, 3, 3) and conv1.stride == (2, 2)
@@ -155,7 +157,7 @@ def test_quantized_conv_weights_fit_the_bits(loihi2, params):
         np.testing.assert_allclose(layer.weight_int, layer.weight * gain, atol=w.step)
 
 
-def dense_equivalent(layer: CompiledLayer) -> CompiledLayer:
+def dense_equivalent(layer: CompiledConv) -> CompiledDense:
     """The conv layer as an explicit (out, in) matrix, from the definition of a (grouped,
     strided, zero-padded) 2-D cross-correlation, neurons numbered in (C, H, W) order."""
     (c, h, w), (co, ho, wo) = layer.in_shape, layer.out_shape
@@ -167,8 +169,9 @@ def dense_equivalent(layer: CompiledLayer) -> CompiledLayer:
             y, x, ci = yo * sh - ph + ky, xo * sw - pw + kx, o // (co // g) * (c // g) + i
             if 0 <= y < h and 0 <= x < w:
                 matrix[(o * ho + yo) * wo + xo, (ci * h + y) * w + x] += kernel[o, i, ky, kx]
-    return dataclasses.replace(layer, kind="dense", weight=matrix.astype(np.float32),
-                               weight_int=matrix)
+    return CompiledDense(name=layer.name, weight=matrix.astype(np.float32), weight_int=matrix,
+                         scale=layer.scale, input_scale=layer.input_scale,
+                         scale_limited_by=layer.scale_limited_by, chip=layer.chip)
 
 
 @given(small_nets)
@@ -178,7 +181,7 @@ def test_integer_conv_equals_its_dense_matrix(loihi2, params):
         net = compile_network(build(params), loihi2, 16)
     except CompileError:
         assume(False)
-    dense = dataclasses.replace(net, layers=tuple(dense_equivalent(l) if l.kind == "conv" else l
+    dense = dataclasses.replace(net, layers=tuple(dense_equivalent(l) if isinstance(l, CompiledConv) else l
                                                   for l in net.layers))
     payload = payload_for(net, params, np.random.default_rng(params["seed"]), batch=3)
     for delay in (False, True):

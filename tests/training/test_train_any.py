@@ -136,7 +136,7 @@ def test_recurrent_cell_trains_on_spike_trains_inside_a_loihi2_budget(spike_sets
                 budget, TrainConfig(epochs=8, lr=2e-2, progress=False), test_data=test_set)
     assert res.run_options == {"steps": T, "encoding": "rate", "input_gain": 1.0}
     net = rewire.compile(model, "loihi2", **res.run_options)
-    assert [layer.weight_rec is not None for layer in net.layers] == [True, False]
+    assert [layer.recurrent for layer in net.layers] == [True, False]
     spikes = test_set.tensors[0].transpose(0, 1).numpy()           # (T, N, 64)
     rep = equivalence.compare(net, spikes, labels=split.y_test.numpy())
     print(f"\nLIFRecurrentCell on spike trains: accuracy {res.gradr_accuracy:.2%} -> "

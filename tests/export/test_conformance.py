@@ -28,7 +28,8 @@ import torch
 from hypothesis import given, strategies as st
 
 from rewire.compiler import simulate as sim
-from rewire.compiler.quantize import compile_network, netx_effective_weights, to_netx_grid
+from rewire import compile as compile_network
+from rewire.compiler.netx_legal import netx_effective_weights, to_netx_grid
 from rewire.export import netx
 from rewire.training.model import NeuronConfig, SpikingMLP
 
@@ -105,8 +106,9 @@ def build(fam: dict, loihi2):
             w = np.where(layer.weight != 0, rng.integers(-mag // 4, mag // 2 + 1,
                                                         layer.weight.shape) * 2, 0)
             i_decay, v_decay = fam["decays"][k]
-            raw = dataclasses.replace(layer, weight_int=w.astype(np.int32), i_decay=i_decay,
-                                      v_decay=v_decay, v_th_mant=fam["thresholds"][k])
+            chip = dataclasses.replace(layer.chip, i_decay=i_decay, v_decay=v_decay,
+                                       v_th_mant=fam["thresholds"][k])
+            raw = dataclasses.replace(layer, weight_int=w.astype(np.int32), chip=chip)
             layers.append(to_netx_grid(raw))
         net = dataclasses.replace(net, layers=tuple(layers))
     if net.encoding == "current":

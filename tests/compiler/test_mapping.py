@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from rewire.compiler.mapping import (OUTPUT_CORE, LayerConnectivity, MappingError, check_network,
-                                    map_layers, write_json, write_png)
-from rewire.compiler.quantize import CompileError
+from rewire.compiler.mapping import OUTPUT_CORE, LayerConnectivity, check_network, map_layers
+from rewire.errors import CompileError, MappingError
+from rewire.export.cores import write_json, write_png
 from rewire.training.budget import make_budget
 from rewire.training.data import Split
 from rewire.training.model import SpikingMLP
@@ -78,7 +78,7 @@ def test_fan_in_and_fan_out_per_core(loihi2):
 
 
 def test_every_neuron_placed_and_old_import_works(small_net):
-    from rewire.compiler.network import CoreMapping
+    from rewire.ir.cores import CoreMapping
 
     _, net = small_net
     assert isinstance(net.mapping, CoreMapping)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rewire.compiler import simulate as sim
-from rewire.compiler.quantize import compile_network
+from rewire import compile as compile_network
 from rewire.export import netx
 
 from conftest import random_network, requires_lava

@@ -10,7 +10,7 @@ import torch
 
 from rewire.compiler import simulate as sim
 from rewire.compiler.equivalence import compare
-from rewire.compiler.quantize import compile_network
+from rewire import compile as compile_network
 
 from conftest import random_network
 

@@ -13,7 +13,7 @@ import torch
 from hypothesis import assume, strategies as st
 
 from rewire.frontends import nir as nir_frontend
-from rewire.compiler.quantize import compile_network
+from rewire import compile as compile_network
 from rewire.export import nir_graph
 from rewire.training.conv import SpikingConvNet
 from rewire.training.model import NeuronConfig

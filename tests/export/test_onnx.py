@@ -16,8 +16,9 @@ from onnx import TensorProto, helper
 from torch.nn import functional as F
 
 from rewire.compiler import simulate
-from rewire.compiler.quantize import compile_network
+from rewire import compile as compile_network
 from rewire.export import onnx_graph, onnx_int, onnx_step, onnx_unrolled
+from rewire.ir.compiled_layers import CompiledConv
 from rewire.training.conv import SpikingConvNet
 from rewire.training.model import NeuronConfig, SpikingMLP
 
@@ -181,7 +182,7 @@ def synaptic_magnitude(layer, w: np.ndarray, s_abs: np.ndarray) -> np.ndarray:
     """``sum_j |w_ij| |s_j|`` per neuron, ``(B, n_in) -> (B, n_out)`` float32: the magnitude of
     the terms a layer's synaptic input sums (dense product or conv of the absolute values);
     ``w`` is ``|layer.weight|``."""
-    if layer.kind != "conv":
+    if not isinstance(layer, CompiledConv):
         return s_abs @ w.T
     x = torch.as_tensor(s_abs, dtype=torch.float32).reshape(-1, *layer.in_shape)
     out = F.conv2d(x, torch.as_tensor(w), stride=layer.stride, padding=layer.padding,
@@ -290,7 +291,7 @@ def test_float_onnx_of_conv_net_equals_norse_per_step(loihi2, case):
     ``Scan`` graph give Norse's spike trains exactly."""
     model = block_conv_network(case, steps=50)
     net = compile_network(model, loihi2, 16)
-    assert any(l.kind == "conv" for l in net.layers)
+    assert any(isinstance(l, CompiledConv) for l in net.layers)
     float_onnx_equals_norse(model, net, *case_inputs(case, model))
 
 

@@ -10,8 +10,10 @@ import torch
 from hypothesis import given, strategies as st
 
 from rewire.compiler import simulate as sim
-from rewire.compiler.quantize import (CompileError, compile_network, decay_constant,
-                                     netx_effective_weights, netx_exact, to_netx_grid)
+from rewire import compile as compile_network
+from rewire.compiler.netx_legal import netx_effective_weights, netx_exact, to_netx_grid
+from rewire.errors import CompileError
+from rewire.ir.chip_neurons import decay_constant
 from rewire.training.model import NeuronConfig, SpikingMLP
 
 from conftest import random_network
