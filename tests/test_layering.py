@@ -23,7 +23,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "rewire"
 ORDER = ("errors", "io", "_version", "hw_profiles", "ir", "frontends", "compiler", "export",
          "training", "gnn", "job", "cli", "__init__", "__main__")
-RANK = {name: (0 if name in ("errors", "io", "_version") else i) for i, name in enumerate(ORDER)}
+RANK = {name: i for i, name in enumerate(ORDER)}
 FORBIDDEN = {("compiler", "frontends"), ("export", "frontends"), ("export", "training")}
 MAX_LINES = 400
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from rewire.errors import ExportError
-from rewire.io import write_text
+from rewire.io.files import write_text
 from rewire.io.record import (MANIFEST, MARKER, RECORDS, STAGING_NAME, STAGING_PREFIX,
                               _hash_or_none, read_record, sha256)
 
