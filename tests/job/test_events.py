@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from rewire.export.__main__ import main
+from rewire.job.cli import main
 from rewire.job.events import load_events, rate_code
 from rewire.errors import DataError
 from rewire.training.data import load_digits_split
