@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import rewire
+from rewire.io import verify_set
 from rewire.errors import CompileError, ExportError
 from rewire.export import WRITERS, write
 from rewire.ir import nodes
@@ -66,6 +67,9 @@ def test_netx_refusal_writes_no_onnx(loihi2, tmp_path):
     written = write(net, tmp_path / "out", ["onnx", "nir"])  # what it can express, it writes
     assert sorted(written) == ["nir", "onnx_int", "onnx_step", "onnx_unrolled"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "manifest.json", "model.nir", "model_int.onnx", "model_step.onnx",
+        "model_unrolled.onnx"]  # manifest.json: the set's record, written last
+    assert sorted(verify_set(tmp_path / "out", "manifest.json")) == [
         "model.nir", "model_int.onnx", "model_step.onnx", "model_unrolled.onnx"]
 
 
