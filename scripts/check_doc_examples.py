@@ -2,7 +2,8 @@
 
 The pages' examples must run as written (docs/byon.md, docs/ir.md). Each page runs in a fresh
 temporary folder (so ``"build"`` lands there) with the repository's ``tests`` folder linked in
-(the NIR fixtures under tests/data). Blocks whose first line is ``# not run`` are skipped.
+(the NIR fixtures under tests/data) and, beside it, ``../shared`` linked to the one beside the
+repository (the data sets), so paths read as they do from the repository's root. Blocks whose first line is ``# not run`` are skipped.
 
     PYTHONPATH=$PWD .venv/bin/python scripts/check_doc_examples.py docs/byon.md docs/ir.md
 """
@@ -23,8 +24,12 @@ BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 def run_page(page: Path) -> int:
     blocks = BLOCK.findall(page.read_text())
     here = os.getcwd()
-    with tempfile.TemporaryDirectory() as tmp:
-        os.symlink(ROOT / "tests", Path(tmp) / "tests")
+    with tempfile.TemporaryDirectory() as top:
+        tmp = Path(top) / "work"
+        tmp.mkdir()
+        os.symlink(ROOT / "tests", tmp / "tests")
+        if (ROOT.parent / "shared").exists():
+            os.symlink(ROOT.parent / "shared", Path(top) / "shared")
         os.chdir(tmp)
         namespace: dict = {"__name__": "__doc_example__"}
         try:

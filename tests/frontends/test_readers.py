@@ -158,6 +158,7 @@ def _per_sample(run, graph_in) -> np.ndarray:
     return np.concatenate([run(graph_in[:, b:b + 1]) for b in range(graph_in.shape[1])], 1)
 
 
+@pytest.mark.slow
 def test_snntorch_runs_conv_files_spike_for_spike_one_sample_at_a_time(loihi2, tmp_path):
     """snnTorch 1.0 maps Conv2d, Flatten and (through nirtorch's default map) SumPool2d; it
     folds the pool's ``w_in`` into the threshold. At dt = 1e-4 s it reproduces Norse's output
@@ -190,6 +191,7 @@ def test_snntorch_runs_conv_files_spike_for_spike_one_sample_at_a_time(loihi2, t
     assert spikes > 300
 
 
+@pytest.mark.slow
 def test_norse_own_importer_runs_conv_files_spike_for_spike_one_sample_at_a_time(loihi2,
                                                                                  tmp_path):
     """Norse 1.1's ``from_nir`` (Conv2d, SumPool2d as ``LPPool2d(1)``, ``w_in`` multiplied

@@ -174,6 +174,7 @@ def dense_equivalent(layer: CompiledConv) -> CompiledDense:
                          scale_limited_by=layer.scale_limited_by, chip=layer.chip)
 
 
+@pytest.mark.slow
 @given(small_nets)
 def test_integer_conv_equals_its_dense_matrix(loihi2, params):
     """The simulator's conv path gives the same spikes as the same synapses written densely."""
