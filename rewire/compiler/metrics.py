@@ -41,10 +41,11 @@ import dataclasses
 import numpy as np
 
 from rewire.compiler.simulate import NumpyOps, synaptic_input
+from rewire.hw_profiles.sections import EnergyModel
 from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import CompiledConv, CompiledLayer
 
-__all__ = ["workload_metrics", "static_metrics", "network_metrics"]
+__all__ = ["workload_metrics", "static_metrics", "network_metrics", "energy_estimate"]
 
 FLOAT32_BYTES = 4
 
@@ -167,6 +168,45 @@ def static_metrics(net: CompiledNetwork) -> dict:
             "chip_weight_bytes": nonzero * net.profile.weights.bits / 8,
             "connection_sparsity": 1.0 - nonzero / entries if entries else 0.0,
             "weights": entries, "nonzero_weights": nonzero}
+
+
+def energy_estimate(net: CompiledNetwork, workload: dict, energy: EnergyModel) -> dict:
+    r"""A *modelled* energy per sample from :func:`workload_metrics` and the profile's
+    published per-event figures (``[energy]``; each figure's source is in the profile's
+    ``[sources]``), in the event-count model of Davies et al., IEEE Micro 2018 (Table 1):
+
+    .. math::
+        E = N_\mathrm{syn} E_\mathrm{syn} + N_\mathrm{act} E_\mathrm{act}
+            + (N T - N_\mathrm{act}) E_\mathrm{idle} + N_\mathrm{spk} E_\mathrm{spk}
+
+    with :math:`N_\mathrm{syn}` the effective synaptic operations (ACs and MACs alike: the
+    chip spends one synaptic op per synapse an event reaches, whatever its payload),
+    :math:`N_\mathrm{act}` the membrane updates, :math:`N T` every neuron update of the run
+    (all neurons are updated every step) and :math:`N_\mathrm{spk}` the spikes sent. Input
+    delivery, routing hops between tiles, static power and the host are not counted, so the
+    figure is a lower bound of the modelled events, never a measurement.
+
+    Returns:
+        ``{"label": "modelled", "nj_per_sample", "parts_nj": {...}, "constants_pj", "note"}``,
+        or ``{"label": "modelled", "nj_per_sample": None, "reason": energy.note}`` when the
+        profile has no published figure (no number is made up).
+    """
+    if not energy.published:
+        return {"label": "modelled", "nj_per_sample": None, "reason": energy.note}
+    ops = workload["synaptic_operations"]
+    updates = workload["membrane_updates"]
+    all_updates = sum(l.shape[0] for l in net.layers) * net.steps
+    spikes = sum(l["spikes"] or 0.0 for l in workload["layers"])
+    parts = {"synaptic_ops": (ops["effective_acs"] + ops["effective_macs"])
+             * energy.synaptic_op_pj,
+             "active_neuron_updates": updates * energy.neuron_update_active_pj,
+             "idle_neuron_updates": max(all_updates - updates, 0.0)
+             * energy.neuron_update_inactive_pj,
+             "spikes": spikes * energy.spike_pj}
+    return {"label": "modelled", "nj_per_sample": sum(parts.values()) / 1000.0,
+            "parts_nj": {k: v / 1000.0 for k, v in parts.items()},
+            "constants_pj": {k: v for k, v in dataclasses.asdict(energy).items() if k != "note"},
+            "note": energy.note}
 
 
 def network_metrics(net: CompiledNetwork, payload: np.ndarray) -> dict:
