@@ -4,19 +4,16 @@ rewire's NIR file through snnTorch (the optional ``neurobench`` extra)."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 
 from rewire import compile as compile_network
-from rewire.compiler.metrics import energy_estimate, network_metrics, static_metrics
+from rewire.compiler.metrics import energy_estimate, network_metrics
 from rewire.compiler.simulate import encode_input, simulate
 from rewire.errors import ProfileError
 from rewire.hw_profiles.profile import HardwareProfile, load_profile
-from rewire.training.model import SpikingMLP
-from tests.conftest import random_network
+from conftest import random_network
 
 STEPS = 16
 
@@ -40,7 +37,7 @@ def test_counts_match_the_simulator_and_hand_counts(small_net):
     # first layer: graded payloads -> MACs = sum over steps/samples of nnz(x) x fan-out
     fan_out = (fc1.weight_int != 0).sum(0)
     assert m["synaptic_operations"]["effective_macs"] == pytest.approx(
-        STEPS_OF(net) * ((payload[0] != 0) @ fan_out).sum() / 40)
+        net.steps * ((payload[0] != 0) @ fan_out).sum() / 40)
     acs = sum(((out[0][t] != 0) @ (fc2.weight_int != 0).sum(0)).sum() for t in range(net.steps))
     assert m["synaptic_operations"]["effective_acs"] == pytest.approx(acs / 40)
     assert m["synaptic_operations"]["dense"] == net.steps * (fc1.weight_int.size
@@ -58,10 +55,6 @@ def test_counts_match_the_simulator_and_hand_counts(small_net):
     # every neuron's first step, then at most one update per neuron and step
     n = sum(l.shape[0] for l in net.layers)
     assert n <= m["membrane_updates"] <= n * net.steps
-
-
-def STEPS_OF(net):
-    return net.steps
 
 
 def test_silent_input_costs_no_effective_operations(small_net):
