@@ -7,12 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, strategies as st
 
 from rewire import compile as compile_network
 from rewire.compiler.metrics import energy_estimate, network_metrics
 from rewire.compiler.simulate import encode_input, simulate
 from rewire.errors import ProfileError
 from rewire.hw_profiles.profile import HardwareProfile, load_profile
+from rewire.ir.compiled_layers import CompiledConv
+from rewire.training.conv import SpikingConvNet
 from conftest import random_network
 
 STEPS = 16
@@ -55,6 +58,54 @@ def test_counts_match_the_simulator_and_hand_counts(small_net):
     # every neuron's first step, then at most one update per neuron and step
     n = sum(l.shape[0] for l in net.layers)
     assert n <= m["membrane_updates"] <= n * net.steps
+
+
+def _brute_force_ops(net, payload):
+    """NeuroBench's count, literally: per step a binary copy of each layer (weights and
+    inputs set to 1 where non-zero) applied to the binary input, summed (torch, float64)."""
+    out = simulate(net, payload, record_all=True)
+    inputs = [payload] + [o.astype(np.int64) for o in out[:-1]]
+    total = []
+    for layer, s in zip(net.layers, inputs):
+        w = torch.as_tensor((layer.weight_int != 0).astype(np.float64))
+        x = torch.as_tensor((s != 0).astype(np.float64)).flatten(0, 1)
+        if isinstance(layer, CompiledConv):
+            y = torch.nn.functional.conv2d(x.reshape(len(x), *layer.in_shape), w,
+                                           stride=layer.stride, padding=layer.padding,
+                                           groups=layer.groups)
+        else:
+            y = x @ w.T
+        total.append(float(y.sum()) / payload.shape[1])
+    return total
+
+
+@given(seed=st.integers(0, 2 ** 16), density=st.floats(0.05, 1.0), batch=st.integers(1, 6))
+def test_effective_ops_are_neurobench_binary_copy_counts(loihi2, seed, density, batch):
+    net = compile_network(random_network((9, 11, 4), steps=6, seed=seed, density=density),
+                          loihi2, input_max_value=16)
+    payload = encode_input(net, _digits_like(batch, 9, seed))
+    m = network_metrics(net, payload)
+    for row, ops in zip(m["layers"], _brute_force_ops(net, payload)):
+        assert row["effective_ops"] == pytest.approx(ops)
+        assert 0 <= row["effective_ops"] <= row["dense_ops"]
+
+
+def test_conv_and_sum_pool_ops_match_torch_conv_counts(loihi2):
+    torch.manual_seed(0)
+    model = SpikingConvNet((2, 9, 7), channels=[3, 4], kernels=[3, 2], strides=[2, 1],
+                           paddings=[1, 0], pools=[1, 2], classes=5, steps=10,
+                           input_gain=4.0, pool_weight=2.5)
+    with torch.no_grad():
+        for layer in model.layers:
+            if isinstance(layer.weight, torch.nn.Parameter):
+                layer.weight.add_(0.5 / layer.weight[0].numel() ** 0.5).mul_(6.0)
+    net = compile_network(model, loihi2, 16)
+    assert any(isinstance(l, CompiledConv) for l in net.layers)
+    payload = encode_input(net, _digits_like(5, net.layers[0].shape[1], 2))
+    m = network_metrics(net, payload)
+    assert m["synaptic_operations"]["effective_acs"] > 0
+    for row, ops in zip(m["layers"], _brute_force_ops(net, payload)):
+        assert row["effective_ops"] == pytest.approx(ops)
 
 
 def test_silent_input_costs_no_effective_operations(small_net):
@@ -126,7 +177,6 @@ def _snntorch_benchmark(path, x, steps, masks):
     return bench.run(verbose=False)
 
 
-@pytest.mark.slow
 def test_neurobench_counts_the_same_synops_and_activation_sparsity(loihi2, tmp_path):
     """NeuroBench 2.3 (``TorchModel``/``SNNTorchModel``) on the NIR file vs rewire on the
     integer model: SynOps and activation sparsity within 1 %."""
