@@ -61,7 +61,8 @@ from typing import Any, Mapping
 
 from rewire.errors import ProfileError
 from rewire.hw_profiles.sections import (MAX_CORES, MAX_PER_CORE, MAX_SYNAPSES, NEURON_MODELS,
-                                         SYNAPSE_STORAGE, Limits, NeuronFormat, WeightFormat)
+                                         SYNAPSE_STORAGE, EnergyModel, Limits, NeuronFormat,
+                                         WeightFormat)
 from rewire.hw_profiles.validate import (FORMAT_VERSION, KNOWN_FORMATS, READABLE_VERSIONS,
                                          parse_fields)
 
@@ -71,7 +72,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 __all__ = ["HardwareProfile", "Limits", "WeightFormat", "NeuronFormat", "ProfileError",
-           "load_profile", "list_profiles", "FORMAT_VERSION", "READABLE_VERSIONS",
+           "EnergyModel", "load_profile", "list_profiles", "FORMAT_VERSION", "READABLE_VERSIONS",
            "KNOWN_FORMATS", "NEURON_MODELS", "SYNAPSE_STORAGE", "PROFILE_DIR", "MAX_CORES",
            "MAX_PER_CORE", "MAX_SYNAPSES"]
 
@@ -94,6 +95,7 @@ class HardwareProfile:
         sources: field path -> citation, prefixed ``V:`` (vendor code or docs),
             ``S:`` (secondary sources) or ``U:`` (unverified).
         format_version: profile file format version (1 or 2).
+        energy: :class:`EnergyModel`, published per-event energies (optional ``[energy]``).
     """
 
     name: str
@@ -104,6 +106,7 @@ class HardwareProfile:
     neuron: NeuronFormat
     sources: Mapping[str, str] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    energy: EnergyModel = field(default_factory=EnergyModel)
 
     def core_neurons(self, core: int) -> int:
         """Neurons core number ``core`` (0-based) holds."""
@@ -179,6 +182,7 @@ class HardwareProfile:
             "limits": limits,
             "weights": dataclasses.asdict(self.weights),
             "neuron": dataclasses.asdict(self.neuron),
+            "energy": dataclasses.asdict(self.energy),
             "sources": dict(self.sources),
         }
 

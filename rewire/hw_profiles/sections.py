@@ -1,4 +1,5 @@
-"""The three sections of a hardware profile, ``[limits]``, ``[weights]`` and ``[neuron]``, as
+"""The sections of a hardware profile, ``[limits]``, ``[weights]``, ``[neuron]`` and the optional
+``[energy]``, as
 frozen dataclasses whose field metadata (type, bounds, the format version that added the field,
 the reason for each upper bound) drives validation (:mod:`rewire.hw_profiles.validate`). Every
 field and unit is described in ``docs/profiles.md``.
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["NEURON_MODELS", "SYNAPSE_STORAGE", "Limits", "WeightFormat", "NeuronFormat",
-           "MAX_CORES", "MAX_PER_CORE", "MAX_SYNAPSES"]
+           "EnergyModel", "MAX_CORES", "MAX_PER_CORE", "MAX_SYNAPSES", "MAX_EVENT_PJ"]
 
 NEURON_MODELS = ("cuba", "cuba_bitshift", "iaf", "truenorth")
 SYNAPSE_STORAGE = ("sparse", "dense", "dense_pow2")
@@ -178,3 +179,41 @@ class NeuronFormat:
     def max_threshold_mant(self) -> int:
         """Largest ``vThMant`` (e.g. 131071 for 17 bits)."""
         return (1 << self.threshold_bits) - 1
+
+
+MAX_EVENT_PJ = 1e6
+WHY_EVENT = "1 uJ per event, 10**4 x the costliest published neuromorphic event"
+
+
+def _energy_field(doc: str) -> Any:
+    return field(default=0.0, metadata={"kind": float, "lo": 0.0, "hi": MAX_EVENT_PJ,
+                                        "doc": doc, "since": 2, "why": WHY_EVENT})
+
+
+@dataclass(frozen=True)
+class EnergyModel:
+    """Published energy per event of one chip, in picojoules (the optional ``[energy]``
+    section). Either all four figures are given (> 0), each with its source in
+    ``[sources]``, or none, and ``note`` says why ("no published figure ..."): rewire then
+    reports no energy for the chip rather than a guess.
+
+    Attributes:
+        synaptic_op_pj: one synaptic operation (one synapse reached by one spike or event).
+        neuron_update_active_pj: one update of a neuron whose state changes in the step.
+        neuron_update_inactive_pj: one update of a neuron whose state does not change.
+        spike_pj: one output spike sent (within a tile / core).
+        note: what the figures are (e.g. a minimum, a process node) or why there are none.
+    """
+
+    synaptic_op_pj: float = _energy_field("energy of one synaptic operation, pJ")
+    neuron_update_active_pj: float = _energy_field("energy of one active neuron update, pJ")
+    neuron_update_inactive_pj: float = _energy_field("energy of one idle neuron update, pJ")
+    spike_pj: float = _energy_field("energy of one spike sent, pJ")
+    note: str = field(default="no [energy] section in this profile: no published figure "
+                              "recorded", metadata={"kind": "text", "since": 2,
+                                                    "doc": "what the figures are or why none"})
+
+    @property
+    def published(self) -> bool:
+        """Whether the profile holds per-event figures (all four > 0)."""
+        return self.synaptic_op_pj > 0

@@ -8,7 +8,10 @@ import dataclasses
 from typing import Any, Mapping
 
 from rewire.errors import ProfileError
-from rewire.hw_profiles.sections import MAX_CORES, MAX_SYNAPSES, Limits, NeuronFormat, WeightFormat
+import math
+
+from rewire.hw_profiles.sections import (MAX_CORES, MAX_SYNAPSES, EnergyModel, Limits,
+                                         NeuronFormat, WeightFormat)
 
 __all__ = ["FORMAT_VERSION", "READABLE_VERSIONS", "KNOWN_FORMATS", "parse_fields"]
 
@@ -17,7 +20,7 @@ READABLE_VERSIONS = (1, 2)
 KNOWN_FORMATS = ("netx", "onnx", "nir")
 
 _TOP_KEYS = {"format_version", "name", "description", "formats", "limits", "weights",
-             "neuron", "sources"}
+             "neuron", "energy", "sources"}
 _SECTIONS = {"limits": Limits, "weights": WeightFormat, "neuron": NeuronFormat}
 
 
@@ -27,6 +30,15 @@ def _fail(origin: str, key: str, msg: str) -> ProfileError:
 
 def _check_value(origin: str, key: str, f: dataclasses.Field, value: Any) -> Any:
     kind = f.metadata["kind"]
+    if kind == "text":
+        _check_text(origin, key, value, 1000)
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value) or not f.metadata["lo"] <= value <= f.metadata["hi"]:
+            raise _fail(origin, key, f"must be a number in [{f.metadata['lo']}, "
+                                     f"{f.metadata['hi']:g}] ({f.metadata['why']}), got {value!r}")
+        return float(value)
     if kind is bool:
         if not isinstance(value, bool):
             raise _fail(origin, key, f"must be true or false, got {value!r}")
@@ -110,6 +122,35 @@ def _check_text(origin: str, key: str, value: Any, longest: int) -> None:
                                  f"{value[:80]!r}")
 
 
+def _parse_energy(origin: str, raw: Any, sources: Mapping[str, str]) -> EnergyModel:
+    """The optional ``[energy]`` section: all four figures (> 0, each with a source) or none
+    (then ``note`` must say why)."""
+    if raw is None:
+        return EnergyModel()
+    if not isinstance(raw, Mapping):
+        raise _fail(origin, "energy", f"must be a table [energy], got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(EnergyModel)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise _fail(origin, f"energy.{unknown[0]}", f"is not a known field; allowed in "
+                                                    f"[energy]: {', '.join(fields)}")
+    values = {n: _check_value(origin, f"energy.{n}", fields[n], v) for n, v in raw.items()}
+    figures = [n for n in fields if n != "note"]
+    given = [n for n in figures if values.get(n, 0.0) > 0]
+    if given and len(given) != len(figures):
+        missing = next(n for n in figures if n not in given)
+        raise _fail(origin, f"energy.{missing}", f"is missing or 0 while {given[0]} is given: "
+                                                 f"give every per-event figure or none")
+    if not given and "note" not in values:
+        raise _fail(origin, "energy.note", "is missing: an [energy] section without figures "
+                                           "must say why (e.g. 'no published figure')")
+    unsourced = [n for n in given if f"energy.{n}" not in sources]
+    if unsourced:
+        raise _fail(origin, f"sources.energy.{unsourced[0]}", "is missing: every energy figure "
+                                                              "needs its source")
+    return EnergyModel(**values)
+
+
 def parse_fields(data: Mapping[str, Any], origin: str) -> dict[str, Any]:
     """Check a profile's TOML layout and return the keyword arguments of
     :class:`rewire.hw_profiles.profile.HardwareProfile`.
@@ -154,5 +195,6 @@ def parse_fields(data: Mapping[str, Any], origin: str) -> dict[str, Any]:
     if bad:
         raise _fail(origin, f"sources.{bad[0]}", "must start with 'V:' (vendor code or docs), "
                                                  "'S:' (secondary sources) or 'U:' (unverified)")
+    energy = _parse_energy(origin, data.get("energy"), sources)
     return dict(name=data["name"], description=data["description"], formats=tuple(formats),
-                sources=dict(sources), format_version=version, **sections)
+                sources=dict(sources), format_version=version, energy=energy, **sections)

@@ -10,6 +10,7 @@ import dataclasses
 import json
 
 from rewire._version import __version__
+from rewire.compiler.metrics import energy_estimate, network_metrics
 from rewire.hw_profiles.profile import KNOWN_FORMATS, HardwareProfile
 from rewire.ir.compiled_layers import CompiledSumPool
 from rewire.job import health
@@ -21,7 +22,7 @@ REPORT_VERSION = 1
 
 def build_report(prep, result: TrainResult, files: dict, timings: dict, lava: dict,
                  formats=(), *, net=None, equivalence=None, cores=None, reason: str = "",
-                 activity: list[dict] | None = None) -> dict:
+                 activity: list[dict] | None = None, payload=None) -> dict:
     """The whole ``report.json`` of a run (JSON-ready; accuracies are fractions in [0, 1]).
 
     A compiled run gives ``net`` (the :class:`~rewire.ir.compiled.CompiledNetwork`) and
@@ -40,6 +41,10 @@ def build_report(prep, result: TrainResult, files: dict, timings: dict, lava: di
         timings: ``train_s``, ``compile_s``, ``export_s``, ``total_s`` in seconds.
         lava: the Lava check's result (:func:`rewire.job.runner.lava_check`).
         formats: the export formats written (:func:`export_formats`).
+        payload: the integer test input ``(T, N, n_in)`` of a compiled run; with it the
+            report holds ``metrics`` (:func:`rewire.compiler.metrics.network_metrics`,
+            NeuroBench 2.3 definitions) and ``energy`` (a modelled estimate from the
+            profile's published figures, or why there is none).
 
     Raises:
         ValueError: the test set is empty (a check of nothing is a failed check).
@@ -70,6 +75,9 @@ def build_report(prep, result: TrainResult, files: dict, timings: dict, lava: di
     })
     if net is not None:
         report["equivalence"] = equiv
+    if net is not None and payload is not None:
+        report["metrics"] = network_metrics(net, payload)
+        report["energy"] = energy_estimate(net, report["metrics"], profile.energy)
     labels = prep.split.y_test.cpu().numpy()
     majority, threshold = health.chance_threshold(labels)
     report["test_set"] = {"samples": int(len(labels)), "classes": int(labels.max()) + 1,

@@ -181,7 +181,7 @@ def _compile_and_export(prep: Prepared, result, t0: float) -> dict:
         timings = {"train_s": t1 - t0, "compile_s": t2 - t1, "export_s": t3 - t2,
                    "total_s": time.perf_counter() - t0}
         report = build_report(prep, result, _final_paths(prep.out, staged), timings, lava,
-                              formats, net=net, equivalence=equiv)
+                              formats, net=net, equivalence=equiv, payload=payload)
         _publish(stage, report)
     return report
 

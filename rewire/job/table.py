@@ -62,6 +62,7 @@ def format_report(report: dict) -> str:
                             f"{l['diverged_samples']:.1%} of samples diverge")))
         rows.append(("float vs int output", f"same class on {eq['prediction_agreement']:.2%} "
                                             f"of {eq['samples']} test samples"))
+    rows += metric_rows(report)
     fmt = report.get("formats")
     if fmt:
         rows.append(("export formats", f"{report['profile']} takes {fmt['chip']}; written "
@@ -83,4 +84,30 @@ def format_report(report: dict) -> str:
     return "\n".join(table)
 
 
-__all__ = ["format_report"]
+def metric_rows(report: dict) -> list[tuple[str, str]]:
+    """The table's NeuroBench metrics and energy lines (``report["metrics"]`` and
+    ``report["energy"]``; none when the report has no metrics)."""
+    m, e = report.get("metrics"), report.get("energy")
+    if not m:
+        return []
+    ops = m["synaptic_operations"]
+    layers = ", ".join(f"{l['name']} {l['activation_sparsity']:.4f}" for l in m["layers"]
+                       if l["activation_sparsity"] is not None)
+    rows = [("synaptic ops / sample", f"{ops['effective_macs']:,.1f} MACs + "
+                                      f"{ops['effective_acs']:,.1f} ACs (dense {ops['dense']:,.0f}; "
+                                      f"NeuroBench 2.3 definitions, integer model, "
+                                      f"{m['samples']} test samples)"),
+            ("activation sparsity", f"{m['activation_sparsity']:.4f} ({layers})"),
+            ("membrane updates", f"{m['membrane_updates']:,.1f} / sample"),
+            ("footprint", f"{m['footprint_bytes']:,} B as float32 weights "
+                          f"({m['chip_weight_bytes']:,.0f} B of chip weights); connection "
+                          f"sparsity {m['connection_sparsity']:.4f}")]
+    if e:
+        rows.append(("energy (modelled)",
+                     f"no estimate: {e['reason']}" if e["nj_per_sample"] is None else
+                     f"{e['nj_per_sample']:,.1f} nJ / sample from published per-event "
+                     f"figures ({e['note']})"))
+    return rows
+
+
+__all__ = ["format_report", "metric_rows"]

@@ -77,9 +77,11 @@ def valid_profiles(draw):
     data["name"] = draw(_text.filter(_clean_text))
     data["description"] = draw(_text.filter(_clean_text))
     data["formats"] = draw(st.lists(st.sampled_from(KNOWN_FORMATS), unique=True))
+    energy_sources = {k: v for k, v in data["sources"].items() if k.startswith("energy.")}
     data["sources"] = draw(st.dictionaries(
         st.sampled_from([f"{s}.{k}" for s, k in ALL_FIELDS]),
         st.tuples(st.sampled_from(["V: ", "S: ", "U: "]), _text).map("".join), max_size=4))
+    data["sources"].update(energy_sources)  # published energy figures must keep a source
     return data
 
 
