@@ -154,6 +154,7 @@ class GradRSGD(torch.optim.SGD):
         ValueError: as :class:`GradR`, or SGD's own checks.
 
     Example:
+        >>> from rewire.training.gradr import apply_gradr
         >>> net = torch.nn.Linear(4, 3, bias=False)
         >>> opt = GradRSGD(apply_gradr(net), lr=0.1, alpha=0.1, momentum=0.9)
         >>> net(torch.ones(2, 4)).sum().backward(); opt.step()
