@@ -25,7 +25,7 @@ Usage (one run at a time on a shared machine)::
 
     nice -n 15 .venv/bin/python benchmarks/paper_mnist.py --validation 10000 \\
         --levels 0.005 --methods gradr --lr 2e-3 4e-3 --seeds 0 --epochs 10 --commit
-    # test runs at the rates that scored best on validation (chosen_lrs)
+    # test runs at the rates that scored best on validation (chosen_lr)
     nice -n 15 .venv/bin/python benchmarks/paper_mnist.py --levels 0.005 0.0025 \\
         --methods gradr magnitude --seeds 0 1 2 --epochs 10 --commit
     .venv/bin/python benchmarks/paper_mnist.py --table
@@ -124,17 +124,19 @@ def run_one(split, method: str, lr: float, level: float, seed: int, epochs: int,
             "seconds": round(res.seconds, 1), "seconds_per_epoch": round(res.seconds / epochs, 1)}
 
 
-def chosen_lrs(rows: list[dict], defaults: dict[str, float]) -> dict[str, float]:
-    """Per method, the learning rate with the best mean validation accuracy among the
-    ``eval == "validation"`` rows (over levels and seeds); ``defaults`` for a method with none."""
-    best = dict(defaults)
-    for method in {r["method"] for r in rows if r["eval"] == "validation"}:
-        by_lr: dict[float, list[float]] = {}
-        for r in rows:
-            if r["eval"] == "validation" and r["method"] == method:
-                by_lr.setdefault(r["lr"], []).append(r["accuracy"])
-        best[method] = max(by_lr, key=lambda lr: statistics.mean(by_lr[lr]))
-    return best
+def chosen_lr(rows: list[dict], method: str, level: float, default: float) -> float:
+    """The learning rate with the best mean validation accuracy (``eval == "validation"``
+    rows only; the test set never chooses) for ``method`` at ``level``; where that level has
+    no validation rows, the best over the method's validation rows at every level; where the
+    method has none, ``default``."""
+    val = [r for r in rows if r["eval"] == "validation" and r["method"] == method]
+    here = [r for r in val if r["level"] == level] or val
+    if not here:
+        return default
+    by_lr: dict[float, list[float]] = {}
+    for r in here:
+        by_lr.setdefault(r["lr"], []).append(r["accuracy"])
+    return max(sorted(by_lr), key=lambda lr: statistics.mean(by_lr[lr]))
 
 
 def _stat(values: list[float]) -> str:
@@ -205,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--lr", type=float, nargs="+", default=None,
                     help="learning rates to run (every one for every method); default: per "
-                         "method the best on the validation rows of --results, else the "
-                         "rate in --default-lr")
+                         "method and level the best on the validation rows of --results "
+                         "(chosen_lr), else the rate in --default-lr")
     ap.add_argument("--default-lr", default="gradr=4e-3,magnitude=1e-3,deep-r=5e-2",
                     help="method=rate pairs for methods without validation rows (the rates "
                          "chosen on the 8k/2k split's validation, benchmarks/connectivity.py)")
@@ -240,14 +242,12 @@ def main(argv: list[str] | None = None) -> int:
         split, evaluated = validation_split(split, args.validation), "validation"
     print(f"{split.name}: {split.split}", flush=True)
     done = {_key(r) for r in read_rows(results)}
-    chosen = chosen_lrs(read_rows(results), defaults)
-    if not args.lr:
-        print("learning rates: " + ", ".join(f"{m} {chosen[m]:g}" for m in args.methods),
-              flush=True)
     for level in args.levels:
         for seed in args.seeds:
             for method in args.methods:
-                for lr in args.lr or [chosen[method]]:
+                lrs = args.lr or [chosen_lr(read_rows(results), method, level,
+                                            defaults[method])]
+                for lr in lrs:
                     key = (method, lr, evaluated, level, seed, args.epochs)
                     if key in done:
                         print(f"skip {key}: already in {results.name}", flush=True)

@@ -141,13 +141,17 @@ def test_results_are_appended_and_the_lr_is_chosen_on_validation_only(tmp_path):
     rows = [_row(bench, "gradr", 2e-3, "validation", 0.005, 0, 0.90),
             _row(bench, "gradr", 4e-3, "validation", 0.005, 0, 0.93),
             _row(bench, "gradr", 8e-3, "test", 0.005, 0, 0.99),  # test rows never choose
+            _row(bench, "gradr", 2e-3, "validation", 0.0025, 0, 0.95),
             _row(bench, "magnitude", 1e-3, "test", 0.005, 0, 0.91)]
     for r in rows:
         bench.append_row(path, r)
     back = bench.read_rows(path)
     assert [bench._key(r) for r in back] == [bench._key(r) for r in rows]
-    chosen = bench.chosen_lrs(back, {"gradr": 1e-3, "magnitude": 5e-4})
-    assert chosen == {"gradr": 4e-3, "magnitude": 5e-4}
+    assert bench.chosen_lr(back, "gradr", 0.005, 1e-3) == 4e-3
+    assert bench.chosen_lr(back, "gradr", 0.0025, 1e-3) == 2e-3  # its own level's best
+    # a level without validation rows: the best over the method's rows (mean 0.93 vs 0.925)
+    assert bench.chosen_lr(back, "gradr", 0.01, 1e-3) == 4e-3
+    assert bench.chosen_lr(back, "magnitude", 0.005, 5e-4) == 5e-4  # no validation rows
     table = bench.table(back)
     assert "| 0.5 % |" in table and "gradr 2, magnitude 2, deep-r 1" in table
     assert "+8.00" in table  # GradR's test mean 99 % vs magnitude's 91 %
