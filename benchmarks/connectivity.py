@@ -68,7 +68,7 @@ FIELDS = ("method", "lr", "eval", "level", "seed", "budget_synapses", "synapses"
 
 # Adam learning rate per method, each the best mean accuracy over 1 % and 2 % on the
 # validation split (last 1,000 training images, seeds 0-2) among 1e-3, 2e-3, 3e-3, 4e-3, 6e-3
-# (Deep R: 1e-3, 3e-3, 6e-3, 1e-2, 2e-2, 5e-2, 1e-1); docs/training.md, "Benchmark";
+# (Deep R: 1e-3, 3e-3, 6e-3, 1e-2, 2e-2, 5e-2, 1e-1); docs/mnist.md, "Benchmark";
 # benchmarks/results/connectivity/validation.csv.
 BEST_LR = {"gradr": 4e-3, "deep-r": 5e-2, "magnitude": 1e-3}
 

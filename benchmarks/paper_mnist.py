@@ -60,7 +60,7 @@ TOTAL = sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))  # 635,200 synapses
 
 #: The GradR paper's MNIST results: Chen, Yu, Tian, Huang & Zhang, "Pruning of Deep Spiking
 #: Neural Networks through Gradient Rewiring", IJCAI 2021, arXiv 2105.04916 (see
-#: docs/training.md, "GradR on standard MNIST", for where each number was read).
+#: docs/mnist.md, "GradR on standard MNIST", for what was and was not retrieved).
 #: (connectivity fraction, top-1 test accuracy %, method as the paper names it)
 PAPER_MNIST: tuple[tuple[float, float, str], ...] = ()
 
