@@ -139,11 +139,23 @@ def chosen_lr(rows: list[dict], method: str, level: float, default: float) -> fl
     return max(sorted(by_lr), key=lambda lr: statistics.mean(by_lr[lr]))
 
 
-def _stat(values: list[float]) -> str:
-    pct = [100 * v for v in values]
+def _stat(rows: list[dict]) -> str:
+    """``mean ± sd (n seeds: a, b, c)`` of the rows' accuracies in percent, seed order."""
+    pct = [100 * r["accuracy"] for r in sorted(rows, key=lambda r: r["seed"])]
+    each = ", ".join(f"{v:.2f}" for v in pct)
     if len(pct) == 1:
         return f"{pct[0]:.2f} (1 seed)"
-    return f"{statistics.mean(pct):.2f} ± {statistics.stdev(pct):.2f} ({len(pct)} seeds)"
+    return f"{statistics.mean(pct):.2f} ± {statistics.stdev(pct):.2f} ({len(pct)} seeds: {each})"
+
+
+def epoch_times(rows: list[dict]) -> str:
+    """Markdown: seconds per epoch per method and kind of run (min–max, mean), as measured."""
+    lines = ["| method | eval | runs | s/epoch min–max | mean |", "|---|---|---|---|---|"]
+    for key in sorted({(r["method"], r["eval"]) for r in rows}):
+        t = [r["seconds_per_epoch"] for r in rows if (r["method"], r["eval"]) == key]
+        lines.append(f"| {key[0]} | {key[1]} | {len(t)} | {min(t):.0f}–{max(t):.0f} | "
+                     f"{statistics.mean(t):.0f} |")
+    return "\n".join(lines)
 
 
 def table(rows: list[dict], seeds: int = 3) -> str:
@@ -169,7 +181,7 @@ def table(rows: list[dict], seeds: int = 3) -> str:
             if rs:
                 means[method] = statistics.mean(r["accuracy"] for r in rs)
                 ep = "/".join(str(e) for e in sorted({r["epochs"] for r in rs}))
-                cells.append(f"{_stat([r['accuracy'] for r in rs])}, lr "
+                cells.append(f"{_stat(rs)}, lr "
                              f"{'/'.join(f'{v:g}' for v in lrs)}, {ep} ep")
             else:
                 cells.append("–")
@@ -227,9 +239,19 @@ def main(argv: list[str] | None = None) -> int:
     results = Path(args.results)
     if args.table:
         rows = read_rows(results)
-        text = (f"## Test accuracy beside the paper\n\n{table(rows)}\n\n"
+        paper = ("the paper's numbers: PAPER_MNIST" if PAPER_MNIST else
+                 "the paper's MNIST table was not retrieved (docs/mnist.md says what was "
+                 "found), so its column is empty and its levels are not run yet")
+        text = (f"# GradR vs magnitude pruning and Deep R on standard MNIST\n\n"
+                f"Written by `benchmarks/paper_mnist.py --table` from `{results.name}`: "
+                f"60,000 train / 10,000 test, 784-800-10, T = 8, spike-count cross-entropy, "
+                f"Adam, batch 64; test accuracy of the final model, mean ± sample sd over "
+                f"seeds; {paper}.\n\n"
+                f"## Test accuracy beside the paper\n\n{table(rows)}\n\n"
                 f"## Learning-rate choice (validation: last 10,000 training images)\n\n"
-                f"{validation_table(rows)}\n")
+                f"{validation_table(rows)}\n\n"
+                f"## Seconds per epoch (wall, 1 thread, nice 15 on a shared 2-core machine)\n\n"
+                f"{epoch_times(rows)}\n")
         write_text(Path(args.table_out), text)
         print(text)
         return 0
