@@ -174,9 +174,32 @@ def _finish(graph: onnx.GraphProto, meta: dict[str, str]) -> onnx.ModelProto:
                               producer_name="rewire", producer_version=__version__,
                               ir_version=IR_VERSION)
     helper.set_model_props(model, meta)
-    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    onnx.checker.check_model(model, full_check=True)
-    return model
+    # Shape inference reads the initializers' shapes, not their data: it runs on the model
+    # with its large weights held aside (a 64 M-synapse layer is not copied four times),
+    # strict as the checker's full check; the checker then sees the whole model once.
+    held = {i: t.raw_data for i, t in enumerate(_tensors(model.graph))
+            if len(t.raw_data) > HOLD_BYTES}
+    for i, t in enumerate(_tensors(model.graph)):
+        if i in held:
+            t.raw_data = b""
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    for i, t in enumerate(_tensors(inferred.graph)):
+        if i in held:
+            t.raw_data = held.pop(i)
+    onnx.checker.check_model(inferred)
+    return inferred
+
+
+HOLD_BYTES = 1 << 16  # initializers above this size skip the shape-inference copy
+
+
+def _tensors(graph: onnx.GraphProto):
+    """Every initializer of ``graph`` and of its nodes' subgraphs (a ``Scan`` body), in order."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _tensors(attr.g)
 
 
 def _vi(name: str, elem: int, shape: list) -> onnx.ValueInfoProto:
