@@ -33,6 +33,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from rewire._version import __version__
+from rewire.errors import ExportError
 from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import CompiledConv, CompiledLayer
 from rewire.io import atomic_path
@@ -188,6 +189,34 @@ def _finish(graph: onnx.GraphProto, meta: dict[str, str]) -> onnx.ModelProto:
             t.raw_data = held.pop(i)
     onnx.checker.check_model(inferred)
     return inferred
+
+
+PROTOBUF_MAX = (1 << 31) - 1  # bytes of one protobuf message, hence of one .onnx file
+GRAPH_RESERVE = 1 << 24       # bytes kept for the graph, names and metadata
+
+
+def check_size(net: CompiledNetwork, fmt: str = "onnx", bytes_per_weight=4) -> None:
+    """Refuse a network whose weight initializers cannot fit one ONNX file: a model is one
+    protobuf message, limited to 2 GiB (``onnx.checker``, protobuf's ``kint32max``); this
+    exporter writes no external data. Each weight entry (pruned ones included: ONNX
+    ``MatMul`` weights are dense) takes ``bytes_per_weight`` bytes (4 for float32; a list
+    gives one figure per layer).
+
+    Raises:
+        rewire.errors.ExportError: naming the format, the weights and bytes needed, the limit
+            and the fix.
+    """
+    per = bytes_per_weight if isinstance(bytes_per_weight, (list, tuple)) \
+        else [bytes_per_weight] * len(net.layers)
+    weights = sum(layer.dense_synapses for layer in net.layers)
+    need = sum(layer.dense_synapses * b for layer, b in zip(net.layers, per))
+    if need > PROTOBUF_MAX - GRAPH_RESERVE:
+        raise ExportError(
+            f"{fmt} export: the network's {weights} weights need {need / 2**30:.2f} GiB of "
+            f"initializers but an ONNX file is one protobuf message of at most 2 GiB "
+            f"(rewire writes no external data): export netx or nir for this network, or "
+            f"prune or shrink it below {(PROTOBUF_MAX - GRAPH_RESERVE) // max(per, default=4)}"
+            f" weights", fmt)
 
 
 HOLD_BYTES = 1 << 16  # initializers above this size skip the shape-inference copy
