@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-BLOCK = 1 << 20  # matrix entries handled at a time
+BLOCK = 1 << 16  # matrix entries handled at a time (a block stays in the CPU's cache)
 MARGIN = 1e-6    # relative margin covering any summation order up to 10**9 terms
 EXACT_INT = 2.0 ** 53
 
@@ -65,7 +65,7 @@ class RowBlocks:
     def block(self, r0: int, rec_div: float, rows: int | None = None) -> np.ndarray:
         """float64 ``[W | W_rec / rec_div]`` of rows ``r0 .. r0 + rows`` (default: a block)."""
         r1 = r0 + (self.rows_per if rows is None else rows)
-        b = np.asarray(self.weight[r0:r1], np.float64)
+        b = np.array(self.weight[r0:r1], np.float64)  # always a copy: callers write to it
         if self.weight_rec is None:
             return b
         return np.hstack([b, np.asarray(self.weight_rec[r0:r1], np.float64) / rec_div])
@@ -93,11 +93,14 @@ class RowBlocks:
 
 
 def int_row_sums(q: np.ndarray, col_max: np.ndarray, wmag: float) -> np.ndarray:
-    """``sum_j |q_ij| col_max_j`` for integer-valued ``q`` and ``col_max``: exact in any order
-    while the sums stay below ``2**53``; otherwise added left to right."""
+    """``sum_j |q_ij| col_max_j`` for integer-valued float ``q`` and ``col_max``: exact in any
+    order while the sums stay below ``2**53``; otherwise added left to right. ``q`` is
+    overwritten."""
+    np.abs(q, out=q)
+    np.multiply(q, col_max, out=q)
     if q.shape[1] * wmag * float(col_max.max(initial=0.0)) < EXACT_INT:
-        return np.abs(q) @ col_max
-    return np.cumsum(np.abs(q) * col_max, axis=1)[:, -1] if q.shape[1] else np.zeros(len(q))
+        return q.sum(axis=1)
+    return np.cumsum(q, axis=1)[:, -1] if q.shape[1] else np.zeros(len(q))
 
 
 def calibrated_max(dense: np.ndarray, cal: np.ndarray, n_in: int) -> float:

@@ -130,7 +130,12 @@ def _quantize(name: str, rows: RowBlocks, neuron, profile: HardwareProfile,
     while True:  # w_int block by block; reached: its largest |synaptic input|
         k, reached = gain * scale / step, 0.0
         for r0 in rows.starts:
-            q = np.clip(np.round(rows.block(r0, input_scale) * k) * step, -wmag, wmag)
+            q = rows.block(r0, input_scale)  # a fresh float64 block: worked on in place
+            np.multiply(q, k, out=q)
+            np.round(q, out=q)
+            np.multiply(q, step, out=q)
+            np.minimum(q, wmag, out=q)  # clip to [-wmag, wmag]
+            np.maximum(q, -wmag, out=q)
             w_int[r0:r0 + len(q)] = q
             if cal is None and len(q):
                 reached = max(reached, float(int_row_sums(q, col_max, wmag).max()))
