@@ -59,12 +59,22 @@ class GraphBuilder:
         self.nodes: list[onnx.NodeProto] = []
         self.init: list[onnx.TensorProto] = []
         self._names: set[str] = set()
+        self.held: dict[str, np.ndarray] = {}  # large initializers' data, filled in at the end
 
     def const(self, name: str, value, dtype=np.float32) -> str:
-        """Add an initializer ``name`` holding ``value`` as ``dtype`` (once); return its name."""
+        """Add an initializer ``name`` holding ``value`` as ``dtype`` (once); return its name.
+        One over :data:`HOLD_BYTES` is built without its data, which :func:`_finish` fills in
+        after the graph is checked (the data is copied once, not at every graph step)."""
         if name not in self._names:
             self._names.add(name)
-            self.init.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+            value = np.asarray(value, dtype=dtype)
+            if value.nbytes <= HOLD_BYTES:
+                self.init.append(numpy_helper.from_array(value, name))
+            else:
+                t = onnx.TensorProto(name=name, dims=value.shape, raw_data=b"",
+                                     data_type=helper.np_dtype_to_tensor_dtype(value.dtype))
+                self.init.append(t)
+                self.held[name] = value
         return name
 
     def op(self, op_type: str, inputs: list[str], output: str, **attrs) -> str:
@@ -170,25 +180,38 @@ def metadata(net: CompiledNetwork, body: StepBody, kind: str, usage: str) -> dic
     return meta
 
 
-def _finish(graph: onnx.GraphProto, meta: dict[str, str]) -> onnx.ModelProto:
+def _finish(graph: onnx.GraphProto, meta: dict[str, str],
+            held: dict[str, np.ndarray]) -> onnx.ModelProto:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="rewire", producer_version=__version__,
                               ir_version=IR_VERSION)
     helper.set_model_props(model, meta)
-    # Shape inference reads the initializers' shapes, not their data: it runs on the model
-    # with its large weights held aside (a 64 M-synapse layer is not copied four times),
-    # strict as the checker's full check; the checker then sees the whole model once.
-    held = {i: t.raw_data for i, t in enumerate(_tensors(model.graph))
-            if len(t.raw_data) > HOLD_BYTES}
-    for i, t in enumerate(_tensors(model.graph)):
-        if i in held:
-            t.raw_data = b""
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    for i, t in enumerate(_tensors(inferred.graph)):
-        if i in held:
-            t.raw_data = held.pop(i)
-    onnx.checker.check_model(inferred)
-    return inferred
+    # The large initializers (GraphBuilder.held) are still empty: shape inference (strict, as
+    # the checker's full check) reads their shapes only, the checker sees them with 0 rows
+    # (their bytes are numpy's own), then their data goes in once.
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    for t in _tensors(probe.graph):
+        if t.name in held and not t.raw_data:
+            t.dims[0] = 0
+    onnx.checker.check_model(probe)
+    for t in _tensors(model.graph):
+        if t.name in held and not t.raw_data:
+            t.raw_data = np.ascontiguousarray(held[t.name]).tobytes()  # as from_array
+    return model
+
+
+HOLD_BYTES = 1 << 16  # initializers above this size are filled in after the checks
+
+
+def _tensors(graph: onnx.GraphProto):
+    """Every initializer of ``graph`` and of its nodes' subgraphs (a ``Scan`` body), in order."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _tensors(attr.g)
 
 
 PROTOBUF_MAX = (1 << 31) - 1  # bytes of one protobuf message, hence of one .onnx file
@@ -219,18 +242,6 @@ def check_size(net: CompiledNetwork, fmt: str = "onnx", bytes_per_weight=4) -> N
             f" weights", fmt)
 
 
-HOLD_BYTES = 1 << 16  # initializers above this size skip the shape-inference copy
-
-
-def _tensors(graph: onnx.GraphProto):
-    """Every initializer of ``graph`` and of its nodes' subgraphs (a ``Scan`` body), in order."""
-    yield from graph.initializer
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _tensors(attr.g)
-
-
 def _vi(name: str, elem: int, shape: list) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, elem, shape)
 
@@ -254,7 +265,7 @@ def step_model(net: CompiledNetwork, body: StepBody, kind: str, usage: str) -> o
     for name, (_, n) in zip(layer_z, body.spikes):
         outputs.append(_vi(name, body.elem, ["batch", n]))
     graph = helper.make_graph(b.nodes, body.name, inputs, outputs, initializer=b.init)
-    return _finish(graph, metadata(net, body, kind, usage))
+    return _finish(graph, metadata(net, body, kind, usage), b.held)
 
 
 def scan_model(net: CompiledNetwork, body: StepBody, kind: str, usage: str) -> onnx.ModelProto:
@@ -292,7 +303,8 @@ def scan_model(net: CompiledNetwork, body: StepBody, kind: str, usage: str) -> o
     outputs += [_vi(f, body.elem, ["batch", n]) for f, (_, n) in zip(finals, body.states)]
     graph = helper.make_graph(outer.nodes, body.name + "_unrolled", inputs, outputs,
                               initializer=outer.init)
-    return _finish(graph, metadata(net, body, kind, usage))
+    return _finish(graph, metadata(net, body, kind, usage),
+                   {**inner.held, **outer.held})
 
 
 def save(model: onnx.ModelProto, path: str | Path) -> Path:
