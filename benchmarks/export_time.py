@@ -9,8 +9,8 @@ netx, the three ONNX files, NIR), each writer's check and write timed on its own
 the child's peak resident set (``ru_maxrss``) and its growth over the peak after the network
 was built (the weights themselves: 4 bytes per synapse).
 
-The same script runs on older checkouts whose ``WRITERS`` hold plain ``(key, name, module)``
-tuples (``PYTHONPATH=<old checkout> python benchmarks/export_time.py``).
+The same script runs on older checkouts whose ``WRITERS`` hold plain ``(file name, module,
+function)`` tuples (``PYTHONPATH=<old checkout> python benchmarks/export_time.py``).
 
 Run::
 
@@ -61,12 +61,16 @@ def child(synapses: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for fmt in profile.formats:
             for fw in export.WRITERS[fmt]:
-                key, name, module = fw[0], fw[1], importlib.import_module(fw[2])
-                check = getattr(fw, "check", "")
+                if hasattr(fw, "key"):
+                    key, name, func, check = fw.key, fw.name, fw.func, fw.check
+                    module = importlib.import_module(fw.module)
+                else:  # older checkouts: (file name, module, function)
+                    name, module, func, check = fw[0], importlib.import_module(fw[1]), fw[2], ""
+                    key = module.__name__.rsplit(".", 1)[1].replace("nir_graph", "nir")
                 t0 = time.perf_counter()
                 if check:
                     getattr(module, check)(compiled)
-                getattr(module, getattr(fw, "func", "write"))(compiled, Path(tmp) / name)
+                getattr(module, func)(compiled, Path(tmp) / name)
                 row[key] = time.perf_counter() - t0
                 row[key + "_mb"] = (Path(tmp) / name).stat().st_size / 2**20
                 (Path(tmp) / name).unlink()

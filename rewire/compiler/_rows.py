@@ -92,14 +92,16 @@ class RowBlocks:
         return best
 
 
-def int_row_sums(q: np.ndarray, col_max: np.ndarray, wmag: float) -> np.ndarray:
-    """``sum_j |q_ij| col_max_j`` for integer-valued float ``q`` and ``col_max``: exact in any
-    order while the sums stay below ``2**53``; otherwise added left to right. ``q`` is
-    overwritten."""
+def int_row_sums(q: np.ndarray, col_max, wmag: float) -> np.ndarray:
+    """``sum_j |q_ij| col_max_j`` for integer-valued float ``q`` and ``col_max`` (an array, or
+    one number for every column): exact in any order while the sums stay below ``2**53``;
+    otherwise added left to right. ``q`` is overwritten."""
     np.abs(q, out=q)
+    top = float(np.max(col_max, initial=0.0))
+    if q.shape[1] * wmag * top < EXACT_INT:
+        return q.sum(axis=1) * col_max if np.ndim(col_max) == 0 else \
+            (np.multiply(q, col_max, out=q)).sum(axis=1)
     np.multiply(q, col_max, out=q)
-    if q.shape[1] * wmag * float(col_max.max(initial=0.0)) < EXACT_INT:
-        return q.sum(axis=1)
     return np.cumsum(q, axis=1)[:, -1] if q.shape[1] else np.zeros(len(q))
 
 

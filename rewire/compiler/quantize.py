@@ -127,6 +127,7 @@ def _quantize(name: str, rows: RowBlocks, neuron, profile: HardwareProfile,
     step = wfmt.step
     bound = min(ACTIVATION_MAX, current_max)
     w_int = np.empty((n_out, width), np.int32)
+    per_col = col_max if rows.weight_rec is not None else float(max_payload)
     while True:  # w_int block by block; reached: its largest |synaptic input|
         k, reached = gain * scale / step, 0.0
         for r0 in rows.starts:
@@ -138,7 +139,7 @@ def _quantize(name: str, rows: RowBlocks, neuron, profile: HardwareProfile,
             np.maximum(q, -wmag, out=q)
             w_int[r0:r0 + len(q)] = q
             if cal is None and len(q):
-                reached = max(reached, float(int_row_sums(q, col_max, wmag).max()))
+                reached = max(reached, float(int_row_sums(q, per_col, wmag).max()))
         if cal is not None:
             reached = calibrated_max(w_int.astype(np.float64), cal, n_in)
         if reached <= bound or scale < 1e-12:

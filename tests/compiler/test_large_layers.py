@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,15 +31,15 @@ def _left_to_right(full: np.ndarray, col_max: np.ndarray) -> float:
 @given(seed=st.integers(0, 10**6), n_out=st.integers(1, 40), n_in=st.integers(1, 300),
        rec=st.booleans(), density=st.sampled_from([0.0, 0.1, 1.0]),
        payload=st.sampled_from([1, 16, 255]), block=st.sampled_from([1, 7, 1 << 16]))
-def test_max_row_sum_is_the_left_to_right_sum(seed, n_out, n_in, rec, density, payload, block,
-                                              monkeypatch):
-    monkeypatch.setattr(_rows, "BLOCK", block)
+def test_max_row_sum_is_the_left_to_right_sum(seed, n_out, n_in, rec, density, payload, block):
     rng = np.random.default_rng(seed)
     w = (rng.standard_normal((n_out, n_in)) * (rng.random((n_out, n_in)) < density)
          ).astype(np.float32)
     w_rec = rng.standard_normal((n_out, n_out)).astype(np.float32) if rec else None
     div = 0.37
-    rows = _rows.RowBlocks(w, w_rec)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_rows, "BLOCK", block)
+        rows = _rows.RowBlocks(w, w_rec)
     full = w.astype(np.float64) if w_rec is None else \
         np.hstack([w.astype(np.float64), w_rec.astype(np.float64) / div])
     col_max = np.full(full.shape[1], float(payload))

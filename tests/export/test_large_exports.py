@@ -28,7 +28,7 @@ def _compiled(n_out=300, n_in=200):
 
 
 def _tiny_limit(monkeypatch):
-    monkeypatch.setattr(onnx_graph, "PROTOBUF_MAX", 60_000 * 4 + 1024)
+    monkeypatch.setattr(onnx_graph, "PROTOBUF_MAX", 60_000 * 4)
     monkeypatch.setattr(onnx_graph, "GRAPH_RESERVE", 1024)
 
 
