@@ -1,96 +1,132 @@
-"""Export time: compile + netx HDF5 + ONNX for random pruned nets of ~10 K, 100 K and 1 M synapses.
+"""Compile + export time and peak memory of one dense layer of 10**6 .. 10**8 synapses.
 
-Each net is a :class:`rewire.training.model.SpikingMLP` ``(n, n, 10)`` with 10 % of its
-weights kept (a GradR-pruned net's connectivity), ``n`` chosen so that about the target number
-of synapses stays connected. For each it times, on the CPU:
+Each size runs in its own child process (so that its peak memory is its own): an IR network
+of one ``n x n`` dense layer (``n = round(sqrt(synapses))``, float32 weights drawn from
+N(0, 1/n), seed 0) and LIF neurons, current encoding, is compiled for the ``loihi2`` profile
+(:func:`rewire.compiler.quantize.compile_network`: scale choice, rounding, netx weight grid,
+core mapping) and written in every format the profile lists (:data:`rewire.export.WRITERS`:
+netx, the three ONNX files, NIR), each writer's check and write timed on its own. Memory is
+the child's peak resident set (``ru_maxrss``) and its growth over the peak after the network
+was built (the weights themselves: 4 bytes per synapse).
 
-* ``compile``: :func:`rewire.compiler.quantize.compile_network` (scale choice, rounding, netx
-  weight grid, core mapping), without calibration data;
-* ``netx``: :func:`rewire.export.netx.write` (int16 dense weights), and as the baseline the
-  same file with int64 weights (what the writer did before, and what lava-dl's own exporter
-  writes as float);
-* ``onnx``: :func:`rewire.export.onnx_step.write` (per-step float graph);
-* ``total``: compile + netx + ONNX. Goal: 1 M synapses in <= 5 s.
+The same script runs on older checkouts whose ``WRITERS`` hold plain ``(file name, module,
+function)`` tuples (``PYTHONPATH=<old checkout> python benchmarks/export_time.py``).
 
 Run::
 
-    .venv/bin/python benchmarks/export_time.py [--targets 10000 100000 1000000] [--repeat 1]
+    .venv/bin/python benchmarks/export_time.py [--synapses 1e6 1e7 6.4e7 1e8]
+        [--out benchmarks/results/export_time.md] [--label new]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
 import math
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import h5py
-import numpy as np
-import torch
 
-from rewire.compiler.quantize import compile_network
-from rewire.export import netx, onnx_step
-from rewire.hw_profiles.profile import load_profile
-from rewire.training.model import SpikingMLP
-
-DENSITY = 0.1
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def random_net(target: int, seed: int = 0) -> SpikingMLP:
-    """A ``(n, n, 10)`` SpikingMLP with ~``target`` connected synapses (10 % density)."""
-    n = max(2, int(round((-10 + math.sqrt(100 + 4 * target / DENSITY)) / 2)))
-    torch.manual_seed(seed)
-    model = SpikingMLP((n, n, 10), steps=16)
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for lin in model.linears:
-            lin.weight.mul_(torch.rand(lin.weight.shape, generator=gen) < DENSITY)
-    return model
+def child(synapses: int) -> dict:
+    """Build, compile and export one network; return the timings (s), sizes and memory."""
+    import numpy as np
 
+    from rewire import export
+    from rewire.compiler.quantize import compile_network
+    from rewire.hw_profiles.profile import load_profile
+    from rewire.ir import nodes
+    from rewire.ir.network import Network
 
-def _netx_int64(net, path: Path) -> None:
-    """Baseline: the same netx layout with int64 weights."""
-    with h5py.File(path, "w") as f:
-        for k, layer in enumerate(net.layers):
-            f.create_dataset(f"layer/{k}/weight", data=layer.weight_int.astype(np.int64))
-
-
-def bench(target: int, profile, repeat: int) -> dict:
-    model = random_net(target)
-    best = {}
+    n = int(round(math.sqrt(synapses)))
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((n, n), dtype=np.float32) / np.float32(math.sqrt(n))
+    net = Network(nodes=(nodes.Dense(weight), nodes.LIF(100.0, v_th=1.0)), input_shape=(n,),
+                  steps=16, encoding="current", input_gain=4.0)
+    del weight
+    profile = load_profile("loihi2")
+    row = {"synapses": n * n, "n": n, "rss_setup_mb": _rss_mb()}
+    t0 = time.perf_counter()
+    compiled = compile_network(net, profile)
+    row["compile"] = time.perf_counter() - t0
+    row["rss_compile_mb"] = _rss_mb()
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            net = compile_network(model, profile, input_max_value=255)
-            t1 = time.perf_counter()
-            netx.write(net, Path(tmp) / "m.net")
-            t2 = time.perf_counter()
-            onnx_step.write(net, Path(tmp) / "m.onnx")
-            t3 = time.perf_counter()
-            _netx_int64(net, Path(tmp) / "b.net")
-            t4 = time.perf_counter()
-            row = {"compile": t1 - t0, "netx": t2 - t1, "onnx": t3 - t2, "total": t3 - t0,
-                   "netx_int64": t4 - t3}
-            best = {k: min(v, best.get(k, v)) for k, v in row.items()}
-        size = (Path(tmp) / "m.net").stat().st_size
-    return {"synapses": net.synapses, "sizes": net.sizes, "netx_mb": size / 2**20, **best}
+        for fmt in profile.formats:
+            for fw in export.WRITERS[fmt]:
+                if hasattr(fw, "key"):
+                    key, name, func, check = fw.key, fw.name, fw.func, fw.check
+                    module = importlib.import_module(fw.module)
+                else:  # older checkouts: (file name, module, function)
+                    name, module, func, check = fw[0], importlib.import_module(fw[1]), fw[2], ""
+                    key = module.__name__.rsplit(".", 1)[1].replace("nir_graph", "nir")
+                t0 = time.perf_counter()
+                if check:
+                    getattr(module, check)(compiled)
+                getattr(module, func)(compiled, Path(tmp) / name)
+                row[key] = time.perf_counter() - t0
+                row[key + "_mb"] = (Path(tmp) / name).stat().st_size / 2**20
+                (Path(tmp) / name).unlink()
+    row["rss_peak_mb"] = _rss_mb()
+    return row
+
+
+def table(rows: list[dict], label: str) -> str:
+    """The markdown table of ``rows`` (one per size)."""
+    keys = [k for k in ("netx", "onnx_step", "onnx_unrolled", "onnx_int", "nir")
+            if any(k in r for r in rows)]
+    head = (["code", "synapses", "compile s"] + [f"{k} s" for k in keys]
+            + ["total s", "peak RSS MB", "growth MB", "weights MB"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {label} | {r['synapses']:.3g} | {r['error']} |")
+            continue
+        total = r["compile"] + sum(r.get(k, 0.0) for k in keys)
+        cells = ([label, f"{r['synapses']:.3g}", f"{r['compile']:.2f}"]
+                 + [f"{r[k]:.2f}" if k in r else "-" for k in keys]
+                 + [f"{total:.2f}", f"{r['rss_peak_mb']:.0f}",
+                    f"{r['rss_peak_mb'] - r['rss_setup_mb']:.0f}",
+                    f"{4 * r['synapses'] / 2**20:.0f}"])
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--targets", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    p.add_argument("--repeat", type=int, default=1, help="runs per net (best time is shown)")
+    p.add_argument("--synapses", type=float, nargs="+", default=[1e6, 1e7, 6.4e7, 1e8])
+    p.add_argument("--out", type=Path, help="append the table to this markdown file")
+    p.add_argument("--label", default="this code", help="first column of the table")
+    p.add_argument("--timeout", type=float, default=900, help="seconds per size")
+    p.add_argument("--child", type=float, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    profile = load_profile("loihi2")
-    print(f"{'synapses':>10} {'sizes':>18} {'compile s':>10} {'netx s':>8} {'onnx s':>8} "
-          f"{'total s':>8} {'netx MB':>8} | {'baseline netx int64 s':>22}")
-    for target in args.targets:
-        r = bench(target, profile, args.repeat)
-        print(f"{r['synapses']:>10} {str(tuple(r['sizes'])):>18} {r['compile']:>10.3f} "
-              f"{r['netx']:>8.3f} {r['onnx']:>8.3f} {r['total']:>8.3f} {r['netx_mb']:>8.1f} | "
-              f"{r['netx_int64']:>22.3f}")
+    if args.child:
+        print(json.dumps(child(int(args.child))))
+        return 0
+    rows = []
+    for s in args.synapses:
+        try:
+            done = subprocess.run([sys.executable, __file__, "--child", str(s)], text=True,
+                                  capture_output=True, timeout=args.timeout)
+            lines = done.stdout.strip().splitlines()
+            rows.append(json.loads(lines[-1]) if done.returncode == 0 and lines else
+                        {"synapses": s, "error": (done.stderr.strip().splitlines() or ["?"])[-1]})
+        except subprocess.TimeoutExpired:
+            rows.append({"synapses": s, "error": f"over {args.timeout:.0f} s"})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    text = table(rows, args.label)
+    print(text)
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write(text + "\n")
     return 0
 
 

@@ -46,10 +46,12 @@ def pad_for_lava(net: CompiledNetwork, payload: np.ndarray) -> np.ndarray:
 
 
 def _trailing_zero_bits(w: np.ndarray, cap: int = 8) -> int:
-    """Largest ``n <= cap`` with every entry of ``w`` divisible by ``2**n`` (netx's search)."""
-    n = cap
-    while n > 0 and np.any(w % (1 << n)):
-        n -= 1
+    """Largest ``n <= cap`` with every entry of ``w`` divisible by ``2**n`` (netx's search):
+    the trailing zero bits of the bitwise OR of all entries (two's complement)."""
+    acc = int(np.bitwise_or.reduce(w, axis=None)) if w.size else 0
+    n = 0
+    while n < cap and not acc & (1 << n):
+        n += 1
     return n
 
 
@@ -91,35 +93,40 @@ def netx_effective_weights(weight_int: np.ndarray) -> np.ndarray:
             into per-synapse weights).
     """
     full = np.asarray(weight_int)
-    nz = np.flatnonzero(full)
-    if nz.size == 0:
-        return full.astype(np.int64)
-    w = full.reshape(-1)[nz].astype(np.int64)  # zeros stay zero below: work on synapses
-    wmax, wmin = int(w.max()), int(w.min())
-    if nz.size < full.size:  # the matrix's zeros count for netx's max and min
-        wmax, wmin = max(wmax, 0), min(wmin, 0)
-    if wmax > 254 or wmin < -256 or np.any(w % 2):
+    return _effective(full if full.dtype.kind in "iu" else full.astype(np.int64)
+                      ).astype(np.int64)
+
+
+def _effective(full: np.ndarray) -> np.ndarray:
+    """:func:`netx_effective_weights` in ``full``'s integer dtype (int32 holds every value:
+    weights in 9 bits shifted by at most 8). A zero weight stays zero through every step, so
+    the whole matrix is transformed as it is."""
+    if not full.size or not full.any():
+        return full.copy()
+    wmax, wmin = int(full.max()), int(full.min())
+    if wmax > 254 or wmin < -256 or np.any(full & 1):
         raise ValueError(f"weights must be even and in [-256, 254], got [{wmin}, {wmax}]")
     s, signed = _netx_upscale(wmax, wmin)
-    n = _trailing_zero_bits(w) - signed
+    n = _trailing_zero_bits(full) - signed
     num_weight_bits = 8 - s - n
-    w1 = w << s
+    w = full if full.dtype.itemsize >= 4 else full.astype(np.int32)
     # lava/proc/dense/models.py: sign mode, clip_weights(num_bits=8), truncate_weights
-    if w1.min() >= 0:
+    if wmin >= 0:
         lo, hi, mixed, negate = 0, 255, 0, False
-    elif w1.max() <= 0:
+    elif wmax <= 0:
         lo, hi, mixed, negate = 0, 255, 0, True
     else:
         lo, hi, mixed, negate = -256, 255, 1, False
-    w2 = np.clip(-w1 if negate else w1, lo, hi)
     k = 8 - num_weight_bits + mixed
-    w3 = (w2 >> k) << k
-    w3 = -w3 if negate else w3
     if k < s:  # pragma: no cover - even weights always give k >= s
         raise ValueError("netx weight exponent does not separate over synapses")
-    out = np.zeros(full.size, dtype=np.int64)
-    out[nz] = w3 >> s
-    return out.reshape(full.shape)
+    w2 = np.clip(-(w << s) if negate else w << s, lo, hi)
+    w2 >>= k
+    w2 <<= k
+    if negate:
+        np.negative(w2, out=w2)
+    w2 >>= s
+    return w2
 
 
 def netx_exact(weight_int: np.ndarray) -> bool:
@@ -137,7 +144,8 @@ def netx_exact(weight_int: np.ndarray) -> bool:
     if wmin >= -254 and wmax <= 254:
         if _netx_upscale(wmax, wmin)[0] == 0 and not np.any(w & 1):
             return True
-    return bool(np.array_equal(netx_effective_weights(w), w))
+    return bool(np.array_equal(_effective(w) if w.dtype.kind in "iu" else
+                               netx_effective_weights(w), w))
 
 
 def to_netx_grid(layer: CompiledDense) -> CompiledDense:
@@ -153,9 +161,9 @@ def to_netx_grid(layer: CompiledDense) -> CompiledDense:
     full = layer.fan_in_matrix
     if netx_exact(full):
         return layer
-    w = full.astype(np.int64)
+    w = np.asarray(full, np.int32 if full.dtype.itemsize <= 4 else np.int64)
     for _ in range(16):
-        e = netx_effective_weights(w)
+        e = _effective(w)
         if np.array_equal(e, w):
             break
         w = e
@@ -164,7 +172,8 @@ def to_netx_grid(layer: CompiledDense) -> CompiledDense:
     if np.array_equal(w, full):
         return layer
     lost = int(np.count_nonzero(full)) - int(np.count_nonzero(w))
-    note = (f"largest weight {int(np.abs(full).max())} < 128: weights rounded onto "
+    top = max(int(full.max()), -int(full.min()))
+    note = (f"largest weight {top} < 128: weights rounded onto "
             f"netx's coarser grid as Lava applies them ({lost} synapses lost)")
     n_in = layer.weight_int.shape[1]
     rec = {"weight_rec_int": w[:, n_in:].astype(np.int32)} \

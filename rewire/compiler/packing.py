@@ -133,7 +133,7 @@ class Packer:
         k_old = part[0] if part else 0
         if core.neurons + len(idx) > core.cap_neurons:
             return False
-        if layer.mask is None or self.structural:
+        if layer.mask is None or self.structural or not self._axons_count():
             union, axons_new = None, layer.n_in
         else:
             union = layer.mask[idx].any(axis=0)
@@ -150,6 +150,10 @@ class Packer:
         if not self.structural and lim.synapse_storage == "sparse":
             words += int(layer.fan_in[idx].sum())
         return words <= core.cap_synapses
+
+    def _axons_count(self) -> bool:
+        """Whether a core's input axons decide what fits (an axon limit or dense storage)."""
+        return bool(self.lim.axons_in_per_core) or self.lim.synapse_storage != "sparse"
 
     def add(self, core: CoreBin, li: int, layer: LayerConnectivity, idx: np.ndarray) -> None:
         part = core.parts.setdefault(li, [0, None])
@@ -170,8 +174,10 @@ class Packer:
         """FFD placement of one layer's neurons; returns each neuron's index into ``open``."""
         if (layer.mask is None or self.structural) and (layer.fan_in == layer.fan_in[0]).all():
             return self._place_equal(li, layer)
-        where = np.empty(layer.neurons, np.int64)
         order = np.argsort(-layer.fan_in, kind="stable")
+        if not self._axons_count():
+            return self._place_counted(li, layer, order)
+        where = np.empty(layer.neurons, np.int64)
         first = 0  # cores full for this layer's (decreasing) neurons are skipped
         for n in order:
             idx = np.array([n])
@@ -187,6 +193,34 @@ class Packer:
             where[n] = ci
             if self.open[first].neurons >= self.open[first].cap_neurons:
                 first = min(first + 1, len(self.open))
+        return where
+
+    def _place_counted(self, li: int, layer: LayerConnectivity, order: np.ndarray) -> np.ndarray:
+        """:meth:`place_split` when only neuron and synapse counts decide what fits (sparse
+        storage, no axon limit): the first open core with room, found over arrays of the
+        cores' room, exactly as :meth:`fits` would find it core by core."""
+        lpc, sparse = self.lim.layers_per_core, not self.structural
+        where = np.empty(layer.neurons, np.int64)
+        room_n = np.array([c.cap_neurons - c.neurons for c in self.open], np.int64)
+        room_w = np.array([c.cap_synapses - c.words for c in self.open], np.int64)
+        ok = np.array([li in c.parts or not lpc or len(c.parts) < lpc for c in self.open], bool)
+        for n in order:
+            need = int(layer.fan_in[n]) if sparse else 0
+            free = np.flatnonzero(ok & (room_n >= 1) & (room_w >= need))
+            if free.size:
+                ci = int(free[0])
+            else:
+                ci = len(self.open)
+                core = self._new_core()
+                if not self.fits(core, li, layer, np.array([n])):
+                    raise single_neuron_error(self.p, core, layer, int(n), self.structural)
+                room_n = np.append(room_n, core.cap_neurons - core.neurons)
+                room_w = np.append(room_w, core.cap_synapses - core.words)
+                ok = np.append(ok, True)
+            self.add(self.open[ci], li, layer, np.array([n]))
+            room_n[ci] -= 1
+            room_w[ci] -= need
+            where[n] = ci
         return where
 
     def _place_equal(self, li: int, layer: LayerConnectivity) -> np.ndarray:

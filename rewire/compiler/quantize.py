@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from rewire.compiler._rows import RowBlocks, calibrated_max, int_row_sums
 from rewire.compiler.mapping import map_cores
 from rewire.compiler.netx_legal import netx_exact, netx_weights, to_netx_grid
 from rewire.errors import CompileError
@@ -82,44 +83,35 @@ def quantize_layer(name: str, weight: np.ndarray, neuron, profile: HardwareProfi
         CompileError: non-finite weights, a decay that rounds outside ``1..2**decay_bits``
             (0 allowed for ``IF``'s ``vDecay``), or a ``vThMant`` that cannot be represented.
     """
-    n_in = weight.shape[1]
-    full = weight if weight_rec is None else np.hstack([weight, weight_rec])
-    if not np.all(np.isfinite(full)):
-        raise CompileError(f"layer {name}: {int(np.count_nonzero(~np.isfinite(full)))} "
-                           f"weights are NaN or infinite (training diverged); lower --lr or "
-                           f"check the model")
+    return _quantize(name, RowBlocks(weight, weight_rec), neuron, profile, input_scale,
+                     max_payload, payloads)
+
+
+def _quantize(name: str, rows: RowBlocks, neuron, profile: HardwareProfile,
+              input_scale: float, max_payload: int, payloads) -> CompiledDense:
+    """:func:`quantize_layer` of weights read by ``rows`` (shared by the graded input
+    layer's tries, so that the per-row sums are taken once)."""
+    n_in, n_out, width = rows.n_in, rows.n_out, rows.width
+    if rows.bad:
+        raise CompileError(f"layer {name}: {rows.bad} weights are NaN or infinite (training "
+                           f"diverged); lower --lr or check the model")
     chip = chip_class(neuron)
     i_decay, v_decay, gain = chip.decays(neuron, profile, name)
     gain = gain * input_scale   # float weight -> u per unit S
     # recurrent inputs are binary spikes of the layer itself, whose value is 1, not
     # input_scale: scale their weights so that one unit of "payload" means one spike
-    if weight_rec is not None:
-        full = np.hstack([weight, weight_rec / input_scale])
-    col_max = np.full(full.shape[1], float(max_payload))
+    col_max = np.full(width, float(max_payload))
     col_max[n_in:] = 1.0
     wfmt, nfmt = profile.weights, profile.neuron
     # symmetric magnitude: -256 alone would be clipped to -255 by Lava's inhibitory sign mode
     wmag = min(wfmt.max_int, -wfmt.min_int)
-    # work on the connected synapses only (a pruned layer is mostly zeros)
-    nz = np.flatnonzero(full)
-    rows, cols = nz // max(full.shape[1], 1), nz % max(full.shape[1], 1)
-    vals = full.reshape(-1)[nz]
-    wmax = float(np.abs(vals).max()) if vals.size else 0.0
+    wmax = rows.wmax(input_scale)
     cal = None if payloads is None else np.asarray(payloads, np.float64)
-
-    def activation(v: np.ndarray) -> float:
-        """Largest |synaptic input| for synapse values ``v`` (signed over calibration data)."""
-        if v.size == 0:
-            return 0.0
-        if cal is None:
-            return float(np.bincount(rows, np.abs(v) * col_max[cols], full.shape[0]).max())
-        dense = np.zeros(full.size)
-        dense[nz] = v
-        dense = dense.reshape(full.shape)
-        worst_rec = np.abs(dense[:, n_in:]).sum(1)
-        return float((np.abs(cal @ dense[:, :n_in].T) + worst_rec).max())
-
-    act = activation(vals) * gain
+    if cal is None:
+        act = rows.max_row_sum(col_max, input_scale) * gain
+    else:
+        act = calibrated_max(np.vstack([rows.block(r0, input_scale) for r0 in rows.starts])
+                             if n_out else np.zeros((0, width)), cal, n_in) * gain
     state_max = 2 ** (nfmt.state_bits - 1) - 1
     current_max = state_max * (i_decay / nfmt.decay_unit) / 2 ** nfmt.activation_shift
     limits = {
@@ -134,26 +126,36 @@ def quantize_layer(name: str, weight: np.ndarray, neuron, profile: HardwareProfi
         scale, limited_by = 1.0, "nothing (no synapse, no threshold)"
     step = wfmt.step
     bound = min(ACTIVATION_MAX, current_max)
-    while True:
-        q = np.clip(np.round(vals * (gain * scale / step)) * step, -wmag, wmag)
-        reached = activation(q)
+    w_int = np.empty((n_out, width), np.int32)
+    per_col = col_max if rows.weight_rec is not None else float(max_payload)
+    while True:  # w_int block by block; reached: its largest |synaptic input|
+        k, reached = gain * scale / step, 0.0
+        for r0 in rows.starts:
+            q = rows.block(r0, input_scale)  # a fresh float64 block: worked on in place
+            np.multiply(q, k, out=q)
+            np.round(q, out=q)
+            np.multiply(q, step, out=q)
+            np.minimum(q, wmag, out=q)  # clip to [-wmag, wmag]
+            np.maximum(q, -wmag, out=q)
+            w_int[r0:r0 + len(q)] = q
+            if cal is None and len(q):
+                reached = max(reached, float(int_row_sums(q, per_col, wmag).max()))
+        if cal is not None:
+            reached = calibrated_max(w_int.astype(np.float64), cal, n_in)
         if reached <= bound or scale < 1e-12:
             break
         scale *= min(0.99, bound / reached)  # rounding pushed the bound over: shrink
-    w_int = np.zeros(full.size, dtype=np.int32)
-    w_int[nz] = q
-    w_int = w_int.reshape(full.shape)
     v_th_mant = chip.threshold_mant(neuron, scale, profile, name, limited_by)
     notes = ()
     if not np.any(w_int):
         notes = ("every synapse is pruned or rounds to 0: the layer never spikes",)
-    fields = dict(name=name, weight=weight.astype(np.float32),
+    fields = dict(name=name, weight=np.asarray(rows.weight, np.float32),
                   weight_int=np.ascontiguousarray(w_int[:, :n_in]), scale=float(scale),
                   input_scale=float(input_scale), scale_limited_by=limited_by, notes=notes,
                   chip=chip(neuron, i_decay, v_decay, v_th_mant))
-    if weight_rec is None:
+    if rows.weight_rec is None:
         return CompiledDense(**fields)
-    return CompiledRecurrentDense(weight_rec=weight_rec.astype(np.float32),
+    return CompiledRecurrentDense(weight_rec=np.asarray(rows.weight_rec, np.float32),
                                   weight_rec_int=np.ascontiguousarray(w_int[:, n_in:]), **fields)
 
 
@@ -247,19 +249,20 @@ def _graded_input_layer(name: str, layer, profile: HardwareProfile, input_gain: 
     Returns:
         ``(layer, payload)``: the layer and the integer payload standing for ``x = 1``.
     """
-    weight = layer.synapse.weight.astype(np.float64)
-    rec = layer.synapse.weight_rec.astype(np.float64) \
-        if isinstance(layer.synapse, ir_nodes.RecurrentDense) else None
+    weight = layer.synapse.weight  # float32; quantize_layer widens it block by block
+    rec = layer.synapse.weight_rec if isinstance(layer.synapse, ir_nodes.RecurrentDense) \
+        else None
     netx, wfmt = netx_weights(profile), profile.weights
+    rows = RowBlocks(weight, rec)
     best = None
     payload = input_max_value
     while payload >= 1:
         cal = None if calibration is None else np.rint(np.asarray(calibration) * payload)
-        compiled = quantize_layer(name, weight, layer.neuron, profile, input_gain / payload,
-                                  payload, cal, rec)
+        compiled = _quantize(name, rows, layer.neuron, profile, input_gain / payload, payload,
+                             cal)
         full = compiled.fan_in_matrix
-        wtop = int(np.abs(full).max()) if full.size else 0
-        top_bit = 2 * wtop >= min(wfmt.max_int, -wfmt.min_int) + wfmt.step or not weight.any()
+        wtop = max(int(full.max()), -int(full.min())) if full.size else 0
+        top_bit = 2 * wtop >= min(wfmt.max_int, -wfmt.min_int) + wfmt.step or not rows.wmax_in
         if top_bit and (not netx or netx_exact(full)):
             if payload != input_max_value:
                 compiled = dataclasses.replace(compiled, notes=compiled.notes + (
@@ -276,9 +279,9 @@ def _graded_input_layer(name: str, layer, profile: HardwareProfile, input_gain: 
 
 
 def _dense(name, layer, profile, input_scale, max_payload, payloads, netx) -> CompiledDense:
-    rec = layer.synapse.weight_rec.astype(np.float64) \
-        if isinstance(layer.synapse, ir_nodes.RecurrentDense) else None
-    compiled = quantize_layer(name, layer.synapse.weight.astype(np.float64), layer.neuron,
+    rec = layer.synapse.weight_rec if isinstance(layer.synapse, ir_nodes.RecurrentDense) \
+        else None
+    compiled = quantize_layer(name, layer.synapse.weight, layer.neuron,
                               profile, input_scale, max_payload, payloads, rec)
     return to_netx_grid(compiled) if netx else compiled
 

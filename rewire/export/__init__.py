@@ -46,9 +46,11 @@ class FileWriter(NamedTuple):
 #: format -> the files it produces (:class:`FileWriter`), in writing order.
 WRITERS: dict[str, tuple[FileWriter, ...]] = {
     "netx": (FileWriter("netx", "model.net", "rewire.export.netx", "check_network"),),
-    "onnx": (FileWriter("onnx_step", "model_step.onnx", "rewire.export.onnx_step"),
-             FileWriter("onnx_unrolled", "model_unrolled.onnx", "rewire.export.onnx_unrolled"),
-             FileWriter("onnx_int", "model_int.onnx", "rewire.export.onnx_int", "accumulators")),
+    "onnx": (FileWriter("onnx_step", "model_step.onnx", "rewire.export.onnx_step",
+                        "check_size"),
+             FileWriter("onnx_unrolled", "model_unrolled.onnx", "rewire.export.onnx_unrolled",
+                        "check_size"),
+             FileWriter("onnx_int", "model_int.onnx", "rewire.export.onnx_int", "check")),
     "nir": (FileWriter("nir", "model.nir", "rewire.export.nir_graph", "to_nir"),),
     "cores": (FileWriter("cores_json", "cores.json", "rewire.export.cores", func="write_json"),
               FileWriter("cores_png", "cores.png", "rewire.export.cores", func="write_png")),

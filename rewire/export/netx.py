@@ -176,7 +176,7 @@ def write(net: CompiledNetwork, path: str | Path) -> Path:
                 else:
                     n.create_dataset(key, data=value)
     with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
+        tmp.write_bytes(buf.getbuffer())
     return Path(path)
 
 

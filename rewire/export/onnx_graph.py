@@ -33,6 +33,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from rewire._version import __version__
+from rewire.errors import ExportError
 from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import CompiledConv, CompiledLayer
 from rewire.io import atomic_path
@@ -58,12 +59,22 @@ class GraphBuilder:
         self.nodes: list[onnx.NodeProto] = []
         self.init: list[onnx.TensorProto] = []
         self._names: set[str] = set()
+        self.held: dict[str, np.ndarray] = {}  # large initializers' data, filled in at the end
 
     def const(self, name: str, value, dtype=np.float32) -> str:
-        """Add an initializer ``name`` holding ``value`` as ``dtype`` (once); return its name."""
+        """Add an initializer ``name`` holding ``value`` as ``dtype`` (once); return its name.
+        One over :data:`HOLD_BYTES` is built without its data, which :func:`_finish` fills in
+        after the graph is checked (the data is copied once, not at every graph step)."""
         if name not in self._names:
             self._names.add(name)
-            self.init.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+            value = np.asarray(value, dtype=dtype)
+            if value.nbytes <= HOLD_BYTES:
+                self.init.append(numpy_helper.from_array(value, name))
+            else:
+                t = onnx.TensorProto(name=name, dims=value.shape, raw_data=b"",
+                                     data_type=helper.np_dtype_to_tensor_dtype(value.dtype))
+                self.init.append(t)
+                self.held[name] = value
         return name
 
     def op(self, op_type: str, inputs: list[str], output: str, **attrs) -> str:
@@ -169,14 +180,66 @@ def metadata(net: CompiledNetwork, body: StepBody, kind: str, usage: str) -> dic
     return meta
 
 
-def _finish(graph: onnx.GraphProto, meta: dict[str, str]) -> onnx.ModelProto:
+def _finish(graph: onnx.GraphProto, meta: dict[str, str],
+            held: dict[str, np.ndarray]) -> onnx.ModelProto:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="rewire", producer_version=__version__,
                               ir_version=IR_VERSION)
     helper.set_model_props(model, meta)
+    # The large initializers (GraphBuilder.held) are still empty: shape inference (strict, as
+    # the checker's full check) reads their shapes only, the checker sees them with 0 rows
+    # (their bytes are numpy's own), then their data goes in once.
     model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    onnx.checker.check_model(model, full_check=True)
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    for t in _tensors(probe.graph):
+        if t.name in held and not t.raw_data:
+            t.dims[0] = 0
+    onnx.checker.check_model(probe)
+    for t in _tensors(model.graph):
+        if t.name in held and not t.raw_data:
+            t.raw_data = np.ascontiguousarray(held[t.name]).tobytes()  # as from_array
     return model
+
+
+HOLD_BYTES = 1 << 16  # initializers above this size are filled in after the checks
+
+
+def _tensors(graph: onnx.GraphProto):
+    """Every initializer of ``graph`` and of its nodes' subgraphs (a ``Scan`` body), in order."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _tensors(attr.g)
+
+
+PROTOBUF_MAX = (1 << 31) - 1  # bytes of one protobuf message, hence of one .onnx file
+GRAPH_RESERVE = 1 << 24       # bytes kept for the graph, names and metadata
+
+
+def check_size(net: CompiledNetwork, fmt: str = "onnx", bytes_per_weight=4) -> None:
+    """Refuse a network whose weight initializers cannot fit one ONNX file: a model is one
+    protobuf message, limited to 2 GiB (``onnx.checker``, protobuf's ``kint32max``); this
+    exporter writes no external data. Each weight entry (pruned ones included: ONNX
+    ``MatMul`` weights are dense) takes ``bytes_per_weight`` bytes (4 for float32; a list
+    gives one figure per layer).
+
+    Raises:
+        rewire.errors.ExportError: naming the format, the weights and bytes needed, the limit
+            and the fix.
+    """
+    per = bytes_per_weight if isinstance(bytes_per_weight, (list, tuple)) \
+        else [bytes_per_weight] * len(net.layers)
+    weights = sum(layer.dense_synapses for layer in net.layers)
+    need = sum(layer.dense_synapses * b for layer, b in zip(net.layers, per))
+    if need > PROTOBUF_MAX - GRAPH_RESERVE:
+        raise ExportError(
+            f"{fmt} export: the network's {weights} weights need {need / 2**30:.2f} GiB of "
+            f"initializers but an ONNX file is one protobuf message of at most 2 GiB "
+            f"(rewire writes no external data): export netx or nir for this network, or "
+            f"prune or shrink it below {(PROTOBUF_MAX - GRAPH_RESERVE) // max(per, default=4)}"
+            f" weights", fmt)
 
 
 def _vi(name: str, elem: int, shape: list) -> onnx.ValueInfoProto:
@@ -202,7 +265,7 @@ def step_model(net: CompiledNetwork, body: StepBody, kind: str, usage: str) -> o
     for name, (_, n) in zip(layer_z, body.spikes):
         outputs.append(_vi(name, body.elem, ["batch", n]))
     graph = helper.make_graph(b.nodes, body.name, inputs, outputs, initializer=b.init)
-    return _finish(graph, metadata(net, body, kind, usage))
+    return _finish(graph, metadata(net, body, kind, usage), b.held)
 
 
 def scan_model(net: CompiledNetwork, body: StepBody, kind: str, usage: str) -> onnx.ModelProto:
@@ -240,7 +303,8 @@ def scan_model(net: CompiledNetwork, body: StepBody, kind: str, usage: str) -> o
     outputs += [_vi(f, body.elem, ["batch", n]) for f, (_, n) in zip(finals, body.states)]
     graph = helper.make_graph(outer.nodes, body.name + "_unrolled", inputs, outputs,
                               initializer=outer.init)
-    return _finish(graph, metadata(net, body, kind, usage))
+    return _finish(graph, metadata(net, body, kind, usage),
+                   {**inner.held, **outer.held})
 
 
 def save(model: onnx.ModelProto, path: str | Path) -> Path:

@@ -66,7 +66,8 @@ from rewire.errors import ExportError
 from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import CompiledConv, CompiledDense, lookup
 from rewire.export.onnx_graph import (GraphBuilder, StepBody, body_from_meta, conv2d, map_shape,
-                                      run_steps, save, scan_model, session, step_model)
+                                      check_size, run_steps, save, scan_model, session,
+                                      step_model)
 
 USAGE_SCAN = ("feed the integer payload x (T, batch, n_in) int64 (rewire.compiler.simulate."
               "encode_input); z (T, batch, n_out) int64 0/1 equals the chip model's spikes")
@@ -117,10 +118,9 @@ def accumulators(net: CompiledNetwork) -> tuple[Accumulator, ...]:
     """
     out = []
     for k, layer in enumerate(net.layers):
-        w = np.abs(layer.weight_int.astype(np.int64)).reshape(len(layer.weight_int), -1)
-        row = int(w.sum(1).max()) if w.size else 0
+        row = _largest_row(layer.weight_int)
         if layer.recurrent:  # recurrent spikes are 0/1: their sum adds at most sum|W_rec|
-            row += int(np.abs(layer.weight_rec_int.astype(np.int64)).sum(1).max())
+            row += _largest_row(layer.weight_rec_int)
         m = int(net.input_max_value) if k == 0 and net.encoding == "current" else 1
         exact = row * m < FLOAT32_EXACT
         if not exact and isinstance(layer, CompiledConv):
@@ -132,6 +132,29 @@ def accumulators(net: CompiledNetwork) -> tuple[Accumulator, ...]:
                 f"rewire.compiler.simulate / netx instead", "onnx_int", layer.name)
         out.append(Accumulator("float32" if exact else "int64", row, m))
     return tuple(out)
+
+
+def _largest_row(weight: np.ndarray) -> int:
+    """``max_i sum_j |w_ij|`` over the rows of integer ``weight`` (flattened per row), summed
+    in int64 a block of rows at a time (no int64 copy of a large layer); 0 when empty."""
+    w = weight.reshape(len(weight), -1)
+    if not w.size:
+        return 0
+    rows = max(1, (1 << 20) // w.shape[1])
+    return max(int(np.abs(w[r:r + rows]).sum(1, dtype=np.int64).max())
+               for r in range(0, len(w), rows))
+
+
+def check(net: CompiledNetwork) -> None:
+    """Refuse, before anything is written, what ``model_int.onnx`` cannot hold: a conv layer
+    beyond float32's exact integers (:func:`accumulators`) or weights over ONNX's 2 GiB
+    (:func:`rewire.export.onnx_graph.check_size`; int64 weights take 8 bytes each).
+
+    Raises:
+        rewire.errors.ExportError: naming the format, the layer or the size.
+    """
+    acc = accumulators(net)
+    check_size(net, "onnx_int", [8 if a.dtype == "int64" else 4 for a in acc])
 
 
 def exact_payload_max(net: CompiledNetwork) -> int | None:

@@ -40,6 +40,7 @@ from rewire.ir.compiled_layers import CompiledConv, CompiledDense, lookup
 from rewire.ir.neurons import IF, LI, LIF, CubaLI, CubaLIF
 from rewire.export.onnx_graph import (GraphBuilder, StepBody, body_from_meta, conv2d, map_shape,
                                       run_steps, save, session, step_model)
+from rewire.export import onnx_graph
 
 USAGE = ("loop over T steps: feed x and the previous step's *_out states (zeros at t=0); "
          "z is the output spike vector")
@@ -190,6 +191,16 @@ def build(net: CompiledNetwork) -> onnx.ModelProto:
         ['x', 'v0', 'i0', 'v1', 'i1']
     """
     return step_model(net, float_body(net), "step", USAGE)
+
+
+def check_size(net: CompiledNetwork) -> None:
+    """Refuse float32 weights over ONNX's 2 GiB before anything is written
+    (:func:`rewire.export.onnx_graph.check_size`).
+
+    Raises:
+        rewire.errors.ExportError: naming ``onnx_step`` and the size.
+    """
+    onnx_graph.check_size(net, "onnx_step")
 
 
 def write(net: CompiledNetwork, path: str | Path) -> Path:

@@ -22,6 +22,7 @@ import numpy as np
 import onnx
 
 from rewire.ir.compiled import CompiledNetwork
+from rewire.export import onnx_graph
 from rewire.export.onnx_graph import save, scan_model, session
 from rewire.export.onnx_step import encode_sequence, float_body
 
@@ -40,6 +41,16 @@ def build(net: CompiledNetwork) -> onnx.ModelProto:
         ('Scan', ['z', 'v0_final'])
     """
     return scan_model(net, float_body(net), "unrolled", USAGE)
+
+
+def check_size(net: CompiledNetwork) -> None:
+    """Refuse float32 weights over ONNX's 2 GiB before anything is written
+    (:func:`rewire.export.onnx_graph.check_size`).
+
+    Raises:
+        rewire.errors.ExportError: naming ``onnx_unrolled`` and the size.
+    """
+    onnx_graph.check_size(net, "onnx_unrolled")
 
 
 def write(net: CompiledNetwork, path: str | Path) -> Path:
