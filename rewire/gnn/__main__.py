@@ -196,8 +196,11 @@ def _edit(args) -> dict:
     return summary
 
 
-def main(argv=None) -> int:
-    """Run the CLI; returns the exit code (2 on bad input, with the reason on stderr)."""
+def main(argv=None, hard_exit: bool = False) -> int:
+    """Run the CLI; returns the exit code (2 on bad input, with the reason on stderr).
+
+    ``hard_exit`` (``python -m rewire.gnn``): after a MemoryError, end the process at once
+    with ``os._exit(2)``, so that it does not run on for minutes freeing what it built."""
     args = parser().parse_args(argv)
     try:
         _check_args(args)
@@ -207,6 +210,10 @@ def main(argv=None) -> int:
         return 130
     except MemoryError:
         print("error: out of memory; use a smaller --hidden or graph", file=sys.stderr)
+        if hard_exit:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         return 2
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
@@ -216,4 +223,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(hard_exit=True))
