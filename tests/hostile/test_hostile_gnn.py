@@ -429,7 +429,7 @@ def test_fuzz_gnn_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(gnn_cli, "train_model", lambda model, data, **kw: model)
 
     class _Record:
-        success_rate, steps, seconds_per_edit = 1.0, 1, 0.0
+        success_rate, steps, seconds_per_edit, cpu_seconds_per_edit = 1.0, 1, 0.0, 0.0
 
         def to_dict(self):
             return {}
