@@ -1,5 +1,6 @@
-"""Sequential GNN editing over several target draws, the SEED-GNN protocol (Chen et al.,
-arXiv 2410.08135): test drawdown and success rate after edits 1, 10, 25 and 50 of a
+"""Sequential GNN editing over several target draws, the SEED-GNN protocol (as
+:mod:`rewire.gnn.sequence` measures it): test drawdown and success rate after edits 1, 10,
+25 and 50 of a
 sequence, max and mean drawdown over the sequence, per draw, and their mean and worst
 over the draws.
 

@@ -11,8 +11,13 @@ Examples::
         --out build/edited.pt --record build/record.json
     python -m rewire.gnn train --dataset toy --arch sage --egnn --out build/toy.pt
 
-Exit codes: 0 success, 2 bad input (the message names the option and the fix), 130 on
-Ctrl-C (one line; no file is left half written).
+``edit --mode sequential`` also prints the SEED-GNN table of the sequence to stderr (DD and
+SR after edits 1, 10, 25, 50, max and mean DD, kept, own SR, CPU s per edit; the JSON on
+stdout holds the same figures under ``sequence``); ``--no-protect`` and ``--max-anchors``
+set the protection of earlier edits.
+
+Exit codes: 0 success, 2 bad input or out of memory (one line; ``python -m rewire.gnn``
+then ends at once), 130 on Ctrl-C (one line; no file is left half written).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Measure a sequence of edits the way SEED-GNN does (Chen et al., "Sequential editing of
-graph neural networks", arXiv 2410.08135): after edit t of a sequence, the test drawdown
-``DD@t`` and the fraction of the first t targets still right ``SR@t``, at the checkpoints
-t = 1, 10, 25, 50, and the maximum and mean drawdown over every t.
+"""Measure a sequence of edits with the checkpoints of the SEED-GNN protocol of sequential
+GNN editing: after edit t of a sequence, the test drawdown ``DD@t`` (as defined by Jiang
+et al., NeurIPS 2024, arXiv 2410.15556, §5) and the fraction of the first t targets still
+right ``SR@t``, at t = 1, 10, 25, 50, and the maximum and mean drawdown over every t.
 
 One *draw* is one sequence of targets (e.g. 50 misclassified validation nodes drawn with a
 seed, :func:`rewire.gnn.editor.misclassified`). :func:`run_sequence` measures one draw;

@@ -107,3 +107,4 @@ def test_cli_sequential_prints_the_table(tmp_path, capsys):
     assert main(["edit", str(ck), "--misclassified", "3", "--mode", "sequential",
                  "--no-protect", "--k", "4", "--max-steps", "100"]) == 0
     assert "| method |" in capsys.readouterr().err
+
