@@ -5,7 +5,10 @@ EGNN baselines, on PyG node classifiers.
   solved by :func:`scipy.optimize.nnls`.
 * :mod:`rewire.gnn.editor`: :func:`edit` with :class:`EditConfig` (methods ``gd``, ``gre``,
   ``gre+``; modes ``independent``, ``sequential``, ``batch``; ``project`` = ``update`` or
-  ``gradient``).
+  ``gradient``); :mod:`rewire.gnn.config` holds the config and record classes and
+  :mod:`rewire.gnn.anchors` the anchor chunks, gradients and projector.
+* :mod:`rewire.gnn.sequence`: :func:`run_sequence`, a sequential edit measured with the
+  SEED-GNN checkpoints (DD and SR after edits 1, 10, 25, 50; max and mean DD).
 * :mod:`rewire.gnn.receptive`: :class:`ReceptiveField`, (L + 1)-hop subgraphs from a CSR
   index, on which the editor runs every forward (large graphs).
 * :mod:`rewire.gnn.models`: GCN, GraphSAGE, EGNN, training and checkpoints.
@@ -20,9 +23,10 @@ from rewire.gnn.models import (EGNN, GCN, SAGE, ModelConfig, accuracy, build_mod
                                load_checkpoint, predict, save_checkpoint, train_model)
 from rewire.gnn.projection import AnchorProjector, gre_project
 from rewire.gnn.receptive import ReceptiveField
+from rewire.gnn.sequence import run_sequence
 
 __all__ = ["AnchorProjector", "EGNN", "EditConfig", "EditOutcome", "EditRecord", "GCN",
            "GraphDataError", "ModelConfig", "ReceptiveField", "SAGE", "accuracy", "build_model",
            "edit", "editable_parameters", "field_for", "gre_project", "load_checkpoint",
-           "load_graph", "load_planetoid", "misclassified", "predict", "save_checkpoint",
-           "toy_graph", "train_model"]
+           "load_graph", "load_planetoid", "misclassified", "predict", "run_sequence",
+           "save_checkpoint", "toy_graph", "train_model"]

@@ -11,8 +11,13 @@ Examples::
         --out build/edited.pt --record build/record.json
     python -m rewire.gnn train --dataset toy --arch sage --egnn --out build/toy.pt
 
-Exit codes: 0 success, 2 bad input (the message names the option and the fix), 130 on
-Ctrl-C (one line; no file is left half written).
+``edit --mode sequential`` also prints the SEED-GNN table of the sequence to stderr (DD and
+SR after edits 1, 10, 25, 50, max and mean DD, kept, own SR, CPU s per edit; the JSON on
+stdout holds the same figures under ``sequence``); ``--no-protect`` and ``--max-anchors``
+set the protection of earlier edits.
+
+Exit codes: 0 success, 2 bad input or out of memory (one line; ``python -m rewire.gnn``
+then ends at once), 130 on Ctrl-C (one line; no file is left half written).
 """
 
 from __future__ import annotations
@@ -30,13 +35,14 @@ from rewire.gnn.data import DATASETS, GraphDataError, load_graph
 from rewire.gnn.editor import METHODS, MODES, PROJECTIONS, EditConfig, edit, misclassified
 from rewire.gnn.models import (EGNN, MAX_PARAMETERS, MODELS, ModelConfig, accuracy,
                                build_model, load_checkpoint, save_checkpoint, train_model)
+from rewire.gnn.sequence import run_sequence, table_markdown
 
 USER_ERRORS = (GraphDataError, ValueError, OSError)
 #: Upper bounds of the count options, each far above what the paper's protocol uses (hidden
 #: 32, 200 epochs, 50 targets, 1,000 editing steps); above them a run would take hours or
 #: the model gigabytes, so the value is more likely a typo than a wish.
 BOUNDS = {"hidden": 1 << 16, "epochs": 100_000, "misclassified": 1 << 20, "k": 1 << 20,
-          "max_steps": 1_000_000, "batch_size": 1 << 20}
+          "max_steps": 1_000_000, "batch_size": 1 << 20, "max_anchors": 1 << 20}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -78,6 +84,12 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--lr", type=float, default=EditConfig.lr, help="Adam lr (0.01)")
     e.add_argument("--max-steps", type=int, default=EditConfig.max_steps)
     e.add_argument("--batch-size", type=int, help="batch mode: targets per edit (all)")
+    q = e.add_argument_group("sequential mode (each edit on the model the last one left)")
+    q.add_argument("--no-protect", dest="protect", action="store_false",
+                   help="GRE/GRE+: do not keep earlier edited nodes as QP constraints")
+    q.add_argument("--max-anchors", type=int, default=EditConfig.max_anchors,
+                   help=f"most QP rows: training chunks plus edited nodes "
+                        f"({EditConfig.max_anchors})")
     e.add_argument("--out", help="edited checkpoint to write (sequential / batch mode)")
     e.add_argument("--record", help="JSON file for the edit record")
     return p
@@ -177,14 +189,25 @@ def _edit(args) -> dict:
     else:
         targets = torch.tensor(args.targets)
     n = targets.numel()
+    sequential = args.mode == "sequential"
     edit_config = EditConfig(method=args.method, mode=args.mode, k=args.k, lam=args.lam,
                              project=args.project, lr=args.lr, max_steps=args.max_steps,
-                             batch_size=args.batch_size or n)
+                             batch_size=args.batch_size or n, protect=args.protect,
+                             max_anchors=args.max_anchors)
     before = accuracy(model, data)
-    edited, record = edit(model, data, targets, args.labels, edit_config)
+    labels = None if args.labels is None else torch.tensor(args.labels)
+    if sequential:
+        edited, row, record = run_sequence(model, data, targets, edit_config, labels)
+        print(table_markdown([{"method": edit_config.label, **row}], ("method",)),
+              file=sys.stderr, end="")
+    else:
+        edited, record = edit(model, data, targets, args.labels, edit_config)
     summary = {"targets": targets.tolist(), "method": edit_config.label, "mode": args.mode,
                "success_rate": record.success_rate, "steps": record.steps,
-               "seconds_per_edit": record.seconds_per_edit, "test_acc_before": before}
+               "seconds_per_edit": record.seconds_per_edit,
+               "cpu_seconds_per_edit": record.cpu_seconds_per_edit, "test_acc_before": before}
+    if sequential:
+        summary["sequence"] = row
     if args.mode != "independent":
         summary["test_acc_after"] = accuracy(edited, data)
         summary["drawdown"] = 100 * (before - summary["test_acc_after"])
@@ -196,8 +219,11 @@ def _edit(args) -> dict:
     return summary
 
 
-def main(argv=None) -> int:
-    """Run the CLI; returns the exit code (2 on bad input, with the reason on stderr)."""
+def main(argv=None, hard_exit: bool = False) -> int:
+    """Run the CLI; returns the exit code (2 on bad input, with the reason on stderr).
+
+    ``hard_exit`` (``python -m rewire.gnn``): after a MemoryError, end the process at once
+    with ``os._exit(2)``, so that it does not run on for minutes freeing what it built."""
     args = parser().parse_args(argv)
     try:
         _check_args(args)
@@ -207,6 +233,10 @@ def main(argv=None) -> int:
         return 130
     except MemoryError:
         print("error: out of memory; use a smaller --hidden or graph", file=sys.stderr)
+        if hard_exit:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         return 2
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
@@ -216,4 +246,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(hard_exit=True))

@@ -48,281 +48,22 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch_geometric.data import Data
 
-from rewire.gnn.projection import AnchorProjector, flatten, gre_project, unflatten
+from rewire.gnn.anchors import (anchor_chunks, anchor_gradients, editable_parameters,
+                                field_for, projector as _projector, receptive_field, view)
+from rewire.gnn.config import METHODS, MODES, PROJECTIONS, EditConfig, EditOutcome, EditRecord
+from rewire.gnn.projection import flatten, unflatten
 from rewire.gnn.receptive import ReceptiveField, message_passing_layers
 
 __all__ = ["METHODS", "MODES", "PROJECTIONS", "EditConfig", "EditOutcome", "EditRecord",
            "anchor_chunks", "anchor_gradients", "edit", "editable_parameters", "misclassified",
            "receptive_field", "field_for"]
-
-METHODS = ("gd", "gre", "gre+")
-MODES = ("independent", "sequential", "batch")
-PROJECTIONS = ("update", "gradient")
-
-
-@dataclass(frozen=True)
-class EditConfig:
-    """Hyper-parameters of an edit.
-
-    Attributes:
-        method: ``"gd"``, ``"gre"`` or ``"gre+"``.
-        mode: ``"independent"``, ``"sequential"`` or ``"batch"``.
-        k: anchor chunks K of GRE+ (``gre`` always uses 1, ``gd`` none); ``None``
-            (default) = one chunk per training node, the finest split.
-        lam: ridge λ ≥ 0 of GRE+ (eq. 5); the step is divided by ``1 + λ``.
-        project: ``"update"`` (project Adam's update, default) or ``"gradient"`` (the paper).
-        lr: Adam learning rate (paper: 0.01).
-        max_steps: step limit per edit (paper: 10; default 20, which the finer anchor set
-            needs for SR ≥ 0.98, see docs/gnn.md).
-        batch_size: targets per edit in ``batch`` mode (paper: 20; the last group may be
-            smaller).
-        seed: seed of the random split of the training nodes into anchor chunks.
-        protect: sequential mode, GRE/GRE+: earlier edited nodes join the constraints of
-            later edits and are repaired if a step flips them (module docstring).
-        max_anchors: bound on the QP's size: at most this many training chunks (``k=None``
-            with more training nodes is refused), and the edited nodes of a sequential
-            edit share ``max(1, max_anchors − K)`` rows (one each while they fit).
-        subgraph: run every forward on the receptive field of the nodes it needs (default)
-            or, ``False``, on the whole graph (the reference; same values up to rounding).
-        anchor_sample: anchors from a random sample of this many training nodes (drawn
-            with ``seed``, split into ``k`` chunks) instead of all; for large graphs.
-
-    Raises:
-        ValueError: a field out of range (the message names it and the allowed values).
-    """
-
-    method: str = "gre+"
-    mode: str = "independent"
-    k: int | None = None
-    lam: float = 0.0
-    project: str = "update"
-    lr: float = 0.01
-    max_steps: int = 20
-    batch_size: int = 20
-    seed: int = 0
-    protect: bool = True
-    max_anchors: int = 512
-    subgraph: bool = True
-    anchor_sample: int | None = None
-
-    def __post_init__(self):
-        for name, allowed in (("method", METHODS), ("mode", MODES), ("project", PROJECTIONS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}: {getattr(self, name)!r} is not one of {list(allowed)}")
-        for name in ("k", "max_steps", "batch_size", "max_anchors", "anchor_sample"):
-            if name in ("k", "anchor_sample") and getattr(self, name) is None:
-                continue
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
-        if not (self.lam >= 0 and self.lam < float("inf")):
-            raise ValueError(f"lam (λ) must be a finite number >= 0, got {self.lam}")
-        if not (self.lr > 0 and self.lr < float("inf")):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
-        if self.k is not None and self.k > self.max_anchors:
-            raise ValueError(f"k={self.k} anchor chunks exceed max_anchors={self.max_anchors}; "
-                             f"lower k or raise max_anchors")
-        if self.anchor_sample is not None and self.k is not None and self.k > self.anchor_sample:
-            raise ValueError(f"k={self.k} chunks of anchor_sample={self.anchor_sample} nodes: "
-                             f"choose k <= anchor_sample")
-
-    @property
-    def anchors(self) -> int | None:
-        """Number of anchor gradients K this method uses (0 for GD, None: one per training
-        node)."""
-        return {"gd": 0, "gre": 1, "gre+": self.k}[self.method]
-
-    @property
-    def label(self) -> str:
-        """Short name, e.g. ``"gre+ K=10 λ=0 (update)"``."""
-        if self.method == "gd":
-            return "gd"
-        k = "train" if self.k is None else self.k
-        extra = f" K={k} λ={self.lam:g}" if self.method == "gre+" else ""
-        return f"{self.method}{extra} ({self.project})"
-
-
-@dataclass
-class EditOutcome:
-    """One edit: the target ``nodes``, ``success`` (all right at the end), ``correct``
-    (how many are right at the end), Adam ``steps`` taken, target ``losses`` (one per forward pass, first = before editing), wall-clock
-    ``seconds`` and ``cpu_seconds`` (this process's CPU time; anchors included in both);
-    sequential mode with ``protect``: ``guarded`` earlier edited nodes, ``kept`` of them
-    right at the end of this edit, and ``anchors`` rows of the QP."""
-
-    nodes: list[int]
-    success: bool
-    steps: int
-    losses: list[float]
-    seconds: float
-    cpu_seconds: float = 0.0
-    correct: int = 0
-    guarded: int = 0
-    kept: int = 0
-    anchors: int = 0
-
-
-@dataclass
-class EditRecord:
-    """All edits of one :func:`edit` call.
-
-    ``final_correct``: in sequential mode, the fraction of all targets the returned model
-    predicts right (earlier edits can be undone by later ones); ``None`` otherwise.
-    ``setup_seconds``: once per call, the receptive-field index (CSR) build.
-    """
-
-    config: EditConfig
-    edits: list[EditOutcome] = field(default_factory=list)
-    final_correct: float | None = None
-    setup_seconds: float = 0.0
-
-    @property
-    def success_rate(self) -> float:
-        """SR: targets right at the end of their own edit / targets (in batch mode a
-        target counts even if others of its group are still wrong)."""
-        total = sum(len(e.nodes) for e in self.edits)
-        return sum(e.correct for e in self.edits) / max(total, 1)
-
-    @property
-    def steps(self) -> list[int]:
-        """Adam steps per edit."""
-        return [e.steps for e in self.edits]
-
-    @property
-    def seconds_per_edit(self) -> float:
-        """Mean wall-clock seconds per edit."""
-        return sum(e.seconds for e in self.edits) / max(len(self.edits), 1)
-
-    @property
-    def cpu_seconds_per_edit(self) -> float:
-        """Mean CPU seconds per edit (close to wall-clock time on an idle machine)."""
-        return sum(e.cpu_seconds for e in self.edits) / max(len(self.edits), 1)
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict: config, per-edit outcomes and the summary figures."""
-        return {"config": asdict(self.config), "success_rate": self.success_rate,
-                "final_correct": self.final_correct, "seconds_per_edit": self.seconds_per_edit,
-                "cpu_seconds_per_edit": self.cpu_seconds_per_edit,
-                "setup_seconds": self.setup_seconds,
-                "edits": [asdict(e) for e in self.edits]}
-
-
-def editable_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The parameters an edit changes: ``model.editable_parameters()`` if the model
-    defines it (EGNN: the MLP only), else every parameter with ``requires_grad``."""
-    if hasattr(model, "editable_parameters"):
-        return [p for _, p in model.editable_parameters()]
-    return [p for p in model.parameters() if p.requires_grad]
-
-
-def anchor_chunks(data: Data, k: int | None, seed: int = 0,
-                  sample: int | None = None) -> list[torch.Tensor]:
-    """Split the training nodes at random into ``k`` near-equal chunks (GRE+, §4.2);
-    ``k=None``: one chunk per training node. ``sample``: first draw that many training
-    nodes at random (all if there are fewer) and split only those.
-
-    Raises:
-        ValueError: if there are fewer than ``k`` (sampled) training nodes.
-
-    Example:
-        >>> from rewire.gnn.data import toy_graph
-        >>> [len(c) for c in anchor_chunks(toy_graph(nodes=60), 5)]
-        [3, 3, 2, 2, 2]
-    """
-    train = data.train_mask.nonzero().flatten()
-    perm = torch.randperm(train.numel(), generator=torch.Generator().manual_seed(seed))
-    if sample is not None:
-        perm = perm[:sample]
-    k = perm.numel() if k is None else k
-    if k > perm.numel():
-        raise ValueError(f"k={k} anchor chunks but only {perm.numel()} training nodes; "
-                         f"choose k <= {perm.numel()}")
-    return list(torch.tensor_split(train[perm], k))
-
-
-def field_for(model: nn.Module, data: Data) -> ReceptiveField | None:
-    """The :class:`~rewire.gnn.receptive.ReceptiveField` (L + 1 hops) of ``model`` on
-    ``data``; ``None`` for a model without message passing (it needs the whole graph)."""
-    layers = message_passing_layers(model)
-    if layers == 0:
-        return None
-    return ReceptiveField(data.edge_index, data.num_nodes, layers + 1)
-
-
-def _view(data: Data, nodes: torch.Tensor, field: ReceptiveField | None):
-    """``(x, edge_index, index)`` on which ``model(x, edge_index)[index]`` gives the
-    outputs of ``nodes``: the receptive field, or the whole graph if ``field`` is None."""
-    if field is None:
-        return data.x, data.edge_index, nodes
-    subset, edge_index, index = field.subgraph(nodes)
-    return data.x[subset], edge_index, index
-
-
-def anchor_gradients(model: nn.Module, data: Data, chunks: Sequence[torch.Tensor],
-                     params: Sequence[nn.Parameter], field: ReceptiveField | None = None,
-                     y: torch.Tensor | None = None) -> torch.Tensor:
-    """Anchor matrix ``G`` (K, P), float64: row k = ∇θ CE(f_θ(X, A)[chunk_k], y[chunk_k])
-    over ``params`` (eval mode); ``y`` (N,) defaults to ``data.y``. With a ``field``
-    (:func:`field_for`) each row is computed on its chunk's receptive field only, which
-    gives the same value at a fraction of the cost; without, on the whole graph."""
-    y = data.y if y is None else y
-    rows = torch.zeros(len(chunks), sum(p.numel() for p in params), dtype=torch.float64)
-    for row, nodes in zip(rows, chunks):
-        x, edge_index, index = _view(data, nodes, field)
-        loss = F.cross_entropy(model(x, edge_index)[index], y[nodes])
-        at = 0
-        for p, grad in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):
-            if grad is not None:
-                row[at:at + p.numel()] = grad.reshape(-1)
-            at += p.numel()
-    return rows
-
-
-def _projector(model: nn.Module, data: Data, params, config: EditConfig,
-               field: ReceptiveField | None = None, guards=None):
-    """The map g ↦ g' for ``config.method`` (None for GD); ``guards`` = (nodes, labels)
-    of earlier edited nodes, extra anchor rows (sequential ``protect``)."""
-    if config.method == "gd":
-        return None
-    chunks = anchor_chunks(data, config.anchors, config.seed, config.anchor_sample)
-    if len(chunks) > config.max_anchors:
-        raise ValueError(f"k=None gives one anchor per training node ({len(chunks)}), more "
-                         f"than max_anchors={config.max_anchors}: pass k <= "
-                         f"{config.max_anchors} (or anchor_sample) or raise max_anchors")
-    anchors = anchor_gradients(model, data, chunks, params, field)
-    if guards is not None and guards[0].numel():
-        nodes, labels = guards
-        y = data.y.clone()
-        y[nodes] = labels
-        rows = min(nodes.numel(), max(1, config.max_anchors - len(chunks)))
-        extra = anchor_gradients(model, data, list(torch.tensor_split(nodes, rows)), params,
-                                 field, y)
-        anchors = torch.cat([anchors, extra])
-    if anchors.shape[0] == 1:
-        return lambda g: gre_project(g, anchors[0])
-    return AnchorProjector(anchors, config.lam)
-
-
-def receptive_field(model: nn.Module, data: Data, nodes: torch.Tensor):
-    """The part of the graph that decides the outputs of ``nodes``: ``(x, edge_index, index)``
-    with ``model(x, edge_index)[index] == model(data.x, data.edge_index)[nodes]``.
-
-    A model with L message-passing layers (PyG ``MessagePassing`` modules) sees L hops; one
-    hop more keeps every degree that a normalisation (GCN's ``D^-½``, SAGE's mean) reads
-    exact. A model without such layers gets the whole graph. (Builds the graph's index on
-    every call; :func:`edit` builds one per call with :func:`field_for`.)
-
-    Shapes: ``nodes`` (T,); returns x (N', F), edge_index (2, E'), index (T,).
-    """
-    return _view(data, torch.as_tensor(nodes, dtype=torch.long).flatten(),
-                 field_for(model, data))
 
 
 def _edit_once(model, params, data, nodes, labels, config, projector, field=None,
@@ -336,7 +77,7 @@ def _edit_once(model, params, data, nodes, labels, config, projector, field=None
         every, every_y = torch.cat([nodes, guards[0]]), torch.cat([labels, guards[1]])
     else:
         every, every_y = nodes, labels
-    x, edge_index, index = _view(data, every, field)
+    x, edge_index, index = view(data, every, field)
     losses, steps = [], 0
     while True:
         logits = model(x, edge_index)[index]
@@ -463,7 +204,7 @@ def edit(model: nn.Module, data: Data, targets, labels=None,
                              f"needs {hops} hops: build it with field_for(model, data)")
     setup = time.perf_counter() - setup
     with torch.no_grad():
-        x, edge_index, index = _view(data, targets[:1], field)
+        x, edge_index, index = view(data, targets[:1], field)
         num_classes = int(work(x, edge_index).shape[1]) if targets.numel() else 0
     targets, labels = _check_targets(data, targets, labels, num_classes)
     if (config.anchors or 0) > int(data.train_mask.sum()):
@@ -477,6 +218,7 @@ def edit(model: nn.Module, data: Data, targets, labels=None,
     guarding = config.mode == "sequential" and config.protect and config.method != "gd"
     original = copy.deepcopy(work.state_dict()) if fresh else None
     projector = None
+    views: dict = {}  # receptive fields of anchor chunks, built once per call
     done_nodes, done_labels = [], []
     for i, group in enumerate(groups):
         nodes, ys = targets[group], labels[group]
@@ -487,7 +229,7 @@ def edit(model: nn.Module, data: Data, targets, labels=None,
         if fresh and i > 0:
             work.load_state_dict(original)
         if i == 0 or not fresh:  # anchors of the model this edit starts from
-            projector = _projector(work, data, params, config, field, guards)
+            projector = _projector(work, data, params, config, field, guards, cache=views)
         outcome = _edit_once(work, params, data, nodes, ys, config, projector, field, guards)
         outcome.seconds = time.perf_counter() - start
         outcome.cpu_seconds = time.process_time() - cpu_start
@@ -500,7 +242,7 @@ def edit(model: nn.Module, data: Data, targets, labels=None,
             on_edit(work, outcome)
     if config.mode == "sequential":
         with torch.no_grad():
-            x, edge_index, index = _view(data, targets, field)
+            x, edge_index, index = view(data, targets, field)
             pred = work(x, edge_index)[index].argmax(dim=1)
         record.final_correct = float((pred == labels).float().mean())
     work.train(was_training)

@@ -279,6 +279,11 @@ def _checked_state(path: Path, state, shapes: dict[str, tuple[int, ...]]) -> dic
                          f"{missing[:5]}, unexpected {[str(k)[:40] for k in unexpected[:5]]}")
     for key, shape in shapes.items():
         t = state[key]
+        if isinstance(t, torch.Tensor) and (t.layout != torch.strided or t.device.type != "cpu"
+                                            or t.is_quantized):
+            raise ValueError(f"{path}: state_dict['{key}'] is a {t.layout} tensor on "
+                             f"{t.device.type}; a checkpoint holds dense CPU float tensors "
+                             f"(re-save the model with save_checkpoint)")
         if not isinstance(t, torch.Tensor) or not t.is_floating_point() \
                 or tuple(t.shape) != shape:
             got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
@@ -287,6 +292,30 @@ def _checked_state(path: Path, state, shapes: dict[str, tuple[int, ...]]) -> dic
         if not bool(torch.isfinite(t).all()):
             raise ValueError(f"{path}: state_dict['{key}'] holds NaN or infinite values")
     return state
+
+
+#: Deepest nesting and most items the ``meta`` field may hold: far above what
+#: :func:`save_checkpoint` writes (a flat dict with one nested edit summary); a deeper one
+#: could not be written again (pickling recurses) and is refused on the way in.
+MAX_META_DEPTH, MAX_META_ITEMS = 32, 1 << 20
+
+
+def _checked_meta(path: Path, meta) -> dict:
+    """``meta`` if it is a dict nested at most :data:`MAX_META_DEPTH` deep with at most
+    :data:`MAX_META_ITEMS` containers and items (walked without recursion)."""
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: field 'meta' must be a dict, got {type(meta).__name__}")
+    stack, items = [(meta, 1)], 0
+    while stack:
+        obj, depth = stack.pop()
+        values = obj.values() if isinstance(obj, dict) else obj
+        items += len(values)
+        if depth > MAX_META_DEPTH or items > MAX_META_ITEMS:
+            raise ValueError(f"{path}: field 'meta' is nested deeper than {MAX_META_DEPTH} "
+                             f"levels or holds more than {MAX_META_ITEMS:,} items; re-save "
+                             f"the model with save_checkpoint")
+        stack.extend((v, depth + 1) for v in values if isinstance(v, (dict, list, tuple)))
+    return meta
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelConfig, dict]:
@@ -301,8 +330,9 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelConfig, dict]:
         FileNotFoundError: no such file.
         ValueError: not a rewire GNN checkpoint, larger than :data:`MAX_CHECKPOINT_BYTES`,
             a config field unknown, missing, of the wrong type or out of range, a model of
-            more than :data:`MAX_PARAMETERS` parameters, or a state tensor missing, of the
-            wrong shape or not finite (the message names the file and the field).
+            more than :data:`MAX_PARAMETERS` parameters, a state tensor missing, sparse,
+            on another device, of the wrong shape or not finite, or a ``meta`` nested deeper
+            than :data:`MAX_META_DEPTH` (the message names the file and the field).
     """
     path = Path(path)
     if not path.is_file():
@@ -322,9 +352,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelConfig, dict]:
                          f"{CHECKPOINT_FORMAT!r})")
     config = _checked_config(path, payload.get("config"))
     state = _checked_state(path, payload.get("state_dict"), _expected_shapes(path, config))
-    meta = payload.get("meta", {})
-    if not isinstance(meta, dict):
-        raise ValueError(f"{path}: field 'meta' must be a dict, got {type(meta).__name__}")
+    meta = _checked_meta(path, payload.get("meta", {}))
     model = build_model(config)
     try:
         model.load_state_dict(state)

@@ -197,10 +197,21 @@ def _matrix(obj: Any, path: Path) -> sp.csr_matrix:
     return mat
 
 
-def _graph(obj: Any, path: Path, nodes: int) -> dict[int, list[int]]:
+def _graph(obj: Any, path: Path, nodes: int, size: int) -> dict[int, list[int]]:
+    """The checked adjacency lists. A pickle can name one list for every node (its memo), so
+    a small file could stand for billions of entries; every entry a file really holds costs
+    it at least 2 bytes (an opcode and its operand), so more than ``size`` (the file's bytes)
+    entries in all are refused before any list is read or copied."""
     if not isinstance(obj, dict):
         raise PlanetoidFileError(f"{path}: expected a dict of adjacency lists, got "
                                  f"{type(obj).__name__}")
+    if len(obj) > nodes or any(not isinstance(v, list) for v in obj.values()):
+        raise PlanetoidFileError(f"{path}: expected at most {nodes} adjacency lists")
+    total = sum(len(v) for v in obj.values())
+    if total > size:
+        raise PlanetoidFileError(f"{path}: its lists hold {total:,} entries in all, more than "
+                                 f"its {size:,} bytes can hold (one list shared between "
+                                 f"nodes?); use the original Planetoid file")
     out = {}
     for key, value in obj.items():
         if type(key) is not int or not 0 <= key < nodes or not isinstance(value, list) \
@@ -230,11 +241,13 @@ def read_raw(raw_dir: str | Path, key: str) -> dict[str, Any]:
 
     Raises:
         PlanetoidFileError: a file larger than :data:`MAX_RAW_BYTES`, a global outside the
-            format (the message names it and the file), or content that does not fit
-            together (row counts, feature widths, node ids, test indices).
+            format (the message names it and the file), adjacency lists with more entries
+            than the graph file's bytes, or content that does not fit together (row counts,
+            feature widths, node ids, test indices).
     """
     raw_dir = Path(raw_dir)
     out: dict[str, Any] = {}
+    sizes: dict[str, int] = {}
     for part in PARTS:
         path = raw_dir / f"ind.{key}.{part}"
         try:
@@ -243,6 +256,7 @@ def read_raw(raw_dir: str | Path, key: str) -> dict[str, Any]:
                 raise PlanetoidFileError(f"{path}: {size:,} bytes, more than the "
                                          f"{MAX_RAW_BYTES:,} a Planetoid file may have")
             raw = path.read_bytes()
+            sizes[part] = len(raw)
         except OSError as exc:
             raise PlanetoidFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
         if part == "test.index":
@@ -260,11 +274,11 @@ def read_raw(raw_dir: str | Path, key: str) -> dict[str, Any]:
             out[part] = obj
         else:
             out[part] = _array(obj, path, 2)
-    _check_together(raw_dir, key, out)
+    _check_together(raw_dir, key, out, sizes["graph"])
     return out
 
 
-def _check_together(raw_dir: Path, key: str, d: dict[str, Any]) -> None:
+def _check_together(raw_dir: Path, key: str, d: dict[str, Any], graph_bytes: int) -> None:
     """The relations PyG's ``read_planetoid_data`` indexes by (see its source)."""
     where = f"{raw_dir}/ind.{key}.*"
     width = {d[p].shape[1] for p in ("x", "tx", "allx")}
@@ -298,7 +312,7 @@ def _check_together(raw_dir: Path, key: str, d: dict[str, Any]) -> None:
     if n_train + 500 > nodes:
         raise PlanetoidFileError(f"{where}: {n_train} training and 500 validation nodes need "
                                  f"more than the {nodes} nodes")
-    d["graph"] = _graph(d["graph"], raw_dir / f"ind.{key}.graph", nodes)
+    d["graph"] = _graph(d["graph"], raw_dir / f"ind.{key}.graph", nodes, graph_bytes)
 
 
 def write_clean(data: dict[str, Any], raw_dir: str | Path, key: str) -> None:

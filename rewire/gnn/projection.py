@@ -117,7 +117,8 @@ class AnchorProjector:
         # underflow in it and be dropped although they constrain the step). The max-abs
         # pre-scaling keeps the norm itself from underflowing; zero rows constrain nothing.
         # (one (K, P) temporary: P is large, K x P copies dominate the set-up time)
-        peak = self.anchors.abs().amax(dim=1, keepdim=True)
+        peak = torch.maximum(self.anchors.amax(dim=1, keepdim=True),
+                             -self.anchors.amin(dim=1, keepdim=True))  # no (K, P) |G| copy
         scaled = self.anchors / torch.where(peak > 0, peak, torch.ones_like(peak))
         norm = torch.linalg.vector_norm(scaled, dim=1, keepdim=True)
         self._unit = scaled.div_(torch.where(norm > 0, norm, torch.ones_like(norm)))
@@ -147,7 +148,10 @@ class AnchorProjector:
         """Dual solution for the rows of G scaled to unit norm; shape (K,)."""
         if self._r.shape[0] == 0:  # all anchors zero: no constraint
             return np.zeros(self.k)
-        b = -(self._basis.T @ (self._unit @ g.double())).numpy()
+        products = self._unit @ g.double()
+        if bool((products >= 0).all()):  # g already in the cone: v = 0 meets the KKT
+            return np.zeros(self.k)       # conditions (G g ≥ 0), no NNLS needed
+        b = -(self._basis.T @ products).numpy()
         v, _ = nnls(self._r, b, maxiter=max(50, 10 * self.k))
         return v
 

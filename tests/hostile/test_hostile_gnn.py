@@ -429,7 +429,7 @@ def test_fuzz_gnn_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(gnn_cli, "train_model", lambda model, data, **kw: model)
 
     class _Record:
-        success_rate, steps, seconds_per_edit = 1.0, 1, 0.0
+        success_rate, steps, seconds_per_edit, cpu_seconds_per_edit = 1.0, 1, 0.0, 0.0
 
         def to_dict(self):
             return {}
@@ -477,3 +477,100 @@ def test_gnn_ctrl_c_exits_130_with_one_line(monkeypatch, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "m.pt").exists()
+
+
+# ----------------------------------------------------------------------------- issue 27
+
+def _shared_list_graph(nodes: int, entries: int) -> bytes:
+    """A protocol-2 pickle of ``{i: L for i in range(nodes)}`` with one list ``L`` of
+    ``entries`` node ids, stored once and named again for every node through the memo:
+    a small file standing for ``nodes * entries`` adjacency entries."""
+    first = b"K\x00" + b"]q\x01(" + b"K\x00" * entries + b"e"  # 0: L, L in memo slot 1
+    rest = b"".join(b"M" + i.to_bytes(2, "little") + b"h\x01" for i in range(1, nodes))
+    return b"\x80\x02}q\x00(" + first + rest + b"u."
+
+
+def test_graph_with_one_list_reused_for_every_node_is_refused_cheaply(tmp_path, capsys):
+    """Issue 27: a ~20 KB ``ind.cora.graph`` naming one 10,000-entry list for each of its
+    600 nodes (6 M entries) is refused by size before any list is copied, well inside a
+    10 s / 2 GB cap; the CLI exits 2 with one line."""
+    root = _planetoid(tmp_path / "planetoid")
+    graph = root / "Cora" / "raw" / "ind.cora.graph"
+    graph.write_bytes(_shared_list_graph(600, 10_000))
+    obj = restricted_loads(graph.read_bytes())
+    assert len(obj) == 600 and all(v is obj[0] for v in obj.values())
+    with capped(seconds=10.0, extra_bytes=1 << 30):
+        with pytest.raises(GraphDataError, match=r"ind\.cora\.graph.*more than its"):
+            load_planetoid("cora", root)
+        code = gnn_main(["train", "--dataset", "cora", "--data-root", str(root),
+                         "--epochs", "1", "--out", str(tmp_path / "m.pt")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "ind.cora.graph" in err
+
+
+@pytest.mark.parametrize("kind", ["sparse_coo", "sparse_csr", "meta"])
+def test_checkpoint_with_sparse_or_meta_tensor_is_refused(good_payload, tmp_path, capsys,
+                                                          kind):
+    """Issue 27: a state tensor that is sparse or lives on the meta device ends in one
+    ``error:`` line naming it (exit 2), not a torch traceback."""
+    import copy
+    import warnings
+
+    _, payload = good_payload
+    payload = copy.deepcopy(payload)
+    name = next(k for k, v in payload["state_dict"].items() if v.dim() == 2)
+    t = payload["state_dict"][name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        payload["state_dict"][name] = {"sparse_coo": t.to_sparse, "sparse_csr": t.to_sparse_csr,
+                                       "meta": lambda: torch.empty(t.shape, device="meta")}[kind]()
+    path = tmp_path / f"{kind}.pt"
+    torch.save(payload, path)
+    code = gnn_main(["edit", str(path), "--targets", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert name in err and "dense CPU float tensors" in err
+
+
+def test_checkpoint_with_deeply_nested_meta_is_refused(good_payload, tmp_path, capsys):
+    """Issue 27: a checkpoint whose ``meta`` holds 10**5 nested lists (which ``torch.load``
+    reads but nothing can pickle again: RecursionError) is refused on the way in."""
+    import struct
+    import zipfile
+
+    cfg = ModelConfig("gcn", 16, 3)
+    plain = save_checkpoint(build_model(cfg), cfg, tmp_path / "plain.pt",
+                            meta={"dataset": "toy", "deep": "PLACEHOLDER"})
+    path = tmp_path / "nested.pt"
+    with zipfile.ZipFile(plain) as zin, zipfile.ZipFile(path, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename.endswith("data.pkl"):
+                old = b"X" + struct.pack("<I", 11) + b"PLACEHOLDER"
+                assert old in data
+                data = data.replace(old, b"]" * 100_000 + b"a" * 99_999)
+            zout.writestr(info.filename, data)
+    with pytest.raises(ValueError, match="'meta' is nested deeper"):
+        load_checkpoint(path)
+    code = gnn_main(["edit", str(path), "--targets", "1", "--out", str(tmp_path / "o.pt")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and not (tmp_path / "o.pt").exists()
+
+
+def test_memory_error_ends_the_cli_with_one_line(monkeypatch, tmp_path, capsys):
+    """Issue 27: MemoryError anywhere in a run is one ``error:`` line and exit 2; run as
+    ``python -m rewire.gnn`` the process then ends at once (``os._exit``) instead of
+    spending minutes freeing what it built."""
+    from rewire.gnn import __main__ as gnn_cli
+
+    def oom(*a, **k):
+        raise MemoryError
+
+    monkeypatch.setattr(gnn_cli, "train_model", oom)
+    assert gnn_cli.main(["train", "--out", str(tmp_path / "m.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: out of memory")
+    exits = []
+    monkeypatch.setattr(gnn_cli.os, "_exit", lambda code: exits.append(code))
+    assert gnn_cli.main(["train", "--out", str(tmp_path / "m.pt")], hard_exit=True) == 2
+    assert exits == [2] and not (tmp_path / "m.pt").exists()
