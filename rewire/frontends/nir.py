@@ -83,7 +83,8 @@ import numpy as np
 
 from rewire.errors import LoweringError
 from rewire.io import check_hdf5
-from rewire.frontends._nir_graph import SUPPORTED, _chain, _check_values, _resolve
+from rewire.frontends._nir_graph import (SUPPORTED, _chain, _check_values, _resolve,
+                                        check_size)
 from rewire.frontends._nir_source import (REWIRE_NIR_FORMAT, SNNTORCH_DT, SOURCES, _semantics,
                                           detect_source)
 from rewire.frontends._nir_walk import _Lowering
@@ -121,7 +122,7 @@ def read(path: str | Path) -> nir.NIRGraph:
                 raise
             graph = nir.read(str(path), type_check=False)
     except (OSError, KeyError, AttributeError, TypeError, ValueError, IndexError,
-            RuntimeError, NotImplementedError) as exc:
+            RuntimeError, NotImplementedError, AssertionError, RecursionError) as exc:
         raise ValueError(f"{path}: malformed NIR file ({type(exc).__name__}: "
                          f"{str(exc)[:120]})") from None
     if not isinstance(graph, nir.NIRGraph):
@@ -211,7 +212,9 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
         >>> net.notes[-1].split(":")[0]
         'source unknown'
     """
+    origin = "NIR graph"
     if not isinstance(graph, nir.NIRGraph):
+        origin = f"NIR file {graph}"
         graph = read(graph)
     meta = dict(graph.metadata or {})
     if dt is None:
@@ -225,14 +228,18 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
     steps, encoding, gain = _run_options(steps, encoding, input_gain, meta)
     if source is not None and source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES} or None, got {source!r}")
-    _check_values(graph)
-    nodes, edges = _resolve(graph)
-    order = _chain(nodes, edges)
-
-    source, mode, tau_scale, notes = _semantics(graph, nodes, dt, source)
-    walk = _Lowering(nodes, order, dt, encoding, gain, mode, tau_scale)
-    walk.notes = notes
-    walk.run()
+    check_size(graph)
+    try:
+        _check_values(graph)
+        nodes, edges = _resolve(graph)
+        order = _chain(nodes, edges)
+        source, mode, tau_scale, notes = _semantics(graph, nodes, dt, source)
+        walk = _Lowering(nodes, order, dt, encoding, gain, mode, tau_scale)
+        walk.notes = notes
+        walk.run()
+    except AssertionError as exc:  # nir's own checks inside its node classes
+        raise ValueError(f"{origin}: a node nir itself refuses ({exc or 'AssertionError'}); "
+                         f"fix the graph") from None
     if not walk.ir:
         raise LoweringError("the NIR graph has no synapse -> neuron layer to lower",
                             piece=order[0])
