@@ -145,7 +145,7 @@ def _positive(name: str, value, integer: bool = False):
 
 
 
-def _run_options(steps, encoding, input_gain, meta: dict):
+def _run_options(steps, encoding, input_gain, meta: dict, origin: str = "NIR graph"):
     """``steps``, ``encoding``, ``input_gain``: the arguments (checked, refused rather than
     coerced: ``TypeError``/``ValueError``), else the graph's metadata (a bad value there is
     the file's fault: ``ValueError`` naming ``metadata['...']``)."""
@@ -161,7 +161,7 @@ def _run_options(steps, encoding, input_gain, meta: dict):
         if isinstance(value, (bytes, np.bytes_)):
             value = value.decode("utf-8", "replace")
         try:
-            out.append(checks[name](value, f"metadata['{name}']"))
+            out.append(checks[name](value, f"{origin}: metadata['{name}']"))
         except TypeError as exc:
             raise ValueError(str(exc)) from None
     return tuple(out)
@@ -225,7 +225,7 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
                          "exporter assumes; Norse 1.1's to_nir: the dt it was called with, "
                          "default 1e-3)")
     dt = _positive("dt", dt)
-    steps, encoding, gain = _run_options(steps, encoding, input_gain, meta)
+    steps, encoding, gain = _run_options(steps, encoding, input_gain, meta, origin)
     if source is not None and source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES} or None, got {source!r}")
     check_size(graph)
@@ -240,6 +240,10 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
     except AssertionError as exc:  # nir's own checks inside its node classes
         raise ValueError(f"{origin}: a node nir itself refuses ({exc or 'AssertionError'}); "
                          f"fix the graph") from None
+    except LoweringError:
+        raise
+    except ValueError as exc:  # an IR node's own check (e.g. a weight that overflows)
+        raise ValueError(f"{origin}: {exc}") from None
     if not walk.ir:
         raise LoweringError("the NIR graph has no synapse -> neuron layer to lower",
                             piece=order[0])
