@@ -110,7 +110,7 @@ def _mutate(rng, data):
                 value["data"][rng.randrange(len(value["data"]))] = rng.choice(GARBAGE)
             else:
                 value[sub] = rng.choice(GARBAGE + ["object", "int8", [10**12], [0]])
-        elif kind == 3 and isinstance(value, dict):
+        elif kind == 3 and isinstance(value, dict) and value:
             value[rng.choice(sorted(value))] = rng.choice(GARBAGE)
         else:
             layer[key] = rng.choice(GARBAGE)
