@@ -94,6 +94,39 @@ _VALUE_FIELDS = {
 }
 
 
+#: Deepest subgraph nesting and most nodes (all levels) a NIR graph may hold: rewire lowers
+#: one level of subgraph (a recurrent neuron); the bounds keep the walk linear and shallow.
+MAX_NIR_DEPTH = 16
+MAX_NIR_NODES = 100_000
+
+
+def check_size(graph: nir.NIRGraph) -> None:
+    """Bound a graph's subgraph nesting and node count before any recursive walk.
+
+    Raises:
+        LoweringError: nested deeper than :data:`MAX_NIR_DEPTH` or more than
+            :data:`MAX_NIR_NODES` nodes (naming the subgraph where the bound is passed).
+    """
+    stack, count = [(graph, "", 0)], 0
+    while stack:
+        g, prefix, depth = stack.pop()
+        nodes = getattr(g, "nodes", None)
+        if not isinstance(nodes, dict):
+            raise LoweringError(f"NIR subgraph {prefix or '<graph>'!r} has no nodes dict",
+                                piece=prefix)
+        count += len(nodes)
+        if count > MAX_NIR_NODES:
+            raise LoweringError(f"the NIR graph holds more than {MAX_NIR_NODES:,} nodes",
+                                piece=prefix)
+        for name, node in nodes.items():
+            if isinstance(node, nir.NIRGraph):
+                if depth + 1 > MAX_NIR_DEPTH:
+                    raise LoweringError(f"NIR subgraph {prefix + str(name)!r} nests deeper "
+                                        f"than {MAX_NIR_DEPTH} levels; rewire lowers one "
+                                        f"level (a recurrent neuron)", piece=prefix + str(name))
+                stack.append((node, f"{prefix}{name}.", depth + 1))
+
+
 def _check_values(graph: nir.NIRGraph, prefix: str = "") -> None:
     """Every numeric field of every node (subgraphs included) finite, time constants and
     ``r``/``w_in`` > 0, weights of the right rank: ValueError naming node and field."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.nn.modules import module as _torch_module
 from torch.overrides import TorchFunctionMode
 
 from rewire.errors import LoweringError
@@ -102,6 +103,55 @@ _PASS = {"__getitem__", "getitem", "reshape", "view", "flatten", "unsqueeze", "e
 #: Functions allowed only on the model input (encoding it), not between layers.
 _INPUT_ONLY = {"mul", "__mul__", "__rmul__", "bernoulli", "bernoulli_", "clamp", "clamp_",
                "clip"}
+
+
+#: Module attributes holding hooks that change what a module computes (torch 2.3
+#: ``torch/nn/modules/module.py``) -> how the message names them.
+_HOOKS = {"_forward_hooks": "forward hook", "_forward_pre_hooks": "forward pre-hook",
+          "_backward_hooks": "backward hook", "_backward_pre_hooks": "backward pre-hook"}
+#: torch's hooks on every module (``register_module_forward_hook`` and friends).
+_GLOBAL_HOOKS = {"_global_forward_hooks": "global forward hook",
+                 "_global_forward_pre_hooks": "global forward pre-hook",
+                 "_global_backward_hooks": "global backward hook",
+                 "_global_backward_pre_hooks": "global backward pre-hook"}
+
+
+def _hook_name(hook) -> str:
+    return getattr(hook, "__qualname__", None) or type(hook).__name__
+
+
+def check_module_behaviour(model: nn.Module) -> None:
+    """Refuse what the frontend would silently drop: forward, pre- and backward hooks on any
+    module (a hook that zeroes ``fc1`` would compile as if it were not there), torch's global
+    module hooks, and a subclass of a lowered module that overrides ``forward`` or
+    ``__call__`` (it would be lowered as its base class).
+
+    Raises:
+        rewire.errors.LoweringError: naming the module (path and type) and the hook.
+    """
+    for attr, what in _GLOBAL_HOOKS.items():
+        hooks = getattr(_torch_module, attr, None) or {}
+        for hook in hooks.values():
+            raise LoweringError(f"a {what} ({_hook_name(hook)}) is registered on every torch "
+                                f"module; rewire cannot lower what it does: remove it "
+                                f"before compiling", _hook_name(hook))
+    for path, m in model.named_modules():
+        label = f"module {path or '<model>'} ({type(m).__name__})"
+        for attr, what in _HOOKS.items():
+            for hook in (getattr(m, attr, None) or {}).values():
+                raise LoweringError(f"{label} has a {what} ({_hook_name(hook)}); rewire "
+                                    f"cannot lower what a hook does, so the compiled network "
+                                    f"would differ: remove the hook (fold what it does into "
+                                    f"the weights or the forward)", path or type(m).__name__)
+        cls = _converter(m)[0]
+        if cls is None or type(m) is cls:
+            continue
+        for method in ("forward", "__call__"):
+            if getattr(type(m), method) is not getattr(cls, method):
+                raise LoweringError(f"{label} subclasses {cls.__name__} but overrides "
+                                    f"{method}; rewire lowers {cls.__name__}'s own "
+                                    f"computation only: use {cls.__name__} itself",
+                                    path or type(m).__name__)
 
 
 def _trace(model: nn.Module, example: torch.Tensor):

@@ -79,15 +79,18 @@ import math
 from pathlib import Path
 
 import nir
+import numpy as np
 
 from rewire.errors import LoweringError
 from rewire.io import check_hdf5
-from rewire.frontends._nir_graph import SUPPORTED, _chain, _check_values, _resolve
+from rewire.frontends._nir_graph import (SUPPORTED, _chain, _check_values, _resolve,
+                                        check_size)
 from rewire.frontends._nir_source import (REWIRE_NIR_FORMAT, SNNTORCH_DT, SOURCES, _semantics,
                                           detect_source)
 from rewire.frontends._nir_walk import _Lowering
 from rewire.frontends.torch_module import to_module
-from rewire.ir.network import ENCODINGS, Network
+from rewire.ir._checked import check_encoding, check_gain, check_steps
+from rewire.ir.network import Network
 
 __all__ = ["SOURCES", "SUPPORTED", "REWIRE_NIR_FORMAT", "SNNTORCH_DT", "read", "lower",
            "detect_source", "load"]
@@ -119,7 +122,7 @@ def read(path: str | Path) -> nir.NIRGraph:
                 raise
             graph = nir.read(str(path), type_check=False)
     except (OSError, KeyError, AttributeError, TypeError, ValueError, IndexError,
-            RuntimeError, NotImplementedError) as exc:
+            RuntimeError, NotImplementedError, AssertionError, RecursionError) as exc:
         raise ValueError(f"{path}: malformed NIR file ({type(exc).__name__}: "
                          f"{str(exc)[:120]})") from None
     if not isinstance(graph, nir.NIRGraph):
@@ -140,6 +143,28 @@ def _positive(name: str, value, integer: bool = False):
         raise ValueError(f"{name} must be {what}, got {value!r}")
     return int(value) if integer else float(value)
 
+
+
+def _run_options(steps, encoding, input_gain, meta: dict, origin: str = "NIR graph"):
+    """``steps``, ``encoding``, ``input_gain``: the arguments (checked, refused rather than
+    coerced: ``TypeError``/``ValueError``), else the graph's metadata (a bad value there is
+    the file's fault: ``ValueError`` naming ``metadata['...']``)."""
+    given = {"steps": steps, "encoding": encoding, "input_gain": input_gain}
+    default = {"steps": 16, "encoding": "rate", "input_gain": 1.0}
+    checks = {"steps": check_steps, "encoding": check_encoding, "input_gain": check_gain}
+    out = []
+    for name, value in given.items():
+        if value is not None:
+            out.append(checks[name](value, name))
+            continue
+        value = meta.get(name, default[name])
+        if isinstance(value, (bytes, np.bytes_)):
+            value = value.decode("utf-8", "replace")
+        try:
+            out.append(checks[name](value, f"{origin}: metadata['{name}']"))
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
+    return tuple(out)
 
 
 def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
@@ -187,7 +212,9 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
         >>> net.notes[-1].split(":")[0]
         'source unknown'
     """
+    origin = "NIR graph"
     if not isinstance(graph, nir.NIRGraph):
+        origin = f"NIR file {graph}"
         graph = read(graph)
     meta = dict(graph.metadata or {})
     if dt is None:
@@ -198,22 +225,25 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
                          "exporter assumes; Norse 1.1's to_nir: the dt it was called with, "
                          "default 1e-3)")
     dt = _positive("dt", dt)
-    steps = _positive("steps", steps if steps is not None else meta.get("steps", 16), True)
-    encoding = encoding if encoding is not None else str(meta.get("encoding", "rate"))
-    if encoding not in ENCODINGS:
-        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
-    gain = _positive("input_gain", input_gain if input_gain is not None
-                     else meta.get("input_gain", 1.0))
+    steps, encoding, gain = _run_options(steps, encoding, input_gain, meta, origin)
     if source is not None and source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES} or None, got {source!r}")
-    _check_values(graph)
-    nodes, edges = _resolve(graph)
-    order = _chain(nodes, edges)
-
-    source, mode, tau_scale, notes = _semantics(graph, nodes, dt, source)
-    walk = _Lowering(nodes, order, dt, encoding, gain, mode, tau_scale)
-    walk.notes = notes
-    walk.run()
+    check_size(graph)
+    try:
+        _check_values(graph)
+        nodes, edges = _resolve(graph)
+        order = _chain(nodes, edges)
+        source, mode, tau_scale, notes = _semantics(graph, nodes, dt, source)
+        walk = _Lowering(nodes, order, dt, encoding, gain, mode, tau_scale)
+        walk.notes = notes
+        walk.run()
+    except AssertionError as exc:  # nir's own checks inside its node classes
+        raise ValueError(f"{origin}: a node nir itself refuses ({exc or 'AssertionError'}); "
+                         f"fix the graph") from None
+    except LoweringError:
+        raise
+    except ValueError as exc:  # an IR node's own check (e.g. a weight that overflows)
+        raise ValueError(f"{origin}: {exc}") from None
     if not walk.ir:
         raise LoweringError("the NIR graph has no synapse -> neuron layer to lower",
                             piece=order[0])

@@ -58,9 +58,10 @@ from rewire.errors import LoweringError
 from rewire.frontends._norse_convert import (CONVERTERS, _converter, _is_container, _LOWERED,
                                              _no_bias, _np, _parametrization, _unsupported,
                                              register)
-from rewire.frontends._norse_trace import _chain_from_trace, _trace
+from rewire.frontends._norse_trace import _chain_from_trace, _trace, check_module_behaviour
 from rewire.frontends.torch_module import IRModule, to_module
 from rewire.ir import nodes as ir
+from rewire.ir._checked import check_encoding, check_gain, check_int, check_steps
 from rewire.ir.network import Network
 
 __all__ = ["CONVERTERS", "register", "lower", "to_module", "IRModule"]
@@ -111,12 +112,43 @@ def _check_all_lowered(model: nn.Module, used: set) -> None:
                                     f"in the IR; it would be dropped", full)
 
 
-def _option(value, model, name):
-    """A run option: the argument, else the model's plain attribute of that name, else None."""
+def _option(value, model, name, check):
+    """A run option: the argument, else the model's plain attribute of that name (checked by
+    ``check``, named ``model.<name>``), else None."""
     if value is not None:
         return value
     attr = getattr(model, name, None)
-    return None if isinstance(attr, (nn.Module, torch.Tensor)) else attr
+    if attr is None or isinstance(attr, (nn.Module, torch.Tensor)):
+        return None
+    return check(attr, f"model.{name}")
+
+
+#: Most input values per sample ``input_shape`` may give (10**8, float32: 400 MB).
+MAX_INPUT_SIZE = 10**8
+
+
+def _check_options(steps, encoding, input_gain, input_shape) -> None:
+    """Refuse run options rather than coerce them (``steps=0`` is not 16, ``2.5`` not 2,
+    ``True`` not 1, ``encoding=""`` not ``"rate"``).
+
+    Raises:
+        TypeError: an option of the wrong type. ValueError: out of range (named).
+    """
+    if steps is not None:
+        check_steps(steps, "steps")
+    if encoding is not None:
+        check_encoding(encoding, "encoding")
+    if input_gain is not None:
+        check_gain(input_gain, "input_gain")
+    if input_shape is not None:
+        if not isinstance(input_shape, (tuple, list)) or len(input_shape) not in (1, 3):
+            raise TypeError(f"input_shape must be a tuple (n,) or (C, H, W), got "
+                            f"{input_shape!r}")
+        for k, n in enumerate(input_shape):
+            check_int(f"input_shape[{k}]", n, 1, MAX_INPUT_SIZE)
+        if int(np.prod([int(n) for n in input_shape], dtype=object)) > MAX_INPUT_SIZE:
+            raise ValueError(f"input_shape {tuple(input_shape)} holds more than "
+                             f"{MAX_INPUT_SIZE} values per sample")
 
 
 def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
@@ -141,11 +173,20 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
 
     Raises:
         rewire.errors.LoweringError: a module, parameter or function that cannot be lowered,
-            naming it (type and path), why, and what to do instead.
-        ValueError: bad run options.
+            naming it (type and path), why, and what to do instead; a forward, pre- or
+            backward hook on any module (or torch's global module hooks), or a subclass of a
+            lowered module overriding its forward (:func:`check_module_behaviour`).
+        TypeError, ValueError: run options of the wrong type or out of range (``steps`` an
+            integer in [1, 10**6], ``encoding`` ``"current"``/``"rate"``, ``input_gain`` a
+            finite number > 0), named; refused, never coerced.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"lower takes an nn.Module, got {type(model).__name__}")
+    _check_options(steps, encoding, input_gain, input_shape)
+    for name, check in (("steps", check_steps), ("encoding", check_encoding),
+                        ("input_gain", check_gain)):
+        _option(None, model, name, check)  # the model's own attributes, before any run
+    check_module_behaviour(model)
     notes: list[str] = []
     direct = _is_container(model) or _converter(model)[1] is not None  # nothing to trace
     if direct:
@@ -204,11 +245,11 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
     if len(input_shape) == 3 and nodes[0].op in ("dense", "dense_rec"):
         input_shape = (int(np.prod(input_shape)),)
     default_enc = "current" if info["gain"] is not None else "rate"
-    encoding = _option(encoding, model, "encoding") or default_enc
-    gain = _option(input_gain, model, "input_gain")
+    encoding = _option(encoding, model, "encoding", check_encoding) or default_enc
+    gain = _option(input_gain, model, "input_gain", check_gain)
     if gain is None:
         gain = info["gain"] if info["gain"] is not None else 1.0
-    steps = _option(steps, model, "steps") or info["steps"] or None
+    steps = _option(steps, model, "steps", check_steps) or info["steps"] or None
     if steps is None:
         steps = DEFAULT_STEPS
         notes.append(f"steps not given: {DEFAULT_STEPS} assumed")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from rewire.hw_profiles.profile import HardwareProfile
 from rewire.ir import nodes as ir_nodes
+from rewire.ir._checked import MALFORMED
+from rewire.ir.compiled_check import check_chain, check_layer, check_placement, check_run_fields
 from rewire.ir.compiled_layers import (CompiledConv, CompiledDense, CompiledLayer,  # noqa: F401
                                        CompiledRecurrentDense, CompiledSumPool, lookup)
 from rewire.ir.cores import CoreMapping
@@ -105,7 +107,10 @@ class CompiledNetwork:
 
         Raises:
             ValueError: not a compiled network, a version this rewire does not read (the
-                message says which it reads and what to do), or no core mapping.
+                message says which it reads and what to do), no core mapping, or a missing,
+                malformed or out-of-range field (named: a weight that does not fit the
+                profile's weight bits, a decay or threshold beyond its bits, shapes that do
+                not chain, ...; :mod:`rewire.ir.compiled_check`).
         """
         if not isinstance(data, dict) or data.get("format") != "rewire-compiled":
             raise ValueError("not a rewire compiled network (format must be 'rewire-compiled')")
@@ -118,13 +123,32 @@ class CompiledNetwork:
             raise ValueError("compiled network without its core mapping (saved by an earlier "
                              "rewire): load it with rewire.compiler.mapping.load_compiled, "
                              "which maps the cores again")
-        layers = tuple(CompiledLayer.from_dict(l) for l in data["layers"])
-        profile = HardwareProfile.from_dict(data["profile"])
-        if mapping is None:
-            mapping = CoreMapping.from_dict(data["mapping"])
-        return cls(layers=layers, steps=int(data["steps"]), encoding=data["encoding"],
+        check_run_fields(data)
+        layers = []
+        for k, entry in enumerate(data["layers"]):
+            try:
+                layers.append(CompiledLayer.from_dict(entry))
+            except MALFORMED as exc:
+                raise ValueError(f"compiled network: layers[{k}]: {_why(exc)}") from None
+        try:
+            profile = HardwareProfile.from_dict(data["profile"])
+        except MALFORMED as exc:
+            raise ValueError(f"compiled network: profile: {_why(exc)}") from None
+        for k, layer in enumerate(layers):
+            try:
+                check_layer(layer, k, profile)
+            except MALFORMED as exc:
+                raise ValueError(f"compiled network: layers[{k}]: {_why(exc)}") from None
+        check_chain(layers)
+        try:
+            if mapping is None:
+                mapping = CoreMapping.from_dict(data["mapping"])
+            check_placement(mapping, layers)
+        except MALFORMED as exc:
+            raise ValueError(f"compiled network: mapping: {_why(exc)}") from None
+        return cls(layers=tuple(layers), steps=data["steps"], encoding=data["encoding"],
                    input_gain=float(data["input_gain"]),
-                   input_max_value=int(data["input_max_value"]), profile=profile,
+                   input_max_value=data["input_max_value"], profile=profile,
                    mapping=mapping,
                    notes=tuple(data.get("notes", ())), source=data.get("source", ""))
 
@@ -154,6 +178,12 @@ class CompiledNetwork:
     def neurons(self) -> int:
         """Neurons (compartments) over all layers."""
         return sum(l.shape[0] for l in self.layers)
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing field {exc}"
+    return str(exc) if isinstance(exc, ValueError) else f"malformed ({type(exc).__name__}: {exc})"
 
 
 def _dense_node(layer):

@@ -24,6 +24,7 @@ from typing import ClassVar
 import numpy as np
 
 from rewire.ir import nodes as ir_nodes
+from rewire.ir._checked import array_from_dict, check_int
 from rewire.ir.chip_neurons import ChipNeuron, chip_class
 
 __all__ = ["CompiledLayer", "CompiledDense", "CompiledRecurrentDense", "CompiledConv",
@@ -166,16 +167,24 @@ class CompiledLayer:
         if tag not in LAYER_TYPES:
             raise ValueError(f"compiled layer: unknown type {tag!r}; known: {sorted(LAYER_TYPES)}")
         cls = LAYER_TYPES[tag]
+        for key in ("neuron", "i_decay", "v_decay", "v_th_mant", "name", "weight",
+                    "weight_int", "scale", "input_scale", "scale_limited_by"):
+            if key not in data:
+                raise ValueError(f"{cls.__name__}: missing field {key!r}")
+        if not isinstance(data["neuron"], dict):
+            raise ValueError(f"{cls.__name__}.neuron must be a dict, got "
+                             f"{type(data['neuron']).__name__}")
         neuron = ir_nodes.neuron_from_dict(data.pop("neuron"))
-        chip = chip_class(neuron)(neuron, int(data.pop("i_decay")), int(data.pop("v_decay")),
-                                  int(data.pop("v_th_mant")))
+        chip = chip_class(neuron)(neuron, *(check_int(f"{cls.__name__}.{k}", data.pop(k), 0,
+                                                      2**31 - 1)
+                                            for k in ("i_decay", "v_decay", "v_th_mant")))
         extra = set(data) - {f.name for f in dataclasses.fields(cls)}
         if extra:
             raise ValueError(f"{cls.__name__}: unknown fields {sorted(extra)}")
         kw = {}
         for key, value in data.items():
-            if isinstance(value, dict) and "data" in value:
-                value = np.asarray(value["data"], dtype=value["dtype"]).reshape(value["shape"])
+            if isinstance(value, dict):
+                value = array_from_dict(value, f"{cls.__name__}.{key}")
             elif isinstance(value, list):
                 value = tuple(value)
             kw[key] = value

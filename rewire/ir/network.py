@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rewire.ir._checked import ENCODINGS, MALFORMED, check_encoding, check_gain, check_steps
 from rewire.ir.nodes import (NEURONS, SYNAPSES, Dense, Flatten, RecurrentDense, SumPool2d,
                              neuron_from_dict, synapse_from_dict, synapse_to_dict)
 
@@ -32,10 +33,9 @@ __all__ = ["IR_FORMAT", "IR_VERSION", "ENCODINGS", "Layer", "Network"]
 
 IR_FORMAT = "rewire-ir"
 IR_VERSION = 1
-#: ``current``: a sample ``x`` (in [0, 1]) is presented as the constant input
-#: ``input_gain * x`` at every step (graded spikes on the chip); ``rate``: the input is a
-#: binary spike train ``(T, B, ...)`` given per step (Bernoulli-coded, or event data).
-ENCODINGS = ("current", "rate")
+# ENCODINGS (from rewire.ir._checked): ``current``: a sample ``x`` (in [0, 1]) is presented
+# as the constant input ``input_gain * x`` at every step (graded spikes on the chip);
+# ``rate``: the input is a binary spike train ``(T, B, ...)`` given per step.
 
 
 @dataclass(frozen=True)
@@ -214,9 +214,35 @@ class Network:
         if version != IR_VERSION:
             raise ValueError(f"rewire IR version {version!r} cannot be read by this rewire, "
                              f"which reads version {IR_VERSION}; re-export with this rewire")
-        nodes = tuple(neuron_from_dict(n) if "kind" in n else synapse_from_dict(n)
-                      for n in data["nodes"])
-        return cls(nodes=nodes, input_shape=tuple(data["input_shape"]), steps=data["steps"],
-                   encoding=data["encoding"], input_gain=data["input_gain"],
-                   names=tuple(data.get("names", ())), source=data.get("source", ""),
-                   notes=tuple(data.get("notes", ())))
+        for key in ("nodes", "input_shape", "steps", "encoding", "input_gain"):
+            if key not in data:
+                raise ValueError(f"rewire IR network: missing field {key!r}")
+        if not isinstance(data["nodes"], list) or \
+                any(not isinstance(n, dict) for n in data["nodes"]):
+            raise ValueError("rewire IR network: nodes must be a list of dicts")
+        nodes = []
+        for k, n in enumerate(data["nodes"]):
+            try:
+                nodes.append(neuron_from_dict(n) if "kind" in n else synapse_from_dict(n))
+            except MALFORMED as exc:
+                raise ValueError(f"rewire IR network: nodes[{k}]: "
+                                 f"{exc if isinstance(exc, ValueError) else repr(exc)}") from None
+        shape = data["input_shape"]
+        if not isinstance(shape, list) or any(isinstance(s, bool) or not isinstance(s, int)
+                                              for s in shape):
+            raise ValueError(f"rewire IR network: input_shape must be a list of integers, got "
+                             f"{shape!r}")
+        try:
+            steps = check_steps(data["steps"], "rewire IR network: steps")
+            encoding = check_encoding(data["encoding"], "rewire IR network: encoding")
+            gain = check_gain(data["input_gain"], "rewire IR network: input_gain")
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
+        names, notes = data.get("names", []), data.get("notes", [])
+        if any(not isinstance(v, list) or any(not isinstance(x, str) for x in v)
+               for v in (names, notes)) or not isinstance(data.get("source", ""), str):
+            raise ValueError("rewire IR network: names and notes must be lists of strings, "
+                             "source a string")
+        return cls(nodes=tuple(nodes), input_shape=tuple(shape), steps=steps,
+                   encoding=encoding, input_gain=gain, names=tuple(names),
+                   source=data.get("source", ""), notes=tuple(notes))

@@ -14,6 +14,7 @@ rank keeps the same :math:`\theta`.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -30,6 +31,8 @@ from rewire.training.counting import (connected_synapses, max_fan_in, max_fan_ou
 from rewire.training.data import Split
 from rewire.training.feed import Feed, Runner, check_output, default_loss
 from rewire.training.gradr import prunable_layers
+from rewire.training.guards import (check_batch, check_batch_memory, check_dataset_size,
+                                    check_number, model_neurons)
 from rewire.training.methods import METHOD_TYPES, make_method
 from rewire.training.model import SpikingMLP, predict, spike_count_logits
 
@@ -80,6 +83,8 @@ class TrainConfig:
     controller: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """Raises: ``TypeError`` (a field of the wrong type) or ``ValueError`` (out of range:
+        ``alpha=inf``, ``seed=-1``, ...), naming the field; never coerced."""
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.optimizer not in OPTIMIZERS:
@@ -87,12 +92,21 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            check_number(name, getattr(self, name), 1, 2**31 - 1, integer=True)
+        check_number("seed", self.seed, 0, 2**63 - 1, integer=True)
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not self.alpha > 0:
             raise ValueError(f"alpha must be > 0, got {self.alpha}")
+        check_number("lr", self.lr, 0, math.inf, lo_open=True, hi_open=True)
+        check_number("alpha", self.alpha, 0, math.inf, lo_open=True, hi_open=True)
         if not 0.5 <= self.sparsity < 1:
             raise ValueError(f"sparsity must be in [0.5, 1), got {self.sparsity}")
+        check_number("momentum", self.momentum, 0, 1, hi_open=True)
+        check_number("deep_r_alpha", self.deep_r_alpha, 0, math.inf, hi_open=True)
+        check_number("deep_r_temperature", self.deep_r_temperature, 0, math.inf, hi_open=True)
+        if not isinstance(self.device, str) or not isinstance(self.controller, dict):
+            raise TypeError("device must be a string and controller a dict")
 
 
 @dataclass
@@ -222,14 +236,22 @@ def train(model: nn.Module, data, budget: SynapseBudget,
 
     Raises:
         ValueError: ``config.device`` names CUDA but none is available; data, run options or
-            a model output that cannot be used (named, with the fix), before any training.
+            a model output that cannot be used (named, with the fix), before any training;
+            sizes that cannot fit in memory (a ``__len__`` whose shuffled index, or ``steps``
+            whose encoded batch, exceeds the memory available: the bytes named) before
+            allocating; per batch: dense input that is not float32 or holds NaN/inf, labels
+            outside ``[0, classes)`` (:mod:`rewire.training.guards`).
     """
     start = time.perf_counter()
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {config.device!r}: CUDA is not available here; use cpu")
+    for where, source in (("data", data), ("test_data", test_data)):
+        if source is not None and not isinstance(source, Split):
+            check_dataset_size(source, where)
     feed = Feed.build(model, data, test_data, config.batch_size, config.seed, steps=steps,
                       encoding=encoding, input_gain=input_gain, input_shape=input_shape,
                       time_axis=time_axis)
+    check_batch_memory(feed.steps, config.batch_size, feed.shape, model_neurons(model))
     loss_fn = loss or default_loss
     if METHOD_TYPES[config.method].needs_fresh_model and \
             any(True for _ in prunable_layers(model)):
@@ -253,17 +275,15 @@ def train(model: nn.Module, data, budget: SynapseBudget,
     history = []
     bar = tqdm(range(config.epochs), desc=config.method, unit="epoch",
                disable=not config.progress or rank != 0)
-    checked = False
     for epoch in bar:
         model.train()
         total, seen = 0.0, 0
         for xb, yb in feed.train_batches(device, gen):
+            check_batch(xb, yb, feed.layout.kind == "dense", "data")
             inputs, y, encoded = feed.inputs(model, xb, yb, rank, world, encode_gen, "data",
                                              train=True)
             out = net(inputs, encoded)
-            if not checked:
-                check_output(out, len(y), int(yb.max()) + 1, "data")
-                checked = True
+            check_output(out, len(y), int(yb.max()) + 1, "data")  # every batch's labels
             batch_loss = loss_fn(out, y)
             opt.zero_grad(set_to_none=True)
             batch_loss.backward()
@@ -300,6 +320,7 @@ def _accuracy(runner: Runner, feed: Feed, device: torch.device, seed: int) -> fl
     gen = torch.Generator(device=device).manual_seed(seed)
     correct = n = 0
     for xb, yb in feed.test_batches(device):
+        check_batch(xb, yb, feed.test_layout.kind == "dense", "test_data")
         inputs, y, _ = feed.inputs(runner.model, xb, yb, 0, 1, gen, "test_data", train=False)
         out = runner(inputs, True)
         check_output(out, len(y), int(y.max()) + 1, "test_data")
@@ -331,5 +352,6 @@ def accuracy(model: nn.Module, data, *, forward: Callable | None = None,
     feed = Feed.build(model, data, None if split else data, 512, seed, steps=steps,
                       encoding=encoding, input_gain=input_gain, input_shape=input_shape,
                       time_axis=time_axis)
+    check_batch_memory(feed.steps, 512, feed.shape, model_neurons(model))
     model.to(torch.device(device))
     return _accuracy(Runner(model, forward), feed, torch.device(device), seed)

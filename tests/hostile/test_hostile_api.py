@@ -48,12 +48,14 @@ def _hostile_graph(rng, base):
         field = rng.choice(["tau_syn", "tau_mem", "r", "w_in", "v_threshold", "v_leak",
                             "v_reset"])
         arr = np.array(getattr(node, field), dtype=np.float64)
-        arr.reshape(-1)[rng.randrange(arr.size)] = rng.choice(BAD)
+        if arr.size:  # an earlier mutation may have emptied it
+            arr.reshape(-1)[rng.randrange(arr.size)] = rng.choice(BAD)
         setattr(node, field, arr)
     elif kind == 2:
         node = g.nodes[rng.choice(lins)]
         w = np.array(node.weight, dtype=np.float64)
-        w.reshape(-1)[rng.randrange(w.size)] = rng.choice([math.nan, math.inf, -math.inf])
+        if w.size:
+            w.reshape(-1)[rng.randrange(w.size)] = rng.choice([math.nan, math.inf, -math.inf])
         node.weight = w
     elif kind == 3:
         node = g.nodes[rng.choice(lins)]
