@@ -130,6 +130,9 @@ def _check_args(args) -> None:
         _check_path("checkpoint", args.checkpoint)
         if args.targets is not None and len(args.targets) > BOUNDS["batch_size"]:
             raise ValueError(f"--targets: at most {BOUNDS['batch_size']} nodes")
+        if args.targets is not None and any(not 0 <= t < 1 << 62 for t in args.targets):
+            raise ValueError("--targets: node indices are >= 0 and below the graph's node "
+                             "count")
         if args.labels is not None and args.targets is not None \
                 and len(args.labels) != len(args.targets):
             raise ValueError(f"--labels: give one label per target ({len(args.targets)}), "

@@ -123,6 +123,9 @@ def _read_idx(path: Path, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
                                 f"ends after {4 + len(raw_dims)} bytes (truncated file?)")
             dims = struct.unpack(f">{ndim}I", raw_dims)
             size = math.prod(dims)  # Python ints: a product cannot wrap to 0
+            if 0 in dims:
+                raise DataError(f"{path}: IDX header declares shape {dims} with an empty "
+                                f"dimension; not an MNIST file?")
             if size > max_bytes:
                 raise DataError(f"{path}: IDX header declares shape {dims} = {size:,} values, "
                                 f"more than the {max_bytes:,} rewire reads; not an MNIST file?")

@@ -574,3 +574,13 @@ def test_memory_error_ends_the_cli_with_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(gnn_cli.os, "_exit", lambda code: exits.append(code))
     assert gnn_cli.main(["train", "--out", str(tmp_path / "m.pt")], hard_exit=True) == 2
     assert exits == [2] and not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.parametrize("target", ["10000000000000000000000", "-1"])
+def test_edit_refuses_a_target_index_no_graph_has(tmp_path, capsys, target):
+    """A node index past int64 (torch's 'Overflow when unpacking long', found by the CLI fuzz
+    with seed 3578260629) or below 0 is a one-line error naming --targets, exit 2."""
+    code = gnn_main(["edit", str(tmp_path / "missing.pt"), "--dataset", "toy",
+                     "--targets", target])
+    err = capsys.readouterr().err
+    assert code == 2 and "--targets" in err and "Traceback" not in err, err

@@ -42,3 +42,18 @@ def test_truncated_idx_is_refused(tmp_path):
 def test_unknown_dataset():
     with pytest.raises(DataError, match="unknown dataset"):
         load_split("cifar")
+
+
+def test_idx_header_with_an_empty_dimension_is_refused_by_name(tmp_path):
+    """Dimensions (0, 2**32 - 1, 2**32 - 1): 0 values, but numpy cannot shape the array
+    ('array is too big', found by the IDX fuzz with seed 1947069908); the error names the
+    file."""
+    import struct
+
+    from rewire.errors import DataError
+    from rewire.training.data import _read_idx
+
+    path = tmp_path / "images-idx3-ubyte"
+    path.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", 0, 2**32 - 1, 2**32 - 1))
+    with pytest.raises(DataError, match="images-idx3-ubyte.*empty dimension"):
+        _read_idx(path)
