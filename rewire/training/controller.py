@@ -199,10 +199,23 @@ class BudgetController:
         if self.short:
             return self._short_step()
         alpha = self._steer()
-        readout = neuron_groups(self.model)[-1][0]
-        if self.floor and int((readout > 0).flatten(1).sum(1).min()) < self.floor:
-            self.revived += readout_floor(self.model, self.floor)[1]
+        self._keep_floor()
         return alpha
+
+    @torch.no_grad()
+    def _keep_floor(self) -> None:
+        """Where an output neuron has fewer than ``floor`` inputs, :func:`readout_floor`
+        (the floor joins a frozen pattern); nothing otherwise."""
+        readout = neuron_groups(self.model)[-1][0]
+        if not self.floor or int((readout > 0).flatten(1).sum(1).min()) >= self.floor:
+            return
+        mask, revived = readout_floor(self.model, self.floor)
+        self.revived += revived
+        if self.frozen is not None:
+            offset = 0
+            for allowed in self.frozen:
+                allowed |= mask[offset:offset + allowed.numel()].view(allowed.shape)
+                offset += allowed.numel()
 
     def _steer(self) -> float:
         """The steered schedule's step (see the class docs)."""
@@ -246,7 +259,9 @@ class BudgetController:
             for group in self.groups:
                 group["alpha"] = 0.0
         if self.t >= self.ramp_end:
-            return self._hold_frozen()
+            self._hold_frozen()
+            self._keep_floor()
+            return 0.0
         self.t += 1
         if self.t <= self.dense_steps:
             return 0.0
