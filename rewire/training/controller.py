@@ -103,10 +103,11 @@ class BudgetController:
             (as ``freeze``) and the rest of the run fine-tunes it.
         dense, short_ramp, min_dense: the short-run schedule's fractions of the run and its
             minimum of dense steps (defaults 0.4, 0.7, 30).
-        rescale: (short-run schedule) each cut scales a neuron's kept :math:`\theta` so its summed
-            input weight is what it was before the cut (:func:`keep_strongest`); without
-            it a neuron left with a tenth of its inputs falls silent (3 epochs: 24 % against
-            69 %).
+        rescale: (short-run schedule) each cut scales a neuron's kept :math:`\theta` so its
+            summed input weight is what it was before the cut (:func:`keep_strongest`), and the
+            learning rate follows the mean connected :math:`\theta`; without the rescaling a
+            neuron left with a tenth of its inputs falls silent (digits, 3 epochs: 23 %
+            against 69 %; with the learning rate following, 86 %).
 
     Raises:
         ValueError: ``total_steps < 1``, ``ramp`` or ``margin`` outside (0, 1], ``floor``
@@ -276,7 +277,6 @@ class BudgetController:
             self._follow_scale()
         if self.t >= self.ramp_end:  # the pattern the rest of the run fine-tunes
             self.frozen = [theta > 0 for theta in hidden_params(self.model)]
-
         return 0.0
 
     @torch.no_grad()
