@@ -15,7 +15,8 @@ from torch import nn
 from rewire.training.gradr import hidden_params, neuron_groups
 
 __all__ = ["prunable_synapses", "connected_synapses", "fan_in_counts", "max_fan_in",
-           "max_fan_out", "within_budget", "cap_neurons", "project_to_budget"]
+           "max_fan_out", "within_budget", "cap_neurons", "project_to_budget",
+           "readout_floor", "keep_strongest"]
 
 
 def prunable_synapses(model: nn.Module) -> int:
@@ -112,6 +113,115 @@ def cap_neurons(mats: list[torch.Tensor], k: int, dim: int = 0) -> int:
         v[over] = block
         offset += n
     return int(drop.sum())
+
+
+@torch.no_grad()
+def readout_floor(model: nn.Module, k: int, revive: float = 1e-2) -> tuple[torch.Tensor, int]:
+    r"""A floor under the neurons the loss reads: every output neuron keeps ``k`` inputs.
+
+    The output neurons are the rows of the last GradR layer's first matrix ``(out, in, ...)``
+    (:func:`neuron_groups`); its ``k`` largest :math:`\theta` per row are the floor. A floor
+    synapse that is disconnected (:math:`\theta \le 0`) is reconnected at
+    :math:`\theta = ` ``revive`` (a weak synapse the gradient can grow), so no output neuron is
+    left without inputs (the cause of silent readouts in short runs: a silent output layer
+    gives the loss :math:`\ln C` and no class). Where the last layer's inputs are the rows of
+    the layer before (a dense stack), each hidden neuron a floor synapse reads also keeps its
+    strongest input (reconnected the same way), so the floor does not read a dead neuron.
+
+    Args:
+        model: a GradR model.
+        k: synapses kept per output neuron (``0``: no floor).
+        revive: :math:`\theta` given to a reconnected floor synapse.
+
+    Returns:
+        ``(mask, revived)``: the floor as one bool tensor over :func:`hidden_params` flattened
+        and concatenated (``True`` = must stay connected), and how many synapses it reconnected.
+
+    Raises:
+        ValueError: ``k < 0`` or ``revive <= 0``.
+    """
+    if k < 0 or not revive > 0:
+        raise ValueError(f"readout_floor: need k >= 0 and revive > 0, got {k}, {revive}")
+    groups = neuron_groups(model)
+    thetas = hidden_params(model)
+    masks = [torch.zeros_like(t, dtype=torch.bool) for t in thetas]
+    index = {id(t): i for i, t in enumerate(thetas)}
+    last = groups[-1][0]
+    k = min(k, last[0].numel())
+    if k == 0:
+        return torch.cat([m.flatten() for m in masks]), 0
+    rows = last.flatten(1)
+    floor = masks[index[id(last)]].view(rows.shape)
+    floor.scatter_(1, rows.topk(k, dim=1).indices, True)
+    if len(groups) > 1 and last.dim() == 2 and groups[-2][0].shape[0] == last.shape[1]:
+        prev = groups[-2][0]
+        used = floor.any(0).nonzero().squeeze(1)
+        pflat = prev.flatten(1)
+        pmask = masks[index[id(prev)]].view(pflat.shape)
+        pmask[used, pflat[used].argmax(1)] = True
+    revived = 0
+    for theta, mask in zip(thetas, masks):
+        dead = mask & (theta <= 0)
+        revived += int(dead.sum())
+        theta.masked_fill_(dead, revive)
+    return torch.cat([m.flatten() for m in masks]), revived
+
+
+@torch.no_grad()
+def keep_strongest(model: nn.Module, count: int, protect: torch.Tensor | None = None,
+                   rescale: bool = False) -> int:
+    r"""Disconnect all but ``count`` synapses, each matrix keeping its share; return how many.
+
+    Matrix :math:`i` of :func:`hidden_params` (``n_i`` synapses of ``N``) keeps its
+    :math:`\lfloor \text{count}\, n_i / N \rfloor` largest :math:`\theta` (the first matrix
+    also the remainder, so exactly ``count`` places in all), the ``protect`` ones first; its
+    other connected synapses get :math:`\theta = 0` (sign kept, free to regrow). A layer-wise
+    share, as gradual magnitude pruning prunes every layer to the same sparsity (Zhu & Gupta
+    2017, arXiv 1710.01878, Sec. 3), keeps a layer of small initial weights (the readout) from
+    losing every synapse to a global ranking.
+
+    Args:
+        model: a GradR model.
+        count: places for connected synapses in all (``0 <= count``).
+        protect: bool over :func:`hidden_params` flattened and concatenated (as
+            :func:`readout_floor` returns); protected synapses are kept first.
+        rescale: scale each neuron's kept :math:`\theta` (a row, see :func:`cap_neurons`) so
+            that their sum is the sum of its connected :math:`\theta` before the cut: the
+            neuron's summed input weight is kept, so a neuron left with a tenth of its inputs
+            is not silenced by the cut.
+
+    Raises:
+        ValueError: ``count < 0``.
+    """
+    if count < 0:
+        raise ValueError(f"keep_strongest: count must be >= 0, got {count}")
+    thetas = hidden_params(model)
+    total = sum(t.numel() for t in thetas)
+    shares = [count * t.numel() // total for t in thetas]
+    shares[0] += count - sum(shares)
+    removed = offset = 0
+    for theta, share in zip(thetas, shares):
+        flat = theta.view(-1)
+        score = flat.clone()
+        if protect is not None:
+            score[protect[offset:offset + flat.numel()]] = float("inf")
+        offset += flat.numel()
+        if int((flat > 0).sum()) <= share:
+            continue
+        keep = torch.zeros_like(flat, dtype=torch.bool)
+        keep[score.topk(min(share, flat.numel())).indices] = True
+        drop = ~keep & (flat > 0)
+        removed += int(drop.sum())
+        if rescale:
+            rows = theta.flatten(1)
+            before = rows.clamp(min=0).sum(1)
+            flat.masked_fill_(drop, 0.0)
+            after = rows.clamp(min=0).sum(1)
+            gain = torch.where(after > 0, before / after.clamp(min=1e-12), torch.ones_like(after))
+            rows.mul_(torch.where(rows > 0, gain[:, None], torch.ones_like(rows)))
+        else:
+            flat.masked_fill_(drop, 0.0)
+    return removed
 
 
 @torch.no_grad()
