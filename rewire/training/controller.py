@@ -14,7 +14,7 @@ from rewire.training.counting import (_fan_out_matrices, cap_neurons, connected_
                                       keep_strongest, max_fan_in, max_fan_out, readout_floor)
 from rewire.training.gradr import hidden_params, neuron_groups
 
-__all__ = ["BudgetController", "SHORT_RUN_STEPS"]
+__all__ = ["BudgetController", "SHORT_RUN_MAX_LR", "SHORT_RUN_STEPS"]
 
 #: Ramp length (optimizer steps) under which :func:`rewire.training.train.train` runs the
 #: controller's short-run schedule (``short_below``): the prior moves :math:`\theta` by at most
@@ -23,6 +23,12 @@ __all__ = ["BudgetController", "SHORT_RUN_STEPS"]
 #: controller, pinned at ``alpha_max``, cuts the weakest layer (the readout) until it is
 #: silent. Measured on the digits (64-256-10, 10 %): benchmarks/results/short_runs.md.
 SHORT_RUN_STEPS = 400
+#: Largest learning rate at which :func:`rewire.training.train.train` picks the short-run
+#: schedule by itself: it was measured at Adam's lr 1e-3 (``TrainConfig``'s default), and at
+#: larger rates it lost to the steered schedule (a LIFRecurrentCell model on spike trains, lr
+#: 2e-2, 8 epochs: 56.7 % against 91.4 %; the conv job's defaults, lr 1e-2, 12 epochs: 60.8 %
+#: against 82 %). ``TrainConfig(controller={"short_below": ...})`` sets it explicitly.
+SHORT_RUN_MAX_LR = 1e-3
 
 
 class BudgetController:

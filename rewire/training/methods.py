@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from rewire.training.baselines import DeepR, MagnitudePruner, init_deep_r
-from rewire.training.controller import SHORT_RUN_STEPS, BudgetController
+from rewire.training.controller import SHORT_RUN_MAX_LR, SHORT_RUN_STEPS, BudgetController
 from rewire.training.counting import connected_synapses
 from rewire.training.gradr import GradR, GradRSGD, apply_gradr, hidden_params, prunable_layers
 
@@ -99,7 +99,8 @@ class GradRMethod(Method):
         parametrized = any(True for _ in prunable_layers(model))
         thetas = hidden_params(model) if parametrized else apply_gradr(model)
         self.optimizer = _gradr_optimizer(model, thetas, config, config.alpha)
-        options = {"short_below": SHORT_RUN_STEPS, **config.controller}
+        short = SHORT_RUN_STEPS if config.lr <= SHORT_RUN_MAX_LR else 0  # where it was measured
+        options = {"short_below": short, **config.controller}
         self.controller = BudgetController(self.optimizer, model, budget, total_steps,
                                            **options) if self.steered else None
 

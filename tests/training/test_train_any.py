@@ -78,7 +78,7 @@ def chip_fan_in(net) -> int:
     worst = 0
     for layer in net.layers:
         w = layer.weight_int.reshape(layer.weight_int.shape[0], -1) != 0
-        if layer.weight_rec_int is not None:
+        if layer.recurrent:
             w = np.concatenate([w, layer.weight_rec_int != 0], axis=1)
         worst = max(worst, int(w.sum(1).max()))
     return worst
