@@ -45,6 +45,15 @@ BOUNDS = {"hidden": 1 << 16, "epochs": 100_000, "misclassified": 1 << 20, "k": 1
           "max_steps": 1_000_000, "batch_size": 1 << 20, "max_anchors": 1 << 20}
 
 
+def _int(text: str) -> int:
+    """An integer option that fits torch's int64 (a larger one is a usage error, exit 2,
+    never torch's 'Overflow when unpacking long' later)."""
+    value = int(text)
+    if not -(1 << 63) <= value < 1 << 63:
+        raise argparse.ArgumentTypeError(f"{text}: outside the 64-bit integer range")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line parser (``train`` and ``edit`` sub-commands)."""
     p = argparse.ArgumentParser(prog="python -m rewire.gnn", description=__doc__,
@@ -55,22 +64,22 @@ def parser() -> argparse.ArgumentParser:
     for q in (t, e):
         q.add_argument("--data-root", help="folder holding Cora/raw, CiteSeer/raw "
                        "(e.g. ../shared/datasets/planetoid); not needed for toy")
-        q.add_argument("--seed", type=int, default=None,
+        q.add_argument("--seed", type=_int, default=None,
                        help="train: init seed (0); edit: target draw seed (42)")
     t.add_argument("--dataset", choices=DATASETS, default="toy", help="graph (default toy)")
     t.add_argument("--arch", choices=sorted(MODELS), default="gcn", help="GNN (default gcn)")
     t.add_argument("--egnn", action="store_true", help="stitch a peer MLP (EGNN)")
-    t.add_argument("--hidden", type=int, default=32, help="hidden units (32)")
+    t.add_argument("--hidden", type=_int, default=32, help="hidden units (32)")
     t.add_argument("--dropout", type=float, default=0.1, help="dropout (0.1)")
-    t.add_argument("--epochs", type=int, default=200, help="epochs (200)")
+    t.add_argument("--epochs", type=_int, default=200, help="epochs (200)")
     t.add_argument("--out", required=True, help="checkpoint to write (.pt)")
     e.add_argument("checkpoint", help="a checkpoint written by `train`")
     e.add_argument("--dataset", choices=DATASETS, help="graph (default: the checkpoint's)")
     who = e.add_mutually_exclusive_group(required=True)
-    who.add_argument("--targets", type=int, nargs="+", help="node indices to fix")
-    who.add_argument("--misclassified", type=int, metavar="N",
+    who.add_argument("--targets", type=_int, nargs="+", help="node indices to fix")
+    who.add_argument("--misclassified", type=_int, metavar="N",
                      help="fix N misclassified validation nodes drawn with --seed")
-    e.add_argument("--labels", type=int, nargs="+",
+    e.add_argument("--labels", type=_int, nargs="+",
                    help="correct classes of --targets (default: the graph's labels)")
     e.add_argument("--method", choices=METHODS, default=EditConfig.method)
     e.add_argument("--mode", choices=MODES, default="batch",
@@ -78,16 +87,16 @@ def parser() -> argparse.ArgumentParser:
                         "(record only: each target from the original model)")
     e.add_argument("--project", choices=PROJECTIONS, default=EditConfig.project,
                    help="project Adam's update (default) or the gradient (paper)")
-    e.add_argument("--k", type=int, default=EditConfig.k,
+    e.add_argument("--k", type=_int, default=EditConfig.k,
                    help="GRE+ anchor chunks K (default: one per training node)")
     e.add_argument("--lam", type=float, default=EditConfig.lam, help="GRE+ ridge λ")
     e.add_argument("--lr", type=float, default=EditConfig.lr, help="Adam lr (0.01)")
-    e.add_argument("--max-steps", type=int, default=EditConfig.max_steps)
-    e.add_argument("--batch-size", type=int, help="batch mode: targets per edit (all)")
+    e.add_argument("--max-steps", type=_int, default=EditConfig.max_steps)
+    e.add_argument("--batch-size", type=_int, help="batch mode: targets per edit (all)")
     q = e.add_argument_group("sequential mode (each edit on the model the last one left)")
     q.add_argument("--no-protect", dest="protect", action="store_false",
                    help="GRE/GRE+: do not keep earlier edited nodes as QP constraints")
-    q.add_argument("--max-anchors", type=int, default=EditConfig.max_anchors,
+    q.add_argument("--max-anchors", type=_int, default=EditConfig.max_anchors,
                    help=f"most QP rows: training chunks plus edited nodes "
                         f"({EditConfig.max_anchors})")
     e.add_argument("--out", help="edited checkpoint to write (sequential / batch mode)")

@@ -580,7 +580,22 @@ def test_memory_error_ends_the_cli_with_one_line(monkeypatch, tmp_path, capsys):
 def test_edit_refuses_a_target_index_no_graph_has(tmp_path, capsys, target):
     """A node index past int64 (torch's 'Overflow when unpacking long', found by the CLI fuzz
     with seed 3578260629) or below 0 is a one-line error naming --targets, exit 2."""
-    code = gnn_main(["edit", str(tmp_path / "missing.pt"), "--dataset", "toy",
-                     "--targets", target])
+    try:
+        code = gnn_main(["edit", str(tmp_path / "missing.pt"), "--dataset", "toy",
+                         "--targets", target])
+    except SystemExit as exc:  # argparse's usage error (past int64)
+        code = exc.code
     err = capsys.readouterr().err
     assert code == 2 and "--targets" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("argv", [["train", "--seed", "10000000000000000000000"],
+                                  ["edit", "ck.pt", "--misclassified", "3", "--seed",
+                                   "-10000000000000000000000"]])
+def test_integer_options_past_int64_are_usage_errors(tmp_path, capsys, argv):
+    """An integer option past int64 (torch's 'Overflow when unpacking long', found by the CLI
+    fuzz with seed 330430518) is an argparse usage error: exit 2, one message, no traceback."""
+    with pytest.raises(SystemExit) as exc:
+        gnn_main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "64-bit" in err and "Traceback" not in err, err
