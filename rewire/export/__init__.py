@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from rewire.io import Staging
-from rewire.ir.compiled import CompiledNetwork
+if TYPE_CHECKING:  # the package loads no numpy: `python -m rewire.export` must reach its
+    # entry point (which installs Ctrl-C handling) at once
+    from rewire.ir.compiled import CompiledNetwork
+
 
 __all__ = ["WRITERS", "FileWriter", "build", "check", "write"]
 
@@ -81,6 +83,8 @@ def check(net: CompiledNetwork, formats=None) -> None:
         rewire.errors.ExportError: a format cannot express the network (names the format,
             the layer and why).
     """
+    from rewire.ir.compiled import CompiledNetwork
+
     if not isinstance(net, CompiledNetwork):
         raise TypeError(f"net: give a rewire CompiledNetwork (rewire.compile(model, profile)), "
                         f"got {type(net).__name__}")
@@ -147,6 +151,8 @@ def write(net: CompiledNetwork, out_dir: str | Path, formats=None) -> dict[str, 
     check(net, formats)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    from rewire.io import Staging
+
     with Staging(out) as stage:
         built = build(net, stage.path, formats)
         names = {key: path.name for key, path in built.items()}

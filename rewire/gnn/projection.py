@@ -158,4 +158,10 @@ class AnchorProjector:
     def __call__(self, g: torch.Tensor) -> torch.Tensor:
         """Return ``g' = (Gᵀ v + g) / (1 + λ)`` (float64, shape (P,)) for ``g`` (P,)."""
         v = torch.from_numpy(self._unit_multipliers(g))
-        return (self._unit.T @ v + g.double()) / (1.0 + self.lam)
+        out = (self._unit.T @ v + g.double()) / (1.0 + self.lam)
+        # x = 0 is always feasible (G 0 = 0): where nearly opposite anchor rows leave the NNLS
+        # ill-conditioned and its answer costs more than the zero step, the zero step is the
+        # better point of the QP (found by hypothesis: rows (1e-5, -10, 0), (0, 1, 0))
+        g64 = g.double()
+        cost = 0.5 * float((out - g64) @ (out - g64)) + 0.5 * self.lam * float(out @ out)
+        return torch.zeros_like(out) if cost > 0.5 * float(g64 @ g64) else out

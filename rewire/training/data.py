@@ -123,7 +123,8 @@ def _read_idx(path: Path, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
                                 f"ends after {4 + len(raw_dims)} bytes (truncated file?)")
             dims = struct.unpack(f">{ndim}I", raw_dims)
             size = math.prod(dims)  # Python ints: a product cannot wrap to 0
-            if 0 in dims:
+            if 0 in dims and math.prod(d for d in dims if d) > max_bytes:
+                # 0 values, but numpy cannot shape them ('array is too big')
                 raise DataError(f"{path}: IDX header declares shape {dims} with an empty "
                                 f"dimension; not an MNIST file?")
             if size > max_bytes:

@@ -205,12 +205,13 @@ def test_library_errors_name_the_field_and_the_cli_its_flag(tmp_path, capsys):
     """From Python the field (``steps must be >= 1``), from the command line its flag."""
     for spec, field in [(JobSpec(out=str(tmp_path / "o"), steps=0), "steps"),
                         (JobSpec(out=str(tmp_path / "o"), lava_samples=-1), "lava_samples"),
-                        (JobSpec(out=str(tmp_path / "o"),
-                                 train=TrainConfig(seed=-1)), "seed"),
                         (JobSpec(out="", ), "out")]:
         with pytest.raises(ValueError, match=f"^{field} ") as err:
             prepare(spec)
         assert "--" not in str(err.value)
+    with pytest.raises(ValueError, match="^seed must be") as err:  # refused by TrainConfig
+        TrainConfig(seed=-1)
+    assert "--" not in str(err.value)
     for argv, flag in [(["--steps", "0"], "--steps"), (["--lava-samples", "-1"],
                                                           "--lava-samples"),
                        (["--model", "lstm"], "--model"), (["--hidden", "0"], "--hidden"),

@@ -182,3 +182,12 @@ def test_receptive_field_gives_the_whole_graph_outputs(seed, n_nodes, arch, dire
     with torch.no_grad():
         torch.testing.assert_close(model(x[subset], sub_ei)[index],
                                    model(x, edge_index)[nodes], atol=1e-5, rtol=1e-5)
+
+
+def test_nearly_opposite_anchors_never_cost_more_than_the_zero_step():
+    """The case a newer hypothesis found: rows (1e-5, -10, 0) and (0, 1, 0) nearly opposite
+    after scaling; the NNLS answer cost 1.5001 against the zero step's 1.5."""
+    G = torch.tensor([[1e-5, -10.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    g = torch.tensor([-1.0, -1.0, -1.0], dtype=torch.float64)
+    out = AnchorProjector(G, 0.0)(g)
+    assert 0.5 * float((out - g) @ (out - g)) <= 1.5 + 1e-12
