@@ -353,6 +353,9 @@ def compile_network(network: Network, profile: HardwareProfile, input_max_value:
     payload_max = input_max_value if current else 1
     netx = netx_weights(profile)
     for k, (name, layer) in enumerate(zip(layer_names(network.layers), network.layers)):
+        if getattr(layer.synapse, "bias", None) is not None:
+            raise CompileError(f"layer {name} ({layer.name}): a bias has no chip image yet; "
+                               f"train with bias=False")
         payloads = None
         if k == 0 and current:
             input_scale, max_payload = network.input_gain / input_max_value, input_max_value

@@ -36,7 +36,7 @@ import numpy as np
 
 from rewire.errors import CompileError
 from rewire.hw_profiles.profile import HardwareProfile
-from rewire.ir.neurons import IF, LI, LIF, CubaLI, CubaLIF
+from rewire.ir.neurons import IF, LI, LIF, SPIKE_FIELDS, CubaLI, CubaLIF
 
 __all__ = ["ChipNeuron", "CompiledCubaLIF", "CompiledLIF", "CompiledIF", "CompiledCubaLI",
            "CompiledLI", "CHIP_NEURONS", "chip_class", "decay_constant", "check_neuron",
@@ -112,6 +112,13 @@ class ChipNeuron:
                                f"to 0 and resets to 0); retrain with v_leak = v_reset = 0")
         if neuron.spiking and not neuron.v_th > 0:
             raise CompileError(f"{layer}: v_th must be > 0, got {neuron.v_th}")
+        if neuron.spiking:
+            odd = {k: getattr(neuron, k) for k, d in SPIKE_FIELDS.items()
+                   if getattr(neuron, k) != d}
+            if odd:
+                raise CompileError(f"{layer}: {neuron.kind} with {odd} has no chip image yet "
+                                   f"(the compiler maps reset='set', one spike per step at "
+                                   f"v > v_th); retrain with those defaults")
 
     @classmethod
     def decays(cls, neuron, profile: HardwareProfile, name: str) -> tuple[int, int, float]:

@@ -50,9 +50,43 @@ def initial_state(neuron, shape: tuple[int, ...], batch: int) -> NeuronState:
     return NeuronState(v, zeros, zeros)
 
 
-def _spike(neuron, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    z = (v - _f32(neuron.v_th) > 0).to(v.dtype)
-    return z, (1 - z) * v + z * _f32(neuron.v_reset)
+def _plain(neuron) -> bool:
+    """Norse's (and Lava's) rule: one spike at ``v > v_th``, ``v <- v_reset`` at once."""
+    return (neuron.reset == "set" and not neuron.reset_delay and neuron.max_spikes == 1
+            and not neuron.spike_at_threshold and neuron.v_min is None)
+
+
+def _reset(neuron, v: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    if neuron.reset == "subtract":
+        return v - n * _f32(neuron.v_th)
+    fired = (n > 0).to(v.dtype)
+    return (1 - fired) * v + fired * _f32(neuron.v_reset)
+
+
+def _spike(neuron, v: torch.Tensor, z_prev: torch.Tensor
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Threshold and reset: ``(spikes, v)``, spikes a count (0/1 unless ``max_spikes > 1``).
+
+    The order is: the delayed reset of the previous step's spikes (snnTorch
+    ``reset_delay=True``), the threshold test (``n = min(floor(v / v_th), max_spikes)`` for
+    several spikes per step), the reset of this step's spikes, then the floor ``v_min``.
+    """
+    if _plain(neuron):
+        z = (v - _f32(neuron.v_th) > 0).to(v.dtype)
+        return z, (1 - z) * v + z * _f32(neuron.v_reset)
+    if neuron.reset_delay:
+        v = _reset(neuron, v, z_prev)
+    if neuron.max_spikes > 1:
+        n = torch.clamp(torch.floor(v / _f32(neuron.v_th)), 0, neuron.max_spikes)
+    elif neuron.spike_at_threshold:
+        n = (v - _f32(neuron.v_th) >= 0).to(v.dtype)
+    else:
+        n = (v - _f32(neuron.v_th) > 0).to(v.dtype)
+    if not neuron.reset_delay:
+        v = _reset(neuron, v, n)
+    if neuron.v_min is not None:
+        v = torch.clamp(v, min=neuron.v_min)
+    return n, v
 
 
 def neuron_step(neuron, inputs: list[torch.Tensor], state: NeuronState
@@ -66,7 +100,7 @@ def neuron_step(neuron, inputs: list[torch.Tensor], state: NeuronState
     v, i = _SUBTHRESHOLD[type(neuron)](neuron, inputs, state)
     if not neuron.spiking:
         return v, NeuronState(v, i, state.z)
-    z, v = _spike(neuron, v)
+    z, v = _spike(neuron, v, state.z)
     return z, NeuronState(v, i, z)
 
 
@@ -118,19 +152,24 @@ def weights(synapse, in_shape: tuple[int, ...]) -> torch.Tensor:
 
 def synaptic_input(synapse, x: torch.Tensor, in_shape: tuple[int, ...],
                    weight: torch.Tensor | None = None) -> torch.Tensor:
-    """``a = W x`` of a feed-forward synapse node for a batch ``x`` ``(B, *in_shape)``
-    (``(B, *out_shape)`` out); a recurrent node's input part. ``weight``: :func:`weights` of
+    """``a = W x + b`` of a feed-forward synapse node for a batch ``x`` ``(B, *in_shape)``
+    (``(B, *out_shape)`` out; torch's ``F.linear``/``F.conv2d`` with the node's bias, so a
+    ``torch.nn.Linear`` gives the same float32 bits); a recurrent node's input part. ``weight``: :func:`weights` of
     the node, if already at hand."""
     w = weights(synapse, in_shape) if weight is None else weight
     return _SYNAPSE[type(synapse)](synapse, x, in_shape, w)
 
 
+def _bias(synapse) -> torch.Tensor | None:
+    return None if synapse.bias is None else torch.tensor(synapse.bias)
+
+
 def _dense(synapse, x, in_shape, w):
-    return F.linear(x.reshape(len(x), -1), w)
+    return F.linear(x.reshape(len(x), -1), w, _bias(synapse))
 
 
 def _conv(synapse, x, in_shape, w):
-    return F.conv2d(x.reshape(len(x), *in_shape), w, stride=synapse.stride,
+    return F.conv2d(x.reshape(len(x), *in_shape), w, _bias(synapse), stride=synapse.stride,
                     padding=synapse.padding, groups=synapse.groups)
 
 

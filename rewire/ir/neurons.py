@@ -13,7 +13,18 @@ from typing import ClassVar
 
 from rewire.ir._fields import _finite
 
-__all__ = ["CubaLIF", "LIF", "IF", "CubaLI", "LI", "NEURONS", "Neuron"]
+__all__ = ["CubaLIF", "LIF", "IF", "CubaLI", "LI", "NEURONS", "Neuron", "RESETS",
+           "SPIKE_FIELDS"]
+
+#: Reset rules of a spiking neuron: ``"set"``: ``v <- v_reset`` after a spike (Norse, Lava's
+#: CUBA, snnTorch ``reset_mechanism="zero"`` with ``v_reset = 0``); ``"subtract"``:
+#: ``v <- v - n v_th`` for ``n`` spikes (snnTorch's default, sinabs, rockpool, Xylo).
+RESETS = ("set", "subtract")
+
+#: The spike and reset fields of every spiking neuron, with their defaults (the semantics of
+#: Norse 1.1 and Lava's CUBA neuron). A neuron's ``to_dict`` leaves out fields at their default.
+SPIKE_FIELDS = {"reset": "set", "reset_delay": False, "max_spikes": 1,
+                "spike_at_threshold": False, "v_min": None}
 
 # --------------------------------------------------------------------------- neurons
 
@@ -27,6 +38,8 @@ class _Neuron:
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
+            if f.name in SPIKE_FIELDS:
+                continue
             value = getattr(self, f.name)
             positive = f.name == "dt" or f.name.endswith("_inv") or f.name == "v_th"
             object.__setattr__(self, f.name, _finite(f"{type(self).__name__}.{f.name}", value,
@@ -34,10 +47,42 @@ class _Neuron:
         if self.spiking and getattr(self, "v_reset", 0.0) >= self.v_th:
             raise ValueError(f"{type(self).__name__}: v_reset = {self.v_reset} must be below "
                              f"v_th = {self.v_th}")
+        if self.spiking:
+            _check_spike_fields(self)
 
     def to_dict(self) -> dict:
-        """``{"kind": ..., field: value, ...}`` (JSON-ready)."""
-        return {"kind": self.kind, **dataclasses.asdict(self)}
+        """``{"kind": ..., field: value, ...}`` (JSON-ready; spike fields at their default
+        left out)."""
+        out = {"kind": self.kind, **dataclasses.asdict(self)}
+        for name, default in SPIKE_FIELDS.items():
+            if name in out and out[name] == default:
+                del out[name]
+        return out
+
+
+def _check_spike_fields(neuron) -> None:
+    """Validate the :data:`SPIKE_FIELDS` of a spiking neuron, naming the field."""
+    name = type(neuron).__name__
+    if neuron.reset not in RESETS:
+        raise ValueError(f"{name}.reset must be one of {RESETS}, got {neuron.reset!r}")
+    for flag in ("reset_delay", "spike_at_threshold"):
+        if not isinstance(getattr(neuron, flag), bool):
+            raise ValueError(f"{name}.{flag} must be True or False, got "
+                             f"{getattr(neuron, flag)!r}")
+    spikes = neuron.max_spikes
+    if isinstance(spikes, bool) or not isinstance(spikes, int) or spikes < 1:
+        raise ValueError(f"{name}.max_spikes must be an integer >= 1, got {spikes!r}")
+    if spikes > 1 and (neuron.reset != "subtract" or not neuron.spike_at_threshold):
+        raise ValueError(f"{name}: max_spikes = {spikes} counts n = floor(v / v_th) spikes, "
+                         f"which needs reset='subtract' and spike_at_threshold=True")
+    if spikes > 1 and neuron.reset_delay:
+        raise ValueError(f"{name}: reset_delay (snnTorch's delayed reset) is defined for one "
+                         f"spike per step; set max_spikes = 1")
+    if neuron.v_min is not None:
+        v_min = _finite(f"{name}.v_min", neuron.v_min)
+        if v_min >= neuron.v_th:
+            raise ValueError(f"{name}: v_min = {v_min} must be below v_th = {neuron.v_th}")
+        object.__setattr__(neuron, "v_min", v_min)
 
 
 @dataclass(frozen=True)
@@ -49,6 +94,15 @@ class CubaLIF(_Neuron):
         tau_mem_inv: :math:`1/\\tau_\\mathrm{mem}` in 1/s.
         v_th: threshold; v_leak, v_reset: leak and reset potentials (same units as ``v``).
         dt: Euler step in s.
+        reset: ``"set"`` (``v <- v_reset``) or ``"subtract"`` (``v <- v - n v_th``); see
+            :data:`RESETS`.
+        reset_delay: snnTorch's ``reset_delay=True``: a spike of step ``t`` resets ``v`` at
+            step ``t + 1``, after that step's integration and before its threshold test.
+        max_spikes: most spikes per step; above 1, ``n = min(floor(v / v_th), max_spikes)``
+            (sinabs ``MultiSpike``, rockpool, Xylo), which needs ``reset="subtract"``.
+        spike_at_threshold: spike when ``v >= v_th`` (sinabs, rockpool, Xylo) instead of
+            ``v > v_th`` (Norse, snnTorch, Lava).
+        v_min: a floor on ``v`` after the reset (sinabs ``min_v_mem``), or ``None``.
     """
 
     tau_syn_inv: float
@@ -57,6 +111,11 @@ class CubaLIF(_Neuron):
     v_leak: float = 0.0
     v_reset: float = 0.0
     dt: float = 1e-3
+    reset: str = "set"
+    reset_delay: bool = False
+    max_spikes: int = 1
+    spike_at_threshold: bool = False
+    v_min: float | None = None
     kind: ClassVar[str] = "CubaLIF"
 
 
@@ -69,6 +128,7 @@ class LIF(_Neuron):
         tau_mem_inv: :math:`1/\\tau_\\mathrm{mem}` in 1/s.
         v_th, v_leak, v_reset: as :class:`CubaLIF`.
         dt: Euler step in s.
+        reset, reset_delay, max_spikes, spike_at_threshold, v_min: as :class:`CubaLIF`.
     """
 
     tau_mem_inv: float
@@ -76,6 +136,11 @@ class LIF(_Neuron):
     v_leak: float = 0.0
     v_reset: float = 0.0
     dt: float = 1e-3
+    reset: str = "set"
+    reset_delay: bool = False
+    max_spikes: int = 1
+    spike_at_threshold: bool = False
+    v_min: float | None = None
     kind: ClassVar[str] = "LIF"
 
 
@@ -86,11 +151,17 @@ class IF(_Neuron):
     Attributes:
         v_th, v_reset: threshold and reset potential.
         dt: the network's step in s (the dynamics do not depend on it).
+        reset, reset_delay, max_spikes, spike_at_threshold, v_min: as :class:`CubaLIF`.
     """
 
     v_th: float = 1.0
     v_reset: float = 0.0
     dt: float = 1e-3
+    reset: str = "set"
+    reset_delay: bool = False
+    max_spikes: int = 1
+    spike_at_threshold: bool = False
+    v_min: float | None = None
     kind: ClassVar[str] = "IF"
 
 

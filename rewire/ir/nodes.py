@@ -50,20 +50,23 @@ __all__ = ["Dense", "RecurrentDense", "Conv2d", "SumPool2d", "Flatten", "CubaLIF
 
 @dataclass(frozen=True, eq=False)
 class Dense:
-    """Fully connected synapses: ``a = W x``.
+    """Fully connected synapses: ``a = W x + b`` (torch's ``F.linear``).
 
     Attributes:
         weight: float32 ``(out, in)``.
+        bias: float32 ``(out,)`` added to the synaptic input every step, or ``None``.
 
     Raises:
-        ValueError: ``weight`` not 2-D or not finite.
+        ValueError: ``weight`` not 2-D, ``bias`` not ``(out,)``, or either not finite.
     """
 
     weight: np.ndarray
+    bias: np.ndarray | None = None
     op: ClassVar[str] = "dense"
 
     def __post_init__(self):
         object.__setattr__(self, "weight", _weights("Dense.weight", self.weight, 2))
+        _set_bias(self, "Dense")
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -91,6 +94,8 @@ class RecurrentDense:
     Attributes:
         weight: float32 ``(out, in)``: input weights.
         weight_rec: float32 ``(out, out)``: recurrent weights, row = target neuron.
+        bias: float32 ``(out,)`` added every step (``a_t = W x_t + b + W_rec z_{t-1}``), or
+            ``None``.
 
     Raises:
         ValueError: shapes that do not fit, or non-finite weights.
@@ -98,6 +103,7 @@ class RecurrentDense:
 
     weight: np.ndarray
     weight_rec: np.ndarray
+    bias: np.ndarray | None = None
     op: ClassVar[str] = "dense_rec"
 
     def __post_init__(self):
@@ -108,6 +114,7 @@ class RecurrentDense:
         if self.weight_rec.shape != (n, n):
             raise ValueError(f"RecurrentDense.weight_rec must be ({n}, {n}) for {n} neurons, "
                              f"got {self.weight_rec.shape}")
+        _set_bias(self, "RecurrentDense")
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -127,6 +134,8 @@ class Conv2d:
         weight: float32 ``(C_out, C_in / groups, kH, kW)``.
         stride, padding: ``(y, x)`` pairs in pixels.
         groups: channel groups.
+        bias: float32 ``(C_out,)`` added to every output pixel of its channel each step, or
+            ``None``.
 
     Raises:
         ValueError: a 4-D kernel is not given, or stride < 1, padding < 0, or groups that do
@@ -137,6 +146,7 @@ class Conv2d:
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     groups: int = 1
+    bias: np.ndarray | None = None
     op: ClassVar[str] = "conv"
 
     def __post_init__(self):
@@ -150,6 +160,7 @@ class Conv2d:
         if self.groups < 1 or self.weight.shape[0] % self.groups:
             raise ValueError(f"Conv2d: groups = {self.groups} must divide the "
                              f"{self.weight.shape[0]} output channels")
+        _set_bias(self, "Conv2d")
 
     @property
     def kernel(self) -> tuple[int, int]:
@@ -169,6 +180,18 @@ class Conv2d:
             raise ValueError(f"Conv2d takes {self.weight.shape[1] * self.groups} channels, got "
                              f"{c}")
         return _window_out(self.weight.shape[0], h, w, self.kernel, self.stride, self.padding)
+
+
+def _set_bias(node, what: str) -> None:
+    """Check and freeze ``node.bias``: ``None`` or float32 ``(weight.shape[0],)``."""
+    if node.bias is None:
+        return
+    bias = _weights(f"{what}.bias", node.bias, 1)
+    if bias.shape != (node.weight.shape[0],):
+        raise ValueError(f"{what}.bias must have shape ({node.weight.shape[0]},), one entry per "
+                         f"output {'channel' if what == 'Conv2d' else 'neuron'}, got "
+                         f"{bias.shape}")
+    object.__setattr__(node, "bias", bias)
 
 
 def _window_out(c: int, h: int, w: int, kernel, stride, padding) -> tuple[int, int, int]:
@@ -248,6 +271,8 @@ def synapse_to_dict(node) -> dict:
     out = {"op": node.op}
     for f in dataclasses.fields(node):
         value = getattr(node, f.name)
+        if f.name == "bias" and value is None:
+            continue  # no bias: the dict of a bias-free node is what it was before biases
         out[f.name] = _array_field(value) if isinstance(value, np.ndarray) else \
             list(value) if isinstance(value, tuple) else value
     return out
