@@ -1,7 +1,8 @@
 r"""NIR export (neuromorphic intermediate representation, ``nir`` 1.0); the reader is
 :mod:`rewire.frontends.nir`.
 
-:func:`to_nir` turns a :class:`~rewire.ir.compiled.CompiledNetwork` into a ``nir.NIRGraph``;
+:func:`to_nir` turns a :class:`~rewire.ir.compiled.CompiledNetwork` (or a float IR
+:class:`~rewire.ir.network.Network`) into a ``nir.NIRGraph``;
 :func:`write` goes through ``nir.write``. A dense net is the chain
 ``input -> fc1 -> lif1 -> fc2 -> lif2 -> ... -> output`` (``nir.Linear`` + each layer's own
 neuron node, :func:`neuron_node`: ``nir.CubaLIF``, ``nir.LIF``, ``nir.IF``, ``nir.CubaLI`` or
@@ -36,7 +37,23 @@ being the value arriving in one step (snnTorch's and Norse's importers do). Nors
 Norse's ``v`` in units of one step's input, :math:`v/(\Delta t\,\tau_\mathrm{mem}^{-1})`.
 Norse 1.1's own ``to_nir`` writes :math:`\Delta t/\tau^{-1}` as the time constant (off by
 :math:`\Delta t^2`) and scalar parameters; here every parameter has the layer's full shape
-(Norse issues #411, #412) and ``input_type``/``output_type`` are set.
+(Norse issues #411, #412) and ``input_type``/``output_type`` are set. snnTorch 1.0's reader
+asserts this ``R = tau_mem/dt`` (at its fixed ``dt = 1e-4`` s), so CubaLIF keeps it.
+
+**LIF, LI and IF: r = 1**, the model's own voltages and weights. NIR's LIF
+:math:`\tau\dot v = (v_\mathrm{leak} - v) + R I` with ``R = 1``, Euler at :math:`\Delta t`, is
+Norse's ``LIFBoxCell`` step :math:`v \mathrel{+}= \Delta t/\tau\,(v_\mathrm{leak} - v + S)`;
+NIR's IF with ``R = 1`` is read by every reader as ``v += S`` per step (NIR stores no step).
+That is the form the readers agree on: Norse 1.1's ``from_nir`` ignores ``r`` on LIF and IF
+nodes, snnTorch 1.0 asserts ``r == 1`` on IF, sinabs ignores it (docs/formats.md, "NIR
+readers", has the table). After a sum pool the pool weight divides the voltages instead.
+
+**Biases** go into the synapse node: ``nir.Affine(weight, bias)`` for a dense layer with one
+(the input gain of a ``current`` net scales the weights, not the bias), the ``bias`` field of
+``nir.Conv2d``. **Spike fields** NIR 1.0.8 has no field for (a reset by subtraction,
+snnTorch's delayed reset, several spikes per step, a spike at ``v >= v_th``, a floor
+``v_min``) go into the neuron node's ``metadata`` under ``rewire.<field>``
+(:mod:`rewire.ir.spike_metadata`); a neuron with the defaults carries none.
 
 **Sum pooling.** ``nir.SumPool2d`` has no weight, rewire's pooling synapses have one
 (``pool_weight``, the same for every synapse). It is carried by the ``w_in`` of the CubaLIF
@@ -65,6 +82,7 @@ presented every step; for ``rate`` encoding it is the spike.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
@@ -74,10 +92,11 @@ import numpy as np
 from rewire._version import __version__
 from rewire.errors import ExportError
 from rewire.io import atomic_path
+from rewire.ir import nodes as ir_nodes
 from rewire.ir.chip_neurons import CompiledCubaLIF, chip_class
-from rewire.ir.compiled import CompiledNetwork
-from rewire.ir.compiled_layers import (CompiledConv, CompiledDense, CompiledLayer,
-                                       CompiledRecurrentDense, CompiledSumPool, lookup)
+from rewire.ir.compiled import CompiledNetwork, float_network
+from rewire.ir.compiled_layers import CompiledLayer, CompiledSumPool, layer_names
+from rewire.ir.network import Network
 
 NIR_FORMAT = "rewire-nir-1"
 
@@ -107,8 +126,10 @@ def neuron_node(neuron, shape: int | tuple[int, ...], weight: float = 1.0) -> ni
     """The NIR node of any IR neuron, full-shape float64, with a synaptic ``weight`` (a
     pool's) folded in: its kind's :meth:`~rewire.ir.chip_neurons.ChipNeuron.nir_node`
     (``CubaLIF`` -> :func:`cuba_lif`; ``LIF`` -> ``nir.LIF`` with ``tau = 1/tau_mem_inv``,
-    ``r = weight * tau/dt`` and ``v`` in units of ``tau/dt``; ``IF`` -> ``nir.IF`` with
-    ``r = weight / dt``; ``LI``/``CubaLI`` as ``LIF``/``CubaLIF`` without threshold).
+    ``r = 1`` and the voltages divided by ``weight``; ``IF`` -> ``nir.IF`` with ``r = 1`` and
+    the voltages divided by ``weight``; ``LI``/``CubaLI`` as ``LIF``/``CubaLIF`` without
+    threshold). Spike fields other than the defaults go into the node's ``metadata``
+    (:mod:`rewire.ir.spike_metadata`).
     """
     return chip_class(neuron).nir_node(neuron, shape, weight)
 
@@ -148,53 +169,104 @@ def pool_weight(layer: CompiledLayer) -> float | None:
     return float(w.flat[0])
 
 
-def _weight(layer: CompiledLayer, gain: float | None) -> np.ndarray:
+def _weight(synapse, gain: float | None) -> np.ndarray:
     """float64 weights, the input gain folded in (first layer of a ``current`` net)."""
-    weight = layer.weight.astype(np.float64)
+    weight = np.asarray(synapse.weight).astype(np.float64)
     return weight * gain if gain is not None else weight
 
 
-def _linear(layer, out_shape, gain, pool_w):
-    return nir.Linear(weight=_weight(layer, gain)), neuron_node(layer.neuron, out_shape)
+def _bias(synapse) -> np.ndarray | None:
+    """float64 bias (exactly the float32 one), ``None`` without a bias."""
+    bias = getattr(synapse, "bias", None)
+    return None if bias is None else np.asarray(bias).astype(np.float64)
 
 
-def _recurrent(layer, out_shape, gain, pool_w):
-    return (nir.Linear(weight=_weight(layer, gain)),
-            recurrent_subgraph(layer.neuron, layer.weight_rec))
+def _affine(synapse, gain):
+    """``nir.Linear`` of the weights, ``nir.Affine`` when the synapse has a bias (the bias is
+    not scaled by the input gain: ``a = W (g x) + b``)."""
+    bias = _bias(synapse)
+    if bias is None:
+        return nir.Linear(weight=_weight(synapse, gain))
+    return nir.Affine(weight=_weight(synapse, gain), bias=bias)
 
 
-def _conv2d(layer, out_shape, gain, pool_w):
-    weight = _weight(layer, gain)
+def _linear(layer, gain, pool_w):
+    return _affine(layer.synapse, gain), neuron_node(layer.neuron, layer.out_shape)
+
+
+def _recurrent(layer, gain, pool_w):
+    return (_affine(layer.synapse, gain),
+            recurrent_subgraph(layer.neuron, layer.synapse.weight_rec))
+
+
+def _conv2d(layer, gain, pool_w):
+    syn = layer.synapse
+    weight, bias = _weight(syn, gain), _bias(syn)
     return (nir.Conv2d(input_shape=tuple(layer.in_shape[1:]), weight=weight,
-                       stride=tuple(layer.stride), padding=tuple(layer.padding),
-                       dilation=(1, 1), groups=int(layer.groups), bias=np.zeros(len(weight))),
-            neuron_node(layer.neuron, out_shape))
+                       stride=tuple(syn.stride), padding=tuple(syn.padding),
+                       dilation=(1, 1), groups=int(syn.groups),
+                       bias=np.zeros(len(weight)) if bias is None else bias),
+            neuron_node(layer.neuron, layer.out_shape))
 
 
-def _sumpool(layer, out_shape, gain, pool_w):
-    kernel = layer.weight.shape[-1]
-    return (nir.SumPool2d(kernel_size=np.array([kernel, kernel]), stride=np.array(layer.stride),
-                          padding=np.array(layer.padding)),
-            neuron_node(layer.neuron, out_shape, pool_w * (gain or 1.0)))
+def _sumpool(layer, gain, pool_w):
+    syn = layer.synapse
+    return (nir.SumPool2d(kernel_size=np.array(syn.kernel), stride=np.array(syn.stride),
+                          padding=np.array(syn.padding)),
+            neuron_node(layer.neuron, layer.out_shape, pool_w * (gain or 1.0)))
 
 
-#: compiled layer type -> its ``(synapse node, neuron node)`` pair.
-LAYER_NODES = {CompiledDense: _linear, CompiledRecurrentDense: _recurrent,
-               CompiledConv: _conv2d, CompiledSumPool: _sumpool}
+#: IR synapse type -> its ``(synapse node, neuron node)`` pair.
+LAYER_NODES = {ir_nodes.Dense: _linear, ir_nodes.RecurrentDense: _recurrent,
+               ir_nodes.Conv2d: _conv2d, ir_nodes.SumPool2d: _sumpool}
 
 
-def to_nir(net: CompiledNetwork) -> nir.NIRGraph:
-    """The NIR graph of ``net``'s float model (see the module docstring).
+def _compiled_ir(net: CompiledNetwork) -> tuple[Network, list, dict]:
+    """The float IR of a compiled network (its biases included), its pool weights (the
+    float32 kernel value, :func:`pool_weight`) and the run metadata."""
+    pools = [pool_weight(layer) for layer in net.layers]
+    ir = float_network(net)
+    nodes, k = list(ir.nodes), 0
+    for i, node in enumerate(nodes):  # a bias the compiled layer holds and the IR node lacks
+        if isinstance(node, ir_nodes.SYNAPSES):
+            bias = getattr(net.layers[k], "bias", None)
+            if bias is not None and getattr(node, "bias", None) is None:
+                nodes[i] = dataclasses.replace(node, bias=bias)
+            k += 1
+    if nodes != list(ir.nodes):
+        ir = dataclasses.replace(ir, nodes=tuple(nodes))
+    meta = {"format": NIR_FORMAT, "rewire_version": __version__, "profile": net.profile.name,
+            "dt": float(net.dt), "time_unit": "s", "steps": int(net.steps),
+            "encoding": net.encoding, "input_gain": float(net.input_gain),
+            "input_max_value": int(net.input_max_value)}
+    return ir, pools, meta
+
+
+def _ir_meta(ir: Network) -> tuple[list, dict]:
+    pools = [float(layer.synapse.weight) if isinstance(layer.synapse, ir_nodes.SumPool2d)
+             else None for layer in ir.layers]
+    meta = {"format": NIR_FORMAT, "rewire_version": __version__, "dt": float(ir.dt),
+            "time_unit": "s", "steps": int(ir.steps), "encoding": ir.encoding,
+            "input_gain": float(ir.input_gain)}
+    return pools, meta
+
+
+def to_nir(net: CompiledNetwork | Network) -> nir.NIRGraph:
+    """The NIR graph of ``net``'s float model (see the module docstring): a compiled
+    network's, or an IR :class:`~rewire.ir.network.Network` written as it stands (a NIR file
+    is a float model: pieces the compiler does not map yet, such as biases and the spike
+    fields, are written too).
 
     Returns:
         ``nir.NIRGraph`` with nodes ``input``, then per layer ``fc<k>`` (``nir.Linear``, weight
-        ``(out, in)`` float64), ``conv<k>`` (``nir.Conv2d``, weight ``(C_out, C_in/groups, kH,
-        kW)`` float64, zero bias, dilation 1) or ``pool<k>`` (``nir.SumPool2d``), each followed
-        by ``lif<k>`` (the layer's neuron node, :func:`neuron_node`, parameters of the
-        layer's output shape ``(out,)`` or ``(C, H, W)``; a recurrent layer's
-        :func:`recurrent_subgraph`), ``flatten`` (``nir.Flatten``) between a conv and a dense layer, and
-        ``output``; ``metadata`` with ``dt``, ``steps``, ``encoding``, ``input_gain``,
-        ``input_max_value``, ``profile``, ``rewire_version``, ``format`` (conv nets also
+        ``(out, in)`` float64; ``nir.Affine`` with its ``bias`` for a layer with one),
+        ``conv<k>`` (``nir.Conv2d``, weight ``(C_out, C_in/groups, kH, kW)`` float64, its bias
+        or zeros, dilation 1) or ``pool<k>`` (``nir.SumPool2d``), each followed by ``lif<k>``
+        (the layer's neuron node, :func:`neuron_node`, parameters of the layer's output shape
+        ``(out,)`` or ``(C, H, W)``; a recurrent layer's :func:`recurrent_subgraph`),
+        ``flatten`` (``nir.Flatten``) between a conv and a dense layer, and ``output``;
+        ``metadata`` with ``dt``, ``steps``, ``encoding``, ``input_gain``, ``rewire_version``,
+        ``format`` (a compiled network also ``input_max_value`` and ``profile``; conv nets
         ``input_shape`` and, with pooling, ``pool_weight``).
 
     Raises:
@@ -208,38 +280,45 @@ def to_nir(net: CompiledNetwork) -> nir.NIRGraph:
         >>> list(g.nodes), g.metadata["dt"], g.nodes["lif1"].tau_mem.shape
         (['input', 'fc1', 'lif1', 'fc2', 'lif2', 'output'], 0.0001, (3,))
     """
-    conv = any(isinstance(layer, CompiledConv) for layer in net.layers)
-    pools = [pool_weight(layer) for layer in net.layers]
-    in_shape = net.layers[0].in_shape if isinstance(net.layers[0], CompiledConv) \
-        else (net.sizes[0],)
+    if isinstance(net, CompiledNetwork):
+        ir, pools, meta = _compiled_ir(net)
+    else:
+        ir = net
+        pools, meta = _ir_meta(ir)
+    names = layer_names(ir.layers)
+    conv = any(isinstance(layer.synapse, ir_nodes.Conv2d) for layer in ir.layers)
+    in_shape = tuple(ir.input_shape)
     nodes = {"input": nir.Input(input_type={"input": np.array(in_shape)})}
     edges, prev = [], "input"
-    for k, (layer, pool_w) in enumerate(zip(net.layers, pools)):
-        gain = net.input_gain if k == 0 and net.encoding == "current" else None
-        dense = isinstance(layer, CompiledDense)
-        syn, lif = layer.name, f"lif{k + 1}"  # synapses named as the compiled layers
-        out_shape = layer.shape[0] if dense else layer.out_shape
-        if dense and prev != "input" and isinstance(net.layers[k - 1], CompiledConv):
+    for k, (layer, pool_w) in enumerate(zip(ir.layers, pools)):
+        gain = ir.input_gain if k == 0 and ir.encoding == "current" else None
+        syn, lif = names[k], f"lif{k + 1}"  # synapses named as the compiled layers
+        if layer.flatten and k:
             nodes["flatten"] = nir.Flatten(input_type={"input": np.array(
-                net.layers[k - 1].out_shape)}, start_dim=0, end_dim=-1)
+                ir.layers[k - 1].out_shape)}, start_dim=0, end_dim=-1)
             edges.append((prev, "flatten"))
             prev = "flatten"
-        nodes[syn], nodes[lif] = lookup(LAYER_NODES, layer, "NIR export")(layer, out_shape,
-                                                                          gain, pool_w)
+        nodes[syn], nodes[lif] = _lookup(layer.synapse)(layer, gain, pool_w)
         edges += [(prev, syn), (syn, lif)]
         prev = lif
-    nodes["output"] = nir.Output(output_type={"output": np.array([net.sizes[-1]])})
+    nodes["output"] = nir.Output(output_type={"output": np.array(
+        [int(np.prod(ir.layers[-1].out_shape))])})
     edges.append((prev, "output"))
-    meta = {"format": NIR_FORMAT, "rewire_version": __version__, "profile": net.profile.name,
-            "dt": float(net.dt), "time_unit": "s", "steps": int(net.steps),
-            "encoding": net.encoding, "input_gain": float(net.input_gain),
-            "input_max_value": int(net.input_max_value)}
     if conv:
         meta["input_shape"] = [int(s) for s in in_shape]
         weights = [p for p in pools if p is not None]
         if weights:
             meta["pool_weight"] = weights[0]
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
+
+
+def _lookup(synapse):
+    try:
+        return LAYER_NODES[type(synapse)]
+    except KeyError:
+        raise ExportError(f"NIR export: synapse {type(synapse).__name__} has no NIR writer; "
+                          f"known: {sorted(c.__name__ for c in LAYER_NODES)}", "nir",
+                          type(synapse).__name__) from None
 
 
 def write(net: CompiledNetwork, path: str | Path) -> Path:

@@ -5,6 +5,7 @@ weights take (see :mod:`rewire.frontends.nir` for the equations: NIR spec, nir 1
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -12,6 +13,7 @@ import numpy as np
 from rewire.errors import LoweringError
 from rewire.frontends._nir_graph import _arr, _kind
 from rewire.ir import nodes as irn
+from rewire.ir.spike_metadata import from_metadata
 
 
 def _one(name: str, node, fld: str, n: int, default: float = 0.0) -> float:
@@ -94,17 +96,19 @@ def _lower_neuron(name: str, node, n: int, dt: float, mode: str = "nir",
     one = lambda fld, default=0.0: _one(name, node, fld, n, default)  # noqa: E731
     r = one("r")
 
-    def volt(fld: str, divisor: float) -> float:
-        stored = one(fld)
+    def volt_of(stored: float, divisor: float) -> float:
         return _invert(stored, lambda c: c * divisor, stored / divisor,
                        lambda c: np.float32(c) * np.float32(divisor))
+
+    def volt(fld: str, divisor: float) -> float:
+        return volt_of(one(fld), divisor)
 
     try:
         if kind in ("CubaLIF", "CubaLI"):
             ts, tm = one("tau_syn"), one("tau_mem")
             tsi, tmi = _inv_tau(ts, tau_scale), _inv_tau(tm, tau_scale)
-            factor = _tidy_one(one("w_in", 1.0) * dt / ts * tau_scale) if mode == "nir" \
-                else 1.0
+            nir_mode = mode in ("nir", "rewire-1")
+            factor = _tidy_one(one("w_in", 1.0) * dt / ts * tau_scale) if nir_mode else 1.0
             div = {"norse": 1.0, "spyx": tm / dt}.get(mode, r)
             if kind == "CubaLIF":
                 neuron = irn.CubaLIF(tsi, tmi, v_th=volt("v_threshold", div),
@@ -121,9 +125,16 @@ def _lower_neuron(name: str, node, n: int, dt: float, mode: str = "nir",
                                  v_reset=volt("v_reset", div), dt=dt)
             else:
                 neuron = irn.LI(tmi, v_leak=volt("v_leak", div), dt=dt)
-        else:  # IF
-            div, factor = (1.0 if mode in ("norse", "spyx") else r * dt), 1.0
+        else:  # IF: v += r S per step, as NIR's readers integrate it (NIR stores no step);
+            # rewire's files before r = 1 (mode "rewire-1") wrote r = weight/dt: v += dt r S
+            div = 1.0 if mode in ("norse", "spyx") else r * dt if mode == "rewire-1" else r
+            factor = 1.0
             neuron = irn.IF(v_th=volt("v_threshold", div), v_reset=volt("v_reset", div), dt=dt)
+        if neuron.spiking:  # rewire's spike fields (rewire.ir.spike_metadata)
+            fields = from_metadata(getattr(node, "metadata", None))
+            if "v_min" in fields:
+                fields["v_min"] = volt_of(fields["v_min"], div)
+            neuron = dataclasses.replace(neuron, **fields) if fields else neuron
     except ValueError as exc:
         if isinstance(exc, LoweringError):
             raise

@@ -180,7 +180,7 @@ def _semantics(graph: nir.NIRGraph, nodes: dict, dt: float, source: str | None):
     else:
         other = " (rockpool's CubaLIF nodes: as LIFTorch, below)" if source == "rockpool" \
             else ""
-        notes.append(f"NIR voltages divided by r (by r*dt for IF) and w_in*dt/tau_syn folded "
+        notes.append(f"NIR voltages divided by r (IF: v += r S) and w_in*dt/tau_syn folded "
                      f"into the weights before each CubaLIF/CubaLI, so the IR's Euler step is "
                      f"NIR's at dt{other}")
     notes.append(_SOURCE_NOTES[source])
@@ -188,5 +188,8 @@ def _semantics(graph: nir.NIRGraph, nodes: dict, dt: float, source: str | None):
         notes.append(f"snnTorch's exporter writes tau = 1e-4 s / (1 - beta); at dt = {dt:g} s "
                      f"the decays are 1 - dt/tau, not snnTorch's beta")
     mode = "norse" if norse else source if source in ("rockpool", "spyx") else "nir"
+    if source == "rewire" and any(_kind(node) == "IF" and np.any(_arr(node.r) != 1)
+                                  for _, node in _all_neurons(nodes)):
+        mode = "rewire-1"  # rewire's IF before r = 1: r = weight/dt, v += dt r S
     return source, mode, tau_scale, notes
 

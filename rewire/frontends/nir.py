@@ -32,7 +32,7 @@ snnTorch's and Norse's readers and rewire's writer do), they are the IR's nodes
 
 .. math::
     \tau^{-1}_\mathrm{IR} = 1/\tau,\qquad v_\mathrm{IR} = V / R \ \text{(CubaLIF, CubaLI,
-    LIF, LI)},\quad v_\mathrm{IR} = V / (R\,\Delta t)\ \text{(IF)},\qquad
+    LIF, LI, IF)},\qquad
     W_\mathrm{IR} = W \cdot w_\mathrm{in}\Delta t/\tau_\mathrm{syn}\ \text{(CubaLIF, CubaLI)},
     \ W_\mathrm{IR} = W \text{ otherwise},
 
@@ -40,8 +40,13 @@ for every voltage (``v_threshold``, ``v_leak``, ``v_reset``): a CubaLIF's curren
 IR's ``j``; ``R`` is folded into the voltages so that the weights keep their values, and
 ``w_in dt / tau_syn`` (exactly 1 in rewire's and snnTorch's files) into the weights of the
 synapse before the neuron (for a pool, into its weight). rewire's writer
-(:mod:`rewire.export.nir_graph`: ``R = tau_mem/dt``, ``w_in = tau_syn/dt``,
-``v_threshold = v_th tau_mem/dt``) lowers back to the same weights and constants.
+(:mod:`rewire.export.nir_graph`: CubaLIF ``R = tau_mem/dt``, ``w_in = tau_syn/dt``,
+``v_threshold = v_th tau_mem/dt``; LIF, LI, IF ``R = 1``) lowers back to the same weights and
+constants, and reads the spike fields it writes into a neuron's metadata
+(:mod:`rewire.ir.spike_metadata`). IF is read as ``V += R S`` per step, not ``V += dt R S``:
+NIR stores no step and every reader integrates IF so (Norse, sinabs and spyx ignore ``R``,
+snnTorch 1.0 asserts ``R = 1``); rewire's files before ``R = 1`` (IF ``R = 1/dt``) are read
+as written then.
 
 **Per-neuron arrays** that are all equal lower to the scalar; differing values are refused
 naming the node and field (the chip has one decay and one threshold per layer).

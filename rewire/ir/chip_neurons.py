@@ -37,6 +37,7 @@ import numpy as np
 from rewire.errors import CompileError
 from rewire.hw_profiles.profile import HardwareProfile
 from rewire.ir.neurons import IF, LI, LIF, SPIKE_FIELDS, CubaLI, CubaLIF
+from rewire.ir.spike_metadata import to_metadata
 
 __all__ = ["ChipNeuron", "CompiledCubaLIF", "CompiledLIF", "CompiledIF", "CompiledCubaLI",
            "CompiledLI", "CHIP_NEURONS", "chip_class", "decay_constant", "check_neuron",
@@ -196,7 +197,9 @@ class ChipNeuron:
     @classmethod
     def nir_node(cls, neuron, shape, weight: float = 1.0):
         """The NIR 1.0 node of ``neuron`` (full-shape float64 parameters), a synaptic
-        ``weight`` (a pool's) folded into its input (see :mod:`rewire.export.nir_graph`)."""
+        ``weight`` (a pool's) folded into its input, the spike fields NIR has no field for in
+        its ``metadata`` (:mod:`rewire.ir.spike_metadata`). The form of each kind is the one
+        NIR's readers agree on (docs/formats.md, "NIR"; :mod:`rewire.export.nir_graph`)."""
         raise NotImplementedError  # pragma: no cover
 
 
@@ -224,7 +227,8 @@ class CompiledCubaLIF(ChipNeuron):
                            v_leak=_full(neuron.v_leak * v_unit, shape),
                            v_threshold=_full(neuron.v_th * v_unit, shape),
                            v_reset=_full(neuron.v_reset * v_unit, shape),
-                           w_in=_full(weight * (tau_syn / dt), shape))
+                           w_in=_full(weight * (tau_syn / dt), shape),
+                           metadata=to_metadata(neuron, v_unit))
 
 
 class CompiledCubaLI(CompiledCubaLIF):
@@ -249,7 +253,9 @@ class CompiledCubaLI(CompiledCubaLIF):
 
 class CompiledLIF(ChipNeuron):
     """``LIF`` (Norse ``LIFBoxCell``): ``(1, dt tau_mem_inv, dt tau_mem_inv)`` (the current
-    lasts one step); NIR ``LIF`` with ``tau = 1/tau_mem_inv``, ``r = weight tau/dt``."""
+    lasts one step); NIR ``LIF`` with ``tau = 1/tau_mem_inv``, ``r = 1`` and the voltages
+    divided by a pool's ``weight`` (Euler at ``dt``: ``v += dt/tau (v_leak - v + S)``, Norse's
+    ``LIFBoxCell`` step; Norse's ``from_nir`` ignores ``r``)."""
 
     IR = LIF
 
@@ -263,11 +269,11 @@ class CompiledLIF(ChipNeuron):
         import nir
 
         tau_mem = 1.0 / neuron.tau_mem_inv
-        unit = tau_mem / neuron.dt
-        return nir.LIF(tau=_full(tau_mem, shape), r=_full(weight * unit, shape),
-                       v_leak=_full(neuron.v_leak * unit, shape),
-                       v_threshold=_full(neuron.v_th * unit, shape),
-                       v_reset=_full(neuron.v_reset * unit, shape))
+        return nir.LIF(tau=_full(tau_mem, shape), r=_full(1.0, shape),
+                       v_leak=_full(neuron.v_leak / weight, shape),
+                       v_threshold=_full(neuron.v_th / weight, shape),
+                       v_reset=_full(neuron.v_reset / weight, shape),
+                       metadata=to_metadata(neuron, 1.0 / weight))
 
 
 class CompiledLI(CompiledLIF):
@@ -283,14 +289,14 @@ class CompiledLI(CompiledLIF):
         import nir
 
         tau_mem = 1.0 / neuron.tau_mem_inv
-        unit = tau_mem / neuron.dt
-        return nir.LI(tau=_full(tau_mem, shape), r=_full(weight * unit, shape),
-                      v_leak=_full(neuron.v_leak * unit, shape))
+        return nir.LI(tau=_full(tau_mem, shape), r=_full(1.0, shape),
+                      v_leak=_full(neuron.v_leak / weight, shape))
 
 
 class CompiledIF(ChipNeuron):
-    """``IF``: ``(1, 0, 1)``, ``vDecay = 0`` and weights ``w S``; NIR ``IF`` with
-    ``r = weight/dt`` (``v += dt r I``)."""
+    """``IF``: ``(1, 0, 1)``, ``vDecay = 0`` and weights ``w S``; NIR ``IF`` with ``r = 1``
+    and the voltages divided by a pool's ``weight``: ``v += r S`` per step, as every NIR
+    reader integrates it (Norse ``IAFCell``, sinabs ``IAF``, snnTorch 1.0 asserts ``r == 1``)."""
 
     IR = IF
     ZERO_LEAK = True
@@ -303,9 +309,9 @@ class CompiledIF(ChipNeuron):
     def nir_node(cls, neuron, shape, weight: float = 1.0):
         import nir
 
-        return nir.IF(r=_full(weight / neuron.dt, shape),
-                      v_threshold=_full(neuron.v_th, shape),
-                      v_reset=_full(neuron.v_reset, shape))
+        return nir.IF(r=_full(1.0, shape), v_threshold=_full(neuron.v_th / weight, shape),
+                      v_reset=_full(neuron.v_reset / weight, shape),
+                      metadata=to_metadata(neuron, 1.0 / weight))
 
 
 _LEAKY_READOUT = ("a {kind} leaky-integrator readout; a netx network's output is spikes "

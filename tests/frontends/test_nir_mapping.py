@@ -61,7 +61,8 @@ def test_scale_avgpool_identity_flatten_and_affine_are_folded_with_notes():
 
 
 def test_if_and_lif_voltages_scale_by_r_and_w_in_folds_into_weights():
-    """IF: v_IR = V/(R dt); LIF: V/R; a CubaLIF's w_in dt/tau_syn != 1 lands in the weights;
+    """IF: v_IR = V/R (v += R S per step, as NIR's readers integrate IF); LIF: V/R; a
+    CubaLIF's w_in dt/tau_syn != 1 lands in the weights;
     current encoding divides the first layer by input_gain."""
     w = np.full((3, 4), 0.5)
     g = _graph(("fc", nir.Linear(weight=w)),
@@ -69,7 +70,7 @@ def test_if_and_lif_voltages_scale_by_r_and_w_in_folds_into_weights():
                ("fc2", nir.Linear(weight=np.ones((2, 3)))),
                ("lif", _cuba(2, w_in=np.full(2, 10.0))))
     ir = lower(g, dt=1e-3, encoding="current", input_gain=4.0)
-    assert ir.layers[0].neuron.v_th == pytest.approx(0.01 / (2.0 * 1e-3))
+    assert ir.layers[0].neuron.v_th == pytest.approx(0.01 / 2.0)
     np.testing.assert_array_equal(ir.layers[0].synapse.weight, np.full((3, 4), 0.125, np.float32))
     np.testing.assert_allclose(ir.layers[1].synapse.weight, 10.0 * 1e-3 / 5e-3, rtol=1e-7)
     assert any("w_in*dt/tau_syn = 2 folded" in n for n in ir.notes)
@@ -214,7 +215,7 @@ def test_property_every_weight_lands_or_the_first_unsupported_node_is_named(case
         node = graph.nodes[f"neu{k}"]
         assert layer.neuron.kind == type(node).__name__
         if layer.neuron.spiking:
-            scale = float(np.ravel(node.r)[0]) * (dt if layer.neuron.kind == "IF" else 1.0)
+            scale = float(np.ravel(node.r)[0])  # IF too: v += R S per step
             assert layer.neuron.v_th == pytest.approx(float(np.ravel(node.v_threshold)[0])
                                                       / scale, rel=1e-6)
     event("lowered")
