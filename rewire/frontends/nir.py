@@ -212,8 +212,10 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
         ...     tau=np.full(2, 0.01), r=np.full(2, 10.0), v_leak=np.zeros(2),
         ...     v_threshold=np.full(2, 10.0)))
         >>> net = lower(g, dt=1e-3)
-        >>> [(layer.name, layer.synapse.op, layer.neuron) for layer in net.layers]
-        [('linear', 'dense', LIF(tau_mem_inv=100.0, v_th=1.0, v_leak=0.0, v_reset=0.0, dt=0.001))]
+        >>> from rewire.ir.nodes import LIF
+        >>> [(layer.name, layer.synapse.op, layer.neuron == LIF(100.0, v_th=1.0, dt=1e-3))
+        ...  for layer in net.layers]
+        [('linear', 'dense', True)]
         >>> net.notes[-1].split(":")[0]
         'source unknown'
     """
