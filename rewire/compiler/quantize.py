@@ -40,6 +40,7 @@ from torch.nn import functional as F
 from rewire.compiler._rows import RowBlocks, calibrated_max, int_row_sums
 from rewire.compiler.mapping import map_cores
 from rewire.compiler.netx_legal import netx_exact, netx_weights, to_netx_grid
+from rewire.compiler.skips import check_skips, split_skips
 from rewire.errors import CompileError
 from rewire.hw_profiles.profile import HardwareProfile
 from rewire.ir import nodes as ir_nodes
@@ -278,12 +279,17 @@ def _graded_input_layer(name: str, layer, profile: HardwareProfile, input_gain: 
     return (to_netx_grid(best[1]) if netx else best[1]), best[2]
 
 
-def _dense(name, layer, profile, input_scale, max_payload, payloads, netx) -> CompiledDense:
+def _dense(name, layer, profile, input_scale, max_payload, payloads, netx,
+           skips=()) -> CompiledDense:
     rec = layer.synapse.weight_rec if isinstance(layer.synapse, ir_nodes.RecurrentDense) \
         else None
-    compiled = quantize_layer(name, layer.synapse.weight, layer.neuron,
-                              profile, input_scale, max_payload, payloads, rec)
-    return to_netx_grid(compiled) if netx else compiled
+    # skip weights carry binary spikes, as recurrent ones do: they join the layer's extra
+    # columns and share its scale S (every bound then covers them), and are split off after
+    extra = [w for w in [rec, *(skip.weight for skip in skips)] if w is not None]
+    compiled = quantize_layer(name, layer.synapse.weight, layer.neuron, profile, input_scale,
+                              max_payload, payloads, np.hstack(extra) if extra else None)
+    compiled = to_netx_grid(compiled) if netx else compiled
+    return split_skips(compiled, rec, skips) if skips else compiled
 
 
 def _conv(name, layer, profile, input_scale, max_payload, payloads, netx) -> CompiledConv:
@@ -364,7 +370,11 @@ def compile_network(network: Network, profile: HardwareProfile, input_max_value:
         else:
             input_scale, max_payload = 1.0, 1
         dense = isinstance(layer.synapse, (ir_nodes.Dense, ir_nodes.RecurrentDense))
-        if dense and k == 0 and current:
+        skips = check_skips(network, k, name, layer, current)
+        if skips:
+            compiled = _dense(name, layer, profile, input_scale, max_payload, payloads, netx,
+                              skips)
+        elif dense and k == 0 and current:
             compiled, payload_max = _graded_input_layer(name, layer, profile,
                                                         network.input_gain,
                                                         input_max_value, calibration)

@@ -192,7 +192,8 @@ def to_nir(net: CompiledNetwork) -> nir.NIRGraph:
         kW)`` float64, zero bias, dilation 1) or ``pool<k>`` (``nir.SumPool2d``), each followed
         by ``lif<k>`` (the layer's neuron node, :func:`neuron_node`, parameters of the
         layer's output shape ``(out,)`` or ``(C, H, W)``; a recurrent layer's
-        :func:`recurrent_subgraph`), ``flatten`` (``nir.Flatten``) between a conv and a dense layer, and
+        :func:`recurrent_subgraph`), ``skip<k>_<n>`` (``nir.Linear``) from a skip connection's
+        source into ``lif<k>``, ``flatten`` (``nir.Flatten``) between a conv and a dense layer, and
         ``output``; ``metadata`` with ``dt``, ``steps``, ``encoding``, ``input_gain``,
         ``input_max_value``, ``profile``, ``rewire_version``, ``format`` (conv nets also
         ``input_shape`` and, with pooling, ``pool_weight``).
@@ -227,6 +228,10 @@ def to_nir(net: CompiledNetwork) -> nir.NIRGraph:
         nodes[syn], nodes[lif] = lookup(LAYER_NODES, layer, "NIR export")(layer, out_shape,
                                                                           gain, pool_w)
         edges += [(prev, syn), (syn, lif)]
+        for n, skip in enumerate(layer.skips):  # NIR sums every edge into a node
+            name = f"skip{k + 1}_{n + 1}"
+            nodes[name] = nir.Linear(weight=skip.weight.astype(np.float64))
+            edges += [("input" if skip.source == 0 else f"lif{skip.source}", name), (name, lif)]
         prev = lif
     nodes["output"] = nir.Output(output_type={"output": np.array([net.sizes[-1]])})
     edges.append((prev, "output"))
