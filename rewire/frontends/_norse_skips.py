@@ -24,7 +24,6 @@ from torch import nn
 
 from rewire.errors import LoweringError
 from rewire.frontends._norse_convert import is_stateful
-from rewire.ir import nodes as ir
 from rewire.ir.network import Skip
 
 
@@ -136,25 +135,21 @@ def classify_sums(source_of: dict, paths: dict, input_marker: str
     return feedback, skips
 
 
-def traced_skips(skips: list[TracedSkip], layer_of: dict, nodes: list,
-                 input_shape: tuple[int, ...]) -> tuple[Skip, ...]:
+def traced_skips(skips: list[TracedSkip], layer_of: dict, neurons: list[int],
+                 n_input: int) -> tuple[Skip, ...]:
     """The IR :class:`~rewire.ir.network.Skip` of each traced skip.
 
     Args:
         skips: :func:`classify_sums`' skips.
         layer_of: module -> the 1-based number of the layer its nodes end (a cell's own
             layer).
-        nodes: the lowered IR nodes (for the layers' sizes).
-        input_shape: the model's per-sample input shape.
+        neurons: neurons of each layer of the lowered chain, in order.
+        n_input: values per sample of the model input.
 
     Raises:
         rewire.errors.LoweringError: a shortcut through a Linear with a bias, or an identity
             shortcut between layers of different sizes, naming it and the fix.
     """
-    if not skips:
-        return ()
-    sizes = [int(np.prod(n.weight.shape[:1])) if not isinstance(n, ir.Conv2d) else None
-             for n in nodes if isinstance(n, ir.SYNAPSES)]
     out = []
     for skip in skips:
         target = layer_of[skip.target]
@@ -164,11 +159,15 @@ def traced_skips(skips: list[TracedSkip], layer_of: dict, nodes: list,
                 raise LoweringError(f"the shortcut Linear {type(skip.linear).__name__} has a "
                                     f"bias; give it bias=False (add the bias to the layer's "
                                     f"own Linear instead)", "")
+            if not isinstance(skip.linear, nn.Linear):
+                raise LoweringError(f"the shortcut {type(skip.linear).__name__} into layer "
+                                    f"{target}: a shortcut maps as an identity or through a "
+                                    f"bias-free Linear", "")
             weight = skip.linear.weight.detach().cpu().numpy()
         else:
-            n_src = int(np.prod(input_shape)) if source == 0 else sizes[source - 1]
-            n_dst = sizes[target - 1]
-            if n_src is None or n_src != n_dst:
+            n_src = n_input if source == 0 else neurons[source - 1]
+            n_dst = neurons[target - 1]
+            if n_src != n_dst:
                 raise LoweringError(f"an identity shortcut into layer {target} adds {n_src} "
                                     f"values to {n_dst} neurons; pass it through a Linear of "
                                     f"the right shape", "")

@@ -47,6 +47,8 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 
 import numpy as np
@@ -258,10 +260,14 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
         notes.append(f"steps not given: {DEFAULT_STEPS} assumed")
     names = _unique(names)
     try:
-        skips = traced_skips(info["skips"], layer_of, nodes, tuple(input_shape))
-        return Network(nodes=tuple(nodes), input_shape=tuple(input_shape), steps=int(steps),
-                       encoding=encoding, input_gain=float(gain), names=tuple(names),
-                       source="norse", notes=tuple(notes), skips=skips)
+        net = Network(nodes=tuple(nodes), input_shape=tuple(input_shape), steps=int(steps),
+                      encoding=encoding, input_gain=float(gain), names=tuple(names),
+                      source="norse", notes=tuple(notes))
+        if info["skips"]:
+            net = dataclasses.replace(net, skips=traced_skips(
+                info["skips"], layer_of, [l.neurons for l in net.layers],
+                int(np.prod(input_shape))))
+        return net
     except ValueError as exc:
         raise LoweringError(f"the lowered layers do not form a chip network: {exc}", "") \
             from None

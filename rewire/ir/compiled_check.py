@@ -176,8 +176,8 @@ def check_chain(layers) -> None:
     for k, layer in enumerate(layers):
         for n, skip in enumerate(layer.skips):
             at = f"compiled network: layers[{k}] ({layer.name!r}).skips[{n}]"
-            if isinstance(layer, CompiledConv):
-                raise ValueError(f"{at}: skips feed dense layers only")
+            if type(layer).TYPE == "sumpool":
+                raise ValueError(f"{at}: a sum pool takes no skip")
             if not 0 <= skip.source <= k:
                 raise ValueError(f"{at}.source must be 0 (the input) .. {k} (an earlier "
                                  f"layer), got {skip.source}")

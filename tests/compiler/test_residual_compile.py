@@ -18,7 +18,7 @@ from rewire.export import netx, nir_graph, onnx_int, onnx_step, onnx_unrolled
 from rewire.ir import dynamics
 from rewire.ir.compiled import CompiledNetwork, float_network
 from rewire.ir.network import Network, Skip
-from rewire.ir.nodes import IF, Conv2d, CubaLIF, Dense, Flatten
+from rewire.ir.nodes import IF, Conv2d, CubaLIF, Dense, Flatten, SumPool2d
 
 from conftest import examples
 
@@ -97,15 +97,44 @@ def test_exports_equal_the_integer_model_and_netx_refuses(tmp_path, loihi2):
     assert compiled.synapses > chain.synapses
 
 
-def test_skip_into_a_conv_layer_is_refused_by_name(loihi2):
-    conv = Network((Conv2d(np.ones((2, 1, 3, 3), np.float32) / 8), IF(),
-                    Conv2d(np.ones((2, 2, 3, 3), np.float32) / 8), IF(), Flatten(),
-                    Dense(np.ones((3, 2), np.float32)), IF()),
-                   input_shape=(1, 5, 5), steps=4,
-                   skips=(Skip(1, 2, np.zeros((2, 18), np.float32)),))
-    with pytest.raises(CompileError, match="conv2 .*skip connection from layer1 .*dense "
-                                           "layers only"):
-        compile_network(conv, loihi2)
+def test_conv_residual_block_is_exact(tmp_path, loihi2):
+    """conv -> IF -> conv (+ identity shortcut of the first map) -> IF -> flatten -> dense:
+    weights k/64 with one 127/64 per matrix and the identity's 1.0 give every layer
+    ``S = 128``; the integer model, both ONNX files and the float IR then agree exactly."""
+    rng = np.random.default_rng(0)
+
+    def grid(shape):
+        k = rng.integers(-30, 26, size=shape)
+        k.flat[0] = 127
+        return (k / 64).astype(np.float32)
+
+    net = Network((Conv2d(grid((4, 1, 3, 3)), padding=(1, 1)), IF(),
+                   Conv2d(grid((4, 4, 3, 3)), padding=(1, 1)), IF(), Flatten(),
+                   Dense(grid((5, 144))), IF()),
+                  input_shape=(1, 6, 6), steps=12, encoding="rate",
+                  skips=(Skip(1, 2, np.eye(144, dtype=np.float32)),))
+    compiled = compile_network(net, loihi2)
+    assert [l.scale for l in compiled.layers] == [128.0] * 3
+    x = (rng.random((12, 16, 1, 6, 6)) < 0.4).astype(np.float32)
+    flat = x.reshape(12, 16, -1)
+    ref = dynamics.run(net, torch.tensor(x), record_all=True)
+    got = simulate(compiled, flat.astype(np.int64), record_all=True)
+    for r, g in zip(ref, got):
+        assert g.sum() > 0 and np.array_equal(r.numpy().reshape(g.shape), g)
+    onnx_int.write(compiled, tmp_path / "i.onnx")
+    onnx_step.write(compiled, tmp_path / "s.onnx")
+    assert np.array_equal(np.asarray(onnx_int.run(tmp_path / "i.onnx", flat.astype(np.int64))),
+                          got[-1])
+    assert np.array_equal(np.asarray(onnx_step.run(tmp_path / "s.onnx", flat)), got[-1])
+
+
+def test_skip_into_a_sum_pool_is_refused_by_name(loihi2):
+    net = Network((Conv2d(np.ones((2, 1, 3, 3), np.float32) / 8), IF(),
+                   SumPool2d(2), IF(), Flatten(), Dense(np.ones((3, 8), np.float32)), IF()),
+                  input_shape=(1, 6, 6), steps=4,
+                  skips=(Skip(1, 2, np.zeros((8, 32), np.float32)),))
+    with pytest.raises(CompileError, match="pool1 .*skip connection from layer1 .*sum pool"):
+        compile_network(net, loihi2)
 
 
 def test_skip_from_a_graded_input_is_refused_by_name(loihi2):

@@ -121,3 +121,44 @@ class ShortcutBias(ResidualNet):
 def test_residual_refusals_name_the_piece(model, n_in, match):
     with pytest.raises(LoweringError, match=match):
         lower(model(), torch.zeros(3, 1, n_in))
+
+
+class ConvResidual(nn.Module):
+    """A residual conv block as conv SNNs write it: conv -> cell -> conv(z) + z -> cell ->
+    flatten -> Linear -> cell."""
+
+    def __init__(self, cell=IAFCell):
+        super().__init__()
+        self.conv1, self.cell1 = nn.Conv2d(1, 4, 3, padding=1, bias=False), cell()
+        self.conv2, self.cell2 = nn.Conv2d(4, 4, 3, padding=1, bias=False), cell()
+        self.fc, self.cell3 = nn.Linear(4 * 6 * 6, 5, bias=False), cell()
+
+    def forward(self, x):  # (T, B, 1, 6, 6)
+        s1 = s2 = s3 = None
+        out = []
+        for x_t in x:
+            z1, s1 = self.cell1(self.conv1(x_t), s1)
+            z2, s2 = self.cell2(self.conv2(z1) + z1, s2)
+            z3, s3 = self.cell3(self.fc(z2.flatten(1)), s3)
+            out.append(z3)
+        return torch.stack(out)
+
+
+def test_conv_residual_block_is_exact_from_user_code(tmp_path):
+    model = ConvResidual()
+    with torch.no_grad():
+        for p in model.parameters():  # the k/64 grid of _grid_model
+            k = torch.randint(-30, 26, p.shape, generator=torch.Generator().manual_seed(2))
+            k.view(-1)[0] = 127
+            p.copy_(k.float() / 64)
+    x = (torch.rand(12, 64, 1, 6, 6, generator=torch.Generator().manual_seed(3)) < 0.4).float()
+    with torch.no_grad():
+        ref = model(x).numpy()
+    compiled = rewire.compile(model, "loihi2", example_input=x, encoding="rate")
+    assert [(s.source, s.weight.shape) for s in compiled.layers[1].skips] == [(1, (144, 144))]
+    flat = x.numpy().reshape(12, 64, -1)
+    assert ref.sum() > 0
+    assert np.array_equal(simulate(compiled, flat.astype(np.int64))[-1], ref)
+    onnx_int.write(compiled, tmp_path / "i.onnx")
+    assert np.array_equal(np.asarray(onnx_int.run(tmp_path / "i.onnx", flat.astype(np.int64))),
+                          ref)
