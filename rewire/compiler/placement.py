@@ -136,8 +136,10 @@ def output_routes(profile: HardwareProfile, layers, placement, usage_cores) -> n
             count = np.full(src.neurons, len(cores_next), np.int64)
         else:
             count = np.zeros(src.neurons, np.int64)
+            # the first src.neurons columns are src's spikes; a recurrent layer's own
+            # spikes and skip connections follow them (routes counted for src only)
             for c in cores_next:
-                count += nxt.mask[dest == c].any(axis=0)
+                count += nxt.mask[dest == c][:, :src.neurons].any(axis=0)
         if lim.dest_cores_per_neuron and count.max(initial=0) > lim.dest_cores_per_neuron:
             worst = int(count.max())
             raise MappingError(

@@ -40,6 +40,8 @@ from torch.nn import functional as F
 from rewire.compiler._rows import RowBlocks, calibrated_max, int_row_sums
 from rewire.compiler.mapping import map_cores
 from rewire.compiler.netx_legal import netx_exact, netx_weights, to_netx_grid
+from rewire.compiler.skips import (check_skips, conv_skip_columns, split_skips,
+                                   with_conv_skips)
 from rewire.errors import CompileError
 from rewire.hw_profiles.profile import HardwareProfile
 from rewire.ir import nodes as ir_nodes
@@ -189,7 +191,8 @@ def conv_patches(payloads: np.ndarray, in_shape: tuple[int, int, int],
 def quantize_conv_layer(name: str, synapse, in_shape: tuple[int, int, int],
                         out_shape: tuple[int, int, int], neuron, profile: HardwareProfile,
                         input_scale: float, max_payload: int,
-                        payloads: np.ndarray | None = None) -> CompiledConv:
+                        payloads: np.ndarray | None = None,
+                        extra: np.ndarray | None = None) -> CompiledConv:
     """Quantize an IR ``Conv2d`` or ``SumPool2d`` layer.
 
     The same per-layer scale ``S`` as :func:`quantize_layer` (whose code this reuses on the
@@ -205,6 +208,9 @@ def quantize_conv_layer(name: str, synapse, in_shape: tuple[int, int, int],
         in_shape, out_shape: ``(C, H, W)`` feature maps in and out.
         neuron, profile, input_scale, max_payload: as :func:`quantize_layer`.
         payloads: optional calibration payloads ``(B, C*H*W)``.
+        extra: optional float ``(C_out, m)`` columns of binary inputs that share the layer's
+            scale (a skip connection's worst row per channel,
+            :func:`rewire.compiler.skips.conv_skip_columns`).
 
     Returns:
         A :class:`~rewire.ir.compiled_layers.CompiledConv` (a
@@ -222,7 +228,7 @@ def quantize_conv_layer(name: str, synapse, in_shape: tuple[int, int, int],
     if payloads is not None and groups == 1:
         patches = conv_patches(payloads, in_shape, weight.shape[2:], stride, padding)
     flat = quantize_layer(name, weight.reshape(len(weight), -1), neuron, profile, input_scale,
-                          max_payload, patches)
+                          max_payload, patches, extra)
     fields = dict(name=name, weight=flat.weight.reshape(weight.shape),
                   weight_int=flat.weight_int.reshape(weight.shape), scale=flat.scale,
                   input_scale=flat.input_scale, scale_limited_by=flat.scale_limited_by,
@@ -278,17 +284,25 @@ def _graded_input_layer(name: str, layer, profile: HardwareProfile, input_gain: 
     return (to_netx_grid(best[1]) if netx else best[1]), best[2]
 
 
-def _dense(name, layer, profile, input_scale, max_payload, payloads, netx) -> CompiledDense:
+def _dense(name, layer, profile, input_scale, max_payload, payloads, netx,
+           skips=()) -> CompiledDense:
     rec = layer.synapse.weight_rec if isinstance(layer.synapse, ir_nodes.RecurrentDense) \
         else None
-    compiled = quantize_layer(name, layer.synapse.weight, layer.neuron,
-                              profile, input_scale, max_payload, payloads, rec)
-    return to_netx_grid(compiled) if netx else compiled
+    # skip weights carry binary spikes, as recurrent ones do: they join the layer's extra
+    # columns and share its scale S (every bound then covers them), and are split off after
+    extra = [w for w in [rec, *(skip.weight for skip in skips)] if w is not None]
+    compiled = quantize_layer(name, layer.synapse.weight, layer.neuron, profile, input_scale,
+                              max_payload, payloads, np.hstack(extra) if extra else None)
+    compiled = to_netx_grid(compiled) if netx else compiled
+    return split_skips(compiled, rec, skips) if skips else compiled
 
 
-def _conv(name, layer, profile, input_scale, max_payload, payloads, netx) -> CompiledConv:
-    return quantize_conv_layer(name, layer.synapse, layer.in_shape, layer.out_shape,
-                               layer.neuron, profile, input_scale, max_payload, payloads)
+def _conv(name, layer, profile, input_scale, max_payload, payloads, netx,
+          skips=()) -> CompiledConv:
+    compiled = quantize_conv_layer(name, layer.synapse, layer.in_shape, layer.out_shape,
+                                   layer.neuron, profile, input_scale, max_payload, payloads,
+                                   conv_skip_columns(layer.out_shape, skips))
+    return with_conv_skips(compiled, skips, profile) if skips else compiled
 
 
 #: IR synapse type -> how its layer is quantized (the graded input layer aside).
@@ -364,7 +378,11 @@ def compile_network(network: Network, profile: HardwareProfile, input_max_value:
         else:
             input_scale, max_payload = 1.0, 1
         dense = isinstance(layer.synapse, (ir_nodes.Dense, ir_nodes.RecurrentDense))
-        if dense and k == 0 and current:
+        skips = check_skips(network, k, name, layer, current)
+        if skips:
+            compiled = lookup(QUANTIZERS, layer.synapse, "compile_network")(
+                name, layer, profile, input_scale, max_payload, payloads, netx, skips)
+        elif dense and k == 0 and current:
             compiled, payload_max = _graded_input_layer(name, layer, profile,
                                                         network.input_gain,
                                                         input_max_value, calibration)

@@ -29,6 +29,8 @@ a netx file run in Lava's Loihi 2 simulator produces. Running ``T + L`` steps (i
 dropping the first ``L`` outputs of the delayed model gives the undelayed one exactly
 (:func:`align`).
 
+A layer fed by skip connections (:class:`~rewire.ir.compiled_layers.CompiledSkip`) adds
+:math:`W_\mathrm{skip,int}\, s_\mathrm{source}`, the source's spikes of the same step.
 A recurrent layer (netx ``dense_rec``) adds :math:`W_\mathrm{rec,int}\, z_{t-1}`, its own
 spikes of the step before, to ``a``; in Lava the recurrent ``Dense`` delays by one step as
 well, which is exactly that ``t - 1``, so the delayed model shifts a recurrent layer like any
@@ -41,6 +43,7 @@ from __future__ import annotations
 import numpy as np
 
 from rewire.compiler.netx_legal import lava_delay_steps, pad_for_lava
+from rewire.errors import CompileError
 from rewire.hw_profiles.profile import NeuronFormat
 from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import CompiledConv, CompiledDense, CompiledLayer, lookup
@@ -186,17 +189,24 @@ def simulate(net: CompiledNetwork, payload: np.ndarray, lava_delay: bool = False
     out = [np.zeros((steps, batch, l.shape[0]), np.uint8 if l.spiking else np.int64)
            for l in net.layers]
     z_prev = [np.zeros((batch, l.shape[0]), np.int64) for l in net.layers]
+    if lava_delay and any(l.skips for l in net.layers):
+        raise CompileError("a network with skip connections has no Lava-delayed model: each "
+                           "path to a layer would arrive with its own delay (netx refuses it)")
     for t in range(steps):
         s = payload[t]
+        seen = [s]  # seen[j]: the spikes of layer j this step (0: the input payload)
         for k, layer in enumerate(net.layers):
             if lava_delay:
                 s, pending[k] = pending[k], s
             a = synaptic_input(layer, s)
+            for skip in layer.skips:  # integer sums: the order does not matter
+                a = a + seen[skip.source] @ skip.weight_int.astype(np.int64).T
             if layer.recurrent:
                 a = a + z_prev[k] @ layer.weight_rec_int.astype(np.int64).T
             u[k], v[k], out[k][t], fire = layer.chip.int_step(ops, u[k], v[k], a)
             if fire is not None:
                 s = z_prev[k] = fire.astype(np.int64)
+            seen.append(s)
     return out if record_all else [out[-1]]
 
 

@@ -112,7 +112,8 @@ def check_network(net: CompiledNetwork) -> None:
 
     Raises:
         ValueError: ``net.profile`` has no netx target (``"netx"`` not in its formats).
-        rewire.errors.ExportError: a neuron netx cannot hold (a leaky-integrator
+        rewire.errors.ExportError: a skip connection (netx is a chain), a neuron netx cannot
+            hold (a leaky-integrator
             ``LI``/``CubaLI`` readout: netx networks output spikes only), or an all-zero layer
             whose input is too large for the silent guard, naming the layer.
     """
@@ -120,6 +121,15 @@ def check_network(net: CompiledNetwork) -> None:
         raise ValueError(f"profile {net.profile.name!r} has no netx target "
                          f"(formats = {list(net.profile.formats)})")
     for k, layer in enumerate(net.layers):
+        if layer.skips:
+            src = ", ".join("the input" if s.source == 0 else net.layers[s.source - 1].name
+                            for s in layer.skips)
+            raise ExportError(f"netx export: layer {layer.name} ({layer.source or layer.name}) "
+                              f"sums a skip connection from {src}; a netx file is a chain of "
+                              f"layers (lava-dl 0.6 netx reads no skip or concat), and in Lava "
+                              f"each path would arrive with its own delay. Export ONNX or NIR "
+                              f"(formats=['onnx', 'nir']) for this network, or train it without "
+                              f"the skip for Loihi 2", "netx", layer.name)
         why = layer.chip.netx_refusal()
         if why:
             raise ExportError(f"netx export: layer {layer.name} ({layer.source or layer.name}) "

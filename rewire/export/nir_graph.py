@@ -264,6 +264,7 @@ def to_nir(net: CompiledNetwork | Network) -> nir.NIRGraph:
         or zeros, dilation 1) or ``pool<k>`` (``nir.SumPool2d``), each followed by ``lif<k>``
         (the layer's neuron node, :func:`neuron_node`, parameters of the layer's output shape
         ``(out,)`` or ``(C, H, W)``; a recurrent layer's :func:`recurrent_subgraph`),
+        ``skip<k>_<n>`` (``nir.Linear``) from a skip connection's source into ``lif<k>``,
         ``flatten`` (``nir.Flatten``) between a conv and a dense layer, and ``output``;
         ``metadata`` with ``dt``, ``steps``, ``encoding``, ``input_gain``, ``rewire_version``,
         ``format`` (a compiled network also ``input_max_value`` and ``profile``; conv nets
@@ -300,6 +301,10 @@ def to_nir(net: CompiledNetwork | Network) -> nir.NIRGraph:
             prev = "flatten"
         nodes[syn], nodes[lif] = _lookup(layer.synapse)(layer, gain, pool_w)
         edges += [(prev, syn), (syn, lif)]
+        for n, skip in enumerate(ir.skips_into(k + 1)):  # NIR sums every edge into a node
+            name = f"skip{k + 1}_{n + 1}"
+            nodes[name] = nir.Linear(weight=skip.weight.astype(np.float64))
+            edges += [("input" if skip.source == 0 else f"lif{skip.source}", name), (name, lif)]
         prev = lif
     nodes["output"] = nir.Output(output_type={"output": np.array(
         [int(np.prod(ir.layers[-1].out_shape))])})

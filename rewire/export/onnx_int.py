@@ -268,7 +268,10 @@ def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
 
     def emit(b: GraphBuilder, x: str, states: dict) -> tuple[str, dict, list]:
         ops = OnnxIntOps(b, nfmt)
-        s, new, spikes = x, {}, []
+        s, new, spikes, seen = x, {}, [], [x]
+        if lava_delay and any(layer.skips for layer in net.layers):
+            raise ExportError("a network with skip connections has no Lava-delayed model "
+                              "(each path would arrive with its own delay)", "onnx_int")
         for k, layer in enumerate(net.layers):
             p = ops.p = f"l{k}_"
             ops.k = k
@@ -292,11 +295,16 @@ def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
                     rec = b.op("MatMul", [states[f"r{k}"], b.const(f"Wrec{k}_T", w_rec, i64)],
                                p + "rec")
                 a = b.op("Add", [a, rec], p + "a_rec")
+            for n, skip in enumerate(layer.skips):  # int64 MatMul: exact at any size
+                w = b.const(f"Wskip{k}_{n}_T", skip.weight_int.T, i64)
+                a = b.op("Add", [a, b.op("MatMul", [seen[skip.source], w], p + f"skip{n}")],
+                         p + f"a_skip{n}")
             new[f"u{k}"], new[f"v{k}"], s, fire = layer.chip.int_step(
                 ops, states[f"u{k}"], states[f"v{k}"], a)
             if fire is not None and layer.recurrent:
                 new[f"r{k}"] = b.op("Identity", [s], p + "r_new")
             spikes.append(s)
+            seen.append(s)
         return s, new, spikes
 
     states, layout = [], {}

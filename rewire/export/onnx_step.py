@@ -133,11 +133,15 @@ def float_body(net: CompiledNetwork) -> StepBody:
         s = x
         if net.encoding == "current":
             s = b.op("Mul", [x, b.const("input_gain", net.input_gain)], "x_current")
-        new, spikes = {}, []
+        new, spikes, seen = {}, [], [s]
         for k, layer in enumerate(net.layers):
             nrn = layer.neuron
             v, i, p = states[f"v{k}"], states[f"i{k}"], f"l{k}_"
             terms = [lookup(_INPUT, layer, "ONNX step")(b, s, layer, k, p)]
+            for n, skip in enumerate(layer.skips):  # residual terms join the input first
+                w = b.const(f"Wskip{k}_{n}_T", skip.weight.T)
+                terms[0] = b.op("Add", [terms[0], b.op("MatMul", [seen[skip.source], w],
+                                                       p + f"skip{n}")], p + f"a_skip{n}")
             if layer.recurrent:
                 terms.append(b.op("MatMul", [states[f"r{k}"],
                                              b.const(f"Wrec{k}_T", layer.weight_rec.T)],
@@ -148,6 +152,7 @@ def float_body(net: CompiledNetwork) -> StepBody:
                 z = b.op("Identity", [v_dec], f"z{k}")
                 spikes.append(z)
                 s = z
+                seen.append(s)
                 continue
             margin = b.op("Sub", [v_dec, b.const(f"v_th{k}", nrn.v_th)], p + "margin")
             fire = b.op("Greater", [margin, zero], p + "fire")
@@ -159,6 +164,7 @@ def float_body(net: CompiledNetwork) -> StepBody:
                 new[f"r{k}"] = b.op("Identity", [z], p + "r_new")
             spikes.append(z)
             s = z
+            seen.append(s)
         return s, new, spikes
 
     sizes = [l.shape[0] for l in net.layers]

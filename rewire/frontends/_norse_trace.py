@@ -15,6 +15,7 @@ from torch.overrides import TorchFunctionMode
 from rewire.errors import LoweringError
 from rewire.frontends._norse_convert import (_converter, _is_container, _parametrization,
                                              _unsupported, is_stateful)
+from rewire.frontends._norse_skips import classify_sums
 
 
 @dataclass
@@ -252,29 +253,14 @@ def _chain_from_trace(model, calls, paths):
             source_of[module] = parts
         else:
             source_of[module] = src[0]
-    # a cell fed by the sum of two synapses: one fed by the chain, one by the cell itself
-    for module, src in list(source_of.items()):
-        if isinstance(src, list):
-            if len(src) != 2 or not all(isinstance(s, _Call) for s in src):
-                raise LoweringError(f"{paths.get(module, '')}: the sum of {len(src)} inputs "
-                                    f"feeds it; rewire maps only a feed-forward synapse plus a "
-                                    f"recurrent one from the same layer", paths.get(module, ""))
-            a, b = (s.target for s in src)
-            fb = [m for m in (a, b) if isinstance(source_of.get(m), _Call)
-                  and source_of[m].target is module]
-            if len(fb) != 1:
-                raise LoweringError(
-                    f"{paths.get(module, '')} ({type(module).__name__}) sums two synaptic "
-                    f"inputs, but neither comes from its own spikes; feedback between layers "
-                    f"(or a skip connection) has no mapping on the chip: only recurrence within "
-                    f"a layer (netx dense_rec)", paths.get(module, ""))
-            feedback[module] = fb[0]
-            source_of[module] = src[0] if fb[0] is b else src[1]
+    # a cell fed by a sum: its recurrent Linear, skip connections and its main synapse
+    feedback, skips = classify_sums(source_of, paths, _INPUT)
+    info["skips"] = skips
     steps = max((sum(1 for c in calls if c.kind == "module" and c.target is m)
                  for m in first_call), default=0)
     info["steps"] = steps
     # walk from the input
-    fb_modules = set(feedback.values())
+    fb_modules = set(feedback.values()) | {s.linear for s in skips if s.linear is not None}
     chain, current, seen = [], _INPUT, set()
     while True:
         nxt = [m for m, s in source_of.items() if m not in fb_modules and

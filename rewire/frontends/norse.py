@@ -47,6 +47,8 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 
 import numpy as np
@@ -58,6 +60,7 @@ from rewire.errors import LoweringError
 from rewire.frontends._norse_convert import (CONVERTERS, _converter, _is_container, _LOWERED,
                                              _no_bias, _np, _parametrization, _unsupported,
                                              register)
+from rewire.frontends._norse_skips import traced_skips
 from rewire.frontends._norse_trace import _chain_from_trace, _trace, check_module_behaviour
 from rewire.frontends.torch_module import IRModule, to_module
 from rewire.ir import nodes as ir
@@ -192,19 +195,20 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
     if direct:
         chain = _container_modules(model) if _is_container(model) else [("", model)]
         feedback: dict = {}
-        info = {"gain": None, "steps": 0}
+        info = {"gain": None, "steps": 0, "skips": []}
     else:
         example = example_input if example_input is not None else \
             _default_example(model, steps, input_shape)
         calls, paths = _trace(model, example)
         modules, feedback, info = _chain_from_trace(model, calls, paths)
         chain = [(paths.get(m, ""), m) for m in modules]
-        _check_all_lowered(model, set(modules) | set(feedback.values()) | {model})
+        _check_all_lowered(model, set(modules) | set(feedback.values()) | {model} |
+                           {s.linear for s in info["skips"] if s.linear is not None})
         if input_shape is None:
             per = tuple(example.shape[2:]) if example.dim() >= 3 and not hasattr(model, "steps") \
                 and not hasattr(model, "input_shape") else tuple(example.shape[1:])
             input_shape = tuple(getattr(model, "input_shape", per))
-    nodes, names = [], []
+    nodes, names, layer_of = [], [], {}
     for path, m in chain:
         new = _nodes_for(m, path)
         if m in feedback:
@@ -228,6 +232,7 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
                         prev.op in ("conv", "sumpool"):
                     nodes.append(ir.Flatten())  # torch's x.flatten(1) of the (C, H, W) map
             nodes.append(node)
+        layer_of[m] = len(names)  # a cell's layer (1-based): the synapses before it
     if not nodes:
         raise LoweringError("the model holds no module rewire can lower", "")
     if direct:
@@ -255,9 +260,14 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
         notes.append(f"steps not given: {DEFAULT_STEPS} assumed")
     names = _unique(names)
     try:
-        return Network(nodes=tuple(nodes), input_shape=tuple(input_shape), steps=int(steps),
-                       encoding=encoding, input_gain=float(gain), names=tuple(names),
-                       source="norse", notes=tuple(notes))
+        net = Network(nodes=tuple(nodes), input_shape=tuple(input_shape), steps=int(steps),
+                      encoding=encoding, input_gain=float(gain), names=tuple(names),
+                      source="norse", notes=tuple(notes))
+        if info["skips"]:
+            net = dataclasses.replace(net, skips=traced_skips(
+                info["skips"], layer_of, [l.neurons for l in net.layers],
+                int(np.prod(input_shape))))
+        return net
     except ValueError as exc:
         raise LoweringError(f"the lowered layers do not form a chip network: {exc}", "") \
             from None

@@ -21,7 +21,7 @@ from rewire.ir.compiled_check import check_chain, check_layer, check_placement, 
 from rewire.ir.compiled_layers import (CompiledConv, CompiledDense, CompiledLayer,  # noqa: F401
                                        CompiledRecurrentDense, CompiledSumPool, lookup)
 from rewire.ir.cores import CoreMapping
-from rewire.ir.network import Network
+from rewire.ir.network import Network, Skip
 
 #: Version of the compiled network's ``to_dict`` and of the files written from it. Kept at 2
 #: (the files' bytes must not change): version 2 dicts of the previous rewire (one
@@ -222,6 +222,9 @@ def float_network(net: CompiledNetwork) -> Network:
         nodes.append(layer.neuron)
     first = net.layers[0]
     in_shape = first.in_shape if isinstance(first, CompiledConv) else (first.shape[1],)
+    skips = tuple(Skip(s.source, k + 1, s.weight) for k, layer in enumerate(net.layers)
+                  for s in layer.skips)
     return Network(nodes=tuple(nodes), input_shape=in_shape, steps=net.steps,
                    encoding=net.encoding, input_gain=net.input_gain,
-                   names=tuple(l.name for l in net.layers), source=net.source, notes=net.notes)
+                   names=tuple(l.name for l in net.layers), source=net.source, notes=net.notes,
+                   skips=skips)

@@ -106,6 +106,9 @@ def check_layer(layer: CompiledLayer, k: int, profile: HardwareProfile) -> None:
                          f"{layer.weight_int.shape}")
     _ints_in(f"{at}.weight_int", layer.weight_int, profile)
     _floats(f"{at}.weight", layer.weight, layer.weight_int.shape)
+    for n, skip in enumerate(layer.skips):
+        _ints_in(f"{at}.skips[{n}].weight_int", skip.weight_int, profile)
+        _floats(f"{at}.skips[{n}].weight", skip.weight, skip.weight_int.shape)
     if isinstance(layer, CompiledRecurrentDense):
         out = layer.weight_int.shape[0]
         if not isinstance(layer.weight_rec_int, np.ndarray) or \
@@ -170,6 +173,20 @@ def check_chain(layers) -> None:
             raise ValueError(f"compiled network: layers[{k}] ({layers[k].name!r}) takes "
                              f"{layers[k].shape[1]} inputs, layers[{k - 1}] gives "
                              f"{layers[k - 1].shape[0]}")
+    for k, layer in enumerate(layers):
+        for n, skip in enumerate(layer.skips):
+            at = f"compiled network: layers[{k}] ({layer.name!r}).skips[{n}]"
+            if type(layer).TYPE == "sumpool":
+                raise ValueError(f"{at}: a sum pool takes no skip")
+            if not 0 <= skip.source <= k:
+                raise ValueError(f"{at}.source must be 0 (the input) .. {k} (an earlier "
+                                 f"layer), got {skip.source}")
+            width = layers[0].shape[1] if skip.source == 0 else layers[skip.source - 1].shape[0]
+            if skip.weight_int.shape != (layer.shape[0], width) or \
+                    skip.weight.shape != skip.weight_int.shape:
+                raise ValueError(f"{at}: weight and weight_int must be ({layer.shape[0]}, "
+                                 f"{width}), got {skip.weight.shape} and "
+                                 f"{skip.weight_int.shape}")
 
 
 def check_placement(mapping, layers) -> None:

@@ -27,8 +27,48 @@ from rewire.ir import nodes as ir_nodes
 from rewire.ir._checked import array_from_dict, check_int
 from rewire.ir.chip_neurons import ChipNeuron, chip_class
 
-__all__ = ["CompiledLayer", "CompiledDense", "CompiledRecurrentDense", "CompiledConv",
+__all__ = ["CompiledSkip", "CompiledLayer", "CompiledDense", "CompiledRecurrentDense", "CompiledConv",
            "CompiledSumPool", "LAYER_TYPES", "lookup", "layer_names"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompiledSkip:
+    """A skip connection into a compiled layer (:class:`rewire.ir.network.Skip`), quantized
+    with the scale ``S`` of the layer it feeds.
+
+    Attributes:
+        source: 0 for the network input, ``k >= 1`` for the output of layer ``k`` (1-based).
+        weight: float32 ``(n_target, n_source)``.
+        weight_int: int32, same shape, on the layer's weight grid.
+    """
+
+    source: int
+    weight: np.ndarray
+    weight_int: np.ndarray
+
+    def to_dict(self) -> dict:
+        """``{"source", "weight", "weight_int"}``, arrays as ``{dtype, shape, data}``."""
+        return {"source": self.source, **{k: _array(getattr(self, k))
+                                          for k in ("weight", "weight_int")}}
+
+    @staticmethod
+    def from_dict(data: dict) -> "CompiledSkip":
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: missing or unknown fields, or malformed arrays (named).
+        """
+        if not isinstance(data, dict) or set(data) != {"source", "weight", "weight_int"}:
+            raise ValueError("a compiled skip is a {source, weight, weight_int} dict")
+        return CompiledSkip(source=check_int("CompiledSkip.source", data["source"], 0,
+                                             2**31 - 1),
+                            **{k: array_from_dict(data[k], f"CompiledSkip.{k}")
+                               for k in ("weight", "weight_int")})
+
+
+def _array(value: np.ndarray) -> dict:
+    return {"dtype": str(value.dtype), "shape": list(value.shape),
+            "data": value.reshape(-1).tolist()}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +88,8 @@ class CompiledLayer:
             neuron node, ``iDecay``, ``vDecay``, ``vThMant``).
         notes: what the compiler had to do beyond the plain mapping, for the report.
         source: the layer's name in the source model (module path or NIR node).
+        skips: :class:`CompiledSkip` connections into this layer (dense layers only), summed
+            with its own synaptic input.
     """
 
     name: str
@@ -59,6 +101,7 @@ class CompiledLayer:
     chip: ChipNeuron
     notes: tuple[str, ...] = ()
     source: str = ""
+    skips: tuple[CompiledSkip, ...] = ()
     TYPE: ClassVar[str] = ""
     recurrent: ClassVar[bool] = False  #: netx ``dense_rec``: recurrent weights
 
@@ -90,7 +133,11 @@ class CompiledLayer:
     @property
     def fan_in_matrix(self) -> np.ndarray:
         """``weight_int`` with rows flat, ``(out, fan-in)`` (what one neuron's fan-in counts;
-        for a conv layer one row per output channel)."""
+        for a conv layer one row per output channel), then the skip weights' columns."""
+        own = self._own_fan_in()
+        return np.hstack([own, *(s.weight_int for s in self.skips)]) if self.skips else own
+
+    def _own_fan_in(self) -> np.ndarray:
         return self.weight_int.reshape(len(self.weight_int), -1)
 
     @property
@@ -100,8 +147,13 @@ class CompiledLayer:
 
     @property
     def float_synapses(self) -> int:
-        """Connected synapses of the float model (non-zero trained weights), before rounding."""
-        return int(np.count_nonzero(self.weight))
+        """Connected synapses of the float model (non-zero trained weights), before rounding,
+        skips included."""
+        return int(np.count_nonzero(self.weight)) + self._skip_count(True)
+
+    def _skip_count(self, nonzero: bool) -> int:
+        return sum(int(np.count_nonzero(s.weight)) if nonzero else s.weight.size
+                   for s in self.skips)
 
     @property
     def synapses(self) -> int:
@@ -110,8 +162,9 @@ class CompiledLayer:
 
     @property
     def dense_synapses(self) -> int:
-        """Synapses of the dense layer (every weight entry, recurrent ones included)."""
-        return self.weight.size
+        """Synapses of the dense layer (every weight entry, recurrent and skip ones
+        included)."""
+        return self.weight.size + self._skip_count(False)
 
     @property
     def max_fan_in(self) -> int:
@@ -133,6 +186,10 @@ class CompiledLayer:
             if f.name == "chip":
                 out.update(neuron=value.neuron.to_dict(), i_decay=value.i_decay,
                            v_decay=value.v_decay, v_th_mant=value.v_th_mant)
+                continue
+            if f.name == "skips":
+                if value:  # left out when empty: the dict of a chain is what it was
+                    out["skips"] = [skip.to_dict() for skip in value]
                 continue
             if isinstance(value, np.ndarray):
                 value = {"dtype": str(value.dtype), "shape": list(value.shape),
@@ -182,6 +239,11 @@ class CompiledLayer:
         if extra:
             raise ValueError(f"{cls.__name__}: unknown fields {sorted(extra)}")
         kw = {}
+        if "skips" in data:
+            skips = data.pop("skips")
+            if not isinstance(skips, list):
+                raise ValueError(f"{cls.__name__}.skips must be a list")
+            kw["skips"] = tuple(CompiledSkip.from_dict(d) for d in skips)
         for key, value in data.items():
             if isinstance(value, dict):
                 value = array_from_dict(value, f"{cls.__name__}.{key}")
@@ -213,20 +275,19 @@ class CompiledRecurrentDense(CompiledDense):
     TYPE: ClassVar[str] = "dense_rec"
     recurrent: ClassVar[bool] = True
 
-    @property
-    def fan_in_matrix(self) -> np.ndarray:
+    def _own_fan_in(self) -> np.ndarray:
         """``[weight_int | weight_rec_int]``, ``(out, in + out)``."""
         return np.hstack([self.weight_int, self.weight_rec_int])
 
     @property
     def float_synapses(self) -> int:
-        """Connected float synapses, recurrent ones included."""
-        return int(np.count_nonzero(self.weight)) + int(np.count_nonzero(self.weight_rec))
+        """Connected float synapses, recurrent (and skip) ones included."""
+        return super().float_synapses + int(np.count_nonzero(self.weight_rec))
 
     @property
     def dense_synapses(self) -> int:
-        """Entries of ``weight`` and ``weight_rec``."""
-        return self.weight.size + self.weight_rec.size
+        """Entries of ``weight`` and ``weight_rec`` (and the skips')."""
+        return super().dense_synapses + self.weight_rec.size
 
 
 @dataclass(frozen=True, kw_only=True)

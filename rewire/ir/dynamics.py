@@ -206,6 +206,10 @@ def encode(net: Network, x: torch.Tensor) -> torch.Tensor:
 def run(net: Network, inputs: torch.Tensor, record_all: bool = False) -> list[torch.Tensor]:
     """Run the float IR on per-step input ``inputs`` ``(T, B, *input_shape)`` from rest.
 
+    A layer fed by :class:`~rewire.ir.network.Skip` connections adds ``W_skip out_source``
+    (the source's output of this step) to its feed-forward input, in the order of
+    ``net.skips``, before the recurrent term.
+
     Returns:
         ``[(T, B, *out_shape), ...]``: every layer's output (spikes, or ``v`` of a leaky
         integrator), or only the last layer's (``record_all=False``).
@@ -217,13 +221,19 @@ def run(net: Network, inputs: torch.Tensor, record_all: bool = False) -> list[to
     ws = [weights(l.synapse, l.in_shape) for l in net.layers]
     w_rec = [torch.tensor(l.synapse.weight_rec) if isinstance(l.synapse, nodes.RecurrentDense) else None
              for l in net.layers]
+    skips = [[(skip.source, torch.tensor(skip.weight)) for skip in net.skips_into(k + 1)]
+             for k in range(len(net.layers))]
     for x_t in inputs:
-        s = x_t
+        s, seen = x_t, [x_t]  # seen[j]: the output of layer j this step (0: the input)
         for k, layer in enumerate(net.layers):
-            terms = [synaptic_input(layer.synapse, s, layer.in_shape, ws[k])]
+            a = synaptic_input(layer.synapse, s, layer.in_shape, ws[k])
+            for source, w in skips[k]:  # residual terms join the feed-forward input first
+                a = a + F.linear(seen[source].reshape(len(a), -1), w).reshape(a.shape)
+            terms = [a]
             if w_rec[k] is not None:
                 terms.append(F.linear(states[k].z, w_rec[k]))
             s, states[k] = neuron_step(layer.neuron, terms, states[k])
+            seen.append(s)
             outs[k].append(s)
     stacked = [torch.stack(o) for o in outs]
     return stacked if record_all else stacked[-1:]

@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rewire.ir._checked import ENCODINGS, MALFORMED, check_encoding, check_gain, check_steps
+from rewire.ir._fields import _array_field, _weights
 from rewire.ir.nodes import (NEURONS, SYNAPSES, Dense, Flatten, RecurrentDense, SumPool2d,
                              neuron_from_dict, synapse_from_dict, synapse_to_dict)
 
-__all__ = ["IR_FORMAT", "IR_VERSION", "ENCODINGS", "Layer", "Network"]
+__all__ = ["IR_FORMAT", "IR_VERSION", "ENCODINGS", "Layer", "Network", "Skip"]
 
 IR_FORMAT = "rewire-ir"
 IR_VERSION = 1
@@ -63,6 +64,51 @@ class Layer:
         return int(np.prod(self.out_shape))
 
 
+@dataclass(frozen=True, eq=False)
+class Skip:
+    r"""A skip (residual) connection: synapses from the output of an earlier layer, or from
+    the network input, into a later layer's neurons, summed with that layer's own synaptic
+    input in the same step (He et al., CVPR 2016, eq. 1, :math:`y = F(x) + W_s x`, with spikes
+    for :math:`x`):
+
+    .. math:: a_\mathrm{target} = W x + b + W_\mathrm{skip}\, \mathrm{out}_\mathrm{source}
+        \;(+\, W_\mathrm{rec} z_{t-1})
+
+    where ``out_source`` is the source layer's spikes of the *same* step (0 for the input:
+    its value at this step). An identity shortcut ``x + f(x)`` is ``weight = eye(n)``.
+
+    Attributes:
+        source: 0 for the network input, ``k >= 1`` for the output of layer ``k`` (1-based:
+            ``layer1`` is 1).
+        target: the layer ``k >= 1`` whose neurons it feeds; ``target > source``.
+        weight: float32 ``(n_target, n_source)``, both flattened in ``(C, H, W)`` order.
+
+    Raises:
+        ValueError: a non-integer or negative index, ``target <= source``, or non-finite
+            weights (checked against the layers by :class:`Network`).
+    """
+
+    source: int
+    target: int
+    weight: np.ndarray
+
+    def __post_init__(self):
+        for name in ("source", "target"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or value < 0:
+                raise ValueError(f"Skip.{name} must be an integer >= 0, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        if self.target <= self.source:
+            raise ValueError(f"Skip: target {self.target} must come after source "
+                             f"{self.source} (a skip feeds a later layer)")
+        object.__setattr__(self, "weight", _weights("Skip.weight", self.weight, 2))
+
+    def to_dict(self) -> dict:
+        """``{"source", "target", "weight"}`` (JSON-ready)."""
+        return {"source": self.source, "target": self.target,
+                "weight": _array_field(self.weight)}
+
+
 @dataclass(frozen=True)
 class Network:
     """An SNN as the compiler reads it.
@@ -77,6 +123,8 @@ class Network:
         source: where the network came from (``"norse"``, ``"nir"``, ...), for the report.
         notes: what the frontend wants the user to know (semantics that differ from the
             source framework, parameters folded, ...), carried into the report.
+        skips: :class:`Skip` connections (residual blocks); the layers stay a chain, each
+            layer summing its own synapses with the skips that target it.
 
     Raises:
         ValueError: a node that is not an IR node, a synapse not followed by a neuron node, a
@@ -94,6 +142,7 @@ class Network:
     names: tuple[str, ...] = ()
     source: str = ""
     notes: tuple[str, ...] = ()
+    skips: tuple[Skip, ...] = ()
     layers: tuple[Layer, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -113,6 +162,32 @@ class Network:
             raise ValueError(f"Network.input_shape must be non-empty and positive, got "
                              f"{self.input_shape}")
         object.__setattr__(self, "layers", self._build_layers())
+        object.__setattr__(self, "skips", tuple(self.skips))
+        self._check_skips()
+
+    def _check_skips(self) -> None:
+        """Every skip joins an existing source to a later layer with a weight of the right
+        shape (named)."""
+        for n, skip in enumerate(self.skips):
+            if not isinstance(skip, Skip):
+                raise ValueError(f"Network.skips[{n}] must be a rewire.ir.Skip, got "
+                                 f"{type(skip).__name__}")
+            if skip.target > len(self.layers):
+                raise ValueError(f"Network.skips[{n}]: target layer {skip.target} does not "
+                                 f"exist (the network has {len(self.layers)} layers)")
+            target = self.layers[skip.target - 1]
+            src_shape = self.input_shape if skip.source == 0 else \
+                self.layers[skip.source - 1].out_shape
+            want = (target.neurons, int(np.prod(src_shape)))
+            if skip.weight.shape != want:
+                src = "the input" if skip.source == 0 else self.layers[skip.source - 1].name
+                raise ValueError(f"Network.skips[{n}]: the weight from {src} {src_shape} into "
+                                 f"layer {target.name} {target.out_shape} must be {want}, got "
+                                 f"{skip.weight.shape}")
+
+    def skips_into(self, target: int) -> tuple[Skip, ...]:
+        """The skips feeding layer ``target`` (1-based), in order."""
+        return tuple(s for s in self.skips if s.target == target)
 
     def _build_layers(self) -> tuple[Layer, ...]:
         synapses = [n for n in self.nodes if isinstance(n, SYNAPSES)]
@@ -179,7 +254,7 @@ class Network:
 
     @property
     def synapse_count(self) -> int:
-        """Weights of the synapse nodes that a chip stores (dense, recurrent and conv
+        """Weights of the synapse nodes that a chip stores (dense, recurrent, conv and skip
         weights; a sum pool's constant kernel counts its window), zeros included."""
         total = 0
         for layer in self.layers:
@@ -189,7 +264,7 @@ class Network:
             else:
                 total += s.weight.size + (s.weight_rec.size if isinstance(s, RecurrentDense)
                                           else 0)
-        return total
+        return total + sum(skip.weight.size for skip in self.skips)
 
     def to_dict(self) -> dict:
         """JSON-ready dict with ``format`` and ``version`` (see :meth:`from_dict`)."""
@@ -198,7 +273,8 @@ class Network:
         return {"format": IR_FORMAT, "version": IR_VERSION, "nodes": nodes,
                 "input_shape": list(self.input_shape), "steps": self.steps,
                 "encoding": self.encoding, "input_gain": self.input_gain,
-                "names": list(self.names), "source": self.source, "notes": list(self.notes)}
+                "names": list(self.names), "source": self.source, "notes": list(self.notes),
+                **({"skips": [s.to_dict() for s in self.skips]} if self.skips else {})}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Network":
@@ -243,6 +319,16 @@ class Network:
                for v in (names, notes)) or not isinstance(data.get("source", ""), str):
             raise ValueError("rewire IR network: names and notes must be lists of strings, "
                              "source a string")
+        skips = data.get("skips", [])
+        if not isinstance(skips, list) or any(not isinstance(d, dict) or
+                                              set(d) != {"source", "target", "weight"}
+                                              for d in skips):
+            raise ValueError("rewire IR network: skips must be a list of {source, target, "
+                             "weight} dicts")
+        try:
+            skips = tuple(Skip(**d) for d in skips)
+        except MALFORMED as exc:
+            raise ValueError(f"rewire IR network: skips: {exc}") from None
         return cls(nodes=tuple(nodes), input_shape=tuple(shape), steps=steps,
                    encoding=encoding, input_gain=gain, names=tuple(names),
-                   source=data.get("source", ""), notes=tuple(notes))
+                   source=data.get("source", ""), notes=tuple(notes), skips=skips)

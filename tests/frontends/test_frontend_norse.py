@@ -202,7 +202,8 @@ def test_feedback_between_layers_is_refused():
     m = Across()
     m.fb2 = nn.Linear(8, 8, bias=False)
     del m.out
-    with pytest.raises(LoweringError, match="neither comes from its own spikes"):
+    with pytest.raises(LoweringError, match="feeds itself through other layers; feedback "
+                                           "between layers"):
         lower(m, _spikes())
 
 

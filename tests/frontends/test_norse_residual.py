@@ -1,0 +1,164 @@
+"""Residual blocks written as Norse users write them (a cell fed by ``fc(z) + z`` or by a
+projection shortcut ``fc(z) + proj(x)``): the lowered IR equals the user's model spike for
+spike, and on a quantization-exact grid so do the integer model and the ONNX files; Loihi 2's
+netx refuses the network by name."""
+
+import numpy as np
+import pytest
+import torch
+from norse.torch import IAFCell, LIFCell
+from torch import nn
+
+import rewire
+from rewire.compiler.simulate import simulate
+from rewire.errors import ExportError, LoweringError
+from rewire.export import onnx_int, onnx_step
+from rewire.frontends import lower
+from rewire.ir import dynamics
+
+
+class ResidualNet(nn.Module):
+    """fc1 -> cell1 -> (fc2(z1) + z1) -> cell2 -> (fc3(z2) + proj(x)) -> cell3."""
+
+    def __init__(self, cell=LIFCell, n_in=16, hidden=32, n_out=10):
+        super().__init__()
+        self.fc1 = nn.Linear(n_in, hidden, bias=False)
+        self.cell1 = cell()
+        self.fc2 = nn.Linear(hidden, hidden, bias=False)
+        self.cell2 = cell()
+        self.proj = nn.Linear(n_in, n_out, bias=False)
+        self.fc3 = nn.Linear(hidden, n_out, bias=False)
+        self.cell3 = cell()
+
+    def forward(self, x):  # x: (T, B, n_in) spikes
+        s1 = s2 = s3 = None
+        out = []
+        for x_t in x:
+            z1, s1 = self.cell1(self.fc1(x_t), s1)
+            z2, s2 = self.cell2(self.fc2(z1) + z1, s2)
+            z3, s3 = self.cell3(self.fc3(z2) + self.proj(x_t), s3)
+            out.append(z3)
+        return torch.stack(out)
+
+
+def _inputs(seed=0, steps=20, batch=64, n=16):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(steps, batch, n, generator=g) < 0.3).float()
+
+
+def test_lif_residual_block_lowers_spike_exact():
+    torch.manual_seed(0)
+    model = ResidualNet()
+    with torch.no_grad():
+        for p in model.parameters():
+            p *= 3
+    x = _inputs()
+    net = lower(model, x)
+    assert [(s.source, s.target) for s in net.skips] == [(1, 2), (0, 3)]
+    assert np.array_equal(net.skips[0].weight, np.eye(32))
+    ref = model(x)
+    assert ref.sum() > 0
+    assert torch.equal(dynamics.run(net, x)[-1], ref)
+
+
+def _grid_model():
+    """An IAF residual net on a grid where quantization loses nothing: weights k/64 with one
+    127/64 per matrix, so that with the identity shortcut's 1.0 every layer's scale is
+    ``S = 254 / (127 / 64) = 128`` (``w_int = 2 k``, the identity 128, ``vThMant = 128``)."""
+    torch.manual_seed(1)
+    model = ResidualNet(IAFCell)
+    with torch.no_grad():
+        for p in model.parameters():
+            k = torch.randint(-30, 26, p.shape).float()
+            k.view(-1)[0] = 127
+            p.copy_(k / 64)
+    return model
+
+
+def test_integer_model_and_onnx_equal_the_users_model(tmp_path):
+    model, x = _grid_model(), _inputs(1)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    compiled = rewire.compile(model, "loihi2", example_input=x, encoding="rate")
+    assert ref.sum() > 0
+    ints = simulate(compiled, x.numpy().astype(np.int64))[-1]
+    assert np.array_equal(ints, ref)
+    onnx_int.write(compiled, tmp_path / "i.onnx")
+    onnx_step.write(compiled, tmp_path / "s.onnx")
+    assert np.array_equal(np.asarray(onnx_int.run(tmp_path / "i.onnx",
+                                                  x.numpy().astype(np.int64))), ref)
+    assert np.array_equal(np.asarray(onnx_step.run(tmp_path / "s.onnx", x.numpy())), ref)
+    with pytest.raises(ExportError, match="fc2 .*skip connection .*chain of layers"):
+        rewire.export.write(compiled, tmp_path / "out")
+    written = rewire.export.write(compiled, tmp_path / "ok", formats=["onnx", "nir"])
+    assert written
+
+
+class SameDepth(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.cell = nn.Linear(4, 3, bias=False), nn.Linear(4, 3, bias=False), \
+            LIFCell()
+
+    def forward(self, x):
+        s, out = None, []
+        for x_t in x:
+            z, s = self.cell(self.a(x_t) + self.b(x_t), s)
+            out.append(z)
+        return torch.stack(out)
+
+
+class ShortcutBias(ResidualNet):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(16, 10)  # bias on
+
+
+@pytest.mark.parametrize("model, n_in, match", [
+    (SameDepth, 4, "same depth.*fuse parallel synapses"),
+    (ShortcutBias, 16, "shortcut Linear .* bias=False"),
+])
+def test_residual_refusals_name_the_piece(model, n_in, match):
+    with pytest.raises(LoweringError, match=match):
+        lower(model(), torch.zeros(3, 1, n_in))
+
+
+class ConvResidual(nn.Module):
+    """A residual conv block as conv SNNs write it: conv -> cell -> conv(z) + z -> cell ->
+    flatten -> Linear -> cell."""
+
+    def __init__(self, cell=IAFCell):
+        super().__init__()
+        self.conv1, self.cell1 = nn.Conv2d(1, 4, 3, padding=1, bias=False), cell()
+        self.conv2, self.cell2 = nn.Conv2d(4, 4, 3, padding=1, bias=False), cell()
+        self.fc, self.cell3 = nn.Linear(4 * 6 * 6, 5, bias=False), cell()
+
+    def forward(self, x):  # (T, B, 1, 6, 6)
+        s1 = s2 = s3 = None
+        out = []
+        for x_t in x:
+            z1, s1 = self.cell1(self.conv1(x_t), s1)
+            z2, s2 = self.cell2(self.conv2(z1) + z1, s2)
+            z3, s3 = self.cell3(self.fc(z2.flatten(1)), s3)
+            out.append(z3)
+        return torch.stack(out)
+
+
+def test_conv_residual_block_is_exact_from_user_code(tmp_path):
+    model = ConvResidual()
+    with torch.no_grad():
+        for p in model.parameters():  # the k/64 grid of _grid_model
+            k = torch.randint(-30, 26, p.shape, generator=torch.Generator().manual_seed(2))
+            k.view(-1)[0] = 127
+            p.copy_(k.float() / 64)
+    x = (torch.rand(12, 64, 1, 6, 6, generator=torch.Generator().manual_seed(3)) < 0.4).float()
+    with torch.no_grad():
+        ref = model(x).numpy()
+    compiled = rewire.compile(model, "loihi2", example_input=x, encoding="rate")
+    assert [(s.source, s.weight.shape) for s in compiled.layers[1].skips] == [(1, (144, 144))]
+    flat = x.numpy().reshape(12, 64, -1)
+    assert ref.sum() > 0
+    assert np.array_equal(simulate(compiled, flat.astype(np.int64))[-1], ref)
+    onnx_int.write(compiled, tmp_path / "i.onnx")
+    assert np.array_equal(np.asarray(onnx_int.run(tmp_path / "i.onnx", flat.astype(np.int64))),
+                          ref)
