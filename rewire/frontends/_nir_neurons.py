@@ -79,6 +79,33 @@ def _rockpool_cuba(name: str, node, n: int, dt: float):
     return neuron, b / (1 - a)
 
 
+def _sinabs(name: str, node, n: int, dt: float):
+    r"""sinabs 3's own reading of a node it wrote (``sinabs/nir.py``: ``IF`` with ``r = 1``,
+    ``LIF``/``LI`` with ``tau`` in time steps, ``r = 1``; ``sinabs/layers/functional/lif.py``
+    ``lif_forward_single`` with ``norm_input=False``): ``IF`` is ``v += x`` with the threshold
+    as written; ``LIF``/``LI`` are ``v = a v + x`` with ``a = e^{-1/tau}``: the IR's LIF/LI
+    with ``dt tau_mem_inv = 1 - a``, voltages as written and the weights times ``1 / (1 -
+    a)``."""
+    one = lambda fld, default=0.0: _one(name, node, fld, n, default)  # noqa: E731
+    kind = _kind(node)
+    try:
+        if kind == "IF":
+            return irn.IF(v_th=one("v_threshold"), v_reset=one("v_reset"), dt=dt), 1.0
+        if kind not in ("LIF", "LI"):
+            raise LoweringError(f"NIR node {name!r} ({kind}): sinabs writes IF, LIF and LI "
+                                f"neurons only; pass framework='nir' to read it by NIR's "
+                                f"equations", piece=name)
+        a = math.exp(-1.0 / one("tau"))
+        if kind == "LI":
+            return irn.LI((1 - a) / dt, v_leak=one("v_leak"), dt=dt), 1.0 / (1 - a)
+        return irn.LIF((1 - a) / dt, v_th=one("v_threshold"), v_leak=one("v_leak"),
+                       v_reset=one("v_reset"), dt=dt), 1.0 / (1 - a)
+    except ValueError as exc:
+        if isinstance(exc, LoweringError):
+            raise
+        raise ValueError(f"NIR node {name!r} ({kind}): {exc}") from None
+
+
 def _lower_neuron(name: str, node, n: int, dt: float, mode: str = "nir",
                   tau_scale: float = 1.0):
     """``(IR neuron, weight factor)`` of a NIR neuron node of ``n`` neurons (module docstring
@@ -87,8 +114,11 @@ def _lower_neuron(name: str, node, n: int, dt: float, mode: str = "nir",
     (r = w_in = 1: voltages and weights as written); ``"spyx"`` spyx's (``r`` holds
     ``beta``, not a resistance, and ``V_t = beta V + x``: voltages divided by tau/dt, weights as
     written); ``"rockpool"`` a CubaLIF is rockpool's ``LIFTorch`` (:func:`_rockpool_cuba`).
+    ``"sinabs"``: sinabs' own reading (:func:`_sinabs`).
     ``tau_scale``: the time constants are ``tau_scale`` times too small (Norse 1.1: ``dt``)."""
     kind = _kind(node)
+    if mode == "sinabs":
+        return _sinabs(name, node, n, dt)
     if mode == "rockpool" and kind == "CubaLIF":
         return _rockpool_cuba(name, node, n, dt)
     one = lambda fld, default=0.0: _one(name, node, fld, n, default)  # noqa: E731

@@ -85,14 +85,16 @@ from rewire.errors import LoweringError
 from rewire.io import check_hdf5
 from rewire.frontends._nir_graph import (SUPPORTED, _chain, _check_values, _resolve,
                                         check_size)
-from rewire.frontends._nir_source import (REWIRE_NIR_FORMAT, SNNTORCH_DT, SOURCES, _semantics,
-                                          detect_source)
+from rewire.frontends._nir_frameworks import (FRAMEWORKS, apply_framework, framework_note,
+                                             pick_framework)
+from rewire.frontends._nir_source import (_SOURCE_NOTES, REWIRE_NIR_FORMAT, SNNTORCH_DT, SOURCES,
+                                          _semantics, detect_source)
 from rewire.frontends._nir_walk import _Lowering
 from rewire.frontends.torch_module import to_module
 from rewire.ir._checked import check_encoding, check_gain, check_steps
 from rewire.ir.network import Network
 
-__all__ = ["SOURCES", "SUPPORTED", "REWIRE_NIR_FORMAT", "SNNTORCH_DT", "read", "lower",
+__all__ = ["SOURCES", "FRAMEWORKS", "SUPPORTED", "REWIRE_NIR_FORMAT", "SNNTORCH_DT", "read", "lower",
            "detect_source", "load"]
 
 # --------------------------------------------------------------------------- reading
@@ -169,7 +171,8 @@ def _run_options(steps, encoding, input_gain, meta: dict, origin: str = "NIR gra
 
 def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
           steps: int | None = None, encoding: str | None = None,
-          input_gain: float | None = None, source: str | None = None) -> Network:
+          input_gain: float | None = None, source: str | None = None,
+          framework: str | None = None) -> Network:
     """Lower a NIR graph to the IR network the compiler reads (module docstring).
 
     Args:
@@ -185,6 +188,15 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
             does not record; default :func:`detect_source` (its finding is noted; for
             rockpool and spyx it changes how ``r`` is read: ``source="nir"`` reads the file
             by NIR's equations whatever it looks like).
+        framework: whose spike and reset rule the neurons follow (NIR records none):
+            ``"nir"``/``"norse"`` (one spike at ``v > v_th``, reset to ``v_reset`` at once),
+            ``"snntorch"`` (its defaults: subtract, one step late), ``"rockpool"``,
+            ``"sinabs"`` (several spikes per step at ``v >= v_th``, subtract; sinabs also
+            reads ``IF`` nodes as ``v += x`` with the threshold as written and a floor at
+            ``-v_th``), ``"spyx"`` (refused: its spikes come one step late); see
+            :mod:`rewire.frontends._nir_frameworks`. Default: ``metadata["framework"]``,
+            else the source's (declared or detected; a graph of ``IF`` nodes with ``r = 1``
+            only as sinabs), else ``"nir"``.
 
     Returns:
         The :class:`~rewire.ir.network.Network`, ``source = "nir:<framework>"`` (or ``"nir"``),
@@ -234,9 +246,13 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
         nodes, edges = _resolve(graph)
         order = _chain(nodes, edges)
         source, mode, tau_scale, notes = _semantics(graph, nodes, dt, source)
+        framework, mode, notes = _framework(framework, source, meta, nodes, mode, notes)
         walk = _Lowering(nodes, order, dt, encoding, gain, mode, tau_scale)
         walk.notes = notes
         walk.run()
+        walk.ir = apply_framework(framework, walk.ir, walk.names)
+        if source is None and framework not in ("nir", "norse"):
+            source = framework
     except AssertionError as exc:  # nir's own checks inside its node classes
         raise ValueError(f"{origin}: a node nir itself refuses ({exc or 'AssertionError'}); "
                          f"fix the graph") from None
@@ -254,6 +270,23 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
                        notes=tuple(walk.notes))
     except ValueError as exc:
         raise ValueError(f"NIR graph: {exc}") from None
+
+
+def _framework(framework, source, meta, nodes, mode, notes):
+    """``(framework, mode, notes)``: the spike rule (:func:`pick_framework`), the way the
+    neurons are read (sinabs: its own reading) and the notes, the source's note on the reset
+    replaced by the rule's where the rule is the source's own."""
+    framework, found = pick_framework(framework, source, meta, nodes)
+    if framework == "sinabs":
+        mode = "sinabs"
+        notes = [n for n in notes if not n.startswith("NIR voltages divided by r")]
+        notes.append("sinabs' reading (its nir.py): IF is v += x with the threshold as "
+                     "written (r = 1 is no resistance), LIF/LI v = exp(-1/tau) v + x with tau "
+                     "in steps")
+    if framework not in ("nir", "norse"):
+        notes = [n for n in notes if n != _SOURCE_NOTES.get(source)]
+    note = framework_note(framework)
+    return framework, mode, notes + found + ([note] if note else [])
 
 
 # --------------------------------------------------------------------------- modules
