@@ -39,11 +39,9 @@ ROCKPOOL_MAX_SPIKES = 2**16  # LIFTorch's max_spikes_per_dt default
 
 _SUBTRACT_MANY = {"reset": "subtract", "spike_at_threshold": True}
 
+#: The note naming each framework's rule (Norse's rule, the IR's default, is named by the
+#: source notes of rewire.frontends._nir_source).
 _NOTES = {
-    "nir": "spike rule: one spike per step at v > v_th, v set to v_reset in the step that "
-           "spikes (NIR records none; Norse's and Lava's rule)",
-    "norse": "spike rule: Norse's (one spike per step at v > v_th, v set to v_reset in the step "
-             "that spikes)",
     "snntorch": "spike rule: snnTorch's defaults (reset_mechanism='subtract', "
                 "reset_delay=True: the spike of a step subtracts the threshold in the next "
                 "step, after its integration, before its threshold test), which NIR does not "

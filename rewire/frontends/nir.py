@@ -46,15 +46,23 @@ synapse before the neuron (for a pool, into its weight). rewire's writer
 **Per-neuron arrays** that are all equal lower to the scalar; differing values are refused
 naming the node and field (the chip has one decay and one threshold per layer).
 
-**What NIR does not record** (nir 1.0.8, ``nir/ir/neuron.py``): the reset and the number of spikes per step.
-The IR resets ``v`` to ``v_reset`` in the step that spikes (Norse, Loihi). ``source=`` (or
-what :func:`detect_source` finds in the file) puts a line into ``Network.notes`` saying what
-the source framework does differently; an unknown source gets a line too:
+**What NIR does not record** (nir 1.0.8, ``nir/ir/neuron.py``): the reset, the number of
+spikes per step and a voltage floor. ``framework=`` (else ``metadata["framework"]``, else the
+source's own) gives the neurons that framework's rule as IR spike fields
+(:mod:`rewire.frontends._nir_frameworks`): snnTorch's defaults (subtract, one step late),
+rockpool's and sinabs' several spikes per step with subtraction, sinabs' floor; spyx's
+spikes one step late are refused by name; ``"nir"``/``"norse"`` keep the IR's default (``v``
+set to ``v_reset`` in the step that spikes, Norse and Loihi). ``source=`` (or what
+:func:`detect_source` finds in the file) decides how the parameters are read and puts a line
+into ``Network.notes``; an unknown source gets a line too:
 
 * **snnTorch 1.0** (``r = tau/1e-4``: its exporter hard-codes ``dt = 1e-4`` s; lower at that
-  ``dt``): Leaky/Synaptic/RLeaky equal the IR spike for spike with ``reset_mechanism='zero'``
-  and ``reset_delay=False``; the defaults (subtract, reset one step late) differ, and the note
-  says so.
+  ``dt``): lowered with snnTorch's default rule (``reset_mechanism='subtract'``,
+  ``reset_delay=True``), spike for spike; a model trained with ``reset_mechanism='zero'``
+  and ``reset_delay=False`` has Norse's rule: ``framework='norse'``.
+* **sinabs 3** (``IF`` nodes with ``r = 1`` only): read as sinabs' ``IAF``, ``v += x`` with the
+  threshold as written (not ``V / (r dt)``), several spikes per step, subtraction, the floor
+  ``-v_th`` its reader sets.
 * **Norse 1.1** ``to_nir`` writes ``tau = dt * tau_true`` (τ⁻¹ ``1/dt`` times too large,
   norse #411/#412), no ``v_reset``, and its cells' own parameters with ``r = w_in = 1``
   (``LIFCell`` adds its input to the current in one step; NIR's equations would need
@@ -219,8 +227,9 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
         ...     tau=np.full(2, 0.01), r=np.full(2, 10.0), v_leak=np.zeros(2),
         ...     v_threshold=np.full(2, 10.0)))
         >>> net = lower(g, dt=1e-3)
-        >>> [(layer.name, layer.synapse.op, layer.neuron) for layer in net.layers]
-        [('linear', 'dense', LIF(tau_mem_inv=100.0, v_th=1.0, v_leak=0.0, v_reset=0.0, dt=0.001))]
+        >>> [(layer.name, layer.synapse.op, layer.neuron.kind, layer.neuron.tau_mem_inv,
+        ...   layer.neuron.v_th, layer.neuron.reset) for layer in net.layers]
+        [('linear', 'dense', 'LIF', 100.0, 1.0, 'set')]
         >>> net.notes[-1].split(":")[0]
         'source unknown'
     """

@@ -23,8 +23,11 @@ The chip arithmetic is Lava's ``PyLifModelBitAcc`` (lava-nc 0.10 ``lava/proc/lif
 with Norse 1.1's LIF step (``norse/torch/functional/lif.py``) the same recurrence once
 ``iDecay = round(4096 dt tau_syn_inv)``, ``vDecay = round(4096 dt tau_mem_inv)``,
 ``w_int = round(w dt tau_mem_inv S c_in)`` and ``vThMant = round(v_th S)``
-(derivation: docs/compiler.md). Adding a neuron kind means one subclass here
-and its entry in :data:`CHIP_NEURONS`.
+(derivation: docs/compiler.md). A neuron with other spike fields (a subtractive or late
+reset, several spikes per step, ``v >= th``, a floor: :data:`rewire.ir.neurons.SPIKE_FIELDS`)
+replaces the last line by :func:`rewire.ir.chip_spikes.int_spike`, exact integer arithmetic
+in the float order; netx refuses those fields by name (:meth:`ChipNeuron.netx_refusal`).
+Adding a neuron kind means one subclass here and its entry in :data:`CHIP_NEURONS`.
 """
 
 from __future__ import annotations
