@@ -213,12 +213,13 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
 
     Raises:
         ValueError: no ``dt`` (named), a bad ``dt``/``steps``/``encoding``/``input_gain``/
-            ``source``, a non-finite or non-positive field (node and field named), widths
+            ``source``/``framework``, a non-finite or non-positive field (node and field named), widths
             that do not chain.
         rewire.errors.LoweringError: a node, edge or semantics rewire cannot lower, naming
             the node (``err.piece``), why and what to do instead: non-zero biases, Conv1d,
             Delay, Threshold, branches, merges, several inputs, per-neuron parameters that
-            differ, a time constant below ``dt`` outside Norse 1.1's pattern, ...
+            differ, a time constant below ``dt`` outside Norse 1.1's pattern, spyx's spike
+            rule (``framework="spyx"``, or a file detected as spyx's), ...
         FileNotFoundError: a path that does not exist.
 
     Example:
