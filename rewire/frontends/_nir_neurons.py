@@ -68,7 +68,8 @@ def _rockpool_cuba(name: str, node, n: int, dt: float):
     ``J = I + x; v = a v + b J; I = b J`` with the exact decays ``a = e^{-dt/tau_mem}``,
     ``b = e^{-dt/tau_syn}``. It is the IR's CubaLIF with ``dt tau_mem_inv = 1 - a``,
     ``dt tau_syn_inv = 1 - b``, voltages as written and the weights times ``b / (1 - a)``;
-    only rockpool's several spikes per step and subtractive reset differ."""
+    rockpool's several spikes per step and subtractive reset are its spike fields
+    (:mod:`rewire.frontends._nir_frameworks`)."""
     one = lambda fld, default=0.0: _one(name, node, fld, n, default)  # noqa: E731
     a, b = math.exp(-dt / one("tau_mem")), math.exp(-dt / one("tau_syn"))
     try:

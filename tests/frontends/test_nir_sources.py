@@ -259,18 +259,15 @@ def test_rockpool_lif_subthreshold_dynamics_are_exact():
 
 def test_rockpool_spiking_follows_rockpool_s_rule():
     """A detected rockpool file gets LIFTorch's rule (several spikes per step at v >= v_th,
-    subtractive reset): over 3 random 12-20-5 nets x 8 inputs x 100 steps the hidden layer's
-    spike counts equal rockpool's in at least 99.9 % of (step, sample, neuron) entries (the
-    rest: float32 rounding of the two different products, rockpool's ``a v + b J`` against the
-    IR's Euler step) and the output counts correlate at 0.99+; Norse's rule
-    (framework='norse') loses the residual above threshold."""
+    subtractive reset): over 3 random 12-20-5 nets x 8 inputs x 100 steps both layers' spike
+    counts equal rockpool's (measured: hidden 1513, 2349, 1229; output 92, 477, 393); Norse's
+    rule (framework='norse') loses the residual above threshold."""
     pytest.importorskip("rockpool")
     from rockpool.nn.combinators import Sequential
     from rockpool.nn.modules import LIFTorch, LinearTorch
     from rockpool.nn.modules.torch.nir import to_nir
 
     dt = 1e-3
-    agree = []
     for seed in range(3):
         torch.manual_seed(seed)
         net = Sequential(LinearTorch((12, 20), has_bias=False),
@@ -289,13 +286,11 @@ def test_rockpool_spiking_follows_rockpool_s_rule():
         with torch.no_grad():
             o, _, rec = net(x.transpose(0, 1), record=True)
         h = rec[next(k for k in rec if k.endswith("LIFTorch"))]["spikes"].transpose(0, 1)
-        assert float(h.sum()) > 100
-        agree.append(float((h == hidden).float().mean()))
-        counts = o.transpose(0, 1).sum(0).ravel().numpy()
-        assert np.corrcoef(counts, out.sum(0).ravel().numpy())[0, 1] > 0.99
+        assert float(h.sum()) > 1000 and float(o.sum()) > 50
+        np.testing.assert_array_equal(hidden.numpy(), h.numpy())
+        np.testing.assert_array_equal(out.numpy(), o.transpose(0, 1).numpy())
         norse = run(lower(to_nir(net), dt=dt, framework="norse"), x, record_all=True)[0]
         assert float(norse.sum()) < float(h.sum())
-    assert min(agree) >= 0.999, agree
 
 
 def test_spyx_file_parameters_reproduce_spyx_and_the_reset_is_named():
