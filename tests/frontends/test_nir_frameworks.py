@@ -13,7 +13,7 @@ import torch
 from rewire.compiler.quantize import compile_network
 from rewire.compiler.simulate import simulate
 from rewire.errors import ExportError
-from rewire.export import netx, onnx_int, onnx_step
+from rewire.export import netx, onnx_int, onnx_step, onnx_unrolled
 from rewire.frontends.nir import lower
 from rewire.ir.dynamics import run
 
@@ -53,7 +53,8 @@ def test_snntorch_defaults_float_integer_and_onnx_equal_snntorch(loihi2, tmp_pat
     """snnTorch 1.0 Leaky/Synaptic with default settings, exported by nirtorch's
     extract_nir_graph (snnTorch's export_to_nir fails with nir 1.0.8), lowered and compiled
     for Loihi 2: on 128 digit images as 16-step spike trains the float IR and the float ONNX
-    step equal snnTorch's spikes; the integer ONNX equals the integer model; the integer model
+    files (step, unrolled) equal snnTorch's spikes; the integer ONNX files equal the integer
+    model; the integer model
     equals snnTorch (Leaky; measured 9164 and 9220 output spikes) or, for Synaptic, whose
     current decays by truncation on the chip (iDecay 1024), agrees on >= 99.9 % of entries
     (measured 9146 against 9145 spikes); netx refuses the reset by name."""
@@ -83,7 +84,10 @@ def test_snntorch_defaults_float_integer_and_onnx_equal_snntorch(loihi2, tmp_pat
     else:
         assert (ints == ref).mean() >= 0.999
     np.testing.assert_array_equal(onnx_int.run(onnx_int.build(compiled), payload), ints)
+    np.testing.assert_array_equal(onnx_int.run(onnx_int.build_step(compiled), payload), ints)
     np.testing.assert_array_equal(onnx_step.run(onnx_step.build(compiled), x.numpy()), ref)
+    np.testing.assert_array_equal(onnx_unrolled.run(onnx_unrolled.build(compiled), x.numpy()),
+                                  ref)
     with pytest.raises(ExportError, match=r"reset = 'subtract'.*reset_delay = True"):
         netx.write(compiled, tmp_path / "m.net")
 
