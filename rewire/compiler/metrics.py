@@ -118,7 +118,7 @@ def workload_metrics(net: CompiledNetwork, payload: np.ndarray) -> dict:
             if layer.recurrent:
                 count["ops"][k] += int(z_prev[k].sum(0) @ rec_fan_out[k])
                 a = a + z_prev[k] @ layer.weight_rec_int.astype(np.int64).T
-            u[k], v_new, _, fire = layer.chip.int_step(ops, u[k], v[k], a)
+            u[k], v_new, _, fire = layer.chip.int_step(ops, u[k], v[k], a, z_prev[k])
             count["updates"][k] += v_new.size if t == 0 else int((v_new != v[k]).sum())
             v[k] = v_new
             if fire is not None:

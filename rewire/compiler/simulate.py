@@ -93,8 +93,34 @@ class NumpyOps:
         return v
 
     def spikes(self, fire):
-        """The spike output: the boolean mask."""
+        """The spike output: the boolean mask (counts with several spikes per step)."""
         return fire
+
+    # the spike fields (rewire.ir.chip_spikes)
+    def _th(self, v_th_mant):
+        return v_th_mant << self.nfmt.threshold_shift
+
+    def fire_at(self, v, v_th_mant):
+        """``v >= vThMant << threshold_shift``."""
+        return v >= self._th(v_th_mant)
+
+    def count(self, v, v_th_mant, most):
+        """``[v >= th] min(v // th, most)`` spikes (int64; floor division of ``v >= th > 0``
+        only)."""
+        th = self._th(v_th_mant)
+        return np.where(v >= th, np.minimum(np.maximum(v, 0) // th, most), 0).astype(np.int64)
+
+    def mask(self, n, tag):
+        """Where ``n`` (a mask or counts) holds a spike."""
+        return n > 0
+
+    def subtract(self, v, n, v_th_mant, tag):
+        """``v - n th`` (``n`` a mask or counts)."""
+        return v - n.astype(np.int64) * self._th(v_th_mant)
+
+    def floor(self, v, v_min_mant):
+        """``max(v, v_min_mant << threshold_shift)``."""
+        return np.maximum(v, v_min_mant << self.nfmt.threshold_shift)
 
     def readout(self, v):
         """A leaky integrator's new ``v`` and output (both ``v``)."""
@@ -174,7 +200,8 @@ def simulate(net: CompiledNetwork, payload: np.ndarray, lava_delay: bool = False
 
     Returns:
         Spike trains ``(T, B, n)`` as uint8, one per layer (or only the output layer's); a
-        leaky-integrator layer's voltages ``v`` as int64 instead.
+        leaky-integrator layer's voltages ``v`` as int64 instead, and the spike counts of a
+        layer with several spikes per step (``max_spikes > 1``) as int64.
 
     Shapes:
         payload ``(T, B, n_in)`` -> ``[(T, B, n_1), ..., (T, B, n_L)]``.
@@ -186,7 +213,7 @@ def simulate(net: CompiledNetwork, payload: np.ndarray, lava_delay: bool = False
     v = [np.zeros((batch, l.shape[0]), np.int64) for l in net.layers]
     # input that reached each layer one step earlier (Lava's Dense delivers it a step late)
     pending = [np.zeros((batch, l.shape[1]), np.int64) for l in net.layers]
-    out = [np.zeros((steps, batch, l.shape[0]), np.uint8 if l.spiking else np.int64)
+    out = [np.zeros((steps, batch, l.shape[0]), np.uint8 if _binary(l) else np.int64)
            for l in net.layers]
     z_prev = [np.zeros((batch, l.shape[0]), np.int64) for l in net.layers]
     if lava_delay and any(l.skips for l in net.layers):
@@ -203,11 +230,16 @@ def simulate(net: CompiledNetwork, payload: np.ndarray, lava_delay: bool = False
                 a = a + seen[skip.source] @ skip.weight_int.astype(np.int64).T
             if layer.recurrent:
                 a = a + z_prev[k] @ layer.weight_rec_int.astype(np.int64).T
-            u[k], v[k], out[k][t], fire = layer.chip.int_step(ops, u[k], v[k], a)
+            u[k], v[k], out[k][t], fire = layer.chip.int_step(ops, u[k], v[k], a, z_prev[k])
             if fire is not None:
                 s = z_prev[k] = fire.astype(np.int64)
             seen.append(s)
     return out if record_all else [out[-1]]
+
+
+def _binary(layer: CompiledLayer) -> bool:
+    """Whether the layer's output is 0/1 spikes (uint8): spiking, one spike per step."""
+    return layer.spiking and layer.neuron.max_spikes == 1
 
 
 def align(net: CompiledNetwork, payload: np.ndarray) -> np.ndarray:

@@ -36,6 +36,7 @@ from rewire._version import __version__
 from rewire.errors import ExportError
 from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import CompiledConv, CompiledLayer
+from rewire.ir.neurons import SPIKE_FIELDS
 from rewire.io import atomic_path
 
 OPSET = 17
@@ -124,6 +125,17 @@ def map_shape(layer: CompiledLayer) -> dict:
     one: the extra entry of a conv layer in a body's ``layout``."""
     return {"shape": [int(d) for d in layer.out_shape]} if isinstance(layer, CompiledConv) \
         else {}
+
+
+def spike_fields(layer: CompiledLayer) -> dict:
+    """The layer's spike fields that differ from the default
+    (:data:`rewire.ir.neurons.SPIKE_FIELDS`), e.g. ``{"reset": "subtract", "reset_delay":
+    True}``: the extra entries of a layer in a body's ``layout`` (``{}`` for Norse's and
+    Lava's rule, so the files of such nets are unchanged)."""
+    if not layer.spiking:
+        return {}
+    return {k: getattr(layer.neuron, k) for k, d in SPIKE_FIELDS.items()
+            if getattr(layer.neuron, k) != d}
 
 
 Emit = Callable[[GraphBuilder, str, dict], tuple[str, dict, list]]

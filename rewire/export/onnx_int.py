@@ -65,9 +65,10 @@ from onnx import TensorProto
 from rewire.errors import ExportError
 from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import CompiledConv, CompiledDense, lookup
+from rewire.export.onnx_int_ops import OnnxIntOps
 from rewire.export.onnx_graph import (GraphBuilder, StepBody, body_from_meta, conv2d, map_shape,
                                       check_size, run_steps, save, scan_model, session,
-                                      step_model)
+                                      spike_fields, step_model)
 
 USAGE_SCAN = ("feed the integer payload x (T, batch, n_in) int64 (rewire.compiler.simulate."
               "encode_input); z (T, batch, n_out) int64 0/1 equals the chip model's spikes")
@@ -172,66 +173,6 @@ def exact_payload_max(net: CompiledNetwork) -> int | None:
     return (FLOAT32_EXACT - 1) // max(first.row, 1) if first.dtype == "float32" else None
 
 
-class OnnxIntOps:
-    """The ONNX backend of :meth:`rewire.ir.chip_neurons.ChipNeuron.int_step`: each method
-    adds int64 nodes to the graph ``b`` (names prefixed by the layer's ``p``), so the integer
-    file runs the very step :mod:`rewire.compiler.simulate` runs on numpy."""
-
-    def __init__(self, b: GraphBuilder, nfmt):
-        self.b, self.nfmt, self.p, self.k = b, nfmt, "", 0
-        half, i64 = 1 << (nfmt.state_bits - 1), np.int64
-        self.unit = 1 << nfmt.decay_bits
-        self.act = b.const("act_mult", 1 << nfmt.activation_shift, i64)
-        self.half_c, self.two_half = b.const("half", half, i64), b.const("two_half", 2 * half,
-                                                                         i64)
-        self.neg_half = b.const("neg_half", -half, i64)
-        self.v_lo, self.v_hi = b.const("v_lo", -half + 1, i64), b.const("v_hi", half - 1, i64)
-        self.zero = b.const("zero_i", 0, i64)
-
-    def decay(self, x: str, decay: int, tag: str) -> str:
-        """``trunc0(x (unit - decay) / unit)``: Div of non-negative numbers only, whose
-        rounding is then floor = trunc0 everywhere."""
-        b, p, unit, i64 = self.b, self.p + tag, self.unit, np.int64
-        prod = b.op("Mul", [x, b.const(f"keep_{unit - decay}", unit - decay, i64)], p + "prod")
-        mag = b.op("Div", [b.op("Abs", [prod], p + "abs"), b.const("unit", unit, i64)],
-                   p + "mag")
-        neg = b.op("Less", [prod, b.const("zero_i", 0, i64)], p + "neg")
-        return b.op("Where", [neg, b.op("Neg", [mag], p + "neg_mag"), mag], p + "dec")
-
-    def shift(self, a: str) -> str:
-        return self.b.op("Mul", [a, self.act], self.p + "a_shift")
-
-    def add(self, x: str, y: str, tag: str) -> str:
-        return self.b.op("Add", [x, y], self.p + tag)
-
-    def wrap(self, u_pre: str) -> str:
-        b, p = self.b, self.p
-        over = b.op("Greater", [u_pre, self.half_c], p + "over")
-        wrapped = b.op("Where", [over, b.op("Sub", [u_pre, self.two_half], p + "u_dn"), u_pre],
-                       p + "u_w")
-        under = b.op("Not", [b.op("Greater", [wrapped, self.neg_half], p + "gt_neg")],
-                     p + "under")
-        return b.op("Where", [under, b.op("Add", [u_pre, self.two_half], p + "u_up"), wrapped],
-                    p + "u_new")
-
-    def clip(self, v_pre: str) -> str:
-        return self.b.op("Clip", [v_pre, self.v_lo, self.v_hi], self.p + "v_clip")
-
-    def fire(self, v: str, v_th_mant: int) -> str:
-        th = self.b.const(f"vth{self.k}", v_th_mant << self.nfmt.threshold_shift, np.int64)
-        return self.b.op("Greater", [v, th], self.p + "fire")
-
-    def reset(self, fire: str, v: str) -> str:
-        return self.b.op("Where", [fire, self.zero, v], self.p + "v_new")
-
-    def spikes(self, fire: str) -> str:
-        return self.b.op("Cast", [fire], f"z{self.k}", to=TensorProto.INT64)
-
-    def readout(self, v: str) -> tuple[str, str]:
-        return (self.b.op("Identity", [v], self.p + "v_new"),
-                self.b.op("Identity", [v], f"z{self.k}"))
-
-
 def _dense_f32(b: GraphBuilder, s_f: str, layer, k: int, p: str) -> str:
     return b.op("MatMul", [s_f, b.const(f"Wint{k}_T", layer.weight_int.T, np.float32)],
                 p + "a_f")
@@ -300,8 +241,8 @@ def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
                 a = b.op("Add", [a, b.op("MatMul", [seen[skip.source], w], p + f"skip{n}")],
                          p + f"a_skip{n}")
             new[f"u{k}"], new[f"v{k}"], s, fire = layer.chip.int_step(
-                ops, states[f"u{k}"], states[f"v{k}"], a)
-            if fire is not None and layer.recurrent:
+                ops, states[f"u{k}"], states[f"v{k}"], a, states.get(f"r{k}"))
+            if fire is not None and _keeps_spikes(layer):
                 new[f"r{k}"] = b.op("Identity", [s], p + "r_new")
             spikes.append(s)
             seen.append(s)
@@ -311,16 +252,22 @@ def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
     for k, layer in enumerate(net.layers):
         n_out, n_in = layer.shape
         widths = {f"u{k}": n_out, f"v{k}": n_out, **({f"p{k}": n_in} if lava_delay else {}),
-                  **({f"r{k}": n_out} if layer.recurrent else {})}
+                  **({f"r{k}": n_out} if _keeps_spikes(layer) else {})}
         states += list(widths.items())
         layout[f"layer{k}"] = {"states": widths, "size": n_out, "dtype": "int64",
                                "neuron": layer.neuron.kind,
                                "accumulate": acc[k].dtype, "sum_bound": acc[k].bound,
-                               **map_shape(layer)}
+                               **map_shape(layer), **spike_fields(layer)}
     return StepBody(name="rewire_cuba_int_step", elem=TensorProto.INT64,
                     x_elem=TensorProto.INT64, n_in=net.sizes[0], states=tuple(states),
                     spikes=tuple((f"z{k}", l.shape[0]) for k, l in enumerate(net.layers)),
                     emit=emit, layout=layout)
+
+
+def _keeps_spikes(layer) -> bool:
+    """Whether the step keeps the layer's spikes as a state ``r<k>``: a recurrent layer, or
+    one that resets one step late (``reset_delay``)."""
+    return layer.recurrent or (layer.spiking and layer.neuron.reset_delay)
 
 
 def build(net: CompiledNetwork, lava_delay: bool = False) -> onnx.ModelProto:
@@ -387,5 +334,6 @@ def run(path, payload: np.ndarray, sess=None) -> np.ndarray:
     else:
         out = sess.run(["z"], {"x": payload})[0]
     layout = json.loads(meta["state_layout"])
-    readout = layout[f"layer{len(layout) - 1}"].get("neuron") in ("LI", "CubaLI")
-    return out if readout else out.astype(np.uint8)
+    last = layout[f"layer{len(layout) - 1}"]
+    counts = last.get("neuron") in ("LI", "CubaLI") or last.get("max_spikes", 1) > 1
+    return out if counts else out.astype(np.uint8)

@@ -39,7 +39,8 @@ from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import CompiledConv, CompiledDense, lookup
 from rewire.ir.neurons import IF, LI, LIF, CubaLI, CubaLIF
 from rewire.export.onnx_graph import (GraphBuilder, StepBody, body_from_meta, conv2d, map_shape,
-                                      run_steps, save, session, step_model)
+                                      run_steps, save, session, spike_fields, step_model)
+from rewire.export.onnx_spikes import spike_step
 from rewire.export import onnx_graph
 
 USAGE = ("loop over T steps: feed x and the previous step's *_out states (zeros at t=0); "
@@ -114,6 +115,12 @@ _NEURON_STEP = {CubaLIF: _cuba_step, CubaLI: _cuba_step, LIF: _lif_step, LI: _li
                 IF: _if_step}
 
 
+def _keeps_spikes(layer) -> bool:
+    """A state ``r<k>`` with the layer's spikes of the step before: recurrent layers and
+    layers that reset one step late (``reset_delay``)."""
+    return layer.recurrent or (layer.spiking and layer.neuron.reset_delay)
+
+
 def float_body(net: CompiledNetwork) -> StepBody:
     """The float step of ``net`` (module docstring) as a :class:`StepBody`.
 
@@ -154,13 +161,16 @@ def float_body(net: CompiledNetwork) -> StepBody:
                 s = z
                 seen.append(s)
                 continue
-            margin = b.op("Sub", [v_dec, b.const(f"v_th{k}", nrn.v_th)], p + "margin")
-            fire = b.op("Greater", [margin, zero], p + "fire")
-            z = b.op("Cast", [fire], f"z{k}", to=TensorProto.FLOAT)
-            keep = b.op("Mul", [b.op("Sub", [one, z], p + "keep"), v_dec], p + "v_kept")
-            rst = b.op("Mul", [z, b.const(f"v_reset{k}", nrn.v_reset)], p + "v_rst")
-            new[f"v{k}"] = b.op("Add", [keep, rst], p + "v_new")
-            if layer.recurrent:
+            if spike_fields(layer):
+                z, new[f"v{k}"] = spike_step(b, nrn, k, p, v_dec, states.get(f"r{k}"))
+            else:
+                margin = b.op("Sub", [v_dec, b.const(f"v_th{k}", nrn.v_th)], p + "margin")
+                fire = b.op("Greater", [margin, zero], p + "fire")
+                z = b.op("Cast", [fire], f"z{k}", to=TensorProto.FLOAT)
+                keep = b.op("Mul", [b.op("Sub", [one, z], p + "keep"), v_dec], p + "v_kept")
+                rst = b.op("Mul", [z, b.const(f"v_reset{k}", nrn.v_reset)], p + "v_rst")
+                new[f"v{k}"] = b.op("Add", [keep, rst], p + "v_new")
+            if _keeps_spikes(layer):
                 new[f"r{k}"] = b.op("Identity", [z], p + "r_new")
             spikes.append(z)
             s = z
@@ -170,15 +180,17 @@ def float_body(net: CompiledNetwork) -> StepBody:
     sizes = [l.shape[0] for l in net.layers]
     states = []
     for k, (n, layer) in enumerate(zip(sizes, net.layers)):
-        states += [(f"v{k}", n), (f"i{k}", n)] + ([(f"r{k}", n)] if layer.recurrent else [])
+        states += [(f"v{k}", n), (f"i{k}", n)] + ([(f"r{k}", n)] if _keeps_spikes(layer)
+                                                  else [])
     return StepBody(
         name="rewire_snn_step", elem=TensorProto.FLOAT, x_elem=TensorProto.FLOAT,
         n_in=net.sizes[0], states=tuple(states),
         spikes=tuple((f"z{k}", n) for k, n in enumerate(sizes)), emit=emit,
         layout={f"layer{k}": {"states": {f"v{k}": n, f"i{k}": n,
-                                         **({f"r{k}": n} if layer.recurrent else {})},
+                                         **({f"r{k}": n} if _keeps_spikes(layer) else {})},
                               "v": f"v{k}", "i": f"i{k}", "neuron": layer.neuron.kind,
-                              "size": n, "dtype": "float32", **map_shape(layer)}
+                              "size": n, "dtype": "float32", **map_shape(layer),
+                              **spike_fields(layer)}
                 for k, (n, layer) in enumerate(zip(sizes, net.layers))})
 
 

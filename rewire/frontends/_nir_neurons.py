@@ -70,7 +70,8 @@ def _rockpool_cuba(name: str, node, n: int, dt: float):
     ``J = I + x; v = a v + b J; I = b J`` with the exact decays ``a = e^{-dt/tau_mem}``,
     ``b = e^{-dt/tau_syn}``. It is the IR's CubaLIF with ``dt tau_mem_inv = 1 - a``,
     ``dt tau_syn_inv = 1 - b``, voltages as written and the weights times ``b / (1 - a)``;
-    only rockpool's several spikes per step and subtractive reset differ."""
+    rockpool's several spikes per step and subtractive reset are its spike fields
+    (:mod:`rewire.frontends._nir_frameworks`)."""
     one = lambda fld, default=0.0: _one(name, node, fld, n, default)  # noqa: E731
     a, b = math.exp(-dt / one("tau_mem")), math.exp(-dt / one("tau_syn"))
     try:
@@ -81,6 +82,33 @@ def _rockpool_cuba(name: str, node, n: int, dt: float):
     return neuron, b / (1 - a)
 
 
+def _sinabs(name: str, node, n: int, dt: float):
+    r"""sinabs 3's own reading of a node it wrote (``sinabs/nir.py``: ``IF`` with ``r = 1``,
+    ``LIF``/``LI`` with ``tau`` in time steps, ``r = 1``; ``sinabs/layers/functional/lif.py``
+    ``lif_forward_single`` with ``norm_input=False``): ``IF`` is ``v += x`` with the threshold
+    as written; ``LIF``/``LI`` are ``v = a v + x`` with ``a = e^{-1/tau}``: the IR's LIF/LI
+    with ``dt tau_mem_inv = 1 - a``, voltages as written and the weights times ``1 / (1 -
+    a)``."""
+    one = lambda fld, default=0.0: _one(name, node, fld, n, default)  # noqa: E731
+    kind = _kind(node)
+    try:
+        if kind == "IF":
+            return irn.IF(v_th=one("v_threshold"), v_reset=one("v_reset"), dt=dt), 1.0
+        if kind not in ("LIF", "LI"):
+            raise LoweringError(f"NIR node {name!r} ({kind}): sinabs writes IF, LIF and LI "
+                                f"neurons only; pass framework='nir' to read it by NIR's "
+                                f"equations", piece=name)
+        a = math.exp(-1.0 / one("tau"))
+        if kind == "LI":
+            return irn.LI((1 - a) / dt, v_leak=one("v_leak"), dt=dt), 1.0 / (1 - a)
+        return irn.LIF((1 - a) / dt, v_th=one("v_threshold"), v_leak=one("v_leak"),
+                       v_reset=one("v_reset"), dt=dt), 1.0 / (1 - a)
+    except ValueError as exc:
+        if isinstance(exc, LoweringError):
+            raise
+        raise ValueError(f"NIR node {name!r} ({kind}): {exc}") from None
+
+
 def _lower_neuron(name: str, node, n: int, dt: float, mode: str = "nir",
                   tau_scale: float = 1.0):
     """``(IR neuron, weight factor)`` of a NIR neuron node of ``n`` neurons (module docstring
@@ -89,8 +117,11 @@ def _lower_neuron(name: str, node, n: int, dt: float, mode: str = "nir",
     (r = w_in = 1: voltages and weights as written); ``"spyx"`` spyx's (``r`` holds
     ``beta``, not a resistance, and ``V_t = beta V + x``: voltages divided by tau/dt, weights as
     written); ``"rockpool"`` a CubaLIF is rockpool's ``LIFTorch`` (:func:`_rockpool_cuba`).
+    ``"sinabs"``: sinabs' own reading (:func:`_sinabs`).
     ``tau_scale``: the time constants are ``tau_scale`` times too small (Norse 1.1: ``dt``)."""
     kind = _kind(node)
+    if mode == "sinabs":
+        return _sinabs(name, node, n, dt)
     if mode == "rockpool" and kind == "CubaLIF":
         return _rockpool_cuba(name, node, n, dt)
     one = lambda fld, default=0.0: _one(name, node, fld, n, default)  # noqa: E731

@@ -51,15 +51,23 @@ as written then.
 **Per-neuron arrays** that are all equal lower to the scalar; differing values are refused
 naming the node and field (the chip has one decay and one threshold per layer).
 
-**What NIR does not record** (nir 1.0.8, ``nir/ir/neuron.py``): the reset and the number of spikes per step.
-The IR resets ``v`` to ``v_reset`` in the step that spikes (Norse, Loihi). ``source=`` (or
-what :func:`detect_source` finds in the file) puts a line into ``Network.notes`` saying what
-the source framework does differently; an unknown source gets a line too:
+**What NIR does not record** (nir 1.0.8, ``nir/ir/neuron.py``): the reset, the number of
+spikes per step and a voltage floor. ``framework=`` (else ``metadata["framework"]``, else the
+source's own) gives the neurons that framework's rule as IR spike fields
+(:mod:`rewire.frontends._nir_frameworks`): snnTorch's defaults (subtract, one step late),
+rockpool's and sinabs' several spikes per step with subtraction, sinabs' floor; spyx's
+spikes one step late are refused by name; ``"nir"``/``"norse"`` keep the IR's default (``v``
+set to ``v_reset`` in the step that spikes, Norse and Loihi). ``source=`` (or what
+:func:`detect_source` finds in the file) decides how the parameters are read and puts a line
+into ``Network.notes``; an unknown source gets a line too:
 
 * **snnTorch 1.0** (``r = tau/1e-4``: its exporter hard-codes ``dt = 1e-4`` s; lower at that
-  ``dt``): Leaky/Synaptic/RLeaky equal the IR spike for spike with ``reset_mechanism='zero'``
-  and ``reset_delay=False``; the defaults (subtract, reset one step late) differ, and the note
-  says so.
+  ``dt``): lowered with snnTorch's default rule (``reset_mechanism='subtract'``,
+  ``reset_delay=True``), spike for spike; a model trained with ``reset_mechanism='zero'``
+  and ``reset_delay=False`` has Norse's rule: ``framework='norse'``.
+* **sinabs 3** (``IF`` nodes with ``r = 1`` only): read as sinabs' ``IAF``, ``v += x`` with the
+  threshold as written (not ``V / (r dt)``), several spikes per step, subtraction, the floor
+  ``-v_th`` its reader sets.
 * **Norse 1.1** ``to_nir`` writes ``tau = dt * tau_true`` (τ⁻¹ ``1/dt`` times too large,
   norse #411/#412), no ``v_reset``, and its cells' own parameters with ``r = w_in = 1``
   (``LIFCell`` adds its input to the current in one step; NIR's equations would need
@@ -90,14 +98,16 @@ from rewire.errors import LoweringError
 from rewire.io import check_hdf5
 from rewire.frontends._nir_graph import (SUPPORTED, _chain, _check_values, _resolve,
                                         check_size)
-from rewire.frontends._nir_source import (REWIRE_NIR_FORMAT, SNNTORCH_DT, SOURCES, _semantics,
-                                          detect_source)
+from rewire.frontends._nir_frameworks import (FRAMEWORKS, apply_framework, framework_note,
+                                             pick_framework)
+from rewire.frontends._nir_source import (_SOURCE_NOTES, REWIRE_NIR_FORMAT, SNNTORCH_DT, SOURCES,
+                                          _semantics, detect_source)
 from rewire.frontends._nir_walk import _Lowering
 from rewire.frontends.torch_module import to_module
 from rewire.ir._checked import check_encoding, check_gain, check_steps
 from rewire.ir.network import Network
 
-__all__ = ["SOURCES", "SUPPORTED", "REWIRE_NIR_FORMAT", "SNNTORCH_DT", "read", "lower",
+__all__ = ["SOURCES", "FRAMEWORKS", "SUPPORTED", "REWIRE_NIR_FORMAT", "SNNTORCH_DT", "read", "lower",
            "detect_source", "load"]
 
 # --------------------------------------------------------------------------- reading
@@ -174,7 +184,8 @@ def _run_options(steps, encoding, input_gain, meta: dict, origin: str = "NIR gra
 
 def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
           steps: int | None = None, encoding: str | None = None,
-          input_gain: float | None = None, source: str | None = None) -> Network:
+          input_gain: float | None = None, source: str | None = None,
+          framework: str | None = None) -> Network:
     """Lower a NIR graph to the IR network the compiler reads (module docstring).
 
     Args:
@@ -190,6 +201,15 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
             does not record; default :func:`detect_source` (its finding is noted; for
             rockpool and spyx it changes how ``r`` is read: ``source="nir"`` reads the file
             by NIR's equations whatever it looks like).
+        framework: whose spike and reset rule the neurons follow (NIR records none):
+            ``"nir"``/``"norse"`` (one spike at ``v > v_th``, reset to ``v_reset`` at once),
+            ``"snntorch"`` (its defaults: subtract, one step late), ``"rockpool"``,
+            ``"sinabs"`` (several spikes per step at ``v >= v_th``, subtract; sinabs also
+            reads ``IF`` nodes as ``v += x`` with the threshold as written and a floor at
+            ``-v_th``), ``"spyx"`` (refused: its spikes come one step late); see
+            :mod:`rewire.frontends._nir_frameworks`. Default: ``metadata["framework"]``,
+            else the source's (declared or detected; a graph of ``IF`` nodes with ``r = 1``
+            only as sinabs), else ``"nir"``.
 
     Returns:
         The :class:`~rewire.ir.network.Network`, ``source = "nir:<framework>"`` (or ``"nir"``),
@@ -198,12 +218,13 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
 
     Raises:
         ValueError: no ``dt`` (named), a bad ``dt``/``steps``/``encoding``/``input_gain``/
-            ``source``, a non-finite or non-positive field (node and field named), widths
+            ``source``/``framework``, a non-finite or non-positive field (node and field named), widths
             that do not chain.
         rewire.errors.LoweringError: a node, edge or semantics rewire cannot lower, naming
             the node (``err.piece``), why and what to do instead: non-zero biases, Conv1d,
             Delay, Threshold, branches, merges, several inputs, per-neuron parameters that
-            differ, a time constant below ``dt`` outside Norse 1.1's pattern, ...
+            differ, a time constant below ``dt`` outside Norse 1.1's pattern, spyx's spike
+            rule (``framework="spyx"``, or a file detected as spyx's), ...
         FileNotFoundError: a path that does not exist.
 
     Example:
@@ -212,10 +233,9 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
         ...     tau=np.full(2, 0.01), r=np.full(2, 10.0), v_leak=np.zeros(2),
         ...     v_threshold=np.full(2, 10.0)))
         >>> net = lower(g, dt=1e-3)
-        >>> from rewire.ir.nodes import LIF
-        >>> [(layer.name, layer.synapse.op, layer.neuron == LIF(100.0, v_th=1.0, dt=1e-3))
-        ...  for layer in net.layers]
-        [('linear', 'dense', True)]
+        >>> [(layer.name, layer.synapse.op, layer.neuron.kind, layer.neuron.tau_mem_inv,
+        ...   layer.neuron.v_th, layer.neuron.reset) for layer in net.layers]
+        [('linear', 'dense', 'LIF', 100.0, 1.0, 'set')]
         >>> net.notes[-1].split(":")[0]
         'source unknown'
     """
@@ -241,9 +261,13 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
         nodes, edges = _resolve(graph)
         order = _chain(nodes, edges)
         source, mode, tau_scale, notes = _semantics(graph, nodes, dt, source)
+        framework, mode, notes = _framework(framework, source, meta, nodes, mode, notes)
         walk = _Lowering(nodes, order, dt, encoding, gain, mode, tau_scale)
         walk.notes = notes
         walk.run()
+        walk.ir = apply_framework(framework, walk.ir, walk.names)
+        if source is None and framework not in ("nir", "norse"):
+            source = framework
     except AssertionError as exc:  # nir's own checks inside its node classes
         raise ValueError(f"{origin}: a node nir itself refuses ({exc or 'AssertionError'}); "
                          f"fix the graph") from None
@@ -261,6 +285,23 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
                        notes=tuple(walk.notes))
     except ValueError as exc:
         raise ValueError(f"NIR graph: {exc}") from None
+
+
+def _framework(framework, source, meta, nodes, mode, notes):
+    """``(framework, mode, notes)``: the spike rule (:func:`pick_framework`), the way the
+    neurons are read (sinabs: its own reading) and the notes, the source's note on the reset
+    replaced by the rule's where the rule is the source's own."""
+    framework, found = pick_framework(framework, source, meta, nodes)
+    if framework == "sinabs":
+        mode = "sinabs"
+        notes = [n for n in notes if not n.startswith("NIR voltages divided by r")]
+        notes.append("sinabs' reading (its nir.py): IF is v += x with the threshold as "
+                     "written (r = 1 is no resistance), LIF/LI v = exp(-1/tau) v + x with tau "
+                     "in steps")
+    if framework not in ("nir", "norse"):
+        notes = [n for n in notes if n != _SOURCE_NOTES.get(source)]
+    note = framework_note(framework)
+    return framework, mode, notes + found + ([note] if note else [])
 
 
 # --------------------------------------------------------------------------- modules

@@ -23,8 +23,11 @@ The chip arithmetic is Lava's ``PyLifModelBitAcc`` (lava-nc 0.10 ``lava/proc/lif
 with Norse 1.1's LIF step (``norse/torch/functional/lif.py``) the same recurrence once
 ``iDecay = round(4096 dt tau_syn_inv)``, ``vDecay = round(4096 dt tau_mem_inv)``,
 ``w_int = round(w dt tau_mem_inv S c_in)`` and ``vThMant = round(v_th S)``
-(derivation: docs/compiler.md). Adding a neuron kind means one subclass here
-and its entry in :data:`CHIP_NEURONS`.
+(derivation: docs/compiler.md). A neuron with other spike fields (a subtractive or late
+reset, several spikes per step, ``v >= th``, a floor: :data:`rewire.ir.neurons.SPIKE_FIELDS`)
+replaces the last line by :func:`rewire.ir.chip_spikes.int_spike`, exact integer arithmetic
+in the float order; netx refuses those fields by name (:meth:`ChipNeuron.netx_refusal`).
+Adding a neuron kind means one subclass here and its entry in :data:`CHIP_NEURONS`.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ import numpy as np
 
 from rewire.errors import CompileError
 from rewire.hw_profiles.profile import HardwareProfile
-from rewire.ir.neurons import IF, LI, LIF, SPIKE_FIELDS, CubaLI, CubaLIF
+from rewire.ir.chip_spikes import int_spike, netx_refusal, plain
+from rewire.ir.neurons import IF, LI, LIF, CubaLI, CubaLIF
 from rewire.ir.spike_metadata import to_metadata
 
 __all__ = ["ChipNeuron", "CompiledCubaLIF", "CompiledLIF", "CompiledIF", "CompiledCubaLI",
@@ -101,25 +105,24 @@ class ChipNeuron:
 
     @classmethod
     def check(cls, neuron, layer: str = "neuron") -> None:
-        """Refuse constants the chip's CUBA neuron cannot express.
+        """Refuse constants the chip's CUBA neuron cannot express. Every spike field
+        (:data:`rewire.ir.neurons.SPIKE_FIELDS`) has an integer image
+        (:mod:`rewire.ir.chip_spikes`); which file can hold it is the writer's question
+        (:meth:`netx_refusal`).
 
         Raises:
-            CompileError: ``v_leak`` or ``v_reset`` non-zero, or ``v_th <= 0``.
+            CompileError: ``v_leak`` non-zero, ``v_reset`` non-zero with ``reset='set'``, or
+                ``v_th <= 0``.
         """
         v_leak, v_reset = getattr(neuron, "v_leak", 0.0), getattr(neuron, "v_reset", 0.0)
+        if neuron.spiking and neuron.reset == "subtract":
+            v_reset = 0.0  # a subtractive reset never reads v_reset
         if v_leak != 0 or v_reset != 0:
             raise CompileError(f"{layer}: {neuron.kind} v_leak = {v_leak} and v_reset = "
                                f"{v_reset} must both be 0 for the chip's CUBA neuron (it leaks "
                                f"to 0 and resets to 0); retrain with v_leak = v_reset = 0")
         if neuron.spiking and not neuron.v_th > 0:
             raise CompileError(f"{layer}: v_th must be > 0, got {neuron.v_th}")
-        if neuron.spiking:
-            odd = {k: getattr(neuron, k) for k, d in SPIKE_FIELDS.items()
-                   if getattr(neuron, k) != d}
-            if odd:
-                raise CompileError(f"{layer}: {neuron.kind} with {odd} has no chip image yet "
-                                   f"(the compiler maps reset='set', one spike per step at "
-                                   f"v > v_th); retrain with those defaults")
 
     @classmethod
     def decays(cls, neuron, profile: HardwareProfile, name: str) -> tuple[int, int, float]:
@@ -162,29 +165,41 @@ class ChipNeuron:
         return v_th_mant
 
     # ------------------------------------------------------------ integer step
-    def int_step(self, ops, u, v, a):
-        """One chip step (module docstring) on the arithmetic backend ``ops``.
+    def int_step(self, ops, u, v, a, z_prev=None):
+        """One chip step (module docstring) on the arithmetic backend ``ops``; a neuron with
+        non-default spike fields thresholds, resets and floors ``v`` as
+        :func:`rewire.ir.chip_spikes.int_spike` says.
 
         ``ops`` provides ``decay(x, decay, tag)``, ``shift(a)``, ``add(x, y, tag)``,
         ``wrap(u)``, ``clip(v)``, ``fire(v, v_th_mant)``, ``reset(fire, v)``,
-        ``spikes(fire)`` and ``readout(v)``.
+        ``spikes(fire)`` and ``readout(v)``; for the spike fields also ``fire_at``,
+        ``count``, ``mask``, ``subtract`` and ``floor``.
+
+        Args:
+            z_prev: the layer's spikes of the step before (needed with ``reset_delay``).
 
         Returns:
             ``(u, v, out, fire)``: the new states, the layer's output (spikes, or ``v`` for a
-            leaky integrator) and the spike mask (``None`` for a leaky integrator).
+            leaky integrator) and the spikes (a mask, or counts with ``max_spikes > 1``;
+            ``None`` for a leaky integrator).
         """
         u = ops.wrap(ops.add(ops.decay(u, self.i_decay, "u_"), ops.shift(a), "u_pre"))
         v = ops.clip(ops.add(ops.decay(v, self.v_decay, "v_"), u, "v_pre"))
         if not self.spiking:
             v, out = ops.readout(v)
             return u, v, out, None
+        if not plain(self.neuron):
+            v, out, fire = int_spike(self, ops, v, z_prev)
+            return u, v, out, fire
         fire = ops.fire(v, self.v_th_mant)
         return u, ops.reset(fire, v), ops.spikes(fire), fire
 
     # ------------------------------------------------------------ file fields
     def netx_refusal(self) -> str | None:
-        """Why a netx file cannot hold this neuron, or ``None``."""
-        return None
+        """Why a netx file cannot hold this neuron (every non-default spike field named, with
+        the option to train with instead: :func:`rewire.ir.chip_spikes.netx_refusal`), or
+        ``None``."""
+        return netx_refusal(self.neuron) if self.spiking else None
 
     def netx_fields(self, i_decay: int | None = None, v_decay: int | None = None) -> dict:
         """The ``/layer/<k>/neuron`` entries of lava-dl 0.6 netx (``netx/hdf5.py``), in write

@@ -67,9 +67,15 @@ def _spike(neuron, v: torch.Tensor, z_prev: torch.Tensor
            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Threshold and reset: ``(spikes, v)``, spikes a count (0/1 unless ``max_spikes > 1``).
 
-    The order is: the delayed reset of the previous step's spikes (snnTorch
-    ``reset_delay=True``), the threshold test (``n = min(floor(v / v_th), max_spikes)`` for
-    several spikes per step), the reset of this step's spikes, then the floor ``v_min``.
+    The order is: the delayed reset of the previous step's spikes (snnTorch 1.0
+    ``reset_delay=True``, ``snntorch/_neurons/leaky.py`` and ``synaptic.py``: ``reset =
+    H(mem_prev - threshold)`` subtracted after ``beta mem + input``; with ``reset="set"`` the
+    new ``v`` is replaced, as ``Synaptic``'s ``reset_mechanism="zero"`` does), the threshold
+    test (``v > v_th``; ``v >= v_th`` with ``spike_at_threshold``; ``n = min(floor(v / v_th),
+    max_spikes)`` for several spikes per step, as sinabs 3 ``MultiSpike`` and rockpool 3.1
+    ``LIFTorch``'s ``StepPWL`` count them), the reset of this step's spikes (``v - n v_th``:
+    sinabs ``MembraneSubtract``, rockpool), then the floor ``v_min`` written as sinabs 3's
+    ``lif_forward_single`` writes it, ``relu(v - v_min) + v_min`` (the same float32 bits).
     """
     if _plain(neuron):
         z = (v - _f32(neuron.v_th) > 0).to(v.dtype)
@@ -77,7 +83,10 @@ def _spike(neuron, v: torch.Tensor, z_prev: torch.Tensor
     if neuron.reset_delay:
         v = _reset(neuron, v, z_prev)
     if neuron.max_spikes > 1:
-        n = torch.clamp(torch.floor(v / _f32(neuron.v_th)), 0, neuron.max_spikes)
+        # rockpool's order: the count only where v >= v_th (v / v_th may round up to 1.0
+        # just below the threshold), clamped at max_spikes
+        count = torch.clamp(torch.floor(v / _f32(neuron.v_th)), 0, neuron.max_spikes)
+        n = count * (v - _f32(neuron.v_th) >= 0).to(v.dtype)
     elif neuron.spike_at_threshold:
         n = (v - _f32(neuron.v_th) >= 0).to(v.dtype)
     else:
@@ -85,7 +94,7 @@ def _spike(neuron, v: torch.Tensor, z_prev: torch.Tensor
     if not neuron.reset_delay:
         v = _reset(neuron, v, n)
     if neuron.v_min is not None:
-        v = torch.clamp(v, min=neuron.v_min)
+        v = F.relu(v - _f32(neuron.v_min)) + _f32(neuron.v_min)
     return n, v
 
 

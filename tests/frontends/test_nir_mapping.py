@@ -94,11 +94,14 @@ def test_load_gives_a_module_running_the_lowered_network():
 
 
 def test_source_nir_reads_a_file_by_nir_s_equations_whatever_it_looks_like():
-    """r = 0.5 = 1 - dt/tau is spyx's pattern: detected and read as spyx (noted, with the way
-    out); source='nir' reads it by NIR's equations (v_th = V_th / r)."""
+    """r = 0.5 = 1 - dt/tau is spyx's pattern: detected as spyx, whose spike rule (spikes one
+    step late) is refused by name; framework='nir' reads it as spyx with the IR's rule (noted,
+    with the way out); source='nir' reads it by NIR's equations (v_th = V_th / r)."""
     g = _graph(("fc", _linear(3, 4)), ("lif", _lif(3, tau=2e-3, r=np.full(3, 0.5),
                                                    v_threshold=np.full(3, 1.0))))
-    detected = lower(g, dt=1e-3)
+    with pytest.raises(LoweringError, match="spyx.*one step late"):
+        lower(g, dt=1e-3)
+    detected = lower(g, dt=1e-3, framework="nir")
     assert detected.source == "nir:spyx" and any("source='nir'" in n for n in detected.notes)
     assert detected.layers[0].neuron.v_th == pytest.approx(0.5)  # V / (tau/dt)
     plain = lower(g, dt=1e-3, source="nir")
@@ -200,6 +203,10 @@ def test_property_every_weight_lands_or_the_first_unsupported_node_is_named(case
     # a random r that happens to be exactly rockpool's or spyx's pattern reads as that
     # framework (tested above); the property is about NIR's own equations
     assume(nir_frontend.detect_source(graph, dt) not in ("rockpool", "spyx"))
+    # IF nodes with r = 1 only read as sinabs' IAF (tests/frontends/test_nir_frameworks.py)
+    assume(not all(getattr(node, "r", None) is not None and np.all(np.asarray(node.r) == 1)
+                   for node in graph.nodes.values() if type(node).__name__ == "IF")
+           or any(type(node).__name__ in ("CubaLIF", "LIF") for node in graph.nodes.values()))
     if first_bad is not None:
         with pytest.raises(LoweringError) as err:
             lower(graph, dt=dt)
