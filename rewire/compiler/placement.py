@@ -137,7 +137,8 @@ def output_routes(profile: HardwareProfile, layers, placement, usage_cores) -> n
         else:
             count = np.zeros(src.neurons, np.int64)
             for c in cores_next:
-                count += nxt.mask[dest == c].any(axis=0)
+                # a recurrent layer's mask is [W | W_rec]: the source's axons are W's columns
+                count += nxt.mask[dest == c][:, :src.neurons].any(axis=0)
         if lim.dest_cores_per_neuron and count.max(initial=0) > lim.dest_cores_per_neuron:
             worst = int(count.max())
             raise MappingError(

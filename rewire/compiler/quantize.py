@@ -39,7 +39,7 @@ from torch.nn import functional as F
 
 from rewire.compiler._rows import RowBlocks, calibrated_max, int_row_sums
 from rewire.compiler.mapping import map_cores
-from rewire.compiler.netx_legal import netx_exact, netx_weights, to_netx_grid
+from rewire.compiler.netx_legal import grid_matrix, netx_exact, netx_weights, to_netx_grid
 from rewire.errors import CompileError
 from rewire.hw_profiles.profile import HardwareProfile
 from rewire.ir import nodes as ir_nodes
@@ -58,7 +58,8 @@ ACTIVATION_MAX = 2 ** (ACTIVATION_BITS - 1) - 1
 def quantize_layer(name: str, weight: np.ndarray, neuron, profile: HardwareProfile,
                    input_scale: float, max_payload: int,
                    payloads: np.ndarray | None = None,
-                   weight_rec: np.ndarray | None = None) -> CompiledDense:
+                   weight_rec: np.ndarray | None = None,
+                   bias: np.ndarray | None = None) -> CompiledDense:
     """Quantize one layer (see the module docstring for the choice of ``S``).
 
     Args:
@@ -73,6 +74,11 @@ def quantize_layer(name: str, weight: np.ndarray, neuron, profile: HardwareProfi
             ``sum_j |w_ij| max_payload``.
         weight_rec: float ``(out, out)`` recurrent weights (a ``RecurrentDense`` layer), or
             ``None``; they carry binary spikes and share the layer's scale.
+        bias: float ``(out,)`` bias (``a = W x + b``), or ``None``. It is quantized as one
+            more column of weights carrying an always-on 1 (``bias_int = round(b gain S)``
+            on the weight grid): ``S`` keeps it inside the weight bits and counts it in the
+            activation and current bounds, and on netx it becomes exactly such a synapse
+            (:mod:`rewire.compiler.bias_lines`).
 
     Returns:
         A :class:`~rewire.ir.compiled_layers.CompiledDense` (a
@@ -83,7 +89,7 @@ def quantize_layer(name: str, weight: np.ndarray, neuron, profile: HardwareProfi
         CompileError: non-finite weights, a decay that rounds outside ``1..2**decay_bits``
             (0 allowed for ``IF``'s ``vDecay``), or a ``vThMant`` that cannot be represented.
     """
-    return _quantize(name, RowBlocks(weight, weight_rec), neuron, profile, input_scale,
+    return _quantize(name, RowBlocks(weight, weight_rec, bias), neuron, profile, input_scale,
                      max_payload, payloads)
 
 
@@ -98,8 +104,9 @@ def _quantize(name: str, rows: RowBlocks, neuron, profile: HardwareProfile,
     chip = chip_class(neuron)
     i_decay, v_decay, gain = chip.decays(neuron, profile, name)
     gain = gain * input_scale   # float weight -> u per unit S
-    # recurrent inputs are binary spikes of the layer itself, whose value is 1, not
-    # input_scale: scale their weights so that one unit of "payload" means one spike
+    # recurrent inputs are binary spikes of the layer itself, and the bias an always-on 1,
+    # whose value is 1, not input_scale: scale their weights so that one unit of "payload"
+    # means one spike
     col_max = np.full(width, float(max_payload))
     col_max[n_in:] = 1.0
     wfmt, nfmt = profile.weights, profile.neuron
@@ -127,7 +134,7 @@ def _quantize(name: str, rows: RowBlocks, neuron, profile: HardwareProfile,
     step = wfmt.step
     bound = min(ACTIVATION_MAX, current_max)
     w_int = np.empty((n_out, width), np.int32)
-    per_col = col_max if rows.weight_rec is not None else float(max_payload)
+    per_col = col_max if rows.extra is not None else float(max_payload)
     while True:  # w_int block by block; reached: its largest |synaptic input|
         k, reached = gain * scale / step, 0.0
         for r0 in rows.starts:
@@ -153,10 +160,14 @@ def _quantize(name: str, rows: RowBlocks, neuron, profile: HardwareProfile,
                   weight_int=np.ascontiguousarray(w_int[:, :n_in]), scale=float(scale),
                   input_scale=float(input_scale), scale_limited_by=limited_by, notes=notes,
                   chip=chip(neuron, i_decay, v_decay, v_th_mant))
+    if rows.bias is not None:
+        fields.update(bias=np.asarray(rows.bias, np.float32).copy(),
+                      bias_int=np.ascontiguousarray(w_int[:, -1]))
     if rows.weight_rec is None:
         return CompiledDense(**fields)
+    rec_int = np.ascontiguousarray(w_int[:, n_in:n_in + n_out])
     return CompiledRecurrentDense(weight_rec=np.asarray(rows.weight_rec, np.float32),
-                                  weight_rec_int=np.ascontiguousarray(w_int[:, n_in:]), **fields)
+                                  weight_rec_int=rec_int, **fields)
 
 
 def conv_patches(payloads: np.ndarray, in_shape: tuple[int, int, int],
@@ -222,11 +233,12 @@ def quantize_conv_layer(name: str, synapse, in_shape: tuple[int, int, int],
     if payloads is not None and groups == 1:
         patches = conv_patches(payloads, in_shape, weight.shape[2:], stride, padding)
     flat = quantize_layer(name, weight.reshape(len(weight), -1), neuron, profile, input_scale,
-                          max_payload, patches)
+                          max_payload, patches, bias=None if pool else synapse.bias)
     fields = dict(name=name, weight=flat.weight.reshape(weight.shape),
                   weight_int=flat.weight_int.reshape(weight.shape), scale=flat.scale,
                   input_scale=flat.input_scale, scale_limited_by=flat.scale_limited_by,
-                  chip=flat.chip, notes=flat.notes, in_shape=tuple(in_shape),
+                  chip=flat.chip, notes=flat.notes, bias=flat.bias, bias_int=flat.bias_int,
+                  in_shape=tuple(in_shape),
                   out_shape=tuple(out_shape), stride=stride, padding=padding, groups=groups)
     if pool:
         return CompiledSumPool(pool_weight=float(synapse.weight), **fields)
@@ -253,14 +265,14 @@ def _graded_input_layer(name: str, layer, profile: HardwareProfile, input_gain: 
     rec = layer.synapse.weight_rec if isinstance(layer.synapse, ir_nodes.RecurrentDense) \
         else None
     netx, wfmt = netx_weights(profile), profile.weights
-    rows = RowBlocks(weight, rec)
+    rows = RowBlocks(weight, rec, layer.synapse.bias)
     best = None
     payload = input_max_value
     while payload >= 1:
         cal = None if calibration is None else np.rint(np.asarray(calibration) * payload)
         compiled = _quantize(name, rows, layer.neuron, profile, input_gain / payload, payload,
                              cal)
-        full = compiled.fan_in_matrix
+        full = grid_matrix(compiled)
         wtop = max(int(full.max()), -int(full.min())) if full.size else 0
         top_bit = 2 * wtop >= min(wfmt.max_int, -wfmt.min_int) + wfmt.step or not rows.wmax_in
         if top_bit and (not netx or netx_exact(full)):
@@ -282,7 +294,8 @@ def _dense(name, layer, profile, input_scale, max_payload, payloads, netx) -> Co
     rec = layer.synapse.weight_rec if isinstance(layer.synapse, ir_nodes.RecurrentDense) \
         else None
     compiled = quantize_layer(name, layer.synapse.weight, layer.neuron,
-                              profile, input_scale, max_payload, payloads, rec)
+                              profile, input_scale, max_payload, payloads, rec,
+                              layer.synapse.bias)
     return to_netx_grid(compiled) if netx else compiled
 
 
@@ -353,9 +366,6 @@ def compile_network(network: Network, profile: HardwareProfile, input_max_value:
     payload_max = input_max_value if current else 1
     netx = netx_weights(profile)
     for k, (name, layer) in enumerate(zip(layer_names(network.layers), network.layers)):
-        if getattr(layer.synapse, "bias", None) is not None:
-            raise CompileError(f"layer {name} ({layer.name}): a bias has no chip image yet; "
-                               f"train with bias=False")
         payloads = None
         if k == 0 and current:
             input_scale, max_payload = network.input_gain / input_max_value, input_max_value

@@ -3,7 +3,7 @@ r"""Integer reference simulator: the chip's CUBA arithmetic bit for bit, batched
 Per layer and time step (lava-nc 0.10 ``lava/proc/lif/models.py``, ``PyLifModelBitAcc``):
 
 .. math::
-    a &= W_\mathrm{int}\, s \\
+    a &= W_\mathrm{int}\, s + b_\mathrm{int} \\
     u &= \mathrm{wrap}_{24}\big(\mathrm{trunc_0}(u (4096 - \mathrm{iDecay}) / 4096) + (a \ll 6)\big) \\
     v &= \mathrm{clip}_{24}\big(\mathrm{trunc_0}(v (4096 - \mathrm{vDecay}) / 4096) + u\big) \\
     z &= v > (\mathrm{vThMant} \ll 6), \qquad v \leftarrow 0 \text{ where } z
@@ -28,6 +28,12 @@ each ``Dense`` and ``Conv`` process in Lava does (the sink and source add none):
 a netx file run in Lava's Loihi 2 simulator produces. Running ``T + L`` steps (input zero-padded) and
 dropping the first ``L`` outputs of the delayed model gives the undelayed one exactly
 (:func:`align`).
+
+A layer with a bias adds ``bias_int`` to ``a`` every step (``a = W_int s + b_int``, the
+bias on the weights' grid and scale). In the delayed model layer ``k`` adds it from delayed
+step ``k + 1`` on, when its first input arrives: that is how a bias reaches the chip on netx
+(an always-on input line and relay neurons that fire every step,
+:mod:`rewire.compiler.bias_lines`, delayed as the spikes are), so :func:`align` stays exact.
 
 A recurrent layer (netx ``dense_rec``) adds :math:`W_\mathrm{rec,int}\, z_{t-1}`, its own
 spikes of the step before, to ``a``; in Lava the recurrent ``Dense`` delays by one step as
@@ -186,12 +192,15 @@ def simulate(net: CompiledNetwork, payload: np.ndarray, lava_delay: bool = False
     out = [np.zeros((steps, batch, l.shape[0]), np.uint8 if l.spiking else np.int64)
            for l in net.layers]
     z_prev = [np.zeros((batch, l.shape[0]), np.int64) for l in net.layers]
+    bias = [l.bias_per_neuron() for l in net.layers]
     for t in range(steps):
         s = payload[t]
         for k, layer in enumerate(net.layers):
             if lava_delay:
                 s, pending[k] = pending[k], s
             a = synaptic_input(layer, s)
+            if bias[k] is not None and (t > k or not lava_delay):
+                a = a + bias[k]  # delayed: from the step the layer's first input arrives
             if layer.recurrent:
                 a = a + z_prev[k] @ layer.weight_rec_int.astype(np.int64).T
             u[k], v[k], out[k][t], fire = layer.chip.int_step(ops, u[k], v[k], a)

@@ -48,6 +48,11 @@ class CompiledLayer:
             neuron node, ``iDecay``, ``vDecay``, ``vThMant``).
         notes: what the compiler had to do beyond the plain mapping, for the report.
         source: the layer's name in the source model (module path or NIR node).
+        bias: float32 trained bias, ``(out,)`` (``(C_out,)`` for a conv layer), or ``None``.
+        bias_int: int32 chip bias of the same shape, on the weights' grid and scale
+            (``bias_int ~= bias * gain * S``: what one input of payload 1 through a weight
+            ``bias`` adds), added to the synaptic input ``a`` every step; ``None`` without a
+            bias (then neither is written by :meth:`to_dict`).
     """
 
     name: str
@@ -59,6 +64,8 @@ class CompiledLayer:
     chip: ChipNeuron
     notes: tuple[str, ...] = ()
     source: str = ""
+    bias: np.ndarray | None = None
+    bias_int: np.ndarray | None = None
     TYPE: ClassVar[str] = ""
     recurrent: ClassVar[bool] = False  #: netx ``dense_rec``: recurrent weights
 
@@ -86,6 +93,14 @@ class CompiledLayer:
     def spiking(self) -> bool:
         """Whether the layer's neurons spike (``False`` for a leaky-integrator readout)."""
         return self.chip.spiking
+
+    def bias_per_neuron(self) -> np.ndarray | None:
+        """``bias_int`` as int64 ``(n_out,)``, one entry per neuron (a conv layer's channel
+        bias repeated over its ``H_out * W_out`` pixels, ``x.flatten()`` order), or ``None``."""
+        if self.bias_int is None:
+            return None
+        b = self.bias_int.astype(np.int64)
+        return np.repeat(b, self.shape[0] // len(b)) if len(b) else b
 
     @property
     def fan_in_matrix(self) -> np.ndarray:
@@ -130,6 +145,8 @@ class CompiledLayer:
         out = {"type": self.TYPE}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if value is None and f.name in ("bias", "bias_int"):
+                continue  # no bias: the dict (and every file) is what it was before biases
             if f.name == "chip":
                 out.update(neuron=value.neuron.to_dict(), i_decay=value.i_decay,
                            v_decay=value.v_decay, v_th_mant=value.v_th_mant)

@@ -1,0 +1,81 @@
+"""Biases in a netx file: always-on input lines and relay neurons (rewire.compiler.bias_lines),
+written without Lava, and run by Lava's Loihi 2 simulator spike for spike equal to the
+integer model of the biased network."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from rewire.compiler import simulate as sim
+from rewire.compiler.bias_lines import relay_counts
+from rewire.compiler.quantize import compile_network
+from rewire.errors import ExportError
+from rewire.export import netx
+from rewire.ir import nodes
+from rewire.ir.network import Network
+
+from conftest import requires_lava
+
+
+def _biased(neuron, seed=0, scale=3.0, bias=True) -> Network:
+    """8 -> 12 (recurrent) -> 10 -> 4, a bias on every layer (``bias=True``)."""
+    rng = np.random.default_rng(seed)
+
+    def w(*s):
+        return rng.normal(0, scale, s).astype(np.float32)
+
+    def b(n):
+        return rng.normal(0.2 * scale, 0.3 * scale, n).astype(np.float32) if bias else None
+
+    return Network((nodes.Dense(w(12, 8), bias=b(12)), neuron,
+                    nodes.RecurrentDense(w(10, 12), w(10, 10) / 3, bias=b(10)), neuron,
+                    nodes.Dense(w(4, 10), bias=b(4)), neuron),
+                   input_shape=(8,), steps=12, encoding="current")
+
+
+def test_netx_layout_with_biases(loihi2, tmp_path):
+    net = compile_network(_biased(nodes.CubaLIF(200.0, 100.0)), loihi2, 16)
+    lines, relays = relay_counts(net)
+    path = netx.write(net, tmp_path / "b.net")
+    with h5py.File(path) as f:
+        assert f.attrs["rewire_bias_lines"] == lines >= 1
+        w0, w1 = f["layer/0/weight"][()], f["layer/1/weight"][()]
+        assert w0.shape == (12 + relays[0], 8 + lines)
+        np.testing.assert_array_equal(w0[:12, 8], net.layers[0].bias_int)  # bias: line 0
+        np.testing.assert_array_equal(w1[:10, 12], net.layers[1].bias_int)  # from relay 0
+        assert (w1[10:, 12:] == 254).all() and not w1[10:, :12].any()
+        assert f["layer/1/weight_rec"].shape == (10 + relays[1],) * 2
+        assert f["layer/2/weight"].shape == (4, 10 + relays[1])
+        assert f["layer/0"].attrs["rewire_relays"] == relays[0]
+    plain = netx.write(compile_network(_biased(nodes.LIF(100.0), bias=False), loihi2, 16),
+                       tmp_path / "p.net")
+    with h5py.File(plain) as f:
+        assert "rewire_bias_lines" not in f.attrs
+
+
+def test_netx_refuses_a_relay_whose_current_wraps(loihi2):
+    """A CubaLIF relay with a threshold too high for one step of its 24-bit current."""
+    ir = _biased(nodes.CubaLIF(200.0, 100.0, v_th=1.0), scale=0.02)
+    net = compile_network(ir, loihi2, 16)
+    with pytest.raises(ExportError, match=r"layer fc\d.*relay.*LIFBoxCell"):
+        netx.check_network(net)
+
+
+@pytest.mark.lava
+@requires_lava
+@pytest.mark.parametrize("neuron", [nodes.CubaLIF(200.0, 100.0), nodes.IF(v_th=1.0)],
+                         ids=["CubaLIF", "IF"])
+def test_lava_runs_biases_spike_exact(loihi2, tmp_path, neuron):
+    from rewire.export.lava_run import run_netx
+
+    ir = _biased(neuron, seed=1, scale=3.0 if isinstance(neuron, nodes.CubaLIF) else 0.6)
+    net = compile_network(ir, loihi2, 16)
+    path = netx.write(net, tmp_path / "b.net")
+    x = np.random.default_rng(2).random((10, 8))
+    payload = sim.encode_input(net, x)
+    ref = sim.simulate(net, payload)[-1]
+    assert ref.sum() > 0, "test network should spike"
+    for b in range(len(x)):
+        np.testing.assert_array_equal(run_netx(path, payload[:, b], aligned=True), ref[:, b])
