@@ -38,8 +38,10 @@ Example:
     ...                Dense(w.T.copy(), bias=np.ones(2, np.float32)), LIF(100.0)),
     ...               input_shape=(2,), steps=4)
     >>> lined, lines = with_lines(compile_network(net, load_profile("loihi2"), 16))
+    >>> lined.layers[0].v_th_mant   # the relay of fc1 needs 11 lines of 254: a > vThMant
+    2540
     >>> lines, [l.shape for l in lined.layers]
-    (1, [(4, 3), (2, 4)])
+    (11, [(4, 13), (2, 4)])
 """
 
 from __future__ import annotations
