@@ -19,7 +19,8 @@ This pass writes the biases as synapses instead, which Lava delays like every sp
   ``m = ceil((vThMant_j + 1) / w_max)`` relays (or lines) before it, each through a weight
   ``w_max`` (254 on Loihi 2): then ``v = u >= a << 6 > vThMant << 6`` at every step, also just
   after a reset, provided its current ``u`` (never reset, growing to at most
-  ``a 2^6 2^12 / iDecay``) stays below the 24-bit wrap.
+  ``a 2^6 2^12 / iDecay``) stays below the 24-bit wrap (:func:`max_relay_threshold`, which
+  the compiler keeps ``vThMant`` under).
 
 The relays have no recurrent weights, drive nothing but the next layer's bias column and
 relays, and are appended after the layer's real neurons (the output layer gets none, so the
@@ -52,10 +53,11 @@ import numpy as np
 
 from rewire.compiler.netx_legal import netx_exact
 from rewire.errors import CompileError
+from rewire.hw_profiles.profile import HardwareProfile
 from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import CompiledConv, CompiledRecurrentDense
 
-__all__ = ["has_bias", "relay_counts", "with_lines"]
+__all__ = ["has_bias", "max_relay_threshold", "relay_counts", "with_lines"]
 
 _FIX = ("train with bias=False, or use LIFBoxCell (its relays need no current), or export "
         "ONNX/NIR, which carry the bias as it is")
@@ -66,28 +68,41 @@ def has_bias(net: CompiledNetwork) -> bool:
     return any(l.bias_int is not None for l in net.layers)
 
 
+def _wmax(profile: HardwareProfile) -> int:
+    """The largest weight magnitude on the grid, both signs (254 on Loihi 2)."""
+    w = profile.weights
+    return min(w.max_int, -w.min_int) // w.step * w.step
+
+
+def max_relay_threshold(i_decay: int, profile: HardwareProfile) -> int:
+    """The largest ``vThMant`` of a layer whose relays fire at every step without their
+    current wrapping: a relay's input ``a <= vThMant + w_max`` (module docstring) keeps
+    ``u``, which grows to at most ``(a << 6) 2**12 / iDecay``, within ``2**23``. The compiler
+    caps ``S`` so (``scale_limited_by = "relay current"``) where a later layer has a bias."""
+    nfmt = profile.neuron
+    top = (1 << (nfmt.state_bits - 1)) * i_decay // (nfmt.decay_unit << nfmt.activation_shift)
+    return max(1, int(top) - _wmax(profile))
+
+
 def _drivers_for_relays(net: CompiledNetwork, k: int, wmax: int) -> int:
     """How many always-on sources, each through weight ``wmax``, make a relay of layer ``k``
-    fire at every step (``a = wmax * m > vThMant``), checked against the 24-bit current.
+    fire at every step (``a = wmax * m > vThMant``).
 
     Raises:
-        CompileError: the relay's current would wrap (a ``CubaLIF`` layer with a high
-            threshold), naming the layer.
+        CompileError: the relay's current would wrap (``vThMant`` above
+            :func:`max_relay_threshold`: a ``CubaLIF`` layer compiled for another profile or
+            loaded from a file), naming the layer.
     """
-    layer, nfmt = net.layers[k], net.profile.neuron
-    m = (layer.v_th_mant + 1 + wmax - 1) // wmax
-    a = m * wmax
-    ceiling = 1 << (nfmt.state_bits - 1)
-    # u -> u (1 - iDecay/2**bits) + a << 6 never exceeds its real fixed point
-    u_max = (a << nfmt.activation_shift) * nfmt.decay_unit / max(layer.i_decay, 1)
-    if u_max > ceiling:
+    layer = net.layers[k]
+    top = max_relay_threshold(layer.i_decay, net.profile)
+    if layer.v_th_mant > top:
         raise CompileError(
-            f"netx: layer {layer.name} ({layer.source or layer.name}): a bias in the next layer "
-            f"needs a relay neuron here that fires every step, but with vThMant = "
-            f"{layer.v_th_mant} and iDecay = {layer.i_decay} its input {a} makes a synaptic "
-            f"current of up to {u_max:.0f} > 2**{nfmt.state_bits - 1} (Lava's current would "
-            f"wrap and the relay fall silent); {_FIX}")
-    return m
+            f"netx: layer {layer.name} ({layer.source or layer.name}): a bias in a later layer "
+            f"needs relay neurons here that fire every step, but with iDecay = "
+            f"{layer.i_decay} their synaptic current would wrap at 24 bits for vThMant = "
+            f"{layer.v_th_mant} > {top}; compile the network again for "
+            f"{net.profile.name} (it caps the scale so), or {_FIX}")
+    return (layer.v_th_mant + wmax) // wmax
 
 
 def relay_counts(net: CompiledNetwork) -> tuple[int, list[int]]:
@@ -99,8 +114,7 @@ def relay_counts(net: CompiledNetwork) -> tuple[int, list[int]]:
             layer right after one (no relay fits in a feature map), or a relay whose current
             would wrap (:func:`_drivers_for_relays`).
     """
-    wfmt = net.profile.weights
-    wmax = min(wfmt.max_int, -wfmt.min_int) // wfmt.step * wfmt.step
+    wmax = _wmax(net.profile)
     relays = [0] * len(net.layers)
     need = 0  # sources layer k needs before it, walking back from the output
     for k in range(len(net.layers) - 1, -1, -1):
@@ -135,8 +149,7 @@ def with_lines(net: CompiledNetwork) -> tuple[CompiledNetwork, int]:
     if not has_bias(net):
         return net, 0
     lines, relays = relay_counts(net)
-    wfmt = net.profile.weights
-    wmax = min(wfmt.max_int, -wfmt.min_int) // wfmt.step * wfmt.step
+    wmax = _wmax(net.profile)
     layers = []
     for k, layer in enumerate(net.layers):
         drivers = lines if k == 0 else relays[k - 1]

@@ -12,8 +12,7 @@ Norse's LIF step and Loihi's CUBA step are the same recurrence once
 with one scale :math:`S` per layer and :math:`c_\mathrm{in}` the float value of one unit of
 input payload. Only the rounding differs. That is the IR's ``CubaLIF``; its other neuron nodes
 (:mod:`rewire.ir.nodes`) are CUBA neurons too (:mod:`rewire.ir.chip_neurons`, one class per
-kind): ``LIF`` and ``LI`` with
-``iDecay = 4096`` (the current lasts one step, so the input enters ``v`` directly), ``IF``
+kind): ``LIF`` and ``LI`` with ``iDecay = 4096`` (the current lasts one step, so the input enters ``v`` directly), ``IF``
 with ``iDecay = 4096`` and ``vDecay = 0`` and weights ``w S`` (no ``dt/tau_mem`` factor); the
 leaky integrators ``LI``/``CubaLI`` never spike (no threshold; their output is ``v``). A
 recurrent layer's weights ``[W | W_rec]`` share one scale (netx's ``dense_rec`` optimizes
@@ -26,7 +25,8 @@ their bits jointly), the recurrent inputs carrying binary spikes. :math:`S` is t
   :math:`j` can carry, or, given calibration inputs, the largest that input carries in them
   (graded 8-bit MNIST pixels into 784 inputs would otherwise leave almost no weight bits), and
 * the steady-state current :math:`a_\mathrm{max} 2^6 / \delta_i` fits the signed
-  ``state_bits`` (current bits), so the chip's current never wraps.
+  ``state_bits`` (current bits), so the chip's current never wraps (nor, on netx, that of the
+  relay neurons carrying a later layer's bias: relay current; a bias counts as one more weight).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import torch
 from torch.nn import functional as F
 
 from rewire.compiler._rows import RowBlocks, calibrated_max, int_row_sums
+from rewire.compiler.bias_lines import max_relay_threshold
 from rewire.compiler.mapping import map_cores
 from rewire.compiler.netx_legal import grid_matrix, netx_exact, netx_weights, to_netx_grid
 from rewire.errors import CompileError
@@ -59,7 +60,7 @@ def quantize_layer(name: str, weight: np.ndarray, neuron, profile: HardwareProfi
                    input_scale: float, max_payload: int,
                    payloads: np.ndarray | None = None,
                    weight_rec: np.ndarray | None = None,
-                   bias: np.ndarray | None = None) -> CompiledDense:
+                   bias: np.ndarray | None = None, relays: bool = False) -> CompiledDense:
     """Quantize one layer (see the module docstring for the choice of ``S``).
 
     Args:
@@ -79,6 +80,8 @@ def quantize_layer(name: str, weight: np.ndarray, neuron, profile: HardwareProfi
             on the weight grid): ``S`` keeps it inside the weight bits and counts it in the
             activation and current bounds, and on netx it becomes exactly such a synapse
             (:mod:`rewire.compiler.bias_lines`).
+        relays: the layer holds netx relay neurons for a later layer's bias: ``S`` keeps
+            ``vThMant`` within :func:`~rewire.compiler.bias_lines.max_relay_threshold`.
 
     Returns:
         A :class:`~rewire.ir.compiled_layers.CompiledDense` (a
@@ -90,11 +93,11 @@ def quantize_layer(name: str, weight: np.ndarray, neuron, profile: HardwareProfi
             (0 allowed for ``IF``'s ``vDecay``), or a ``vThMant`` that cannot be represented.
     """
     return _quantize(name, RowBlocks(weight, weight_rec, bias), neuron, profile, input_scale,
-                     max_payload, payloads)
+                     max_payload, payloads, relays)
 
 
 def _quantize(name: str, rows: RowBlocks, neuron, profile: HardwareProfile,
-              input_scale: float, max_payload: int, payloads) -> CompiledDense:
+              input_scale: float, max_payload: int, payloads, relays=False) -> CompiledDense:
     """:func:`quantize_layer` of weights read by ``rows`` (shared by the graded input
     layer's tries, so that the per-row sums are taken once)."""
     n_in, n_out, width = rows.n_in, rows.n_out, rows.width
@@ -127,6 +130,8 @@ def _quantize(name: str, rows: RowBlocks, neuron, profile: HardwareProfile,
         "activation bits": ACTIVATION_MAX / act if act > 0 else np.inf,
         "current bits": current_max / act if act > 0 else np.inf,
     }
+    if relays and neuron.spiking:
+        limits["relay current"] = max_relay_threshold(i_decay, profile) / neuron.v_th
     limited_by = min(limits, key=limits.get)
     scale = limits[limited_by]
     if not np.isfinite(scale):  # a readout with every synapse pruned: any scale will do
@@ -246,8 +251,8 @@ def quantize_conv_layer(name: str, synapse, in_shape: tuple[int, int, int],
 
 
 def _graded_input_layer(name: str, layer, profile: HardwareProfile, input_gain: float,
-                        input_max_value: int, calibration: np.ndarray | None
-                        ) -> tuple[CompiledDense, int]:
+                        input_max_value: int, calibration: np.ndarray | None,
+                        relays: bool = False) -> tuple[CompiledDense, int]:
     """Quantize the first dense layer of a graded (current-encoded) input, choosing the payload.
 
     The payload standing for ``x = 1`` is tried at ``input_max_value``, then halved
@@ -271,7 +276,7 @@ def _graded_input_layer(name: str, layer, profile: HardwareProfile, input_gain: 
     while payload >= 1:
         cal = None if calibration is None else np.rint(np.asarray(calibration) * payload)
         compiled = _quantize(name, rows, layer.neuron, profile, input_gain / payload, payload,
-                             cal)
+                             cal, relays)
         full = grid_matrix(compiled)
         wtop = max(int(full.max()), -int(full.min())) if full.size else 0
         top_bit = 2 * wtop >= min(wfmt.max_int, -wfmt.min_int) + wfmt.step or not rows.wmax_in
@@ -290,16 +295,18 @@ def _graded_input_layer(name: str, layer, profile: HardwareProfile, input_gain: 
     return (to_netx_grid(best[1]) if netx else best[1]), best[2]
 
 
-def _dense(name, layer, profile, input_scale, max_payload, payloads, netx) -> CompiledDense:
+def _dense(name, layer, profile, input_scale, max_payload, payloads, netx,
+           relays) -> CompiledDense:
     rec = layer.synapse.weight_rec if isinstance(layer.synapse, ir_nodes.RecurrentDense) \
         else None
     compiled = quantize_layer(name, layer.synapse.weight, layer.neuron,
                               profile, input_scale, max_payload, payloads, rec,
-                              layer.synapse.bias)
+                              layer.synapse.bias, relays)
     return to_netx_grid(compiled) if netx else compiled
 
 
-def _conv(name, layer, profile, input_scale, max_payload, payloads, netx) -> CompiledConv:
+def _conv(name, layer, profile, input_scale, max_payload, payloads, netx,
+          relays) -> CompiledConv:
     return quantize_conv_layer(name, layer.synapse, layer.in_shape, layer.out_shape,
                                layer.neuron, profile, input_scale, max_payload, payloads)
 
@@ -374,13 +381,16 @@ def compile_network(network: Network, profile: HardwareProfile, input_max_value:
         else:
             input_scale, max_payload = 1.0, 1
         dense = isinstance(layer.synapse, (ir_nodes.Dense, ir_nodes.RecurrentDense))
+        # netx carries a later layer's bias through relay neurons in this one (bias_lines)
+        relays = netx and any(getattr(l.synapse, "bias", None) is not None
+                              for l in network.layers[k + 1:])
         if dense and k == 0 and current:
             compiled, payload_max = _graded_input_layer(name, layer, profile,
-                                                        network.input_gain,
-                                                        input_max_value, calibration)
+                                                        network.input_gain, input_max_value,
+                                                        calibration, relays)
         else:
             compiled = lookup(QUANTIZERS, layer.synapse, "compile_network")(
-                name, layer, profile, input_scale, max_payload, payloads, netx)
+                name, layer, profile, input_scale, max_payload, payloads, netx, relays)
         layers.append(dataclasses.replace(compiled, source=layer.name))
     mapping = map_cores(layers, profile, cores)
     return CompiledNetwork(layers=tuple(layers), steps=network.steps,

@@ -4,12 +4,14 @@ integer model of the biased network."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import h5py
 import numpy as np
 import pytest
 
 from rewire.compiler import simulate as sim
-from rewire.compiler.bias_lines import relay_counts
+from rewire.compiler.bias_lines import max_relay_threshold, relay_counts, with_lines
 from rewire.compiler.quantize import compile_network
 from rewire.errors import ExportError
 from rewire.export import netx
@@ -55,12 +57,23 @@ def test_netx_layout_with_biases(loihi2, tmp_path):
         assert "rewire_bias_lines" not in f.attrs
 
 
-def test_netx_refuses_a_relay_whose_current_wraps(loihi2):
-    """A CubaLIF relay with a threshold too high for one step of its 24-bit current."""
-    ir = _biased(nodes.CubaLIF(200.0, 100.0, v_th=1.0), scale=0.02)
-    net = compile_network(ir, loihi2, 16)
-    with pytest.raises(ExportError, match=r"layer fc\d.*relay.*LIFBoxCell"):
-        netx.check_network(net)
+def test_relay_threshold_capped_at_compile_refused_at_export(loihi2):
+    """Small weights would give a threshold whose relays' 24-bit current wraps: the compiler
+    caps S there (the relays then fire every step, the lined network equals the biased one);
+    a network over the cap (compiled otherwise) is refused by name."""
+    net = compile_network(_biased(nodes.CubaLIF(200.0, 100.0), scale=0.02), loihi2, 16)
+    top = max_relay_threshold(net.layers[0].i_decay, loihi2)
+    assert [l.scale_limited_by for l in net.layers[:2]] == ["relay current"] * 2
+    assert net.layers[0].v_th_mant == top
+    lined, lines = with_lines(net)
+    payload = sim.encode_input(net, np.random.default_rng(0).random((4, 8)))
+    ones = np.ones(payload.shape[:2] + (lines,), np.int64)
+    relays = sim.simulate(lined, np.concatenate([payload, ones], -1), record_all=True)
+    assert relays[0][:, :, 12:].all() and relays[1][:, :, 10:].all()  # every step
+    hot = dataclasses.replace(net.layers[0], chip=dataclasses.replace(net.layers[0].chip,
+                                                                      v_th_mant=top + 2))
+    with pytest.raises(ExportError, match=r"layer fc1.*relay.*LIFBoxCell"):
+        netx.check_network(dataclasses.replace(net, layers=(hot, *net.layers[1:])))
 
 
 @pytest.mark.lava
