@@ -43,7 +43,7 @@ class CompiledLayer:
             ``vThMant = round(v_th * S)``, ``weight_int ~= weight * gain * S * input_scale``.
         input_scale: float value of one unit of input payload (1 for binary spikes).
         scale_limited_by: which constraint set ``S`` (``"weight bits"``, ``"threshold bits"``,
-            ``"activation bits"`` or ``"current bits"``).
+            ``"activation bits"``, ``"current bits"`` or ``"relay current"``).
         chip: the neurons' chip image (:class:`~rewire.ir.chip_neurons.ChipNeuron`: the IR
             neuron node, ``iDecay``, ``vDecay``, ``vThMant``).
         notes: what the compiler had to do beyond the plain mapping, for the report.
