@@ -21,7 +21,7 @@ from rewire.ir.network import Network
 from conftest import requires_lava
 
 
-def _biased(neuron, seed=0, scale=3.0, bias=True) -> Network:
+def _biased(neuron, seed=0, scale=3.0, bias=True, encoding="current") -> Network:
     """8 -> 12 (recurrent) -> 10 -> 4, a bias on every layer (``bias=True``)."""
     rng = np.random.default_rng(seed)
 
@@ -34,7 +34,7 @@ def _biased(neuron, seed=0, scale=3.0, bias=True) -> Network:
     return Network((nodes.Dense(w(12, 8), bias=b(12)), neuron,
                     nodes.RecurrentDense(w(10, 12), w(10, 10) / 3, bias=b(10)), neuron,
                     nodes.Dense(w(4, 10), bias=b(4)), neuron),
-                   input_shape=(8,), steps=12, encoding="current")
+                   input_shape=(8,), steps=12, encoding=encoding)
 
 
 def test_netx_layout_with_biases(loihi2, tmp_path):
@@ -78,17 +78,22 @@ def test_relay_threshold_capped_at_compile_refused_at_export(loihi2):
 
 @pytest.mark.lava
 @requires_lava
-@pytest.mark.parametrize("neuron", [nodes.CubaLIF(200.0, 100.0), nodes.IF(v_th=1.0)],
-                         ids=["CubaLIF", "IF"])
-def test_lava_runs_biases_spike_exact(loihi2, tmp_path, neuron):
+@pytest.mark.parametrize("neuron, encoding", [(nodes.CubaLIF(200.0, 100.0), "current"),
+                                              (nodes.IF(v_th=1.0), "rate")],
+                         ids=["CubaLIF-current", "IF-rate"])
+def test_lava_runs_biases_spike_exact(loihi2, tmp_path, neuron, encoding):
+    """10 samples each, a bias on every layer (a recurrent one included): Lava equals the
+    integer model of the biased network spike for spike."""
     from rewire.export.lava_run import run_netx
 
-    ir = _biased(neuron, seed=1, scale=3.0 if isinstance(neuron, nodes.CubaLIF) else 0.6)
-    net = compile_network(ir, loihi2, 16)
+    cuba = isinstance(neuron, nodes.CubaLIF)
+    net = compile_network(_biased(neuron, seed=1, scale=3.0 if cuba else 0.6,
+                                  encoding=encoding), loihi2, 16)
     path = netx.write(net, tmp_path / "b.net")
-    x = np.random.default_rng(2).random((10, 8))
+    rng = np.random.default_rng(2)
+    x = rng.random((10, 8)) if cuba else (rng.random((12, 10, 8)) < 0.3)
     payload = sim.encode_input(net, x)
     ref = sim.simulate(net, payload)[-1]
     assert ref.sum() > 0, "test network should spike"
-    for b in range(len(x)):
+    for b in range(payload.shape[1]):
         np.testing.assert_array_equal(run_netx(path, payload[:, b], aligned=True), ref[:, b])
