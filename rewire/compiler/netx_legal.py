@@ -23,7 +23,7 @@ from rewire.hw_profiles.profile import HardwareProfile
 from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import CompiledDense, CompiledRecurrentDense
 
-__all__ = ["netx_effective_weights", "netx_exact", "to_netx_grid", "netx_weights",
+__all__ = ["netx_effective_weights", "netx_exact", "grid_matrix", "to_netx_grid", "netx_weights",
            "GUARD_WEIGHT", "silent_guard", "lava_delay_steps", "pad_silent", "pad_for_lava"]
 
 
@@ -148,6 +148,17 @@ def netx_exact(weight_int: np.ndarray) -> bool:
                                netx_effective_weights(w), w))
 
 
+def grid_matrix(layer: CompiledDense) -> np.ndarray:
+    """The integer matrix netx's ``optimize_weight_bits`` sees for a dense layer:
+    ``[W | W_rec]`` (:attr:`~rewire.ir.compiled_layers.CompiledLayer.fan_in_matrix`), plus
+    the bias column ``bias_int`` when the layer has a bias (on netx it is the weight of an
+    always-on input line or relay neuron, :mod:`rewire.compiler.bias_lines`)."""
+    full = layer.fan_in_matrix
+    if layer.bias_int is None:
+        return full
+    return np.hstack([full, layer.bias_int.reshape(-1, 1).astype(full.dtype)])
+
+
 def to_netx_grid(layer: CompiledDense) -> CompiledDense:
     """Make a dense layer's weights a fixed point of :func:`netx_effective_weights`.
 
@@ -156,9 +167,9 @@ def to_netx_grid(layer: CompiledDense) -> CompiledDense:
     point, at most a few rounds) so that the integer model, the file and Lava agree, and notes
     it in the layer's ``notes``. A recurrent layer's ``[W | W_rec]`` is treated as one matrix,
     as netx's ``dense_rec`` does (lava-dl 0.6 ``netx/hdf5.py``: ``optimize_weight_bits`` of the
-    concatenation).
+    concatenation), and so is a bias column (:func:`grid_matrix`).
     """
-    full = layer.fan_in_matrix
+    full = grid_matrix(layer)
     if netx_exact(full):
         return layer
     w = np.asarray(full, np.int32 if full.dtype.itemsize <= 4 else np.int64)
@@ -175,9 +186,11 @@ def to_netx_grid(layer: CompiledDense) -> CompiledDense:
     top = max(int(full.max()), -int(full.min()))
     note = (f"largest weight {top} < 128: weights rounded onto "
             f"netx's coarser grid as Lava applies them ({lost} synapses lost)")
-    n_in = layer.weight_int.shape[1]
-    rec = {"weight_rec_int": w[:, n_in:].astype(np.int32)} \
+    n_in, n_out = layer.weight_int.shape[1], layer.shape[0]
+    rec = {"weight_rec_int": w[:, n_in:n_in + n_out].astype(np.int32)} \
         if isinstance(layer, CompiledRecurrentDense) else {}
+    if layer.bias_int is not None:
+        rec["bias_int"] = w[:, -1].astype(np.int32)
     return dataclasses.replace(layer, weight_int=w[:, :n_in].astype(np.int32),
                                notes=layer.notes + (note,), **rec)
 

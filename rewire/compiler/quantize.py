@@ -12,8 +12,7 @@ Norse's LIF step and Loihi's CUBA step are the same recurrence once
 with one scale :math:`S` per layer and :math:`c_\mathrm{in}` the float value of one unit of
 input payload. Only the rounding differs. That is the IR's ``CubaLIF``; its other neuron nodes
 (:mod:`rewire.ir.nodes`) are CUBA neurons too (:mod:`rewire.ir.chip_neurons`, one class per
-kind): ``LIF`` and ``LI`` with
-``iDecay = 4096`` (the current lasts one step, so the input enters ``v`` directly), ``IF``
+kind): ``LIF`` and ``LI`` with ``iDecay = 4096`` (the current lasts one step, so the input enters ``v`` directly), ``IF``
 with ``iDecay = 4096`` and ``vDecay = 0`` and weights ``w S`` (no ``dt/tau_mem`` factor); the
 leaky integrators ``LI``/``CubaLI`` never spike (no threshold; their output is ``v``). A
 recurrent layer's weights ``[W | W_rec]`` share one scale (netx's ``dense_rec`` optimizes
@@ -26,7 +25,8 @@ their bits jointly), the recurrent inputs carrying binary spikes. :math:`S` is t
   :math:`j` can carry, or, given calibration inputs, the largest that input carries in them
   (graded 8-bit MNIST pixels into 784 inputs would otherwise leave almost no weight bits), and
 * the steady-state current :math:`a_\mathrm{max} 2^6 / \delta_i` fits the signed
-  ``state_bits`` (current bits), so the chip's current never wraps.
+  ``state_bits`` (current bits), so the chip's current never wraps (nor, on netx, that of the
+  relay neurons carrying a later layer's bias: relay current; a bias counts as one more weight).
 """
 
 from __future__ import annotations
@@ -34,12 +34,11 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import torch
-from torch.nn import functional as F
 
-from rewire.compiler._rows import RowBlocks, calibrated_max, int_row_sums
+from rewire.compiler._rows import RowBlocks, calibrated_max, conv_patches, int_row_sums
+from rewire.compiler.bias_lines import max_relay_threshold
 from rewire.compiler.mapping import map_cores
-from rewire.compiler.netx_legal import netx_exact, netx_weights, to_netx_grid
+from rewire.compiler.netx_legal import grid_matrix, netx_exact, netx_weights, to_netx_grid
 from rewire.compiler.skips import (check_skips, conv_skip_columns, split_skips,
                                    with_conv_skips)
 from rewire.errors import CompileError
@@ -60,7 +59,8 @@ ACTIVATION_MAX = 2 ** (ACTIVATION_BITS - 1) - 1
 def quantize_layer(name: str, weight: np.ndarray, neuron, profile: HardwareProfile,
                    input_scale: float, max_payload: int,
                    payloads: np.ndarray | None = None,
-                   weight_rec: np.ndarray | None = None) -> CompiledDense:
+                   weight_rec: np.ndarray | None = None,
+                   bias: np.ndarray | None = None, relays: bool = False) -> CompiledDense:
     """Quantize one layer (see the module docstring for the choice of ``S``).
 
     Args:
@@ -75,6 +75,13 @@ def quantize_layer(name: str, weight: np.ndarray, neuron, profile: HardwareProfi
             ``sum_j |w_ij| max_payload``.
         weight_rec: float ``(out, out)`` recurrent weights (a ``RecurrentDense`` layer), or
             ``None``; they carry binary spikes and share the layer's scale.
+        bias: float ``(out,)`` bias (``a = W x + b``), or ``None``. It is quantized as one
+            more column of weights carrying an always-on 1 (``bias_int = round(b gain S)``
+            on the weight grid): ``S`` keeps it inside the weight bits and counts it in the
+            activation and current bounds, and on netx it becomes exactly such a synapse
+            (:mod:`rewire.compiler.bias_lines`).
+        relays: the layer holds netx relay neurons for a later layer's bias: ``S`` keeps
+            ``vThMant`` within :func:`~rewire.compiler.bias_lines.max_relay_threshold`.
 
     Returns:
         A :class:`~rewire.ir.compiled_layers.CompiledDense` (a
@@ -85,12 +92,12 @@ def quantize_layer(name: str, weight: np.ndarray, neuron, profile: HardwareProfi
         CompileError: non-finite weights, a decay that rounds outside ``1..2**decay_bits``
             (0 allowed for ``IF``'s ``vDecay``), or a ``vThMant`` that cannot be represented.
     """
-    return _quantize(name, RowBlocks(weight, weight_rec), neuron, profile, input_scale,
-                     max_payload, payloads)
+    return _quantize(name, RowBlocks(weight, weight_rec, bias), neuron, profile, input_scale,
+                     max_payload, payloads, relays)
 
 
 def _quantize(name: str, rows: RowBlocks, neuron, profile: HardwareProfile,
-              input_scale: float, max_payload: int, payloads) -> CompiledDense:
+              input_scale: float, max_payload: int, payloads, relays=False) -> CompiledDense:
     """:func:`quantize_layer` of weights read by ``rows`` (shared by the graded input
     layer's tries, so that the per-row sums are taken once)."""
     n_in, n_out, width = rows.n_in, rows.n_out, rows.width
@@ -100,8 +107,9 @@ def _quantize(name: str, rows: RowBlocks, neuron, profile: HardwareProfile,
     chip = chip_class(neuron)
     i_decay, v_decay, gain = chip.decays(neuron, profile, name)
     gain = gain * input_scale   # float weight -> u per unit S
-    # recurrent inputs are binary spikes of the layer itself, whose value is 1, not
-    # input_scale: scale their weights so that one unit of "payload" means one spike
+    # recurrent inputs are binary spikes of the layer itself, and the bias an always-on 1,
+    # whose value is 1, not input_scale: scale their weights so that one unit of "payload"
+    # means one spike
     col_max = np.full(width, float(max_payload))
     col_max[n_in:] = 1.0
     wfmt, nfmt = profile.weights, profile.neuron
@@ -122,6 +130,8 @@ def _quantize(name: str, rows: RowBlocks, neuron, profile: HardwareProfile,
         "activation bits": ACTIVATION_MAX / act if act > 0 else np.inf,
         "current bits": current_max / act if act > 0 else np.inf,
     }
+    if relays and neuron.spiking:
+        limits["relay current"] = max_relay_threshold(i_decay, profile) / neuron.v_th
     limited_by = min(limits, key=limits.get)
     scale = limits[limited_by]
     if not np.isfinite(scale):  # a readout with every synapse pruned: any scale will do
@@ -129,7 +139,7 @@ def _quantize(name: str, rows: RowBlocks, neuron, profile: HardwareProfile,
     step = wfmt.step
     bound = min(ACTIVATION_MAX, current_max)
     w_int = np.empty((n_out, width), np.int32)
-    per_col = col_max if rows.weight_rec is not None else float(max_payload)
+    per_col = col_max if rows.extra is not None else float(max_payload)
     while True:  # w_int block by block; reached: its largest |synaptic input|
         k, reached = gain * scale / step, 0.0
         for r0 in rows.starts:
@@ -155,37 +165,15 @@ def _quantize(name: str, rows: RowBlocks, neuron, profile: HardwareProfile,
                   weight_int=np.ascontiguousarray(w_int[:, :n_in]), scale=float(scale),
                   input_scale=float(input_scale), scale_limited_by=limited_by, notes=notes,
                   chip=chip(neuron, i_decay, v_decay, v_th_mant))
+    if rows.bias is not None:
+        fields.update(bias=np.asarray(rows.bias, np.float32).copy(),
+                      bias_int=np.ascontiguousarray(w_int[:, -1]))
     if rows.weight_rec is None:
         return CompiledDense(**fields)
+    # every extra binary column: the recurrent weights, and the skips split_skips takes off
+    rec_int = np.ascontiguousarray(w_int[:, n_in:n_in + rows.weight_rec.shape[1]])
     return CompiledRecurrentDense(weight_rec=np.asarray(rows.weight_rec, np.float32),
-                                  weight_rec_int=np.ascontiguousarray(w_int[:, n_in:]), **fields)
-
-
-def conv_patches(payloads: np.ndarray, in_shape: tuple[int, int, int],
-                 kernel: tuple[int, int], stride: tuple[int, int],
-                 padding: tuple[int, int], chunk: int = 256) -> np.ndarray:
-    """The distinct input patches a convolution sees: im2col of ``payloads``, rows deduplicated.
-
-    Row ``r`` of the result times a flattened kernel row ``weight.reshape(C_out, -1)[o]`` is the
-    synaptic input of one neuron of output channel ``o`` (``groups = 1``), so
-    :func:`quantize_layer` can bound a conv layer's activation exactly as a dense one's.
-
-    Args:
-        payloads: integer inputs ``(B, C*H*W)`` in ``(C, H, W)`` order.
-        in_shape: ``(C, H, W)``.
-        kernel, stride, padding: ``(y, x)`` pairs as in ``torch.nn.Conv2d``.
-        chunk: samples unfolded at a time (bounds memory).
-
-    Returns:
-        int64 ``(P, C*kH*kW)``: the distinct patches (zero padding included).
-    """
-    found = []
-    for i in range(0, len(payloads), chunk):
-        x = torch.as_tensor(np.asarray(payloads[i:i + chunk], dtype=np.float64))
-        cols = F.unfold(x.reshape(-1, *in_shape), kernel, padding=padding, stride=stride)
-        rows = cols.transpose(1, 2).reshape(-1, cols.shape[1]).numpy().astype(np.int64)
-        found.append(np.unique(rows, axis=0))
-    return np.unique(np.concatenate(found), axis=0)
+                                  weight_rec_int=rec_int, **fields)
 
 
 def quantize_conv_layer(name: str, synapse, in_shape: tuple[int, int, int],
@@ -228,11 +216,12 @@ def quantize_conv_layer(name: str, synapse, in_shape: tuple[int, int, int],
     if payloads is not None and groups == 1:
         patches = conv_patches(payloads, in_shape, weight.shape[2:], stride, padding)
     flat = quantize_layer(name, weight.reshape(len(weight), -1), neuron, profile, input_scale,
-                          max_payload, patches, extra)
+                          max_payload, patches, extra, bias=None if pool else synapse.bias)
     fields = dict(name=name, weight=flat.weight.reshape(weight.shape),
                   weight_int=flat.weight_int.reshape(weight.shape), scale=flat.scale,
                   input_scale=flat.input_scale, scale_limited_by=flat.scale_limited_by,
-                  chip=flat.chip, notes=flat.notes, in_shape=tuple(in_shape),
+                  chip=flat.chip, notes=flat.notes, bias=flat.bias, bias_int=flat.bias_int,
+                  in_shape=tuple(in_shape),
                   out_shape=tuple(out_shape), stride=stride, padding=padding, groups=groups)
     if pool:
         return CompiledSumPool(pool_weight=float(synapse.weight), **fields)
@@ -240,8 +229,8 @@ def quantize_conv_layer(name: str, synapse, in_shape: tuple[int, int, int],
 
 
 def _graded_input_layer(name: str, layer, profile: HardwareProfile, input_gain: float,
-                        input_max_value: int, calibration: np.ndarray | None
-                        ) -> tuple[CompiledDense, int]:
+                        input_max_value: int, calibration: np.ndarray | None,
+                        relays: bool = False) -> tuple[CompiledDense, int]:
     """Quantize the first dense layer of a graded (current-encoded) input, choosing the payload.
 
     The payload standing for ``x = 1`` is tried at ``input_max_value``, then halved
@@ -259,14 +248,14 @@ def _graded_input_layer(name: str, layer, profile: HardwareProfile, input_gain: 
     rec = layer.synapse.weight_rec if isinstance(layer.synapse, ir_nodes.RecurrentDense) \
         else None
     netx, wfmt = netx_weights(profile), profile.weights
-    rows = RowBlocks(weight, rec)
+    rows = RowBlocks(weight, rec, layer.synapse.bias)
     best = None
     payload = input_max_value
     while payload >= 1:
         cal = None if calibration is None else np.rint(np.asarray(calibration) * payload)
         compiled = _quantize(name, rows, layer.neuron, profile, input_gain / payload, payload,
-                             cal)
-        full = compiled.fan_in_matrix
+                             cal, relays)
+        full = grid_matrix(compiled)
         wtop = max(int(full.max()), -int(full.min())) if full.size else 0
         top_bit = 2 * wtop >= min(wfmt.max_int, -wfmt.min_int) + wfmt.step or not rows.wmax_in
         if top_bit and (not netx or netx_exact(full)):
@@ -285,20 +274,21 @@ def _graded_input_layer(name: str, layer, profile: HardwareProfile, input_gain: 
 
 
 def _dense(name, layer, profile, input_scale, max_payload, payloads, netx,
-           skips=()) -> CompiledDense:
+           relays, skips=()) -> CompiledDense:
     rec = layer.synapse.weight_rec if isinstance(layer.synapse, ir_nodes.RecurrentDense) \
         else None
     # skip weights carry binary spikes, as recurrent ones do: they join the layer's extra
     # columns and share its scale S (every bound then covers them), and are split off after
     extra = [w for w in [rec, *(skip.weight for skip in skips)] if w is not None]
     compiled = quantize_layer(name, layer.synapse.weight, layer.neuron, profile, input_scale,
-                              max_payload, payloads, np.hstack(extra) if extra else None)
+                              max_payload, payloads, np.hstack(extra) if extra else None,
+                              layer.synapse.bias, relays)
     compiled = to_netx_grid(compiled) if netx else compiled
     return split_skips(compiled, rec, skips) if skips else compiled
 
 
 def _conv(name, layer, profile, input_scale, max_payload, payloads, netx,
-          skips=()) -> CompiledConv:
+          relays, skips=()) -> CompiledConv:
     compiled = quantize_conv_layer(name, layer.synapse, layer.in_shape, layer.out_shape,
                                    layer.neuron, profile, input_scale, max_payload, payloads,
                                    conv_skip_columns(layer.out_shape, skips))
@@ -367,9 +357,6 @@ def compile_network(network: Network, profile: HardwareProfile, input_max_value:
     payload_max = input_max_value if current else 1
     netx = netx_weights(profile)
     for k, (name, layer) in enumerate(zip(layer_names(network.layers), network.layers)):
-        if getattr(layer.synapse, "bias", None) is not None:
-            raise CompileError(f"layer {name} ({layer.name}): a bias has no chip image yet; "
-                               f"train with bias=False")
         payloads = None
         if k == 0 and current:
             input_scale, max_payload = network.input_gain / input_max_value, input_max_value
@@ -378,17 +365,20 @@ def compile_network(network: Network, profile: HardwareProfile, input_max_value:
         else:
             input_scale, max_payload = 1.0, 1
         dense = isinstance(layer.synapse, (ir_nodes.Dense, ir_nodes.RecurrentDense))
+        # netx carries a later layer's bias through relay neurons in this one (bias_lines)
+        relays = netx and any(getattr(l.synapse, "bias", None) is not None
+                              for l in network.layers[k + 1:])
         skips = check_skips(network, k, name, layer, current)
         if skips:
             compiled = lookup(QUANTIZERS, layer.synapse, "compile_network")(
-                name, layer, profile, input_scale, max_payload, payloads, netx, skips)
+                name, layer, profile, input_scale, max_payload, payloads, netx, relays, skips)
         elif dense and k == 0 and current:
             compiled, payload_max = _graded_input_layer(name, layer, profile,
-                                                        network.input_gain,
-                                                        input_max_value, calibration)
+                                                        network.input_gain, input_max_value,
+                                                        calibration, relays)
         else:
             compiled = lookup(QUANTIZERS, layer.synapse, "compile_network")(
-                name, layer, profile, input_scale, max_payload, payloads, netx)
+                name, layer, profile, input_scale, max_payload, payloads, netx, relays)
         layers.append(dataclasses.replace(compiled, source=layer.name))
     mapping = map_cores(layers, profile, cores)
     return CompiledNetwork(layers=tuple(layers), steps=network.steps,

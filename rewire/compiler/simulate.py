@@ -3,7 +3,7 @@ r"""Integer reference simulator: the chip's CUBA arithmetic bit for bit, batched
 Per layer and time step (lava-nc 0.10 ``lava/proc/lif/models.py``, ``PyLifModelBitAcc``):
 
 .. math::
-    a &= W_\mathrm{int}\, s \\
+    a &= W_\mathrm{int}\, s + b_\mathrm{int} \\
     u &= \mathrm{wrap}_{24}\big(\mathrm{trunc_0}(u (4096 - \mathrm{iDecay}) / 4096) + (a \ll 6)\big) \\
     v &= \mathrm{clip}_{24}\big(\mathrm{trunc_0}(v (4096 - \mathrm{vDecay}) / 4096) + u\big) \\
     z &= v > (\mathrm{vThMant} \ll 6), \qquad v \leftarrow 0 \text{ where } z
@@ -31,6 +31,13 @@ dropping the first ``L`` outputs of the delayed model gives the undelayed one ex
 
 A layer fed by skip connections (:class:`~rewire.ir.compiled_layers.CompiledSkip`) adds
 :math:`W_\mathrm{skip,int}\, s_\mathrm{source}`, the source's spikes of the same step.
+
+A layer with a bias adds ``bias_int`` to ``a`` every step (``a = W_int s + b_int``, the
+bias on the weights' grid and scale). In the delayed model layer ``k`` adds it from delayed
+step ``k + 1`` on, when its first input arrives: that is how a bias reaches the chip on netx
+(an always-on input line and relay neurons that fire every step,
+:mod:`rewire.compiler.bias_lines`, delayed as the spikes are), so :func:`align` stays exact.
+
 A recurrent layer (netx ``dense_rec``) adds :math:`W_\mathrm{rec,int}\, z_{t-1}`, its own
 spikes of the step before, to ``a``; in Lava the recurrent ``Dense`` delays by one step as
 well, which is exactly that ``t - 1``, so the delayed model shifts a recurrent layer like any
@@ -219,6 +226,7 @@ def simulate(net: CompiledNetwork, payload: np.ndarray, lava_delay: bool = False
     if lava_delay and any(l.skips for l in net.layers):
         raise CompileError("a network with skip connections has no Lava-delayed model: each "
                            "path to a layer would arrive with its own delay (netx refuses it)")
+    bias = [l.bias_per_neuron() for l in net.layers]
     for t in range(steps):
         s = payload[t]
         seen = [s]  # seen[j]: the spikes of layer j this step (0: the input payload)
@@ -228,6 +236,8 @@ def simulate(net: CompiledNetwork, payload: np.ndarray, lava_delay: bool = False
             a = synaptic_input(layer, s)
             for skip in layer.skips:  # integer sums: the order does not matter
                 a = a + seen[skip.source] @ skip.weight_int.astype(np.int64).T
+            if bias[k] is not None and (t > k or not lava_delay):
+                a = a + bias[k]  # delayed: from the step the layer's first input arrives
             if layer.recurrent:
                 a = a + z_prev[k] @ layer.weight_rec_int.astype(np.int64).T
             u[k], v[k], out[k][t], fire = layer.chip.int_step(ops, u[k], v[k], a, z_prev[k])

@@ -55,6 +55,8 @@ def run_netx(path: str | Path, payload: np.ndarray, sparse: bool = True,
         aligned: append the file's ``lava_delay_steps`` (``L``) silent steps to the input and
             drop the first ``L`` outputs, so output step ``t`` answers input step ``t``
             (equal to ``rewire.compiler.simulate.simulate(net, payload)``).
+            A file with biases (root attribute ``rewire_bias_lines``) gets its always-on
+            input lines appended here, payload 1 at every step (:mod:`rewire.compiler.bias_lines`).
 
     Returns:
         Output spikes ``(T, n_out)`` as uint8 (a feature-map output is flattened back in
@@ -76,7 +78,10 @@ def run_netx(path: str | Path, payload: np.ndarray, sparse: bool = True,
         first = f["layer/0"]
         image = tuple(first["shape"][()]) if first["type"][0] == b"input" else None
         delay = int(f.attrs.get("lava_delay_steps", 0))
+        lines = int(f.attrs.get("rewire_bias_lines", 0))  # always-on inputs of the biases
     payload = np.asarray(payload)
+    if lines:
+        payload = np.hstack([payload, np.ones((len(payload), lines), payload.dtype)])
     if aligned:
         payload = pad_silent(payload, delay)
     steps = payload.shape[0]

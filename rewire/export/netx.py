@@ -15,6 +15,12 @@ Layout read by ``lava.lib.dl.netx.hdf5.Network`` (lava-dl 0.6, ``netx/hdf5.py``)
     /layer/<k>/neuron/     type b"CUBA", iDecay, vDecay, vThMant (the layer's own neuron),
                            refDelay, gradedSpike
 
+Biases travel as synapses (:mod:`rewire.compiler.bias_lines`): ``rewire_bias_lines`` (a root
+attribute, present only with biases) more inputs after the real ones carry payload 1 at
+every step (:func:`rewire.export.lava_run.run_netx` feeds them), and ``rewire_relays`` (a
+layer's attribute) relay neurons appended after its real neurons fire every step; netx's own
+``bias`` (added to ``v`` from Lava's first step, before a layer's input arrives) is not used.
+
 A dense layer whose synapses are all pruned (netx crashes on it, lava #501) is written with
 one silent inhibitory guard synapse and the attribute ``rewire_all_zero = 1`` (see
 :func:`rewire.compiler.netx_legal.silent_guard`); :func:`read_weights` returns its zeros.
@@ -54,8 +60,9 @@ import h5py
 import numpy as np
 
 from rewire._version import __version__
+from rewire.compiler import bias_lines
 from rewire.compiler.netx_legal import lava_delay_steps, silent_guard
-from rewire.errors import ExportError
+from rewire.errors import CompileError, ExportError
 from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import (CompiledConv, CompiledDense, CompiledRecurrentDense,
                                        lookup)
@@ -113,13 +120,19 @@ def check_network(net: CompiledNetwork) -> None:
     Raises:
         ValueError: ``net.profile`` has no netx target (``"netx"`` not in its formats).
         rewire.errors.ExportError: a skip connection (netx is a chain), a neuron netx cannot
-            hold (a leaky-integrator
-            ``LI``/``CubaLI`` readout: netx networks output spikes only), or an all-zero layer
-            whose input is too large for the silent guard, naming the layer.
+            hold (a leaky-integrator ``LI``/``CubaLI`` readout: netx networks output spikes
+            only), an all-zero layer whose input is too large for the silent guard, or a bias
+            netx cannot carry exactly (:func:`rewire.compiler.bias_lines.relay_counts`),
+            naming the layer.
     """
     if "netx" not in net.profile.formats:
         raise ValueError(f"profile {net.profile.name!r} has no netx target "
                          f"(formats = {list(net.profile.formats)})")
+    if bias_lines.has_bias(net):
+        try:
+            bias_lines.relay_counts(net)
+        except CompileError as exc:
+            raise ExportError(str(exc), "netx") from None
     for k, layer in enumerate(net.layers):
         if layer.skips:
             src = ", ".join("the input" if s.source == 0 else net.layers[s.source - 1].name
@@ -152,6 +165,8 @@ def write(net: CompiledNetwork, path: str | Path) -> Path:
         ValueError, rewire.errors.ExportError: see :func:`check_network`.
     """
     check_network(net)
+    relays = bias_lines.relay_counts(net)[1] if bias_lines.has_bias(net) else None
+    net, lines = bias_lines.with_lines(net)
     # Built in memory, then written with one plain write: a full disk is then a clean
     # OSError (ENOSPC) instead of an HDF5 error mid-file (h5py raised RuntimeError, and its
     # objects' finalisers printed tracebacks or crashed the process).
@@ -162,6 +177,8 @@ def write(net: CompiledNetwork, path: str | Path) -> Path:
                  "input_message_bits": net.input_message_bits,
                  "input_max_value": net.input_max_value, "dt": net.dt,
                  "lava_delay_steps": lava_delay_steps(net)}
+        if lines:
+            attrs["rewire_bias_lines"] = lines
         f.attrs.update(attrs)
         layers = f.create_group("layer")
         index = 0
@@ -179,6 +196,8 @@ def write(net: CompiledNetwork, path: str | Path) -> Path:
             g = layers.create_group(str(index))
             index += 1
             decays = lookup(LAYER_WRITERS, layer, "netx")(g, net, k, layer)
+            if relays and relays[k]:
+                g.attrs["rewire_relays"] = relays[k]
             n = g.create_group("neuron")
             for key, value in layer.chip.netx_fields(**decays).items():
                 if key == "type":

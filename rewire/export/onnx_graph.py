@@ -85,7 +85,7 @@ class GraphBuilder:
 
 
 def conv2d(b: GraphBuilder, s: str, layer: CompiledLayer, weight_name: str,
-           weight: np.ndarray, prefix: str) -> str:
+           weight: np.ndarray, prefix: str, bias: np.ndarray | None = None) -> str:
     """Emit one conv layer's synaptic input on flat float32 vectors: ``Reshape -> Conv ->
     Reshape``.
 
@@ -106,6 +106,8 @@ def conv2d(b: GraphBuilder, s: str, layer: CompiledLayer, weight_name: str,
         weight_name: initializer name of the kernel.
         weight: the kernel, stored as float32.
         prefix: prefix of the intermediate value names (``"l0_"``).
+        bias: float32 ``(C_out,)`` added to every pixel of its channel (ONNX ``Conv``'s
+            ``B`` input, as torch's ``conv2d`` bias), or ``None``.
 
     Returns:
         The name of the float32 output value ``(batch, n_out)``.
@@ -113,7 +115,10 @@ def conv2d(b: GraphBuilder, s: str, layer: CompiledLayer, weight_name: str,
     (ph, pw), (kh, kw) = layer.padding, weight.shape[2:]
     x4 = b.op("Reshape", [s, b.const(f"{prefix}in_shape", (0,) + tuple(layer.in_shape),
                                      np.int64)], prefix + "map")
-    y4 = b.op("Conv", [x4, b.const(weight_name, weight)], prefix + "conv",
+    inputs = [x4, b.const(weight_name, weight)]
+    if bias is not None:
+        inputs.append(b.const(f"{weight_name}_bias", bias))
+    y4 = b.op("Conv", inputs, prefix + "conv",
               kernel_shape=[int(kh), int(kw)], strides=[int(v) for v in layer.stride],
               pads=[int(ph), int(pw), int(ph), int(pw)], group=int(layer.groups))
     return b.op("Reshape", [y4, b.const(f"{prefix}out_shape", (0, layer.shape[0]), np.int64)],

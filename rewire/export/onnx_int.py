@@ -6,7 +6,7 @@ float32 where that is provably exact (below).
 Per layer and step (lava-nc 0.10 ``lava/proc/lif/models.py``, ``PyLifModelBitAcc``), exactly as ``simulate`` does:
 
 .. math::
-    a &= W_\mathrm{int}\, s \\
+    a &= W_\mathrm{int}\, s + b_\mathrm{int} \\
     u &= \mathrm{wrap}_{24}\big(\mathrm{trunc_0}(u (4096 - \mathrm{iDecay}) / 4096) + a \cdot 2^6\big) \\
     v &= \mathrm{clip}_{24}\big(\mathrm{trunc_0}(v (4096 - \mathrm{vDecay}) / 4096) + u\big) \\
     z &= v > \mathrm{vThMant} \cdot 2^6, \qquad v \leftarrow 0 \text{ where } z
@@ -14,10 +14,10 @@ Per layer and step (lava-nc 0.10 ``lava/proc/lif/models.py``, ``PyLifModelBitAcc
 ``trunc0(p / 4096)`` is written ``Where(p < 0, -Div(|p|, 4096), Div(|p|, 4096))``: ONNX leaves
 the rounding of integer ``Div`` of negative numbers open, ``BitShift`` takes unsigned types
 only, and onnxruntime 1.23's int64 ``Sign`` returned -1 for positive products above 2^31
-(found here: ``Sign(2_361_478_912) == -1``); the
-24-bit wrap of ``u`` is two ``Where`` and the saturation of ``v`` a ``Clip``. With
-``lava_delay=True`` every layer delivers its input one step later (a ``p<k>`` state per layer
-holds it), as each ``Dense`` process in Lava does.
+(``Sign(2_361_478_912) == -1``); the 24-bit wrap of ``u`` is two ``Where``, the saturation of
+``v`` a ``Clip``. With ``lava_delay=True`` every layer delivers its input one step later (a
+``p<k>`` state holds it), as each ``Dense`` process in Lava does. A bias ``b_int`` is added in
+int64 after the sum (with ``lava_delay``, from step ``k + 1`` on, as in ``simulate``).
 
 Synaptic input :math:`a = W_\mathrm{int} s` (dense) or :math:`W_\mathrm{int} * s` (conv: a
 ``SpikingConvNet``'s Conv2d and sum pooling; neurons flat in ``x.flatten()`` order of the
@@ -186,6 +186,18 @@ def _conv_f32(b: GraphBuilder, s_f: str, layer, k: int, p: str) -> str:
 _INPUT_F32 = {CompiledDense: _dense_f32, CompiledConv: _conv_f32}
 
 
+def _add_bias(b: GraphBuilder, a: str, layer, k: int, p: str, states, new: dict) -> str:
+    """``a + b_int`` in int64; Lava-delayed (``states``): from step ``k + 1`` (clock ``t_seen``)."""
+    bias = b.const(f"bint{k}", layer.bias_per_neuron(), np.int64)
+    if states is not None:
+        t = states["t_seen"]
+        new["t_seen"] = new.get("t_seen") or b.op("Add", [t, b.const("one_i64", [[1]], np.int64)],
+                                                  "t_next")
+        on = b.op("Greater", [t, b.const(f"k{k}", [[k]], np.int64)], p + "bias_on")
+        bias = b.op("Where", [on, bias, b.const("zero_i", 0, np.int64)], p + "bias_now")
+    return b.op("Add", [a, bias], p + "a_bias")
+
+
 def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
     """The chip's integer step of ``net`` (module docstring) as a :class:`StepBody`.
 
@@ -240,6 +252,8 @@ def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
                 w = b.const(f"Wskip{k}_{n}_T", skip.weight_int.T, i64)
                 a = b.op("Add", [a, b.op("MatMul", [seen[skip.source], w], p + f"skip{n}")],
                          p + f"a_skip{n}")
+            if layer.bias_int is not None:
+                a = _add_bias(b, a, layer, k, p, states if lava_delay else None, new)
             new[f"u{k}"], new[f"v{k}"], s, fire = layer.chip.int_step(
                 ops, states[f"u{k}"], states[f"v{k}"], a, states.get(f"r{k}"))
             if fire is not None and _keeps_spikes(layer):
@@ -249,6 +263,8 @@ def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
         return s, new, spikes
 
     states, layout = [], {}
+    if lava_delay and any(l.bias_int is not None for l in net.layers):  # when biases start
+        states, layout["clock"] = [("t_seen", 1)], {"states": {"t_seen": 1}, "dtype": "int64"}
     for k, layer in enumerate(net.layers):
         n_out, n_in = layer.shape
         widths = {f"u{k}": n_out, f"v{k}": n_out, **({f"p{k}": n_in} if lava_delay else {}),
@@ -334,6 +350,6 @@ def run(path, payload: np.ndarray, sess=None) -> np.ndarray:
     else:
         out = sess.run(["z"], {"x": payload})[0]
     layout = json.loads(meta["state_layout"])
-    last = layout[f"layer{len(layout) - 1}"]
+    last = [v for k, v in layout.items() if k.startswith("layer")][-1]
     counts = last.get("neuron") in ("LI", "CubaLI") or last.get("max_spikes", 1) > 1
     return out if counts else out.astype(np.uint8)

@@ -12,7 +12,7 @@ Each layer follows its own IR neuron (:func:`float_body`); for a ``CubaLIF`` lay
 Norse's order of operations (so onnxruntime reproduces Norse to float rounding):
 
 .. math::
-    j = i + W s,\quad \tilde v = v + c_m((v_\mathrm{leak} - v) + j),\quad
+    j = i + (W s + b),\quad \tilde v = v + c_m((v_\mathrm{leak} - v) + j),\quad
     i' = j + (-c_s) j,\quad z = H(\tilde v - v_\mathrm{th}),\quad
     v' = (1 - z)\tilde v + z v_\mathrm{reset}
 
@@ -48,11 +48,15 @@ USAGE = ("loop over T steps: feed x and the previous step's *_out states (zeros 
 
 
 def _dense_input(b: GraphBuilder, s: str, layer, k: int, p: str) -> str:
-    return b.op("MatMul", [s, b.const(f"W{k}_T", layer.weight.T)], p + "cur")
+    """``W s`` (``MatMul``), ``+ b`` (``Add``) with a bias, as torch's ``F.linear``."""
+    cur = b.op("MatMul", [s, b.const(f"W{k}_T", layer.weight.T)], p + "cur")
+    if layer.bias is None:
+        return cur
+    return b.op("Add", [cur, b.const(f"b{k}", layer.bias)], p + "cur_b")
 
 
 def _conv_input(b: GraphBuilder, s: str, layer, k: int, p: str) -> str:
-    return conv2d(b, s, layer, f"W{k}", layer.weight, p)
+    return conv2d(b, s, layer, f"W{k}", layer.weight, p, bias=layer.bias)
 
 
 #: compiled layer type -> its float synaptic input.

@@ -187,15 +187,16 @@ def _why(exc: Exception) -> str:
 
 
 def _dense_node(layer):
-    return ir_nodes.Dense(layer.weight)
+    return ir_nodes.Dense(layer.weight, bias=layer.bias)
 
 
 def _rec_node(layer):
-    return ir_nodes.RecurrentDense(layer.weight, layer.weight_rec)
+    return ir_nodes.RecurrentDense(layer.weight, layer.weight_rec, bias=layer.bias)
 
 
 def _conv_node(layer):
-    return ir_nodes.Conv2d(layer.weight, layer.stride, layer.padding, layer.groups)
+    return ir_nodes.Conv2d(layer.weight, layer.stride, layer.padding, layer.groups,
+                           bias=layer.bias)
 
 
 def _pool_node(layer):

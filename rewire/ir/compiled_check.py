@@ -118,6 +118,16 @@ def check_layer(layer: CompiledLayer, k: int, profile: HardwareProfile) -> None:
         if not isinstance(layer.weight_rec, np.ndarray):
             raise ValueError(f"{at}.weight_rec must be an array dict")
         _floats(f"{at}.weight_rec", layer.weight_rec, (out, out))
+    if (layer.bias is None) != (layer.bias_int is None):
+        raise ValueError(f"{at}: bias and bias_int must be given together")
+    if layer.bias_int is not None:  # on the weights' grid (an always-on synapse on netx)
+        for key in ("bias", "bias_int"):
+            if not isinstance(getattr(layer, key), np.ndarray):
+                raise ValueError(f"{at}.{key} must be an array dict {{dtype, shape, data}}")
+        _floats(f"{at}.bias", layer.bias, (layer.weight_int.shape[0],))
+        if layer.bias_int.shape != layer.bias.shape:
+            raise ValueError(f"{at}.bias_int must have the shape of bias, {layer.bias.shape}")
+        _ints_in(f"{at}.bias_int", layer.bias_int, profile)
     _positive_finite(f"{at}.scale", layer.scale)
     _positive_finite(f"{at}.input_scale", layer.input_scale)
     unit, top = profile.neuron.decay_unit, profile.neuron.max_threshold_mant

@@ -83,13 +83,18 @@ class CompiledLayer:
             ``vThMant = round(v_th * S)``, ``weight_int ~= weight * gain * S * input_scale``.
         input_scale: float value of one unit of input payload (1 for binary spikes).
         scale_limited_by: which constraint set ``S`` (``"weight bits"``, ``"threshold bits"``,
-            ``"activation bits"`` or ``"current bits"``).
+            ``"activation bits"``, ``"current bits"`` or ``"relay current"``).
         chip: the neurons' chip image (:class:`~rewire.ir.chip_neurons.ChipNeuron`: the IR
             neuron node, ``iDecay``, ``vDecay``, ``vThMant``).
         notes: what the compiler had to do beyond the plain mapping, for the report.
         source: the layer's name in the source model (module path or NIR node).
         skips: :class:`CompiledSkip` connections into this layer (dense layers only), summed
             with its own synaptic input.
+        bias: float32 trained bias, ``(out,)`` (``(C_out,)`` for a conv layer), or ``None``.
+        bias_int: int32 chip bias of the same shape, on the weights' grid and scale
+            (``bias_int ~= bias * gain * S``: what one input of payload 1 through a weight
+            ``bias`` adds), added to the synaptic input ``a`` every step; ``None`` without a
+            bias (then neither is written by :meth:`to_dict`).
     """
 
     name: str
@@ -102,6 +107,8 @@ class CompiledLayer:
     notes: tuple[str, ...] = ()
     source: str = ""
     skips: tuple[CompiledSkip, ...] = ()
+    bias: np.ndarray | None = None
+    bias_int: np.ndarray | None = None
     TYPE: ClassVar[str] = ""
     recurrent: ClassVar[bool] = False  #: netx ``dense_rec``: recurrent weights
 
@@ -129,6 +136,14 @@ class CompiledLayer:
     def spiking(self) -> bool:
         """Whether the layer's neurons spike (``False`` for a leaky-integrator readout)."""
         return self.chip.spiking
+
+    def bias_per_neuron(self) -> np.ndarray | None:
+        """``bias_int`` as int64 ``(n_out,)``, one entry per neuron (a conv layer's channel
+        bias repeated over its ``H_out * W_out`` pixels, ``x.flatten()`` order), or ``None``."""
+        if self.bias_int is None:
+            return None
+        b = self.bias_int.astype(np.int64)
+        return np.repeat(b, self.shape[0] // len(b)) if len(b) else b
 
     @property
     def fan_in_matrix(self) -> np.ndarray:
@@ -183,6 +198,8 @@ class CompiledLayer:
         out = {"type": self.TYPE}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if value is None and f.name in ("bias", "bias_int"):
+                continue  # no bias: the dict (and every file) is what it was before biases
             if f.name == "chip":
                 out.update(neuron=value.neuron.to_dict(), i_decay=value.i_decay,
                            v_decay=value.v_decay, v_th_mant=value.v_th_mant)

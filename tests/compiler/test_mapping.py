@@ -232,3 +232,19 @@ def test_xylo_run_on_a_network_that_fits_trains_maps_and_reports(tmp_path):
     assert [c["core"] for c in cores["cores"]] == [0, "output"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "cores.json", "cores.png", "report.json"]
+
+
+def test_recurrent_layer_after_a_dense_one_maps(loihi2):
+    """The output routes of a layer read only its axons from a recurrent layer's [W | W_rec]
+    mask (a recurrent layer after a dense one crashed with a broadcast error)."""
+    from rewire.compiler.quantize import compile_network
+    from rewire.ir import nodes
+    from rewire.ir.network import Network
+
+    rng = np.random.default_rng(0)
+    net = Network((nodes.Dense(rng.normal(0, 1, (12, 8)).astype("f")), nodes.LIF(100.0),
+                   nodes.RecurrentDense(rng.normal(0, 1, (10, 12)).astype("f"),
+                                        rng.normal(0, 1, (10, 10)).astype("f")),
+                   nodes.LIF(100.0)), input_shape=(8,), steps=4)
+    compiled = compile_network(net, loihi2, 16)
+    assert [len(p) for p in compiled.mapping.placement] == [12, 10]
