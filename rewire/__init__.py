@@ -81,8 +81,11 @@ def compile(model, profile, input_max_value: int | None = None, cores: int | Non
             name (``"loihi2"``) or a TOML path.
         input_max_value, cores, calibration: see
             :func:`rewire.compiler.quantize.compile_network`.
-        lower_options: for the frontend (``steps``, ``encoding``, ``input_gain``,
-            ``example_input``, ``dt``, ...; :func:`rewire.frontends.lower`).
+        lower_options: for the frontend, by keyword (:func:`rewire.frontends.lower`): a torch
+            module takes ``example_input``, ``steps``, ``encoding``, ``input_gain``,
+            ``input_shape``; a NIR graph or ``.nir`` path ``dt``, ``steps``, ``encoding``,
+            ``input_gain``, ``source``; an IR network none. After :func:`train`, pass its
+            ``TrainResult.run_options``.
 
     Returns:
         The :class:`~rewire.ir.compiled.CompiledNetwork`, which ``rewire.export.write`` writes.
@@ -92,6 +95,8 @@ def compile(model, profile, input_max_value: int | None = None, cores: int | Non
         rewire.errors.CompileError: a layer the chip cannot run (named), a value an IR node
             refuses (a NaN weight, ``v_reset >= v_th``), or it does not fit (``MappingError``).
         rewire.errors.ProfileError: an unknown or malformed profile.
+        TypeError: an option the model's frontend does not take (named).
+        ValueError: frontend options given with an IR network (they would be ignored).
     """
     from rewire.compiler.quantize import compile_network
     from rewire.errors import CompileError, RewireError
@@ -101,8 +106,9 @@ def compile(model, profile, input_max_value: int | None = None, cores: int | Non
 
     if not isinstance(profile, HardwareProfile):
         profile = _load(profile)
-    network = model
-    if not isinstance(model, Network):
+    if isinstance(model, Network):  # options would be ignored: refused by name
+        network = _lower(model, **lower_options)
+    else:
         try:
             network = _lower(model, **lower_options)
         except RewireError:

@@ -239,11 +239,10 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
     if not input_shape:
         raise LoweringError("the input shape of a convolutional model is unknown: pass "
                             "input_shape=(C, H, W) or an example_input", "")
-    if input_shape and nodes and isinstance(nodes[0], ir.Flatten):
-        nodes = nodes[1:]
-        input_shape = (int(np.prod(input_shape)),)
+    if len(input_shape) == 1 and isinstance(nodes[0], ir.Flatten):
+        nodes = nodes[1:]  # the input is flat already
     if len(input_shape) == 3 and nodes[0].op in ("dense", "dense_rec"):
-        input_shape = (int(np.prod(input_shape)),)
+        nodes = [ir.Flatten(), *nodes]  # the model's input layout is kept: (C, H, W)
     default_enc = "current" if info["gain"] is not None else "rate"
     encoding = _option(encoding, model, "encoding", check_encoding) or default_enc
     gain = _option(input_gain, model, "input_gain", check_gain)
