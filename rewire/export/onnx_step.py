@@ -239,9 +239,12 @@ def run(path, x: np.ndarray, steps: int | None = None, sess=None) -> np.ndarray:
                          f"{steps!r}")
     x = np.asarray(x, dtype=np.float32)
     if not np.all(np.isfinite(x)):
-        raise ValueError("x must be finite")
+        raise ValueError("x must be a finite array, got NaN or infinite values")
     sess = sess or session(path)
     meta, states = body_from_meta(sess)
-    x, _ = onnx_graph.flat_input(sess, x)
+    try:
+        x, _ = onnx_graph.flat_input(sess, x)
+    except ValueError as exc:
+        raise ValueError(f"x must be a finite (B, *S) or (T, B, *S) array: {exc}") from None
     seq = encode_sequence(x, int(meta["steps"]) if steps is None else int(steps))
     return run_steps(sess, seq, states, np.float32)

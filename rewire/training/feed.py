@@ -238,6 +238,8 @@ class Feed:
                                      f"encoding")
             feed.steps, feed.encoding, feed.input_gain = t, "rate", 1.0
         feed.input_shape = _told_by_data(model, feed, x0)
+        if None in feed.shape:  # a conv net's image size: the data's
+            feed.shape = tuple(x0.shape[1 if feed.layout.kind == "dense" else 2:])
         return feed
 
     @property
