@@ -166,7 +166,10 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
             ``(T, 1, n_in)`` zeros, ``n_in`` from the first Linear (``input_shape`` from the
             model's ``input_shape`` attribute for conv nets).
         steps, encoding, input_gain: run options (see the module docstring).
-        input_shape: per-sample input shape (default from the first layer or the example).
+        input_shape: per-sample input shape (default from the first layer or the example);
+            a ``(C, H, W)`` image before a dense first layer stays the network's
+            ``input_shape`` (a leading :class:`~rewire.ir.nodes.Flatten`): the layout the
+            model's forward takes.
 
     Returns:
         The IR network (``source = "norse"``), layers named by module path.
