@@ -118,3 +118,14 @@ def test_a_layout_that_does_not_hold_the_inputs_is_refused():
     bad = net.to_dict() | {"input_layout": [1, "8", 8]}
     with pytest.raises(ValueError, match="input_layout must be a list of integers"):
         CompiledNetwork.from_dict(bad)
+
+
+def test_compile_reads_the_layout_from_image_calibration_data():
+    """Images given as calibration tell a conv net's size (its Conv2d alone does not)."""
+    models = image_models()
+    with pytest.raises(rewire.errors.LoweringError, match="input shape of a convolutional"):
+        rewire.compile(models["conv"], "loihi2", steps=8, encoding="current")
+    for kind, model in models.items():
+        net = rewire.compile(model, "loihi2", steps=8, encoding="current", input_gain=4.0,
+                             input_max_value=16, calibration=images())
+        assert net.input_shape == IMAGE and net.sizes == compiled(kind).sizes
