@@ -72,9 +72,10 @@ class CompiledNetwork:
 
     def __post_init__(self):
         layout = tuple(int(s) for s in self.input_layout)
-        if layout:
+        if layout and self.layers:
             layouts(self.sizes[0], layout)  # ValueError: not the first layer's inputs
-        object.__setattr__(self, "input_layout", () if layout == self._own_shape() else layout)
+            layout = () if layout == self._own_shape() else layout
+        object.__setattr__(self, "input_layout", layout)
 
     def _own_shape(self) -> tuple[int, ...]:
         first = self.layers[0]
