@@ -242,8 +242,9 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
     if not input_shape:
         raise LoweringError("the input shape of a convolutional model is unknown: pass "
                             "input_shape=(C, H, W) or an example_input", "")
-    if len(input_shape) == 1 and isinstance(nodes[0], ir.Flatten):
-        nodes = nodes[1:]  # the input is flat already
+    if len(input_shape) != 3 and isinstance(nodes[0], ir.Flatten):
+        nodes = nodes[1:]  # a layout is kept for (C, H, W) images only
+        input_shape = (int(np.prod(input_shape)),)
     if len(input_shape) == 3 and nodes[0].op in ("dense", "dense_rec"):
         nodes = [ir.Flatten(), *nodes]  # the model's input layout is kept: (C, H, W)
     default_enc = "current" if info["gain"] is not None else "rate"
