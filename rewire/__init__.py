@@ -80,9 +80,13 @@ def compile(model, profile, input_max_value: int | None = None, cores: int | Non
         profile: a :class:`~rewire.hw_profiles.profile.HardwareProfile`, a shipped profile
             name (``"loihi2"``) or a TOML path.
         input_max_value, cores, calibration: see
-            :func:`rewire.compiler.quantize.compile_network`.
-        lower_options: for the frontend (``steps``, ``encoding``, ``input_gain``,
-            ``example_input``, ``dt``, ...; :func:`rewire.frontends.lower`).
+            :func:`rewire.compiler.quantize.compile_network`; ``calibration`` images
+            ``(B, C, H, W)`` also give a torch model's ``input_shape`` when no option does.
+        lower_options: for the frontend, by keyword (:func:`rewire.frontends.lower`): a torch
+            module takes ``example_input``, ``steps``, ``encoding``, ``input_gain``,
+            ``input_shape``; a NIR graph or ``.nir`` path ``dt``, ``steps``, ``encoding``,
+            ``input_gain``, ``source``; an IR network none. After :func:`train`, pass its
+            ``TrainResult.run_options``.
 
     Returns:
         The :class:`~rewire.ir.compiled.CompiledNetwork`, which ``rewire.export.write`` writes.
@@ -92,6 +96,8 @@ def compile(model, profile, input_max_value: int | None = None, cores: int | Non
         rewire.errors.CompileError: a layer the chip cannot run (named), a value an IR node
             refuses (a NaN weight, ``v_reset >= v_th``), or it does not fit (``MappingError``).
         rewire.errors.ProfileError: an unknown or malformed profile.
+        TypeError: an option the model's frontend does not take (named).
+        ValueError: frontend options given with an IR network (they would be ignored).
     """
     from rewire.compiler.quantize import compile_network
     from rewire.errors import CompileError, RewireError
@@ -101,8 +107,10 @@ def compile(model, profile, input_max_value: int | None = None, cores: int | Non
 
     if not isinstance(profile, HardwareProfile):
         profile = _load(profile)
-    network = model
-    if not isinstance(model, Network):
+    if isinstance(model, Network):  # options would be ignored: refused by name
+        network = _lower(model, **lower_options)
+    else:
+        lower_options = _layout_from_data(model, calibration, lower_options)
         try:
             network = _lower(model, **lower_options)
         except RewireError:
@@ -111,6 +119,19 @@ def compile(model, profile, input_max_value: int | None = None, cores: int | Non
             raise CompileError(f"the model cannot be compiled: {exc}") from None
     return compile_network(network, profile, input_max_value=input_max_value, cores=cores,
                            calibration=calibration)
+
+
+def _layout_from_data(model, calibration, options: dict) -> dict:
+    """``options`` with ``input_shape`` read from image-shaped ``calibration`` data
+    ``(B, C, H, W)`` for a torch model given neither ``input_shape`` nor ``example_input``
+    (a conv net's image size, which its first layer does not tell)."""
+    import torch
+
+    shape = getattr(calibration, "shape", ())
+    if not isinstance(model, torch.nn.Module) or len(shape) != 4 or \
+            options.get("input_shape") is not None or options.get("example_input") is not None:
+        return options
+    return {**options, "input_shape": tuple(int(s) for s in shape[1:])}
 
 
 def run_job(spec=None, log=print, model=None, **options) -> dict:

@@ -42,6 +42,7 @@ import torch
 from rewire.compiler import simulate
 from rewire.ir import dynamics
 from rewire.ir.compiled import CompiledNetwork, float_network
+from rewire.ir.input_layout import flatten_samples
 
 
 @dataclass(frozen=True)
@@ -130,9 +131,11 @@ def compare(net: CompiledNetwork, inputs: np.ndarray, labels=None, batch_size: i
 
     Args:
         net: the compiled network (:func:`rewire.compiler.quantize.compile_network`).
-        inputs: current encoding: ``x`` ``(B, n_in)`` in [0, 1] (the float model gets
-            ``input_gain * x``, the integer model the payload ``round(x * input_max_value)``);
-            rate encoding: the 0/1 spike trains ``(T, B, n_in)`` both models get.
+        inputs: float, in the model's input layout or flat (:mod:`rewire.ir.input_layout`):
+            current encoding: ``x`` ``(B, *net.input_shape)`` or ``(B, n_in)`` in [0, 1]
+            (the float model gets ``input_gain * x``, the integer model the payload
+            ``round(x * input_max_value)``); rate encoding: the 0/1 spike trains
+            ``(T, B, *net.input_shape)`` or ``(T, B, n_in)`` both models get.
         labels: optional ``(B,)`` classes, for the accuracies.
         batch_size: samples per batch (bounds memory).
         model: ignored: the float side is ``net``'s own float IR (which the frontends' tests
@@ -142,15 +145,13 @@ def compare(net: CompiledNetwork, inputs: np.ndarray, labels=None, batch_size: i
         The :class:`EquivalenceReport`.
 
     Raises:
-        ValueError: ``inputs`` has the wrong shape for the encoding, or is empty (a
-            comparison of nothing is refused).
+        ValueError: ``inputs`` is in neither layout for the encoding (both named), or is
+            empty (a comparison of nothing is refused).
     """
     fnet = float_network(net)
-    inputs = np.asarray(inputs)
     rate = net.encoding == "rate"
-    if (inputs.ndim != 3) if rate else (inputs.ndim != 2):
-        raise ValueError(f"{net.encoding} encoding needs inputs of shape "
-                         f"{'(T, B, n_in)' if rate else '(B, n_in)'}, got {inputs.shape}")
+    inputs = flatten_samples(np.asarray(inputs), net.sizes[0], net.input_shape,
+                             2 if rate else 1, f"{net.encoding} encoding needs inputs")
     total = inputs.shape[1] if rate else inputs.shape[0]
     if total == 0:
         raise ValueError("compare: no input samples; a comparison of nothing proves nothing")
@@ -166,8 +167,7 @@ def compare(net: CompiledNetwork, inputs: np.ndarray, labels=None, batch_size: i
     for start in range(0, total, batch_size):
         chunk = inputs[:, start:start + batch_size] if rate else inputs[start:start + batch_size]
         x = torch.as_tensor(np.asarray(chunk, dtype=np.float32))
-        if not rate:
-            x = x.reshape(len(x), *fnet.input_shape)
+        x = x.reshape(*x.shape[:-1], *fnet.input_shape)
         raw_f = [o.numpy() for o in dynamics.run(fnet, dynamics.encode(fnet, x), record_all=True)]
         raw_i = simulate.simulate(net, simulate.encode_input(net, chunk), record_all=True)
         f_pred.append(_scores(raw_f[-1], net).argmax(-1))

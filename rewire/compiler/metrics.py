@@ -44,6 +44,7 @@ from rewire.compiler.simulate import NumpyOps, synaptic_input
 from rewire.hw_profiles.sections import EnergyModel
 from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import CompiledConv, CompiledLayer
+from rewire.ir.input_layout import flatten_samples
 
 __all__ = ["workload_metrics", "static_metrics", "network_metrics", "energy_estimate"]
 
@@ -76,7 +77,8 @@ def workload_metrics(net: CompiledNetwork, payload: np.ndarray) -> dict:
 
     Args:
         net: the compiled network.
-        payload: integer input ``(T, B, n_in)`` (:func:`rewire.compiler.simulate.encode_input`).
+        payload: integer input ``(T, B, n_in)`` (:func:`rewire.compiler.simulate.encode_input`)
+            or ``(T, B, *net.input_shape)``.
 
     Returns:
         ``{"samples", "synaptic_operations": {"effective_macs", "effective_acs", "dense"},
@@ -86,14 +88,16 @@ def workload_metrics(net: CompiledNetwork, payload: np.ndarray) -> dict:
         updates are means per sample (floats).
 
     Raises:
-        ValueError: ``payload`` is not ``(T, B, n_in)`` with ``B >= 1`` and ``n_in`` the
-            first layer's inputs.
+        ValueError: ``payload`` is in neither layout, ``(T, B, n_in)`` with ``n_in`` the
+            first layer's inputs or ``(T, B, *net.input_shape)``, or has ``B = 0``.
     """
-    payload = np.asarray(payload)
-    n_in = net.layers[0].shape[1]
-    if payload.ndim != 3 or payload.shape[1] < 1 or payload.shape[2] != n_in:
-        raise ValueError(f"payload must have shape (T, B, {n_in}) with B >= 1, got "
-                         f"{payload.shape}")
+    try:
+        payload = flatten_samples(np.asarray(payload), net.sizes[0], net.input_shape, 2)
+    except ValueError:
+        raise ValueError(f"payload must have shape (T, B, {net.sizes[0]}) or (T, B, "
+                         f"*{net.input_shape}), got {np.shape(payload)}") from None
+    if payload.shape[1] < 1:
+        raise ValueError(f"payload must have B >= 1 samples, got {payload.shape}")
     steps, batch = payload.shape[:2]
     ops = NumpyOps(net.profile.neuron)
     layers = net.layers

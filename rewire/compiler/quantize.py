@@ -384,4 +384,5 @@ def compile_network(network: Network, profile: HardwareProfile, input_max_value:
     return CompiledNetwork(layers=tuple(layers), steps=network.steps,
                            encoding=network.encoding, input_gain=network.input_gain,
                            input_max_value=payload_max, profile=profile,
-                           mapping=mapping, notes=network.notes, source=network.source)
+                           mapping=mapping, notes=network.notes, source=network.source,
+                           input_layout=network.input_shape)

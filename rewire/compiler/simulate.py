@@ -54,6 +54,7 @@ from rewire.errors import CompileError
 from rewire.hw_profiles.profile import NeuronFormat
 from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import CompiledConv, CompiledDense, CompiledLayer, lookup
+from rewire.ir.input_layout import flatten_samples
 
 __all__ = ["NumpyOps", "synaptic_input", "encode_input", "simulate", "pad_for_lava", "align",
            "class_scores", "accuracy"]
@@ -176,21 +177,24 @@ SYNAPTIC_INPUT = {CompiledDense: _dense_input, CompiledConv: _conv_input}
 
 
 def encode_input(net: CompiledNetwork, x: np.ndarray) -> np.ndarray:
-    """Integer input payloads ``(T, B, n_in)`` for constant-current input ``x`` in [0, 1].
+    """Integer input payloads ``(T, B, n_in)`` int64 for input ``x`` in either layout of the
+    model (:mod:`rewire.ir.input_layout`).
 
-    For ``current`` encoding every step carries ``round(x * input_max_value)`` as a graded
-    spike; for ``rate`` encoding ``x`` must already be the binary spike train ``(T, B, n_in)``.
+    For ``current`` encoding ``x`` is ``(B, *net.input_shape)`` or the flat ``(B, n_in)``,
+    float in [0, 1]; every step carries ``round(x * input_max_value)`` as a graded spike. For
+    ``rate`` encoding ``x`` is already the binary spike train ``(T, B, *net.input_shape)`` or
+    ``(T, B, n_in)``. The payload is always flat (``x.flatten()`` order per sample), as the
+    integer model, the ONNX files and Lava take it.
 
     Raises:
-        ValueError: wrong shape for the encoding.
+        ValueError: ``x`` in neither layout for the encoding (named, with both layouts).
     """
     x = np.asarray(x)
+    n_in = net.sizes[0]
     if net.encoding == "rate":
-        if x.ndim != 3:
-            raise ValueError(f"rate encoding needs spikes of shape (T, B, n_in), got {x.shape}")
-        return (x > 0).astype(np.int64)
-    if x.ndim != 2:
-        raise ValueError(f"current encoding needs x of shape (B, n_in), got {x.shape}")
+        return (flatten_samples(x, n_in, net.input_shape, 2, "rate encoding needs spikes") > 0
+                ).astype(np.int64)
+    x = flatten_samples(x, n_in, net.input_shape, 1, "current encoding needs x")
     payload = np.rint(x * net.input_max_value).astype(np.int64)
     return np.broadcast_to(payload, (net.steps,) + payload.shape)
 
@@ -201,7 +205,8 @@ def simulate(net: CompiledNetwork, payload: np.ndarray, lava_delay: bool = False
 
     Args:
         net: the compiled network.
-        payload: integer input ``(T, B, n_in)`` (graded payloads or 0/1 spikes).
+        payload: integer input ``(T, B, n_in)`` (graded payloads or 0/1 spikes), or
+            ``(T, B, *net.input_shape)``.
         lava_delay: add Lava's one-step delay per dense layer.
         record_all: return the spikes of every layer, not only the last.
 
@@ -213,7 +218,8 @@ def simulate(net: CompiledNetwork, payload: np.ndarray, lava_delay: bool = False
     Shapes:
         payload ``(T, B, n_in)`` -> ``[(T, B, n_1), ..., (T, B, n_L)]``.
     """
-    payload = np.asarray(payload, dtype=np.int64)
+    payload = flatten_samples(np.asarray(payload, dtype=np.int64), net.sizes[0],
+                              net.input_shape, 2, "the integer model needs a payload")
     steps, batch = payload.shape[:2]
     ops = NumpyOps(net.profile.neuron)
     u = [np.zeros((batch, l.shape[0]), np.int64) for l in net.layers]

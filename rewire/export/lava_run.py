@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import math
 import multiprocessing
 import sys
 
@@ -18,6 +19,7 @@ import h5py
 import numpy as np
 
 from rewire.compiler.netx_legal import pad_silent
+from rewire.ir.input_layout import flatten_samples, sample_axes
 
 _LAVA_MP = "lava.magma.runtime.message_infrastructure.multiprocessing"
 
@@ -43,29 +45,64 @@ def lava_missing() -> str | None:
 
 
 def run_netx(path: str | Path, payload: np.ndarray, sparse: bool = True,
-             aligned: bool = False) -> np.ndarray:
-    """Run one input sequence through a netx file in Lava and return the output spikes.
+             aligned: bool = False, input_shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Run input sequences through a netx file in Lava and return the output spikes.
 
     Args:
         path: netx HDF5 written by :func:`rewire.export.netx.write`.
-        payload: integer input ``(T, n_in)`` (graded payloads or 0/1 spikes); for a file with
-            an ``input`` layer of shape ``(C, H, W)`` (conv nets) ``n_in = C*H*W`` in torch's
-            ``(C, H, W)`` order, sent to Lava in its ``(W, H, C)`` order.
+        payload: integer input (graded payloads or 0/1 spikes) in the model's input layout
+            or flat (:mod:`rewire.ir.input_layout`): one sample ``(T, *input_shape)`` or
+            ``(T, n_in)``, or a batch ``(T, B, *input_shape)`` or ``(T, B, n_in)``, as
+            :func:`rewire.compiler.simulate.encode_input` returns it (each sample is one Lava
+            run). ``n_in = C*H*W`` of a conv net's image is in torch's ``(C, H, W)`` order,
+            sent to Lava in its ``(W, H, C)`` order.
         sparse: load dense layers as Lava ``Sparse`` synapses (``sparse_fc_layer``).
         aligned: append the file's ``lava_delay_steps`` (``L``) silent steps to the input and
             drop the first ``L`` outputs, so output step ``t`` answers input step ``t``
             (equal to ``rewire.compiler.simulate.simulate(net, payload)``).
+        input_shape: the per-sample layout ``payload`` may take besides the flat ``(n_in,)``
+            (``CompiledNetwork.input_shape``); default: the file's ``input`` layer's
+            ``(C, H, W)`` (conv nets), else flat only.
             A file with biases (root attribute ``rewire_bias_lines``) gets its always-on
             input lines appended here, payload 1 at every step (:mod:`rewire.compiler.bias_lines`).
 
     Returns:
-        Output spikes ``(T, n_out)`` as uint8 (a feature-map output is flattened back in
-        ``(C, H, W)`` order): with ``aligned=False`` as Lava produces them, one step late per
-        dense or conv layer; with ``aligned=True`` lined up with the input.
+        Output spikes as uint8, ``(T, n_out)`` for one sample, ``(T, B, n_out)`` for a batch
+        (a feature-map output is flattened back in ``(C, H, W)`` order): with
+        ``aligned=False`` as Lava produces them, one step late per dense or conv layer; with
+        ``aligned=True`` lined up with the input.
 
     Raises:
         ImportError: Lava is not installed (install ``rewire[lava]`` on Python 3.10).
+        ValueError: ``payload`` in none of these layouts (named).
     """
+    with h5py.File(path, "r") as f:
+        first = f["layer/0"]
+        image = tuple(int(s) for s in first["shape"][()]) if first["type"][0] == b"input" \
+            else None
+    payload = np.asarray(payload)
+    shape = tuple(int(s) for s in input_shape) if input_shape is not None else image
+    if shape is None:  # a flat input: (T, n_in) or (T, B, n_in)
+        if payload.ndim not in (2, 3):
+            raise ValueError(f"payload: shape {payload.shape} is neither (T, n_in) nor "
+                             f"(T, B, n_in); pass input_shape= for another layout")
+        lead = payload.ndim - 1
+    else:  # 1: (T, ...), 2: (T, B, ...)
+        n_in = math.prod(shape)
+        try:
+            lead = sample_axes(payload, n_in, shape)
+        except ValueError:
+            raise ValueError(f"payload: shape {payload.shape} is none of (T, {n_in}), "
+                             f"(T, *{shape}), (T, B, {n_in}), (T, B, *{shape})") from None
+        payload = flatten_samples(payload, n_in, shape, lead)
+    if lead == 1:
+        return _run_one(path, payload, image, sparse, aligned)
+    return np.stack([_run_one(path, payload[:, b], image, sparse, aligned)
+                     for b in range(payload.shape[1])], axis=1)
+
+
+def _run_one(path, payload: np.ndarray, image, sparse: bool, aligned: bool) -> np.ndarray:
+    """One sample ``(T, n_in)`` through Lava: output spikes ``(T, n_out)`` uint8."""
     _allow_lava_import()
     from lava.lib.dl import netx
     from lava.magma.core.run_conditions import RunSteps
@@ -75,8 +112,6 @@ def run_netx(path: str | Path, payload: np.ndarray, sparse: bool = True,
 
     with h5py.File(path, "r") as f:
         bits = int(f.attrs.get("input_message_bits", 0))
-        first = f["layer/0"]
-        image = tuple(first["shape"][()]) if first["type"][0] == b"input" else None
         delay = int(f.attrs.get("lava_delay_steps", 0))
         lines = int(f.attrs.get("rewire_bias_lines", 0))  # always-on inputs of the biases
     payload = np.asarray(payload)

@@ -36,6 +36,7 @@ from rewire._version import __version__
 from rewire.errors import ExportError
 from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import CompiledConv, CompiledLayer
+from rewire.ir.input_layout import flatten_samples, sample_axes
 from rewire.ir.neurons import SPIKE_FIELDS
 from rewire.io import atomic_path
 
@@ -184,16 +185,17 @@ def metadata(net: CompiledNetwork, body: StepBody, kind: str, usage: str) -> dic
     Keys: ``rewire_version``, ``rewire_format_version``, ``kind`` (``step``, ``unrolled``,
     ``int_step``, ``int_unrolled``), ``profile``, ``dt`` (s), ``steps`` (``T`` trained for),
     ``encoding``, ``input_gain``, ``input_max_value``, ``state_layout`` (JSON) and ``usage``;
-    when the first layer is a conv layer also ``input_shape``, the JSON ``[C, H, W]`` of the
-    image whose ``x.flatten()`` the flat input ``x`` is.
+    when the first layer is a conv layer, or the source model's input has a layout of its
+    own (``CompiledNetwork.input_layout``), also ``input_shape``, the JSON per-sample shape
+    (``[C, H, W]``) whose ``x.flatten()`` the flat input ``x`` is.
     """
     meta = {"rewire_version": __version__, "rewire_format_version": str(net.format_version),
             "kind": kind, "profile": net.profile.name, "dt": repr(net.dt),
             "steps": str(net.steps), "encoding": net.encoding,
             "input_gain": repr(net.input_gain), "input_max_value": str(net.input_max_value),
             "state_layout": json.dumps(body.layout), "usage": usage}
-    if isinstance(net.layers[0], CompiledConv):
-        meta["input_shape"] = json.dumps([int(d) for d in net.layers[0].in_shape])
+    if isinstance(net.layers[0], CompiledConv) or net.input_layout:
+        meta["input_shape"] = json.dumps([int(d) for d in net.input_shape])
     return meta
 
 
@@ -356,6 +358,21 @@ def run_steps(sess, x_seq: np.ndarray, states: tuple[tuple[str, int], ...],
             feeds[s] = res[f"{s}_out"]
         out.append(res["z"])
     return np.stack(out)
+
+
+def flat_input(sess, x: np.ndarray, what: str = "x") -> tuple[np.ndarray, int]:
+    """``x`` in either input layout of a rewire ONNX session's model
+    (:mod:`rewire.ir.input_layout`: per-sample ``metadata['input_shape']`` or flat ``n_in``)
+    as ``(*L, n_in)``, with ``len(L)``: 1 for ``(B, ...)``, 2 for ``(T, B, ...)``.
+
+    Raises:
+        ValueError: ``x`` in neither layout (named).
+    """
+    n_in = int(sess.get_inputs()[0].shape[-1])
+    raw = sess.get_modelmeta().custom_metadata_map.get("input_shape")
+    shape = tuple(json.loads(raw)) if raw else (n_in,)
+    lead = sample_axes(x, n_in, shape, what)
+    return flatten_samples(x, n_in, shape, lead, what), lead
 
 
 def body_from_meta(sess) -> tuple[dict, tuple[tuple[str, int], ...]]:

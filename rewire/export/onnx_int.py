@@ -67,8 +67,8 @@ from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import CompiledConv, CompiledDense, lookup
 from rewire.export.onnx_int_ops import OnnxIntOps
 from rewire.export.onnx_graph import (GraphBuilder, StepBody, body_from_meta, conv2d, map_shape,
-                                      check_size, run_steps, save, scan_model, session,
-                                      spike_fields, step_model)
+                                      check_size, flat_input, run_steps, save, scan_model,
+                                      session, spike_fields, step_model)
 
 USAGE_SCAN = ("feed the integer payload x (T, batch, n_in) int64 (rewire.compiler.simulate."
               "encode_input); z (T, batch, n_out) int64 0/1 equals the chip model's spikes")
@@ -325,7 +325,9 @@ def write(net: CompiledNetwork, path: str | Path, lava_delay: bool = False) -> P
 
 
 def run(path, payload: np.ndarray, sess=None) -> np.ndarray:
-    """Run an integer model (unrolled or per-step) on ``payload (T, B, n_in)``.
+    """Run an integer model (unrolled or per-step) on ``payload (T, B, n_in)`` int64 (or
+    ``(T, B, *input_shape)``, the file's ``input_shape`` metadata; see
+    :mod:`rewire.ir.input_layout`).
 
     Returns:
         Output spikes ``(T, B, n_out)`` uint8 (a leaky-integrator readout's voltages as
@@ -333,10 +335,17 @@ def run(path, payload: np.ndarray, sess=None) -> np.ndarray:
 
     Raises:
         ValueError: a payload value's magnitude exceeds the file's ``exact_payload_max``
-            (the float32 sums of the first layer could be rounded).
+            (the float32 sums of the first layer could be rounded), or the payload is in
+            neither layout.
     """
     sess = sess or session(path)
-    payload = np.ascontiguousarray(payload, dtype=np.int64)
+    given = np.shape(payload)
+    payload, lead = flat_input(sess, np.asarray(payload, dtype=np.int64), "payload")
+    if lead != 2:
+        raise ValueError(f"payload: shape {given} is one value per sample, (B, ...); an "
+                         f"integer payload has a time axis, (T, B, ...): build it with "
+                         f"rewire.compiler.simulate.encode_input")
+    payload = np.ascontiguousarray(payload)
     meta, states = body_from_meta(sess)
     limit = meta.get("exact_payload_max")
     if limit is not None and payload.size and int(np.abs(payload).max()) > int(limit):

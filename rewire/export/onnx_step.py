@@ -241,7 +241,10 @@ def run(path, x: np.ndarray, steps: int | None = None, sess=None) -> np.ndarray:
 
     Args:
         path: file written by :func:`write` (or an ``onnx.ModelProto``).
-        x: ``(B, n_in)`` constant input (current encoding) or ``(T, B, n_in)`` spikes (rate).
+        x: float32, in the model's input layout or flat (:mod:`rewire.ir.input_layout`; the
+            layout from the file's ``input_shape`` metadata): ``(B, *input_shape)`` /
+            ``(B, n_in)`` constant input (current encoding), or ``(T, B, *input_shape)`` /
+            ``(T, B, n_in)`` per step (spikes for rate encoding).
         steps: time steps for constant input (default: the file's ``steps``).
         sess: an open onnxruntime session of ``path`` to reuse (optional).
 
@@ -249,17 +252,21 @@ def run(path, x: np.ndarray, steps: int | None = None, sess=None) -> np.ndarray:
         Output spikes ``(T, B, n_out)`` float32.
 
     Raises:
-        ValueError: ``steps`` given but not an integer >= 1, or ``x`` not 2-D / 3-D finite.
+        ValueError: ``steps`` given but not an integer >= 1, ``x`` not finite, or ``x`` in
+            neither layout.
     """
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer))
                               or steps < 1):
         raise ValueError(f"steps must be an integer >= 1 (or None for the file's T), got "
                          f"{steps!r}")
     x = np.asarray(x, dtype=np.float32)
-    if x.ndim not in (2, 3) or not np.all(np.isfinite(x)):
-        raise ValueError(f"x must be a finite (B, n_in) or (T, B, n_in) array, got shape "
-                         f"{x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("x must be a finite array, got NaN or infinite values")
     sess = sess or session(path)
     meta, states = body_from_meta(sess)
+    try:
+        x, _ = onnx_graph.flat_input(sess, x)
+    except ValueError as exc:
+        raise ValueError(f"x must be a finite (B, *S) or (T, B, *S) array: {exc}") from None
     seq = encode_sequence(x, int(meta["steps"]) if steps is None else int(steps))
     return run_steps(sess, seq, states, np.float32)

@@ -63,14 +63,19 @@ def run(path, x: np.ndarray, steps: int | None = None, sess=None) -> np.ndarray:
 
     Args:
         path: file written by :func:`write` (or an ``onnx.ModelProto``).
-        x: ``(B, n_in)`` constant input (repeated ``steps`` times, default the file's ``T``)
-            or ``(T, B, n_in)``.
+        x: float32 in the model's input layout or flat (as :func:`rewire.export.onnx_step.run`):
+            ``(B, *input_shape)`` / ``(B, n_in)`` constant input (repeated ``steps`` times,
+            default the file's ``T``) or ``(T, B, *input_shape)`` / ``(T, B, n_in)``.
         sess: an open session to reuse (optional).
 
     Returns:
         Output spikes ``(T, B, n_out)`` float32.
+
+    Raises:
+        ValueError: ``x`` in neither layout.
     """
     sess = sess or session(path)
     steps = steps or int(sess.get_modelmeta().custom_metadata_map["steps"])
+    x, _ = onnx_graph.flat_input(sess, np.asarray(x, dtype=np.float32))
     seq = np.ascontiguousarray(encode_sequence(x, steps))
     return sess.run(["z"], {"x": seq})[0]

@@ -169,7 +169,10 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
             ``(T, 1, n_in)`` zeros, ``n_in`` from the first Linear (``input_shape`` from the
             model's ``input_shape`` attribute for conv nets).
         steps, encoding, input_gain: run options (see the module docstring).
-        input_shape: per-sample input shape (default from the first layer or the example).
+        input_shape: per-sample input shape (default from the first layer or the example);
+            a ``(C, H, W)`` image before a dense first layer stays the network's
+            ``input_shape`` (a leading :class:`~rewire.ir.nodes.Flatten`): the layout the
+            model's forward takes.
 
     Returns:
         The IR network (``source = "norse"``), layers named by module path.
@@ -244,11 +247,11 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
     if not input_shape:
         raise LoweringError("the input shape of a convolutional model is unknown: pass "
                             "input_shape=(C, H, W) or an example_input", "")
-    if input_shape and nodes and isinstance(nodes[0], ir.Flatten):
-        nodes = nodes[1:]
+    if len(input_shape) != 3 and isinstance(nodes[0], ir.Flatten):
+        nodes = nodes[1:]  # a layout is kept for (C, H, W) images only
         input_shape = (int(np.prod(input_shape)),)
     if len(input_shape) == 3 and nodes[0].op in ("dense", "dense_rec"):
-        input_shape = (int(np.prod(input_shape)),)
+        nodes = [ir.Flatten(), *nodes]  # the model's input layout is kept: (C, H, W)
     default_enc = "current" if info["gain"] is not None else "rate"
     encoding = _option(encoding, model, "encoding", check_encoding) or default_enc
     gain = _option(input_gain, model, "input_gain", check_gain)

@@ -21,6 +21,7 @@ from rewire.ir.compiled_check import check_chain, check_layer, check_placement, 
 from rewire.ir.compiled_layers import (CompiledConv, CompiledDense, CompiledLayer,  # noqa: F401
                                        CompiledRecurrentDense, CompiledSumPool, lookup)
 from rewire.ir.cores import CoreMapping
+from rewire.ir.input_layout import layouts
 from rewire.ir.network import Network, Skip
 
 #: Version of the compiled network's ``to_dict`` and of the files written from it. Kept at 2
@@ -49,6 +50,12 @@ class CompiledNetwork:
         format_version: version of this representation and of the files written from it.
         notes: the frontend's notes on the source model (semantics that differ, ...).
         source: where the IR came from (``"norse"``, ``"nir"``, ...).
+        input_layout: the per-sample shape the source model's input takes where it is not
+            the first layer's own (an MLP whose forward flattens a ``(1, 8, 8)`` image);
+            ``()`` otherwise (normalized so). :attr:`input_shape` reads it.
+
+    Raises:
+        ValueError: an ``input_layout`` that does not hold the first layer's inputs.
     """
 
     layers: tuple[CompiledLayer, ...]
@@ -61,6 +68,26 @@ class CompiledNetwork:
     format_version: int = FORMAT_VERSION
     notes: tuple[str, ...] = ()
     source: str = ""
+    input_layout: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        layout = tuple(int(s) for s in self.input_layout)
+        if layout and self.layers:
+            layouts(self.sizes[0], layout)  # ValueError: not the first layer's inputs
+            layout = () if layout == self._own_shape() else layout
+        object.__setattr__(self, "input_layout", layout)
+
+    def _own_shape(self) -> tuple[int, ...]:
+        first = self.layers[0]
+        return tuple(first.in_shape) if isinstance(first, CompiledConv) else (first.shape[1],)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Per-sample input shape of the source model: :attr:`input_layout`, else the first
+        layer's own (``(C, H, W)`` for a conv layer, ``(n_in,)`` for a dense one). Every
+        entry point that takes input takes ``(B, *input_shape)`` or the flat ``(B, n_in)``
+        (:mod:`rewire.ir.input_layout`)."""
+        return self.input_layout or self._own_shape()
 
     @property
     def dt(self) -> float:
@@ -93,7 +120,8 @@ class CompiledNetwork:
                 "encoding": self.encoding, "input_gain": self.input_gain,
                 "input_max_value": self.input_max_value, "profile": self.profile.to_dict(),
                 "cores": self.mapping.allotted, "mapping": self.mapping.to_dict(placement=True),
-                "notes": list(self.notes), "source": self.source}
+                "notes": list(self.notes), "source": self.source,
+                **({"input_layout": list(self.input_layout)} if self.input_layout else {})}
 
     @classmethod
     def from_dict(cls, data: dict, mapping: CoreMapping | None = None) -> "CompiledNetwork":
@@ -150,7 +178,8 @@ class CompiledNetwork:
                    input_gain=float(data["input_gain"]),
                    input_max_value=data["input_max_value"], profile=profile,
                    mapping=mapping,
-                   notes=tuple(data.get("notes", ())), source=data.get("source", ""))
+                   notes=tuple(data.get("notes", ())), source=data.get("source", ""),
+                   input_layout=_layout(data.get("input_layout", [])))
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -178,6 +207,14 @@ class CompiledNetwork:
     def neurons(self) -> int:
         """Neurons (compartments) over all layers."""
         return sum(l.shape[0] for l in self.layers)
+
+
+def _layout(value) -> tuple[int, ...]:
+    if not isinstance(value, list) or any(isinstance(s, bool) or not isinstance(s, int)
+                                          or s < 1 for s in value):
+        raise ValueError(f"compiled network: input_layout must be a list of integers >= 1, "
+                         f"got {value!r}")
+    return tuple(value)
 
 
 def _why(exc: Exception) -> str:

@@ -28,6 +28,7 @@ from rewire.training.budget import SynapseBudget, make_budget, model_budget
 from rewire.training.conv import SpikingConvNet, image_shape
 from rewire.training.data import Split, load_split
 from rewire.training.gradr import apply_gradr
+from rewire.training.layout import sample_shape
 from rewire.training.model import SpikingMLP
 
 
@@ -45,6 +46,8 @@ class Prepared:
         spikes: the run's fixed spike trains, or ``None`` for dense input.
         user_model: ``model`` is the user's (it needs ``run_options`` to be lowered).
         sizes: neurons per layer, input first (a user model's, from its IR).
+        input_shape: the per-sample image ``(C, H, W)`` a user's model takes (its data,
+            ``split`` and ``spikes``, are laid out so), or ``None`` for flat features.
     """
 
     spec: JobSpec
@@ -56,15 +59,18 @@ class Prepared:
     spikes: SpikeData | None = None
     user_model: bool = False
     sizes: tuple[int, ...] = ()
+    input_shape: tuple[int, ...] | None = None
 
     @property
     def run_options(self) -> dict:
-        """``steps``, ``encoding``, ``input_gain`` of a user's model (its frontend and the
-        compiler need them; rewire's own models carry them)."""
+        """``steps``, ``encoding``, ``input_gain`` of a user's model, and its
+        ``input_shape`` when it takes images (its frontend, ``train`` and the compiler need
+        them; rewire's own models carry them)."""
         if not self.user_model:
             return {}
+        shape = {} if self.input_shape is None else {"input_shape": self.input_shape}
         return {"steps": self.spec.steps, "encoding": self.spec.encoding,
-                "input_gain": self.spec.input_gain}
+                "input_gain": self.spec.input_gain, **shape}
 
 
 def _gradr_budget(spec: JobSpec, profile: HardwareProfile, model) -> SynapseBudget:
@@ -100,7 +106,9 @@ def _prepare_user_model(spec: JobSpec, profile: HardwareProfile, split: Split, o
     if spec.encoding == "rate" and spikes is None:
         raise ValueError("encoding 'rate' with a model of your own: give input='spikes' (fixed "
                          "spike trains, the same for training, the chip and Lava) or events=")
-    ir = lower(model, steps=spec.steps, encoding=spec.encoding, input_gain=spec.input_gain)
+    image = _image_layout(model, split)
+    ir = lower(model, steps=spec.steps, encoding=spec.encoding, input_gain=spec.input_gain,
+               **({} if image is None else {"input_shape": image}))
     n_in = int(np.prod(ir.input_shape))
     if n_in != split.num_features:
         raise ValueError(f"model: its input takes {n_in} values per step ({ir.input_shape}) but "
@@ -113,8 +121,40 @@ def _prepare_user_model(spec: JobSpec, profile: HardwareProfile, split: Split, o
         neuron_decays(layer.neuron, profile, layer.name)
     sizes = (n_in, *(layer.neurons for layer in ir.layers))
     mapping.check_network(profile, sizes, spec.cores)
+    if image is not None:  # the data in the model's own layout, for train and the checks
+        split = dataclasses.replace(split, x_train=split.x_train.reshape(-1, *image),
+                                    x_test=split.x_test.reshape(-1, *image))
+        if spikes is not None:
+            spikes = dataclasses.replace(
+                spikes, x_train=spikes.x_train.reshape(*spikes.x_train.shape[:2], *image),
+                x_test=spikes.x_test.reshape(*spikes.x_test.shape[:2], *image))
     return Prepared(spec, profile, split, model, _gradr_budget(spec, profile, model), out,
-                    spikes, user_model=True, sizes=sizes)
+                    spikes, user_model=True, sizes=sizes, input_shape=image)
+
+
+def _image_layout(model: torch.nn.Module, split: Split) -> tuple[int, ...] | None:
+    """The per-sample image ``(C, H, W)`` a user's model takes where the job's data are flat
+    features: its ``input_shape`` attribute, or for a first ``Conv2d`` of ``C`` input
+    channels the square image of the data's features; ``None`` for a model of flat input.
+
+    Raises:
+        ValueError: a first ``Conv2d`` whose channels do not divide the features into square
+            images (named).
+    """
+    try:
+        own = sample_shape(model)
+    except ValueError:
+        return None  # the frontend names what it cannot lower
+    if len(own) != 3:
+        return None
+    if None not in own:
+        return tuple(own)
+    try:
+        return image_shape(split.num_features, int(own[0]))
+    except ValueError:
+        raise ValueError(f"model: its first Conv2d takes {own[0]} channel(s), but "
+                         f"{split.name}'s {split.num_features} features are not {own[0]} "
+                         f"square image(s)") from None
 
 
 def prepare(spec: JobSpec, model: torch.nn.Module | None = None) -> Prepared:
@@ -124,8 +164,10 @@ def prepare(spec: JobSpec, model: torch.nn.Module | None = None) -> Prepared:
         spec: the job.
         model: a model of your own (any Norse/torch module the compiler lowers, untrained or
             pre-trained, not yet GradR-parametrized) instead of ``spec.model``'s; it takes
-            ``(T, B, n_in)`` input (``spec.steps``, ``spec.encoding``, ``spec.input_gain``
-            say how the data becomes that input).
+            ``(T, B, n_in)`` input, or ``(T, B, C, H, W)`` images for a model that starts
+            with a ``Conv2d`` (the data's features as square images of its channels) or has
+            an ``input_shape`` attribute (``spec.steps``, ``spec.encoding``,
+            ``spec.input_gain`` say how the data becomes that input).
 
     Raises:
         ProfileError, DataError, BudgetError, ValueError: naming the field and the fix.

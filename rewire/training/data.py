@@ -69,8 +69,8 @@ class Split:
 
     @property
     def num_features(self) -> int:
-        """Input features per sample (64 for digits, 784 for MNIST)."""
-        return self.x_train.shape[1]
+        """Input features per sample (64 for digits, 784 for MNIST), in any layout."""
+        return math.prod(self.x_train.shape[1:])
 
 
 def load_digits_split() -> Split:

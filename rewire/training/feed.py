@@ -154,6 +154,7 @@ class Feed:
         self.shape: tuple = ()
         self.train_size = 0
         self.batch_size = 1
+        self.input_shape: tuple | None = None
 
     @classmethod
     def build(cls, model: nn.Module, data, test_data, batch_size: int, seed: int, *,
@@ -236,13 +237,20 @@ class Feed:
                                      f"as they are (encoding 'rate' when compiled); drop "
                                      f"encoding")
             feed.steps, feed.encoding, feed.input_gain = t, "rate", 1.0
+        feed.input_shape = _told_by_data(model, feed, x0)
+        if None in feed.shape:  # a conv net's image size: the data's
+            feed.shape = tuple(x0.shape[1 if feed.layout.kind == "dense" else 2:])
         return feed
 
     @property
     def run_options(self) -> dict:
         """``steps``, ``encoding``, ``input_gain``: what ``rewire.compile`` needs to present the
-        input as training did."""
-        return {"steps": self.steps, "encoding": self.encoding, "input_gain": self.input_gain}
+        input as training did; and ``input_shape``, the data's per-sample shape, where the
+        model alone does not tell it (a conv net's image size, an image its forward
+        flattens)."""
+        shape = {} if self.input_shape is None else {"input_shape": self.input_shape}
+        return {"steps": self.steps, "encoding": self.encoding, "input_gain": self.input_gain,
+                **shape}
 
     def steps_per_epoch(self, batch_size: int) -> int:
         """Optimizer steps in one pass over the training data."""
@@ -299,6 +307,20 @@ class Feed:
         if lay.time_axis == 1:
             x = x.transpose(0, 1)
         return x[:, rank::world], y[rank::world], True
+
+
+def _told_by_data(model: nn.Module, feed: Feed, x0: torch.Tensor) -> tuple | None:
+    """The first batch's per-sample shape where the model alone does not tell it (its
+    :func:`sample_shape` without ``input_shape=`` differs or leaves sizes open), else
+    ``None``; rewire's own models carry theirs."""
+    if feed.rewire_model:
+        return None
+    data = tuple(int(s) for s in x0.shape[1 if feed.layout.kind == "dense" else 2:])
+    try:
+        own = sample_shape(model)
+    except ValueError:
+        own = None
+    return None if own == data else data
 
 
 def _first(loader: DataLoader, where: str):

@@ -125,8 +125,9 @@ class TrainResult:
         method: the :data:`METHODS` entry that trained the model.
         gradr_max_fan_in, gradr_max_fan_out: largest fan-in and fan-out (per weight matrix,
             see :func:`rewire.training.budget.max_fan_out`) before the projection.
-        run_options: ``steps``, ``encoding``, ``input_gain`` the input was presented with:
-            pass them to ``rewire.compile`` so the chip sees the input training saw.
+        run_options: ``steps``, ``encoding``, ``input_gain`` the input was presented with,
+            and ``input_shape`` (the data's per-sample shape) where the model alone does not
+            tell it: pass them to ``rewire.compile`` so the chip sees the input training saw.
     """
 
     gradr_synapses: int
