@@ -55,13 +55,14 @@ from norse.torch import LIFRecurrentCell
 from torch import nn
 
 from rewire.errors import LoweringError
-from rewire.frontends._norse_convert import (CONVERTERS, _converter, _is_container, _LOWERED,
-                                             _no_bias, _np, _parametrization, _unsupported,
-                                             register)
+from rewire.frontends._norse_convert import (CONVERTERS, Norm, _bias, _converter,
+                                             _is_container, _LOWERED, _np, _parametrization,
+                                             _unsupported, register)
 from rewire.frontends._norse_trace import _chain_from_trace, _trace, check_module_behaviour
 from rewire.frontends.torch_module import IRModule, to_module
 from rewire.ir import nodes as ir
 from rewire.ir._checked import check_encoding, check_gain, check_int, check_steps
+from rewire.ir.fuse import fold_batchnorm, fuse
 from rewire.ir.network import Network
 
 __all__ = ["CONVERTERS", "register", "lower", "to_module", "IRModule"]
@@ -212,14 +213,19 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
             if not isinstance(fb, nn.Linear) or not new or not isinstance(new[0], (ir.CubaLIF,
                                                                                    ir.LIF, ir.IF)):
                 raise _unsupported(fb, paths.get(fb, ""), "a feedback module other than a "
-                                   "bias-free Linear into a spiking cell")
+                                   "Linear into a spiking cell")
             ff = nodes.pop()
             if not isinstance(ff, ir.Dense):
                 raise _unsupported(m, path, "a recurrent cell whose feed-forward synapse is not "
                                    "a Linear")
-            _no_bias(fb, paths.get(fb, ""))
-            nodes.append(ir.RecurrentDense(ff.weight, _np(fb.weight)))
+            biases = [b for b in (ff.bias, _bias(fb)) if b is not None]
+            nodes.append(ir.RecurrentDense(ff.weight, _np(fb.weight),
+                                           sum(b.astype(np.float64) for b in biases)
+                                           if biases else None))
         for node in new:
+            if isinstance(node, Norm):
+                nodes.append(_fold_norm(nodes.pop() if nodes else None, node, m, path))
+                continue
             if isinstance(node, ir.SYNAPSES):
                 names.append(path or type(m).__name__)
                 prev = next((n for n in reversed(nodes) if isinstance(n, (*ir.SYNAPSES,
@@ -239,6 +245,9 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
     if not input_shape:
         raise LoweringError("the input shape of a convolutional model is unknown: pass "
                             "input_shape=(C, H, W) or an example_input", "")
+    names = _unique(names)
+    nodes, names, fused_notes = fuse(nodes, names, input_shape)
+    notes += fused_notes
     if input_shape and nodes and isinstance(nodes[0], ir.Flatten):
         nodes = nodes[1:]
         input_shape = (int(np.prod(input_shape)),)
@@ -253,7 +262,6 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
     if steps is None:
         steps = DEFAULT_STEPS
         notes.append(f"steps not given: {DEFAULT_STEPS} assumed")
-    names = _unique(names)
     try:
         return Network(nodes=tuple(nodes), input_shape=tuple(input_shape), steps=int(steps),
                        encoding=encoding, input_gain=float(gain), names=tuple(names),
@@ -261,6 +269,20 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
     except ValueError as exc:
         raise LoweringError(f"the lowered layers do not form a chip network: {exc}", "") \
             from None
+
+
+def _fold_norm(prev, norm: Norm, module: nn.Module, path: str):
+    """The synapse ``prev`` with the eval-mode BatchNorm ``norm`` folded in."""
+    if not isinstance(prev, (ir.Dense, ir.Conv2d)):
+        what = "the input" if prev is None else type(prev).__name__
+        raise LoweringError(f"{path} ({type(module).__name__}): follows {what}, not a Linear or "
+                            f"Conv2d; a BatchNorm is folded into the weights of the Linear/"
+                            f"Conv2d right before it: move it right after one, or remove it",
+                            path)
+    try:
+        return fold_batchnorm(prev, norm.gamma, norm.beta, norm.mean, norm.var, norm.eps)
+    except ValueError as exc:
+        raise LoweringError(f"{path} ({type(module).__name__}): {exc}", path) from None
 
 
 def _unique(names: list[str]) -> list[str]:
