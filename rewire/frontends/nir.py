@@ -8,8 +8,8 @@ node and field before anything is built.
 
 **Nodes.** ``Input``, ``Output``, ``Linear``, ``Affine`` (its bias the ``Dense`` node's bias;
 an all-zero bias is lowered as ``Dense`` without one, with a note), ``Conv2d`` (dilation 1,
-its bias the node's), ``SumPool2d``, ``AvgPool2d`` (a sum pool of weight ``1/(kH kW)``), ``Flatten``,
-``Identity`` (dropped), ``Scale`` (folded into the weights of the ``Linear``/``Affine`` it
+its bias the node's), ``SumPool2d``, ``AvgPool2d`` (a sum pool of weight ``1/(kH kW)``),
+``Flatten``, ``Identity`` (dropped), ``Scale`` (folded into the weights of the ``Linear``/``Affine`` it
 precedes or follows; a scalar scale also into a ``Conv2d`` or pool), the neurons ``CubaLIF``,
 ``LIF``, ``IF``, ``CubaLI``, ``LI``, and recurrence: a nested ``NIRGraph``
 ``{Input, neuron, Linear|Affine w_rec, Output}`` with the back edge ``w_rec -> neuron`` (as
