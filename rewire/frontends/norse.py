@@ -18,14 +18,19 @@ Two ways in, both ending in one :class:`~rewire.ir.network.Network`:
   (presenting it every step), and ``stack``/``cat`` of the outputs.
 
 Supported modules (:data:`CONVERTERS` in :mod:`rewire.frontends._norse_convert`;
-:func:`register` adds more, explicitly): ``Linear`` (bias-free or zero bias), ``Conv2d`` (zero
-padding, dilation 1, no bias), ``AvgPool2d`` (a sum pool of weight ``1/(kH kW)``),
+:func:`register` adds more, explicitly): ``Linear`` (its bias the node's bias), ``Conv2d``
+(zero padding, dilation 1, its bias the node's), ``BatchNorm1d``/``BatchNorm2d`` in eval mode
+right after a ``Linear``/``Conv2d`` (folded into its weights and bias,
+:func:`rewire.ir.fuse.fold_batchnorm`), ``AvgPool2d`` (a sum pool of weight ``1/(kH kW)``),
 :class:`rewire.frontends.pooling.SumPool2d`, ``Flatten``, ``Dropout``/``Identity``
 (inference: identity), and
 Norse's ``LIFCell`` (→ ``CubaLIF``), ``LIFBoxCell`` (→ ``LIF``), ``IAFCell`` (→ ``IF``),
 ``LICell`` (→ ``CubaLI``), ``LIBoxCell`` (→ ``LI``) and ``LIFRecurrentCell`` (→
 ``RecurrentDense`` + ``CubaLIF``, ``input_weights``/``recurrent_weights`` with autapses
-masked as Norse masks them). **Nothing is dropped silently**: every parameter and buffer of
+masked as Norse masks them). Synapse modules in a row without a neuron cell between them
+(``Linear -> Linear``, ``Linear -> LIFRecurrentCell``, a pool or conv before a conv or a
+flattened ``Linear``) are composed exactly into one layer named ``"a+b"``
+(:func:`rewire.ir.fuse.fuse`), or refused naming the pair. **Nothing is dropped silently**: every parameter and buffer of
 the model must end up in the IR, else :class:`~rewire.errors.LoweringError` names it; so does
 every module or function on the data path that has no mapping, with the reason and what to do.
 
