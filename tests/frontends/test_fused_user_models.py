@@ -96,6 +96,42 @@ def test_linear_before_a_recurrent_cell_is_fused_into_its_input_weights():
     _same(model, net, _spikes(64, seed=2))
 
 
+class _TimeLoop(nn.Module):
+    """A model with its own time loop (Norse's documentation style): a biased Linear with a
+    BatchNorm1d, then two Linears in a row."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.bn, self.lif1 = nn.Linear(64, 32), nn.BatchNorm1d(32), LIFCell()
+        self.fc2, self.fc3, self.lif2 = nn.Linear(32, 24), nn.Linear(24, 10), LIFCell()
+
+    def forward(self, x):
+        s1 = s2 = None
+        out = []
+        for t in range(x.shape[0]):
+            z, s1 = self.lif1(self.bn(self.fc1(x[t])), s1)
+            z, s2 = self.lif2(self.fc3(self.fc2(z)), s2)
+            out.append(z)
+        return torch.stack(out)
+
+
+def test_a_traced_model_with_batchnorm_and_a_linear_chain():
+    torch.manual_seed(4)
+    model = _TimeLoop()
+    with torch.no_grad():
+        model.bn.running_mean.uniform_(-0.5, 0.5)
+        model.bn.running_var.uniform_(0.5, 2.0)
+        for lin in (model.fc1, model.fc2, model.fc3):
+            lin.weight.mul_(6.0)
+    model.eval()
+    x = _spikes(64, seed=4)
+    net = lower(model, x)
+    assert net.names == ("fc1", "fc2+fc3")
+    with torch.no_grad():
+        theirs = model(x)
+    assert theirs.sum() > 0 and torch.equal(theirs, dynamics.run(net, x)[-1])
+
+
 def _if(shape, dt):
     full = lambda v: np.full(shape, float(v))  # noqa: E731
     return nir.IF(r=full(1 / dt), v_threshold=full(1.0), v_reset=full(0.0))
