@@ -143,7 +143,7 @@ def _sinabs_graph(dt=1e-3, seed=3):
     rng = np.random.default_rng(seed)
     w1 = rng.normal(0.3, 0.5, (4, 1, 3, 3)).astype(np.float32)
     w2 = rng.normal(0.1, 0.3, (8, 4, 3, 3)).astype(np.float32)
-    w3 = rng.normal(0.1, 0.4, (10, 8 * 2 * 2)).astype(np.float32)
+    w3 = rng.normal(0.0, 0.05, (10, 8 * 2 * 2)).astype(np.float32)
 
     def conv(w, hw):
         return nir.Conv2d(input_shape=hw, weight=w, stride=1, padding=1, dilation=1, groups=1,
@@ -201,7 +201,7 @@ def test_sinabs_style_nir_conv_net_fuses_pools_and_runs_spike_for_spike():
     theirs, ours = _unfused_run(net, weights, x), dynamics.run(net, x)[-1]
     assert theirs.sum() > 0 and torch.equal(theirs, ours)
     layers = dynamics.run(net, x, record_all=True)
-    assert all(int(s.sum()) > 0 for s in layers)
+    assert all(0 < int(s.sum()) < s.numel() for s in layers)  # every layer spikes, none saturates
     import rewire
 
     compiled = rewire.compile(graph, "loihi2", steps=T)  # bias-free: compiles for Loihi 2
