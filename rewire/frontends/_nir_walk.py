@@ -355,7 +355,8 @@ class _Lowering:
                 chain.append(self._synapse(st, 1.0, gain if k == 0 else 1.0,
                                            rec if st is p else None))
                 names.append(st.syn_name)
-            fused, fused_names, notes = fuse(chain + [neuron], names, stages[0].in_shape)
+            fused, fused_names, notes = fuse(chain + [neuron], names, stages[0].in_shape,
+                                             [_kind(st.syn) for st in stages])
             if factor != 1.0:
                 fused[-2] = _scaled(fused[-2], factor)
             self.ir += fused

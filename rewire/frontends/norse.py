@@ -210,7 +210,7 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
             per = tuple(example.shape[2:]) if example.dim() >= 3 and not hasattr(model, "steps") \
                 and not hasattr(model, "input_shape") else tuple(example.shape[1:])
             input_shape = tuple(getattr(model, "input_shape", per))
-    nodes, names = [], []
+    nodes, names, kinds = [], [], []
     for path, m in chain:
         new = _nodes_for(m, path)
         if m in feedback:
@@ -233,6 +233,7 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
                 continue
             if isinstance(node, ir.SYNAPSES):
                 names.append(path or type(m).__name__)
+                kinds.append(type(m).__name__)
                 prev = next((n for n in reversed(nodes) if isinstance(n, (*ir.SYNAPSES,
                                                                           ir.Flatten))), None)
                 if node.op in ("dense", "dense_rec") and prev is not None and \
@@ -251,7 +252,7 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
         raise LoweringError("the input shape of a convolutional model is unknown: pass "
                             "input_shape=(C, H, W) or an example_input", "")
     names = _unique(names)
-    nodes, names, fused_notes = fuse(nodes, names, input_shape)
+    nodes, names, fused_notes = fuse(nodes, names, input_shape, kinds)
     notes += fused_notes
     if input_shape and nodes and isinstance(nodes[0], ir.Flatten):
         nodes = nodes[1:]

@@ -108,10 +108,10 @@ class _Op:
     kinds: list = field(default_factory=list)
 
 
-def _op(node, in_shape, name) -> _Op:
+def _op(node, in_shape, name, kind=None) -> _Op:
     f64 = lambda a: None if a is None else np.asarray(a, dtype=np.float64)  # noqa: E731
     out = node.out_shape(in_shape)
-    kind = _KIND[type(node)]
+    kind = kind or _KIND[type(node)]
     if isinstance(node, irn.SumPool2d):
         c = in_shape[0]
         return _Op("conv", node.kernel_weights(c).astype(np.float64), None, in_shape, out,
@@ -276,7 +276,7 @@ def _size(op: _Op) -> int:
     return int(op.weight.size + (0 if op.w_rec is None else op.w_rec.size))
 
 
-def fuse(nodes, names, input_shape) -> tuple[list, list, list]:
+def fuse(nodes, names, input_shape, kinds=None) -> tuple[list, list, list]:
     """Compose every run of synapse nodes without a neuron between them (module docstring).
 
     Args:
@@ -284,6 +284,8 @@ def fuse(nodes, names, input_shape) -> tuple[list, list, list]:
             stage, neurons), as a frontend collected them.
         names: one name per synapse node (used in the messages).
         input_shape: the network's per-sample input shape.
+        kinds: one label per synapse node for the messages (the source's module or node
+            type, e.g. ``"AvgPool2d"``); default the IR node's class name.
 
     Returns:
         ``(nodes, names, notes)``: the nodes with each run replaced by one synapse node
@@ -310,7 +312,7 @@ def fuse(nodes, names, input_shape) -> tuple[list, list, list]:
             if isinstance(node, (irn.Dense, irn.RecurrentDense)):
                 in_shape = (int(np.prod(in_shape)),)
             try:
-                op = _op(node, in_shape, names[k])
+                op = _op(node, in_shape, names[k], kinds[k] if kinds else None)
             except ValueError as exc:
                 raise LoweringError(f"layer {names[k]!r} ({_KIND[type(node)]}): {exc}",
                                     piece=names[k]) from None

@@ -139,7 +139,7 @@ class Unsupported(nn.Module):
     (lambda: SequentialState(nn.Linear(10, 8), nn.BatchNorm1d(8, track_running_stats=False).eval(),
                              LIFCell()), "1", "track_running_stats=False"),
     (lambda: SequentialState(nn.Linear(10, 8), LIFCell(), nn.Linear(8, 3)), "2",
-     "'2' \\(Dense\\) is the last node, with no neuron after it"),
+     "'2' \\(Linear\\) is the last node, with no neuron after it"),
     (lambda: SequentialState(nn.Linear(10, 8, bias=False), Unsupported()), "1", "Unsupported"),
     (lambda: SequentialState(nn.Linear(10, 8, bias=False),
                              LIFBoxCell(LIFBoxParameters(reset_method=reset_subtract))),
