@@ -8,17 +8,18 @@ and nodes off the path by name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import nir
 import numpy as np
 
 from rewire.errors import LoweringError
+from rewire.ir import nodes as irn
 
-SUPPORTED = ("Input, Output, Linear, Affine (zero bias), Conv2d (zero bias, dilation 1), "
-             "SumPool2d, AvgPool2d, Flatten, Identity, Scale (next to a Linear/Affine), CubaLIF, "
-             "LIF, IF, CubaLI, LI, and a recurrent subgraph {Input, neuron, Linear w_rec, "
-             "Output}")
+SUPPORTED = ("Input, Output, Linear, Affine, Conv2d (dilation 1), SumPool2d, AvgPool2d, "
+             "Flatten, Identity, Scale (next to a Linear/Affine), CubaLIF, LIF, IF, CubaLI, LI, "
+             "a recurrent subgraph {Input, neuron, Linear|Affine w_rec, Output}, and synapse "
+             "nodes in a row (fused exactly)")
 
 _NEURONS = (nir.CubaLIF, nir.LIF, nir.IF, nir.CubaLI, nir.LI)
 _DENSE = (nir.Linear, nir.Affine)
@@ -42,6 +43,24 @@ def _arr(value) -> np.ndarray:
     if hasattr(value, "detach"):
         value = value.detach().cpu().numpy()
     return np.asarray(value, dtype=np.float64)
+
+
+def _bias(node, n: int) -> np.ndarray | None:
+    """A NIR node's bias as float64 ``(n,)`` (a scalar broadcast), ``None`` when all zero."""
+    b = np.broadcast_to(_arr(node.bias).ravel(), (n,)) if np.size(node.bias) in (1, n) \
+        else _arr(node.bias)
+    return None if not np.any(b != 0) else np.array(b, dtype=np.float64)
+
+
+def _scaled(node, factor: float):
+    """A fused synapse node with its weights and bias times ``factor``."""
+    if isinstance(node, irn.SumPool2d):
+        return replace(node, weight=float(f"{node.weight * factor:.15g}"))
+    def f(a):
+        return None if a is None else (a.astype(np.float64) * factor).astype(np.float32)
+
+    extra = {"weight_rec": f(node.weight_rec)} if isinstance(node, irn.RecurrentDense) else {}
+    return replace(node, weight=f(node.weight), bias=f(node.bias), **extra)
 
 
 def _kind(node) -> str:

@@ -11,9 +11,11 @@ import nir
 import numpy as np
 from nir.ir.graph import Identity as _Identity
 
-from rewire.frontends._nir_graph import _DENSE, _NEURONS, _arr, _kind, _Recurrent, _refuse
+from rewire.frontends._nir_graph import (_DENSE, _NEURONS, _arr, _bias, _kind, _Recurrent,
+                                        _refuse, _scaled)
 from rewire.frontends._nir_neurons import _lower_neuron
 from rewire.ir import nodes as irn
+from rewire.ir.fuse import fuse
 
 # --------------------------------------------------------------------------- synapses
 
@@ -40,6 +42,7 @@ class _Pending:
     op: str = ""                               # dense | conv | sumpool
     in_shape: tuple = ()
     weight: np.ndarray | None = None           # float64, dense/conv
+    bias: np.ndarray | None = None             # float64 (out,), None for none or all zero
     pool: dict = field(default_factory=dict)   # kernel, stride, padding, weight
 
 
@@ -73,6 +76,7 @@ class _Lowering:
         self.mode, self.tau_scale = mode, tau_scale
         self.ir, self.names, self.notes = [], [], []
         self.pending = _Pending()
+        self.stages: list[_Pending] = []   # synapses before ``pending`` without a neuron
         self.shape: tuple | None = None
         self.input_shape: tuple | None = None
         self.weights_seen = 0
@@ -136,9 +140,9 @@ class _Lowering:
 
     def flatten(self, name, node):
         p = self.pending
-        if p.syn is not None:
-            raise _refuse(name, node, f"between synapse {p.syn_name!r} and its neuron",
-                          "flatten before the Linear")
+        if p.syn is not None and len(self.shape) == 3:  # conv -> Flatten -> Linear: fused
+            self.stages.append(p)
+            p = self.pending = _Pending()
         if len(self.shape) == 1:
             self.notes.append(f"NIR node {name!r} (Flatten): dropped, its input "
                               f"{list(self.shape)} is already flat")
@@ -168,10 +172,9 @@ class _Lowering:
 
     def _start(self, name, node, op):
         p = self.pending
-        if p.syn is not None:
-            raise _refuse(name, node, f"follows synapse {p.syn_name!r} without a neuron node "
-                          f"between them", "each synapse node must be followed by a neuron "
-                          "node (CubaLIF, LIF, IF, CubaLI, LI)")
+        if p.syn is not None:  # a synapse right after a synapse: fused (rewire.ir.fuse)
+            self.stages.append(p)
+            p = self.pending = _Pending()
         if p.flatten is not None and op != "dense":
             raise _refuse(p.flatten, self.nodes[p.flatten], f"followed by {_kind(node)} "
                           f"{name!r}", "a Flatten must come right before a Linear/Affine")
@@ -180,14 +183,12 @@ class _Lowering:
         p.syn_name, p.syn, p.op = name, node, op
 
     def dense(self, name, node):
-        if isinstance(node, nir.Affine):
-            if np.any(_arr(node.bias) != 0):
-                raise _refuse(name, node, "a non-zero bias (the chip would add it to v every "
-                              "step; rewire has no bias path yet)", "train without bias "
-                              "(bias=False) or fold a constant input into an extra input "
-                              "channel")
-            self.notes.append(f"NIR node {name!r} (Affine): zero bias, lowered as Dense")
         w = _arr(node.weight)
+        bias = None
+        if isinstance(node, nir.Affine):
+            bias = _bias(node, w.shape[0])
+            if bias is None:
+                self.notes.append(f"NIR node {name!r} (Affine): zero bias, lowered as Dense")
         if len(self.shape) != 1:
             raise _refuse(name, node, f"takes a {list(self.shape)} map without a Flatten "
                           f"before it", "put a Flatten before the Linear")
@@ -196,13 +197,10 @@ class _Lowering:
                              f"takes {w.shape[1]} inputs, but the node before gives "
                              f"{self.shape[0]}")
         self._start(name, node, "dense")
-        self.pending.weight = w
+        self.pending.weight, self.pending.bias = w, bias
         self.shape = (int(w.shape[0]),)
 
     def conv(self, name, node):
-        if np.any(_arr(node.bias) != 0):
-            raise _refuse(name, node, "a non-zero bias (rewire has no bias path yet)",
-                          "train the convolution without bias")
         w = _arr(node.weight)
         kernel = (int(w.shape[2]), int(w.shape[3]))
         if _pair(name, node, "dilation") != (1, 1):
@@ -217,7 +215,7 @@ class _Lowering:
             self.shape = conv.out_shape(self.shape)
         except ValueError as exc:
             raise ValueError(f"NIR node {name!r} (Conv2d): {exc}") from None
-        self.pending.weight = w
+        self.pending.weight, self.pending.bias = w, _bias(node, w.shape[0])
         self.pending.pool = {"stride": conv.stride, "padding": conv.padding,
                              "groups": conv.groups}
 
@@ -247,6 +245,9 @@ class _Lowering:
 
     def neuron(self, name, node, rec: _Recurrent | None):
         p = self.pending
+        if p.syn is None and p.flatten is not None:
+            raise _refuse(p.flatten, self.nodes[p.flatten], f"followed by {_kind(node)} "
+                          f"{name!r}", "a Flatten must come right before a Linear/Affine")
         if p.syn is None:
             raise _refuse(name, node, "no synapse node (Linear, Affine, Conv2d, SumPool2d, "
                           "AvgPool2d) before it", "put a Linear before the neuron (the IR "
@@ -262,10 +263,11 @@ class _Lowering:
                               "recurrence needs spiking neurons")
         self._emit(neuron, factor, rec)
 
-    def _fold_scales(self, w: np.ndarray | None) -> tuple[np.ndarray | None, float]:
-        """Fold the pending Scale nodes into dense weights ``w`` (rows after, columns
-        before); for conv/pool only scalar scales: returned as a factor."""
-        p, factor = self.pending, 1.0
+    def _fold_scales(self, p: _Pending):
+        """``(w, factor, bias)``: the stage's Scale nodes folded into dense weights (rows
+        after, columns before) and its bias (after); for conv/pool only scalar scales,
+        returned as a factor (the bias takes those after it)."""
+        w, factor, bias = p.weight, 1.0, p.bias
         for where, items in (("pre", p.pre), ("post", p.post)):
             for sname, snode in items:
                 if p.op == "dense":
@@ -273,6 +275,8 @@ class _Lowering:
                     s = _scale_values(sname, snode, size, f"{p.syn_name!r}'s "
                                       f"{'input' if where == 'pre' else 'output'}")
                     w = w * (s[None, :] if where == "pre" else s[:, None])
+                    if where == "post" and bias is not None:
+                        bias = bias * s
                 else:
                     s = _arr(snode.scale).ravel()
                     if np.unique(s).size != 1:
@@ -280,58 +284,85 @@ class _Lowering:
                                       f"{p.syn_name!r}", "fold it into the weights before "
                                       "export (only a Linear takes per-entry scales)")
                     factor *= float(s[0])
+                    if where == "post" and bias is not None:
+                        bias = bias * float(s[0])
                 self.notes.append(f"NIR node {sname!r} (Scale): folded into the weights of "
                                   f"{p.syn_name!r}")
-        return w, factor
+        return w, factor, bias
 
-    def _emit(self, neuron, factor: float, rec: _Recurrent | None):
-        p = self.pending
-        first = not self.names
-        gain = self.gain if (first and self.encoding == "current") else 1.0
-        w, scale = self._fold_scales(p.weight)
+    def _synapse(self, p: _Pending, factor: float, gain: float, rec):
+        """The IR synapse node of one stage, its weights times ``factor / gain`` (its bias
+        and recurrent weights times ``factor``; a recurrent Affine's bias folded in:
+        ``b + b_rec``)."""
+        w, scale, bias = self._fold_scales(p)
         total = factor * scale / gain
-        if factor != 1.0:
-            self.notes.append(f"NIR node {p.syn_name!r}: the next neuron's input weight "
-                              f"w_in*dt/tau_syn = {factor:.6g} folded into its weights")
-        if p.flatten is not None:
-            self.ir.append(irn.Flatten())
+        bias_total = factor
         if p.op == "sumpool":
             pool = p.pool
             weight = pool["weight"] * total
             if not weight > 0:
                 raise _refuse(p.syn_name, p.syn, f"a pool weight of {weight:g} after folding "
                               f"scales and w_in", "pool weights must be > 0")
-            syn = irn.SumPool2d(pool["kernel"], pool["stride"], pool["padding"],
-                                float(f"{weight:.15g}"))
+            return irn.SumPool2d(pool["kernel"], pool["stride"], pool["padding"],
+                                 float(f"{weight:.15g}"))
+        if total != 1.0:
+            w = w * total
+        self.weights_seen += w.size
+        b = None if bias is None else bias * bias_total
+        if p.op == "conv":
+            return irn.Conv2d(w.astype(np.float32), stride=p.pool["stride"],
+                              padding=p.pool["padding"], groups=p.pool["groups"], bias=b)
+        if rec is None:
+            return irn.Dense(w.astype(np.float32), b)
+        b_rec = _bias(rec.rec, w.shape[0]) if isinstance(rec.rec, nir.Affine) else None
+        if isinstance(rec.rec, nir.Affine):
+            self.notes.append(f"NIR node {rec.rec_name!r} (Affine): "
+                              + ("zero bias, lowered as the recurrent weights" if b_rec is None
+                                 else "its bias b_rec added to the layer's bias "
+                                 "(a = W x + b + b_rec + W_rec z)"))
+        if b_rec is not None:
+            b = (0.0 if b is None else b) + b_rec * bias_total
+        w_rec = _arr(rec.rec.weight) * bias_total
+        n = w.shape[0]
+        if w_rec.shape != (n, n):
+            raise ValueError(f"NIR node {rec.rec_name!r} ({_kind(rec.rec)}).weight of "
+                             f"shape {w_rec.shape}: a recurrent weight of {n} neurons "
+                             f"must be ({n}, {n})")
+        self.weights_seen += w_rec.size
+        return irn.RecurrentDense(w.astype(np.float32), w_rec.astype(np.float32), b)
+
+    def _emit(self, neuron, factor: float, rec: _Recurrent | None):
+        """Append the pending layer: one synapse node (a chain of stages fused exactly,
+        :func:`rewire.ir.fuse.fuse`), then ``neuron``. ``factor`` (the neuron's
+        ``w_in dt / tau_syn``) scales weights and biases; the input gain only the weights
+        of the first layer."""
+        stages, p = self.stages + [self.pending], self.pending
+        first = not self.names
+        gain = self.gain if (first and self.encoding == "current") else 1.0
+        if factor != 1.0:
+            self.notes.append(f"NIR node {p.syn_name!r}: the next neuron's input weight "
+                              f"w_in*dt/tau_syn = {factor:.6g} folded into its weights")
+        if len(stages) == 1:
+            if p.flatten is not None:
+                self.ir.append(irn.Flatten())
+            self.ir += [self._synapse(p, factor, gain, rec), neuron]
+            self.names.append(p.syn_name)
         else:
-            if total != 1.0:
-                w = w * total
-            self.weights_seen += w.size
-            if p.op == "conv":
-                syn = irn.Conv2d(w.astype(np.float32), stride=p.pool["stride"],
-                                 padding=p.pool["padding"], groups=p.pool["groups"])
-            elif rec is None:
-                syn = irn.Dense(w.astype(np.float32))
-            else:
-                if isinstance(rec.rec, nir.Affine):
-                    if np.any(_arr(rec.rec.bias) != 0):
-                        raise _refuse(rec.rec_name, rec.rec, "a recurrent Affine with a "
-                                      "non-zero bias (a constant input every step; rewire has "
-                                      "no bias path yet)", "build the recurrent Linear with "
-                                      "bias=False (snnTorch RLeaky: recurrent.bias = None)")
-                    self.notes.append(f"NIR node {rec.rec_name!r} (Affine): zero bias, "
-                                      f"lowered as the recurrent weights")
-                w_rec = _arr(rec.rec.weight) * factor
-                n = w.shape[0]
-                if w_rec.shape != (n, n):
-                    raise ValueError(f"NIR node {rec.rec_name!r} ({_kind(rec.rec)}).weight of "
-                                     f"shape {w_rec.shape}: a recurrent weight of {n} neurons "
-                                     f"must be ({n}, {n})")
-                self.weights_seen += w_rec.size
-                syn = irn.RecurrentDense(w.astype(np.float32), w_rec.astype(np.float32))
-        self.ir += [syn, neuron]
-        self.names.append(p.syn_name)
-        self.pending = _Pending()
+            chain, names = [], []
+            for k, st in enumerate(stages):
+                if st.flatten is not None:
+                    chain.append(irn.Flatten())
+                chain.append(self._synapse(st, 1.0, gain if k == 0 else 1.0,
+                                           rec if st is p else None))
+                names.append(st.syn_name)
+            fused, fused_names, notes = fuse(chain + [neuron], names, stages[0].in_shape,
+                                             [_kind(st.syn) for st in stages])
+            if factor != 1.0:
+                fused[-2] = _scaled(fused[-2], factor)
+            self.ir += fused
+            self.names += fused_names
+            self.notes += notes
+        self.pending, self.stages = _Pending(), []
 
     def output(self, name, node):
         p = self.pending

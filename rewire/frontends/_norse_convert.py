@@ -7,6 +7,7 @@ module lowers to.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -76,27 +77,52 @@ def _li_box(cell, path):
     return ir.LI(g("tau_mem_inv"), g("v_leak"), _dt(cell))
 
 
-def _no_bias(module: nn.Module, path: str) -> None:
+def _bias(module: nn.Module):
+    """The module's bias as float64 numpy, or ``None`` (``bias=False``)."""
     bias = getattr(module, "bias", None)
-    if bias is not None and bool(torch.any(bias != 0)):
-        raise LoweringError(f"{path} ({type(module).__name__}): a non-zero bias; Norse adds it "
-                            f"to the synaptic current every step, the chip would add it to the "
-                            f"voltage, and rewire has no bias path yet: train with bias=False",
-                            path)
+    return None if bias is None else _np(bias)
 
 
 def _linear(m: nn.Linear, path):
-    _no_bias(m, path)
-    return ir.Dense(_np(m.weight))
+    return ir.Dense(_np(m.weight), _bias(m))
 
 
 def _conv(m: nn.Conv2d, path):
-    _no_bias(m, path)
     if tuple(m.dilation) != (1, 1) or m.padding_mode != "zeros" or isinstance(m.padding, str):
         raise LoweringError(f"{path} (Conv2d): dilation {tuple(m.dilation)}, padding_mode "
                             f"{m.padding_mode!r}, padding {m.padding!r}; the chip's conv "
                             f"takes dilation 1 and integer zero padding", path)
-    return ir.Conv2d(_np(m.weight), tuple(m.stride), tuple(m.padding), m.groups)
+    return ir.Conv2d(_np(m.weight), tuple(m.stride), tuple(m.padding), m.groups, _bias(m))
+
+
+@dataclass(frozen=True)
+class Norm:
+    """An eval-mode BatchNorm, folded by the frontend into the synapse right before it
+    (:func:`rewire.ir.fuse.fold_batchnorm`); float64 ``(C,)`` statistics."""
+
+    gamma: np.ndarray
+    beta: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+    eps: float
+
+
+def _batchnorm(m: nn.modules.batchnorm._BatchNorm, path):
+    name = type(m).__name__
+    if m.training:
+        raise LoweringError(f"{path} ({name}): in training mode it normalizes with each "
+                            f"batch's own statistics, which the chip cannot; call model.eval() "
+                            f"before lowering (its running statistics are then folded into "
+                            f"the weights of the layer before it)", path)
+    if m.running_mean is None or m.running_var is None:
+        raise LoweringError(f"{path} ({name}): track_running_stats=False, so it has no "
+                            f"statistics to fold and normalizes every batch by itself; build "
+                            f"it with track_running_stats=True and train again, or remove it",
+                            path)
+    c = m.num_features
+    gamma = _np(m.weight) if m.weight is not None else np.ones(c)
+    beta = _np(m.bias) if m.bias is not None else np.zeros(c)
+    return Norm(gamma, beta, _np(m.running_mean), _np(m.running_var), float(m.eps))
 
 
 def _avgpool(m: nn.AvgPool2d, path):
@@ -132,6 +158,7 @@ CONVERTERS: dict[type, Callable] = {
     nn.Flatten: lambda m, p: ir.Flatten(), nn.Identity: lambda m, p: None,
 
     nn.Dropout: lambda m, p: None,
+    nn.BatchNorm1d: _batchnorm, nn.BatchNorm2d: _batchnorm,
     LIFCell: _lif, LIFBoxCell: _lif_box, IAFCell: _iaf, LICell: _li, LIBoxCell: _li_box,
     LIFRecurrentCell: _recurrent, SumPool2d: _sum_pool,
 }
@@ -139,7 +166,9 @@ CONVERTERS: dict[type, Callable] = {
 STATEFUL: list[type] = [LIFCell, LIFBoxCell, IAFCell, LICell, LIBoxCell, LIFRecurrentCell]
 #: Parameters each converter lowers (everything else a module holds must be absent).
 _LOWERED = {nn.Linear: ("weight", "bias"), nn.Conv2d: ("weight", "bias"),
-            LIFRecurrentCell: ("input_weights", "recurrent_weights"), SumPool2d: ("weight",)}
+            LIFRecurrentCell: ("input_weights", "recurrent_weights"), SumPool2d: ("weight",),
+            **{bn: ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+               for bn in (nn.BatchNorm1d, nn.BatchNorm2d)}}
 
 
 def register(module_type: type, converter: Callable, stateful: bool = False,
@@ -179,8 +208,6 @@ def _supported() -> str:
 
 def _unsupported(module: nn.Module, path: str, why: str = "") -> LoweringError:
     hint = {"MaxPool2d": "use AvgPool2d (a sum pool on the chip) or a strided Conv2d",
-            "BatchNorm1d": "fold the normalization into the weights before compiling",
-            "BatchNorm2d": "fold the normalization into the weights before compiling",
             "LIF": "use LIFCell (one step) inside your time loop or a SequentialState",
             "LIFBox": "use LIFBoxCell (one step) inside your time loop"}
     name = type(module).__name__

@@ -6,16 +6,21 @@ Every node and edge is either lowered or named in a :class:`~rewire.errors.Lower
 (its type, its name, why, what to do instead); bad values raise :class:`ValueError` naming the
 node and field before anything is built.
 
-**Nodes.** ``Input``, ``Output``, ``Linear``, ``Affine`` (zero bias: lowered as ``Dense`` with a
-note; a non-zero bias is refused, rewire has no bias path yet), ``Conv2d`` (zero bias,
-dilation 1), ``SumPool2d``, ``AvgPool2d`` (a sum pool of weight ``1/(kH kW)``), ``Flatten``,
-``Identity`` (dropped), ``Scale`` (folded into the weights of the ``Linear``/``Affine`` it
+**Nodes.** ``Input``, ``Output``, ``Linear``, ``Affine`` (its bias the ``Dense`` node's bias;
+an all-zero bias is lowered as ``Dense`` without one, with a note), ``Conv2d`` (dilation 1,
+its bias the node's), ``SumPool2d``, ``AvgPool2d`` (a sum pool of weight ``1/(kH kW)``),
+``Flatten``, ``Identity`` (dropped), ``Scale`` (folded into the weights of the ``Linear``/``Affine`` it
 precedes or follows; a scalar scale also into a ``Conv2d`` or pool), the neurons ``CubaLIF``,
 ``LIF``, ``IF``, ``CubaLI``, ``LI``, and recurrence: a nested ``NIRGraph``
 ``{Input, neuron, Linear|Affine w_rec, Output}`` with the back edge ``w_rec -> neuron`` (as
 snnTorch's ``RLeaky``/``RSynaptic`` and rockpool write it), or the same cycle in a flat graph
 (as ``nirtorch`` 2.6 flattens it), lowered to :class:`~rewire.ir.nodes.RecurrentDense` plus the
-neuron.
+neuron; a recurrent ``Affine``'s bias is added to the layer's bias
+(``a = W x + b + b_rec + W_rec z``). Synapse nodes in a row without a neuron between them
+(``Linear -> Linear``, ``SumPool2d -> Conv2d``, ``Conv2d -> Conv2d``, ``SumPool2d -> Flatten
+-> Linear``, with ``Scale`` nodes anywhere among them) are composed exactly into one synapse
+(:func:`rewire.ir.fuse.fuse`, named ``"a+b"``), or refused naming the pair where no exact
+composition exists.
 
 **Equations.** NIR's neurons are continuous (nir 1.0 docs):
 
@@ -221,7 +226,7 @@ def lower(graph: nir.NIRGraph | str | Path, *, dt: float | None = None,
             ``source``/``framework``, a non-finite or non-positive field (node and field named), widths
             that do not chain.
         rewire.errors.LoweringError: a node, edge or semantics rewire cannot lower, naming
-            the node (``err.piece``), why and what to do instead: non-zero biases, Conv1d,
+            the node (``err.piece``), why and what to do instead: Conv1d,
             Delay, Threshold, branches, merges, several inputs, per-neuron parameters that
             differ, a time constant below ``dt`` outside Norse 1.1's pattern, spyx's spike
             rule (``framework="spyx"``, or a file detected as spyx's), ...

@@ -18,14 +18,19 @@ Two ways in, both ending in one :class:`~rewire.ir.network.Network`:
   (presenting it every step), and ``stack``/``cat`` of the outputs.
 
 Supported modules (:data:`CONVERTERS` in :mod:`rewire.frontends._norse_convert`;
-:func:`register` adds more, explicitly): ``Linear`` (bias-free or zero bias), ``Conv2d`` (zero
-padding, dilation 1, no bias), ``AvgPool2d`` (a sum pool of weight ``1/(kH kW)``),
+:func:`register` adds more, explicitly): ``Linear`` (its bias the node's bias), ``Conv2d``
+(zero padding, dilation 1, its bias the node's), ``BatchNorm1d``/``BatchNorm2d`` in eval mode
+right after a ``Linear``/``Conv2d`` (folded into its weights and bias,
+:func:`rewire.ir.fuse.fold_batchnorm`), ``AvgPool2d`` (a sum pool of weight ``1/(kH kW)``),
 :class:`rewire.frontends.pooling.SumPool2d`, ``Flatten``, ``Dropout``/``Identity``
 (inference: identity), and
 Norse's ``LIFCell`` (→ ``CubaLIF``), ``LIFBoxCell`` (→ ``LIF``), ``IAFCell`` (→ ``IF``),
 ``LICell`` (→ ``CubaLI``), ``LIBoxCell`` (→ ``LI``) and ``LIFRecurrentCell`` (→
 ``RecurrentDense`` + ``CubaLIF``, ``input_weights``/``recurrent_weights`` with autapses
-masked as Norse masks them). **Nothing is dropped silently**: every parameter and buffer of
+masked as Norse masks them). Synapse modules in a row without a neuron cell between them
+(``Linear -> Linear``, ``Linear -> LIFRecurrentCell``, a pool or conv before a conv or a
+flattened ``Linear``) are composed exactly into one layer named ``"a+b"``
+(:func:`rewire.ir.fuse.fuse`), or refused naming the pair. **Nothing is dropped silently**: every parameter and buffer of
 the model must end up in the IR, else :class:`~rewire.errors.LoweringError` names it; so does
 every module or function on the data path that has no mapping, with the reason and what to do.
 
@@ -57,17 +62,20 @@ from norse.torch import LIFRecurrentCell
 from torch import nn
 
 from rewire.errors import LoweringError
-from rewire.frontends._norse_convert import (CONVERTERS, _converter, _is_container, _LOWERED,
-                                             _no_bias, _np, _parametrization, _unsupported,
-                                             register)
+from rewire.frontends._norse_convert import (CONVERTERS, Norm, _bias, _converter,
+                                             _is_container, _LOWERED, _np, _parametrization,
+                                             _unsupported, register)
 from rewire.frontends._norse_skips import traced_skips
 from rewire.frontends._norse_trace import _chain_from_trace, _trace, check_module_behaviour
 from rewire.frontends.torch_module import IRModule, to_module
 from rewire.ir import nodes as ir
 from rewire.ir._checked import check_encoding, check_gain, check_int, check_steps
+from rewire.ir.fuse import fold_batchnorm, fuse
 from rewire.ir.network import Network
 
 __all__ = ["CONVERTERS", "register", "lower", "to_module", "IRModule"]
+
+_NEURON_TYPES = tuple(ir.NEURONS.values())
 
 DEFAULT_STEPS = 16
 
@@ -211,7 +219,7 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
             per = tuple(example.shape[2:]) if example.dim() >= 3 and not hasattr(model, "steps") \
                 and not hasattr(model, "input_shape") else tuple(example.shape[1:])
             input_shape = tuple(getattr(model, "input_shape", per))
-    nodes, names, layer_of = [], [], {}
+    nodes, names, kinds, layer_of = [], [], [], {}
     for path, m in chain:
         new = _nodes_for(m, path)
         if m in feedback:
@@ -219,23 +227,30 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
             if not isinstance(fb, nn.Linear) or not new or not isinstance(new[0], (ir.CubaLIF,
                                                                                    ir.LIF, ir.IF)):
                 raise _unsupported(fb, paths.get(fb, ""), "a feedback module other than a "
-                                   "bias-free Linear into a spiking cell")
+                                   "Linear into a spiking cell")
             ff = nodes.pop()
             if not isinstance(ff, ir.Dense):
                 raise _unsupported(m, path, "a recurrent cell whose feed-forward synapse is not "
                                    "a Linear")
-            _no_bias(fb, paths.get(fb, ""))
-            nodes.append(ir.RecurrentDense(ff.weight, _np(fb.weight)))
+            biases = [b for b in (ff.bias, _bias(fb)) if b is not None]
+            nodes.append(ir.RecurrentDense(ff.weight, _np(fb.weight),
+                                           sum(b.astype(np.float64) for b in biases)
+                                           if biases else None))
         for node in new:
+            if isinstance(node, Norm):
+                nodes.append(_fold_norm(nodes.pop() if nodes else None, node, m, path))
+                continue
             if isinstance(node, ir.SYNAPSES):
                 names.append(path or type(m).__name__)
+                kinds.append(type(m).__name__)
                 prev = next((n for n in reversed(nodes) if isinstance(n, (*ir.SYNAPSES,
                                                                           ir.Flatten))), None)
                 if node.op in ("dense", "dense_rec") and prev is not None and \
                         prev.op in ("conv", "sumpool"):
                     nodes.append(ir.Flatten())  # torch's x.flatten(1) of the (C, H, W) map
             nodes.append(node)
-        layer_of[m] = len(names)  # a cell's layer (1-based): the synapses before it
+        # a cell's layer (1-based): the neuron nodes so far (fusing synapses keeps them)
+        layer_of[m] = sum(isinstance(n, _NEURON_TYPES) for n in nodes)
     if not nodes:
         raise LoweringError("the model holds no module rewire can lower", "")
     if direct:
@@ -247,6 +262,9 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
     if not input_shape:
         raise LoweringError("the input shape of a convolutional model is unknown: pass "
                             "input_shape=(C, H, W) or an example_input", "")
+    names = _unique(names)
+    nodes, names, fused_notes = fuse(nodes, names, input_shape, kinds)
+    notes += fused_notes
     if len(input_shape) != 3 and isinstance(nodes[0], ir.Flatten):
         nodes = nodes[1:]  # a layout is kept for (C, H, W) images only
         input_shape = (int(np.prod(input_shape)),)
@@ -261,7 +279,6 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
     if steps is None:
         steps = DEFAULT_STEPS
         notes.append(f"steps not given: {DEFAULT_STEPS} assumed")
-    names = _unique(names)
     try:
         net = Network(nodes=tuple(nodes), input_shape=tuple(input_shape), steps=int(steps),
                       encoding=encoding, input_gain=float(gain), names=tuple(names),
@@ -274,6 +291,20 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
     except ValueError as exc:
         raise LoweringError(f"the lowered layers do not form a chip network: {exc}", "") \
             from None
+
+
+def _fold_norm(prev, norm: Norm, module: nn.Module, path: str):
+    """The synapse ``prev`` with the eval-mode BatchNorm ``norm`` folded in."""
+    if not isinstance(prev, (ir.Dense, ir.Conv2d)):
+        what = "the input" if prev is None else type(prev).__name__
+        raise LoweringError(f"{path} ({type(module).__name__}): follows {what}, not a Linear or "
+                            f"Conv2d; a BatchNorm is folded into the weights of the Linear/"
+                            f"Conv2d right before it: move it right after one, or remove it",
+                            path)
+    try:
+        return fold_batchnorm(prev, norm.gamma, norm.beta, norm.mean, norm.var, norm.eps)
+    except ValueError as exc:
+        raise LoweringError(f"{path} ({type(module).__name__}): {exc}", path) from None
 
 
 def _unique(names: list[str]) -> list[str]:

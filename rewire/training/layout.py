@@ -3,13 +3,15 @@ against a model's per-sample input shape ``S`` (see :mod:`rewire.training.feed`)
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
 from norse.torch import LIFRecurrentCell
 from torch import nn
 
-__all__ = ["TIME_AXES", "sample_shape", "Layout", "detect_layout", "check_spikes"]
+__all__ = ["TIME_AXES", "sample_shape", "Layout", "detect_layout", "check_spikes",
+           "check_fused_chains"]
 
 TIME_AXES = (0, 1)
 
@@ -139,3 +141,56 @@ def check_spikes(x: torch.Tensor, where: str) -> None:
                          f"binary spikes), found {v!r} ({int(bad.sum())} such entries); clip "
                          f"event counts with x.clamp(max=1) (or (x > 0).float()), or give "
                          f"dense input to be encoded")
+
+
+def _replacement(node) -> str:
+    """The one module that holds what the chip holds for a fused IR synapse ``node``."""
+    w = node.weight
+    if node.op == "dense_rec":
+        return f"LIFRecurrentCell({w.shape[1]}, {w.shape[0]})"
+    if node.op == "dense":
+        return f"nn.Linear({w.shape[1]}, {w.shape[0]})"
+    c_in = w.shape[1] * node.groups
+    extra = f", groups={node.groups}" if node.groups != 1 else ""
+    return (f"nn.Conv2d({c_in}, {w.shape[0]}, {tuple(w.shape[2:])}, stride={node.stride}, "
+            f"padding={node.padding}{extra})")
+
+
+def check_fused_chains(model: nn.Module, shape: tuple | None = None) -> None:
+    """Refuse, before the first step, a model whose lowering fuses layers that have no neuron
+    between them (:func:`rewire.ir.fuse.fuse`): the chip holds their product, whose
+    connected synapses, fan-in and fan-out GradR and the budget cannot count while they train
+    the factors (a zero of the product is not a zero of either factor).
+
+    The model is lowered on a copy in eval mode (per-sample input ``shape`` where it is
+    known); a model the frontend cannot lower is left to the other checks (nothing is raised
+    here). An eval-mode BatchNorm is not a chain: folding it scales rows and keeps the zero
+    pattern, so the counts of the layer before it are the chip's.
+
+    Raises:
+        rewire.errors.LoweringError: naming the pair of layers (``piece``: the second), what
+            the chip holds, and two changes that train and compile: the one module holding
+            the product, or a neuron cell between the two.
+    """
+    from rewire.errors import LoweringError, RewireError
+    from rewire.frontends.norse import lower
+
+    probe = copy.deepcopy(model).eval()
+    known = shape is not None and all(s is not None for s in shape)
+    try:
+        net = lower(probe, input_shape=tuple(shape) if known and len(shape) == 3 else None)
+    except (RewireError, ValueError, TypeError, RuntimeError):
+        return
+    modules = dict(model.named_modules())
+    for layer in net.layers:
+        parts = layer.name.split("+")
+        if len(parts) < 2:
+            continue
+        kinds = [type(modules[p]).__name__ if p in modules else "layer" for p in parts]
+        pair = " -> ".join(f"{p!r} ({k})" for p, k in zip(parts, kinds))
+        raise LoweringError(
+            f"layers {pair} have no neuron between them: the chip holds their product (one "
+            f"{layer.synapse.op} layer, {layer.synapse.weight.shape}), whose connected "
+            f"synapses GradR and the budget cannot count while training the factors; write "
+            f"the product as one module, {_replacement(layer.synapse)}, or put a neuron cell "
+            f"(e.g. LIFCell()) between {parts[0]!r} and {parts[1]!r}", piece=parts[1])

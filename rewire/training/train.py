@@ -33,6 +33,7 @@ from rewire.training.feed import Feed, Runner, check_output, default_loss
 from rewire.training.gradr import prunable_layers
 from rewire.training.guards import (check_batch, check_batch_memory, check_dataset_size,
                                     check_number, model_neurons)
+from rewire.training.layout import check_fused_chains
 from rewire.training.methods import METHOD_TYPES, make_method
 from rewire.training.model import SpikingMLP, predict, spike_count_logits
 
@@ -252,6 +253,7 @@ def train(model: nn.Module, data, budget: SynapseBudget,
     feed = Feed.build(model, data, test_data, config.batch_size, config.seed, steps=steps,
                       encoding=encoding, input_gain=input_gain, input_shape=input_shape,
                       time_axis=time_axis)
+    check_fused_chains(model, feed.shape)  # issue 22: a fused chain cannot be counted
     check_batch_memory(feed.steps, config.batch_size, feed.shape, model_neurons(model))
     loss_fn = loss or default_loss
     if METHOD_TYPES[config.method].needs_fresh_model and \

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 from norse.torch import (IAFCell, LIBoxCell, LICell, LIFBoxCell, LIFBoxParameters, LIFCell,
                          LIFParameters, LIFRecurrentCell, SequentialState)
@@ -133,9 +133,14 @@ class Unsupported(nn.Module):
     (lambda: SequentialState(nn.Conv2d(1, 2, 3, bias=False), LIFCell(), nn.MaxPool2d(2),
                              LIFCell()), "2", "MaxPool2d.*use AvgPool2d"),
     (lambda: SequentialState(nn.Linear(10, 8, bias=False), nn.BatchNorm1d(8), LIFCell()),
-     "1", "fold the normalization"),
+     "1", "BatchNorm1d.*training mode.*model.eval\\(\\)"),
+    (lambda: SequentialState(nn.Linear(10, 8), LIFCell(), nn.BatchNorm1d(8).eval(), LIFCell()),
+     "2", "follows CubaLIF, not a Linear or Conv2d"),
+    (lambda: SequentialState(nn.Linear(10, 8), nn.BatchNorm1d(8, track_running_stats=False).eval(),
+                             LIFCell()), "1", "track_running_stats=False"),
+    (lambda: SequentialState(nn.Linear(10, 8), LIFCell(), nn.Linear(8, 3)), "2",
+     "'2' \\(Linear\\) is the last node, with no neuron after it"),
     (lambda: SequentialState(nn.Linear(10, 8, bias=False), Unsupported()), "1", "Unsupported"),
-    (lambda: SequentialState(nn.Linear(10, 8), LIFCell()), "0", "non-zero bias"),
     (lambda: SequentialState(nn.Linear(10, 8, bias=False),
                              LIFBoxCell(LIFBoxParameters(reset_method=reset_subtract))),
      "1", "reset_method"),
@@ -207,49 +212,104 @@ def test_feedback_between_layers_is_refused():
         lower(m, _spikes())
 
 
-SUPPORTED = ("lif", "box", "iaf")
-UNSUPPORTED = ("relu", "batchnorm", "biased", "maxpool", "tanh")
+SUPPORTED = ("lif", "box", "iaf", "rec")
+UNSUPPORTED = ("relu", "batchnorm-train", "maxpool", "tanh")
 
 
 def _piece(kind: str, width: int):
     return {"lif": LIFCell, "box": LIFBoxCell, "iaf": IAFCell, "relu": nn.ReLU,
             "tanh": nn.Tanh, "maxpool": lambda: nn.MaxPool1d(1),
-            "batchnorm": lambda: nn.BatchNorm1d(width)}[kind]()
+            "batchnorm-train": lambda: nn.BatchNorm1d(width)}[kind]()
+
+
+def _eval_norm(width: int, rng) -> nn.BatchNorm1d:
+    bn = nn.BatchNorm1d(width)
+    with torch.no_grad():
+        for t, (lo, hi) in ((bn.weight, (0.5, 2)), (bn.bias, (-1, 1)),
+                            (bn.running_mean, (-1, 1)), (bn.running_var, (0.2, 3))):
+            t.copy_(torch.from_numpy(rng.uniform(lo, hi, width)))
+    return bn.eval()
+
+
+def _expected_maps(mods):
+    """Per IR layer the float64 ``(W, b)`` of the user's linear modules before each neuron
+    (Linear, eval BatchNorm and a recurrent cell's input weights composed in order)."""
+    out, w, b = [], None, None
+    for m in mods:
+        if isinstance(m, nn.Linear):
+            mw = m.weight.detach().double()
+            mb = torch.zeros(len(mw), dtype=torch.float64) if m.bias is None \
+                else m.bias.detach().double()
+            w, b = (mw, mb) if w is None else (mw @ w, mw @ b + mb)
+        elif isinstance(m, nn.BatchNorm1d):
+            scale = m.weight.detach().double() / torch.sqrt(m.running_var.double() + m.eps)
+            w, b = w * scale[:, None], ((b - m.running_mean.double()) * scale
+                                        + m.bias.detach().double())
+        elif isinstance(m, LIFRecurrentCell):
+            win = m.input_weights.detach().double()
+            w, b = (win, None) if w is None else (win @ w, win @ b)
+            out.append((w, b))
+            w = b = None
+        else:
+            out.append((w, b))
+            w = b = None
+    return out
 
 
 @examples(200)
-@given(st.lists(st.tuples(st.integers(1, 9), st.sampled_from(SUPPORTED + UNSUPPORTED)),
-                min_size=1, max_size=4), st.integers(1, 9))
-def test_every_weight_lands_in_the_ir_or_the_first_unsupported_piece_is_named(layers, n_in):
-    """Random SequentialState models, supported and unsupported pieces mixed: either the IR
-    holds every weight (same count, same values, same order) or the error names the first
-    piece that cannot be lowered."""
-    mods, first_bad, width = [], None, n_in
-    for out, kind in layers:
-        biased = kind == "biased"
-        lin = nn.Linear(width, out, bias=biased)
-        if biased:
-            with torch.no_grad():
-                lin.bias.fill_(0.25)
-            first_bad = first_bad if first_bad is not None else str(len(mods))
-            kind = "lif"
-        mods.append(lin)
-        if kind in UNSUPPORTED and first_bad is None:
-            first_bad = str(len(mods))
-        mods.append(_piece(kind, out))
+@given(st.lists(st.tuples(st.integers(1, 9), st.sampled_from(SUPPORTED * 4 + UNSUPPORTED),
+                          st.booleans(), st.booleans(), st.booleans()),
+                min_size=1, max_size=4), st.integers(1, 9), st.integers(0, 2**16))
+def test_every_weight_lands_in_the_ir_or_the_first_unsupported_piece_is_named(layers, n_in,
+                                                                             seed):
+    """Random SequentialState models as Norse's docs write them: Linear with or without bias,
+    an eval-mode BatchNorm1d after it, a second Linear without a neuron between (fused), a
+    LIFRecurrentCell after a Linear (fused into its input weights), with unsupported pieces
+    mixed in. Either the IR holds every weight (each layer's ``W``, ``b`` the user's linear
+    modules composed exactly, bias-free unfused layers bit for bit, and the float IR's spikes
+    equal the model's when no layer was fused or folded) or the error names the first piece
+    that cannot be lowered."""
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    mods, first_bad, width, exact = [], None, n_in, True
+    for out, kind, biased, norm, chained in layers:
+        if chained:
+            mods.append(nn.Linear(width, width, bias=biased))
+            exact = False
+        if kind == "rec":
+            mods.append(LIFRecurrentCell(width, out))
+        else:
+            mods.append(nn.Linear(width, out, bias=biased))
+            if norm:
+                mods.append(_eval_norm(out, rng))
+                exact = False
+            if kind in UNSUPPORTED and first_bad is None:
+                first_bad = str(len(mods))
+            mods.append(_piece(kind, out))
         width = out
     model = SequentialState(*mods)
     if first_bad is not None:
         with pytest.raises(LoweringError) as info:
             lower(model, steps=4)
         assert info.value.piece == first_bad
+        event("refused")
         return
     net = lower(model, steps=4)
-    weights = [m.weight.detach().numpy() for m in mods if isinstance(m, nn.Linear)]
-    assert len(net.layers) == len(weights)
-    assert net.synapse_count == sum(w.size for w in weights)
-    for layer, w in zip(net.layers, weights):
-        np.testing.assert_array_equal(layer.synapse.weight, w)
+    event("lowered exactly" if exact else "lowered, fused or folded")
+    maps = _expected_maps(mods)
+    assert len(net.layers) == len(maps)
+    for layer, (w, b) in zip(net.layers, maps):
+        np.testing.assert_allclose(layer.synapse.weight, w.numpy(), rtol=1e-5, atol=1e-6)
+        got = np.zeros(len(w)) if layer.synapse.bias is None else layer.synapse.bias
+        want = np.zeros(len(w)) if b is None else b.numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    if exact:
+        for layer, m in zip(net.layers, [m for m in mods if isinstance(m, (nn.Linear,
+                                                                            LIFRecurrentCell))]):
+            w = m.weight if isinstance(m, nn.Linear) else m.input_weights
+            np.testing.assert_array_equal(layer.synapse.weight, w.detach().numpy())
+        x = _spikes(b=4, n=n_in, seed=seed)
+        assert torch.equal(_run_stateful(model, x), dynamics.run(net, x)[-1])
 
 
 def test_spiking_mlp_is_an_ordinary_user_and_extra_layers_are_never_dropped():

@@ -154,52 +154,60 @@ def _bad_node(kind, n, draw):
     if kind == "Conv1d":
         return nir.Conv1d(input_shape=n, weight=np.ones((1, 1, 1)), stride=1, padding=0,
                           dilation=1, groups=1, bias=np.zeros(1))
-    if kind == "Affine+bias":
-        return nir.Affine(weight=np.ones((n, n)), bias=np.ones(n))
-    return nir.Linear(weight=np.eye(n))  # "Linear twice": a synapse after a synapse
+    return nir.Delay(delay=np.ones(n))
 
 
 @st.composite
 def chains(draw):
-    """A random NIR chain of 1-4 (synapse -> neuron) layers, each synapse a Linear or a
-    zero-bias Affine, neurons CubaLIF/LIF/IF (LI/CubaLI only last), and 0-2 unsupported
-    nodes inserted anywhere; returns ``(graph, dt, weights, first_bad_name)``."""
+    """A random NIR chain of 1-4 (synapse -> neuron) layers, each synapse a Linear or an
+    Affine (zero or random bias), sometimes a second Linear right after it (a chain fused
+    exactly, issue 22 item 4), neurons CubaLIF/LIF/IF (LI/CubaLI only last), and 0-2
+    unsupported nodes inserted anywhere; returns ``(graph, dt, layers, first_bad_name)`` with
+    ``layers`` the expected float64 ``(weight, bias)`` of each IR layer."""
     dt = draw(st.sampled_from([1e-4, 5e-4, 1e-3]))
     depth = draw(st.integers(1, 4))
     widths = [draw(st.integers(1, 6)) for _ in range(depth + 1)]
-    items, weights = [], []  # (name, node, width after it)
+    items, layers = [], []  # (name, node, width after it, role)
     rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
+    f32 = lambda a: a.astype(np.float32).astype(np.float64)  # noqa: E731
     for k in range(depth):
-        w = rng.normal(size=(widths[k + 1], widths[k])).astype(np.float32).astype(np.float64)
-        weights.append(w)
-        syn = nir.Affine(weight=w, bias=np.zeros(len(w))) if draw(st.booleans()) \
-            else nir.Linear(weight=w)
+        w = f32(rng.normal(size=(widths[k + 1], widths[k])))
+        b = np.zeros(len(w))
+        kind = draw(st.sampled_from(["Linear", "Affine", "Affine+bias"]))
+        if kind == "Linear":
+            syn = nir.Linear(weight=w)
+        else:
+            b = f32(rng.normal(size=len(w))) if kind == "Affine+bias" else b
+            syn = nir.Affine(weight=w, bias=b)
         items.append((f"syn{k}", syn, widths[k + 1], "syn"))
+        if draw(st.booleans()):  # a second synapse before the neuron: fused
+            w2 = f32(rng.normal(size=(widths[k + 1], widths[k + 1])))
+            items.append((f"syn{k}b", nir.Linear(weight=w2), widths[k + 1], "syn"))
+            w, b = w2 @ w, w2 @ b
+        layers.append((w, b))
         kinds = ["CubaLIF", "LIF", "IF"] + (["LI", "CubaLI"] if k == depth - 1 else [])
         items.append((f"neu{k}", _neuron_node(draw(st.sampled_from(kinds)), widths[k + 1],
                                               draw, dt), widths[k + 1], "neu"))
     bad = draw(st.lists(st.tuples(st.integers(0, len(items)),
-                                  st.sampled_from(["Delay", "Threshold", "I", "Conv1d",
-                                                   "Affine+bias", "Linear twice"])),
+                                  st.sampled_from(["Delay", "Threshold", "I", "Conv1d"])),
                         max_size=2))
     for j, (pos, kind) in enumerate(sorted(bad, reverse=True)):
         width = items[pos - 1][2] if pos > 0 else widths[0]
-        if kind == "Linear twice" and (pos == 0 or items[pos - 1][3] != "syn"):
-            kind = "Delay"
         items.insert(pos, (f"bad{j}_{kind}", _bad_node(kind, width, draw), width, "bad"))
     first_bad = next((name for name, _, _, role in items if role == "bad"), None)
     graph = _graph(*[(name, node) for name, node, _, _ in items])
     graph.nodes["input"] = nir.Input(input_type={"input": np.array([widths[0]])})
-    return graph, dt, weights, first_bad
+    return graph, dt, layers, first_bad
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(case=chains())
 def test_property_every_weight_lands_or_the_first_unsupported_node_is_named(case):
-    """Property (200 random chains): either the IR holds every weight of the graph (same
-    count, same float32 values, one layer per synapse, neuron kinds kept, the threshold
-    V_th / R) or the LoweringError names the first unsupported node."""
-    graph, dt, weights, first_bad = case
+    """Property (200 random chains): either the IR holds every weight and bias of the graph
+    (one layer per synapse -> neuron stage, two synapses in a row as their exact product
+    ``W2 W1``, ``W2 b1``; neuron kinds kept, the threshold V_th / R) or the LoweringError
+    names the first unsupported node."""
+    graph, dt, layers, first_bad = case
     # a random r that happens to be exactly rockpool's or spyx's pattern reads as that
     # framework (tested above); the property is about NIR's own equations
     assume(nir_frontend.detect_source(graph, dt) not in ("rockpool", "spyx"))
@@ -215,14 +223,19 @@ def test_property_every_weight_lands_or_the_first_unsupported_node_is_named(case
         event("refused")
         return
     ir = lower(graph, dt=dt)
-    assert ir.synapse_count == sum(w.size for w in weights)
-    assert len(ir.layers) == len(weights)
-    for k, (layer, w) in enumerate(zip(ir.layers, weights)):
-        np.testing.assert_array_equal(layer.synapse.weight, w.astype(np.float32))
+    assert ir.synapse_count == sum(w.size for w, _ in layers)
+    assert len(ir.layers) == len(layers)
+    for k, (layer, (w, b)) in enumerate(zip(ir.layers, layers)):
+        np.testing.assert_allclose(layer.synapse.weight, w, rtol=1e-6, atol=1e-6)
+        got_b = np.zeros(len(w)) if layer.synapse.bias is None else layer.synapse.bias
+        np.testing.assert_allclose(got_b, b, rtol=1e-6, atol=1e-6)
+        assert (layer.synapse.bias is None) == (not np.any(b))
+        if f"syn{k}b" not in graph.nodes:
+            np.testing.assert_array_equal(layer.synapse.weight, w.astype(np.float32))
         node = graph.nodes[f"neu{k}"]
         assert layer.neuron.kind == type(node).__name__
         if layer.neuron.spiking:
             scale = float(np.ravel(node.r)[0])  # IF too: v += R S per step
             assert layer.neuron.v_th == pytest.approx(float(np.ravel(node.v_threshold)[0])
                                                       / scale, rel=1e-6)
-    event("lowered")
+    event("lowered, fused" if any("+" in name for name in ir.names) else "lowered")

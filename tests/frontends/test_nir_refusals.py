@@ -22,9 +22,7 @@ warnings.filterwarnings("ignore", message=".*not writable.*")
 
 
 def _bad_nodes():
-    w = np.ones((3, 4))
     return {
-        "affine bias": (nir.Affine(weight=w, bias=np.ones(3)), "non-zero bias"),
         "conv1d": (nir.Conv1d(input_shape=4, weight=np.ones((1, 1, 2)), stride=1, padding=0,
                               dilation=1, groups=1, bias=np.zeros(1)), "1-D convolution"),
         "delay": (nir.Delay(delay=np.ones(4)), "no synaptic delays"),
@@ -70,8 +68,14 @@ def _bad_graph(what):
         g = _graph(fc, lif)
         g.edges.append(("lif", "lif"))
         return g, "lif", "to itself"
-    if what == "two synapses":
-        return _graph(fc, ("fc2", _linear(3, 3)), lif), "fc2", "without a neuron"
+    if what == "two synapses":  # overlapping pool windows under the conv's zero padding
+        g = _conv_chain(pool=nir.SumPool2d(kernel_size=np.array([3, 3]),
+                                           stride=np.array([1, 1]), padding=np.array([0, 0])))
+        g.nodes["conv2"] = nir.Conv2d(input_shape=(2, 2), weight=np.ones((2, 2, 3, 3)), stride=1,
+                                      padding=1, dilation=1, groups=1, bias=np.zeros(2))
+        g.edges = [e for e in g.edges if e != ("pool", "lif2")] + [("pool", "conv2"),
+                                                                   ("conv2", "lif2")]
+        return g, "conv2", "'pool' \\(SumPool2d\\) and 'conv2' \\(Conv2d\\) have no neuron between"
     if what == "no synapse":
         return _graph(("lif0", _cuba(4)), fc, lif), "lif0", "no synapse node"
     if what == "no neuron at the end":
@@ -97,10 +101,6 @@ def _bad_graph(what):
     if what == "bad subgraph":
         sub = _graph(("a", _linear(3, 3)), ("b", _linear(3, 3)))
         return _graph(fc, lif, ("sub", sub)), "sub", "subgraph"
-    if what == "conv bias":
-        conv = nir.Conv2d(input_shape=(6, 6), weight=np.ones((2, 1, 3, 3)), stride=1,
-                          padding=0, dilation=1, groups=1, bias=np.ones(2))
-        return _conv_chain(conv), "conv", "non-zero bias"
     if what == "conv dilation":
         conv = nir.Conv2d(input_shape=(6, 6), weight=np.ones((2, 1, 3, 3)), stride=1,
                           padding=0, dilation=2, groups=1, bias=np.zeros(2))
@@ -126,7 +126,7 @@ def _bad_graph(what):
 
 REFUSED = ["branch", "merge", "two inputs", "off chain", "cycle", "self loop", "two synapses",
            "no synapse", "no neuron at the end", "scale at the end", "per-neuron tau",
-           "tau below dt", "recurrent LI", "recurrent conv", "bad subgraph", "conv bias",
+           "tau below dt", "recurrent LI", "recurrent conv", "bad subgraph",
            "conv dilation", "avgpool padding", "scale per entry next to a conv",
            "linear on a map"]
 

@@ -139,14 +139,30 @@ def test_snntorch_default_reset_lowers_to_snntorch_s_rule(kind):
     assert not torch.equal(run(norse, x)[-1], ref)
 
 
-def test_snntorch_rleaky_with_its_default_recurrent_bias_is_refused():
+def test_snntorch_rleaky_with_biases_lowers_spike_for_spike():
+    """Issue 22 item 1: an RLeaky net with biases everywhere (its recurrent Linear's default
+    bias, biased Linears) lowers with ``b = b_fc + b_rec`` in the recurrent layer and equals
+    snnTorch spike for spike (zero reset) on 64 random spike inputs x 40 steps."""
     pytest.importorskip("snntorch")
     net = _snntorch_net("rleaky")
+    torch.manual_seed(1)
+    for k in (0, 2):
+        biased = torch.nn.Linear(net[k].in_features, net[k].out_features)
+        with torch.no_grad():
+            biased.weight.copy_(net[k].weight)
+            biased.bias.uniform_(-0.3, 0.3)
+        net[k] = biased
     with torch.no_grad():
-        net[1].recurrent.bias.fill_(0.1)
-    with pytest.raises(LoweringError, match="'1.w_rec'.*non-zero bias") as err:
-        lower(_snntorch_graph(net, 12), dt=1e-4)
-    assert err.value.piece == "1.w_rec"
+        net[1].recurrent.bias.uniform_(-0.2, 0.2)
+    ir = lower(_snntorch_graph(net, 12), dt=1e-4)
+    b_fc, b_rec = net[0].bias.detach().double(), net[1].recurrent.bias.detach().double()
+    np.testing.assert_allclose(ir.layers[0].synapse.bias, (b_fc + b_rec).numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(ir.layers[1].synapse.bias, net[2].bias.detach().numpy())
+    assert any("b_rec added" in n for n in ir.notes)
+    x = (torch.rand(40, 64, 12, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    ref = _snntorch_run(net, x)
+    assert ref.sum() > 0
+    np.testing.assert_array_equal(run(ir, x)[-1].numpy(), ref.numpy())
 
 
 def test_nested_recurrent_subgraph_as_snntorch_writes_it():
