@@ -60,11 +60,13 @@ def test_all_zero_layer_compiles_and_never_spikes(loihi2):
     assert all(s.sum() == 0 for s in spikes)
 
 
-def test_linear_bias_is_refused(loihi2):
+def test_linear_bias_compiles_into_the_layer(loihi2):
+    """A bias (issue 22.1) is carried, no longer refused: on the weights' grid and scale."""
     model = SpikingMLP((4, 5, 3))
     model.linears[1].bias = torch.nn.Parameter(torch.full((3,), 0.1))
-    with pytest.raises(LoweringError, match=r"linears\.1 \(Linear\): a non-zero bias"):
-        compile_network(model, loihi2, 16)
+    net = compile_network(model, loihi2, 16)
+    assert net.layers[0].bias is None and net.layers[1].bias_int is not None
+    assert np.all(net.layers[1].bias_int != 0)
 
 
 def test_graded_input_payload_is_reduced_to_keep_weight_bits(loihi2):

@@ -134,7 +134,7 @@ def test_a_traced_model_with_batchnorm_and_a_linear_chain():
 
 def _if(shape, dt):
     full = lambda v: np.full(shape, float(v))  # noqa: E731
-    return nir.IF(r=full(1 / dt), v_threshold=full(1.0), v_reset=full(0.0))
+    return nir.IF(r=full(1.0), v_threshold=full(1.0), v_reset=full(0.0))  # v += input
 
 
 def _sinabs_graph(dt=1e-3, seed=3):
@@ -191,7 +191,7 @@ def test_sinabs_style_nir_conv_net_fuses_pools_and_runs_spike_for_spike():
     nodes with rewire's default semantics (sinabs' own IF semantics, several spikes and
     subtraction, are the IR's reset fields, lowered in frontends/_nir_neurons.py)."""
     graph, weights = _sinabs_graph()
-    net = lower_nir(graph, steps=T)
+    net = lower_nir(graph, steps=T, framework="norse")  # sinabs' own rule: test_field_models
     assert net.names == ("conv1", "pool1+conv2", "pool2+fc")
     conv = net.layers[1].synapse
     assert (conv.kernel, conv.stride, conv.padding) == ((6, 6), (2, 2), (2, 2))
@@ -204,5 +204,5 @@ def test_sinabs_style_nir_conv_net_fuses_pools_and_runs_spike_for_spike():
     assert all(0 < int(s.sum()) < s.numel() for s in layers)  # every layer spikes, none saturates
     import rewire
 
-    compiled = rewire.compile(graph, "loihi2", steps=T)  # bias-free: compiles for Loihi 2
+    compiled = rewire.compile(graph, "loihi2", steps=T, framework="norse")
     assert len(compiled.layers) == 3

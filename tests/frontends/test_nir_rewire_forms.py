@@ -169,8 +169,6 @@ def test_a_conv_bias_is_written_into_conv2d():
     np.testing.assert_array_equal(nir_graph.to_nir(ir).nodes["conv1"].bias, [0.5, -0.25])
 
 
-@pytest.mark.xfail(strict=True, raises=LoweringError, reason="the NIR reader's Affine/Conv2d "
-                   "bias path is the frontend side of issue 22.1 (rewire/frontends/_nir_walk.py)")
 def test_biases_read_back_exactly():
     ir = _net(nodes.LIF(250.0, dt=1e-3), bias=True)
     _same(ir, lower(nir_graph.to_nir(ir)))

@@ -154,7 +154,7 @@ def test_snntorch_rleaky_with_biases_lowers_spike_for_spike():
         net[k] = biased
     with torch.no_grad():
         net[1].recurrent.bias.uniform_(-0.2, 0.2)
-    ir = lower(_snntorch_graph(net, 12), dt=1e-4)
+    ir = lower(_snntorch_graph(net, 12), dt=1e-4, framework="norse")  # zero reset
     b_fc, b_rec = net[0].bias.detach().double(), net[1].recurrent.bias.detach().double()
     np.testing.assert_allclose(ir.layers[0].synapse.bias, (b_fc + b_rec).numpy(), rtol=1e-6)
     np.testing.assert_array_equal(ir.layers[1].synapse.bias, net[2].bias.detach().numpy())
