@@ -68,7 +68,7 @@ def __getattr__(name: str):
 
 
 def compile(model, profile, input_max_value: int | None = None, cores: int | None = None, *,
-            calibration=None, **lower_options):
+            calibration=None, strict: bool = False, **lower_options):
     """Compile a network for a chip: lower it to the IR, then fixed point and cores.
 
     Like ``torch.compile`` this is a function (the compiler package is
@@ -81,6 +81,10 @@ def compile(model, profile, input_max_value: int | None = None, cores: int | Non
             name (``"loihi2"``) or a TOML path.
         input_max_value, cores, calibration: see
             :func:`rewire.compiler.quantize.compile_network`.
+        strict: turn the compiler's warnings (:class:`~rewire.errors.RewireWarning`, issued
+            through :func:`warnings.warn` and kept in ``warnings`` of the result: semantic
+            differences from the source model and quantization losses,
+            :mod:`rewire.compiler.diagnostics`) into a ``StrictError`` naming every one.
         lower_options: for the frontend (``steps``, ``encoding``, ``input_gain``,
             ``example_input``, ``dt``, ...; :func:`rewire.frontends.lower`).
 
@@ -92,6 +96,7 @@ def compile(model, profile, input_max_value: int | None = None, cores: int | Non
         rewire.errors.CompileError: a layer the chip cannot run (named), a value an IR node
             refuses (a NaN weight, ``v_reset >= v_th``), or it does not fit (``MappingError``).
         rewire.errors.ProfileError: an unknown or malformed profile.
+        rewire.errors.StrictError: ``strict`` and the compiler warned (a ``CompileError``).
     """
     from rewire.compiler.quantize import compile_network
     from rewire.errors import CompileError, RewireError
@@ -110,7 +115,7 @@ def compile(model, profile, input_max_value: int | None = None, cores: int | Non
         except ValueError as exc:  # an IR node refused a value (NaN weight, v_reset >= v_th)
             raise CompileError(f"the model cannot be compiled: {exc}") from None
     return compile_network(network, profile, input_max_value=input_max_value, cores=cores,
-                           calibration=calibration)
+                           calibration=calibration, strict=strict)
 
 
 def run_job(spec=None, log=print, model=None, **options) -> dict:

@@ -38,6 +38,7 @@ import torch
 from torch.nn import functional as F
 
 from rewire.compiler._rows import RowBlocks, calibrated_max, int_row_sums
+from rewire.compiler.diagnostics import with_warnings
 from rewire.compiler.mapping import map_cores
 from rewire.compiler.netx_legal import netx_exact, netx_weights, to_netx_grid
 from rewire.errors import CompileError
@@ -298,7 +299,8 @@ QUANTIZERS = {ir_nodes.Dense: _dense, ir_nodes.RecurrentDense: _dense,
 
 def compile_network(network: Network, profile: HardwareProfile, input_max_value: int | None = None,
                     cores: int | None = None,
-                    calibration: np.ndarray | None = None) -> CompiledNetwork:
+                    calibration: np.ndarray | None = None, strict: bool = False
+                    ) -> CompiledNetwork:
     """Compile an IR :class:`~rewire.ir.network.Network` for ``profile``.
 
     Each IR layer becomes the compiled layer of its synapse type
@@ -315,16 +317,19 @@ def compile_network(network: Network, profile: HardwareProfile, input_max_value:
         cores: cores allotted to the model (default: the whole chip).
         calibration: optional inputs ``(B, *input_shape)`` or ``(B, n_in)`` in [0, 1] (the
             training set) bounding the first layer's graded input (current encoding);
-            default: the worst case.
+            default: the worst case; also the inputs of the class-agreement check.
+        strict: refuse the network when it has warnings (below) instead of warning.
 
     Returns:
-        The frozen :class:`CompiledNetwork`.
+        The frozen :class:`CompiledNetwork`, its ``warnings`` the ones issued as
+        :class:`~rewire.errors.RewireWarning` s (:mod:`rewire.compiler.diagnostics`).
 
     Raises:
         CompileError: a profile whose neuron model is not ``cuba``, ``input_max_value`` not
             an integer in [1, 2**24], ``cores`` outside [1, limits.cores], and the errors of
             :meth:`~rewire.ir.chip_neurons.ChipNeuron.check`, :func:`quantize_layer` and
-            :func:`rewire.compiler.mapping.map_cores` (``MappingError``), naming the layer.
+            :func:`rewire.compiler.mapping.map_cores` (``MappingError``), naming the layer;
+            with ``strict``, ``StrictError`` naming every warning.
         TypeError: ``network`` is not an IR ``Network`` (named, with how to lower it).
     """
     if not isinstance(network, Network):
@@ -373,7 +378,9 @@ def compile_network(network: Network, profile: HardwareProfile, input_max_value:
                 name, layer, profile, input_scale, max_payload, payloads, netx)
         layers.append(dataclasses.replace(compiled, source=layer.name))
     mapping = map_cores(layers, profile, cores)
-    return CompiledNetwork(layers=tuple(layers), steps=network.steps,
-                           encoding=network.encoding, input_gain=network.input_gain,
-                           input_max_value=payload_max, profile=profile,
-                           mapping=mapping, notes=network.notes, source=network.source)
+    return with_warnings(CompiledNetwork(layers=tuple(layers), steps=network.steps,
+                                         encoding=network.encoding,
+                                         input_gain=network.input_gain,
+                                         input_max_value=payload_max, profile=profile,
+                                         mapping=mapping, notes=network.notes,
+                                         source=network.source), calibration, strict)

@@ -168,7 +168,8 @@ def metadata(net: CompiledNetwork, body: StepBody, kind: str, usage: str) -> dic
     ``int_step``, ``int_unrolled``), ``profile``, ``dt`` (s), ``steps`` (``T`` trained for),
     ``encoding``, ``input_gain``, ``input_max_value``, ``state_layout`` (JSON) and ``usage``;
     when the first layer is a conv layer also ``input_shape``, the JSON ``[C, H, W]`` of the
-    image whose ``x.flatten()`` the flat input ``x`` is.
+    image whose ``x.flatten()`` the flat input ``x`` is; when the compiler warned,
+    ``rewire_warnings`` (:attr:`~rewire.ir.compiled.CompiledNetwork.warnings_json`).
     """
     meta = {"rewire_version": __version__, "rewire_format_version": str(net.format_version),
             "kind": kind, "profile": net.profile.name, "dt": repr(net.dt),
@@ -177,6 +178,8 @@ def metadata(net: CompiledNetwork, body: StepBody, kind: str, usage: str) -> dic
             "state_layout": json.dumps(body.layout), "usage": usage}
     if isinstance(net.layers[0], CompiledConv):
         meta["input_shape"] = json.dumps([int(d) for d in net.layers[0].in_shape])
+    if net.warnings:
+        meta["rewire_warnings"] = net.warnings_json
     return meta
 
 

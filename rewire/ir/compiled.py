@@ -12,8 +12,10 @@ the input is encoded, which profile it was compiled for and where each neuron si
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
+from rewire.errors import WarningRecord
 from rewire.hw_profiles.profile import HardwareProfile
 from rewire.ir import nodes as ir_nodes
 from rewire.ir._checked import MALFORMED
@@ -49,6 +51,9 @@ class CompiledNetwork:
         format_version: version of this representation and of the files written from it.
         notes: the frontend's notes on the source model (semantics that differ, ...).
         source: where the IR came from (``"norse"``, ``"nir"``, ...).
+        warnings: the :class:`~rewire.errors.WarningRecord` s the compiler issued (semantic
+            differences from the source model, quantization losses:
+            :mod:`rewire.compiler.diagnostics`); ``()`` when there are none.
     """
 
     layers: tuple[CompiledLayer, ...]
@@ -61,6 +66,13 @@ class CompiledNetwork:
     format_version: int = FORMAT_VERSION
     notes: tuple[str, ...] = ()
     source: str = ""
+    warnings: tuple[WarningRecord, ...] = ()
+
+    @property
+    def warnings_json(self) -> str:
+        """The warnings as compact JSON (a list of :meth:`~rewire.errors.WarningRecord.to_dict`),
+        the ``rewire_warnings`` metadata entry every writer adds when there are warnings."""
+        return json.dumps([w.to_dict() for w in self.warnings], separators=(",", ":"))
 
     @property
     def dt(self) -> float:
@@ -87,13 +99,17 @@ class CompiledNetwork:
 
     def to_dict(self) -> dict:
         """Versioned, JSON-ready dict of the whole compiled network, the core mapping with
-        its placement included (``"mapping"``)."""
-        return {"format": "rewire-compiled", "version": self.format_version,
-                "layers": [l.to_dict() for l in self.layers], "steps": self.steps,
-                "encoding": self.encoding, "input_gain": self.input_gain,
-                "input_max_value": self.input_max_value, "profile": self.profile.to_dict(),
-                "cores": self.mapping.allotted, "mapping": self.mapping.to_dict(placement=True),
-                "notes": list(self.notes), "source": self.source}
+        its placement included (``"mapping"``); ``"warnings"`` only when there are some (a
+        network without warnings gives the dict, and the files, of earlier rewire)."""
+        out = {"format": "rewire-compiled", "version": self.format_version,
+               "layers": [l.to_dict() for l in self.layers], "steps": self.steps,
+               "encoding": self.encoding, "input_gain": self.input_gain,
+               "input_max_value": self.input_max_value, "profile": self.profile.to_dict(),
+               "cores": self.mapping.allotted, "mapping": self.mapping.to_dict(placement=True),
+               "notes": list(self.notes), "source": self.source}
+        if self.warnings:
+            out["warnings"] = [w.to_dict() for w in self.warnings]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict, mapping: CoreMapping | None = None) -> "CompiledNetwork":
@@ -124,6 +140,10 @@ class CompiledNetwork:
                              "rewire): load it with rewire.compiler.mapping.load_compiled, "
                              "which maps the cores again")
         check_run_fields(data)
+        warned = data.get("warnings", [])
+        if not isinstance(warned, list):
+            raise ValueError("compiled network: warnings must be a list")
+        warned = tuple(WarningRecord.from_dict(w) for w in warned)
         layers = []
         for k, entry in enumerate(data["layers"]):
             try:
@@ -150,7 +170,8 @@ class CompiledNetwork:
                    input_gain=float(data["input_gain"]),
                    input_max_value=data["input_max_value"], profile=profile,
                    mapping=mapping,
-                   notes=tuple(data.get("notes", ())), source=data.get("source", ""))
+                   notes=tuple(data.get("notes", ())), source=data.get("source", ""),
+                   warnings=warned)
 
     @property
     def sizes(self) -> tuple[int, ...]:
