@@ -42,6 +42,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import sys
 import warnings as _warnings
 
 import numpy as np
@@ -160,13 +162,13 @@ def diagnose(net: CompiledNetwork, calibration=None) -> tuple[WarningRecord, ...
                  + class_agreement(net, calibration))
 
 
-def issue(records, strict: bool = False, stacklevel: int = 3) -> None:
-    """Issue ``records`` as :class:`~rewire.errors.RewireWarning` s, or refuse them.
+def issue(records, strict: bool = False) -> None:
+    """Issue ``records`` as :class:`~rewire.errors.RewireWarning` s, or refuse them. Each
+    warning points at the first caller outside rewire (the user's ``rewire.compile`` line).
 
     Args:
         records: :class:`~rewire.errors.WarningRecord` s.
         strict: raise instead of warning.
-        stacklevel: as :func:`warnings.warn` (3: the caller of the function that calls this).
 
     Raises:
         rewire.errors.StrictError: ``strict`` and at least one record (every one named).
@@ -175,7 +177,17 @@ def issue(records, strict: bool = False, stacklevel: int = 3) -> None:
     if strict and records:
         raise StrictError(records)
     for record in records:
-        _warnings.warn(RewireWarning(record), stacklevel=stacklevel)
+        _warnings.warn(RewireWarning(record), stacklevel=_outside_rewire())
+
+
+def _outside_rewire() -> int:
+    """The ``stacklevel`` of the first frame outside the rewire package, seen from the
+    function calling this one."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(root):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def with_warnings(net: CompiledNetwork, calibration=None, strict: bool = False
@@ -188,5 +200,5 @@ def with_warnings(net: CompiledNetwork, calibration=None, strict: bool = False
         rewire.errors.StrictError: ``strict`` and any warning.
     """
     records = diagnose(net, calibration)
-    issue(records, strict, stacklevel=4)
+    issue(records, strict)
     return dataclasses.replace(net, warnings=records) if records else net
