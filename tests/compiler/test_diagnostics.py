@@ -40,10 +40,11 @@ def _compile(model, profile, **kw):
 
 
 def _outlier_model(seed=0):
-    """64-32-10, weights N(0, 1) times 8, fc1 with one weight 400 times the others'."""
+    """64-32-10 (uniform weights), fc1 with one weight 340 standard deviations out: the
+    grid rounds about 77 % of fc1's synapses to 0 (issue 23)."""
     model = random_network((64, 32, 10), encoding="rate", seed=seed)
     with torch.no_grad():
-        model.linears[0].weight[0, 0] = 400 * model.linears[0].weight.abs().max()
+        model.linears[0].weight[0, 0] = 340 * model.linears[0].weight.std()
     return model
 
 
@@ -64,8 +65,9 @@ def test_outlier_weight_rounds_most_synapses_to_zero(loihi2):
     fig = lost[0].figures
     fc1 = net.layers[0]
     assert fig["float_synapses"] == fc1.float_synapses == 64 * 32
-    assert fig["synapses"] == fc1.synapses < 0.5 * fc1.float_synapses
+    assert fig["synapses"] == fc1.synapses
     assert fig["lost_share"] == pytest.approx(1 - fc1.synapses / fc1.float_synapses)
+    assert 0.7 < fig["lost_share"] < 0.85
     assert fig["lost_weight_share"] > diagnostics.LOST_SHARE
     assert fig["lost_weight_share"] <= fig["lost_share"]  # the smallest weights go first
     assert "weight grid rounds" in lost[0].message and "fc1" in lost[0].text
