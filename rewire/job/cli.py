@@ -19,7 +19,8 @@ there; an option left out keeps that default, so this command and ``rewire.run_j
 the same job. An error that names a field is printed with its flag.
 
 Exit codes: 0 success, 2 bad input (the message names the option or field and the fix),
-3 with ``--strict`` when the report has warnings (:mod:`rewire.job.health`; the files are
+3 with ``--strict`` when the run has warnings (the compiler's,
+:mod:`rewire.compiler.diagnostics`, and the report's, :mod:`rewire.job.health`; the files are
 written), 130 on Ctrl-C (at any moment, start-up included) and 143 on SIGTERM (one line; the
 previous export is left whole and no staging folder stays behind). Set ``REWIRE_DEBUG=1`` to
 see what third-party libraries print on import (:mod:`rewire.job.quiet`).
@@ -216,7 +217,7 @@ def parser() -> argparse.ArgumentParser:
     add(t, "progress", "no progress bar", action="store_false")
     add(p, "strict", "exit with code 3 when the run has warnings (the compiler's: a semantic "
                      "difference from the source model, synapses or threshold bits lost to "
-                     "the chip's grid, float vs integer class agreement < 98 %; the "
+                     "the chip's grid, float vs integer class agreement < 98 %%; the "
                      "report's: a dead net, a projection that cost > 1 point, a check that "
                      "compared no spike, chance-level accuracy); the files are still written",
         action="store_true")
