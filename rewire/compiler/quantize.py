@@ -378,9 +378,8 @@ def compile_network(network: Network, profile: HardwareProfile, input_max_value:
                 name, layer, profile, input_scale, max_payload, payloads, netx)
         layers.append(dataclasses.replace(compiled, source=layer.name))
     mapping = map_cores(layers, profile, cores)
-    return with_warnings(CompiledNetwork(layers=tuple(layers), steps=network.steps,
-                                         encoding=network.encoding,
-                                         input_gain=network.input_gain,
-                                         input_max_value=payload_max, profile=profile,
-                                         mapping=mapping, notes=network.notes,
-                                         source=network.source), calibration, strict)
+    chip = CompiledNetwork(layers=tuple(layers), steps=network.steps,
+                           encoding=network.encoding, input_gain=network.input_gain,
+                           input_max_value=payload_max, profile=profile,
+                           mapping=mapping, notes=network.notes, source=network.source)
+    return with_warnings(chip, calibration, strict)  # rewire.compiler.diagnostics
