@@ -68,7 +68,7 @@ def __getattr__(name: str):
 
 
 def compile(model, profile, input_max_value: int | None = None, cores: int | None = None, *,
-            calibration=None, **lower_options):
+            calibration=None, strict: bool = False, **lower_options):
     """Compile a network for a chip: lower it to the IR, then fixed point and cores.
 
     Like ``torch.compile`` this is a function (the compiler package is
@@ -82,6 +82,10 @@ def compile(model, profile, input_max_value: int | None = None, cores: int | Non
         input_max_value, cores, calibration: see
             :func:`rewire.compiler.quantize.compile_network`; ``calibration`` images
             ``(B, C, H, W)`` also give a torch model's ``input_shape`` when no option does.
+        strict: turn the compiler's warnings (:class:`~rewire.errors.RewireWarning`, issued
+            through :func:`warnings.warn` and kept in ``warnings`` of the result: semantic
+            differences from the source model and quantization losses,
+            :mod:`rewire.compiler.diagnostics`) into a ``StrictError`` naming every one.
         lower_options: for the frontend, by keyword (:func:`rewire.frontends.lower`): a torch
             module takes ``example_input``, ``steps``, ``encoding``, ``input_gain``,
             ``input_shape``; a NIR graph or ``.nir`` path ``dt``, ``steps``, ``encoding``,
@@ -98,6 +102,7 @@ def compile(model, profile, input_max_value: int | None = None, cores: int | Non
         rewire.errors.ProfileError: an unknown or malformed profile.
         TypeError: an option the model's frontend does not take (named).
         ValueError: frontend options given with an IR network (they would be ignored).
+        rewire.errors.StrictError: ``strict`` and the compiler warned (a ``CompileError``).
     """
     from rewire.compiler.quantize import compile_network
     from rewire.errors import CompileError, RewireError
@@ -118,7 +123,7 @@ def compile(model, profile, input_max_value: int | None = None, cores: int | Non
         except ValueError as exc:  # an IR node refused a value (NaN weight, v_reset >= v_th)
             raise CompileError(f"the model cannot be compiled: {exc}") from None
     return compile_network(network, profile, input_max_value=input_max_value, cores=cores,
-                           calibration=calibration)
+                           calibration=calibration, strict=strict)
 
 
 def _layout_from_data(model, calibration, options: dict) -> dict:

@@ -37,6 +37,7 @@ import numpy as np
 
 from rewire.compiler._rows import RowBlocks, calibrated_max, conv_patches, int_row_sums
 from rewire.compiler.bias_lines import max_relay_threshold
+from rewire.compiler.diagnostics import with_warnings
 from rewire.compiler.mapping import map_cores
 from rewire.compiler.netx_legal import grid_matrix, netx_exact, netx_weights, to_netx_grid
 from rewire.compiler.skips import (check_skips, conv_skip_columns, split_skips,
@@ -302,7 +303,8 @@ QUANTIZERS = {ir_nodes.Dense: _dense, ir_nodes.RecurrentDense: _dense,
 
 def compile_network(network: Network, profile: HardwareProfile, input_max_value: int | None = None,
                     cores: int | None = None,
-                    calibration: np.ndarray | None = None) -> CompiledNetwork:
+                    calibration: np.ndarray | None = None, strict: bool = False
+                    ) -> CompiledNetwork:
     """Compile an IR :class:`~rewire.ir.network.Network` for ``profile``.
 
     Each IR layer becomes the compiled layer of its synapse type
@@ -319,16 +321,19 @@ def compile_network(network: Network, profile: HardwareProfile, input_max_value:
         cores: cores allotted to the model (default: the whole chip).
         calibration: optional inputs ``(B, *input_shape)`` or ``(B, n_in)`` in [0, 1] (the
             training set) bounding the first layer's graded input (current encoding);
-            default: the worst case.
+            default: the worst case; also the inputs of the class-agreement check.
+        strict: refuse the network when it has warnings (below) instead of warning.
 
     Returns:
-        The frozen :class:`CompiledNetwork`.
+        The frozen :class:`CompiledNetwork`, its ``warnings`` the ones issued as
+        :class:`~rewire.errors.RewireWarning` s (:mod:`rewire.compiler.diagnostics`).
 
     Raises:
         CompileError: a profile whose neuron model is not ``cuba``, ``input_max_value`` not
             an integer in [1, 2**24], ``cores`` outside [1, limits.cores], and the errors of
             :meth:`~rewire.ir.chip_neurons.ChipNeuron.check`, :func:`quantize_layer` and
-            :func:`rewire.compiler.mapping.map_cores` (``MappingError``), naming the layer.
+            :func:`rewire.compiler.mapping.map_cores` (``MappingError``), naming the layer;
+            with ``strict``, ``StrictError`` naming every warning.
         TypeError: ``network`` is not an IR ``Network`` (named, with how to lower it).
     """
     if not isinstance(network, Network):
@@ -381,8 +386,9 @@ def compile_network(network: Network, profile: HardwareProfile, input_max_value:
                 name, layer, profile, input_scale, max_payload, payloads, netx, relays)
         layers.append(dataclasses.replace(compiled, source=layer.name))
     mapping = map_cores(layers, profile, cores)
-    return CompiledNetwork(layers=tuple(layers), steps=network.steps,
+    chip = CompiledNetwork(layers=tuple(layers), steps=network.steps,
                            encoding=network.encoding, input_gain=network.input_gain,
                            input_max_value=payload_max, profile=profile,
                            mapping=mapping, notes=network.notes, source=network.source,
                            input_layout=network.input_shape)
+    return with_warnings(chip, calibration, strict)  # rewire.compiler.diagnostics

@@ -4,7 +4,8 @@ Layout read by ``lava.lib.dl.netx.hdf5.Network`` (lava-dl 0.6, ``netx/hdf5.py``)
 
     /                      attrs: rewire_format_version, rewire_version, profile, steps,
                                   encoding, input_message_bits, input_max_value, dt,
-                                  lava_delay_steps (one step per layer: drop that many)
+                                  lava_delay_steps (one step per layer: drop that many),
+                                  rewire_warnings (JSON, only when the compiler warned)
     /layer/<k>/type        b"dense" (b"dense_rec" for a recurrent layer)
     /layer/<k>/shape       int (n_out,)
     /layer/<k>/weight      int16 (n_out, n_in): chip weights (even values in [-254, 254] on
@@ -179,6 +180,8 @@ def write(net: CompiledNetwork, path: str | Path) -> Path:
                  "lava_delay_steps": lava_delay_steps(net)}
         if lines:
             attrs["rewire_bias_lines"] = lines
+        if net.warnings:  # the compiler's warnings (JSON), only when there are some
+            attrs["rewire_warnings"] = net.warnings_json
         f.attrs.update(attrs)
         layers = f.create_group("layer")
         index = 0

@@ -314,6 +314,8 @@ def to_nir(net: CompiledNetwork | Network) -> nir.NIRGraph:
         weights = [p for p in pools if p is not None]
         if weights:
             meta["pool_weight"] = weights[0]
+    if net.warnings:  # the compiler's warnings (JSON), only when there are some
+        meta["rewire_warnings"] = net.warnings_json
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
 
 

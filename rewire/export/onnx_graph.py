@@ -187,7 +187,8 @@ def metadata(net: CompiledNetwork, body: StepBody, kind: str, usage: str) -> dic
     ``encoding``, ``input_gain``, ``input_max_value``, ``state_layout`` (JSON) and ``usage``;
     when the first layer is a conv layer, or the source model's input has a layout of its
     own (``CompiledNetwork.input_layout``), also ``input_shape``, the JSON per-sample shape
-    (``[C, H, W]``) whose ``x.flatten()`` the flat input ``x`` is.
+    (``[C, H, W]``) whose ``x.flatten()`` the flat input ``x`` is; when the compiler
+    warned, ``rewire_warnings`` (:attr:`~rewire.ir.compiled.CompiledNetwork.warnings_json`).
     """
     meta = {"rewire_version": __version__, "rewire_format_version": str(net.format_version),
             "kind": kind, "profile": net.profile.name, "dt": repr(net.dt),
@@ -196,6 +197,8 @@ def metadata(net: CompiledNetwork, body: StepBody, kind: str, usage: str) -> dic
             "state_layout": json.dumps(body.layout), "usage": usage}
     if isinstance(net.layers[0], CompiledConv) or net.input_layout:
         meta["input_shape"] = json.dumps([int(d) for d in net.input_shape])
+    if net.warnings:
+        meta["rewire_warnings"] = net.warnings_json
     return meta
 
 

@@ -12,7 +12,7 @@ import math
 import nir
 import numpy as np
 
-from rewire.errors import LoweringError
+from rewire.errors import LoweringError, SEMANTIC_NOTE
 from rewire.frontends._nir_graph import _TAUS, _all_neurons, _arr, _kind, _resolve
 
 #: Frameworks :func:`rewire.frontends.nir.lower` knows the semantics of (``source=``);
@@ -123,6 +123,10 @@ _SOURCE_NOTES = {
           "step (snnTorch, rockpool, spyx) gives other spike trains: pass source= to be told",
 }
 
+#: Sources whose note in :data:`_SOURCE_NOTES` names spike trains that differ from the IR's
+#: (marked :data:`rewire.errors.SEMANTIC_NOTE`: the compiler turns them into warnings).
+_DIFFERS = ("snntorch", "rockpool", "spyx")
+
 
 def _semantics(graph: nir.NIRGraph, nodes: dict, dt: float, source: str | None):
     """``(source, mode, tau_scale, notes)``: the framework (declared, else detected), how the
@@ -183,10 +187,11 @@ def _semantics(graph: nir.NIRGraph, nodes: dict, dt: float, source: str | None):
         notes.append(f"NIR voltages divided by r (IF: v += r S) and w_in*dt/tau_syn folded "
                      f"into the weights before each CubaLIF/CubaLI, so the IR's Euler step is "
                      f"NIR's at dt{other}")
-    notes.append(_SOURCE_NOTES[source])
+    # a source whose spike trains differ from the IR's: marked, the compiler warns
+    notes.append((SEMANTIC_NOTE if source in _DIFFERS else "") + _SOURCE_NOTES[source])
     if source == "snntorch" and not math.isclose(dt, SNNTORCH_DT, rel_tol=1e-9):
-        notes.append(f"snnTorch's exporter writes tau = 1e-4 s / (1 - beta); at dt = {dt:g} s "
-                     f"the decays are 1 - dt/tau, not snnTorch's beta")
+        notes.append(f"{SEMANTIC_NOTE}snnTorch's exporter writes tau = 1e-4 s / (1 - beta); "
+                     f"at dt = {dt:g} s the decays are 1 - dt/tau, not snnTorch's beta")
     mode = "norse" if norse else source if source in ("rockpool", "spyx") else "nir"
     if source == "rewire" and any(_kind(node) == "IF" and np.any(_arr(node.r) != 1)
                                   for _, node in _all_neurons(nodes)):

@@ -12,8 +12,10 @@ the input is encoded, which profile it was compiled for and where each neuron si
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
+from rewire.errors import WarningRecord
 from rewire.hw_profiles.profile import HardwareProfile
 from rewire.ir import nodes as ir_nodes
 from rewire.ir._checked import MALFORMED
@@ -53,6 +55,9 @@ class CompiledNetwork:
         input_layout: the per-sample shape the source model's input takes where it is not
             the first layer's own (an MLP whose forward flattens a ``(1, 8, 8)`` image);
             ``()`` otherwise (normalized so). :attr:`input_shape` reads it.
+        warnings: the :class:`~rewire.errors.WarningRecord` s the compiler issued (semantic
+            differences from the source model, quantization losses:
+            :mod:`rewire.compiler.diagnostics`); ``()`` when there are none.
 
     Raises:
         ValueError: an ``input_layout`` that does not hold the first layer's inputs.
@@ -69,6 +74,7 @@ class CompiledNetwork:
     notes: tuple[str, ...] = ()
     source: str = ""
     input_layout: tuple[int, ...] = ()
+    warnings: tuple[WarningRecord, ...] = ()
 
     def __post_init__(self):
         layout = tuple(int(s) for s in self.input_layout)
@@ -88,6 +94,12 @@ class CompiledNetwork:
         entry point that takes input takes ``(B, *input_shape)`` or the flat ``(B, n_in)``
         (:mod:`rewire.ir.input_layout`)."""
         return self.input_layout or self._own_shape()
+
+    @property
+    def warnings_json(self) -> str:
+        """The warnings as compact JSON (a list of :meth:`~rewire.errors.WarningRecord.to_dict`),
+        the ``rewire_warnings`` metadata entry every writer adds when there are warnings."""
+        return json.dumps([w.to_dict() for w in self.warnings], separators=(",", ":"))
 
     @property
     def dt(self) -> float:
@@ -114,14 +126,18 @@ class CompiledNetwork:
 
     def to_dict(self) -> dict:
         """Versioned, JSON-ready dict of the whole compiled network, the core mapping with
-        its placement included (``"mapping"``)."""
-        return {"format": "rewire-compiled", "version": self.format_version,
-                "layers": [l.to_dict() for l in self.layers], "steps": self.steps,
-                "encoding": self.encoding, "input_gain": self.input_gain,
-                "input_max_value": self.input_max_value, "profile": self.profile.to_dict(),
-                "cores": self.mapping.allotted, "mapping": self.mapping.to_dict(placement=True),
-                "notes": list(self.notes), "source": self.source,
-                **({"input_layout": list(self.input_layout)} if self.input_layout else {})}
+        its placement included (``"mapping"``); ``"warnings"`` only when there are some (a
+        network without warnings gives the dict, and the files, of earlier rewire)."""
+        out = {"format": "rewire-compiled", "version": self.format_version,
+               "layers": [l.to_dict() for l in self.layers], "steps": self.steps,
+               "encoding": self.encoding, "input_gain": self.input_gain,
+               "input_max_value": self.input_max_value, "profile": self.profile.to_dict(),
+               "cores": self.mapping.allotted, "mapping": self.mapping.to_dict(placement=True),
+               "notes": list(self.notes), "source": self.source,
+               **({"input_layout": list(self.input_layout)} if self.input_layout else {})}
+        if self.warnings:
+            out["warnings"] = [w.to_dict() for w in self.warnings]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict, mapping: CoreMapping | None = None) -> "CompiledNetwork":
@@ -152,6 +168,10 @@ class CompiledNetwork:
                              "rewire): load it with rewire.compiler.mapping.load_compiled, "
                              "which maps the cores again")
         check_run_fields(data)
+        warned = data.get("warnings", [])
+        if not isinstance(warned, list):
+            raise ValueError("compiled network: warnings must be a list")
+        warned = tuple(WarningRecord.from_dict(w) for w in warned)
         layers = []
         for k, entry in enumerate(data["layers"]):
             try:
@@ -179,7 +199,7 @@ class CompiledNetwork:
                    input_max_value=data["input_max_value"], profile=profile,
                    mapping=mapping,
                    notes=tuple(data.get("notes", ())), source=data.get("source", ""),
-                   input_layout=_layout(data.get("input_layout", [])))
+                   input_layout=_layout(data.get("input_layout", [])), warnings=warned)
 
     @property
     def sizes(self) -> tuple[int, ...]:

@@ -19,7 +19,8 @@ there; an option left out keeps that default, so this command and ``rewire.run_j
 the same job. An error that names a field is printed with its flag.
 
 Exit codes: 0 success, 2 bad input (the message names the option or field and the fix),
-3 with ``--strict`` when the report has warnings (:mod:`rewire.job.health`; the files are
+3 with ``--strict`` when the run has warnings (the compiler's,
+:mod:`rewire.compiler.diagnostics`, and the report's, :mod:`rewire.job.health`; the files are
 written), 130 on Ctrl-C (at any moment, start-up included) and 143 on SIGTERM (one line; the
 previous export is left whole and no staging folder stays behind). Set ``REWIRE_DEBUG=1`` to
 see what third-party libraries print on import (:mod:`rewire.job.quiet`).
@@ -48,7 +49,7 @@ FLAGS = {
     "connectivity": "--connectivity", "max_fan_in": "--max-fan-in", "epochs": "--epochs",
     "batch_size": "--batch-size", "lr": "--lr", "alpha": "--alpha",
     "sparsity": "--target-sparsity", "seed": "--seed", "device": "--device",
-    "progress": "--no-progress", "lava_samples": "--lava-samples",
+    "progress": "--no-progress", "lava_samples": "--lava-samples", "strict": "--strict",
 }
 #: The fields of ``JobSpec.train`` among :data:`FLAGS`.
 TRAIN_FIELDS = ("epochs", "batch_size", "lr", "alpha", "sparsity", "seed", "device", "progress")
@@ -214,10 +215,12 @@ def parser() -> argparse.ArgumentParser:
     add(t, "seed", "random seed ({default})", type=_int)
     add(t, "device", "torch device ({default})")
     add(t, "progress", "no progress bar", action="store_false")
-    p.add_argument("--strict", action="store_true", default=False,
-                   help="exit with code 3 when the report has warnings (a dead net, a "
-                        "projection that cost > 1 point, a check that compared no spike, "
-                        "chance-level accuracy); the files are still written")
+    add(p, "strict", "exit with code 3 when the run has warnings (the compiler's: a semantic "
+                     "difference from the source model, synapses or threshold bits lost to "
+                     "the chip's grid, float vs integer class agreement < 98 %%; the "
+                     "report's: a dead net, a projection that cost > 1 point, a check that "
+                     "compared no spike, chance-level accuracy); the files are still written",
+        action="store_true")
     add(p, "lava_samples", "test samples to run in Lava and compare spike for spike with the "
                            "integer model ({default}; 0 skips; skipped without Lava)",
         type=_int)
@@ -298,10 +301,13 @@ def _main(args: argparse.Namespace) -> int:
         return 0
     from rewire.job import runner
 
-    report = runner.run(runner.prepare(job_spec(args)))
-    if args.strict and report.get("warnings"):
-        print(f"error: --strict: the run ended with {len(report['warnings'])} warning(s) (see "
-              f"the end of the table and report.json 'warnings'); exit code 3",
+    from rewire.errors import StrictError
+
+    try:
+        runner.run(runner.prepare(job_spec(args)))
+    except StrictError as exc:
+        print(f"error: --strict: the run ended with {len(exc.warnings)} warning(s) (see the "
+              f"end of the table and report.json 'warnings'); exit code 3: {exc}",
               file=sys.stderr)
         return 3
     return 0

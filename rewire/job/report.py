@@ -11,6 +11,7 @@ import json
 
 from rewire._version import __version__
 from rewire.compiler.metrics import energy_estimate, network_metrics
+from rewire.errors import WarningRecord
 from rewire.hw_profiles.profile import KNOWN_FORMATS, HardwareProfile
 from rewire.ir.compiled_layers import CompiledSumPool
 from rewire.job import health
@@ -31,8 +32,10 @@ def build_report(prep, result: TrainResult, files: dict, timings: dict, lava: di
     cannot compile gives ``cores`` (the trained float network's
     :class:`~rewire.compiler.mapping.CoreMapping`), ``reason`` (why nothing was compiled) and
     ``activity`` (:func:`rewire.job.health.float_activity`); its fixed-point fields are
-    ``None`` or left out. ``warnings`` (:func:`rewire.job.health.warnings`) are read from the
-    finished report.
+    ``None`` or left out. ``compiler_warnings`` are the compiled network's typed warnings
+    (:mod:`rewire.compiler.diagnostics`: ``code``, ``layer``, ``message``, ``figures``; ``[]``
+    when uncompiled); ``warnings`` are sentences: those of the compiler (``[code] layer:
+    message``) first, then :func:`rewire.job.health.warnings`, read from the finished report.
 
     Args:
         prep: the :class:`~rewire.job.preparation.Prepared` job.
@@ -83,8 +86,20 @@ def build_report(prep, result: TrainResult, files: dict, timings: dict, lava: di
     report["test_set"] = {"samples": int(len(labels)), "classes": int(labels.max()) + 1,
                           "majority_share": majority, "chance_threshold": threshold}
     report["activity"] = activity
-    report["warnings"] = health.warnings(report)
+    records = net.warnings if net is not None else ()
+    report["compiler_warnings"] = [w.to_dict() for w in records]
+    report["warnings"] = [w.text for w in records] + health.warnings(report)
     return report
+
+
+def warning_records(report: dict) -> list[WarningRecord]:
+    """Every warning of a finished report as a :class:`~rewire.errors.WarningRecord`: the
+    compiler's as they are, the run's (:func:`rewire.job.health.warnings`) with code
+    ``"run"`` (what ``strict`` names in its :class:`~rewire.errors.StrictError`)."""
+    typed = [WarningRecord.from_dict(w) for w in report.get("compiler_warnings", [])]
+    texts = {w.text for w in typed}
+    return typed + [WarningRecord("run", "", w) for w in report.get("warnings", [])
+                    if w not in texts]
 
 
 def export_formats(profile: HardwareProfile, written, reason: str = "") -> dict:
@@ -204,4 +219,5 @@ def to_json(report: dict) -> str:
     return json.dumps(report, indent=2, sort_keys=False) + "\n"
 
 
-__all__ = ["REPORT_VERSION", "build_report", "export_formats", "missed_limits", "to_json"]
+__all__ = ["REPORT_VERSION", "build_report", "export_formats", "missed_limits", "to_json",
+           "warning_records"]

@@ -28,7 +28,7 @@ from torch.utils.data import TensorDataset
 from rewire._version import __version__
 from rewire.compiler import equivalence, mapping, simulate
 from rewire.compiler.quantize import compile_network
-from rewire.errors import CompileError
+from rewire.errors import CompileError, StrictError
 from rewire.export import build as build_files, cores as cores_files
 from rewire.frontends import lower
 from rewire.hw_profiles.profile import KNOWN_FORMATS
@@ -39,7 +39,7 @@ from rewire.job import health
 from rewire.job.preparation import Prepared, prepare
 from rewire.job.publish import Staging
 from rewire.job.quiet import captured
-from rewire.job.report import build_report, export_formats
+from rewire.job.report import build_report, export_formats, warning_records
 from rewire.job.spec import JobSpec, default_train_config, training_line
 from rewire.job.table import format_report
 from rewire.training.conv import SpikingConvNet
@@ -136,6 +136,8 @@ def run(prep: Prepared, log=print) -> dict:
         CompileError: a chip whose neurons rewire cannot compile, with a model other than a
             fully connected one (before training); what the compiler or a writer refuses.
         MappingError: the trained network does not fit the cores (before any file is written).
+        StrictError: ``spec.strict`` and the run has warnings (raised after the files are
+            published and the table logged; it names every warning).
     """
     spec, profile, t0 = prep.spec, prep.profile, time.perf_counter()
     compiled = profile.neuron.model == "cuba"
@@ -156,6 +158,8 @@ def run(prep: Prepared, log=print) -> dict:
     result = _train(prep)
     report = (_compile_and_export if compiled else _map_float)(prep, result, t0)
     log(format_report(report))
+    if spec.strict and report["warnings"]:  # after the files and the table: see them
+        raise StrictError(warning_records(report))
     return report
 
 

@@ -83,6 +83,11 @@ class JobSpec:
             integer model (0 = skip; skipped when Lava is not installed). The default, 10, is
             the same from Python and from the command line (before this version Python's was
             0): ``rewire.run_job()`` runs the job ``python -m rewire.export`` runs.
+        strict: the run's warnings are errors: after the files are written and the table
+            printed, :func:`rewire.job.runner.run` raises a
+            :class:`~rewire.errors.StrictError` naming every warning (the compiler's,
+            :mod:`rewire.compiler.diagnostics`, and the report's,
+            :mod:`rewire.job.health`); ``--strict`` exits with code 3.
 
     Raises:
         ValueError: ``model`` is not one of :data:`MODELS` (the other fields are checked by
@@ -110,6 +115,7 @@ class JobSpec:
     lava_samples: int = 10
     input: str | None = None
     events: str | None = None
+    strict: bool = False
 
     def __post_init__(self) -> None:
         defaults = default_train_config(self.model, self.dataset)

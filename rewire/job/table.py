@@ -62,6 +62,11 @@ def format_report(report: dict) -> str:
                             f"{l['diverged_samples']:.1%} of samples diverge")))
         rows.append(("float vs int output", f"same class on {eq['prediction_agreement']:.2%} "
                                             f"of {eq['samples']} test samples"))
+    typed = report.get("compiler_warnings") or []
+    if typed:  # each one in full at the end, between the lines of "!"
+        rows.append(("compiler warnings", f"{len(typed)}: " + ", ".join(
+            f"{w['code']} {w['layer']}".rstrip() for w in typed)
+            + " (the chip model differs from the trained one: see below)"))
     rows += metric_rows(report)
     fmt = report.get("formats")
     if fmt:

@@ -23,6 +23,8 @@ def test_default_main_job_meets_the_targets(tmp_path):
     assert abs(res["quantization_drop"]) <= 0.02
     assert res["within_budget"] and res["cores"] <= 128
     assert r["warnings"] == []  # a healthy run has none (tests/test_health.py: the bad ones)
+    # nor compiler warnings (tests/compiler/test_diagnostics.py, tests/job/test_job_warnings.py)
+    assert r["compiler_warnings"] == []
     from rewire.job.table import format_report
 
     table = format_report(r)
