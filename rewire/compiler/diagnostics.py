@@ -50,7 +50,7 @@ import numpy as np
 
 from rewire.errors import SEMANTIC_NOTE, RewireWarning, StrictError, WarningRecord
 from rewire.ir.compiled import CompiledNetwork
-from rewire.ir.compiled_layers import CompiledSumPool
+from rewire.ir.compiled_layers import CompiledConv, CompiledSumPool
 
 __all__ = ["LOST_SHARE", "THRESHOLD_BITS", "AGREEMENT", "CALIBRATION_SAMPLES", "diagnose",
            "issue", "with_warnings", "semantic_notes", "lost_synapses", "threshold_resolution",
@@ -95,10 +95,14 @@ def lost_synapses(net: CompiledNetwork) -> list[WarningRecord]:
 
 
 def _float_fan_in(layer) -> np.ndarray:
-    """The float weights in the layout of ``layer.fan_in_matrix`` (recurrent ones after)."""
+    """The float weights in the layout of ``layer.fan_in_matrix`` (recurrent, then skip
+    ones after)."""
     w = np.asarray(layer.weight, np.float64).reshape(len(layer.weight), -1)
     rec = getattr(layer, "weight_rec", None)
-    return w if rec is None else np.hstack([w, np.asarray(rec, np.float64)])
+    parts = [w] + ([] if rec is None else [np.asarray(rec, np.float64)])
+    if not isinstance(layer, CompiledConv):  # a dense layer's skips follow its columns
+        parts += [np.asarray(s.weight, np.float64) for s in layer.skips]
+    return np.hstack(parts) if len(parts) > 1 else w
 
 
 def threshold_resolution(net: CompiledNetwork) -> list[WarningRecord]:

@@ -314,7 +314,7 @@ def to_nir(net: CompiledNetwork | Network) -> nir.NIRGraph:
         weights = [p for p in pools if p is not None]
         if weights:
             meta["pool_weight"] = weights[0]
-    if net.warnings:  # the compiler's warnings (JSON), only when there are some
+    if getattr(net, "warnings", ()):  # a compiled network's warnings (JSON), when any
         meta["rewire_warnings"] = net.warnings_json
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
 

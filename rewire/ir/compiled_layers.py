@@ -26,49 +26,10 @@ import numpy as np
 from rewire.ir import nodes as ir_nodes
 from rewire.ir._checked import array_from_dict, check_int
 from rewire.ir.chip_neurons import ChipNeuron, chip_class
+from rewire.ir.compiled_skip import CompiledSkip
 
 __all__ = ["CompiledSkip", "CompiledLayer", "CompiledDense", "CompiledRecurrentDense", "CompiledConv",
            "CompiledSumPool", "LAYER_TYPES", "lookup", "layer_names"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class CompiledSkip:
-    """A skip connection into a compiled layer (:class:`rewire.ir.network.Skip`), quantized
-    with the scale ``S`` of the layer it feeds.
-
-    Attributes:
-        source: 0 for the network input, ``k >= 1`` for the output of layer ``k`` (1-based).
-        weight: float32 ``(n_target, n_source)``.
-        weight_int: int32, same shape, on the layer's weight grid.
-    """
-
-    source: int
-    weight: np.ndarray
-    weight_int: np.ndarray
-
-    def to_dict(self) -> dict:
-        """``{"source", "weight", "weight_int"}``, arrays as ``{dtype, shape, data}``."""
-        return {"source": self.source, **{k: _array(getattr(self, k))
-                                          for k in ("weight", "weight_int")}}
-
-    @staticmethod
-    def from_dict(data: dict) -> "CompiledSkip":
-        """Inverse of :meth:`to_dict`.
-
-        Raises:
-            ValueError: missing or unknown fields, or malformed arrays (named).
-        """
-        if not isinstance(data, dict) or set(data) != {"source", "weight", "weight_int"}:
-            raise ValueError("a compiled skip is a {source, weight, weight_int} dict")
-        return CompiledSkip(source=check_int("CompiledSkip.source", data["source"], 0,
-                                             2**31 - 1),
-                            **{k: array_from_dict(data[k], f"CompiledSkip.{k}")
-                               for k in ("weight", "weight_int")})
-
-
-def _array(value: np.ndarray) -> dict:
-    return {"dtype": str(value.dtype), "shape": list(value.shape),
-            "data": value.reshape(-1).tolist()}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -325,6 +286,26 @@ class CompiledConv(CompiledLayer):
     padding: tuple[int, int] = (0, 0)
     groups: int = 1
     TYPE: ClassVar[str] = "conv"
+
+    @property
+    def fan_in_matrix(self) -> np.ndarray:
+        """One row per output channel: its kernel (the skips, per neuron, are counted by
+        :attr:`synapses` and :attr:`max_fan_in`)."""
+        return self._own_fan_in()
+
+    @property
+    def synapses(self) -> int:
+        """Connected kernel entries plus connected skip synapses."""
+        return int(np.count_nonzero(self._own_fan_in())) + \
+            sum(int(np.count_nonzero(s.weight_int)) for s in self.skips)
+
+    @property
+    def max_fan_in(self) -> int:
+        """The most connected entries of one channel's kernel, plus the most connected skip
+        synapses into one neuron (an upper bound on one neuron's fan-in)."""
+        skip = sum((np.count_nonzero(s.weight_int, axis=1) for s in self.skips),
+                   np.zeros(self.shape[0], np.int64))
+        return int(np.count_nonzero(self._own_fan_in(), axis=1).max()) + int(skip.max())
 
     @property
     def shape(self) -> tuple[int, int]:
