@@ -35,7 +35,6 @@ rounded to 0).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -52,9 +51,10 @@ from rewire.hw_profiles.profile import HardwareProfile, load_profile
 from rewire.ir.chip_neurons import chip_class
 from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import CompiledRecurrentDense, CompiledSumPool
+from rewire.training.qat_grid import ChipGrid, InputGrid, grid_off, qat_grids, remove_qat
 
-__all__ = ["QAT", "ChipGrid", "QATRun", "auto_epochs", "chip_image", "compile_image", "grid_off",
-           "remove_qat"]
+__all__ = ["QAT", "ChipGrid", "InputGrid", "QATRun", "auto_epochs", "chip_image",
+           "compile_image", "grid_off", "qat_grids", "remove_qat"]
 
 #: Weight tensors a compiled layer's source module holds, in ``[W | W_rec]`` order.
 WEIGHT_NAMES = ("weight", "input_weights", "recurrent_weights")
@@ -106,85 +106,6 @@ class QAT:
                 raise ValueError(f"qat.profile must be a HardwareProfile, a shipped profile "
                                  f"name or a TOML path, got {type(self.profile).__name__}")
             object.__setattr__(self, "profile", load_profile(self.profile))
-
-
-class _GridFn(torch.autograd.Function):
-    """Forward: the grid value; backward: the gradient unchanged (straight through)."""
-
-    @staticmethod
-    def forward(ctx, w, k, step, wmag):
-        q = torch.round(w.detach().double() * (k / step)) * step
-        return (q.clamp(-wmag, wmag) / k).to(w.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad, None, None, None
-
-
-class ChipGrid(nn.Module):
-    r"""Parametrization ``w -> clip(step round(w k / step), +-wmag) / k`` with a
-    straight-through gradient; ``k = g c_in S`` is set by :meth:`set` (the identity until
-    then, or while :attr:`on` is ``False``).
-
-    Shapes: any weight shape; the output has the input's shape and dtype. The rounding is done
-    in float64, as the compiler does it, so the grid value is the compiler's integer over ``k``.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.k, self.step, self.wmag, self.on = 0.0, 1, 0, True
-
-    def set(self, k: float, step: int, wmag: int) -> None:
-        """Use ``k`` (float weight -> integer units), the grid ``step`` and ``wmag``."""
-        self.k, self.step, self.wmag = float(k), int(step), int(wmag)
-
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        if not self.on or not self.k > 0:
-            return w
-        return _GridFn.apply(w, self.k, self.step, self.wmag)
-
-    def integers(self, w: torch.Tensor) -> np.ndarray:
-        """The compiler's integers of float weights ``w`` (int64, ``w``'s shape)."""
-        q = np.round(w.detach().double().cpu().numpy() * (self.k / self.step)) * self.step
-        return np.clip(q, -self.wmag, self.wmag).astype(np.int64)
-
-
-def _grids(model: nn.Module):
-    """``(module, tensor name, ChipGrid)`` of every grid on ``model``."""
-    for module in model.modules():
-        if parametrize.is_parametrized(module):
-            for pname, plist in module.parametrizations.items():
-                for p in plist:
-                    if isinstance(p, ChipGrid):
-                        yield module, pname, p
-
-
-@contextlib.contextmanager
-def grid_off(model: nn.Module):
-    """Within the block, ``model``'s weights are the plain (GradR) ones: what the compiler
-    must see to compute the grid (a weight already on its grid need not compile to the same
-    ``S``)."""
-    grids = [g for _, _, g in _grids(model)]
-    before = [g.on for g in grids]
-    for g in grids:
-        g.on = False
-    try:
-        yield model
-    finally:
-        for g, on in zip(grids, before):
-            g.on = on
-
-
-def remove_qat(model: nn.Module) -> nn.Module:
-    """Remove every :class:`ChipGrid` from ``model`` (in place), leaving its GradR
-    parametrization (and the rounded thresholds and decays) as they are; returns ``model``."""
-    for module, pname, grid in list(_grids(model)):
-        plist = module.parametrizations[pname]
-        if len(plist) == 1:
-            parametrize.remove_parametrizations(module, pname, leave_parametrized=False)
-        else:
-            del plist[[i for i, p in enumerate(plist) if p is grid][0]]
-    return model
 
 
 def _neuron_modules(model: nn.Module) -> list[nn.Module]:
@@ -296,8 +217,7 @@ class QATRun:
         return net
 
     def epoch(self, epoch: int) -> None:
-        """Called at the start of ``epoch`` (0-based): decide and attach at the first QAT
-        epoch, refresh the grid at every later one."""
+        """At the start of ``epoch`` (0-based): decide and attach, then refresh the grid."""
         if self.qat is None or epoch < self.start:
             return
         if epoch == self.start:
@@ -327,6 +247,10 @@ class QATRun:
                                  f"tensor QAT can put on the chip's grid")
             for pname in names:
                 parametrize.register_parametrization(module, pname, ChipGrid())
+            if layer is net.layers[0] and net.encoding == "current":
+                hook = InputGrid()
+                self.model._rewire_qat_input = (module, hook,
+                                                module.register_forward_pre_hook(hook))
             rounded = _rounded_fields(layer, net.profile)
             self._set_cell(cell, {k: v for k, v in rounded.items() if k != "v_th"})
             self.v_th0.append(getattr(layer.neuron, "v_th", None))
@@ -361,12 +285,15 @@ class QATRun:
                     np.shape(want)) != 0) & (want == 0)))
             if v_th0 is not None and layer.spiking:
                 self._set_cell(cell, {"v_th": round(v_th0 * layer.scale) / layer.scale})
-        self.info.update(grid_zero=zero, grid_mismatch=mismatch,
+        held = getattr(self.model, "_rewire_qat_input", None)
+        if held is not None:
+            held[1].unit = net.input_gain / net.input_max_value
+        self.info.update(grid_zero=zero, payload=int(net.input_max_value), grid_mismatch=mismatch,
                          scales=[float(l.scale) for l in net.layers])
 
     def finish(self) -> None:
-        """The final grid (after the last epoch, and again after the projection): the model
-        is then the float image of the network the compiler makes of it."""
+        """The final grid (after the last epoch and after the projection): the model is then
+        the float image of the network the compiler makes of it."""
         self.refresh()
 
 
