@@ -36,15 +36,15 @@ def check_inputs(prep) -> np.ndarray:
 
 
 def qat_option(prep) -> QAT | None:
-    """The ``qat=`` of ``train`` for the job ``prep``: ``None`` for ``--qat off`` and for a chip
-    rewire does not compile (no fixed point to train for).
+    """The ``qat=`` of ``train`` for the job ``prep``: ``None`` for ``--qat off``, for ``auto``
+    on a one-epoch run, and for a chip rewire does not compile (no fixed point to train for).
 
     Raises:
         ValueError: ``--qat N`` on a chip whose neuron model has no compiler (named).
     """
     spec = prep.spec
-    if spec.qat == "off":
-        return None
+    if spec.qat == "off" or (spec.qat == "auto" and spec.train.epochs < 2):
+        return None  # auto never trains the whole run on the grid: no epoch to measure after
     if prep.profile.neuron.model != "cuba":
         if spec.qat == "auto":
             return None

@@ -177,3 +177,21 @@ def test_job_table_line_says_what_qat_did():
     on = qat_line({"on": True, "below": 0.99, "epochs": 10, "agreement_before": 0.95,
                    "grid_zero": 3})
     assert on.startswith("on for the final 10 epochs (float vs int agreement 95.00%")
+
+
+def test_job_rule_builds_the_qat_option(tmp_path):
+    """``--qat auto`` (the default): the final sixth of the epochs, below 99 %, measured on
+    1,000 training inputs; ``--qat N``: always; ``off`` and a chip without a compiler: none."""
+    from rewire.job.preparation import prepare
+    from rewire.job.qat_rule import qat_option
+    from rewire.job.spec import JobSpec
+
+    q = qat_option(prepare(JobSpec(out=str(tmp_path / "a"))))
+    assert (q.epochs, q.below, q.check_inputs.shape, q.input_max_value) == \
+        (10, 0.99, (1000, 64), 16)
+    q = qat_option(prepare(JobSpec(out=str(tmp_path / "b"), qat=3)))
+    assert (q.epochs, q.below, q.check_inputs) == (3, None, None)
+    assert qat_option(prepare(JobSpec(out=str(tmp_path / "c"), qat="off"))) is None
+    assert qat_option(prepare(JobSpec(out=str(tmp_path / "d"), profile="speck"))) is None
+    with pytest.raises(ValueError, match="^qat: profile 'speck'"):
+        qat_option(prepare(JobSpec(out=str(tmp_path / "e"), profile="speck", qat=3)))
