@@ -171,15 +171,15 @@ def table(path: Path) -> str:
         r = json.loads(line)
         rows[(r["case"], r["qat_epochs"] > 0)] = r
     out = ["| case | epochs | QAT epochs | float % | integer % | agreement % | integer − "
-           "no-QAT float (points) | connectivity | train s | wall s |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "no-QAT float (points) | connectivity | connected, 0 on the grid | train s | wall s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (case, on), r in sorted(rows.items()):
         base = rows.get((case, False))
         delta = "" if base is None else f"{100 * (r['integer'] - base['float']):+.2f}"
         out.append(f"| {case} | {r['epochs']} | {r['qat_epochs'] or '–'} | "
                    f"{100 * r['float']:.2f} | {100 * r['integer']:.2f} | "
                    f"{100 * r['agreement']:.2f} | {delta} | {r['connectivity']:.2%} | "
-                   f"{r['train_s']} | {r['wall_s']} |")
+                   f"{r['qat'].get('grid_zero', '–')} | {r['train_s']} | {r['wall_s']} |")
     return "\n".join(out)
 
 
