@@ -195,3 +195,61 @@ def test_job_rule_builds_the_qat_option(tmp_path):
     assert qat_option(prepare(JobSpec(out=str(tmp_path / "d"), profile="speck"))) is None
     with pytest.raises(ValueError, match="^qat: profile 'speck'"):
         qat_option(prepare(JobSpec(out=str(tmp_path / "e"), profile="speck", qat=3)))
+
+
+class _Recurrent(nn.Module):
+    """LIFRecurrentCell(64, 16) -> Linear -> LIFCell over ``(T, B, 64)`` spike trains."""
+
+    def __init__(self):
+        super().__init__()
+        from norse.torch import LIFCell, LIFRecurrentCell
+
+        self.rec, self.fc, self.out = LIFRecurrentCell(64, 16), nn.Linear(16, 10, bias=False), \
+            LIFCell()
+
+    def forward(self, x):
+        s1 = s2 = None
+        out = []
+        for t in range(x.shape[0]):
+            z, s1 = self.rec(x[t], s1)
+            z, s2 = self.out(self.fc(z), s2)
+            out.append(z)
+        return torch.stack(out)
+
+
+@pytest.mark.parametrize("family", ["conv", "recurrent"])
+def test_qat_model_and_integer_model_agree_on_the_conv_and_recurrent_families(family, split):
+    """A sum pool's fixed weight and a recurrent layer's ``[W | W_rec]`` go on the grid too:
+    the QAT torch model and the integer model predict the same class on every test sample."""
+    from torch.utils.data import TensorDataset
+
+    from rewire.training.conv import SpikingConvNet
+
+    torch.manual_seed(0)
+    n, m = 300, 120
+    if family == "conv":
+        model = SpikingConvNet((1, 8, 8), channels=(4,), kernels=(3,), pools=(2,), steps=8)
+        x_tr, x_te, comp = split.x_train[:n], split.x_test[:m], dict(input_max_value=16)
+    else:
+        model = _Recurrent()
+        g = torch.Generator().manual_seed(0)
+        x_tr, x_te = (torch.bernoulli(x.unsqueeze(1).expand(-1, 8, -1), generator=g)
+                      for x in (split.x_train[:n], split.x_test[:m]))
+        comp = {}
+    import copy
+
+    probe = copy.deepcopy(model)
+    apply_gradr(probe)
+    res = train(model, TensorDataset(x_tr, split.y_train[:n]), _budget(probe, 0.3),
+                TrainConfig(epochs=2, lr=1e-2, progress=False),
+                test_data=TensorDataset(x_te, split.y_test[:m]),
+                qat=QAT("loihi2", 1, **comp), **({} if family == "conv" else {"time_axis": 1}))
+    net = compile_image(model, "loihi2", **comp, **res.run_options)
+    with torch.no_grad():
+        inputs = x_te if family == "conv" else x_te.transpose(0, 1)
+        floats = model(inputs).sum(0).argmax(-1).numpy()
+    payload = simulate.encode_input(net, x_te.numpy()) if family == "conv" else \
+        inputs.numpy().astype(np.int64)
+    ints = simulate.class_scores(net, simulate.simulate(net, payload)[-1]).argmax(-1)
+    assert res.qat["on"] and res.qat["grid_mismatch"] == 0
+    assert np.array_equal(floats, ints)
