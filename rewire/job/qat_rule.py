@@ -63,6 +63,8 @@ def qat_line(info: dict) -> str | None:
     """The table's ``QAT`` line of ``report["qat"]`` (``None`` when the job ran without it)."""
     if not info:
         return None
+    if info.get("check_failed"):
+        return f"off: the agreement could not be measured ({info['check_failed']})"
     before = info.get("agreement_before")
     measured = "" if before is None else f"float vs int agreement {before:.2%} on training data"
     if not info.get("on"):

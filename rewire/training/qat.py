@@ -46,6 +46,7 @@ from torch.nn.utils import parametrize
 
 from rewire.compiler import equivalence
 from rewire.compiler.quantize import compile_network
+from rewire.errors import RewireError
 from rewire.frontends import lower
 from rewire.hw_profiles.profile import HardwareProfile, load_profile
 from rewire.ir.chip_neurons import chip_class
@@ -221,8 +222,15 @@ class QATRun:
         if self.qat is None or epoch < self.start:
             return
         if epoch == self.start:
-            net = self._compile()
             self.info = {"epochs": self.qat.epochs, "below": self.qat.below, "on": True}
+            try:
+                net = self._compile()
+            except RewireError as exc:
+                if self.qat.below is None:
+                    raise
+                # the rule cannot measure: QAT stays off, and the final compile reports it
+                self.info.update(on=False, check_failed=str(exc))
+                return
             if self.qat.below is not None:
                 rep = equivalence.compare(net, self.qat.check_inputs)
                 self.info["agreement_before"] = rep.prediction_agreement
