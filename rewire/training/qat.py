@@ -19,13 +19,22 @@ docs/compiler.md). Its **float image** is the float network whose weights are
 QAT trains that float image. Each weight ``w = s relu(theta)`` of GradR (Chen et al., IJCAI
 2021, Eq. 5) keeps its parametrization, and :class:`ChipGrid` is stacked on top of it
 (``torch.nn.utils.parametrize``): the forward uses the grid value, the backward passes the
-gradient straight through (the straight-through estimator, Bengio, Léonard & Courville 2013,
-arXiv 1308.3432, Eq. 5; as in Jacob et al., CVPR 2018, Sec. 3, "simulated quantization").
+gradient straight through (the straight-through estimator of Bengio, Léonard & Courville,
+arXiv 1308.3432, 2013; as in Jacob et al., CVPR 2018, Sec. 3, "simulated quantization").
 GradR's masks are untouched (:math:`\theta` is still the parameter and the synapse is
 connected iff :math:`\theta > 0`). The decays are rounded once, the thresholds and the grid
 follow ``S``, which the compiler itself computes from the current weights at the start of every
 QAT epoch and once more at the end (:class:`QATRun`), so that the final model is the chip's
 float image exactly.
+
+Under ``current`` encoding the first layer's input goes on the chip's payload grid as well
+(:class:`~rewire.training.qat_grid.InputGrid`, a forward pre-hook: ``g round(x p) / p``).
+Compile the result with :func:`compile_image` (``rewire.compile`` refuses the hook by name, and
+a weight already on its grid need not compile to the same ``S``)::
+
+    qat = QAT("loihi2", epochs=10, input_max_value=16, calibration=x_train)
+    result = train(model, split, budget, config, qat=qat)
+    net = compile_image(model, "loihi2", 16, calibration=x_train, **result.run_options)
 
 **The budget** counts what GradR counts: a connected synapse (:math:`\theta > 0`) whose weight
 rounds to 0 on the grid still counts, although the chip does not store it; the chip therefore
