@@ -50,6 +50,7 @@ FLAGS = {
     "batch_size": "--batch-size", "lr": "--lr", "alpha": "--alpha",
     "sparsity": "--target-sparsity", "seed": "--seed", "device": "--device",
     "progress": "--no-progress", "lava_samples": "--lava-samples", "strict": "--strict",
+    "qat": "--qat",
 }
 #: The fields of ``JobSpec.train`` among :data:`FLAGS`.
 TRAIN_FIELDS = ("epochs", "batch_size", "lr", "alpha", "sparsity", "seed", "device", "progress")
@@ -138,6 +139,11 @@ def _float(text: str) -> float:
     return value
 
 
+def _qat(text: str):
+    """``--qat`` value: ``auto``, ``off`` or a number of final epochs."""
+    return text if text in ("auto", "off") else _int(text)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line parser, built from :class:`~rewire.job.spec.JobSpec` and
     :class:`~rewire.training.train.TrainConfig`: each option fills the field :data:`FLAGS`
@@ -221,6 +227,9 @@ def parser() -> argparse.ArgumentParser:
                      "report's: a dead net, a projection that cost > 1 point, a check that "
                      "compared no spike, chance-level accuracy); the files are still written",
         action="store_true")
+    add(t, "qat", "quantization-aware training: auto (the final epochs on the chip's weight "
+                  "grid when float-vs-integer class agreement is below 99 %%), off, or N final "
+                  "epochs on the grid ({default})", type=_qat, metavar="{auto,off,N}")
     add(p, "lava_samples", "test samples to run in Lava and compare spike for spike with the "
                            "integer model ({default}; 0 skips; skipped without Lava)",
         type=_int)
@@ -243,8 +252,10 @@ def job_spec(args: argparse.Namespace):
     given = {k: v for k, v in vars(args).items() if k in FLAGS}
     given.update({k: tuple(v) for k, v in given.items() if isinstance(v, list)})
     train = {k: given.pop(k) for k in TRAIN_FIELDS if k in given}
+    later = {k: given.pop(k) for k in ("qat",) if k in given}  # checked against the epochs
     spec = JobSpec(**given)
-    return replace(spec, train=replace(spec.train, **train)) if train else spec
+    return replace(spec, train=replace(spec.train, **train), **later) if train or later \
+        else spec
 
 
 def main(argv: list[str] | None = None) -> int:

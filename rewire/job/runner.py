@@ -38,12 +38,14 @@ from rewire.ir.nodes import Dense
 from rewire.job import health
 from rewire.job.preparation import Prepared, prepare
 from rewire.job.publish import Staging
+from rewire.job.qat_rule import qat_option
 from rewire.job.quiet import captured
 from rewire.job.report import build_report, export_formats, warning_records
 from rewire.job.spec import JobSpec, default_train_config, training_line
 from rewire.job.table import format_report
 from rewire.training.conv import SpikingConvNet
 from rewire.training.model import SpikingMLP
+from rewire.training.qat import compile_image
 from rewire.training.train import encoded_batches, train
 
 __all__ = ["JobSpec", "Prepared", "default_train_config", "export_formats", "lava_check",
@@ -121,12 +123,13 @@ def _final_paths(out: Path, staged: dict) -> dict:
 def _train(prep: Prepared):
     """Train the prepared model: dense data through its Split, fixed spike trains ``(N, T, F)``
     as per-sample ``(T, F)`` (time on the batch's axis 1)."""
-    spec, spikes = prep.spec, prep.spikes
+    spec, spikes, qat = prep.spec, prep.spikes, qat_option(prep)
     if spikes is None:
-        return train(prep.model, prep.split, prep.budget, spec.train, **prep.run_options)
+        return train(prep.model, prep.split, prep.budget, spec.train, qat=qat,
+                     **prep.run_options)
     return train(prep.model, TensorDataset(spikes.x_train, spikes.y_train), prep.budget,
                  spec.train, test_data=TensorDataset(spikes.x_test, spikes.y_test),
-                 time_axis=1, **prep.run_options)
+                 time_axis=1, qat=qat, **prep.run_options)
 
 
 def run(prep: Prepared, log=print) -> dict:
@@ -167,9 +170,13 @@ def _compile_and_export(prep: Prepared, result, t0: float) -> dict:
     """Compile the trained network, check it against the float model and in Lava, write
     every file and the report, and publish them as one set."""
     spec, t1 = prep.spec, time.perf_counter()
-    net = compile_network(lower(prep.model.cpu(), **prep.run_options), prep.profile,
-                          prep.split.max_value, spec.cores,
-                          calibration=None if prep.spikes else prep.split.x_train.numpy())
+    calibration = None if prep.spikes else prep.split.x_train.numpy()
+    if result.qat.get("on"):  # QAT trained the chip's float image: compile exactly that
+        net = compile_image(prep.model.cpu(), prep.profile, prep.split.max_value, spec.cores,
+                            calibration=calibration, **prep.run_options)
+    else:
+        net = compile_network(lower(prep.model.cpu(), **prep.run_options), prep.profile,
+                              prep.split.max_value, spec.cores, calibration=calibration)
     inputs, payload = evaluation_inputs(prep, net)
     equiv = equivalence.compare(net, inputs, labels=prep.split.y_test.cpu().numpy())
     t2 = time.perf_counter()
@@ -186,6 +193,7 @@ def _compile_and_export(prep: Prepared, result, t0: float) -> dict:
                    "total_s": time.perf_counter() - t0}
         report = build_report(prep, result, _final_paths(prep.out, staged), timings, lava,
                               formats, net=net, equivalence=equiv, payload=payload)
+        report["qat"] = result.qat
         _publish(stage, report)
     return report
 

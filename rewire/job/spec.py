@@ -79,6 +79,10 @@ class JobSpec:
             :func:`rewire.training.budget.make_budget`).
         train: :class:`TrainConfig`; ``None`` (the default) takes the model's defaults,
             :func:`default_train_config` (``TrainConfig()`` for the mlp).
+        qat: quantization-aware training (:mod:`rewire.job.qat_rule`): ``"auto"`` (default:
+            the final epochs train on the chip's grid when the float-vs-integer class
+            agreement, measured on training data when they would start, is below 99 %),
+            ``"off"``, or a number of final epochs trained on the grid in any case.
         lava_samples: test samples to run through Lava and compare spike for spike with the
             integer model (0 = skip; skipped when Lava is not installed). The default, 10, is
             the same from Python and from the command line (before this version Python's was
@@ -116,11 +120,16 @@ class JobSpec:
     input: str | None = None
     events: str | None = None
     strict: bool = False
+    qat: str | int = "auto"
 
     def __post_init__(self) -> None:
         defaults = default_train_config(self.model, self.dataset)
         if self.train is None:
             object.__setattr__(self, "train", defaults)
+        if self.qat not in ("auto", "off") and (isinstance(self.qat, bool) or not isinstance(
+                self.qat, int) or not 1 <= self.qat <= self.train.epochs):
+            raise ValueError(f"qat must be 'auto', 'off' or a number of final epochs in [1, "
+                             f"epochs = {self.train.epochs}], got {self.qat!r}")
 
 
 def training_line(spec: JobSpec) -> str:

@@ -41,6 +41,10 @@ def format_report(report: dict) -> str:
                                f"{r['quantized_accuracy']:.2%} (integer chip model; "
                                f"drop {100 * r['quantization_drop']:+.2f} points)"),
     ]
+    from rewire.job.qat_rule import qat_line
+
+    if qat_line(report.get("qat") or {}):
+        rows.append(("QAT", qat_line(report["qat"])))
     lava = report["lava_check"]
     if "samples" in lava and not lava.get("output_spikes", 1):
         rows.append(("Lava check", f"FAILED: compared no output spikes ({lava['samples']} "

@@ -36,6 +36,7 @@ from rewire.training.guards import (check_batch, check_batch_memory, check_datas
 from rewire.training.layout import check_fused_chains
 from rewire.training.methods import METHOD_TYPES, make_method
 from rewire.training.model import SpikingMLP, predict, spike_count_logits
+from rewire.training.qat import QAT, QATRun
 
 METHODS = tuple(METHOD_TYPES)
 OPTIMIZERS = ("adam", "sgd")
@@ -129,6 +130,8 @@ class TrainResult:
         run_options: ``steps``, ``encoding``, ``input_gain`` the input was presented with,
             and ``input_shape`` (the data's per-sample shape) where the model alone does not
             tell it: pass them to ``rewire.compile`` so the chip sees the input training saw.
+        qat: what quantization-aware training did (``{}`` without ``qat=``; see
+            :class:`rewire.training.qat.QATRun`).
     """
 
     gradr_synapses: int
@@ -143,6 +146,7 @@ class TrainResult:
     gradr_max_fan_in: int = 0
     gradr_max_fan_out: int = 0
     run_options: dict = field(default_factory=dict)
+    qat: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""
@@ -185,7 +189,7 @@ def train(model: nn.Module, data, budget: SynapseBudget,
           forward: Callable | None = None, loss: Callable | None = None,
           steps: int | None = None, encoding: str | None = None,
           input_gain: float | None = None, input_shape: tuple | None = None,
-          time_axis: int | None = None) -> TrainResult:
+          time_axis: int | None = None, qat: QAT | None = None) -> TrainResult:
     r"""Train ``model`` with GradR (or a baseline) so that it ends inside ``budget``.
 
     The model's prunable weights are parametrized (:func:`apply_gradr`) in place, trained with
@@ -278,7 +282,9 @@ def train(model: nn.Module, data, budget: SynapseBudget,
     history = []
     bar = tqdm(range(config.epochs), desc=config.method, unit="epoch",
                disable=not config.progress or rank != 0)
+    qat_run = QATRun(qat, model, config.epochs, feed.run_options)
     for epoch in bar:
+        qat_run.epoch(epoch)
         model.train()
         total, seen = 0.0, 0
         for xb, yb in feed.train_batches(device, gen):
@@ -301,17 +307,21 @@ def train(model: nn.Module, data, budget: SynapseBudget,
         bar.set_postfix(loss=f"{total / seen * world:.3f}", conn=f"{conn:.2%}",
                         alpha=f"{alpha:.3g}")
     method.finish()
+    qat_run.finish()
     gradr_synapses = connected_synapses(model)
     gradr_fans = max_fan_in(model), max_fan_out(model, budget.fan_out_skip_last)
     gradr_accuracy = _accuracy(runner, feed, device, config.seed)
     removed = project_to_budget(model, budget) if method.projects else 0
+    if removed:
+        qat_run.finish()
     accuracy = _accuracy(runner, feed, device, config.seed) if removed else gradr_accuracy
     return TrainResult(gradr_synapses=gradr_synapses, gradr_accuracy=gradr_accuracy,
                        projected_away=removed, synapses=connected_synapses(model),
                        accuracy=accuracy, max_fan_in=max_fan_in(model),
                        seconds=time.perf_counter() - start, history=history,
                        method=config.method, gradr_max_fan_in=gradr_fans[0],
-                       gradr_max_fan_out=gradr_fans[1], run_options=feed.run_options)
+                       gradr_max_fan_out=gradr_fans[1], run_options=feed.run_options,
+                       qat=qat_run.info)
 
 
 @torch.no_grad()

@@ -179,7 +179,8 @@ def test_every_default_exists_once():
          "--events", "e.npz", "--input-gain", "2", "--cores", "3", "--max-synapses", "9",
          "--connectivity", "0.5", "--max-fan-in", "4", "--epochs", "2", "--batch-size", "8",
          "--lr", "0.5", "--alpha", "0.2", "--target-sparsity", "0.9", "--seed", "3",
-         "--device", "cpu:0", "--no-progress", "--lava-samples", "1", "--strict"]))
+         "--device", "cpu:0", "--no-progress", "--lava-samples", "1", "--strict",
+         "--qat", "1"]))
     values = {**vars(every), **vars(every.train)}
     assert all(values[f] != getattr(JobSpec(), f, None) for f in fields), values
     assert all(values[f] != getattr(TrainConfig(), f) for f in TRAIN_FIELDS), values
