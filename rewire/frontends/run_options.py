@@ -81,30 +81,33 @@ def resolve_run_options(model: nn.Module, info: dict, steps=None, encoding=None,
 
     Raises:
         rewire.errors.LoweringError: an explicit option that differs from the one
-            ``rewire.train`` presented the input with (both values named); a constant factor
+            ``rewire.train`` presented the input with (both values named; ``input_gain``
+            only with ``current`` encoding, the only one it acts in); a constant factor
             on the input in the forward with ``encoding="rate"`` (spikes carry no gain).
     """
     given = {"steps": steps, "encoding": encoding, "input_gain": input_gain}
-    record = trained_options(model)
-    if record is not None:
-        for name, value in given.items():
-            trained = record.get(name)
-            if value is not None and trained is not None and value != trained:
-                raise LoweringError(
-                    f"{name}={value!r} given, but rewire.train presented this model's input "
-                    f"with {name}={trained!r} (TrainResult.run_options): the chip would see "
-                    f"another input than the one the model was trained on; pass "
-                    f"{name}={trained!r} or leave {name} out", name)
-            if value is None:
-                given[name] = trained
-    own = presents_own_input(model)
+    record = trained_options(model) or {}
     traced = info.get("gain")
+    for name in given:  # input_gain last: it matters only with current encoding
+        value, trained = given[name], record.get(name)
+        if name == "input_gain" and encoding != "current":
+            trained = None if value is not None else trained
+        if value is not None and trained is not None and value != trained:
+            raise LoweringError(
+                f"{name}={value!r} given, but rewire.train presented this model's input "
+                f"with {name}={trained!r} (TrainResult.run_options): the chip would see "
+                f"another input than the one the model was trained on; pass "
+                f"{name}={trained!r} or leave {name} out", name)
+        if value is None:
+            given[name] = trained
+        if name == "encoding":
+            encoding = given["encoding"] or _attribute(model, "encoding") or \
+                ("current" if traced is not None else "rate")
+    own = presents_own_input(model)
     forward_gain = traced if traced is not None else \
         (_attribute(model, "input_gain") if own else None)
     option = given["input_gain"] if given["input_gain"] is not None else \
         (None if own else _attribute(model, "input_gain"))
-    encoding = given["encoding"] or _attribute(model, "encoding") or \
-        ("current" if traced is not None else "rate")
     steps = given["steps"] or _attribute(model, "steps") or info.get("steps") or None
     if encoding == "rate" and traced is not None and traced != 1.0:
         raise LoweringError(

@@ -94,6 +94,17 @@ def test_a_trained_models_options_are_the_default_and_another_one_is_refused():
                for la, lb in zip(a.layers, b.layers))
 
 
+def test_with_spike_input_the_gain_option_is_not_a_conflict():
+    """``input_gain`` acts only with ``current`` encoding: after training on spike trains
+    (recorded gain 1) an explicit gain with ``encoding="rate"`` changes nothing (the main
+    job passes its own)."""
+    model = Gained(None)
+    setattr(model, TRAINED_OPTIONS, {"steps": 6, "encoding": "rate", "input_gain": 1.0})
+    assert lower(model, encoding="rate", input_gain=4.0).encoding == "rate"
+    with pytest.raises(LoweringError, match=r"encoding='current' given"):
+        lower(model, encoding="current", input_gain=4.0)
+
+
 def test_a_gain_on_spike_input_is_refused_and_its_hint_compiles():
     model = Gained(3.0)
     with pytest.raises(LoweringError, match=r"multiplies its input by 3.*fold it into the "
