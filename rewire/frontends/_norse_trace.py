@@ -219,6 +219,44 @@ def _resolve(src, ops: list):
     return (src, None, ops)
 
 
+def _origins(call: _Call) -> frozenset | None:
+    """Where a module call's input comes from: the modules (or the input) behind the glue; a
+    sum gives each of its parts. ``None`` when the glue is not followed (refused elsewhere)."""
+    try:
+        src = _resolve(call.inputs[0], [])
+    except LoweringError:
+        return None
+    parts = [s[0] for s in src[1]] if src[0] == "add" else [src[0]]
+    return frozenset(p.target if isinstance(p, _Call) else p for p in parts)
+
+
+def _refuse_reuse(calls: list, first_call: dict, paths: dict) -> None:
+    """Name a module called at two places of the data path (one ``Linear`` applied twice per
+    step), before the walk would call its two consumers a branch. A call whose origins are
+    part of another call's (a recurrent cell fed by its feed-forward synapse alone at
+    ``t = 0``) is the same place.
+
+    Raises:
+        rewire.errors.LoweringError: naming the module and both places.
+    """
+    for module in first_call:
+        keys = {o for c in calls if c.kind == "module" and c.target is module and c.inputs
+                for o in [_origins(c)] if o is not None}
+        places = [k for k in keys if not any(k < other for other in keys)]
+        if len(places) < 2:
+            continue
+        path = paths.get(module, "")
+        label = lambda k: " + ".join(sorted("the input" if o == _INPUT  # noqa: E731
+                                            else paths.get(o, "?") for o in k))
+        where = " and on ".join(sorted(label(k) for k in places))
+        raise LoweringError(
+            f"{path or '<model>'} ({type(module).__name__}) is called at {len(places)} places "
+            f"of the data path each step (on {where}); a chip layer is one module at one "
+            f"place: give each place its own module (to share weights between them, share "
+            f"the Parameter, second.weight = first.weight: GradR keeps such a tie and the "
+            f"chip stores the weights once per layer)", path)
+
+
 def _chain_from_trace(model, calls, paths):
     """The ordered module calls along the data path, and what the glue told us."""
     # the first call of each module that reads a signal (a feedback Linear's call at t = 0 may
@@ -253,6 +291,7 @@ def _chain_from_trace(model, calls, paths):
             source_of[module] = parts
         else:
             source_of[module] = src[0]
+    _refuse_reuse(calls, first_call, paths)
     # a cell fed by a sum: its recurrent Linear, skip connections and its main synapse
     feedback, skips = classify_sums(source_of, paths, _INPUT)
     info["skips"] = skips
@@ -280,3 +319,4 @@ def _chain_from_trace(model, calls, paths):
         chain.append(m)
         current = m
     return chain, feedback, info
+

@@ -34,11 +34,13 @@ flattened ``Linear``) are composed exactly into one layer named ``"a+b"``
 the model must end up in the IR, else :class:`~rewire.errors.LoweringError` names it; so does
 every module or function on the data path that has no mapping, with the reason and what to do.
 
-Run options (``steps``, ``encoding``, ``input_gain``) come from the arguments, else from the
-model's attributes of those names where it has them (rewire's ``SpikingMLP`` and
-``SpikingConvNet`` do), else from the trace (steps = calls of the last cell; a constant factor
-on the input = gain, ``encoding="current"``), else the defaults (16 steps, ``rate``), with a
-note saying so.
+Run options (``steps``, ``encoding``, ``input_gain``) come from the arguments, else from what
+``rewire.train`` recorded on the model, else from the model's attributes of those names where
+it has them (rewire's ``SpikingMLP`` and ``SpikingConvNet`` do), else from the trace (steps =
+calls of the last cell; a constant factor on the input: ``encoding="current"``), else the
+defaults (16 steps, ``rate``), with a note saying so. The network's gain is the factor the
+forward puts on its input times the ``input_gain`` option
+(:func:`rewire.frontends.run_options.resolve_run_options`).
 
 Example:
     >>> import torch
@@ -67,6 +69,7 @@ from rewire.frontends._norse_convert import (CONVERTERS, Norm, _bias, _converter
                                              _unsupported, register)
 from rewire.frontends._norse_skips import traced_skips
 from rewire.frontends._norse_trace import _chain_from_trace, _trace, check_module_behaviour
+from rewire.frontends.run_options import resolve_run_options
 from rewire.frontends.torch_module import IRModule, to_module
 from rewire.ir import nodes as ir
 from rewire.ir._checked import check_encoding, check_gain, check_int, check_steps
@@ -270,15 +273,12 @@ def lower(model: nn.Module, example_input: torch.Tensor | None = None, *,
         input_shape = (int(np.prod(input_shape)),)
     if len(input_shape) == 3 and nodes[0].op in ("dense", "dense_rec"):
         nodes = [ir.Flatten(), *nodes]  # the model's input layout is kept: (C, H, W)
-    default_enc = "current" if info["gain"] is not None else "rate"
-    encoding = _option(encoding, model, "encoding", check_encoding) or default_enc
-    gain = _option(input_gain, model, "input_gain", check_gain)
-    if gain is None:
-        gain = info["gain"] if info["gain"] is not None else 1.0
-    steps = _option(steps, model, "steps", check_steps) or info["steps"] or None
+    steps, encoding, gain, gain_notes = resolve_run_options(model, info, steps, encoding,
+                                                            input_gain)
     if steps is None:
         steps = DEFAULT_STEPS
         notes.append(f"steps not given: {DEFAULT_STEPS} assumed")
+    notes += gain_notes
     try:
         net = Network(nodes=tuple(nodes), input_shape=tuple(input_shape), steps=int(steps),
                       encoding=encoding, input_gain=float(gain), names=tuple(names),

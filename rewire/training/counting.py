@@ -5,6 +5,14 @@ The counting convention is in :mod:`rewire.training.budget`: a *synapse* is one 
 prunable weight tensor, connected iff its :math:`\theta > 0` (Chen et al., IJCAI 2021,
 arXiv 2105.04916, Sec. 3: ``w = s relu(theta)``); a row of :math:`\theta` is one
 post-synaptic neuron's inputs.
+
+**Tied weights** (one tensor used by several layers, see
+:func:`~rewire.training.gradr.apply_gradr`) are counted *as the chip stores them*, once per
+layer, by everything the budget reads here (:func:`prunable_synapses`,
+:func:`connected_synapses`, fan-in and fan-out, the projection and :func:`keep_strongest`'s
+count): the compiled network holds one weight matrix per layer. Training sees the tensor once
+(:func:`~rewire.training.gradr.hidden_params`, :func:`~rewire.training.gradr.connectivity`):
+one :math:`\theta`, one update per step.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rewire.training.gradr import hidden_params, neuron_groups
+from rewire.training.gradr import hidden_params, neuron_groups, synapse_uses
 
 __all__ = ["prunable_synapses", "connected_synapses", "fan_in_counts", "max_fan_in",
            "max_fan_out", "within_budget", "cap_neurons", "project_to_budget",
@@ -20,31 +28,31 @@ __all__ = ["prunable_synapses", "connected_synapses", "fan_in_counts", "max_fan_
 
 
 def prunable_synapses(model: nn.Module) -> int:
-    """Synapses of every GradR layer, connected or not (the dense count), see module docs.
+    """Synapses of every GradR layer, connected or not (the dense count), as the chip stores
+    them (a tied tensor once per layer), see module docs.
 
     Raises:
         ValueError: the model has no GradR layer (call :func:`apply_gradr` first).
     """
-    thetas = hidden_params(model)
-    if not thetas:
+    groups = neuron_groups(model)
+    if not groups:
         raise ValueError("model has no GradR layer: call apply_gradr first")
-    return sum(t.numel() for t in thetas)
+    return sum(t.numel() for g in groups for t in g)
 
 
 def _fan_out_matrices(model: nn.Module, skip_last: bool) -> list[nn.Parameter]:
     """The :math:`\theta` whose columns are neurons of the chip (all but the first module's
-    input matrix, and the last module's when ``skip_last``), each ``(out, in)``."""
+    input matrix, and the last module's when ``skip_last``), each ``(out, in)``; a tied
+    tensor once per layer that is fed by chip neurons."""
     groups = neuron_groups(model)
-    mats = [t for g in groups for t in g]
-    skip = {id(groups[0][0])}
-    if skip_last:
-        skip.add(id(groups[-1][0]))
-    return [t for t in mats if id(t) not in skip]
+    skip = {(0, 0)} | ({(len(groups) - 1, 0)} if skip_last else set())
+    return [t for gi, g in enumerate(groups) for mi, t in enumerate(g) if (gi, mi) not in skip]
 
 
 def connected_synapses(model: nn.Module) -> int:
-    """Number of connected synapses (``theta > 0``) over all GradR layers."""
-    return sum(int((t > 0).sum()) for t in hidden_params(model))
+    """Number of connected synapses (``theta > 0``) over all GradR layers, as the chip stores
+    them (a tied tensor once per layer that uses it)."""
+    return sum(int((t > 0).sum()) for g in neuron_groups(model) for t in g)
 
 
 def fan_in_counts(model: nn.Module) -> list[torch.Tensor]:
@@ -182,7 +190,8 @@ def keep_strongest(model: nn.Module, count: int, protect: torch.Tensor | None = 
 
     Args:
         model: a GradR model.
-        count: places for connected synapses in all (``0 <= count``).
+        count: places for connected synapses in all (``0 <= count``), as the chip counts
+            them (a tied tensor's entry takes one place per layer using it).
         protect: bool over :func:`hidden_params` flattened and concatenated (as
             :func:`readout_floor` returns); protected synapses are kept first.
         rescale: scale each neuron's kept :math:`\theta` (a row, see :func:`cap_neurons`) so
@@ -195,10 +204,11 @@ def keep_strongest(model: nn.Module, count: int, protect: torch.Tensor | None = 
     """
     if count < 0:
         raise ValueError(f"keep_strongest: count must be >= 0, got {count}")
-    thetas = hidden_params(model)
-    total = sum(t.numel() for t in thetas)
-    shares = [count * t.numel() // total for t in thetas]
+    thetas, uses = hidden_params(model), synapse_uses(model)
+    total = sum(t.numel() * u for t, u in zip(thetas, uses))
+    shares = [count * t.numel() * u // total for t, u in zip(thetas, uses)]
     shares[0] += count - sum(shares)
+    shares = [share // u for share, u in zip(shares, uses)]  # a tied entry costs u synapses
     removed = offset = 0
     for theta, share in zip(thetas, shares):
         flat = theta.view(-1)
@@ -233,7 +243,8 @@ def project_to_budget(model: nn.Module, budget) -> int:
     (:func:`cap_neurons` over each layer of :func:`neuron_groups`), then only the
     ``max_fan_out`` largest of its outputs into each matrix; then, over the whole network,
     only the ``max_synapses`` largest positive :math:`\theta` stay (ties broken by position,
-    so the count is exact). Disconnected synapses get :math:`\theta = 0`, which keeps their
+    so the count is exact; an entry of a tied tensor costs one synapse per layer using it,
+    and the largest entries stay while their cost fits). Disconnected synapses get :math:`\theta = 0`, which keeps their
     sign and lets GradR regrow them if training continues.
 
     Shapes:
@@ -249,9 +260,20 @@ def project_to_budget(model: nn.Module, budget) -> int:
         for theta in _fan_out_matrices(model, budget.fan_out_skip_last):
             cap_neurons([theta], budget.max_fan_out, 1)
     flat = torch.cat([t.detach().flatten() for t in thetas])
-    if int((flat > 0).sum()) > budget.max_synapses:
+    uses = synapse_uses(model)
+    if any(u > 1 for u in uses):  # tied tensors: an entry costs one synapse per layer
+        cost = torch.cat([torch.full((t.numel(),), u, dtype=torch.long, device=flat.device)
+                          for t, u in zip(thetas, uses)])
+        order = flat.argsort(descending=True, stable=True)
+        fits = (flat[order] > 0) & (cost[order].cumsum(0) <= budget.max_synapses)
+        keep = torch.zeros_like(flat, dtype=torch.bool)
+        keep[order[fits]] = True
+    elif int((flat > 0).sum()) > budget.max_synapses:
         keep = torch.zeros_like(flat, dtype=torch.bool)
         keep[flat.topk(budget.max_synapses).indices] = True
+    else:
+        keep = None
+    if keep is not None:
         offset = 0
         for theta in thetas:
             n = theta.numel()

@@ -45,6 +45,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from rewire.frontends.run_options import trained_options
 from rewire.training.data import Split
 from rewire.training.events import EventDataset
 from rewire.training.forward import (Runner, check_output, default_forward, default_loss,
@@ -107,15 +108,21 @@ def split_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int,
 
 
 def resolve_options(model: nn.Module, steps, encoding, input_gain) -> tuple[int, str, float]:
-    """Run options for dense input: the argument, else the model's plain attribute of that
-    name (as the frontend reads them), else the defaults (16 steps, ``"current"``, gain 4).
+    """Run options for dense input: the argument, else what an earlier :func:`train` recorded
+    on the model (:data:`rewire.frontends.run_options.TRAINED_OPTIONS`), else the model's
+    plain attribute of that name (as the frontend reads them), else the defaults (16 steps,
+    ``"current"``, gain 4).
 
     Raises:
         ValueError: ``steps < 1``, an unknown encoding or ``input_gain <= 0``.
     """
+    record = trained_options(model) or {}
+
     def pick(value, name, default):
         if value is not None:
             return value
+        if record.get(name) is not None:
+            return record[name]
         attr = getattr(model, name, None)
         return default if attr is None or isinstance(attr, (nn.Module, torch.Tensor)) else attr
 
@@ -152,6 +159,7 @@ class Feed:
         self.steps, self.encoding, self.input_gain = DEFAULT_STEPS, "current", DEFAULT_GAIN
         self.test_layout: Layout | None = None
         self.shape: tuple = ()
+        self.data_shape: tuple = ()  # per-sample shape of the first training batch
         self.train_size = 0
         self.batch_size = 1
         self.input_shape: tuple | None = None
@@ -177,6 +185,8 @@ class Feed:
                              f"them instead of passing them to train()")
         feed.steps, feed.encoding, feed.input_gain = resolve_options(model, steps, encoding,
                                                                      input_gain)
+        if feed.rewire_model:  # its input_gain is its own forward's: none is applied before it
+            feed.input_gain = 1.0
         feed.shape = sample_shape(model, input_shape)
         if feed.rewire_model:  # rewire's models take flat features and reshape them
             feed.shape = (math.prod(feed.shape),)
@@ -209,6 +219,8 @@ class Feed:
         feed.layout = detect_layout(x0, y0, feed.shape, time_axis, feed.steps, "data")
         feed.test_layout = detect_layout(xt, yt, feed.shape, time_axis, feed.steps,
                                          "test_data")
+        drop = {feed.layout.batch_axis, feed.layout.time_axis}
+        feed.data_shape = tuple(int(n) for k, n in enumerate(x0.shape) if k not in drop)
         if (feed.test_layout.kind, feed.test_layout.steps) != (feed.layout.kind,
                                                                  feed.layout.steps):
             raise ValueError(f"test_data: its batches are {feed.test_layout.kind} "
@@ -245,9 +257,12 @@ class Feed:
     @property
     def run_options(self) -> dict:
         """``steps``, ``encoding``, ``input_gain``: what ``rewire.compile`` needs to present the
-        input as training did; and ``input_shape``, the data's per-sample shape, where the
-        model alone does not tell it (a conv net's image size, an image its forward
-        flattens)."""
+        input as training did (``input_gain`` is the factor applied to dense input *before*
+        the model's forward: 1 for a model that presents its input itself, whose own gain is
+        in its forward; the compiled network's gain is that times the forward's own,
+        :mod:`rewire.frontends.run_options`); and ``input_shape``, the data's per-sample
+        shape, where the model alone does not tell it (a conv net's image size, an image its
+        forward flattens)."""
         shape = {} if self.input_shape is None else {"input_shape": self.input_shape}
         return {"steps": self.steps, "encoding": self.encoding, "input_gain": self.input_gain,
                 **shape}

@@ -10,6 +10,7 @@ from norse.torch import SequentialState
 from torch import nn
 from torch.nn import functional as F
 
+from rewire.frontends.run_options import presents_own_input
 from rewire.training.model import spike_count_logits
 
 __all__ = ["is_rewire_model", "is_stepwise", "first_output", "run_stepwise", "default_forward",
@@ -18,9 +19,9 @@ __all__ = ["is_rewire_model", "is_stepwise", "first_output", "run_stepwise", "de
 
 def is_rewire_model(model: nn.Module) -> bool:
     """Whether ``model`` encodes its own dense input (rewire's ``SpikingMLP`` and
-    ``SpikingConvNet``: ``encode`` and ``run_encoded`` methods)."""
-    return callable(getattr(model, "encode", None)) and \
-        callable(getattr(model, "run_encoded", None))
+    ``SpikingConvNet``: ``encode`` and ``run_encoded`` methods), as the frontend reads it
+    (:func:`rewire.frontends.run_options.presents_own_input`)."""
+    return presents_own_input(model)
 
 
 def is_stepwise(model: nn.Module) -> bool:

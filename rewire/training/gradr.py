@@ -34,8 +34,8 @@ from torch.nn.utils import parametrize
 from rewire.training.gradr_optim import GradR, GradRSGD, prior_mean
 
 __all__ = ["PRUNABLE_TYPES", "PRUNABLE_WEIGHTS", "SignedReLU", "apply_gradr", "remove_gradr",
-           "prunable_layers", "neuron_groups", "hidden_params", "connectivity", "GradR",
-           "GradRSGD", "prior_mean"]
+           "prunable_layers", "neuron_groups", "hidden_params", "synapse_uses", "connectivity",
+           "GradR", "GradRSGD", "prior_mean"]
 
 PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
@@ -117,6 +117,12 @@ def apply_gradr(model: nn.Module,
                 strict: bool = True) -> list[nn.Parameter]:
     """Parametrize every synaptic weight of ``model`` as ``s * relu(theta)``.
 
+    **Tied weights** (one ``nn.Parameter`` held by several layers, e.g.
+    ``fc2.weight = fc1.weight``) stay tied: every layer gets the same parametrization, so the
+    shared tensor has one :math:`\theta` and one sign (read from the weight before any
+    layer is parametrized); its gradient sums every use and the optimizer updates it once
+    per step. It is returned once.
+
     The weights are those of :data:`PRUNABLE_WEIGHTS` (``Linear``/``Conv`` ``weight``, Norse
     ``LIFRecurrentCell`` ``input_weights`` and ``recurrent_weights``; a recurrent cell without
     autapses keeps its diagonal at 0: the gradient of those entries is masked, as Norse masks
@@ -132,25 +138,36 @@ def apply_gradr(model: nn.Module,
             that GradR would leave dense, so that the budget counts every synapse.
 
     Returns:
-        The hidden parameters :math:`\theta`, one per prunable weight, in module order.
+        The hidden parameters :math:`\theta`, one per prunable weight tensor (a tied one
+        once), in module order.
 
     Raises:
         ValueError: the model has no prunable weight, one is already parametrized, or
             (``strict``) a weight matrix GradR does not know (named, with the fix).
     """
     thetas = []
+    tied: dict[int, SignedReLU] = {}  # id of a weight tensor -> the parametrization it got
+    masked: set[int] = set()
     for name, module in model.named_modules():
         if "parametrizations" in name.split("."):
             continue
         for pname in _weight_names(module, types):
             if parametrize.is_parametrized(module, pname):
                 raise ValueError(f"layer {name!r} is already parametrized")
-            sign = fixed_sign(getattr(module, pname).detach())
-            parametrize.register_parametrization(module, pname, SignedReLU(sign))
+            weight = getattr(module, pname)
+            first = id(weight) not in tied
+            if first:  # the sign is read before the parametrization turns w into |w|
+                tied[id(weight)] = SignedReLU(fixed_sign(weight.detach()))
+            # a tensor shared by several layers gets the same parametrization in each: one
+            # theta, one sign, one gradient summing every use
+            parametrize.register_parametrization(module, pname, tied[id(weight)])
             theta = module.parametrizations[pname].original
-            if pname == "recurrent_weights" and not getattr(module, "autapses", True):
+            if pname == "recurrent_weights" and not getattr(module, "autapses", True) and \
+                    id(theta) not in masked:
+                masked.add(id(theta))
                 theta.register_hook(lambda g: g.clone().fill_diagonal_(0.0))
-            thetas.append(theta)
+            if first:
+                thetas.append(theta)
     if not thetas:
         raise ValueError(f"model has no prunable layer of types {[t.__name__ for t in types]}")
     if strict:
@@ -212,15 +229,32 @@ def remove_gradr(model: nn.Module) -> nn.Module:
     if not layers:
         raise ValueError("model has no GradR weight to remove (apply_gradr was not called, "
                          "or remove_gradr already ran)")
-    for _, module in layers:
-        for pname in [n for n, plist in module.parametrizations.items()
-                      if isinstance(plist[0], SignedReLU)]:
-            if len(module.parametrizations[pname]) != 1:
-                raise ValueError(f"{type(module).__name__}.{pname} has other "
-                                 f"parametrizations stacked on GradR's; remove them first")
+    uses = [(module, pname) for _, module in layers
+            for pname, plist in module.parametrizations.items()
+            if isinstance(plist[0], SignedReLU)]
+    count: dict[int, int] = {}
+    for module, pname in uses:
+        theta = module.parametrizations[pname].original
+        count[id(theta)] = count.get(id(theta), 0) + 1
+    tied: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(theta) -> (theta, w)
+    for module, pname in uses:
+        if len(module.parametrizations[pname]) != 1:
+            raise ValueError(f"{type(module).__name__}.{pname} has other "
+                             f"parametrizations stacked on GradR's; remove them first")
+        theta = module.parametrizations[pname].original
+        if count[id(theta)] == 1:
             parametrize.remove_parametrizations(module, pname, leave_parametrized=True)
             with torch.no_grad():
                 getattr(module, pname).add_(0.0)  # -0.0 (s = -1, theta <= 0) -> +0.0
+            continue
+        # a tied tensor: w once, every layer back on the one tensor, then theta <- w
+        if id(theta) not in tied:
+            with torch.no_grad():
+                tied[id(theta)] = (theta, getattr(module, pname).detach().clone())
+        parametrize.remove_parametrizations(module, pname, leave_parametrized=False)
+    with torch.no_grad():
+        for theta, w in tied.values():
+            theta.copy_(w).add_(0.0)
     return model
 
 
@@ -230,19 +264,33 @@ def neuron_groups(model: nn.Module) -> list[list[nn.Parameter]]:
     Every tensor of a list has the module's neurons on its first axis: a Norse
     ``LIFRecurrentCell``'s ``input_weights`` ``(H, I)`` and ``recurrent_weights`` ``(H, H)``
     both feed its ``H`` neurons, so a neuron's fan-in is its connected entries in both (the
-    chip's ``[W | W_rec]`` row).
+    chip's ``[W | W_rec]`` row). A tied tensor is in the list of every layer that uses it
+    (the chip stores it once per layer).
     """
     return [[plist.original for plist in m.parametrizations.values()
              if isinstance(plist[0], SignedReLU)] for _, m in prunable_layers(model)]
 
 
 def hidden_params(model: nn.Module) -> list[nn.Parameter]:
-    """The hidden :math:`\theta` of every GradR weight, in module order."""
-    return [theta for group in neuron_groups(model) for theta in group]
+    """The hidden :math:`\theta` of every GradR weight tensor, in module order; a tensor
+    tied between layers once (what training updates)."""
+    return list({id(t): t for group in neuron_groups(model) for t in group}.values())
+
+
+def synapse_uses(model: nn.Module) -> list[int]:
+    """For each tensor of :func:`hidden_params`, how many layers use it: 1, or the number
+    of layers a tied tensor is stored in on the chip."""
+    count: dict[int, int] = {}
+    for group in neuron_groups(model):
+        for t in group:
+            count[id(t)] = count.get(id(t), 0) + 1
+    return [count[id(t)] for t in hidden_params(model)]
 
 
 def connectivity(model: nn.Module) -> float:
-    """Connected synapses (``theta > 0``) over all prunable synapses, in [0, 1].
+    """Connected synapses (``theta > 0``) over all prunable synapses, in [0, 1], counted as
+    training sees them: a tied tensor once (the budget's counts,
+    :func:`rewire.training.counting.connected_synapses`, count it once per layer).
 
     Raises:
         ValueError: the model has no GradR layer.

@@ -62,7 +62,8 @@ class GradR(torch.optim.Adam):
             the gradient, as Adam does).
 
     Raises:
-        ValueError: ``alpha < 0`` or ``sparsity`` outside [0.5, 1), or Adam's own checks.
+        ValueError: ``alpha < 0`` or ``sparsity`` outside [0.5, 1), a tensor listed twice in
+            a group (tied weights: give each once), or Adam's own checks.
 
     Example:
         >>> from rewire.training.gradr import GradR, apply_gradr
@@ -189,8 +190,15 @@ class GradRSGD(torch.optim.SGD):
 
 
 def _prior_defaults(optimizer: torch.optim.Optimizer, alpha: float, sparsity: float) -> None:
-    """Give every param group without its own ``alpha``/``sparsity`` the defaults; check all."""
+    """Give every param group without its own ``alpha``/``sparsity`` the defaults; check all,
+    and refuse a tensor listed twice (a weight tied between layers would be updated twice per
+    step, its prior pull taken twice)."""
     for group in optimizer.param_groups:
+        if len({id(p) for p in group["params"]}) != len(group["params"]):
+            raise ValueError(f"{type(optimizer).__name__}: a tensor is listed twice in params "
+                             f"(a weight tied between layers?); give each tensor once "
+                             f"(apply_gradr and hidden_params return a tied theta once), else "
+                             f"every step would update it twice")
         group.setdefault("alpha", alpha)
         group.setdefault("sparsity", sparsity)
         _check_prior(group["alpha"], group["sparsity"])

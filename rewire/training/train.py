@@ -34,6 +34,7 @@ from rewire.training.gradr import prunable_layers
 from rewire.training.guards import (check_batch, check_batch_memory, check_dataset_size,
                                     check_number, model_neurons)
 from rewire.training.layout import check_fused_chains
+from rewire.training.lowering import lower_before_data, lower_for_training, record_options
 from rewire.training.methods import METHOD_TYPES, make_method
 from rewire.training.model import SpikingMLP, predict, spike_count_logits
 from rewire.training.qat import QAT, QATRun
@@ -127,9 +128,13 @@ class TrainResult:
         method: the :data:`METHODS` entry that trained the model.
         gradr_max_fan_in, gradr_max_fan_out: largest fan-in and fan-out (per weight matrix,
             see :func:`rewire.training.budget.max_fan_out`) before the projection.
-        run_options: ``steps``, ``encoding``, ``input_gain`` the input was presented with,
-            and ``input_shape`` (the data's per-sample shape) where the model alone does not
-            tell it: pass them to ``rewire.compile`` so the chip sees the input training saw.
+        run_options: ``steps``, ``encoding``, ``input_gain`` the input was presented with
+            (``input_gain``: the factor on dense input before the model's forward, 1 for a
+            model that presents its input itself; the compiled gain is it times the
+            forward's own, :mod:`rewire.frontends.run_options`), and ``input_shape`` (the
+            data's per-sample shape) where the model alone does not tell it. ``train`` also
+            records them on the model, so ``rewire.compile`` takes them by default and
+            refuses others.
         qat: what quantization-aware training did (``{}`` without ``qat=``; see
             :class:`rewire.training.qat.QATRun`).
     """
@@ -199,6 +204,13 @@ def train(model: nn.Module, data, budget: SynapseBudget,
     parametrized, so :func:`connected_synapses` and the compiler read it alike
     (:func:`rewire.training.gradr.remove_gradr` turns it into a plain model afterwards).
 
+    Before any batch is read (or, where only the data tells the input shape or the options,
+    before the first optimizer step) the model is lowered to the IR as ``rewire.compile``
+    will lower it, with the run options training uses (:mod:`rewire.training.lowering`):
+    what the compiler would refuse is refused before any epoch. The options are then
+    recorded on the model; ``rewire.compile`` takes them as defaults and refuses an explicit
+    one that differs (:mod:`rewire.frontends.run_options`).
+
     Any model the Norse frontend compiles trains here (see :mod:`rewire.training.feed`):
     rewire's ``SpikingMLP``/``SpikingConvNet``, a Norse ``SequentialState`` (called once per
     step), or a module with its own time loop over ``(T, B, ...)``; with the user's
@@ -241,6 +253,8 @@ def train(model: nn.Module, data, budget: SynapseBudget,
         :class:`TrainResult`.
 
     Raises:
+        rewire.errors.LoweringError: what ``rewire.compile`` would refuse in the model
+            (named, with the fix), before any training.
         ValueError: ``config.device`` names CUDA but none is available; data, run options or
             a model output that cannot be used (named, with the fix), before any training;
             sizes that cannot fit in memory (a ``__len__`` whose shuffled index, or ``steps``
@@ -254,10 +268,14 @@ def train(model: nn.Module, data, budget: SynapseBudget,
     for where, source in (("data", data), ("test_data", test_data)):
         if source is not None and not isinstance(source, Split):
             check_dataset_size(source, where)
+    early = lower_before_data(model, steps, encoding, input_gain, input_shape)
     feed = Feed.build(model, data, test_data, config.batch_size, config.seed, steps=steps,
                       encoding=encoding, input_gain=input_gain, input_shape=input_shape,
                       time_axis=time_axis)
     check_fused_chains(model, feed.shape)  # issue 22: a fused chain cannot be counted
+    shape = feed.shape if feed.rewire_model else feed.data_shape
+    if early != (feed.run_options, shape):  # the data decided the options (spike trains)
+        lower_for_training(model, feed.run_options, shape, input_shape)
     check_batch_memory(feed.steps, config.batch_size, feed.shape, model_neurons(model))
     loss_fn = loss or default_loss
     if METHOD_TYPES[config.method].needs_fresh_model and \
@@ -265,6 +283,7 @@ def train(model: nn.Module, data, budget: SynapseBudget,
         raise ValueError(f"method {config.method!r} needs a model without GradR "
                          f"parametrization; give a fresh model (compute the budget on a copy: "
                          f"probe = copy.deepcopy(model); apply_gradr(probe))")
+    record_options(model, feed.run_options)
     device = torch.device(config.device)
     rank, world = _world()
     torch.manual_seed(config.seed)
