@@ -30,13 +30,15 @@ def known_shape(shape: tuple) -> bool:
 
 def _example(model: nn.Module, steps: int, shape: tuple) -> torch.Tensor:
     """The input ``rewire.compile``'s frontend runs the forward on: ``(1, F)`` samples for a
-    model that presents its input itself, else ``(T, 1, *shape)`` zeros, on the model's
-    device."""
+    model that presents its input itself, else ``(min(T, 3), 1, *shape)`` zeros, on the
+    model's device."""
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     if presents_own_input(model):
         return torch.zeros((1, int(math.prod(shape))), device=device)
-    return torch.zeros((int(steps), 1, *shape), device=device)
+    # a few steps show the data path (the run options give the steps): a long run's full
+    # length would trace (and hold) every step before the memory check has spoken
+    return torch.zeros((min(int(steps), 3), 1, *shape), device=device)
 
 
 def lower_for_training(model: nn.Module, options: dict, shape: tuple,
@@ -66,7 +68,10 @@ def lower_for_training(model: nn.Module, options: dict, shape: tuple,
     was_training = model.training
     model.eval()  # as compiled: a BatchNorm folds its running statistics (eval mode)
     try:
-        return lower(model, example, input_shape=input_shape, **options)
+        opts = dict(options)  # run_options carry the data's input_shape where it matters
+        given = opts.pop("input_shape", None)
+        return lower(model, example, input_shape=input_shape if input_shape is not None
+                     else given, **opts)
     except RewireError:
         raise
     except ValueError as exc:  # an IR node refused a value, as rewire.compile reports it

@@ -20,9 +20,6 @@ from rewire.training.train import TrainConfig
 
 SHAPE = (1, 8, 8)
 OPTIONS = {"steps": 4, "encoding": "current", "input_gain": 4.0}
-FUSION = ("a sum pool (AvgPool2d) or a strided Conv2d straight into Flatten -> Linear, with no "
-          "neuron between, compiles once the 'fuse' helper's linear-chain fusion lands (issue "
-          "22.4); today: 'layer 2 (...) must be followed by a neuron node'")
 
 
 class Counting(DataLoader):
@@ -102,14 +99,14 @@ def test_the_maxpool_hints_followed_by_a_spiking_layer_train_and_compile(images,
     res = _train(model, images)
     net = rewire.compile(model, "loihi2", input_max_value=16, input_shape=SHAPE)
     assert len(net.layers) == 3 and net.synapses > 0
-    assert res.run_options == OPTIONS
+    assert res.run_options == {**OPTIONS, "input_shape": SHAPE}  # a conv net's image size
     assert all(t.grad is not None for t in hidden_params(model))
 
 
-@pytest.mark.xfail(strict=True, raises=LoweringError, reason=FUSION)
 @pytest.mark.parametrize("pool", [nn.AvgPool2d(2), nn.Conv2d(4, 4, 2, stride=2, bias=False)],
                          ids=["AvgPool2d", "strided Conv2d"])
 def test_the_maxpool_hints_in_its_place_compile(pool):
-    """Each hint put exactly where MaxPool2d was (no neuron after it)."""
+    """Each hint put exactly where MaxPool2d was (no neuron after it): the pool or strided
+    conv fuses with the Linear after the Flatten (issue 22.4)."""
     model = conv_net(pool, [])
     rewire.compile(model, "loihi2", input_max_value=16, input_shape=SHAPE, **OPTIONS)
