@@ -99,7 +99,7 @@ from pathlib import Path
 import nir
 import numpy as np
 
-from rewire.errors import LoweringError
+from rewire.errors import SEMANTIC_NOTE, LoweringError
 from rewire.io import check_hdf5
 from rewire.frontends._nir_graph import (SUPPORTED, _chain, _check_values, _resolve,
                                         check_size)
@@ -296,6 +296,7 @@ def _framework(framework, source, meta, nodes, mode, notes):
     """``(framework, mode, notes)``: the spike rule (:func:`pick_framework`), the way the
     neurons are read (sinabs: its own reading) and the notes, the source's note on the reset
     replaced by the rule's where the rule is the source's own."""
+    framework_arg = framework
     framework, found = pick_framework(framework, source, meta, nodes)
     if framework == "sinabs":
         mode = "sinabs"
@@ -303,9 +304,16 @@ def _framework(framework, source, meta, nodes, mode, notes):
         notes.append("sinabs' reading (its nir.py): IF is v += x with the threshold as "
                      "written (r = 1 is no resistance), LIF/LI v = exp(-1/tau) v + x with tau "
                      "in steps")
-    if framework not in ("nir", "norse"):
-        notes = [n for n in notes if n != _SOURCE_NOTES.get(source)]
+    declared = framework_arg is not None or any("metadata" in n for n in found)
+    if framework not in ("nir", "norse"):  # the rule replaces the source's note on resets
+        notes = [n for n in notes
+                 if n.removeprefix(SEMANTIC_NOTE) != _SOURCE_NOTES.get(source)]
+    elif declared:  # the user stated the rule: the source's reset note is information
+        notes = [n.removeprefix(SEMANTIC_NOTE) if n.removeprefix(SEMANTIC_NOTE) ==
+                 _SOURCE_NOTES.get(source) else n for n in notes]
     note = framework_note(framework)
+    if note and not declared:  # a rule read off the file's look, not stated: a warning
+        note = SEMANTIC_NOTE + note
     return framework, mode, notes + found + ([note] if note else [])
 
 
