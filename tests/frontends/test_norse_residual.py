@@ -6,6 +6,7 @@ netx refuses the network by name."""
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, strategies as st
 from norse.torch import IAFCell, LIFCell
 from torch import nn
 
@@ -15,6 +16,8 @@ from rewire.errors import ExportError, LoweringError
 from rewire.export import onnx_int, onnx_step
 from rewire.frontends import lower
 from rewire.ir import dynamics
+
+from conftest import examples
 
 
 class ResidualNet(nn.Module):
@@ -162,3 +165,62 @@ def test_conv_residual_block_is_exact_from_user_code(tmp_path):
     onnx_int.write(compiled, tmp_path / "i.onnx")
     assert np.array_equal(np.asarray(onnx_int.run(tmp_path / "i.onnx", flat.astype(np.int64))),
                           ref)
+
+
+class _RandomResidual(nn.Module):
+    """``layers`` Linear -> cell layers; ``skips`` maps a layer k to the earlier layer j
+    (0 = the input) whose spikes it adds: as they are when the sizes match (identity),
+    else through a bias-free Linear (projection)."""
+
+    def __init__(self, sizes, skips, bias, cell):
+        super().__init__()
+        self.fcs = nn.ModuleList(nn.Linear(a, b, bias=bias) for a, b in zip(sizes, sizes[1:]))
+        self.cells = nn.ModuleList(cell() for _ in sizes[1:])
+        self.skips = dict(skips)
+        self.proj = nn.ModuleDict({str(k): nn.Linear(sizes[j], sizes[k], bias=False)
+                                   for k, j in self.skips.items() if sizes[j] != sizes[k]})
+
+    def forward(self, x):
+        states = [None] * len(self.cells)
+        out = []
+        for x_t in x:
+            seen = [x_t]
+            for k, (fc, cell) in enumerate(zip(self.fcs, self.cells), 1):
+                a = fc(seen[-1])
+                if k in self.skips:
+                    src = seen[self.skips[k]]
+                    a = a + (self.proj[str(k)](src) if str(k) in self.proj else src)
+                z, states[k - 1] = cell(a, states[k - 1])
+                seen.append(z)
+            out.append(seen[-1])
+        return torch.stack(out)
+
+
+@examples(200)
+@given(sizes=st.lists(st.integers(2, 8), min_size=3, max_size=5), bias=st.booleans(),
+       cell=st.sampled_from([LIFCell, IAFCell]), data=st.data())
+def test_residual_sums_land_in_the_ir_with_equal_spikes(sizes, bias, cell, data):
+    """Issue 22's property for residual sums: random Norse nets with identity and
+    projection shortcuts from any earlier layer or the input (two layers back or more) lower
+    with every shortcut an IR Skip (its weight the identity or the projection's) and the
+    float IR's spikes equal the model's."""
+    depth = len(sizes) - 1
+    skips = {}
+    for k in range(2, depth + 1):
+        if data.draw(st.booleans(), label=f"skip into {k}"):
+            skips[k] = data.draw(st.integers(0, k - 2), label=f"source of {k}")
+    torch.manual_seed(len(sizes) * 7 + sum(sizes))
+    model = _RandomResidual(sizes, skips, bias, cell)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3)
+    x = _inputs(seed=sum(sizes), steps=8, batch=8, n=sizes[0])
+    net = lower(model, x)
+    assert {(s.target, s.source) for s in net.skips} == set(skips.items())
+    for s in net.skips:
+        proj = model.proj[str(s.target)] if str(s.target) in model.proj else None
+        want = np.eye(sizes[s.target]) if proj is None else proj.weight.detach().numpy()
+        np.testing.assert_array_equal(s.weight, want)
+    with torch.no_grad():
+        ref = model(x)
+    assert torch.equal(dynamics.run(net, x)[-1], ref)
