@@ -117,19 +117,23 @@ def relay_counts(net: CompiledNetwork) -> tuple[int, list[int]]:
     wmax = _wmax(net.profile)
     relays = [0] * len(net.layers)
     need = 0  # sources layer k needs before it, walking back from the output
+    stuck = []  # layers whose bias (or relays) would sit in or after a feature map
     for k in range(len(net.layers) - 1, -1, -1):
         layer = net.layers[k]
         relays[k] = need
         need = max(1 if layer.bias_int is not None else 0,
-                   _drivers_for_relays(net, k, wmax) if relays[k] else 0)
+                   _drivers_for_relays(net, k, wmax) if relays[k] and not stuck else 0)
         before_conv = k and isinstance(net.layers[k - 1], CompiledConv)
         if need and (isinstance(layer, CompiledConv) or before_conv):
-            raise CompileError(
-                f"netx: layer {layer.name} ({layer.source or layer.name}): a bias on a conv "
-                f"layer or after one has no exact netx image (netx's own bias starts before "
-                f"the layer's input arrives in Lava, and an always-on relay neuron has no "
-                f"place in a feature map); train the conv layers with bias=False, or export "
-                f"ONNX/NIR")
+            stuck.append(f"{layer.name} ({layer.source or layer.name})")
+            need = 0
+    if stuck:
+        raise CompileError(
+            f"netx: layers {', '.join(reversed(stuck))}: a bias on a conv layer or after one "
+            f"has no exact netx image (netx's own bias starts before the layer's input "
+            f"arrives in Lava, and an always-on relay neuron has no place in a feature map); "
+            f"train the conv layers with bias=False (a BatchNorm after a conv folds into a "
+            f"bias), or export ONNX/NIR")
     return need, relays
 
 

@@ -103,7 +103,7 @@ def test_biases_carried_by_every_model(kind, shape, biases, encoding, seed):
         lined, lines = with_lines(c)
     except CompileError as exc:
         assert shape == "conv" or "relay" in str(exc)
-        with pytest.raises(ExportError, match=r"layer (fc|conv)\d"):
+        with pytest.raises(ExportError, match=r"layers (fc|conv)\d"):
             netx.check_network(c)
         return
     assert lines >= biases[0] and lined.layers[-1].shape[0] == c.layers[-1].shape[0]
@@ -147,7 +147,7 @@ def test_bias_counts_in_the_scale(loihi2):
 
 def test_netx_refuses_a_conv_bias_by_name(loihi2):
     c = compile_network(_net("LIF", "conv", (True, False), 0), loihi2, 16)
-    with pytest.raises(ExportError, match="layer conv1.*bias=False"):
+    with pytest.raises(ExportError, match="layers conv1.*bias=False"):
         netx.check_network(c)
 
 
