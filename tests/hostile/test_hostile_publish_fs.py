@@ -196,5 +196,6 @@ def test_real_export_with_a_concurrent_writer(tmp_path):
     assert snapshot(out) == before
     report = json.loads((out / "report.json").read_text())
     assert set(verify_set(out)) == set(report["sha256"]) >= {"model.net", "cores.json"}
+    fake = {f".rewire-staging-{2**22 + 7}-abc", f".rewire-staging-{2**22 + 8}-abc"}
     assert not [p for p in out.iterdir() if p.name.startswith(".rewire-staging-")
-                and (p / ".rewire-staging").exists() and "abc" not in p.name]
+                and (p / ".rewire-staging").exists() and p.name not in fake]
