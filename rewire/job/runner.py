@@ -19,6 +19,7 @@ Example (the job ``python -m rewire.export`` runs, on a smaller budget)::
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from torch.utils.data import TensorDataset
 from rewire._version import __version__
 from rewire.compiler import equivalence, mapping, simulate
 from rewire.compiler.quantize import compile_network
-from rewire.errors import CompileError, StrictError
+from rewire.errors import CompileError, RewireWarning, StrictError
 from rewire.export import build as build_files, cores as cores_files
 from rewire.frontends import lower
 from rewire.hw_profiles.profile import KNOWN_FORMATS
@@ -171,12 +172,16 @@ def _compile_and_export(prep: Prepared, result, t0: float) -> dict:
     every file and the report, and publish them as one set."""
     spec, t1 = prep.spec, time.perf_counter()
     calibration = None if prep.spikes else prep.split.x_train.numpy()
-    if result.qat.get("on"):  # QAT trained the chip's float image: compile exactly that
-        net = compile_image(prep.model.cpu(), prep.profile, prep.split.max_value, spec.cores,
-                            calibration=calibration, **prep.run_options)
-    else:
-        net = compile_network(lower(prep.model.cpu(), **prep.run_options), prep.profile,
-                              prep.split.max_value, spec.cores, calibration=calibration)
+    # the compiler's RewireWarnings are kept on the network and shown in the job's table and
+    # report (and fail --strict there): not printed a second time as Python warning lines
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RewireWarning)
+        if result.qat.get("on"):  # QAT trained the chip's float image: compile exactly that
+            net = compile_image(prep.model.cpu(), prep.profile, prep.split.max_value,
+                                spec.cores, calibration=calibration, **prep.run_options)
+        else:
+            net = compile_network(lower(prep.model.cpu(), **prep.run_options), prep.profile,
+                                  prep.split.max_value, spec.cores, calibration=calibration)
     inputs, payload = evaluation_inputs(prep, net)
     equiv = equivalence.compare(net, inputs, labels=prep.split.y_test.cpu().numpy())
     t2 = time.perf_counter()
