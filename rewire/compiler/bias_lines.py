@@ -160,7 +160,7 @@ def relay_counts(net: CompiledNetwork) -> tuple[int, list[int]]:
         if (taps or layer.bias_int is not None) and not per_unit:
             stuck.append(f"{_label(layer)}: {why}")
             taps, per_unit = 0, 1
-        need = max(1 if layer.bias_int is not None else 0, -(-taps // per_unit))
+        need = max(1 if layer.bias_int is not None else 0, -(-taps // max(per_unit, 1)))
     if stuck:
         raise CompileError(
             f"netx: layers {'; '.join(reversed(stuck))}: a bias there (or relays that carry "
