@@ -66,7 +66,8 @@ from rewire.compiler.netx_legal import netx_exact
 from rewire.errors import CompileError, MappingError
 from rewire.hw_profiles.profile import HardwareProfile
 from rewire.ir.compiled import CompiledNetwork
-from rewire.ir.compiled_layers import CompiledConv, CompiledLayer, CompiledRecurrentDense
+from rewire.ir.compiled_layers import (CompiledConv, CompiledDense, CompiledLayer,
+                                       CompiledRecurrentDense, lookup)
 
 __all__ = ["has_bias", "max_relay_threshold", "relay_counts", "with_lines", "chip_cost",
            "line_inputs"]
@@ -171,9 +172,12 @@ def relay_counts(net: CompiledNetwork) -> tuple[int, list[int]]:
     return need, relays
 
 
-def _lined_dense(layer, drivers: int, per_unit: int, relays: int, taps: int, wmax: int):
-    """A dense layer with ``drivers * per_unit`` always-on columns after its real inputs
-    (the bias on the first) and ``relays`` relay rows reading ``taps`` of them."""
+def _lined_dense(net: CompiledNetwork, k: int, drivers: int, relays: int, taps: int,
+                 wmax: int) -> CompiledDense:
+    """Dense layer ``k`` with ``drivers * per_unit`` always-on columns after its real inputs
+    (the bias on the first; a relay channel gives ``per_unit`` pixels) and ``relays`` relay
+    rows reading ``taps`` of them."""
+    layer, per_unit = net.layers[k], _sources_per_unit(net, k)[0]
     n_out, n_in = layer.shape
     cols = drivers * per_unit
     w = np.zeros((n_out + relays, n_in + cols), np.int32)
@@ -192,6 +196,17 @@ def _lined_dense(layer, drivers: int, per_unit: int, relays: int, taps: int, wma
         raise CompileError(f"netx: layer {layer.name}: the bias synapses are not on netx's "
                            f"weight grid")
     return lined
+
+
+def _lined_conv(net: CompiledNetwork, k: int, drivers: int, relays: int, taps: int,
+                wmax: int) -> CompiledConv:
+    """Conv layer ``k`` with always-on input channels and relay channels
+    (:func:`rewire.compiler.conv_lines.lined_conv`)."""
+    return lined_conv(net.layers[k], drivers, relays, taps, wmax)
+
+
+#: compiled layer type -> how it takes its always-on inputs and relays (a sum pool is a conv).
+LINED = {CompiledDense: _lined_dense, CompiledConv: _lined_conv}
 
 
 def with_lines(net: CompiledNetwork) -> tuple[CompiledNetwork, int]:
@@ -217,11 +232,8 @@ def with_lines(net: CompiledNetwork) -> tuple[CompiledNetwork, int]:
     for k, layer in enumerate(net.layers):
         drivers = lines if k == 0 else relays[k - 1]
         taps = _drivers_for_relays(net, k, wmax) if relays[k] else 0
-        if isinstance(layer, CompiledConv):
-            layers.append(lined_conv(layer, drivers, relays[k], taps, wmax))
-        else:
-            per_unit = _sources_per_unit(net, k)[0]
-            layers.append(_lined_dense(layer, drivers, per_unit, relays[k], taps, wmax))
+        layers.append(lookup(LINED, layer, "with_lines")(net, k, drivers, relays[k], taps,
+                                                           wmax))
     try:
         mapping = map_cores(layers, net.profile, net.mapping.allotted)
     except MappingError as exc:

@@ -33,12 +33,23 @@ import numpy as np
 
 from rewire.ir.compiled_layers import CompiledConv
 
-__all__ = ["steady_taps", "lined_conv"]
+__all__ = ["axis_taps", "steady_taps", "lined_conv"]
 
 
-def _axis_taps(k: int, size_in: int, size_out: int, stride: int, pad: int) -> list[int]:
-    """Kernel offsets ``i`` whose input index ``o s - p + i`` is inside ``[0, size_in)`` for
-    every output index ``o < size_out``."""
+def axis_taps(k: int, size_in: int, size_out: int, stride: int, pad: int) -> list[int]:
+    """Kernel offsets ``i`` along one axis whose input index ``o s - p + i`` is inside
+    ``[0, size_in)`` for every output index ``o < size_out`` (torch ``conv2d``, dilation 1).
+
+    Example:
+        >>> axis_taps(3, 8, 8, 1, 1)   # 'same' 3x3: only the centre
+        [1]
+        >>> axis_taps(3, 8, 4, 2, 1)   # stride 2: the last row never reaches the padding
+        [1, 2]
+        >>> axis_taps(2, 4, 2, 2, 0)   # a 2x2 / stride-2 pool: both
+        [0, 1]
+        >>> axis_taps(1, 4, 6, 1, 1)   # a 1x1 kernel with padding: none
+        []
+    """
     return [i for i in range(k) if i >= pad and (size_out - 1) * stride - pad + i < size_in]
 
 
@@ -48,8 +59,8 @@ def steady_taps(layer: CompiledConv) -> list[tuple[int, int]]:
     padding)."""
     kh, kw = layer.weight_int.shape[2:]
     (_, h, w), (_, ho, wo) = layer.in_shape, layer.out_shape
-    rows = _axis_taps(kh, h, ho, layer.stride[0], layer.padding[0])
-    cols = _axis_taps(kw, w, wo, layer.stride[1], layer.padding[1])
+    rows = axis_taps(kh, h, ho, layer.stride[0], layer.padding[0])
+    cols = axis_taps(kw, w, wo, layer.stride[1], layer.padding[1])
     return [(i, j) for i in rows for j in cols]
 
 
