@@ -32,9 +32,9 @@ The relays have no recurrent weights, drive nothing but the next layer's bias co
 relays, and are appended after the layer's real neurons (the output layer gets none, so the
 network's output is unchanged). They are neurons on the chip, and the lines are input axons:
 :func:`with_lines` maps the cores again with them and refuses a network they push over the
-profile's limits; :func:`chip_cost` counts them. The integer model of the result, fed the lines, equals the
-biased network's spike for spike, undelayed and Lava-delayed
-(:func:`rewire.compiler.simulate.simulate`).
+profile's limits; :func:`chip_cost` counts them. The integer model of the result, fed the
+lines (:func:`line_inputs`), equals the biased network's spike for spike, undelayed and
+Lava-delayed (:func:`rewire.compiler.simulate.simulate`).
 
 Example:
     >>> import numpy as np
