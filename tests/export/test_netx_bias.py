@@ -51,6 +51,7 @@ def test_netx_layout_with_biases(loihi2, tmp_path):
         assert f["layer/1/weight_rec"].shape == (10 + relays[1],) * 2
         assert f["layer/2/weight"].shape == (4, 10 + relays[1])
         assert f["layer/0"].attrs["rewire_relays"] == relays[0]
+        assert f.attrs["rewire_bias_relay_neurons"] == sum(relays)  # dense: one per relay
     plain = netx.write(compile_network(_biased(nodes.LIF(100.0), bias=False), loihi2, 16),
                        tmp_path / "p.net")
     with h5py.File(plain) as f:
