@@ -181,7 +181,7 @@ def quantize_conv_layer(name: str, synapse, in_shape: tuple[int, int, int],
                         out_shape: tuple[int, int, int], neuron, profile: HardwareProfile,
                         input_scale: float, max_payload: int,
                         payloads: np.ndarray | None = None,
-                        extra: np.ndarray | None = None) -> CompiledConv:
+                        extra: np.ndarray | None = None, relays: bool = False) -> CompiledConv:
     """Quantize an IR ``Conv2d`` or ``SumPool2d`` layer.
 
     The same per-layer scale ``S`` as :func:`quantize_layer` (whose code this reuses on the
@@ -200,6 +200,7 @@ def quantize_conv_layer(name: str, synapse, in_shape: tuple[int, int, int],
         extra: optional float ``(C_out, m)`` columns of binary inputs that share the layer's
             scale (a skip connection's worst row per channel,
             :func:`rewire.compiler.skips.conv_skip_columns`).
+        relays: as :func:`quantize_layer` (netx relay channels, :mod:`~rewire.compiler.conv_lines`).
 
     Returns:
         A :class:`~rewire.ir.compiled_layers.CompiledConv` (a
@@ -217,7 +218,8 @@ def quantize_conv_layer(name: str, synapse, in_shape: tuple[int, int, int],
     if payloads is not None and groups == 1:
         patches = conv_patches(payloads, in_shape, weight.shape[2:], stride, padding)
     flat = quantize_layer(name, weight.reshape(len(weight), -1), neuron, profile, input_scale,
-                          max_payload, patches, extra, bias=None if pool else synapse.bias)
+                          max_payload, patches, extra, bias=None if pool else synapse.bias,
+                          relays=relays)
     fields = dict(name=name, weight=flat.weight.reshape(weight.shape),
                   weight_int=flat.weight_int.reshape(weight.shape), scale=flat.scale,
                   input_scale=flat.input_scale, scale_limited_by=flat.scale_limited_by,
@@ -292,7 +294,7 @@ def _conv(name, layer, profile, input_scale, max_payload, payloads, netx,
           relays, skips=()) -> CompiledConv:
     compiled = quantize_conv_layer(name, layer.synapse, layer.in_shape, layer.out_shape,
                                    layer.neuron, profile, input_scale, max_payload, payloads,
-                                   conv_skip_columns(layer.out_shape, skips))
+                                   conv_skip_columns(layer.out_shape, skips), relays)
     return with_conv_skips(compiled, skips, profile) if skips else compiled
 
 

@@ -64,7 +64,9 @@ def run_netx(path: str | Path, payload: np.ndarray, sparse: bool = True,
             (``CompiledNetwork.input_shape``); default: the file's ``input`` layer's
             ``(C, H, W)`` (conv nets), else flat only.
             A file with biases (root attribute ``rewire_bias_lines``) gets its always-on
-            input lines appended here, payload 1 at every step (:mod:`rewire.compiler.bias_lines`).
+            input lines appended here, payload 1 at every step (input channels, 1 at every
+            pixel, when the ``input`` layer's shape holds them: not part of the default
+            ``(C, H, W)``; :mod:`rewire.compiler.bias_lines`).
 
     Returns:
         Output spikes as uint8, ``(T, n_out)`` for one sample, ``(T, B, n_out)`` for a batch
@@ -80,8 +82,10 @@ def run_netx(path: str | Path, payload: np.ndarray, sparse: bool = True,
         first = f["layer/0"]
         image = tuple(int(s) for s in first["shape"][()]) if first["type"][0] == b"input" \
             else None
+        lines = int(f.attrs.get("rewire_bias_lines", 0))
     payload = np.asarray(payload)
-    shape = tuple(int(s) for s in input_shape) if input_shape is not None else image
+    own = image and (image[0] - lines,) + image[1:]  # the always-on channels are not input
+    shape = tuple(int(s) for s in input_shape) if input_shape is not None else own
     if shape is None:  # a flat input: (T, n_in) or (T, B, n_in)
         if payload.ndim not in (2, 3):
             raise ValueError(f"payload: shape {payload.shape} is neither (T, n_in) nor "
@@ -115,8 +119,9 @@ def _run_one(path, payload: np.ndarray, image, sparse: bool, aligned: bool) -> n
         delay = int(f.attrs.get("lava_delay_steps", 0))
         lines = int(f.attrs.get("rewire_bias_lines", 0))  # always-on inputs of the biases
     payload = np.asarray(payload)
-    if lines:
-        payload = np.hstack([payload, np.ones((len(payload), lines), payload.dtype)])
+    if lines:  # lines, or channels of ones (the last in torch's (C, H, W) flat order)
+        ones = lines * (math.prod(image[1:]) if image is not None else 1)
+        payload = np.hstack([payload, np.ones((len(payload), ones), payload.dtype)])
     if aligned:
         payload = pad_silent(payload, delay)
     steps = payload.shape[0]

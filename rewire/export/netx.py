@@ -18,9 +18,12 @@ Layout read by ``lava.lib.dl.netx.hdf5.Network`` (lava-dl 0.6, ``netx/hdf5.py``)
 
 Biases travel as synapses (:mod:`rewire.compiler.bias_lines`): ``rewire_bias_lines`` (a root
 attribute, present only with biases) more inputs after the real ones carry payload 1 at
-every step (:func:`rewire.export.lava_run.run_netx` feeds them), and ``rewire_relays`` (a
-layer's attribute) relay neurons appended after its real neurons fire every step; netx's own
-``bias`` (added to ``v`` from Lava's first step, before a layer's input arrives) is not used.
+every step (:func:`rewire.export.lava_run.run_netx` feeds them; with a conv first layer they
+are input channels, in the ``input`` layer's shape, 1 at every pixel), and ``rewire_relays``
+(a layer's attribute) relay neurons (relay channels of a conv layer) appended after its real
+neurons fire every step; ``rewire_bias_relay_neurons`` (root) counts the relay neurons.
+netx's own ``bias`` (added to ``v`` from Lava's first step, before a layer's input arrives) is
+not used.
 
 A dense layer whose synapses are all pruned (netx crashes on it, lava #501) is written with
 one silent inhibitory guard synapse and the attribute ``rewire_all_zero = 1`` (see
@@ -123,15 +126,15 @@ def check_network(net: CompiledNetwork) -> None:
         rewire.errors.ExportError: a skip connection (netx is a chain), a neuron netx cannot
             hold (a leaky-integrator ``LI``/``CubaLI`` readout: netx networks output spikes
             only), an all-zero layer whose input is too large for the silent guard, or a bias
-            netx cannot carry exactly (:func:`rewire.compiler.bias_lines.relay_counts`),
-            naming the layer.
+            netx cannot carry exactly or whose relays do not fit the cores
+            (:func:`rewire.compiler.bias_lines.with_lines`), naming the layer.
     """
     if "netx" not in net.profile.formats:
         raise ValueError(f"profile {net.profile.name!r} has no netx target "
                          f"(formats = {list(net.profile.formats)})")
     if bias_lines.has_bias(net):
         try:
-            bias_lines.relay_counts(net)
+            bias_lines.with_lines(net)
         except CompileError as exc:
             raise ExportError(str(exc), "netx") from None
     for k, layer in enumerate(net.layers):
@@ -166,7 +169,8 @@ def write(net: CompiledNetwork, path: str | Path) -> Path:
         ValueError, rewire.errors.ExportError: see :func:`check_network`.
     """
     check_network(net)
-    relays = bias_lines.relay_counts(net)[1] if bias_lines.has_bias(net) else None
+    cost = bias_lines.chip_cost(net)
+    relays = bias_lines.relay_counts(net)[1] if cost["lines"] else None
     net, lines = bias_lines.with_lines(net)
     # Built in memory, then written with one plain write: a full disk is then a clean
     # OSError (ENOSPC) instead of an HDF5 error mid-file (h5py raised RuntimeError, and its
@@ -180,6 +184,7 @@ def write(net: CompiledNetwork, path: str | Path) -> Path:
                  "lava_delay_steps": lava_delay_steps(net)}
         if lines:
             attrs["rewire_bias_lines"] = lines
+            attrs["rewire_bias_relay_neurons"] = cost["relay_neurons"]
         if net.warnings:  # the compiler's warnings (JSON), only when there are some
             attrs["rewire_warnings"] = net.warnings_json
         f.attrs.update(attrs)

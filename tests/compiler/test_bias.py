@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, strategies as st
 
 from rewire.compiler import simulate
-from rewire.compiler.bias_lines import relay_counts, with_lines
+from rewire.compiler.bias_lines import line_inputs, relay_counts, with_lines
 from rewire.compiler.quantize import compile_network
 from rewire.errors import CompileError, ExportError
 from rewire.export import netx, onnx_int, onnx_step
@@ -108,7 +108,7 @@ def test_biases_carried_by_every_model(kind, shape, biases, encoding, seed):
         return
     assert lines >= biases[0] and lined.layers[-1].shape[0] == c.layers[-1].shape[0]
     for pad, delayed in ((payload, False), (padded, True)):
-        ones = np.ones(pad.shape[:2] + (lines,), np.int64)
+        ones = np.ones(pad.shape[:2] + (line_inputs(c, lines),), np.int64)  # conv: channels
         got = simulate.simulate(lined, np.concatenate([pad, ones], -1), lava_delay=delayed)
         np.testing.assert_array_equal(got[-1], simulate.simulate(c, pad, lava_delay=delayed)[-1])
 
@@ -145,10 +145,17 @@ def test_bias_counts_in_the_scale(loihi2):
     assert large.scale < small.scale and np.abs(large.bias_int).max() <= 254
 
 
-def test_netx_refuses_a_conv_bias_by_name(loihi2):
+def test_netx_carries_a_conv_bias_and_refuses_one_without_a_steady_tap(loihi2):
+    """A 'same'-padded conv's bias goes through always-on input channels (netx accepts it,
+    tests/export/test_netx_conv_bias.py checks it spike for spike); a kernel with no tap in
+    bounds at every output position is refused by name."""
     c = compile_network(_net("LIF", "conv", (True, False), 0), loihi2, 16)
-    with pytest.raises(ExportError, match="layers conv1.*bias=False"):
-        netx.check_network(c)
+    netx.check_network(c)
+    blind = compile_network(Network((nodes.Conv2d(np.ones((2, 1, 1, 1), "f"), padding=(1, 1),
+                                                  bias=np.ones(2, "f")), NEURONS["LIF"][0]),
+                                    input_shape=(1, 4, 4), steps=T), loihi2, 16)
+    with pytest.raises(ExportError, match="layers conv1.*no kernel tap.*bias=False"):
+        netx.check_network(blind)
 
 
 def test_relays_per_layer(loihi2):

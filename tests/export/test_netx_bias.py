@@ -51,6 +51,7 @@ def test_netx_layout_with_biases(loihi2, tmp_path):
         assert f["layer/1/weight_rec"].shape == (10 + relays[1],) * 2
         assert f["layer/2/weight"].shape == (4, 10 + relays[1])
         assert f["layer/0"].attrs["rewire_relays"] == relays[0]
+        assert f.attrs["rewire_bias_relay_neurons"] == sum(relays)  # dense: one per relay
     plain = netx.write(compile_network(_biased(nodes.LIF(100.0), bias=False), loihi2, 16),
                        tmp_path / "p.net")
     with h5py.File(plain) as f:
@@ -97,3 +98,59 @@ def test_lava_runs_biases_spike_exact(loihi2, tmp_path, neuron, encoding):
     assert ref.sum() > 0, "test network should spike"
     for b in range(payload.shape[1]):
         np.testing.assert_array_equal(run_netx(path, payload[:, b], aligned=True), ref[:, b])
+
+
+@pytest.mark.slow
+@pytest.mark.lava
+@requires_lava
+def test_lava_runs_a_trained_norse_batchnorm_conv_net_spike_exact(tmp_path):
+    """Issue 22 case (2) end to end (about 30 s): the Norse conv net with ``BatchNorm2d`` as
+    users write it (tests/export/field_models.py), trained briefly (1 epoch on 256 digits,
+    BatchNorm weight 3 and readout x30 at init so that the readout spikes after so short a
+    training, lr 1e-2), lowered with both BatchNorms folded
+    into conv biases, compiled for loihi2 and run in Lava: equal to the integer model spike
+    for spike on 10 test samples, with output spikes."""
+    import sys
+    import warnings
+    from pathlib import Path
+
+    import torch
+
+    import rewire
+    from rewire.compiler.bias_lines import chip_cost
+    from rewire.export.lava_run import run_netx
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import field_models as fm
+
+    image = (1, 8, 8)
+    torch.manual_seed(0)
+    model = fm.norse_bn_conv()
+    with torch.no_grad():
+        for m in model:
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.fill_(3.0)
+        model[7].weight.mul_(30.0)
+    xtr, ytr, xte, _ = fm.digits(256)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for i in range(0, len(xtr), 64):
+        counts = fm.run(model, fm.encode(xtr[i:i + 64], image)).sum(0)
+        loss = torch.nn.functional.cross_entropy(counts, ytr[i:i + 64])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = rewire.compile(model, "loihi2", input_max_value=16,
+                             calibration=xtr[:64].reshape(64, *image).numpy(),
+                             steps=fm.STEPS, encoding="current", input_gain=fm.GAIN,
+                             input_shape=image)
+    assert net.layers[0].bias_int is not None and net.layers[1].bias_int is not None
+    cost = chip_cost(net)
+    assert cost["relays"] == {"conv1": 64, "conv2": 16}  # one relay channel each
+    path = netx.write(net, tmp_path / "bn.net")
+    payload = sim.encode_input(net, xte[:10].reshape(10, *image).numpy())
+    ref = sim.simulate(net, payload)[-1]
+    assert ref.sum() > 0, "the readout should spike"
+    np.testing.assert_array_equal(run_netx(path, payload, aligned=True), ref)
