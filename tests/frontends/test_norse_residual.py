@@ -196,32 +196,58 @@ class _RandomResidual(nn.Module):
         return torch.stack(out)
 
 
-@examples(200)
-@given(sizes=st.lists(st.integers(2, 8), min_size=3, max_size=5), bias=st.booleans(),
-       cell=st.sampled_from([LIFCell, IAFCell]), data=st.data())
-def test_residual_sums_land_in_the_ir_with_equal_spikes(sizes, bias, cell, data):
-    """Issue 22's property for residual sums: random Norse nets with identity and
-    projection shortcuts from any earlier layer or the input (two layers back or more) lower
-    with every shortcut an IR Skip (its weight the identity or the projection's) and the
-    float IR's spikes equal the model's."""
-    depth = len(sizes) - 1
-    skips = {}
-    for k in range(2, depth + 1):
-        if data.draw(st.booleans(), label=f"skip into {k}"):
-            skips[k] = data.draw(st.integers(0, k - 2), label=f"source of {k}")
-    torch.manual_seed(len(sizes) * 7 + sum(sizes))
-    model = _RandomResidual(sizes, skips, bias, cell)
+def _spiking(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's output spikes on ``x``, after making it spike where it is silent: every
+    weight doubled (twice at most), then made excitatory (``|w|``). Random nets of a few
+    neurons are often silent at the last layer, and a silent output compares nothing but
+    zeros."""
     with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(3)
-    x = _inputs(seed=sum(sizes), steps=8, batch=8, n=sizes[0])
-    net = lower(model, x)
-    assert {(s.target, s.source) for s in net.skips} == set(skips.items())
-    for s in net.skips:
-        proj = model.proj[str(s.target)] if str(s.target) in model.proj else None
-        want = np.eye(sizes[s.target]) if proj is None else proj.weight.detach().numpy()
-        np.testing.assert_array_equal(s.weight, want)
-    with torch.no_grad():
-        ref = model(x)
-    event("output spikes" if ref.sum() > 0 else "silent output")
-    assert torch.equal(dynamics.run(net, x)[-1], ref)
+        for attempt in range(3):
+            ref = model(x)
+            if ref.sum() > 0:
+                return ref
+            for p in model.parameters():
+                p.mul_(2) if attempt < 2 else p.abs_()
+        return model(x)
+
+
+def test_residual_sums_land_in_the_ir_with_equal_spikes():
+    """Issue 22's property for residual sums (200 examples): random Norse nets with identity
+    and projection shortcuts from any earlier layer or the input (two layers back or more)
+    lower with every shortcut an IR Skip (its weight the identity or the projection's) and
+    the float IR's spikes equal the model's in the output layer. The examples are counted:
+    >= 95 % of them have output spikes (the weights are doubled until the output spikes,
+    :func:`_spiking`). Measured: 200 examples in about 25 s on the loaded 2-core machine,
+    100 % with output spikes (69 % before :func:`_spiking`)."""
+    seen = []
+
+    @examples(200)
+    @given(sizes=st.lists(st.integers(2, 8), min_size=3, max_size=5), bias=st.booleans(),
+           cell=st.sampled_from([LIFCell, IAFCell]), data=st.data())
+    def check(sizes, bias, cell, data):
+        depth = len(sizes) - 1
+        skips = {}
+        for k in range(2, depth + 1):
+            if data.draw(st.booleans(), label=f"skip into {k}"):
+                skips[k] = data.draw(st.integers(0, k - 2), label=f"source of {k}")
+        torch.manual_seed(len(sizes) * 7 + sum(sizes))
+        model = _RandomResidual(sizes, skips, bias, cell)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(3)
+        x = _inputs(seed=sum(sizes), steps=8, batch=8, n=sizes[0])
+        ref = _spiking(model, x)
+        net = lower(model, x)
+        assert {(s.target, s.source) for s in net.skips} == set(skips.items())
+        for s in net.skips:
+            proj = model.proj[str(s.target)] if str(s.target) in model.proj else None
+            want = np.eye(sizes[s.target]) if proj is None else proj.weight.detach().numpy()
+            np.testing.assert_array_equal(s.weight, want)
+        seen.append(float(ref.sum()))
+        event("output spikes" if ref.sum() > 0 else "silent output")
+        assert torch.equal(dynamics.run(net, x)[-1], ref)
+
+    check()
+    live = sum(s > 0 for s in seen) / len(seen)
+    assert len(seen) >= examples(200).max_examples
+    assert live >= 0.95, f"{live:.1%} of {len(seen)} examples have output spikes"
