@@ -119,11 +119,39 @@ class ShortcutBias(ResidualNet):
 
 @pytest.mark.parametrize("model, n_in, match", [
     (SameDepth, 4, "same depth.*fuse parallel synapses"),
-    (ShortcutBias, 16, "shortcut Linear .* bias=False"),
+    (ShortcutBias, 16, r"the shortcut proj \(Linear\) into cell3 \(LIFCell\) has a bias; .*"
+                       r"give proj bias=False and move its bias into fc3"),
 ])
 def test_residual_refusals_name_the_piece(model, n_in, match):
     with pytest.raises(LoweringError, match=match):
         lower(model(), torch.zeros(3, 1, n_in))
+
+
+def test_the_shortcut_bias_fix_compiles_and_equals_the_model():
+    """The refusal's fix, followed as written (``proj`` without bias, ``fc3`` with ``proj``'s
+    bias added to its own), compiles for Loihi 2 and its float IR equals the fixed model
+    spike for spike."""
+    torch.manual_seed(0)
+    model = ShortcutBias()
+    with torch.no_grad():
+        for p in model.parameters():
+            p *= 3
+    x = _inputs()
+    with pytest.raises(LoweringError, match="move its bias into fc3"):
+        lower(model, x)
+    bias = model.proj.bias.detach().clone()
+    model.proj.bias = None
+    fc3 = nn.Linear(32, 10, bias=True)
+    with torch.no_grad():
+        fc3.weight.copy_(model.fc3.weight)
+        fc3.bias.copy_(bias)  # fc3.bias + proj.bias, fc3 having had no bias
+    model.fc3 = fc3
+    compiled = rewire.compile(model, "loihi2", example_input=x, encoding="rate")
+    np.testing.assert_array_equal(compiled.layers[2].bias, bias.numpy())
+    with torch.no_grad():
+        ref = model(x)
+    assert ref.sum() > 0
+    assert torch.equal(dynamics.run(lower(model, x), x)[-1], ref)
 
 
 class ConvResidual(nn.Module):
