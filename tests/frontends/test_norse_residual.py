@@ -18,30 +18,7 @@ from rewire.frontends import lower
 from rewire.ir import dynamics
 
 from conftest import examples
-
-
-class ResidualNet(nn.Module):
-    """fc1 -> cell1 -> (fc2(z1) + z1) -> cell2 -> (fc3(z2) + proj(x)) -> cell3."""
-
-    def __init__(self, cell=LIFCell, n_in=16, hidden=32, n_out=10):
-        super().__init__()
-        self.fc1 = nn.Linear(n_in, hidden, bias=False)
-        self.cell1 = cell()
-        self.fc2 = nn.Linear(hidden, hidden, bias=False)
-        self.cell2 = cell()
-        self.proj = nn.Linear(n_in, n_out, bias=False)
-        self.fc3 = nn.Linear(hidden, n_out, bias=False)
-        self.cell3 = cell()
-
-    def forward(self, x):  # x: (T, B, n_in) spikes
-        s1 = s2 = s3 = None
-        out = []
-        for x_t in x:
-            z1, s1 = self.cell1(self.fc1(x_t), s1)
-            z2, s2 = self.cell2(self.fc2(z1) + z1, s2)
-            z3, s3 = self.cell3(self.fc3(z2) + self.proj(x_t), s3)
-            out.append(z3)
-        return torch.stack(out)
+from norse_models import ResidualNet
 
 
 def _inputs(seed=0, steps=20, batch=64, n=16):

@@ -18,7 +18,9 @@ e.g. 0.1 truncates and the integer model drifts by a unit now and then (the
 
 from __future__ import annotations
 
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,25 +37,15 @@ from rewire.ir.network import Network
 
 from conftest import examples
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "ir"))
+# every combination of the spike fields the IR accepts, and a floor (an integer or None)
+from test_spike_fields import spike_fields  # noqa: E402
+
 warnings.filterwarnings("ignore", message=".*not writable.*")
 pytestmark = pytest.mark.filterwarnings("ignore::rewire.errors.RewireWarning")
 
 STEPS = 8  # a decay of 1/2 stays exact for 7 steps of a 2**7 grid (module docstring)
 KINDS = ("CubaLIF", "LIF", "IF")
-
-
-@st.composite
-def spike_fields(draw):
-    """Any combination of the spike fields the IR accepts (``max_spikes > 1`` needs
-    ``reset='subtract'`` and ``spike_at_threshold``, and excludes ``reset_delay``), and a
-    floor as an even mantissa below 0 (or none)."""
-    reset = draw(st.sampled_from(["set", "subtract"]))
-    many = reset == "subtract" and draw(st.booleans())
-    fields = {"reset": reset,
-              "reset_delay": not many and draw(st.booleans()),
-              "max_spikes": draw(st.integers(2, 6)) if many else 1,
-              "spike_at_threshold": many or draw(st.booleans())}
-    return fields, draw(st.sampled_from([None, 0, -2, -6, -40]))
 
 
 def _neuron(kind: str, rates: tuple[float, float], fields: dict, v_th: float,
@@ -97,7 +89,7 @@ def test_reset_modes_of_every_kind_integer_equals_float(loihi2):
             gain = 1.0 if kind == "IF" else rates[1]
             scale = 2.0 ** (1 - exp) / gain  # w_int = 2 k (module docstring)
             v_th = 2 * th / scale            # an even vThMant
-            v_min = None if floor is None else floor / scale
+            v_min = None if floor is None else 2 * floor / scale  # an even mantissa
             ir_layers += [nodes.Dense(_grid(rng, shape, exp)),
                           _neuron(kind, rates, fields, v_th, v_min)]
             scales.append(scale)
