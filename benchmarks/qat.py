@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import rewire
@@ -39,30 +38,12 @@ from rewire.training.model import SpikingMLP, spike_count_logits
 from rewire.training.qat import QAT, compile_image
 from rewire.training.train import TrainConfig, train
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+# the recurrent family: the model of tests/training/test_train_any.py, shared with the tests
+from norse_models import Recurrent  # noqa: E402
+
 MNIST_DIR = Path(__file__).resolve().parents[1] / "../shared/datasets/mnist"
 MNIST_CALIBRATION = 4000  # training images bounding the graded input (compile time)
-
-
-class Recurrent(nn.Module):
-    """The recurrent family of tests/training/test_train_any.py: LIFRecurrentCell(64, 64),
-    Linear(64, 10), LIFCell, its own loop over ``(T, B, 64)`` spike trains."""
-
-    def __init__(self, hidden: int = 64):
-        super().__init__()
-        from norse.torch import LIFCell, LIFRecurrentCell
-
-        self.rec = LIFRecurrentCell(64, hidden)
-        self.fc = nn.Linear(hidden, 10, bias=False)
-        self.out = LIFCell()
-
-    def forward(self, x):
-        s1 = s2 = None
-        outputs = []
-        for t in range(x.shape[0]):
-            z, s1 = self.rec(x[t], s1)
-            z, s2 = self.out(self.fc(z), s2)
-            outputs.append(z)
-        return torch.stack(outputs)
 
 
 def rate_spikes(x: torch.Tensor, steps: int, seed: int) -> torch.Tensor:

@@ -34,6 +34,7 @@ how much it is exceeded and the option that fixes it, before any file is written
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import numpy as np
@@ -145,15 +146,23 @@ def layer_connectivity(layer: CompiledLayer) -> LayerConnectivity:
     A convolution (:class:`~rewire.ir.compiled_layers.CompiledConv`) has no per-neuron input sets here: each neuron
     gets the connected entries of its output channel's kernel as fan-in and all inputs as
     axons (an upper bound). A recurrent dense layer's recurrent synapses count like its input
-    ones (its own neurons' spikes are further input axons: the mask is ``[W | W_rec]``).
+    ones (its own neurons' spikes are further input axons: the mask is ``[W | W_rec]``), and
+    skip connections follow as further columns (``skips`` says where each begins).
     """
     w = np.asarray(layer.weight_int)
     if isinstance(layer, CompiledConv):
         per_channel = np.count_nonzero(w.reshape(len(w), -1), axis=1)
         n_out, n_in = layer.shape
         fan_in = np.repeat(per_channel, n_out // len(w)).astype(np.int64)
-        return LayerConnectivity(layer.name, fan_in, n_in, None)
-    return LayerConnectivity.from_mask(layer.name, np.asarray(layer.fan_in_matrix))
+        return LayerConnectivity(layer.name, fan_in, n_in, None,
+                                 tuple((s.source, None) for s in layer.skips))
+    conn = LayerConnectivity.from_mask(layer.name, np.asarray(layer.fan_in_matrix))
+    if not layer.skips:
+        return conn
+    first = conn.mask.shape[1] - sum(s.weight_int.shape[1] for s in layer.skips)
+    starts = np.cumsum([first] + [s.weight_int.shape[1] for s in layer.skips[:-1]])
+    return dataclasses.replace(conn, skips=tuple((s.source, int(c))
+                                                 for s, c in zip(layer.skips, starts)))
 
 
 def map_cores(layers: Sequence[CompiledLayer], profile: HardwareProfile,

@@ -31,12 +31,18 @@ class LayerConnectivity:
         n_in: inputs of the layer (neurons of the previous layer, or input channels).
         mask: bool ``(out, n_in)`` connected synapses, or ``None`` when the input sets are not
             known per neuron (convolutions): every neuron is then assumed to use all inputs.
+        skips: the layer's skip connections, ``(source, first column)`` each: ``source`` the
+            1-based layer whose spikes it carries (0: the input), its synapses the ``mask``
+            columns from ``first column`` on, the source's neurons wide (first column ``None``
+            without a mask). Their routes count in :func:`rewire.compiler.placement
+            .output_routes`.
     """
 
     name: str
     fan_in: np.ndarray
     n_in: int
     mask: np.ndarray | None = None
+    skips: tuple = ()
 
     @classmethod
     def from_mask(cls, name: str, mask: np.ndarray) -> "LayerConnectivity":

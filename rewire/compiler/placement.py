@@ -119,9 +119,24 @@ def check_neuron_limits(profile: HardwareProfile, layers: Sequence[LayerConnecti
                     f"budgeted separately yet)", "limits.fan_out", src, out, lim.fan_out)
 
 
+def _reached(layer, dest, src_neurons: int, cols: slice | None) -> dict:
+    """Destination core -> bool ``(src_neurons,)``: which source neurons ``layer`` (placed
+    on ``dest``) reads through the mask columns ``cols``, on that core (all of them without a
+    mask: a convolution's input sets are not known per neuron)."""
+    out = {}
+    for c in np.unique(dest):
+        if layer.mask is None or cols is None:
+            out[int(c)] = np.ones(src_neurons, bool)
+        else:
+            out[int(c)] = layer.mask[dest == c][:, cols].any(axis=0)
+    return out
+
+
 def output_routes(profile: HardwareProfile, layers, placement, usage_cores) -> np.ndarray:
     """Output routes per core (index into ``usage_cores``): one per (neuron, destination core)
-    pair; checks ``limits.dest_cores_per_neuron``.
+    pair, the destinations being the cores of the next layer the neuron feeds and those of
+    every later layer it feeds through a skip connection (:attr:`LayerConnectivity.skips`;
+    a core reached both ways counts once); checks ``limits.dest_cores_per_neuron``.
 
     Raises:
         MappingError: a neuron reaches more destination cores than allowed.
@@ -130,24 +145,32 @@ def output_routes(profile: HardwareProfile, layers, placement, usage_cores) -> n
     routes = np.zeros(len(usage_cores), np.int64)
     for li in range(len(layers) - 1):
         nxt, src = layers[li + 1], layers[li]
-        dest = placement[li + 1]
-        cores_next = np.unique(dest)
-        if nxt.mask is None:
-            count = np.full(src.neurons, len(cores_next), np.int64)
-        else:
-            count = np.zeros(src.neurons, np.int64)
-            # the first src.neurons columns are src's spikes; a recurrent layer's own
-            # spikes and skip connections follow them (routes counted for src only)
-            for c in cores_next:
-                count += nxt.mask[dest == c][:, :src.neurons].any(axis=0)
+        # the first src.neurons columns are src's spikes; a recurrent layer's own spikes
+        # and skip connections follow them
+        reach = _reached(nxt, placement[li + 1], src.neurons, slice(0, src.neurons))
+        via = []
+        for lj in range(li + 2, len(layers)):
+            for source, first in layers[lj].skips:
+                if source != li + 1:
+                    continue
+                via.append(layers[lj].name)
+                cols = None if first is None else slice(first, first + src.neurons)
+                for c, hit in _reached(layers[lj], placement[lj], src.neurons, cols).items():
+                    reach[c] = reach[c] | hit if c in reach else hit
+        count = sum((hit.astype(np.int64) for hit in reach.values()),
+                    np.zeros(src.neurons, np.int64))
         if lim.dest_cores_per_neuron and count.max(initial=0) > lim.dest_cores_per_neuron:
             worst = int(count.max())
+            where = nxt.name + "".join(f" and, through a skip connection, {n}"
+                                       for n in dict.fromkeys(via))
+            fix = ("keep those layers on fewer cores (shrink them) or move the skip "
+                   "connection" if via else f"keep {nxt.name} on fewer cores (shrink it) or "
+                   f"prune each neuron's targets into one core")
             raise MappingError(
                 f"layer {src.name}: neuron {int(count.argmax())} reaches {worst} cores of "
-                f"{nxt.name} but {profile.name!r} allows {lim.dest_cores_per_neuron} "
+                f"{where} but {profile.name!r} allows {lim.dest_cores_per_neuron} "
                 f"(limits.dest_cores_per_neuron; over by {worst - lim.dest_cores_per_neuron}): "
-                f"keep {nxt.name} on fewer cores (shrink it) or prune each neuron's targets "
-                f"into one core", "limits.dest_cores_per_neuron", src.name, worst,
+                f"{fix}", "limits.dest_cores_per_neuron", src.name, worst,
                 lim.dest_cores_per_neuron)
         np.add.at(routes, placement[li], count)
     return routes

@@ -40,6 +40,7 @@ from rewire.compiler.bias_lines import max_relay_threshold
 from rewire.compiler.diagnostics import with_warnings
 from rewire.compiler.mapping import map_cores
 from rewire.compiler.netx_legal import grid_matrix, netx_exact, netx_weights, to_netx_grid
+from rewire.compiler.rounding import round_weights, weight_magnitude
 from rewire.compiler.skips import (check_skips, conv_skip_columns, split_skips,
                                    with_conv_skips)
 from rewire.errors import CompileError
@@ -114,8 +115,7 @@ def _quantize(name: str, rows: RowBlocks, neuron, profile: HardwareProfile,
     col_max = np.full(width, float(max_payload))
     col_max[n_in:] = 1.0
     wfmt, nfmt = profile.weights, profile.neuron
-    # symmetric magnitude: -256 alone would be clipped to -255 by Lava's inhibitory sign mode
-    wmag = min(wfmt.max_int, -wfmt.min_int)
+    wmag = weight_magnitude(wfmt)
     wmax = rows.wmax(input_scale)
     cal = None if payloads is None else np.asarray(payloads, np.float64)
     if cal is None:
@@ -144,12 +144,7 @@ def _quantize(name: str, rows: RowBlocks, neuron, profile: HardwareProfile,
     while True:  # w_int block by block; reached: its largest |synaptic input|
         k, reached = gain * scale / step, 0.0
         for r0 in rows.starts:
-            q = rows.block(r0, input_scale)  # a fresh float64 block: worked on in place
-            np.multiply(q, k, out=q)
-            np.round(q, out=q)
-            np.multiply(q, step, out=q)
-            np.minimum(q, wmag, out=q)  # clip to [-wmag, wmag]
-            np.maximum(q, -wmag, out=q)
+            q = round_weights(rows.block(r0, input_scale), k, wfmt)  # a fresh block, in place
             w_int[r0:r0 + len(q)] = q
             if cal is None and len(q):
                 reached = max(reached, float(int_row_sums(q, per_col, wmag).max()))

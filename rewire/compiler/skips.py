@@ -16,6 +16,7 @@ import dataclasses
 
 import numpy as np
 
+from rewire.compiler.rounding import round_weights
 from rewire.errors import CompileError
 from rewire.ir import nodes as ir_nodes
 from rewire.ir.compiled_layers import CompiledDense, CompiledRecurrentDense, CompiledSkip
@@ -94,16 +95,15 @@ def conv_skip_columns(out_shape: tuple[int, ...], skips) -> np.ndarray | None:
 
 def with_conv_skips(compiled, skips, profile) -> object:
     """``compiled`` (a conv layer quantized with :func:`conv_skip_columns`) with its skips
-    rounded at its scale: ``clip(round(w g S / step) step, +-wmag)``, ``g`` the neuron's
-    weight gain, exactly as :func:`rewire.compiler.quantize.quantize_layer` rounds a binary
+    rounded at its scale by the quantizer's own rule
+    (:func:`rewire.compiler.rounding.round_weights`, ``k = g S / step``, ``g`` the neuron's
+    weight gain), as :func:`rewire.compiler.quantize.quantize_layer` rounds a binary
     column."""
     gain = type(compiled.chip).decays(compiled.neuron, profile, compiled.name)[2]
-    wfmt = profile.weights
-    wmag, step = min(wfmt.max_int, -wfmt.min_int), wfmt.step
-    k = gain * compiled.scale / step
+    k = gain * compiled.scale / profile.weights.step
     cut = []
     for skip in skips:
-        q = np.clip(np.round(np.asarray(skip.weight, np.float64) * k) * step, -wmag, wmag)
+        q = round_weights(np.array(skip.weight, np.float64), k, profile.weights)
         cut.append(CompiledSkip(source=skip.source, weight=skip.weight,
                                 weight_int=q.astype(np.int32)))
     return dataclasses.replace(compiled, skips=tuple(cut))

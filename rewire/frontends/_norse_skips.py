@@ -61,8 +61,8 @@ def classify_sums(source_of: dict, paths: dict, input_marker: str
     Raises:
         rewire.errors.LoweringError: a sum feeding a module that is not a neuron cell, two
             recurrent Linears, a sum without a synapse module, two candidate main synapses
-            at the same depth, or a projection shortcut whose Linear is itself fed by a sum;
-            each naming the module and the fix.
+            at the same depth, a projection shortcut whose Linear is itself fed by a sum or
+            has a bias; each naming the module and the fix.
     """
     sums = {m: src for m, src in source_of.items() if isinstance(src, list)}
     feedback: dict = {}
@@ -127,12 +127,41 @@ def classify_sums(source_of: dict, paths: dict, input_marker: str
             if isinstance(src, list):
                 raise LoweringError(f"the shortcut {name(target)} into {label} is itself fed "
                                     f"by a sum; give the shortcut one source", paths.get(target, ""))
+            _refuse_shortcut_bias(target, main.target, label, paths)
             skips.append(TracedSkip(cell, _target(src, input_marker), target))
         return main
 
     for cell in sums:
         source_of[cell] = main_of(cell)
     return feedback, skips
+
+
+def _refuse_shortcut_bias(linear: nn.Module, main: nn.Module, cell: str, paths: dict) -> None:
+    """Refuse a projection shortcut with a non-zero bias, naming it, the cell it feeds and a
+    fix that compiles.
+
+    An IR :class:`~rewire.ir.network.Skip` carries synapses only (no constant); the same
+    constant into the same neurons is the bias of the cell's own synapse, which the IR
+    carries exactly (``Dense.bias``), but adding it there changes the order of the float
+    sums (``(W x + b) + (W_s z + b_s)`` against ``(W x + (b + b_s)) + W_s z``), so rewire
+    does not do it silently: the user moves it, and the float IR then equals the model.
+
+    Raises:
+        rewire.errors.LoweringError: ``linear`` has a bias with a non-zero entry.
+    """
+    bias = getattr(linear, "bias", None)
+    if bias is None or not bool(torch.any(bias != 0)):
+        return
+    path = paths.get(linear, "") or type(linear).__name__
+    own = paths.get(main, "") or type(main).__name__
+    fix = f"give {path} bias=False and retrain"
+    if isinstance(main, nn.Linear) and isinstance(linear, nn.Linear):
+        fix = (f"give {path} bias=False and move its bias into {own}, the Linear the cell "
+               f"sums it with (the same constant into the same neurons): {own} = "
+               f"nn.Linear(..., bias=True) with {own}.bias = {own}.bias + {path}.bias")
+    raise LoweringError(f"the shortcut {path} ({type(linear).__name__}) into {cell} has a "
+                        f"bias; a skip connection carries weighted spikes only, no constant: "
+                        f"{fix}", path)
 
 
 def traced_skips(skips: list[TracedSkip], layer_of: dict, neurons: list[int],
@@ -147,18 +176,15 @@ def traced_skips(skips: list[TracedSkip], layer_of: dict, neurons: list[int],
         n_input: values per sample of the model input.
 
     Raises:
-        rewire.errors.LoweringError: a shortcut through a Linear with a bias, or an identity
-            shortcut between layers of different sizes, naming it and the fix.
+        rewire.errors.LoweringError: a shortcut through a module other than a ``Linear``, or
+            an identity shortcut between layers of different sizes, naming it and the fix (a
+            shortcut's bias is refused by :func:`classify_sums`).
     """
     out = []
     for skip in skips:
         target = layer_of[skip.target]
         source = 0 if not isinstance(skip.source, nn.Module) else layer_of[skip.source]
         if skip.linear is not None:
-            if skip.linear.bias is not None and bool(torch.any(skip.linear.bias != 0)):
-                raise LoweringError(f"the shortcut Linear {type(skip.linear).__name__} has a "
-                                    f"bias; give it bias=False (add the bias to the layer's "
-                                    f"own Linear instead)", "")
             if not isinstance(skip.linear, nn.Linear):
                 raise LoweringError(f"the shortcut {type(skip.linear).__name__} into layer "
                                     f"{target}: a shortcut maps as an identity or through a "

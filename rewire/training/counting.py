@@ -13,18 +13,87 @@ layer, by everything the budget reads here (:func:`prunable_synapses`,
 count): the compiled network holds one weight matrix per layer. Training sees the tensor once
 (:func:`~rewire.training.gradr.hidden_params`, :func:`~rewire.training.gradr.connectivity`):
 one :math:`\theta`, one update per step.
+
+**Identity shortcuts** (a residual block's ``fc(z) + z``, He et al., CVPR 2016, eq. 1) have
+no weight tensor, but the chip holds their synapses: the compiler writes each as an identity
+skip matrix of ``n`` connected synapses (:func:`rewire.compiler.skips.split_skips`, counted
+by :attr:`rewire.ir.compiled_layers.CompiledDense.synapses`). :func:`record_fixed_synapses`
+counts them when training lowers the model (:mod:`rewire.training.lowering`), and
+:func:`connected_synapses`, :func:`keep_strongest` and :func:`project_to_budget` count them
+as always connected, so that training ends inside the budget as the compiler counts it.
 """
 
 from __future__ import annotations
 
+import copy
+from typing import Callable
+
+import numpy as np
 import torch
 from torch import nn
 
+from rewire.errors import BudgetError
+
 from rewire.training.gradr import hidden_params, neuron_groups, synapse_uses
 
-__all__ = ["prunable_synapses", "connected_synapses", "fan_in_counts", "max_fan_in",
+__all__ = ["record_fixed_synapses", "fixed_synapses", "check_fixed_synapses",
+           "prunable_synapses", "connected_synapses", "fan_in_counts", "max_fan_in",
            "max_fan_out", "within_budget", "cap_neurons", "project_to_budget",
            "readout_floor", "keep_strongest"]
+
+#: The model attribute holding its fixed synapses (:func:`record_fixed_synapses`).
+FIXED_SYNAPSES = "_rewire_fixed_synapses"
+
+
+@torch.no_grad()
+def record_fixed_synapses(model: nn.Module, network, lower_again: Callable) -> int:
+    """Count and record on ``model`` the synapses the chip holds that no weight tensor of
+    the model holds: its identity shortcuts (module docs).
+
+    A skip of the lowered ``network`` comes from a shortcut ``Linear`` (its weight) or from
+    an identity shortcut (``eye(n)``). The model is lowered again with every weight matrix
+    (every parameter of 2 or more dimensions, GradR's :math:`\theta` included) set to 0, on
+    a copy: the projections' skips are then all zero and the identity shortcuts' are not, so
+    their connected entries are the fixed synapses. Nothing is lowered again without skips.
+
+    Args:
+        model: the model training is about to train (not changed but for the record).
+        network: the IR :class:`~rewire.ir.network.Network` lowered from it.
+        lower_again: ``lower_again(module) -> Network``, the lowering that gave ``network``.
+
+    Returns:
+        The fixed synapses (0 without identity shortcuts).
+    """
+    fixed = 0
+    if network.skips:
+        probe = copy.deepcopy(model)
+        for p in probe.parameters():
+            if p.dim() >= 2:
+                p.zero_()
+        fixed = sum(int(np.count_nonzero(s.weight)) for s in lower_again(probe).skips)
+    model.__dict__[FIXED_SYNAPSES] = fixed
+    return fixed
+
+
+def fixed_synapses(model: nn.Module) -> int:
+    """The synapses :func:`record_fixed_synapses` recorded on ``model`` (0 if none)."""
+    return int(model.__dict__.get(FIXED_SYNAPSES, 0))
+
+
+def check_fixed_synapses(model: nn.Module, budget) -> None:
+    """Refuse a budget (:class:`rewire.training.budget.SynapseBudget`) that the model's
+    fixed synapses alone fill.
+
+    Raises:
+        BudgetError: ``fixed_synapses(model) >= budget.max_synapses``, naming both and the
+            fix.
+    """
+    fixed = fixed_synapses(model)
+    if fixed and fixed >= budget.max_synapses:
+        raise BudgetError(f"the model's identity shortcuts hold {fixed} synapses on the chip, "
+                          f"and the budget allows {budget.max_synapses} in all "
+                          f"({budget.source}): raise the budget above {fixed} or pass the "
+                          f"shortcuts through prunable Linear layers")
 
 
 def prunable_synapses(model: nn.Module) -> int:
@@ -51,8 +120,10 @@ def _fan_out_matrices(model: nn.Module, skip_last: bool) -> list[nn.Parameter]:
 
 def connected_synapses(model: nn.Module) -> int:
     """Number of connected synapses (``theta > 0``) over all GradR layers, as the chip stores
-    them (a tied tensor once per layer that uses it)."""
-    return sum(int((t > 0).sum()) for g in neuron_groups(model) for t in g)
+    them (a tied tensor once per layer that uses it), plus the :func:`fixed_synapses` of its
+    identity shortcuts."""
+    return sum(int((t > 0).sum()) for g in neuron_groups(model) for t in g) + \
+        fixed_synapses(model)
 
 
 def fan_in_counts(model: nn.Module) -> list[torch.Tensor]:
@@ -191,7 +262,8 @@ def keep_strongest(model: nn.Module, count: int, protect: torch.Tensor | None = 
     Args:
         model: a GradR model.
         count: places for connected synapses in all (``0 <= count``), as the chip counts
-            them (a tied tensor's entry takes one place per layer using it).
+            them (a tied tensor's entry takes one place per layer using it; the model's
+            :func:`fixed_synapses` take theirs first).
         protect: bool over :func:`hidden_params` flattened and concatenated (as
             :func:`readout_floor` returns); protected synapses are kept first.
         rescale: scale each neuron's kept :math:`\theta` (a row, see :func:`cap_neurons`) so
@@ -204,6 +276,7 @@ def keep_strongest(model: nn.Module, count: int, protect: torch.Tensor | None = 
     """
     if count < 0:
         raise ValueError(f"keep_strongest: count must be >= 0, got {count}")
+    count = max(count - fixed_synapses(model), 0)
     thetas, uses = hidden_params(model), synapse_uses(model)
     total = sum(t.numel() * u for t, u in zip(thetas, uses))
     shares = [count * t.numel() * u // total for t, u in zip(thetas, uses)]
@@ -242,7 +315,8 @@ def project_to_budget(model: nn.Module, budget) -> int:
     Per neuron, only the ``max_fan_in`` largest :math:`\theta` of its inputs stay
     (:func:`cap_neurons` over each layer of :func:`neuron_groups`), then only the
     ``max_fan_out`` largest of its outputs into each matrix; then, over the whole network,
-    only the ``max_synapses`` largest positive :math:`\theta` stay (ties broken by position,
+    only the ``max_synapses`` largest positive :math:`\theta` stay, less the model's
+    :func:`fixed_synapses` (ties broken by position,
     so the count is exact; an entry of a tied tensor costs one synapse per layer using it,
     and the largest entries stay while their cost fits). Disconnected synapses get :math:`\theta = 0`, which keeps their
     sign and lets GradR regrow them if training continues.
@@ -261,16 +335,17 @@ def project_to_budget(model: nn.Module, budget) -> int:
             cap_neurons([theta], budget.max_fan_out, 1)
     flat = torch.cat([t.detach().flatten() for t in thetas])
     uses = synapse_uses(model)
+    places = max(budget.max_synapses - fixed_synapses(model), 0)  # identity shortcuts
     if any(u > 1 for u in uses):  # tied tensors: an entry costs one synapse per layer
         cost = torch.cat([torch.full((t.numel(),), u, dtype=torch.long, device=flat.device)
                           for t, u in zip(thetas, uses)])
         order = flat.argsort(descending=True, stable=True)
-        fits = (flat[order] > 0) & (cost[order].cumsum(0) <= budget.max_synapses)
+        fits = (flat[order] > 0) & (cost[order].cumsum(0) <= places)
         keep = torch.zeros_like(flat, dtype=torch.bool)
         keep[order[fits]] = True
-    elif int((flat > 0).sum()) > budget.max_synapses:
+    elif int((flat > 0).sum()) > places:
         keep = torch.zeros_like(flat, dtype=torch.bool)
-        keep[flat.topk(budget.max_synapses).indices] = True
+        keep[flat.topk(places).indices] = True
     else:
         keep = None
     if keep is not None:

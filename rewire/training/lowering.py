@@ -17,6 +17,7 @@ from rewire.errors import CompileError, RewireError
 from rewire.frontends import lower
 from rewire.frontends.run_options import TRAINED_OPTIONS, presents_own_input
 from rewire.ir.network import Network
+from rewire.training.counting import record_fixed_synapses
 from rewire.training.feed import resolve_options
 from rewire.training.layout import sample_shape
 
@@ -56,7 +57,9 @@ def lower_for_training(model: nn.Module, options: dict, shape: tuple,
         input_shape: the ``input_shape`` the user gave ``train`` (passed on as given).
 
     Returns:
-        The IR :class:`~rewire.ir.network.Network` (discarded by ``train``).
+        The IR :class:`~rewire.ir.network.Network` (discarded by ``train``). The synapses of
+        its identity shortcuts are recorded on the model
+        (:func:`rewire.training.counting.record_fixed_synapses`): the budget counts them.
 
     Raises:
         rewire.errors.LoweringError: what the frontend cannot lower, named, with its fix.
@@ -70,8 +73,11 @@ def lower_for_training(model: nn.Module, options: dict, shape: tuple,
     try:
         opts = dict(options)  # run_options carry the data's input_shape where it matters
         given = opts.pop("input_shape", None)
-        return lower(model, example, input_shape=input_shape if input_shape is not None
-                     else given, **opts)
+        opts["input_shape"] = input_shape if input_shape is not None else given
+        net = lower(model, example, **opts)
+        # identity shortcuts: synapses the chip holds and no weight tensor does
+        record_fixed_synapses(model, net, lambda m: lower(m, example, **opts))
+        return net
     except RewireError:
         raise
     except ValueError as exc:  # an IR node refused a value, as rewire.compile reports it

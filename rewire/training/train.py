@@ -26,8 +26,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from rewire.training.budget import SynapseBudget
-from rewire.training.counting import (connected_synapses, max_fan_in, max_fan_out,
-                                      project_to_budget)
+from rewire.training.counting import (check_fixed_synapses, connected_synapses, max_fan_in,
+                                      max_fan_out, project_to_budget)
 from rewire.training.data import Split
 from rewire.training.feed import Feed, Runner, check_output, default_loss
 from rewire.training.gradr import prunable_layers
@@ -284,6 +284,7 @@ def train(model: nn.Module, data, budget: SynapseBudget,
                          f"parametrization; give a fresh model (compute the budget on a copy: "
                          f"probe = copy.deepcopy(model); apply_gradr(probe))")
     record_options(model, feed.run_options)
+    check_fixed_synapses(model, budget)  # identity shortcuts, counted when lowered
     device = torch.device(config.device)
     rank, world = _world()
     torch.manual_seed(config.seed)

@@ -18,30 +18,7 @@ from rewire.frontends import lower
 from rewire.ir import dynamics
 
 from conftest import examples
-
-
-class ResidualNet(nn.Module):
-    """fc1 -> cell1 -> (fc2(z1) + z1) -> cell2 -> (fc3(z2) + proj(x)) -> cell3."""
-
-    def __init__(self, cell=LIFCell, n_in=16, hidden=32, n_out=10):
-        super().__init__()
-        self.fc1 = nn.Linear(n_in, hidden, bias=False)
-        self.cell1 = cell()
-        self.fc2 = nn.Linear(hidden, hidden, bias=False)
-        self.cell2 = cell()
-        self.proj = nn.Linear(n_in, n_out, bias=False)
-        self.fc3 = nn.Linear(hidden, n_out, bias=False)
-        self.cell3 = cell()
-
-    def forward(self, x):  # x: (T, B, n_in) spikes
-        s1 = s2 = s3 = None
-        out = []
-        for x_t in x:
-            z1, s1 = self.cell1(self.fc1(x_t), s1)
-            z2, s2 = self.cell2(self.fc2(z1) + z1, s2)
-            z3, s3 = self.cell3(self.fc3(z2) + self.proj(x_t), s3)
-            out.append(z3)
-        return torch.stack(out)
+from norse_models import ResidualNet
 
 
 def _inputs(seed=0, steps=20, batch=64, n=16):
@@ -119,11 +96,39 @@ class ShortcutBias(ResidualNet):
 
 @pytest.mark.parametrize("model, n_in, match", [
     (SameDepth, 4, "same depth.*fuse parallel synapses"),
-    (ShortcutBias, 16, "shortcut Linear .* bias=False"),
+    (ShortcutBias, 16, r"the shortcut proj \(Linear\) into cell3 \(LIFCell\) has a bias; .*"
+                       r"give proj bias=False and move its bias into fc3"),
 ])
 def test_residual_refusals_name_the_piece(model, n_in, match):
     with pytest.raises(LoweringError, match=match):
         lower(model(), torch.zeros(3, 1, n_in))
+
+
+def test_the_shortcut_bias_fix_compiles_and_equals_the_model():
+    """The refusal's fix, followed as written (``proj`` without bias, ``fc3`` with ``proj``'s
+    bias added to its own), compiles for Loihi 2 and its float IR equals the fixed model
+    spike for spike."""
+    torch.manual_seed(0)
+    model = ShortcutBias()
+    with torch.no_grad():
+        for p in model.parameters():
+            p *= 3
+    x = _inputs()
+    with pytest.raises(LoweringError, match="move its bias into fc3"):
+        lower(model, x)
+    bias = model.proj.bias.detach().clone()
+    model.proj.bias = None
+    fc3 = nn.Linear(32, 10, bias=True)
+    with torch.no_grad():
+        fc3.weight.copy_(model.fc3.weight)
+        fc3.bias.copy_(bias)  # fc3.bias + proj.bias, fc3 having had no bias
+    model.fc3 = fc3
+    compiled = rewire.compile(model, "loihi2", example_input=x, encoding="rate")
+    np.testing.assert_array_equal(compiled.layers[2].bias, bias.numpy())
+    with torch.no_grad():
+        ref = model(x)
+    assert ref.sum() > 0
+    assert torch.equal(dynamics.run(lower(model, x), x)[-1], ref)
 
 
 class ConvResidual(nn.Module):
@@ -196,32 +201,58 @@ class _RandomResidual(nn.Module):
         return torch.stack(out)
 
 
-@examples(200)
-@given(sizes=st.lists(st.integers(2, 8), min_size=3, max_size=5), bias=st.booleans(),
-       cell=st.sampled_from([LIFCell, IAFCell]), data=st.data())
-def test_residual_sums_land_in_the_ir_with_equal_spikes(sizes, bias, cell, data):
-    """Issue 22's property for residual sums: random Norse nets with identity and
-    projection shortcuts from any earlier layer or the input (two layers back or more) lower
-    with every shortcut an IR Skip (its weight the identity or the projection's) and the
-    float IR's spikes equal the model's."""
-    depth = len(sizes) - 1
-    skips = {}
-    for k in range(2, depth + 1):
-        if data.draw(st.booleans(), label=f"skip into {k}"):
-            skips[k] = data.draw(st.integers(0, k - 2), label=f"source of {k}")
-    torch.manual_seed(len(sizes) * 7 + sum(sizes))
-    model = _RandomResidual(sizes, skips, bias, cell)
+def _spiking(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's output spikes on ``x``, after making it spike where it is silent: every
+    weight doubled (twice at most), then made excitatory (``|w|``). Random nets of a few
+    neurons are often silent at the last layer, and a silent output compares nothing but
+    zeros."""
     with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(3)
-    x = _inputs(seed=sum(sizes), steps=8, batch=8, n=sizes[0])
-    net = lower(model, x)
-    assert {(s.target, s.source) for s in net.skips} == set(skips.items())
-    for s in net.skips:
-        proj = model.proj[str(s.target)] if str(s.target) in model.proj else None
-        want = np.eye(sizes[s.target]) if proj is None else proj.weight.detach().numpy()
-        np.testing.assert_array_equal(s.weight, want)
-    with torch.no_grad():
-        ref = model(x)
-    event("output spikes" if ref.sum() > 0 else "silent output")
-    assert torch.equal(dynamics.run(net, x)[-1], ref)
+        for attempt in range(3):
+            ref = model(x)
+            if ref.sum() > 0:
+                return ref
+            for p in model.parameters():
+                p.mul_(2) if attempt < 2 else p.abs_()
+        return model(x)
+
+
+def test_residual_sums_land_in_the_ir_with_equal_spikes():
+    """Issue 22's property for residual sums (200 examples): random Norse nets with identity
+    and projection shortcuts from any earlier layer or the input (two layers back or more)
+    lower with every shortcut an IR Skip (its weight the identity or the projection's) and
+    the float IR's spikes equal the model's in the output layer. The examples are counted:
+    >= 95 % of them have output spikes (the weights are doubled until the output spikes,
+    :func:`_spiking`). Measured: 200 examples in about 25 s on the loaded 2-core machine,
+    100 % with output spikes (69 % before :func:`_spiking`)."""
+    seen = []
+
+    @examples(200)
+    @given(sizes=st.lists(st.integers(2, 8), min_size=3, max_size=5), bias=st.booleans(),
+           cell=st.sampled_from([LIFCell, IAFCell]), data=st.data())
+    def check(sizes, bias, cell, data):
+        depth = len(sizes) - 1
+        skips = {}
+        for k in range(2, depth + 1):
+            if data.draw(st.booleans(), label=f"skip into {k}"):
+                skips[k] = data.draw(st.integers(0, k - 2), label=f"source of {k}")
+        torch.manual_seed(len(sizes) * 7 + sum(sizes))
+        model = _RandomResidual(sizes, skips, bias, cell)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(3)
+        x = _inputs(seed=sum(sizes), steps=8, batch=8, n=sizes[0])
+        ref = _spiking(model, x)
+        net = lower(model, x)
+        assert {(s.target, s.source) for s in net.skips} == set(skips.items())
+        for s in net.skips:
+            proj = model.proj[str(s.target)] if str(s.target) in model.proj else None
+            want = np.eye(sizes[s.target]) if proj is None else proj.weight.detach().numpy()
+            np.testing.assert_array_equal(s.weight, want)
+        seen.append(float(ref.sum()))
+        event("output spikes" if ref.sum() > 0 else "silent output")
+        assert torch.equal(dynamics.run(net, x)[-1], ref)
+
+    check()
+    live = sum(s > 0 for s in seen) / len(seen)
+    assert len(seen) >= examples(200).max_examples
+    assert live >= 0.95, f"{live:.1%} of {len(seen)} examples have output spikes"

@@ -27,6 +27,8 @@ from rewire.training.gradr import hidden_params
 from rewire.training.model import SpikingMLP
 from rewire.training.train import TrainConfig, train
 
+from norse_models import Recurrent
+
 T = 16
 
 
@@ -50,26 +52,6 @@ def spike_sets(split):
 def sequential():
     return SequentialState(nn.Linear(64, 128, bias=False), LIFCell(),
                            nn.Linear(128, 10, bias=False), LIFCell())
-
-
-class Recurrent(nn.Module):
-    """A LIFRecurrentCell model with its own time loop over ``x (T, B, 64)``, as Norse's
-    documentation writes it."""
-
-    def __init__(self, hidden: int = 64):
-        super().__init__()
-        self.rec = LIFRecurrentCell(64, hidden)
-        self.fc = nn.Linear(hidden, 10, bias=False)
-        self.out = LIFCell()
-
-    def forward(self, x):
-        s1 = s2 = None
-        outputs = []
-        for t in range(x.shape[0]):
-            z, s1 = self.rec(x[t], s1)
-            z, s2 = self.out(self.fc(z), s2)
-            outputs.append(z)
-        return torch.stack(outputs)
 
 
 def chip_fan_in(net) -> int:
