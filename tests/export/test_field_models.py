@@ -45,7 +45,9 @@ from conftest import requires_lava  # noqa: E402
 pytestmark = pytest.mark.slow
 IMAGE = (1, 8, 8)
 # short training; 6 epochs of bn/rleaky take minutes and reach 97.22 % / 96.94 % agreement
-EPOCHS = {"mlp": 3, "bn": 3, "rec": 6, "rleaky": 3}
+EPOCHS = {"mlp": 3, "bn": 3, "rec": 6, "rleaky": 3, "sinabs": 2}
+QAT_EPOCHS = {"bn": 1, "rleaky": 2, "sinabs": 2}
+QAT_LR = 1e-3
 ROWS: dict[str, dict] = {}
 # the class-agreement figure each case reaches today (issue 22 asks >= 0.98 for all): a case
 # below the target keeps its measured floor, so a regression fails and an improvement shows
@@ -69,6 +71,37 @@ def _compile(model, shape, **options):
 # the cases: (user's run on x, IR network, compiled network, input shape)
 
 
+def _fine_tune_on_grid(model, shape, epochs: int) -> None:
+    """Fine-tune the BatchNorm conv net on the chip's grid (rewire's QAT, in the user's own
+    loop): the BatchNorms fixed (their factors set the folded weights' grid), every folded
+    weight and bias on the compiler's grid, the leaks and thresholds on the chip's."""
+    if not epochs:
+        return
+    convs = [(k, m) for k, m in enumerate(mm for mm in model if isinstance(mm, (
+        torch.nn.Conv2d, torch.nn.Linear)))]
+    tensors = [t for k, m in convs for t in ((m, "weight", k, "weight", 1.0),
+                                             (m, "bias", k, "bias", 1.0))]
+    cells = [m for m in model if hasattr(m, "p") and hasattr(m.p, "v_th")]
+    xs = fm.encode(fm.digits()[0][:64], shape)
+
+    def compiled_now():
+        with fm.grids_removed(model):
+            return _compile(model, shape, example_input=xs, input_shape=shape)
+
+    for epoch in range(epochs + 1):
+        compiled = compiled_now()
+        fm.set_grids(model, tensors, compiled)
+        for cell, layer in zip(cells, compiled.layers):
+            unit = compiled.profile.neuron.decay_unit
+            cell.p = cell.p._replace(
+                tau_mem_inv=torch.tensor(layer.chip.v_decay / (unit * layer.neuron.dt)),
+                v_th=torch.tensor(layer.chip.v_th_mant / layer.scale))
+        if epoch < epochs:
+            fm.fit(model, shape=shape, epochs=1, seed=100 + epoch, lr=QAT_LR,
+                   norm_frozen=True)
+    fm.bake_grids(model).eval()
+
+
 @functools.lru_cache(maxsize=None)
 def _norse(kind: str):
     shape = IMAGE if kind == "bn" else (64,)
@@ -83,6 +116,7 @@ def _norse(kind: str):
                     m.weight.fill_(2.0)
             model[7].weight.mul_(10.0)
         fm.fit(model, shape=shape, epochs=EPOCHS["bn"], lr=1e-2)
+        _fine_tune_on_grid(model, shape, QAT_EPOCHS["bn"])
     else:
         fm.fit(model, shape=shape, epochs=EPOCHS[kind])
     xs = fm.encode(fm.digits()[2][:64], shape)
@@ -98,10 +132,29 @@ def _norse(kind: str):
 
 
 @functools.lru_cache(maxsize=None)
+def _sinabs_trained():
+    """The sinabs-style net's weights trained on the digits, then fine-tuned on the chip's
+    grid (:func:`field_models.fit_sinabs`; the IR's first weights are ``w1 / GAIN``, and a
+    fused pool repeats each ``w2``/``w3`` entry unchanged)."""
+    from test_fused_user_models import _sinabs_graph
+
+    weights = fm.fit_sinabs(fm.sinabs_init(), epochs=EPOCHS["sinabs"])
+    for epoch in range(QAT_EPOCHS["sinabs"] + 1):
+        compiled = _compile(_sinabs_graph(weights=weights)[0], IMAGE, framework="norse")
+        wfmt = compiled.profile.weights
+        grids = [(a, fm.grid_k(layer, "weight"), wfmt.step,
+                  min(wfmt.max_int, -wfmt.min_int))
+                 for a, layer in zip((1 / fm.GAIN, 1.0, 1.0), compiled.layers)]
+        weights = fm.fit_sinabs(weights, epochs=int(epoch < QAT_EPOCHS["sinabs"]),
+                                lr=QAT_LR, seed=100 + epoch, grids=grids)
+    return weights
+
+
+@functools.lru_cache(maxsize=None)
 def _sinabs(framework: str = "norse"):
     from test_fused_user_models import _sinabs_graph, _unfused_run
 
-    graph, weights = _sinabs_graph()
+    graph, weights = _sinabs_graph(weights=_sinabs_trained())
     net = rewire.lower(graph, steps=fm.STEPS, framework=framework, encoding="current",
                        input_gain=fm.GAIN)
     compiled = _compile(graph, IMAGE, framework=framework)
@@ -119,13 +172,13 @@ def _snntorch_rleaky():
                                torch.nn.Linear(32, 10), snn.Leaky(beta=0.8, output=True, **kw))
 
 
-def _fit_snntorch(net, epochs=3, lr=5e-3):
+def _fit_snntorch(net, epochs=3, lr=5e-3, seed=0):
     """snnTorch's tutorial loop: spike counts' cross-entropy, Adam; biases on everywhere."""
     from snntorch import utils
 
     xtr, ytr, _, _ = fm.digits()
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     for _ in range(epochs):
         perm = torch.randperm(len(xtr))
         for i in range(0, len(xtr), 64):
@@ -151,6 +204,23 @@ def _rleaky():
         model[2].weight.mul_(3)
     _fit_snntorch(model, epochs=EPOCHS["rleaky"])
     assert model[0].bias is not None and model[1].recurrent.bias is not None
+
+    def compile_graph():
+        with fm.grids_removed(model):
+            return _compile(_snntorch_graph(model, 64), (64,), dt=1e-4, framework="norse")
+
+    tensors = [(model[0], "weight", 0, "weight", 1.0),
+               (model[1].recurrent, "weight", 0, "weight_rec", 1.0),
+               (model[2], "weight", 1, "weight", 1.0)]
+    if QAT_EPOCHS["rleaky"]:  # the leaks on the chip's 12-bit decay grid, as rewire's QAT does
+        for cell in (model[1], model[3]):
+            cell.beta = 1 - torch.round(4096 * (1 - cell.beta)) / 4096
+    for epoch in range(QAT_EPOCHS["rleaky"]):
+        fm.set_grids(model, tensors, compile_graph())
+        _fit_snntorch(model, epochs=1, lr=QAT_LR, seed=100 + epoch)
+    if QAT_EPOCHS["rleaky"]:
+        fm.set_grids(model, tensors, compile_graph())
+        fm.bake_grids(model)
     graph = _snntorch_graph(model, 64)  # nir.write fails on it (a scalar dataset): in memory
     net = rewire.lower(graph, dt=1e-4, framework="norse", steps=fm.STEPS, encoding="current",
                        input_gain=fm.GAIN)
