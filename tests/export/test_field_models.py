@@ -5,13 +5,16 @@ asks:
 (a) the float IR equals the user's own model spike for spike on 64 digits test samples;
 (b) Lava runs the netx file equal to the integer model (aligned) on 10 samples, output spikes
     counted, or netx refuses naming the layer (the refusal is recorded);
-(c) the float IR and the integer model give the same class on the 360 digits test samples.
+(c) the float IR and the integer model give the same class on >= 98 % of the 360 digits
+    test samples.
 
 Cases: (1) Norse MLP with default ``nn.Linear`` biases, (2) Norse conv net with
 ``BatchNorm2d`` (netx refuses the folded conv bias; the integer ONNX is checked instead),
 (3) ``Linear -> LIFRecurrentCell -> Linear -> LIFCell``, (4) a sinabs-style NIR conv net
-(``framework="norse"``; ``framework="sinabs"`` is refused by netx), (5) an snnTorch ``RLeaky``
-NIR graph with biases (``framework="norse"``, zero reset).
+(``framework="norse"``; ``framework="sinabs"`` is refused by netx), trained on the digits as a
+torch model of the same layout, (5) an snnTorch ``RLeaky`` NIR graph with biases
+(``framework="norse"``, zero reset). Cases 2, 4 and 5 are fine-tuned on the chip's grid after
+their plain training (``AGREEMENT_FLOOR`` says why).
 
 NIR graphs compute on the digit ``x`` itself; they are lowered with ``input_gain=GAIN`` (the
 IR presents ``GAIN * x`` and divides the first weights by ``GAIN``, exact in float). Run with
@@ -44,19 +47,31 @@ from conftest import requires_lava  # noqa: E402
 
 pytestmark = pytest.mark.slow
 IMAGE = (1, 8, 8)
-# short training; 6 epochs of bn/rleaky take minutes and reach 97.22 % / 96.94 % agreement
-EPOCHS = {"mlp": 3, "bn": 3, "rec": 6, "rleaky": 3}
+# plain epochs (6 plain epochs of bn/rleaky reach only 97.22 % / 96.94 % agreement), then
+# epochs on the chip's grid (below)
+EPOCHS = {"mlp": 3, "bn": 3, "rec": 6, "rleaky": 3, "sinabs": 2}
+QAT_EPOCHS = {"bn": 1, "rleaky": 2, "sinabs": 2}
+QAT_LR = 1e-3
 ROWS: dict[str, dict] = {}
-# the class-agreement figure each case reaches today (issue 22 asks >= 0.98 for all): a case
-# below the target keeps its measured floor, so a regression fails and an improvement shows
-# (measured, torch.manual_seed(0) before each model: 99.44 %, 91.11 %, 99.44 %, 100 % (case 4
-# is untrained: every sample gets one class), 93.89 %)
-AGREEMENT_FLOOR = {"1 norse_mlp": 0.98, "2 norse_bn_conv": 0.90, "3 recurrent_chain": 0.98,
-                   "4 sinabs_nir (norse)": 0.98, "5 snntorch_rleaky": 0.92}
+# issue 22: float and integer give the same class on >= 98 % of the test samples, every case
+AGREEMENT_FLOOR = 0.98
+# Why cases 2, 4 and 5 missed it after plain training (91.11 %, 84.17 % trained, 93.89 %),
+# measured by putting one quantized quantity at a time into the float model: the first
+# layer's weight rounding. Its scale S is set by its largest integer column, the bias (case
+# 2: the BatchNorm-folded conv bias, 254) or the recurrent weights (case 5: 254), which carry
+# one unit each, while an input weight carries up to 16 units of payload: the input weights
+# kept 24-26 of 254 (12 grid steps), and their rounding alone gave 92.50 % / 94.17 %. A
+# coarser payload trades it for the input's rounding (8, 4, 2: no better). Case 4 (IF, no
+# leak) integrates every layer's rounding. So each is fine-tuned on the chip's grid
+# (QAT_EPOCHS; rewire's QAT rule, rewire/training/qat.py, in the user's own loop): every
+# weight it names on the compiler's grid, with the leaks and thresholds QAT rounds.
 
 
-def _compile(model, shape, **options):
-    xtr = fm.digits()[0]
+def _compile(model, shape, calibration=None, **options):
+    """Compile for loihi2 with the digits' current encoding; ``calibration``: that many
+    training samples (default all; the grid's refreshes take 256, as S is set by the weight
+    bits in every case here)."""
+    xtr = fm.digits()[0][:calibration]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return rewire.compile(model, "loihi2", input_max_value=16,
@@ -67,6 +82,37 @@ def _compile(model, shape, **options):
 
 # ---------------------------------------------------------------------------------------------
 # the cases: (user's run on x, IR network, compiled network, input shape)
+
+
+def _fine_tune_on_grid(model, shape, epochs: int) -> None:
+    """Fine-tune the BatchNorm conv net on the chip's grid (rewire's QAT, in the user's own
+    loop): the BatchNorms fixed (their factors set the folded weights' grid), every folded
+    weight and bias on the compiler's grid, the leaks and thresholds on the chip's."""
+    if not epochs:
+        return
+    convs = [(k, m) for k, m in enumerate(mm for mm in model if isinstance(mm, (
+        torch.nn.Conv2d, torch.nn.Linear)))]
+    tensors = [t for k, m in convs for t in ((m, "weight", k, "weight", 1.0),
+                                             (m, "bias", k, "bias", 1.0))]
+    cells = [m for m in model if hasattr(m, "p") and hasattr(m.p, "v_th")]
+    xs = fm.encode(fm.digits()[0][:64], shape)
+
+    def compiled_now():
+        with fm.grids_removed(model):
+            return _compile(model, shape, 256, example_input=xs, input_shape=shape)
+
+    for epoch in range(epochs + 1):
+        compiled = compiled_now()
+        fm.set_grids(model, tensors, compiled)
+        for cell, layer in zip(cells, compiled.layers):
+            unit = compiled.profile.neuron.decay_unit
+            cell.p = cell.p._replace(
+                tau_mem_inv=torch.tensor(layer.chip.v_decay / (unit * layer.neuron.dt)),
+                v_th=torch.tensor(layer.chip.v_th_mant / layer.scale))
+        if epoch < epochs:
+            fm.fit(model, shape=shape, epochs=1, seed=100 + epoch, lr=QAT_LR,
+                   norm_frozen=True)
+    fm.bake_grids(model).eval()
 
 
 @functools.lru_cache(maxsize=None)
@@ -83,6 +129,7 @@ def _norse(kind: str):
                     m.weight.fill_(2.0)
             model[7].weight.mul_(10.0)
         fm.fit(model, shape=shape, epochs=EPOCHS["bn"], lr=1e-2)
+        _fine_tune_on_grid(model, shape, QAT_EPOCHS["bn"])
     else:
         fm.fit(model, shape=shape, epochs=EPOCHS[kind])
     xs = fm.encode(fm.digits()[2][:64], shape)
@@ -98,10 +145,29 @@ def _norse(kind: str):
 
 
 @functools.lru_cache(maxsize=None)
+def _sinabs_trained():
+    """The sinabs-style net's weights trained on the digits, then fine-tuned on the chip's
+    grid (:func:`field_models.fit_sinabs`; the IR's first weights are ``w1 / GAIN``, and a
+    fused pool repeats each ``w2``/``w3`` entry unchanged)."""
+    from test_fused_user_models import _sinabs_graph
+
+    weights = fm.fit_sinabs(fm.sinabs_init(), epochs=EPOCHS["sinabs"])
+    for epoch in range(QAT_EPOCHS["sinabs"] + 1):
+        compiled = _compile(_sinabs_graph(weights=weights)[0], IMAGE, 256, framework="norse")
+        wfmt = compiled.profile.weights
+        grids = [(a, fm.grid_k(layer, "weight"), wfmt.step,
+                  min(wfmt.max_int, -wfmt.min_int))
+                 for a, layer in zip((1 / fm.GAIN, 1.0, 1.0), compiled.layers)]
+        weights = fm.fit_sinabs(weights, epochs=int(epoch < QAT_EPOCHS["sinabs"]),
+                                lr=QAT_LR, seed=100 + epoch, grids=grids)
+    return weights
+
+
+@functools.lru_cache(maxsize=None)
 def _sinabs(framework: str = "norse"):
     from test_fused_user_models import _sinabs_graph, _unfused_run
 
-    graph, weights = _sinabs_graph()
+    graph, weights = _sinabs_graph(weights=_sinabs_trained())
     net = rewire.lower(graph, steps=fm.STEPS, framework=framework, encoding="current",
                        input_gain=fm.GAIN)
     compiled = _compile(graph, IMAGE, framework=framework)
@@ -119,13 +185,13 @@ def _snntorch_rleaky():
                                torch.nn.Linear(32, 10), snn.Leaky(beta=0.8, output=True, **kw))
 
 
-def _fit_snntorch(net, epochs=3, lr=5e-3):
+def _fit_snntorch(net, epochs=3, lr=5e-3, seed=0):
     """snnTorch's tutorial loop: spike counts' cross-entropy, Adam; biases on everywhere."""
     from snntorch import utils
 
     xtr, ytr, _, _ = fm.digits()
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     for _ in range(epochs):
         perm = torch.randperm(len(xtr))
         for i in range(0, len(xtr), 64):
@@ -151,6 +217,24 @@ def _rleaky():
         model[2].weight.mul_(3)
     _fit_snntorch(model, epochs=EPOCHS["rleaky"])
     assert model[0].bias is not None and model[1].recurrent.bias is not None
+
+    def compile_graph():
+        with fm.grids_removed(model):
+            return _compile(_snntorch_graph(model, 64), (64,), 256, dt=1e-4,
+                            framework="norse")
+
+    tensors = [(model[0], "weight", 0, "weight", 1.0),
+               (model[1].recurrent, "weight", 0, "weight_rec", 1.0),
+               (model[2], "weight", 1, "weight", 1.0)]
+    if QAT_EPOCHS["rleaky"]:  # the leaks on the chip's 12-bit decay grid, as rewire's QAT does
+        for cell in (model[1], model[3]):
+            cell.beta = 1 - torch.round(4096 * (1 - cell.beta)) / 4096
+    for epoch in range(QAT_EPOCHS["rleaky"]):
+        fm.set_grids(model, tensors, compile_graph())
+        _fit_snntorch(model, epochs=1, lr=QAT_LR, seed=100 + epoch)
+    if QAT_EPOCHS["rleaky"]:
+        fm.set_grids(model, tensors, compile_graph())
+        fm.bake_grids(model)
     graph = _snntorch_graph(model, 64)  # nir.write fails on it (a scalar dataset): in memory
     net = rewire.lower(graph, dt=1e-4, framework="norse", steps=fm.STEPS, encoding="current",
                        input_gain=fm.GAIN)
@@ -162,6 +246,8 @@ CASES = {"1 norse_mlp": lambda: _norse("mlp"), "2 norse_bn_conv": lambda: _norse
          "3 recurrent_chain": lambda: _norse("rec"), "4 sinabs_nir (norse)": _sinabs,
          "5 snntorch_rleaky": _rleaky}
 NIR = {"4 sinabs_nir (norse)", "5 snntorch_rleaky"}
+KEY = {"1 norse_mlp": "mlp", "2 norse_bn_conv": "bn", "3 recurrent_chain": "rec",
+       "4 sinabs_nir (norse)": "sinabs", "5 snntorch_rleaky": "rleaky"}
 
 
 def _row(case: str) -> dict:
@@ -192,10 +278,12 @@ def test_float_and_integer_agree_on_the_class(case):
     rep = compare(compiled, x.reshape(len(x), *shape).numpy(), y.numpy())
     row = _row(case)
     row.update(agree=rep.prediction_agreement, float_acc=rep.float_accuracy,
-               int_acc=rep.integer_accuracy)
+               int_acc=rep.integer_accuracy, train=f"{EPOCHS[KEY[case]]}+"
+               f"{QAT_EPOCHS.get(KEY[case], 0)}", out_sp=f"{rep.layers[-1].float_spikes}/"
+               f"{rep.layers[-1].integer_spikes}")
     assert rep.samples == 360
     assert rep.layers[-1].float_spikes > 0
-    assert rep.prediction_agreement >= AGREEMENT_FLOOR[case], rep.format()
+    assert rep.prediction_agreement >= AGREEMENT_FLOOR, rep.format()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,10 +345,13 @@ def test_sinabs_semantics_are_refused_by_netx_by_name(tmp_path):
 
 def test_zz_table():
     """Prints the figures (run with ``-s``)."""
-    head = f"{'case':<24}{'float IR==user':<34}{'agree':>8}{'float':>8}{'int':>8}  lava / netx"
-    lines = [head]
+    head = (f"{'case':<24}{'epochs':>7}  {'float IR==user':<34}{'agree':>8}{'float':>8}"
+            f"{'int':>8}{'out sp f/i':>12}  lava / netx")
+    lines = [head, "(epochs: plain + on the chip's grid; agree, float, int, out sp: the 360 "
+                   "digits test samples)"]
     for case, r in ROWS.items():
         pct = lambda k: f"{r[k]:.2%}" if isinstance(r.get(k), float) else "-"  # noqa: E731
-        lines.append(f"{case:<24}{r.get('float==user', '-'):<34}{pct('agree'):>8}"
-                     f"{pct('float_acc'):>8}{pct('int_acc'):>8}  {r.get('lava', '-')}")
+        lines.append(f"{case:<24}{r.get('train', '-'):>7}  {r.get('float==user', '-'):<34}"
+                     f"{pct('agree'):>8}{pct('float_acc'):>8}{pct('int_acc'):>8}"
+                     f"{r.get('out_sp', '-'):>12}  {r.get('lava', '-')}")
     print("\n" + "\n".join(lines))

@@ -137,13 +137,16 @@ def _if(shape, dt):
     return nir.IF(r=full(1.0), v_threshold=full(1.0), v_reset=full(0.0))  # v += input
 
 
-def _sinabs_graph(dt=1e-3, seed=3):
+def _sinabs_graph(dt=1e-3, seed=3, weights=None):
     """conv -> IF -> sum pool -> conv -> IF -> sum pool -> flatten -> linear -> IF, bias-free
-    (the Speck layout sinabs exports), weights that make every layer spike."""
+    (the Speck layout sinabs exports), weights that make every layer spike (or ``weights``,
+    ``(w1, w2, w3)``: trained ones, tests/export/test_field_models.py)."""
     rng = np.random.default_rng(seed)
     w1 = rng.normal(0.3, 0.5, (4, 1, 3, 3)).astype(np.float32)
     w2 = rng.normal(0.1, 0.3, (8, 4, 3, 3)).astype(np.float32)
     w3 = rng.normal(0.0, 0.05, (10, 8 * 2 * 2)).astype(np.float32)
+    if weights is not None:
+        w1, w2, w3 = weights
 
     def conv(w, hw):
         return nir.Conv2d(input_shape=hw, weight=w, stride=1, padding=1, dilation=1, groups=1,

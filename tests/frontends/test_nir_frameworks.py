@@ -4,6 +4,7 @@ that wrote it (snnTorch's defaults, sinabs' IAF, rockpool's LIFTorch), through e
 from __future__ import annotations
 
 import warnings
+from fractions import Fraction
 
 import nir
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from rewire.compiler.quantize import compile_network
+from rewire.compiler import simulate as simmod
 from rewire.compiler.simulate import simulate
 from rewire.errors import ExportError
 from rewire.export import netx, onnx_int, onnx_step, onnx_unrolled
@@ -49,15 +51,22 @@ def _snntorch_default_net(kind, beta):
                                                    ("leaky", 0.9, True),
                                                    ("synaptic", 0.875, False)])
 def test_snntorch_defaults_float_integer_and_onnx_equal_snntorch(loihi2, tmp_path, kind, beta,
-                                                                 int_exact):
+                                                                 int_exact, monkeypatch):
     """snnTorch 1.0 Leaky/Synaptic with default settings, exported by nirtorch's
     extract_nir_graph (snnTorch's export_to_nir fails with nir 1.0.8), lowered and compiled
     for Loihi 2: on 128 digit images as 16-step spike trains the float IR and the float ONNX
     files (step, unrolled) equal snnTorch's spikes; the integer ONNX files equal the integer
     model; the integer model
-    equals snnTorch (Leaky; measured 9164 and 9220 output spikes) or, for Synaptic, whose
-    current decays by truncation on the chip (iDecay 1024), agrees on >= 99.9 % of entries
-    (measured 9146 against 9145 spikes); netx refuses the reset by name."""
+    equals snnTorch (Leaky; measured 9164 and 9220 output spikes) or, for Synaptic, differs
+    by the chip's truncation alone: the same integer model with exact decays (each
+    ``trunc0(x (4096 - decay) / 4096)`` replaced by the exact rational) equals snnTorch spike
+    for spike in every layer, and the chip's own differs in one hidden spike (measured:
+    sample 17, neuron 13, step 9, whose exact ``v`` is 16385.06 against the threshold
+    ``vThMant << 6`` = 16384; the truncated current ``u`` (alpha 0.75, 6 fraction bits, exact
+    for 3 steps only) and ``v`` lost 3.06 units by then, so the chip's ``v`` is 16382) and in
+    the 7 output entries it moves (9146 against 9145 output spikes). No scale makes it exact:
+    16 steps of a 3/4 decay need 32 fraction bits below the weight's, the state has 24 bits
+    in all. netx refuses the reset by name."""
     pytest.importorskip("snntorch")
     import nirtorch
     from sklearn.datasets import load_digits
@@ -82,7 +91,15 @@ def test_snntorch_defaults_float_integer_and_onnx_equal_snntorch(loihi2, tmp_pat
     if int_exact:
         np.testing.assert_array_equal(ints, ref)
     else:
-        assert (ints == ref).mean() >= 0.999
+        hidden = simulate(compiled, payload, record_all=True)[0]
+        assert (ints == ref).mean() >= 0.999 and abs(int(ints.sum()) - int(ref.sum())) <= 1
+        monkeypatch.setattr(simmod.NumpyOps, "decay", _exact_decay)
+        exact = [np.asarray(s, np.float64) for s in simulate(compiled, payload, record_all=True)]
+        monkeypatch.undo()
+        snn_hidden = _snntorch_hidden(net, x)
+        np.testing.assert_array_equal(exact[0], snn_hidden)
+        np.testing.assert_array_equal(exact[-1], ref)
+        assert int((hidden != snn_hidden).sum()) == 1  # the one flip the docstring names
     np.testing.assert_array_equal(onnx_int.run(onnx_int.build(compiled), payload), ints)
     np.testing.assert_array_equal(onnx_int.run(onnx_int.build_step(compiled), payload), ints)
     np.testing.assert_array_equal(onnx_step.run(onnx_step.build(compiled), x.numpy()), ref)
@@ -90,6 +107,26 @@ def test_snntorch_defaults_float_integer_and_onnx_equal_snntorch(loihi2, tmp_pat
                                   ref)
     with pytest.raises(ExportError, match=r"reset = 'subtract'.*reset_delay = True"):
         netx.write(compiled, tmp_path / "m.net")
+
+
+def _exact_decay(self, x, decay, tag):
+    """``x (2**bits - decay) / 2**bits`` as exact rationals (``NumpyOps.decay`` without the
+    chip's truncation toward zero)."""
+    unit = 1 << self.nfmt.decay_bits
+    return np.asarray(x, dtype=object) * Fraction(unit - decay, unit)
+
+
+def _snntorch_hidden(net, x):
+    """The hidden layer's spikes of the snnTorch net on ``x`` ``(T, B, 64)``."""
+    from snntorch import utils
+
+    utils.reset(net)
+    out = []
+    with torch.no_grad():
+        for x_t in x:
+            out.append(net[1](net[0](x_t)).numpy())
+            net[3](net[2](torch.as_tensor(out[-1])))  # keep the readout's state in step
+    return np.stack(out)
 
 
 def _sinabs_graph(rng, thresholds):
