@@ -9,7 +9,8 @@ asks:
     test samples.
 
 Cases: (1) Norse MLP with default ``nn.Linear`` biases, (2) Norse conv net with
-``BatchNorm2d`` (netx refuses the folded conv bias; the integer ONNX is checked instead),
+``BatchNorm2d`` (the folded conv biases travel as always-on channels and relay channels,
+:mod:`rewire.compiler.conv_lines`; the integer ONNX is checked too),
 (3) ``Linear -> LIFRecurrentCell -> Linear -> LIFCell``, (4) a sinabs-style NIR conv net
 (``framework="norse"``; ``framework="sinabs"`` is refused by netx), trained on the digits as a
 torch model of the same layout, (5) an snnTorch ``RLeaky`` NIR graph with biases
@@ -304,8 +305,8 @@ def _lava_exact(compiled, shape, tmp_path) -> tuple[int, int]:
 
 @pytest.mark.lava
 @requires_lava
-@pytest.mark.parametrize("case", ["1 norse_mlp", "3 recurrent_chain", "4 sinabs_nir (norse)",
-                                  "5 snntorch_rleaky"])
+@pytest.mark.parametrize("case", ["1 norse_mlp", "2 norse_bn_conv", "3 recurrent_chain",
+                                  "4 sinabs_nir (norse)", "5 snntorch_rleaky"])
 def test_lava_netx_equals_the_integer_model(case, tmp_path):
     _, _, compiled, shape = CASES[case]()
     exact, spikes = _lava_exact(compiled, shape, tmp_path)
@@ -313,23 +314,15 @@ def test_lava_netx_equals_the_integer_model(case, tmp_path):
     assert spikes > 0 and exact == 10
 
 
-def test_bn_conv_netx_refuses_the_folded_bias_by_name_and_onnx_is_exact(tmp_path):
+def test_bn_conv_int_onnx_equals_the_integer_model(tmp_path):
     _, net, compiled, shape = _norse("bn")
     assert net.layers[0].synapse.bias is not None  # BatchNorm folded into conv1's bias
-    with pytest.raises(ExportError, match=r"layers conv1 \(0\), .*: a bias on a conv layer") as exc:
-        netx.write(compiled, tmp_path / "m.net")
-    msg = str(exc.value)
     path = onnx_int.write(compiled, tmp_path / "m_int.onnx")
     x = fm.digits()[2][:64]
     payload = sim.encode_input(compiled, x.reshape(64, *shape).numpy())
     ref = sim.simulate(compiled, payload)[-1]
-    got = onnx_int.run(path, payload)
-    _row("2 norse_bn_conv")["lava"] = (f"netx refused ({msg.split(':')[1].strip()}: "
-                                       f"{msg.split(':')[2].strip()[:40]}...); int ONNX "
-                                       f"{'==' if np.array_equal(got, ref) else '!='} int "
-                                       f"model, 64 samples, {int(ref.sum())} sp")
     assert ref.sum() > 0
-    np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(onnx_int.run(path, payload), ref)
 
 
 def test_sinabs_semantics_are_refused_by_netx_by_name(tmp_path):
