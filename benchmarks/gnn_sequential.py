@@ -73,6 +73,9 @@ VARIANTS = {
     "gd": {"method": "gd"},
     "gre+ protect, no protect": {"protect": False},
     "gre+ K=16 protect": {"k": 16, "max_anchors": 32},
+    "gre+ protect + locality": {"locality_steps": 10},
+    "gre+ protect + locality 20": {"locality_steps": 20},
+    "gre+ protect + locality 256": {"locality_steps": 10, "locality_sample": 256},
 }
 KEYS = ("dataset", "model", "method", "draw")
 
