@@ -44,7 +44,8 @@ class EditConfig:
         locality_steps: sequential mode: after each edit, at most this many steps that
             pull the other nodes' predictions back to the original model's while every
             edited node stays right (:mod:`rewire.gnn.locality`); 0 = none.
-        locality_lr: Adam learning rate of those steps.
+        locality_lr: first step size η of those steps (backtracking: doubled after a
+            kept step, quartered on a refused try).
         locality_sample: locality nodes per restore, drawn afresh per edit (None: every
             node not edited).
 
@@ -66,7 +67,7 @@ class EditConfig:
     subgraph: bool = True
     anchor_sample: int | None = None
     locality_steps: int = 0
-    locality_lr: float = 0.01
+    locality_lr: float = 10.0
     locality_sample: int | None = None
 
     def __post_init__(self):

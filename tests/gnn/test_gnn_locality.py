@@ -120,3 +120,21 @@ def test_locality_options_change_nothing_outside_sequential_mode(trained, toy, t
 def test_bad_locality_settings_are_refused_by_name(field, value):
     with pytest.raises(ValueError, match=field):
         EditConfig(**{field: value})
+
+
+def test_cli_sequential_locality_options_reach_the_editor(tmp_path, capsys):
+    from rewire.gnn.__main__ import main
+    import json
+
+    ck = tmp_path / "toy.pt"
+    assert main(["train", "--dataset", "toy", "--epochs", "40", "--out", str(ck)]) == 0
+    rec = tmp_path / "rec.json"
+    assert main(["edit", str(ck), "--misclassified", "4", "--mode", "sequential",
+                 "--max-steps", "100", "--k", "4", "--locality-steps", "5",
+                 "--locality-lr", "2", "--record", str(rec)]) == 0
+    assert "| method | DD@1 |" in capsys.readouterr().err
+    record = json.loads(rec.read_text())["record"]
+    assert record["config"]["locality_steps"] == 5 and record["config"]["locality_lr"] == 2
+    assert all("restored" in e for e in record["edits"])
+    assert main(["edit", str(ck), "--targets", "1", "--locality-steps", "-1"]) == 2
+    assert "locality_steps" in capsys.readouterr().err
