@@ -24,7 +24,12 @@ Methods (``--methods``, default the first two): ``gre+ protect`` (``EditConfig(m
 "sequential")``: GRE+ with one anchor per training node re-taken before every edit, earlier
 edited nodes as QP rows and repaired if a step flips them, issue 16); ``gd``; ``gre+
 protect, no protect`` (``protect=False``); ``gre+ K=16 protect`` (16 training chunks,
-QP rows capped at 32: the cheaper anchors that lost on the tuning draws, docs/gnn.md).
+QP rows capped at 32: the cheaper anchors that lost on the tuning draws, docs/gnn.md);
+``gre+ protect + locality`` (the default plus the locality restore after each edit,
+``locality_steps=10``, :mod:`rewire.gnn.locality`) and ``gre+ K=16 protect + locality``
+(16 training chunks, QP rows capped at 80, the same restore: the variant kept on the tuning
+draws, ``benchmarks/results/sequential/tuning.md``; its table is in
+``benchmarks/results/sequential_locality/``).
 
 Usage::
 
@@ -74,8 +79,7 @@ VARIANTS = {
     "gre+ protect, no protect": {"protect": False},
     "gre+ K=16 protect": {"k": 16, "max_anchors": 32},
     "gre+ protect + locality": {"locality_steps": 10},
-    "gre+ protect + locality 20": {"locality_steps": 20},
-    "gre+ protect + locality 256": {"locality_steps": 10, "locality_sample": 256},
+    "gre+ K=16 protect + locality": {"k": 16, "max_anchors": 80, "locality_steps": 10},
 }
 KEYS = ("dataset", "model", "method", "draw")
 
