@@ -29,7 +29,7 @@ QP rows capped at 32: the cheaper anchors that lost on the tuning draws, docs/gn
 ``locality_steps=10``, :mod:`rewire.gnn.locality`) and ``gre+ K=16 protect + locality``
 (16 training chunks, QP rows capped at 80, the same restore: the variant kept on the tuning
 draws, ``benchmarks/results/sequential/tuning.md``; its table is in
-``benchmarks/results/sequential_locality/``).
+``benchmarks/results/sequential/locality/``).
 
 Usage::
 
