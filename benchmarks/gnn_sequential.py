@@ -20,11 +20,16 @@ Draws: ``--draws`` (default 0 1 2 3 4, the reported draws). Methods and rates we
 on the tuning draws 100, 101, 102 only (``--draws 100 101 102``); seed 42, the single draw
 reported before issue 25, is in neither set.
 
-Methods (``--methods``, default the first two): ``gre+ protect`` (``EditConfig(mode=
+Methods (``--methods``, default the first two and the last): ``gre+ protect`` (``EditConfig(mode=
 "sequential")``: GRE+ with one anchor per training node re-taken before every edit, earlier
 edited nodes as QP rows and repaired if a step flips them, issue 16); ``gd``; ``gre+
 protect, no protect`` (``protect=False``); ``gre+ K=16 protect`` (16 training chunks,
-QP rows capped at 32: the cheaper anchors that lost on the tuning draws, docs/gnn.md).
+QP rows capped at 32: the cheaper anchors that lost on the tuning draws, docs/gnn.md);
+``gre+ protect + locality`` (the default plus the locality restore after each edit,
+``locality_steps=10``, :mod:`rewire.gnn.locality`) and ``gre+ K=16 protect + locality``
+(16 training chunks, QP rows capped at 80, the same restore: the variant kept on the tuning
+draws, ``benchmarks/results/sequential/tuning.md``; its table is in
+``benchmarks/results/sequential/locality/``).
 
 Usage::
 
@@ -73,6 +78,8 @@ VARIANTS = {
     "gd": {"method": "gd"},
     "gre+ protect, no protect": {"protect": False},
     "gre+ K=16 protect": {"k": 16, "max_anchors": 32},
+    "gre+ protect + locality": {"locality_steps": 10},
+    "gre+ K=16 protect + locality": {"k": 16, "max_anchors": 80, "locality_steps": 10},
 }
 KEYS = ("dataset", "model", "method", "draw")
 
@@ -85,7 +92,7 @@ def main(argv=None) -> int:
                    choices=["cora", "citeseer"])
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--egnn", action="store_true", help="also the EGNN versions")
-    p.add_argument("--methods", nargs="+", default=["gre+ protect", "gd"],
+    p.add_argument("--methods", nargs="+", default=["gre+ protect", "gd", "gre+ K=16 protect + locality"],
                    choices=list(VARIANTS))
     p.add_argument("--draws", type=int, nargs="+", default=list(REPORTED_DRAWS),
                    help="seeds of the target draws (default 0-4; tuning used 100-102)")

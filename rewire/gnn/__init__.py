@@ -9,6 +9,9 @@ EGNN baselines, on PyG node classifiers.
   :mod:`rewire.gnn.anchors` the anchor chunks, gradients and projector.
 * :mod:`rewire.gnn.sequence`: :func:`run_sequence`, a sequential edit measured with the
   SEED-GNN checkpoints (DD and SR after edits 1, 10, 25, 50; max and mean DD).
+* :mod:`rewire.gnn.locality`: the locality restore of sequential edits (``EditConfig(
+  locality_steps=n)``): the rest of the graph pulled back to the original model's
+  predictions after each edit, every edited node kept.
 * :mod:`rewire.gnn.receptive`: :class:`ReceptiveField`, (L + 1)-hop subgraphs from a CSR
   index, on which the editor runs every forward (large graphs).
 * :mod:`rewire.gnn.models`: GCN, GraphSAGE, EGNN, training and checkpoints.

@@ -14,7 +14,8 @@ Examples::
 ``edit --mode sequential`` also prints the SEED-GNN table of the sequence to stderr (DD and
 SR after edits 1, 10, 25, 50, max and mean DD, kept, own SR, CPU s per edit; the JSON on
 stdout holds the same figures under ``sequence``); ``--no-protect`` and ``--max-anchors``
-set the protection of earlier edits.
+set the protection of earlier edits, ``--locality-steps`` (``--locality-lr``,
+``--locality-sample``) the locality restore after each edit (:mod:`rewire.gnn.locality`).
 
 Exit codes: 0 success, 2 bad input or out of memory (one line; ``python -m rewire.gnn``
 then ends at once), 130 on Ctrl-C (one line; no file is left half written).
@@ -99,6 +100,13 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--max-anchors", type=_int, default=EditConfig.max_anchors,
                    help=f"most QP rows: training chunks plus edited nodes "
                         f"({EditConfig.max_anchors})")
+    q.add_argument("--locality-steps", type=_int, default=EditConfig.locality_steps,
+                   help="after each edit, at most this many steps pulling the other nodes "
+                        "back to the original model's predictions, every edit kept (0: off)")
+    q.add_argument("--locality-lr", type=float, default=EditConfig.locality_lr,
+                   help=f"first step size of those steps ({EditConfig.locality_lr:g})")
+    q.add_argument("--locality-sample", type=_int, default=None,
+                   help="locality nodes per restore (default: every node not edited)")
     e.add_argument("--out", help="edited checkpoint to write (sequential / batch mode)")
     e.add_argument("--record", help="JSON file for the edit record")
     return p
@@ -205,7 +213,10 @@ def _edit(args) -> dict:
     edit_config = EditConfig(method=args.method, mode=args.mode, k=args.k, lam=args.lam,
                              project=args.project, lr=args.lr, max_steps=args.max_steps,
                              batch_size=args.batch_size or n, protect=args.protect,
-                             max_anchors=args.max_anchors)
+                             max_anchors=args.max_anchors,
+                             locality_steps=args.locality_steps,
+                             locality_lr=args.locality_lr,
+                             locality_sample=args.locality_sample)
     before = accuracy(model, data)
     labels = None if args.labels is None else torch.tensor(args.labels)
     if sequential:

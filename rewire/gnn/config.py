@@ -41,6 +41,13 @@ class EditConfig:
             or, ``False``, on the whole graph (the reference; same values up to rounding).
         anchor_sample: anchors from a random sample of this many training nodes (drawn
             with ``seed``, split into ``k`` chunks) instead of all; for large graphs.
+        locality_steps: sequential mode: after each edit, at most this many steps that
+            pull the other nodes' predictions back to the original model's while every
+            edited node stays right (:mod:`rewire.gnn.locality`); 0 = none.
+        locality_lr: first step size η of those steps (backtracking: doubled after a
+            kept step, quartered on a refused try).
+        locality_sample: locality nodes per restore, drawn afresh per edit (None: every
+            node not edited).
 
     Raises:
         ValueError: a field out of range (the message names it and the allowed values).
@@ -59,20 +66,28 @@ class EditConfig:
     max_anchors: int = 512
     subgraph: bool = True
     anchor_sample: int | None = None
+    locality_steps: int = 0
+    locality_lr: float = 10.0
+    locality_sample: int | None = None
 
     def __post_init__(self):
         for name, allowed in (("method", METHODS), ("mode", MODES), ("project", PROJECTIONS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}: {getattr(self, name)!r} is not one of {list(allowed)}")
-        for name in ("k", "max_steps", "batch_size", "max_anchors", "anchor_sample"):
-            if name in ("k", "anchor_sample") and getattr(self, name) is None:
+        if not isinstance(self.locality_steps, int) or self.locality_steps < 0:
+            raise ValueError(f"locality_steps must be an integer >= 0, got "
+                             f"{self.locality_steps!r}")
+        for name in ("k", "max_steps", "batch_size", "max_anchors", "anchor_sample",
+                     "locality_sample"):
+            if name in ("k", "anchor_sample", "locality_sample") and getattr(self, name) is None:
                 continue
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
         if not (self.lam >= 0 and self.lam < float("inf")):
             raise ValueError(f"lam (λ) must be a finite number >= 0, got {self.lam}")
-        if not (self.lr > 0 and self.lr < float("inf")):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        for name in ("lr", "locality_lr"):
+            if not (getattr(self, name) > 0 and getattr(self, name) < float("inf")):
+                raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
         if self.k is not None and self.k > self.max_anchors:
             raise ValueError(f"k={self.k} anchor chunks exceed max_anchors={self.max_anchors}; "
                              f"lower k or raise max_anchors")
@@ -102,7 +117,10 @@ class EditOutcome:
     (how many are right at the end), Adam ``steps`` taken, target ``losses`` (one per forward pass, first = before editing), wall-clock
     ``seconds`` and ``cpu_seconds`` (this process's CPU time; anchors included in both);
     sequential mode with ``protect``: ``guarded`` earlier edited nodes, ``kept`` of them
-    right at the end of this edit, and ``anchors`` rows of the QP."""
+    right at the end of this edit, and ``anchors`` rows of the QP; with ``locality_steps``:
+    ``restored`` steps of the locality restore kept after the edit and its loss
+    ``L_loc`` (mean KL to the original model's outputs) before (``locality_before``) and
+    after (``locality``) them."""
 
     nodes: list[int]
     success: bool
@@ -114,6 +132,9 @@ class EditOutcome:
     guarded: int = 0
     kept: int = 0
     anchors: int = 0
+    restored: int = 0
+    locality_before: float = 0.0
+    locality: float = 0.0
 
 
 @dataclass

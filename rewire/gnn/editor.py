@@ -37,6 +37,11 @@ beyond ``max_anchors`` rows they are grouped into chunks), and an edit does not 
 one of them is wrong: an edited node that a step flips joins the target loss until it is
 right again (within the same ``max_steps``).
 
+Sequential locality restore (``locality_steps > 0``): after each edit, up to that many
+projected gradient steps pull every other node's prediction back toward the original
+model's (KL to its outputs, no label read) while every edited node stays right
+(:mod:`rewire.gnn.locality`); the time is counted in the edit's.
+
 Every forward pass runs on a receptive field (``subgraph=True``, default): the
 (L + 1)-hop subgraph of the nodes whose outputs it needs (:mod:`rewire.gnn.receptive`),
 which gives the full-graph values at a cost independent of the graph's size;
@@ -58,6 +63,7 @@ from torch_geometric.data import Data
 from rewire.gnn.anchors import (anchor_chunks, anchor_gradients, editable_parameters,
                                 field_for, projector as _projector, receptive_field, view)
 from rewire.gnn.config import METHODS, MODES, PROJECTIONS, EditConfig, EditOutcome, EditRecord
+from rewire.gnn.locality import restore
 from rewire.gnn.projection import flatten, unflatten
 from rewire.gnn.receptive import ReceptiveField, message_passing_layers
 
@@ -220,6 +226,10 @@ def edit(model: nn.Module, data: Data, targets, labels=None,
     projector = None
     views: dict = {}  # receptive fields of anchor chunks, built once per call
     done_nodes, done_labels = [], []
+    reference = None
+    if config.mode == "sequential" and config.locality_steps:
+        with torch.no_grad():  # the original model's predictions, the locality targets
+            reference = F.log_softmax(work(data.x, data.edge_index), dim=1)
     for i, group in enumerate(groups):
         nodes, ys = targets[group], labels[group]
         guards = None
@@ -231,13 +241,18 @@ def edit(model: nn.Module, data: Data, targets, labels=None,
         if i == 0 or not fresh:  # anchors of the model this edit starts from
             projector = _projector(work, data, params, config, field, guards, cache=views)
         outcome = _edit_once(work, params, data, nodes, ys, config, projector, field, guards)
+        if outcome.success:
+            done_nodes.append(nodes)
+            done_labels.append(ys)
+        if reference is not None and done_nodes:  # pull the rest of the graph back
+            outcome.restored, outcome.locality_before, outcome.locality = restore(
+                work, params, data, reference, torch.cat(done_nodes), torch.cat(done_labels),
+                config.locality_steps, config.locality_lr, config.locality_sample,
+                config.seed + i, field, views)
         outcome.seconds = time.perf_counter() - start
         outcome.cpu_seconds = time.process_time() - cpu_start
         outcome.anchors = getattr(projector, "k", 1 if projector is not None else 0)
         record.edits.append(outcome)
-        if outcome.success:
-            done_nodes.append(nodes)
-            done_labels.append(ys)
         if on_edit is not None:
             on_edit(work, outcome)
     if config.mode == "sequential":
