@@ -124,8 +124,8 @@ class BudgetController:
                  ramp: float = 0.8, margin: float = 1.0, kp: float = 2.0, ki: float = 12.0,
                  alpha_min: float = 1e-3, alpha_max: float = 2.0,
                  off_below: bool = True, freeze: bool = False, floor: int = 4,
-                 short_below: int = 0, dense: float = 0.4, short_ramp: float = 0.7,
-                 min_dense: int = 30, rescale: bool = True) -> None:
+                 short_below: int = 0, dense: float = 0.1, short_ramp: float = 0.7,
+                 min_dense: int = 0, rescale: bool = True) -> None:
         if total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
         if not (0 < ramp <= 1 and 0 < margin <= 1):
