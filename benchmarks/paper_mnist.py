@@ -159,38 +159,39 @@ def epoch_times(rows: list[dict]) -> str:
 
 
 def table(rows: list[dict], seeds: int = 3) -> str:
-    """Markdown: per level (the paper's and :data:`EXTREME_LEVELS`), the paper's accuracy and
-    rewire's per method on the test set (mean ± sd over seeds, the lr and epochs), the gap of
-    GradR to magnitude pruning, and the runs still missing (``seeds`` for GradR and
-    magnitude, 1 for Deep R)."""
+    """Markdown: per level (the paper's and :data:`EXTREME_LEVELS`) and epochs per run, the
+    paper's accuracy and rewire's per method on the test set (mean ± sd over seeds, the lr),
+    the gap of GradR to magnitude pruning, and the runs still missing (``seeds`` for GradR
+    and magnitude, 1 for Deep R). Runs of different lengths are never pooled: each
+    (level, epochs) pair is a row of its own."""
     test = [r for r in rows if r["eval"] == "test"]
     levels = sorted({p[0] for p in PAPER_MNIST} | set(EXTREME_LEVELS) |
                     {r["level"] for r in test}, reverse=True)
     paper = {}
     for level, acc, name in PAPER_MNIST:
         paper.setdefault(level, []).append(f"{acc:.2f} ({name})")
-    lines = ["| connectivity | paper (test %) | rewire GradR | rewire magnitude | "
+    lines = ["| connectivity | epochs | paper (test %) | rewire GradR | rewire magnitude | "
              "rewire Deep R | GradR − magnitude (points) | missing runs |",
-             "|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|"]
     for level in levels:
-        cells, means = [], {}
-        missing = []
-        for method, want in (("gradr", seeds), ("magnitude", seeds), ("deep-r", 1)):
-            rs = [r for r in test if r["method"] == method and r["level"] == level]
-            lrs = sorted({r["lr"] for r in rs})
-            if rs:
-                means[method] = statistics.mean(r["accuracy"] for r in rs)
-                ep = "/".join(str(e) for e in sorted({r["epochs"] for r in rs}))
-                cells.append(f"{_stat(rs)}, lr "
-                             f"{'/'.join(f'{v:g}' for v in lrs)}, {ep} ep")
-            else:
-                cells.append("–")
-            if len({r["seed"] for r in rs}) < want:
-                missing.append(f"{method} {want - len({r['seed'] for r in rs})}")
-        gap = (f"{100 * (means['gradr'] - means['magnitude']):+.2f}"
-               if {"gradr", "magnitude"} <= means.keys() else "–")
-        lines.append(f"| {100 * level:g} % | {'; '.join(paper.get(level, ['–']))} | "
-                     f"{' | '.join(cells)} | {gap} | {', '.join(missing) or 'none'} |")
+        for epochs in sorted({r["epochs"] for r in test if r["level"] == level}) or [None]:
+            at = [r for r in test if r["level"] == level and r["epochs"] == epochs]
+            cells, means, missing = [], {}, []
+            for method, want in (("gradr", seeds), ("magnitude", seeds), ("deep-r", 1)):
+                rs = [r for r in at if r["method"] == method]
+                if rs:
+                    means[method] = statistics.mean(r["accuracy"] for r in rs)
+                    lrs = "/".join(f"{v:g}" for v in sorted({r["lr"] for r in rs}))
+                    cells.append(f"{_stat(rs)}, lr {lrs}")
+                else:
+                    cells.append("–")
+                if len({r["seed"] for r in rs}) < want:
+                    missing.append(f"{method} {want - len({r['seed'] for r in rs})}")
+            gap = (f"{100 * (means['gradr'] - means['magnitude']):+.2f}"
+                   if {"gradr", "magnitude"} <= means.keys() else "–")
+            lines.append(f"| {100 * level:g} % | {epochs or '–'} | "
+                         f"{'; '.join(paper.get(level, ['–']))} | {' | '.join(cells)} | "
+                         f"{gap} | {', '.join(missing) or 'none'} |")
     return "\n".join(lines)
 
 
@@ -240,8 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         rows = read_rows(results)
         paper = ("the paper's numbers: PAPER_MNIST" if PAPER_MNIST else
-                 "the paper's MNIST table was not retrieved (docs/mnist.md says what was "
-                 "found), so its column is empty and its levels are not run yet")
+                 "the paper's MNIST table was not retrieved (docs/mnist.md and "
+                 "paper_mnist_search.md say what was searched and found), so its column is "
+                 "empty and its levels are not run yet")
         text = (f"# GradR vs magnitude pruning and Deep R on standard MNIST\n\n"
                 f"Written by `benchmarks/paper_mnist.py --table` from `{results.name}`: "
                 f"60,000 train / 10,000 test, 784-800-10, T = 8, spike-count cross-entropy, "

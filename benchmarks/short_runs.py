@@ -28,7 +28,7 @@ from rewire.training.model import SpikingMLP, predict, spike_count_logits
 from rewire.training.train import TrainConfig, evaluate, train
 
 SIZES = (64, 256, 10)
-DEFAULT_RUNS = "1:0 3:0,1,2 10:0,1,2 60:0"
+DEFAULT_RUNS = "1:0,1,2 3:0,1,2 10:0,1,2 60:0"
 
 
 def plain_loop(split, epochs: int, seed: int, lr: float = 1e-3, batch: int = 64) -> float:

@@ -92,7 +92,7 @@ def test_short_schedule_learns_dense_then_cuts_then_holds_the_budget():
     (never above it); from the end of the ramp on, within the budget, every output neuron
     with at least the floor of inputs."""
     ctl, trace, budget = _short_run(60)
-    assert ctl.short and (ctl.dense_steps, ctl.ramp_end) == (24, 42)
+    assert ctl.short and (ctl.dense_steps, ctl.ramp_end) == (6, 42)  # 10 % dense, 30 % frozen
     assert all(alpha == 0.0 for alpha, _, _ in trace)
     assert trace[ctl.dense_steps][1] > 0.5 * budget.total_synapses  # still dense
     for t, (_, conn, _) in enumerate(trace[ctl.dense_steps:ctl.ramp_end], ctl.dense_steps + 1):
@@ -120,16 +120,20 @@ def test_short_schedule_options_are_checked(options):
 
 
 @pytest.mark.slow
-def test_three_epochs_on_the_digits_learn_at_the_main_jobs_budget(loihi2):
-    """The issue's failure: 3 epochs at 10 % ended at 10 % accuracy (a silent readout); now
-    >= 85 % (measured 86.1 %, benchmarks/results/short_runs.md) within the budget."""
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_three_epochs_on_the_digits_learn_at_the_main_jobs_budget(loihi2, seed):
+    """The issue's failure: 3 epochs at 10 % ended at 10 % accuracy (a silent readout). Now
+    every seed reaches >= 85 % (issue 26) within the budget, with nothing left for the
+    projection (measured 88.3 / 89.4 / 91.9 %, benchmarks/results/short_runs.md; the
+    schedule before, dense for 40 % of the run, gave 82.8 % on seed 1). 11-16 s a seed on
+    2 shared cores under load."""
     from rewire.training.data import load_split
     from rewire.training.train import TrainConfig, train
 
     split = load_split("digits")
     budget = make_budget(loihi2, (64, 256, 10), connectivity=0.1)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = SpikingMLP((64, 256, 10), steps=16)
-    result = train(model, split, budget, TrainConfig(epochs=3, seed=0, progress=False))
+    result = train(model, split, budget, TrainConfig(epochs=3, seed=seed, progress=False))
     assert result.synapses <= budget.max_synapses and result.projected_away == 0
     assert result.accuracy >= 0.85
