@@ -229,7 +229,7 @@ def edit(model: nn.Module, data: Data, targets, labels=None,
     reference = None
     previous = getattr(work, "project_first", None)  # SAGE: mean over projected features
     if config.mode == "sequential" and config.locality_steps and previous is not None:
-        work.project_first = True  # (same outputs, a quarter of the time: SAGE.forward)
+        work.set_project_first(True)  # (same outputs, a fraction of the time: SAGE.forward)
     if config.mode == "sequential" and config.locality_steps:
         with torch.no_grad():  # the original model's predictions, the locality targets
             reference = F.log_softmax(work(data.x, data.edge_index), dim=1)
@@ -264,6 +264,6 @@ def edit(model: nn.Module, data: Data, targets, labels=None,
             pred = work(x, edge_index)[index].argmax(dim=1)
         record.final_correct = float((pred == labels).float().mean())
     if previous is not None:
-        work.project_first = previous  # as it came
+        work.set_project_first(previous)  # as it came
     work.train(was_training)
     return work, record

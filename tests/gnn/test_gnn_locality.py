@@ -148,9 +148,9 @@ def test_sage_project_first_gives_the_same_outputs_and_the_editor_sets_it_back(t
     sage = train_model(SAGE(16, 3), toy, epochs=8).eval()
     with torch.no_grad():
         own = sage(toy.x, toy.edge_index)
-        sage.project_first = True
+        sage.set_project_first(True)
         fast = sage(toy.x, toy.edge_index)
-        sage.project_first = False
+        sage.set_project_first(False)
     assert torch.allclose(own, fast, atol=1e-6, rtol=1e-5)
     assert torch.equal(own.argmax(1), fast.argmax(1))
     edited, _ = edit(sage, toy, targets[:3], config=EditConfig(
