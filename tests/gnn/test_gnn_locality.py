@@ -146,13 +146,17 @@ def test_sage_project_first_gives_the_same_outputs_and_the_editor_sets_it_back(t
     predictions, and the edited model comes back with the flag as it was."""
     torch.manual_seed(0)
     sage = train_model(SAGE(16, 3), toy, epochs=8).eval()
-    with torch.no_grad():
-        own = sage(toy.x, toy.edge_index)
-        sage.set_project_first(True)
-        fast = sage(toy.x, toy.edge_index)
-        sage.set_project_first(False)
-    assert torch.allclose(own, fast, atol=1e-6, rtol=1e-5)
-    assert torch.equal(own.argmax(1), fast.argmax(1))
+    own = sage(toy.x, toy.edge_index)
+    own_grad = torch.autograd.grad(own.logsumexp(1).sum(), sage.conv1.lin_l.weight)[0]
+    sage.set_project_first(True)
+    dense = sage(toy.x, toy.edge_index)  # first sight of toy.x: dense product
+    sparse = sage(toy.x, toy.edge_index)  # seen again: its sparse copy
+    grad = torch.autograd.grad(sparse.logsumexp(1).sum(), sage.conv1.lin_l.weight)[0]
+    sage.set_project_first(False)
+    for fast in (dense, sparse):
+        assert torch.allclose(own, fast, atol=1e-6, rtol=1e-5)
+        assert torch.equal(own.argmax(1), fast.argmax(1))
+    assert torch.allclose(own_grad, grad, atol=1e-6, rtol=1e-5)
     edited, _ = edit(sage, toy, targets[:3], config=EditConfig(
         mode="sequential", k=4, max_steps=50, locality_steps=2, locality_lr=10.0))
     assert edited.project_first is False and sage.project_first is False
