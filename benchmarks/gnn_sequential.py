@@ -29,7 +29,9 @@ QP rows capped at 32: the cheaper anchors that lost on the tuning draws, docs/gn
 ``locality_steps=10``, :mod:`rewire.gnn.locality`) and ``gre+ K=16 protect + locality``
 (16 training chunks, QP rows capped at 80, the same restore: the variant kept on the tuning
 draws, ``benchmarks/results/sequential/tuning.md``; its table is in
-``benchmarks/results/sequential/locality/``).
+``benchmarks/results/sequential/locality/``); ``gre+ K=16 protect + locality, lr 0.005``
+(the same with gentler edit steps: Adam lr 0.005, at most 40 steps; chosen for Cora GCN
+on the tuning draws, ``locality/README.md``).
 
 Usage::
 
@@ -80,6 +82,9 @@ VARIANTS = {
     "gre+ K=16 protect": {"k": 16, "max_anchors": 32},
     "gre+ protect + locality": {"locality_steps": 10},
     "gre+ K=16 protect + locality": {"k": 16, "max_anchors": 80, "locality_steps": 10},
+    "gre+ K=16 protect + locality, lr 0.005": {"k": 16, "max_anchors": 80,
+                                               "locality_steps": 10, "lr": 0.005,
+                                               "max_steps": 40},
 }
 KEYS = ("dataset", "model", "method", "draw")
 

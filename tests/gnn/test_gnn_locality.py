@@ -138,3 +138,25 @@ def test_cli_sequential_locality_options_reach_the_editor(tmp_path, capsys):
     assert all("restored" in e for e in record["edits"])
     assert main(["edit", str(ck), "--targets", "1", "--locality-steps", "-1"]) == 2
     assert "locality_steps" in capsys.readouterr().err
+
+
+def test_sage_project_first_gives_the_same_outputs_and_the_editor_sets_it_back(toy, targets):
+    """SAGE's first layer aggregated after its linear maps (what the sequential editor
+    with a restore runs) equals PyG's own forward to float rounding, gives the same
+    predictions, and the edited model comes back with the flag as it was."""
+    torch.manual_seed(0)
+    sage = train_model(SAGE(16, 3), toy, epochs=8).eval()
+    own = sage(toy.x, toy.edge_index)
+    own_grad = torch.autograd.grad(own.logsumexp(1).sum(), sage.conv1.lin_l.weight)[0]
+    sage.set_project_first(True)
+    dense = sage(toy.x, toy.edge_index)  # first sight of toy.x: dense product
+    sparse = sage(toy.x, toy.edge_index)  # seen again: its sparse copy
+    grad = torch.autograd.grad(sparse.logsumexp(1).sum(), sage.conv1.lin_l.weight)[0]
+    sage.set_project_first(False)
+    for fast in (dense, sparse):
+        assert torch.allclose(own, fast, atol=1e-6, rtol=1e-5)
+        assert torch.equal(own.argmax(1), fast.argmax(1))
+    assert torch.allclose(own_grad, grad, atol=1e-6, rtol=1e-5)
+    edited, _ = edit(sage, toy, targets[:3], config=EditConfig(
+        mode="sequential", k=4, max_steps=50, locality_steps=2, locality_lr=10.0))
+    assert edited.project_first is False and sage.project_first is False
