@@ -12,30 +12,13 @@ import torch.nn.functional as F
 
 from rewire.gnn.anchors import editable_parameters
 from rewire.gnn.config import EditConfig
-from rewire.gnn.data import toy_graph
 from rewire.gnn.editor import edit
 from rewire.gnn.locality import locality_nodes, restore
-from rewire.gnn.models import GCN, SAGE, predict, train_model
+from rewire.gnn.models import SAGE, predict, train_model
+
+from edit_fixtures import targets, toy, trained  # noqa: F401  (pytest fixtures)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def toy():
-    return toy_graph(nodes=150, seed=5)
-
-
-@pytest.fixture(scope="module", params=[GCN, SAGE])
-def trained(toy, request):
-    torch.manual_seed(0)
-    return train_model(request.param(16, 3), toy, epochs=8)
-
-
-@pytest.fixture(scope="module")
-def targets(trained, toy):
-    wrong = (predict(trained, toy) != toy.y).nonzero().flatten()
-    assert wrong.numel() >= 6
-    return wrong[:12]
 
 
 def _log_probs(model, data):

@@ -7,34 +7,16 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from rewire.gnn.__main__ import main
 from rewire.gnn.config import EditConfig
-from rewire.gnn.data import toy_graph
 from rewire.gnn.editor import edit
-from rewire.gnn.models import GCN, SAGE, predict, train_model
+from rewire.gnn.models import predict
 from rewire.gnn.sequence import CHECKPOINTS, COLUMNS, run_sequence, summarize, table_markdown
 
+from edit_fixtures import targets, toy, trained  # noqa: F401  (pytest fixtures)
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def toy():
-    return toy_graph(nodes=150, seed=5)
-
-
-@pytest.fixture(scope="module", params=[GCN, SAGE])
-def trained(toy, request):
-    torch.manual_seed(0)
-    return train_model(request.param(16, 3), toy, epochs=8)
-
-
-@pytest.fixture(scope="module")
-def targets(trained, toy):
-    wrong = (predict(trained, toy) != toy.y).nonzero().flatten()
-    assert wrong.numel() >= 6
-    return wrong[:12]
 
 
 @pytest.mark.parametrize("method", ["gre", "gre+"])
