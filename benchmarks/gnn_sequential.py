@@ -31,7 +31,8 @@ QP rows capped at 32: the cheaper anchors that lost on the tuning draws, docs/gn
 draws, ``benchmarks/results/sequential/tuning.md``; its table is in
 ``benchmarks/results/sequential/locality/``); ``gre+ K=16 protect + locality, lr 0.005``
 (the same with gentler edit steps: Adam lr 0.005, at most 40 steps; chosen for Cora GCN
-on the tuning draws, ``locality/README.md``).
+on the tuning draws, ``locality/README.md``); ``gre+ K=16 protect + locality, lr 0.004``
+(lr 0.004, at most 40 steps: tried on the tuning draws only).
 
 Usage::
 
@@ -84,6 +85,9 @@ VARIANTS = {
     "gre+ K=16 protect + locality": {"k": 16, "max_anchors": 80, "locality_steps": 10},
     "gre+ K=16 protect + locality, lr 0.005": {"k": 16, "max_anchors": 80,
                                                "locality_steps": 10, "lr": 0.005,
+                                               "max_steps": 40},
+    "gre+ K=16 protect + locality, lr 0.004": {"k": 16, "max_anchors": 80,
+                                               "locality_steps": 10, "lr": 0.004,
                                                "max_steps": 40},
 }
 KEYS = ("dataset", "model", "method", "draw")
