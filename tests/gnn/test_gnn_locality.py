@@ -99,7 +99,8 @@ def test_locality_options_change_nothing_outside_sequential_mode(trained, toy, t
 
 
 @pytest.mark.parametrize("field, value", [("locality_steps", -1), ("locality_steps", 1.5),
-                                          ("locality_lr", 0.0), ("locality_sample", 0)])
+                                          ("locality_lr", 0.0), ("locality_sample", 0),
+                                          ("lr_backtrack", 1)])
 def test_bad_locality_settings_are_refused_by_name(field, value):
     with pytest.raises(ValueError, match=field):
         EditConfig(**{field: value})
