@@ -31,7 +31,9 @@ QP rows capped at 32: the cheaper anchors that lost on the tuning draws, docs/gn
 draws, ``benchmarks/results/sequential/tuning.md``; its table is in
 ``benchmarks/results/sequential/locality/``); ``gre+ K=16 protect + locality, lr 0.005``
 (the same with gentler edit steps: Adam lr 0.005, at most 40 steps; chosen for Cora GCN
-on the tuning draws, ``locality/README.md``).
+on the tuning draws, ``locality/README.md``); ``gre+ K=16 protect + locality, lr 0.004``
+(lr 0.004, at most 40 or 50 steps) and ``... lr 0.005 backtrack`` (lr 0.005, halved within an edit
+whenever a step raised the target loss, ``lr_backtrack``): tried on the tuning draws only.
 
 Usage::
 
@@ -85,6 +87,14 @@ VARIANTS = {
     "gre+ K=16 protect + locality, lr 0.005": {"k": 16, "max_anchors": 80,
                                                "locality_steps": 10, "lr": 0.005,
                                                "max_steps": 40},
+    "gre+ K=16 protect + locality, lr 0.004": {"k": 16, "max_anchors": 80,
+                                               "locality_steps": 10, "lr": 0.004,
+                                               "max_steps": 40},
+    "gre+ K=16 protect + locality, lr 0.004, 50 steps": {
+        "k": 16, "max_anchors": 80, "locality_steps": 10, "lr": 0.004, "max_steps": 50},
+    "gre+ K=16 protect + locality, lr 0.005 backtrack": {
+        "k": 16, "max_anchors": 80, "locality_steps": 10, "lr": 0.005, "max_steps": 40,
+        "lr_backtrack": True},
 }
 KEYS = ("dataset", "model", "method", "draw")
 

@@ -48,6 +48,9 @@ class EditConfig:
             kept step, quartered on a refused try).
         locality_sample: locality nodes per restore, drawn afresh per edit (None: every
             node not edited).
+        lr_backtrack: halve Adam's learning rate for the rest of an edit each time a step
+            raised the edit's target loss (Adam's momentum overshooting; default off: the
+            paper's fixed ``lr``).
 
     Raises:
         ValueError: a field out of range (the message names it and the allowed values).
@@ -69,11 +72,14 @@ class EditConfig:
     locality_steps: int = 0
     locality_lr: float = 10.0
     locality_sample: int | None = None
+    lr_backtrack: bool = False
 
     def __post_init__(self):
         for name, allowed in (("method", METHODS), ("mode", MODES), ("project", PROJECTIONS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}: {getattr(self, name)!r} is not one of {list(allowed)}")
+        if not isinstance(self.lr_backtrack, bool):
+            raise ValueError(f"lr_backtrack must be True or False, got {self.lr_backtrack!r}")
         if not isinstance(self.locality_steps, int) or self.locality_steps < 0:
             raise ValueError(f"locality_steps must be an integer >= 0, got "
                              f"{self.locality_steps!r}")

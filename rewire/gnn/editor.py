@@ -91,6 +91,9 @@ def _edit_once(model, params, data, nodes, labels, config, projector, field=None
         losses.append(float(F.cross_entropy(logits[:t].detach(), labels)))
         if bool(right.all()) or steps == config.max_steps:
             break
+        if config.lr_backtrack and len(losses) > 1 and losses[-1] > losses[-2]:
+            for group in opt.param_groups:
+                group["lr"] *= 0.5
         active = torch.cat([torch.ones(t, dtype=torch.bool), ~right[t:]])
         loss = F.cross_entropy(logits[active], every_y[active])
         grads = torch.autograd.grad(loss, params, allow_unused=True)

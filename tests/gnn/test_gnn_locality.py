@@ -99,7 +99,8 @@ def test_locality_options_change_nothing_outside_sequential_mode(trained, toy, t
 
 
 @pytest.mark.parametrize("field, value", [("locality_steps", -1), ("locality_steps", 1.5),
-                                          ("locality_lr", 0.0), ("locality_sample", 0)])
+                                          ("locality_lr", 0.0), ("locality_sample", 0),
+                                          ("lr_backtrack", 1)])
 def test_bad_locality_settings_are_refused_by_name(field, value):
     with pytest.raises(ValueError, match=field):
         EditConfig(**{field: value})
@@ -143,3 +144,19 @@ def test_sage_project_first_gives_the_same_outputs_and_the_editor_sets_it_back(t
     edited, _ = edit(sage, toy, targets[:3], config=EditConfig(
         mode="sequential", k=4, max_steps=50, locality_steps=2, locality_lr=10.0))
     assert edited.project_first is False and sage.project_first is False
+
+
+def test_lr_backtrack_changes_an_edit_only_after_its_target_loss_rose(trained, toy):
+    """``lr_backtrack`` halves Adam's rate once a step raised the target loss: the losses
+    are the same as without it up to that rise and differ after it. A hard edit (40 nodes
+    moved to another class at once, lr 0.5) so that Adam overshoots."""
+    nodes = torch.arange(40)
+    labels = (toy.y[nodes] + 1) % 3
+    settings = dict(method="gd", mode="batch", batch_size=40, lr=0.5, max_steps=15)
+    _, plain = edit(trained, toy, nodes, labels, config=EditConfig(**settings))
+    _, back = edit(trained, toy, nodes, labels,
+                   config=EditConfig(**settings, lr_backtrack=True))
+    a, b = plain.edits[0].losses, back.edits[0].losses
+    rise = next(i for i in range(1, len(a)) if a[i] > a[i - 1])
+    assert a[:rise + 1] == b[:rise + 1]
+    assert a[rise + 1:] != b[rise + 1:]
