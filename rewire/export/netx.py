@@ -129,14 +129,20 @@ def check_network(net: CompiledNetwork) -> None:
             netx cannot carry exactly or whose relays do not fit the cores
             (:func:`rewire.compiler.bias_lines.with_lines`), naming the layer.
     """
+    _checked_lines(net)
+
+
+def _checked_lines(net: CompiledNetwork) -> tuple[CompiledNetwork, int]:
+    """:func:`check_network`'s checks, returning what they build on the way:
+    :func:`rewire.compiler.bias_lines.with_lines`'s ``(lined, lines)`` (its relays placed on
+    the cores), so :func:`write` lines and maps the network once."""
     if "netx" not in net.profile.formats:
         raise ValueError(f"profile {net.profile.name!r} has no netx target "
                          f"(formats = {list(net.profile.formats)})")
-    if bias_lines.has_bias(net):
-        try:
-            bias_lines.with_lines(net)
-        except CompileError as exc:
-            raise ExportError(str(exc), "netx") from None
+    try:
+        lined = bias_lines.with_lines(net)  # (net, 0) at once without a bias
+    except CompileError as exc:
+        raise ExportError(str(exc), "netx") from None
     for k, layer in enumerate(net.layers):
         if layer.skips:
             src = ", ".join("the input" if s.source == 0 else net.layers[s.source - 1].name
@@ -153,6 +159,7 @@ def check_network(net: CompiledNetwork) -> None:
                               f"is {why}", "netx", layer.name)
         if type(layer) is CompiledDense and layer.all_zero:
             silent_guard(net, k, layer)
+    return lined
 
 
 def write(net: CompiledNetwork, path: str | Path) -> Path:
@@ -168,10 +175,10 @@ def write(net: CompiledNetwork, path: str | Path) -> Path:
     Raises:
         ValueError, rewire.errors.ExportError: see :func:`check_network`.
     """
-    check_network(net)
+    lined, lines = _checked_lines(net)
     cost = bias_lines.chip_cost(net)
-    relays = bias_lines.relay_counts(net)[1] if cost["lines"] else None
-    net, lines = bias_lines.with_lines(net)
+    relays = bias_lines.relay_counts(net)[1] if lines else None
+    net = lined
     # Built in memory, then written with one plain write: a full disk is then a clean
     # OSError (ENOSPC) instead of an HDF5 error mid-file (h5py raised RuntimeError, and its
     # objects' finalisers printed tracebacks or crashed the process).
