@@ -134,6 +134,16 @@ class NumpyOps:
         """A leaky integrator's new ``v`` and output (both ``v``)."""
         return v, v
 
+    # Xylo's bit-shift neuron (rewire.ir.chip_bitshift)
+    def bitshift_decay(self, x, dash, tag):
+        """``x - dec(x, dash)``: ``dec = x >> dash``, ``1`` where that is 0 and ``x > 0``."""
+        dec = x >> dash
+        return x - np.where((dec == 0) & (x > 0), 1, dec)
+
+    def saturate(self, x):
+        """Saturate at the ``state_bits`` two's-complement range (int16 on Xylo)."""
+        return np.clip(x, -self.half, self.half - 1)
+
 
 def _dense_input(layer: CompiledDense, s: np.ndarray) -> np.ndarray:
     w = layer.weight_int

@@ -2,7 +2,7 @@
 
 * :mod:`rewire.ir.nodes`: synapse operators (``Dense``, ``RecurrentDense``, ``Conv2d``,
   ``SumPool2d``, ``Flatten``) and neuron models (``CubaLIF``, ``LIF``, ``IF``, ``CubaLI``,
-  ``LI``), each with its own parameters in SI units;
+  ``LI``, ``BitshiftLIF``), each with its own parameters in SI units;
 * :mod:`rewire.ir.network`: :class:`~rewire.ir.network.Network`, the checked chain of nodes
   with its input encoding, steps and ``dt``, saved and reloaded by ``to_dict``/``from_dict``;
 * :mod:`rewire.ir.dynamics`: the float semantics of every node, written once;
@@ -13,8 +13,8 @@
 """
 
 from rewire.ir.network import ENCODINGS, IR_VERSION, Layer, Network
-from rewire.ir.nodes import (IF, LI, LIF, Conv2d, CubaLI, CubaLIF, Dense, Flatten,
-                             RecurrentDense, SumPool2d)
+from rewire.ir.nodes import (IF, LI, LIF, BitshiftLIF, Conv2d, CubaLI, CubaLIF, Dense,
+                             Flatten, RecurrentDense, SumPool2d)
 
 __all__ = ["ENCODINGS", "IR_VERSION", "Layer", "Network", "Dense", "RecurrentDense", "Conv2d",
-           "SumPool2d", "Flatten", "CubaLIF", "LIF", "IF", "CubaLI", "LI"]
+           "SumPool2d", "Flatten", "CubaLIF", "LIF", "IF", "CubaLI", "LI", "BitshiftLIF"]

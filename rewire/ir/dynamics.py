@@ -27,7 +27,7 @@ from rewire.ir import nodes
 from rewire.ir.network import Network
 
 __all__ = ["NeuronState", "initial_state", "neuron_step", "weights", "synaptic_input", "encode",
-           "run"]
+           "run", "bitshift_subthreshold"]
 
 
 class NeuronState(NamedTuple):
@@ -142,6 +142,22 @@ def _li(neuron, inputs, state):
                                                               + a), state.i
 
 
+def bitshift_subthreshold(neuron, inputs: list[torch.Tensor], i: torch.Tensor,
+                          v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""``BitshiftLIF`` (Xylo; :class:`rewire.ir.neurons.BitshiftLIF`): ``(v, i)`` after
+    :math:`j = i + a`, :math:`i = j - 2^{-d_s} j`, :math:`v = v - 2^{-d_m} v + i`, in this
+    order (the chip's: ``xylosim.v2``), float32; the products by :math:`2^{-d}` are exact.
+    The training cell (:class:`rewire.frontends.bitshift.LIFBitshiftCell`) calls this
+    function, so a trained model and its IR give the same bits. Autograd flows through it."""
+    j = _sum([i, *inputs])
+    i = j - j * _f32(2.0 ** -neuron.dash_syn)
+    return v - v * _f32(2.0 ** -neuron.dash_mem) + i, i
+
+
+def _bitshift(neuron, inputs, state):
+    return bitshift_subthreshold(neuron, inputs, state.i, state.v)
+
+
 def _if(neuron, inputs, state):
     """``IF`` (Norse 1.1 ``iaf.py``): ``v += a``."""
     return state.v + _sum(inputs), state.i
@@ -149,7 +165,7 @@ def _if(neuron, inputs, state):
 
 #: IR neuron type -> its sub-threshold step ``(v, i)``.
 _SUBTHRESHOLD = {nodes.CubaLIF: _cuba, nodes.CubaLI: _cuba, nodes.LIF: _lif, nodes.LI: _li,
-                 nodes.IF: _if}
+                 nodes.IF: _if, nodes.BitshiftLIF: _bitshift}
 
 
 def weights(synapse, in_shape: tuple[int, ...]) -> torch.Tensor:

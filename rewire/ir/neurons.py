@@ -1,5 +1,5 @@
 r"""The IR's neuron models (:class:`CubaLIF`, :class:`LIF`, :class:`IF`, :class:`CubaLI`,
-:class:`LI`), each a small frozen dataclass with its own parameters in SI units and its time
+:class:`LI`, :class:`BitshiftLIF`), each a small frozen dataclass with its own parameters in SI units and its time
 step ``dt`` explicit. Their discrete-time semantics are written once, in
 :mod:`rewire.ir.dynamics` (see :mod:`rewire.ir.nodes` for the equations); their chip image
 (fixed point, integer step, netx and NIR fields) in :mod:`rewire.ir.chip_neurons`.
@@ -8,12 +8,13 @@ step ``dt`` explicit. Their discrete-time semantics are written once, in
 from __future__ import annotations
 
 import dataclasses
+import operator
 from dataclasses import dataclass
 from typing import ClassVar
 
 from rewire.ir._fields import _finite
 
-__all__ = ["CubaLIF", "LIF", "IF", "CubaLI", "LI", "NEURONS", "Neuron", "RESETS",
+__all__ = ["CubaLIF", "LIF", "IF", "CubaLI", "LI", "BitshiftLIF", "NEURONS", "Neuron", "RESETS",
            "SPIKE_FIELDS"]
 
 #: Reset rules of a spiking neuron: ``"set"``: ``v <- v_reset`` after a spike (Norse, Lava's
@@ -35,10 +36,12 @@ class _Neuron:
 
     spiking: ClassVar[bool] = True
     kind: ClassVar[str] = ""
+    #: integer fields (checked by the kind itself, not made floats)
+    INT_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
-            if f.name in SPIKE_FIELDS:
+            if f.name in SPIKE_FIELDS or f.name in self.INT_FIELDS:
                 continue
             value = getattr(self, f.name)
             positive = f.name == "dt" or f.name.endswith("_inv") or f.name == "v_th"
@@ -198,5 +201,72 @@ class LI(_Neuron):
     kind: ClassVar[str] = "LI"
 
 
-NEURONS = {cls.kind: cls for cls in (CubaLIF, LIF, IF, CubaLI, LI)}
-Neuron = CubaLIF | LIF | IF | CubaLI | LI
+@dataclass(frozen=True)
+class BitshiftLIF(_Neuron):
+    r"""Current-based LIF whose decays are bit shifts: SynSense Xylo's neuron (rockpool 3.1
+    ``LIFBitshiftTorch``; the Xylo Audio 2 core, ``xylosim.v2.XyloLayer``).
+
+    With :math:`\alpha_s = 1 - 2^{-\mathrm{dash\_syn}}` and
+    :math:`\alpha_m = 1 - 2^{-\mathrm{dash\_mem}}` one step is (float semantics,
+    :func:`rewire.ir.dynamics.bitshift_subthreshold`)
+
+    .. math::
+        i_t = (i_{t-1} + a_t) - 2^{-\mathrm{dash\_syn}} (i_{t-1} + a_t), \quad
+        v_t = v_{t-1} - 2^{-\mathrm{dash\_mem}} v_{t-1} + i_t,
+
+    then ``n = min(floor(v / v_th), max_spikes)`` spikes where ``v >= v_th`` and
+    ``v <- v - n v_th`` (the only reset Xylo has). The input of a step reaches ``v`` in the
+    same step. On the chip (:class:`rewire.ir.chip_bitshift.CompiledBitshiftLIF`) the
+    products by :math:`2^{-d}` are arithmetic right shifts (at least one unit toward 0), the
+    states saturate at 16 bits, hidden neurons emit up to 31 spikes per step and readout
+    neurons one.
+
+    Attributes:
+        dash_syn, dash_mem: the decays as bit shifts (int >= 0; ``dash = 0`` empties the
+            state every step).
+        v_th: threshold (> 0).
+        dt: the step in s (the dynamics do not depend on it; NIR's time constants do:
+            ``tau = dt / 2**-dash``).
+        max_spikes: most spikes per step (Xylo: 31 in hidden neurons, 1 in readout neurons).
+        reset, spike_at_threshold, reset_delay, v_min: fixed at ``"subtract"``, ``True``,
+            ``False``, ``None`` (Xylo's rule); other values raise ``ValueError``.
+
+    Raises:
+        ValueError: a ``dash`` that is not an integer >= 0, ``v_th <= 0``, or a spike field
+            other than Xylo's rule (named).
+    """
+
+    dash_syn: int
+    dash_mem: int
+    v_th: float = 1.0
+    dt: float = 1e-3
+    reset: str = "subtract"
+    reset_delay: bool = False
+    max_spikes: int = 1
+    spike_at_threshold: bool = True
+    v_min: float | None = None
+    kind: ClassVar[str] = "BitshiftLIF"
+    INT_FIELDS: ClassVar[tuple[str, ...]] = ("dash_syn", "dash_mem")
+
+    def __post_init__(self):
+        for name in self.INT_FIELDS:
+            value = getattr(self, name)
+            try:  # an int, or a numpy integer read from a file
+                dash = operator.index(value) if not isinstance(value, bool) else -1
+            except TypeError:
+                dash = -1
+            if dash < 0:
+                raise ValueError(f"BitshiftLIF.{name} must be an integer bit shift >= 0, got "
+                                 f"{value!r}")
+            object.__setattr__(self, name, int(dash))
+        rule = {"reset": "subtract", "spike_at_threshold": True, "reset_delay": False,
+                "v_min": None}
+        for name, want in rule.items():
+            if getattr(self, name) != want:
+                raise ValueError(f"BitshiftLIF.{name} = {getattr(self, name)!r}: Xylo's neuron "
+                                 f"has only {name} = {want!r}")
+        super().__post_init__()
+
+
+NEURONS = {cls.kind: cls for cls in (CubaLIF, LIF, IF, CubaLI, LI, BitshiftLIF)}
+Neuron = CubaLIF | LIF | IF | CubaLI | LI | BitshiftLIF

@@ -38,10 +38,10 @@ from typing import ClassVar
 import numpy as np
 
 from rewire.ir._fields import _array_field, _finite, _pair, _weights
-from rewire.ir.neurons import IF, LI, LIF, NEURONS, CubaLI, CubaLIF, Neuron
+from rewire.ir.neurons import IF, LI, LIF, NEURONS, BitshiftLIF, CubaLI, CubaLIF, Neuron
 
 __all__ = ["Dense", "RecurrentDense", "Conv2d", "SumPool2d", "Flatten", "CubaLIF", "LIF", "IF",
-           "CubaLI", "LI", "SYNAPSES", "NEURONS", "Synapse", "Neuron"]
+           "CubaLI", "LI", "BitshiftLIF", "SYNAPSES", "NEURONS", "Synapse", "Neuron"]
 
 
 
