@@ -76,32 +76,41 @@ def chip_rules(net: CompiledNetwork) -> ChipRules:
     return CHIP_RULES[model]
 
 
-def ordered_input(layer: CompiledLayer, u: np.ndarray, s: np.ndarray, saturate) -> np.ndarray:
-    """``u`` plus the synaptic input of ``s``, added one presynaptic neuron at a time in
-    index order with ``saturate`` after each addition (Xylo's ``Isyn`` accumulation; the
-    ``w s`` of one synapse, ``s`` events, is one saturated addition, which equals ``s``
-    saturated additions of ``w``).
+def ordered_input(layer: CompiledLayer, u: np.ndarray, s: np.ndarray, z_prev: np.ndarray,
+                  saturate) -> np.ndarray:
+    """``u`` plus the synaptic input of one step, added one presynaptic neuron at a time with
+    ``saturate`` after each addition: the input ``s`` in index order, then (a recurrent
+    layer) its own spikes of the step before ``z_prev`` in index order. That is Xylo's
+    ``Isyn`` accumulation, measured against XyloSim 0.1.3: ``weights_in`` by input channel,
+    then ``weights_rec`` by hidden neuron id (a later hidden layer's own recurrent block comes
+    after the block of the layer before it, whose ids are lower). The ``w s`` of one synapse
+    (``s`` events) is one saturated addition, which equals ``s`` saturated additions of ``w``.
 
     Exact and fast: where no partial sum can leave the range (``|u| + |W| |s|`` within it)
     the sum is taken at once; only the other samples are accumulated step by step.
 
     Args:
-        layer: a dense layer without skips, recurrent weights or bias.
+        layer: a dense or recurrent dense layer without skips or bias.
         u: ``(B, n_out)`` int64 current before the step.
         s: ``(B, n_in)`` int64 events or spike counts.
+        z_prev: ``(B, n_out)`` int64 the layer's spikes of the step before (read only for a
+            recurrent layer).
         saturate: the state range's saturation (:meth:`rewire.compiler.simulate.NumpyOps.saturate`).
 
     Returns:
         ``(B, n_out)`` int64, within the saturation range.
 
     Raises:
-        rewire.errors.CompileError: a layer of another kind (named).
+        rewire.errors.CompileError: a layer of another kind, with skips or a bias (named).
     """
-    if type(layer) is not CompiledDense or layer.skips or layer.bias_int is not None:
+    if not isinstance(layer, CompiledDense) or layer.skips or layer.bias_int is not None:
         raise CompileError(f"layer {layer.name}: the Xylo integer model takes dense layers "
-                           f"without skips, recurrent weights or bias (weights_in, weights_rec "
-                           f"and weights_out hold nothing else)")
+                           f"without skips or bias (weights_in, weights_rec and weights_out "
+                           f"hold nothing else)")
     w = layer.weight_int.astype(np.int64)
+    if layer.recurrent:  # the input's synapses first, then the recurrent ones
+        w = np.hstack([w, layer.weight_rec_int.astype(np.int64)])
+        s = np.hstack([s, z_prev])
     total = u + s @ w.T
     top = int(saturate(np.array(np.iinfo(np.int64).max)))
     bound = np.abs(u) + np.abs(s) @ np.abs(w).T

@@ -249,7 +249,7 @@ def simulate(net: CompiledNetwork, payload: np.ndarray, lava_delay: bool = False
     Raises:
         ValueError: both delays asked for; negative input events on a chip that counts them.
         rewire.errors.CompileError: a delayed network with skip connections; on Xylo, a
-            layer the chip's ordered accumulation does not cover (conv, recurrent, skip, bias).
+            layer the chip's ordered accumulation does not cover (conv, skip, bias).
 
     Shapes:
         payload ``(T, B, n_in)`` -> ``[(T, B, n_1), ..., (T, B, n_L)]``.
@@ -328,15 +328,15 @@ def _run(net: CompiledNetwork, payload: np.ndarray, delayed: tuple[bool, ...],
             if delayed[k]:
                 s, pending[k] = pending[k], s
             if rules.ordered:  # synapse by synapse, saturating after each (Xylo)
-                a = ordered_input(layer, u[k], s, ops.saturate) - u[k]
+                a = ordered_input(layer, u[k], s, z_prev[k], ops.saturate) - u[k]
             else:
                 a = synaptic_input(layer, s)
-            for skip in layer.skips:  # integer sums: the order does not matter
-                a = a + seen[skip.source] @ skip.weight_int.astype(np.int64).T
-            if bias[k] is not None and t >= arrives[k]:
-                a = a + bias[k]  # delayed: from the step the layer's first input arrives
-            if layer.recurrent:
-                a = a + z_prev[k] @ layer.weight_rec_int.astype(np.int64).T
+                for skip in layer.skips:  # integer sums: the order does not matter
+                    a = a + seen[skip.source] @ skip.weight_int.astype(np.int64).T
+                if bias[k] is not None and t >= arrives[k]:
+                    a = a + bias[k]  # delayed: from the step the layer's first input arrives
+                if layer.recurrent:
+                    a = a + z_prev[k] @ layer.weight_rec_int.astype(np.int64).T
             u[k], v[k], out[k][t], fire = layer.chip.int_step(ops, u[k], v[k], a, z_prev[k])
             if states:
                 rec[k][0][t], rec[k][1][t] = u[k], v[k]

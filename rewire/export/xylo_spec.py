@@ -12,11 +12,12 @@ Two files (docs/xylo.md):
   the source and the layer layout (which hidden neuron ids hold which compiled layer).
 
 The mapping of a chain of ``L >= 2`` dense layers (the hidden neurons are one population,
-numbered layer after layer): layer 0 is fed by the input, ``weights_in (n_in, N)`` (its
-columns; the other columns 0); layer ``k`` of ``1..L-2`` by the block ``weights_rec[rows of
-layer k-1, columns of layer k]`` (``(N, N)``, hidden spikes arrive one step late); the last
-layer is the readout, ``weights_out (N, n_out)`` from the rows of layer ``L-2`` (one step
-late). Each matrix holds int8 values ``m`` with one ``weight_shift_*``: the chip's weights are
+numbered layer after layer), as rockpool's mapper maps one: layer 0 is fed by the input,
+``weights_in (n_in, N)`` (its columns; the other columns 0); layer ``k`` of ``1..L-2`` by the
+block ``weights_rec[rows of layer k-1, columns of layer k]`` (``(N, N)``, hidden spikes arrive
+one step late); a recurrent hidden layer's own weights are its diagonal block of
+``weights_rec``; the last layer is the readout, ``weights_out (N, n_out)`` from the rows of
+layer ``L-2`` (one step late). Each matrix holds int8 values ``m`` with one ``weight_shift_*``: the chip's weights are
 ``m << shift``; :func:`weight_shift` finds the shift of the compiled integer weights. Decays
 are per neuron (``dash_syn``, ``dash_mem`` uint8), thresholds int16.
 """
@@ -33,7 +34,7 @@ from rewire.errors import ExportError
 from rewire.io import atomic_path, write_text
 from rewire.ir.chip_bitshift import CompiledBitshiftLIF
 from rewire.ir.compiled import CompiledNetwork
-from rewire.ir.compiled_layers import CompiledDense
+from rewire.ir.compiled_layers import CompiledDense, CompiledRecurrentDense
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "SPEC_KEYS", "HIDDEN_SPIKES", "check", "weight_shift",
            "specification", "layout", "write", "write_json", "load_specification"]
@@ -64,8 +65,8 @@ def check(net: CompiledNetwork) -> None:
 
     Raises:
         rewire.errors.ExportError: fewer than two layers; a layer that is not a plain dense
-            layer (conv, pool, recurrent, skip connections, a bias) or whose neuron is not
-            ``BitshiftLIF``; hidden layers not emitting up to 31 spikes per step or a readout
+            or recurrent dense layer (conv, pool, skip connections, a bias), a recurrent
+            readout, or a neuron that is not ``BitshiftLIF``; hidden layers not emitting up to 31 spikes per step or a readout
             not emitting 1; more inputs, hidden or readout neurons than the profile's
             ``max_inputs``, ``neurons_per_core``, ``output_neurons``; a weight matrix that is
             not int8 values times one power of two up to ``2**8`` (:func:`weight_shift`); a
@@ -93,11 +94,15 @@ def check(net: CompiledNetwork) -> None:
 
 def _check_layer(layer, readout: bool) -> None:
     name = layer.name
-    if type(layer) is not CompiledDense or layer.skips or layer.bias_int is not None:
+    if type(layer) not in (CompiledDense, CompiledRecurrentDense) or layer.skips \
+            or layer.bias_int is not None:
         what = ("skip connections" if layer.skips else "a bias" if layer.bias_int is not None
                 else f"a {type(layer).__name__}")
         raise _refuse(f"layer {name} has {what}; a Xylo specification holds chains of dense "
                       f"layers only (weights_in, weights_rec, weights_out)", name)
+    if readout and layer.recurrent:
+        raise _refuse(f"layer {name} is the readout and recurrent; Xylo's readout neurons "
+                      f"have no recurrent synapses: make the last layer a plain Dense", name)
     if type(layer.chip) is not CompiledBitshiftLIF:
         raise _refuse(f"layer {name} has {layer.neuron.kind} neurons; Xylo runs BitshiftLIF "
                       f"only (train with rewire's LIFBitshiftCell)", name)
@@ -161,10 +166,13 @@ def specification(net: CompiledNetwork) -> dict[str, np.ndarray]:
     w_in[:, a:b] = hidden[0].weight_int.T
     for (pa, pb), (a, b), layer in zip(blocks[:-1], blocks[1:], hidden[1:]):
         w_rec[pa:pb, a:b] = layer.weight_int.T
+    for (a, b), layer in zip(blocks, hidden):
+        if layer.recurrent:  # its own block on the diagonal
+            w_rec[a:b, a:b] = layer.weight_rec_int.T
     pa, pb = blocks[-1]
     w_out[pa:pb] = readout.weight_int.T
-    names = {"in": hidden[0].name, "rec": ", ".join(l.name for l in hidden[1:]),
-             "out": readout.name}
+    rec = [l.name for k, l in enumerate(hidden) if k or l.recurrent]
+    names = {"in": hidden[0].name, "rec": ", ".join(rec) or "none", "out": readout.name}
     for key, w in (("in", w_in), ("rec", w_rec), ("out", w_out)):
         matrices.append(weight_shift(w, f"weights_{key} (layer {names[key]})"))
     (w_in, s_in), (w_rec, s_rec), (w_out, s_out) = matrices
@@ -189,12 +197,14 @@ def layout(net: CompiledNetwork) -> dict:
     ``rewire_version``, ``profile``, ``source``, ``dt`` (s), ``steps``, ``encoding``,
     ``input_max_value``, ``layers`` (per compiled layer: ``name``, ``role`` ``"hidden"`` or
     ``"readout"``, ``matrix`` it is stored in, ``neurons`` ``[start, stop)`` ids among the
-    hidden neurons or the readout, ``delay`` in steps from the input, ``dash_syn``,
+    hidden neurons or the readout, ``delay`` in steps from the input, ``recurrent`` (its own
+    weights a diagonal block of ``weights_rec``), ``dash_syn``,
     ``dash_mem``, ``threshold``, ``max_spikes``) and ``warnings`` (the compiler's)."""
     blocks = _blocks(net) + [(0, net.layers[-1].shape[0])]
     matrix = ["weights_in"] + ["weights_rec"] * (len(net.layers) - 2) + ["weights_out"]
     layers = [{"name": l.name, "role": "readout" if k == len(net.layers) - 1 else "hidden",
                "matrix": matrix[k], "neurons": list(blocks[k]), "delay": k,
+               "recurrent": l.recurrent,
                "dash_syn": l.i_decay, "dash_mem": l.v_decay, "threshold": l.v_th_mant,
                "max_spikes": l.neuron.max_spikes} for k, l in enumerate(net.layers)]
     return {"format": FORMAT, "version": FORMAT_VERSION, "rewire_version": __version__,

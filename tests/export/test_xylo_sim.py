@@ -39,7 +39,8 @@ def xylo_cases(draw):
     sizes = ([draw(st.integers(1, 16))] + [draw(st.integers(2, 10)) for _ in range(n_layers - 1)]
              + [draw(st.integers(1, 8))])
     shifts = [draw(st.integers(0, 8)) for _ in range(3)]  # 8: sums far beyond int16
-    net = random_network(rng, sizes, shifts, density=draw(st.sampled_from([0.3, 0.9])))
+    net = random_network(rng, sizes, shifts, density=draw(st.sampled_from([0.3, 0.9])),
+                         recurrent=draw(st.booleans()))
     top = draw(st.sampled_from([15, 40]))  # 40: events above 15, which the chip clips
     payload = rng.integers(0, top + 1, (draw(st.integers(1, 8)), 3, sizes[0]))
     return net, payload
