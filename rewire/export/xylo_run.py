@@ -155,9 +155,15 @@ def reference_states(net: CompiledNetwork, payload: np.ndarray) -> dict[str, np.
             "Spikes_out": readout.out.astype(np.int64)}
 
 
-def compare(net: CompiledNetwork, spec: dict | str | Path, payload: np.ndarray) -> dict:
+def compare(net: CompiledNetwork, spec: dict | str | Path, payload: np.ndarray,
+            labels: np.ndarray | None = None) -> dict:
     """Run ``payload`` ``(T, B, n_in)`` padded by ``L - 1`` silent steps through XyloSim and
     rewire's integer model; compare every recorded state of every step.
+
+    Args:
+        labels: ``(B,)`` classes; with them the result holds XyloSim's ``"accuracy"``
+            (fraction; the class of a sample is the readout neuron with most spikes, ties
+            to the lowest index, as :func:`rewire.compiler.simulate.class_scores`).
 
     Returns:
         ``{"samples", "samples_equal", "states_compared", "states_equal", "output_spikes",
@@ -181,18 +187,23 @@ def compare(net: CompiledNetwork, spec: dict | str | Path, payload: np.ndarray) 
             t, b, i = (int(x) for x in np.argwhere(~same)[0])
             first = {"sample": b, "state": key, "step": t, "neuron": i,
                      "xylosim": int(got[key][t, b, i]), "rewire": int(ref[key][t, b, i])}
-    return {"samples": int(padded.shape[1]), "samples_equal": int(equal_all.sum()),
-            "states_compared": states, "states_equal": states_equal,
-            "output_spikes": int(got["Spikes_out"].sum()),
-            "hidden_spikes": int(got["Spikes"].sum()), "steps": int(padded.shape[0]),
-            "first_mismatch": first}
+    result = {"samples": int(padded.shape[1]), "samples_equal": int(equal_all.sum()),
+              "states_compared": states, "states_equal": states_equal,
+              "output_spikes": int(got["Spikes_out"].sum()),
+              "hidden_spikes": int(got["Spikes"].sum()), "steps": int(padded.shape[0]),
+              "first_mismatch": first}
+    if labels is not None:
+        scores = got["Spikes_out"].sum(0)
+        result["accuracy"] = float(np.mean(scores.argmax(-1) == np.asarray(labels)))
+    return result
 
 
 def xylo_check(net: CompiledNetwork, path: str | Path, payload: np.ndarray,
-               samples: int) -> dict:
+               samples: int, labels: np.ndarray | None = None) -> dict:
     """The report's XyloSim check (as the Lava check is for Loihi 2): the first ``samples``
     inputs of ``payload`` ``(T, N, n_in)`` through the written specification ``path`` and
-    rewire's integer model, every state compared (:func:`compare`).
+    rewire's integer model, every state compared (:func:`compare`; with ``labels`` ``(N,)``
+    XyloSim's accuracy on those samples too).
 
     Returns:
         :func:`compare`'s dict plus ``"passed"`` (every sample equal in every state, at least
@@ -205,7 +216,8 @@ def xylo_check(net: CompiledNetwork, path: str | Path, payload: np.ndarray,
     if missing:
         return {"skipped": missing}
     start = time.perf_counter()
-    result = compare(net, path, np.asarray(payload)[:, :samples])
+    labels = None if labels is None else np.asarray(labels)[:samples]
+    result = compare(net, path, np.asarray(payload)[:, :samples], labels)
     result["passed"] = bool(result["samples"] > 0 and result["output_spikes"] > 0
                             and result["samples_equal"] == result["samples"])
     result["seconds"] = time.perf_counter() - start
