@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import examples
 from rewire.compiler import chip_rules, simulate
 from rewire.export import xylo_run, xylo_spec
 
@@ -49,8 +50,8 @@ def xylo_cases(draw):
 SPIKING = []
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                   HealthCheck.function_scoped_fixture])
+@settings(examples(60), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(case=xylo_cases())
 def test_integer_model_equals_xylosim_in_every_state(case, tmp_path):
     """Property: every recorded state of every step and sample equal (saturating sums,

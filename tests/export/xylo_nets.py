@@ -59,7 +59,7 @@ def random_network(rng: np.random.Generator, sizes, shifts, density: float = 0.5
         m = rng.integers(-128, 128, (n_out, n_in)) * (rng.random((n_out, n_in)) < density)
         if not m.any():  # a readout without synapses crashes XyloSim 0.1.3
             m[0, 0] = int(rng.integers(1, 128))
-        threshold = int(rng.integers(1, 4000))
+        threshold = int(np.exp(rng.uniform(0, np.log(32767))))  # 1..32767, log-uniform
         rec = None
         if recurrent and k < last:
             rec = (rng.integers(-128, 128, (n_out, n_out))
