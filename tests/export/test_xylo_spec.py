@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from rewire.errors import ExportError
 from rewire.export import build, write, xylo_run, xylo_spec
 from rewire.ir.chip_neurons import chip_class
+from rewire.ir.compiled_layers import CompiledConv
 from rewire.ir.neurons import LIF
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -185,10 +186,12 @@ def test_the_check_refuses_what_a_specification_cannot_express():
     _refused(network([biased, readout]), "fc1 has a bias")
     rec_readout = layer("fc2", readout.weight_int, 2, 2, 100, 1, np.zeros((2, 2)))
     _refused(network([hidden, rec_readout]), "fc2 is the readout and recurrent")
-    conv = types.SimpleNamespace(**{f.name: getattr(hidden, f.name)
-                                    for f in dataclasses.fields(hidden)})
+    kernel = rng.integers(-128, 128, (1, 1, 2, 2)).astype(np.int32)  # (1, 3, 3) -> (1, 2, 2)
+    conv = CompiledConv(name="conv1", weight=kernel.astype(np.float32), weight_int=kernel,
+                        scale=1.0, input_scale=1.0, scale_limited_by="weight bits",
+                        chip=hidden.chip, in_shape=(1, 3, 3), out_shape=(1, 2, 2))
     _refused(dataclasses.replace(network([hidden, readout]), layers=(conv, readout)),
-             "fc1 has a SimpleNamespace")
+             "conv1 has a CompiledConv")
 
 
 def test_a_recurrent_hidden_layer_is_its_diagonal_block():
