@@ -149,7 +149,10 @@ def reference_states(net: CompiledNetwork, payload: np.ndarray) -> dict[str, np.
     """
     rec = simulate.simulate_states(net, payload, chip_delay=True)
     hidden, readout = rec[:-1], rec[-1]
-    cat = lambda field: np.concatenate([getattr(r, field) for r in hidden], axis=-1)  # noqa
+
+    def cat(field: str) -> np.ndarray:  # the hidden layers side by side
+        return np.concatenate([getattr(r, field) for r in hidden], axis=-1)
+
     return {"Isyn": cat("u"), "Vmem": cat("v"), "Spikes": cat("out").astype(np.int64),
             "Isyn_out": readout.u, "Vmem_out": readout.v,
             "Spikes_out": readout.out.astype(np.int64)}

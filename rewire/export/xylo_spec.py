@@ -130,6 +130,11 @@ def weight_shift(w: np.ndarray, what: str) -> tuple[np.ndarray, int]:
     Raises:
         rewire.errors.ExportError: no such ``k`` (names ``what``, the largest weight and the
             fix).
+
+    Example:
+        >>> m, k = weight_shift(np.array([256, -512, 0]), "weights_in")
+        >>> m.tolist(), k
+        ([64, -128, 0], 2)
     """
     w = np.asarray(w, dtype=np.int64)
     for k in range(MAX_SHIFT + 1):
