@@ -317,8 +317,9 @@ def _run(net: CompiledNetwork, payload: np.ndarray, delayed: tuple[bool, ...],
            for l in net.layers]
     z_prev = [np.zeros((batch, l.shape[0]), np.int64) for l in net.layers]
     if any(delayed) and any(l.skips for l in net.layers):
-        raise CompileError("a network with skip connections has no Lava-delayed model: each "
-                           "path to a layer would arrive with its own delay (netx refuses it)")
+        raise CompileError("a network with skip connections has no delayed model (Lava's or "
+                           "the chip's): each path to a layer would arrive with its own delay "
+                           "(netx refuses it)")
     bias = [l.bias_per_neuron() for l in net.layers]
     arrives = np.cumsum(delayed)  # the delayed step at which layer k's first input arrives
     for t in range(steps):
@@ -327,7 +328,8 @@ def _run(net: CompiledNetwork, payload: np.ndarray, delayed: tuple[bool, ...],
         for k, layer in enumerate(net.layers):
             if delayed[k]:
                 s, pending[k] = pending[k], s
-            if rules.ordered:  # synapse by synapse, saturating after each (Xylo)
+            if rules.ordered:  # synapse by synapse, saturating after each (Xylo): the a
+                # whose u + a (saturated first thing in int_step) is that ordered sum
                 a = ordered_input(layer, u[k], s, z_prev[k], ops.saturate) - u[k]
             else:
                 a = synaptic_input(layer, s)
