@@ -317,9 +317,9 @@ def _run(net: CompiledNetwork, payload: np.ndarray, delayed: tuple[bool, ...],
            for l in net.layers]
     z_prev = [np.zeros((batch, l.shape[0]), np.int64) for l in net.layers]
     if any(delayed) and any(l.skips for l in net.layers):
-        raise CompileError("a network with skip connections has no delayed model (Lava's or "
-                           "the chip's): each path to a layer would arrive with its own delay "
-                           "(netx refuses it)")
+        raise CompileError("a network with skip connections has no Lava-delayed (or "
+                           "chip-delayed) model: each path to a layer would arrive with its own "
+                           "delay (netx refuses it)")
     bias = [l.bias_per_neuron() for l in net.layers]
     arrives = np.cumsum(delayed)  # the delayed step at which layer k's first input arrives
     for t in range(steps):
