@@ -23,7 +23,8 @@ count 0..15; 1 for spikes) and :math:`s` the shift of the weight's matrix. :math
 largest value (``scale_limited_by`` names the bound that set it) such that
 
 * ``threshold bits``: :math:`\theta \le` ``neuron.max_threshold_mant`` (32767, int16);
-* ``weight bits``: the weights fit int8 at the matrix's shift, at most :data:`MAX_SHIFT`;
+* ``weight bits``: the weights fit int8 at the matrix's shift, at most
+  :meth:`~rewire.ir.chip_bitshift.CompiledBitshiftLIF.max_weight_shift` (8);
 * without calibration data, ``activation bits``: the worst-case synaptic input of one step,
   :math:`\sum_j |w_{\mathrm{int},ij}|\,p_j` (:math:`p_j` at most ``input_max_value`` input
   events, or 31 spikes of a hidden neuron), fits int16, so that no sum of one step saturates;
@@ -61,14 +62,10 @@ from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import CompiledDense, CompiledRecurrentDense, layer_names
 from rewire.ir.network import Network
 
-__all__ = ["MATRICES", "MAX_SHIFT", "STATE_MARGIN", "compile_xylo", "xylo_shifts",
+__all__ = ["MATRICES", "STATE_MARGIN", "compile_xylo", "xylo_shifts",
            "matrix_of", "matrix_shift"]
 
 MATRICES = ("weights_in", "weights_rec", "weights_out")
-#: Largest ``weight_shift``: ``127 << 8 = 32512`` is the largest shifted int8 within int16,
-#: the chip's state (a larger weight saturates ``I`` on one event).
-MAX_SHIFT = 8
-INT8 = (-128, 127)
 STATE_MARGIN = 0.9  #: share of int16 the float model's states may fill (the integer check follows)
 _ROUNDS = 8         #: integer checks of the state bound before giving up
 
@@ -94,20 +91,28 @@ def _blocks(layers) -> list[tuple[str, int, str]]:
     return out
 
 
-def matrix_shift(blocks, name: str = "weights") -> int:
-    """The smallest ``weight_shift`` ``s`` in ``0..MAX_SHIFT`` such that every integer weight
-    of ``blocks`` is ``m << s`` with ``m`` int8 (0 for an all-zero matrix).
+def _int8(profile: HardwareProfile) -> tuple[int, int, int]:
+    """``(lowest, highest)`` int8 weight and the largest ``weight_shift`` on ``profile``."""
+    fmt = profile.weights
+    return fmt.min_int, fmt.max_int, CompiledBitshiftLIF.max_weight_shift(profile)
+
+
+def matrix_shift(blocks, profile: HardwareProfile, name: str = "weights") -> int:
+    """The smallest ``weight_shift`` ``s`` in ``0..max_weight_shift`` (8) such that every
+    integer weight of ``blocks`` is ``m << s`` with ``m`` an int8 (``weights.bits``) value; 0
+    for an all-zero matrix.
 
     Raises:
-        CompileError: no such shift (named with the offending weight).
+        CompileError: no such shift (named with the largest weight).
     """
+    lo, hi, top = _int8(profile)
     wide = [np.asarray(b, np.int64) for b in blocks if np.size(b)]
-    for s in range(MAX_SHIFT + 1):
-        if all(not np.any(w & ((1 << s) - 1)) and INT8[0] <= (w >> s).min()
-               and (w >> s).max() <= INT8[1] for w in wide):
+    for s in range(top + 1):
+        if all(not np.any(w & ((1 << s) - 1)) and lo <= (w >> s).min() and (w >> s).max() <= hi
+               for w in wide):
             return s
     worst = max((int(np.abs(w).max()) for w in wide), default=0)
-    raise CompileError(f"{name}: no weight_shift in 0..{MAX_SHIFT} makes every weight an int8 "
+    raise CompileError(f"{name}: no weight_shift in 0..{top} makes every weight an int8 "
                        f"shifted left (largest |w| {worst}); compile the model again for xylo")
 
 
@@ -124,7 +129,7 @@ def xylo_shifts(net: CompiledNetwork) -> dict[str, int]:
     groups = {m: [] for m in MATRICES}
     for matrix, k, attr in _blocks(net.layers):
         groups[matrix].append(getattr(net.layers[k], attr + "_int"))
-    return {m: matrix_shift(ws, m) for m, ws in groups.items()}
+    return {m: matrix_shift(ws, net.profile, m) for m, ws in groups.items()}
 
 
 def compile_xylo(network: Network, profile: HardwareProfile, input_max_value: int | None = None,
@@ -240,12 +245,12 @@ def _caps(network: Network, profile: HardwareProfile, scales_in, first: int, pay
     worst-case activation (no calibration) or the float model's states on ``payload``."""
     state_max = 2 ** (profile.neuron.state_bits - 1) - 1
     peaks = None if payload is None else _float_peaks(network, payload / first)
-    caps = []
+    caps, (_, hi, top) = [], _int8(profile)
     for k, layer in enumerate(network.layers):
         rows = _float_rows(layer, scales_in[k])
         wmax = float(np.abs(rows).max()) if rows.size else 0.0
         bounds = {"threshold bits": profile.neuron.max_threshold_mant / layer.neuron.v_th,
-                  "weight bits": INT8[1] * 2 ** MAX_SHIFT / wmax if wmax else math.inf}
+                  "weight bits": hi * 2 ** top / wmax if wmax else math.inf}
         if peaks is None:
             act = float((np.abs(rows) @ _payload_max(k, layer, network.layers, first)).max())
             bounds["activation bits"] = state_max / act if act else math.inf
@@ -264,16 +269,17 @@ def _quantize(network: Network, profile: HardwareProfile, names, scales_in, caps
     rows = {(k, attr): getattr(layers[k].synapse, attr).astype(np.float64)
             * (scales_in[k] if attr == "weight" else 1.0) for _, k, attr in blocks}
     wmax = {key: float(np.abs(w).max()) if w.size else 0.0 for key, w in rows.items()}
-    shift = {m: MAX_SHIFT for m in MATRICES}
+    lo, hi, top = _int8(profile)
+    shift = {m: top for m in MATRICES}
     for matrix, k, attr in blocks:  # the smallest shift that keeps the cap, per block
-        need = wmax[k, attr] * caps[k][0] / INT8[1]
-        s = 0 if need <= 1 else min(MAX_SHIFT, math.ceil(math.log2(need)))
+        need = wmax[k, attr] * caps[k][0] / hi
+        s = 0 if need <= 1 else min(top, math.ceil(math.log2(need)))
         shift[matrix] = min(shift[matrix], s)
     scales, why = [cap for cap, _ in caps], [w for _, w in caps]
     for matrix, k, attr in blocks:
-        top = INT8[1] * 2 ** shift[matrix] / wmax[k, attr] if wmax[k, attr] else math.inf
-        if top < scales[k]:
-            scales[k], why[k] = top, "weight bits"
+        most = hi * 2 ** shift[matrix] / wmax[k, attr] if wmax[k, attr] else math.inf
+        if most < scales[k]:
+            scales[k], why[k] = most, "weight bits"
     out = []
     for k, layer in enumerate(layers):
         s = scales[k] if math.isfinite(scales[k]) else 1.0
@@ -281,7 +287,7 @@ def _quantize(network: Network, profile: HardwareProfile, names, scales_in, caps
         for matrix, j, attr in blocks:
             if j == k:
                 sh = shift[matrix]
-                mant = np.clip(np.rint(rows[k, attr] * s / 2 ** sh), *INT8)
+                mant = np.clip(np.rint(rows[k, attr] * s / 2 ** sh), lo, hi)
                 ints[attr] = (mant.astype(np.int64) << sh).astype(np.int32)
         neuron = layer.neuron
         ds, dm, _ = CompiledBitshiftLIF.decays(neuron, profile, names[k])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rewire.compiler.quantize import COMPILERS, compile_network
-from rewire.compiler.xylo import MAX_SHIFT, compile_xylo, matrix_of, xylo_shifts
+from rewire.compiler.xylo import compile_xylo, matrix_of, xylo_shifts
 from rewire.errors import CompileError
 from rewire.ir.chip_bitshift import CompiledBitshiftLIF
 from rewire.ir.compiled_layers import CompiledRecurrentDense
@@ -34,7 +34,7 @@ def test_weights_are_int8_shifted_one_shift_per_matrix():
             parts.append((matrix_of(k, n, True), layer.weight_rec_int))
         for matrix, w in parts:
             s = shifts[matrix]
-            assert 0 <= s <= MAX_SHIFT
+            assert 0 <= s <= 8
             assert not np.any(w % (1 << s))
             assert -128 <= (w >> s).min() and (w >> s).max() <= 127
         assert 1 <= layer.v_th_mant <= 32767
