@@ -183,20 +183,20 @@ def compile_xylo(network: Network, profile: HardwareProfile, input_max_value: in
     else:
         payload = None
     caps = _caps(network, profile, scales_in, input_max_value if current else 1, payload)
-    for _ in range(_ROUNDS):
+    limit, bound = 2 ** (profile.neuron.state_bits - 1) - 1, \
+        "activation bits" if payload is None else "state bits"
+    for _ in range(_ROUNDS):  # rounding may push a bound over: shrink that layer's S
         compiled = _quantize(network, profile, names, scales_in, caps)
-        if payload is None:
-            break
-        over = _state_peaks(compiled, profile, payload, network.steps)
-        limit = 2 ** (profile.neuron.state_bits - 1) - 1
+        over = _activation_peaks(network, compiled, input_max_value if current else 1) \
+            if payload is None else _state_peaks(compiled, profile, payload, network.steps)
         if all(p <= limit for p in over):
             break
-        caps = [(cap * limit / peak * 0.98, "state bits") if peak > limit else (cap, why)
+        caps = [(cap * limit / peak * 0.98, bound) if peak > limit else (cap, why)
                 for (cap, why), peak in zip(caps, over)]
     else:
-        raise CompileError(f"layer {names[int(np.argmax(over))]}: I or V still leaves int16 "
-                           f"on the calibration inputs after {_ROUNDS} smaller scales; lower "
-                           f"the weights or the threshold's ratio to them")
+        raise CompileError(f"layer {names[int(np.argmax(over))]}: the synaptic input, I or V "
+                           f"still leaves int16 after {_ROUNDS} smaller scales; lower the "
+                           f"weights or the threshold's ratio to them")
     hidden_out = []
     for k in range(len(compiled) - 1):
         out = [compiled[k + 1].weight_int]
@@ -230,6 +230,18 @@ def _payload_max(k: int, layer, layers, first: int) -> np.ndarray:
         p = np.concatenate([p, np.full(layer.synapse.weight_rec.shape[1],
                                        float(layer.neuron.max_spikes))])
     return p
+
+
+def _activation_peaks(network: Network, layers, first: int) -> list[int]:
+    """Per layer the worst-case integer synaptic input of one step, ``sum_j |w_int| p_j``."""
+    peaks = []
+    for k, (ir_layer, layer) in enumerate(zip(network.layers, layers)):
+        w = np.abs(layer.weight_int).astype(np.int64)
+        if layer.recurrent:
+            w = np.hstack([w, np.abs(layer.weight_rec_int).astype(np.int64)])
+        p = _payload_max(k, ir_layer, network.layers, first).astype(np.int64)
+        peaks.append(int((w @ p).max(initial=0)))
+    return peaks
 
 
 def _float_rows(layer, scale_in: float) -> np.ndarray:
