@@ -9,9 +9,13 @@ integer weights times the input events, clipped at 15 per channel and step, plus
 recurrent spikes of the step before) is::
 
     I = sat16(I + a);  I = I - dec(I, dash_syn)
-    V = sat16(V - dec(V, dash_mem) + I)
+    V = sat16(V + sat16(I - dec(V, dash_mem)))
     n = [V >= th] min(V // th, max_spikes);  V = V - n th
 
+The change of ``V`` is saturated before it is added, and ``a`` is accumulated into ``I`` one
+presynaptic neuron at a time, saturating after each (the integer model does that:
+:func:`rewire.compiler.chip_rules.ordered_input`); both measured against XyloSim 0.1.3 in
+``tests/export/test_xylo_sim.py``.
 (:meth:`CompiledBitshiftLIF.int_step`; the fields ``i_decay``, ``v_decay`` and ``v_th_mant``
 of :class:`~rewire.ir.chip_base.ChipNeuron` hold ``dash_syn``, ``dash_mem`` and the int16
 threshold ``th``). Where the float weights and threshold are integers times ``1/S`` the float
@@ -84,7 +88,7 @@ class CompiledBitshiftLIF(ChipNeuron):
 
     def int_step(self, ops, u, v, a, z_prev=None):
         """One Xylo step (module docstring) on the backend ``ops`` (``add``, ``saturate``,
-        ``bitshift_decay`` and :func:`rewire.ir.chip_spikes.int_spike`'s ops); ``u`` is
+        ``bitshift_decay``, ``bitshift_leak`` and :func:`rewire.ir.chip_spikes.int_spike`'s ops); ``u`` is
         ``Isyn``, ``v`` is ``Vmem``.
 
         Returns:
@@ -92,7 +96,8 @@ class CompiledBitshiftLIF(ChipNeuron):
         """
         u = ops.saturate(ops.add(u, a, "u_pre"))
         u = ops.bitshift_decay(u, self.i_decay, "u_")
-        v = ops.saturate(ops.add(ops.bitshift_decay(v, self.v_decay, "v_"), u, "v_pre"))
+        dv = ops.saturate(ops.add(u, ops.bitshift_leak(v, self.v_decay, "v_"), "dv"))
+        v = ops.saturate(ops.add(v, dv, "v_pre"))
         v, out, n = int_spike(self, ops, v, z_prev)
         return u, v, out, n
 
