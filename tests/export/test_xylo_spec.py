@@ -25,7 +25,7 @@ from rewire.ir.chip_neurons import chip_class
 from rewire.ir.neurons import LIF
 
 sys.path.insert(0, str(Path(__file__).parent))
-from xylo_nets import XYLO, layer, network, random_network  # noqa: E402
+from xylo_compiled_nets import XYLO, layer, network, random_network  # noqa: E402
 
 NO_XYLOSIM = xylo_run.xylosim_missing()
 
