@@ -20,7 +20,7 @@ presynaptic neuron at a time, saturating after each (the integer model does that
 of :class:`~rewire.ir.chip_base.ChipNeuron` hold ``dash_syn``, ``dash_mem`` and the int16
 threshold ``th``). Where the float weights and threshold are integers times ``1/S`` the float
 model (:func:`rewire.ir.dynamics.bitshift_subthreshold`) differs from this only by the
-rounding of the shifts. Measured against XyloSim: ``tests/ir/test_bitshift_xylosim.py``.
+rounding of the shifts.
 """
 
 from __future__ import annotations
