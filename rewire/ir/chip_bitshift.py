@@ -20,7 +20,7 @@ presynaptic neuron at a time, saturating after each (the integer model does that
 of :class:`~rewire.ir.chip_base.ChipNeuron` hold ``dash_syn``, ``dash_mem`` and the int16
 threshold ``th``). Where the float weights and threshold are integers times ``1/S`` the float
 model (:func:`rewire.ir.dynamics.bitshift_subthreshold`) differs from this only by the
-rounding of the shifts. Measured against XyloSim: ``tests/ir/test_bitshift_xylosim.py``.
+rounding of the shifts.
 """
 
 from __future__ import annotations
@@ -69,6 +69,22 @@ class CompiledBitshiftLIF(ChipNeuron):
                                    f"largest bit shift of {profile.name} (neuron.decay_bits = "
                                    f"{profile.neuron.decay_bits}); train with {field} <= {top}")
         return neuron.dash_syn, neuron.dash_mem, 1.0
+
+    @classmethod
+    def max_weight_shift(cls, profile: HardwareProfile) -> int:
+        """The largest ``weight_shift`` of a Xylo weight matrix: ``state_bits - weights.bits``
+        (8: ``127 << 8 = 32512`` and ``-128 << 8`` are the last int8 weights int16 holds;
+        XyloSim 0.1.3 computes ``w << shift`` in int16, so ``127 << 9`` wraps to -512,
+        measured)."""
+        return max(0, profile.neuron.state_bits - profile.weights.bits)
+
+    @classmethod
+    def weight_range(cls, profile: HardwareProfile) -> tuple[int, int, int]:
+        """``(min_int << s, max_int << s, step)`` with ``s`` = :meth:`max_weight_shift`: the
+        chip's weight is ``int8 << weight_shift``, one shift per matrix (which shifts a
+        network's matrices take: :func:`rewire.compiler.xylo.xylo_shifts`)."""
+        fmt, s = profile.weights, cls.max_weight_shift(profile)
+        return fmt.min_int << s, fmt.max_int << s, fmt.step
 
     def int_step(self, ops, u, v, a, z_prev=None):
         """One Xylo step (module docstring) on the backend ``ops`` (``add``, ``saturate``,

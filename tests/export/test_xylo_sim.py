@@ -21,7 +21,7 @@ from rewire.compiler import chip_rules, simulate
 from rewire.export import xylo_run, xylo_spec
 
 sys.path.insert(0, str(Path(__file__).parent))
-from xylo_nets import layer, network, random_network  # noqa: E402
+from xylo_compiled_nets import layer, network, random_network  # noqa: E402
 
 pytestmark = pytest.mark.skipif(xylo_run.xylosim_missing() is not None,
                                 reason=str(xylo_run.xylosim_missing()))

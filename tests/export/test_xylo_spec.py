@@ -26,7 +26,7 @@ from rewire.ir.compiled_layers import CompiledConv
 from rewire.ir.neurons import LIF
 
 sys.path.insert(0, str(Path(__file__).parent))
-from xylo_nets import XYLO, layer, network, random_network  # noqa: E402
+from xylo_compiled_nets import XYLO, layer, network, random_network  # noqa: E402
 
 NO_XYLOSIM = xylo_run.xylosim_missing()
 
