@@ -3,10 +3,11 @@ rewire's integer model state for state. Needs the ``xylo`` extra (``xylosim``, c
 
 XyloSim 0.1.3's ``xylosim.v2.XyloLayer`` is built with keyword arguments exactly as rockpool
 3.1 ``devices/xylo/syns61201/xylo_sim.py`` ``XyloSim.from_specification`` builds it (rockpool's
-module itself imports samna, which is not installable here). Two facts of XyloSim the runner
-respects: the layer does not keep its arguments alive (freeing the synapse lists while the
-layer lives crashes the process: :class:`XyloRun` holds them), and a layer with fewer than two
-hidden neurons or without any readout synapse crashes it too (refused before).
+module itself imports samna, which is not installable here). The layer does not keep its
+arguments alive: freeing the synapse lists while the layer lives crashes the process
+(measured: a segmentation fault at the next ``evolve``), so :class:`XyloRun` holds them, as
+rockpool's ``XyloSim`` holds ``_xylo_sim_params``. With them held, one hidden neuron and a
+readout without synapses run as well.
 
 Timing (docs/xylo.md): the input reaches the hidden neurons in the same step, hidden spikes
 reach the next hidden layer and the readout one step late, so the output of a chain of ``L``
@@ -22,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from rewire.compiler import simulate
-from rewire.errors import ExportError
 from rewire.export.xylo_spec import load_specification
 from rewire.ir.compiled import CompiledNetwork
 
@@ -61,8 +61,6 @@ class XyloRun:
 
     Raises:
         ImportError: XyloSim is not installed (names :data:`INSTALL`).
-        rewire.errors.ExportError: fewer than two hidden neurons, or no readout synapse
-            (XyloSim 0.1.3 crashes on both).
     """
 
     def __init__(self, spec: dict):
@@ -74,10 +72,6 @@ class XyloRun:
         w_in, w_out = np.asarray(spec["weights_in"]), np.asarray(spec["weights_out"])
         n_h, n_out = w_out.shape
         w_rec = np.asarray(spec.get("weights_rec", np.zeros((n_h, n_h), np.int8)))
-        if n_h < 2 or not np.any(w_out):
-            raise ExportError(f"xylo: XyloSim 0.1.3 crashes on a network with {n_h} hidden "
-                              f"neuron(s) and {np.count_nonzero(w_out)} readout synapse(s); "
-                              f"it needs >= 2 and >= 1", format="xylo")
 
         def ints(key, n, default=0):
             return [int(x) for x in np.asarray(spec.get(key, np.full(n, default))).ravel()]

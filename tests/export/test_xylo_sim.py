@@ -184,3 +184,19 @@ def test_recorded_states_and_delays_of_the_integer_model():
         assert np.array_equal(d.u[k:k + 6], r.u) and np.array_equal(d.v[k:k + 6], r.v)
     with pytest.raises(ValueError, match="one delay model"):
         simulate.simulate(net, payload, lava_delay=True, chip_delay=True)
+
+
+def test_the_runner_keeps_xylosims_arguments_alive():
+    """XyloLayer does not hold its synapse lists: freed, the next evolve crashes the process.
+    XyloRun holds them (a collection between building and running changes nothing); one
+    hidden neuron and a readout without synapses run too."""
+    import gc
+
+    net = network([layer("fc1", np.array([[90, 40, 7]]), 1, 1, 50, 31),
+                   layer("fc2", np.array([[0]]), 1, 1, 50, 1)])
+    run = xylo_run.XyloRun(xylo_spec.specification(net))
+    gc.collect()
+    got = run.run(np.full((4, 3), 5))
+    assert got["Spikes"].sum() > 0 and got["Spikes_out"].sum() == 0
+    payload = np.full((4, 2, 3), 5)
+    assert xylo_run.compare(net, xylo_spec.specification(net), payload)["first_mismatch"] is None
