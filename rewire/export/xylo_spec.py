@@ -39,7 +39,7 @@ from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import CompiledDense, CompiledRecurrentDense
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "SPEC_KEYS", "HIDDEN_SPIKES", "check", "specification",
-           "layout", "write", "write_json", "load_specification"]
+           "layout", "write", "write_json", "load_specification", "load_layout"]
 
 FORMAT = "rewire-xylo-spec"
 #: Version of the two files' layout (bump on any change of keys, dtypes or the JSON).
@@ -250,3 +250,19 @@ def load_specification(path: str | Path) -> dict[str, np.ndarray]:
         if key in spec and spec[key].shape != shape:
             raise ValueError(f"{path}: {key} has shape {spec[key].shape}, expected {shape}")
     return spec
+
+
+def load_layout(path: str | Path) -> dict:
+    """Read a ``model_xylo.json`` back (:func:`layout`'s dict).
+
+    Raises:
+        ValueError: not a rewire Xylo layout, or a version this rewire does not read (the
+            message says which it reads).
+    """
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a rewire Xylo layout (format must be {FORMAT!r})")
+    if data.get("version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: layout version {data.get('version')!r}; this rewire reads "
+                         f"version {FORMAT_VERSION}: write the specification again")
+    return data

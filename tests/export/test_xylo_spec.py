@@ -114,8 +114,12 @@ def test_layout_json_and_loader(tmp_path):
     net = _net(sizes=(5, 6, 4, 3))
     out = build(dataclasses.replace(net, profile=dataclasses.replace(XYLO, formats=("xylo",))),
                 tmp_path)
-    meta = json.loads(out["xylo_json"].read_text())
+    meta = xylo_spec.load_layout(out["xylo_json"])
+    assert meta == json.loads(out["xylo_json"].read_text())
     assert meta["format"] == xylo_spec.FORMAT and meta["version"] == xylo_spec.FORMAT_VERSION
+    (tmp_path / "v9.json").write_text(json.dumps({**meta, "version": 9}))
+    with pytest.raises(ValueError, match="reads version 1"):
+        xylo_spec.load_layout(tmp_path / "v9.json")
     assert [(l["name"], l["role"], l["matrix"], l["neurons"], l["delay"]) for l in meta["layers"]] \
         == [("fc1", "hidden", "weights_in", [0, 6], 0), ("fc2", "hidden", "weights_rec", [6, 10], 1),
             ("fc3", "readout", "weights_out", [0, 3], 2)]
