@@ -72,7 +72,8 @@ def check(net: CompiledNetwork) -> None:
             not int8 values times one power of two up to ``2**8`` (:func:`weight_shift`); a
             threshold outside 1..32,767 or a dash outside 0..15; a current-encoded input
             whose ``input_max_value`` exceeds the 15 events per channel and step the chip
-            takes (each names the layer, the figure and the fix).
+            takes; a hidden neuron with more outgoing synapses than ``limits.fan_out`` (64)
+            (each names the layer, the figure and the fix).
     """
     if len(net.layers) < 2:
         raise _refuse("Xylo needs at least two neuron layers (hidden and readout); this "
@@ -89,7 +90,23 @@ def check(net: CompiledNetwork) -> None:
         raise _refuse(f"input_max_value = {net.input_max_value}: Xylo takes at most 15 input "
                       f"events per channel and step and clips the rest; compile with "
                       f"input_max_value <= 15")
-    specification(net)  # the weight shifts, which refuse weights off an int8 << k grid
+    spec = specification(net)  # the weight shifts refuse weights off an int8 << k grid
+    _check_fan_out(net, spec)
+
+
+def _check_fan_out(net: CompiledNetwork, spec: dict) -> None:
+    """A hidden neuron's outgoing synapses (its rows of ``weights_rec`` and ``weights_out``)
+    within the profile's ``limits.fan_out``."""
+    limit = int(net.profile.limits.fan_out or 0)
+    fan = np.count_nonzero(spec["weights_rec"], axis=1) + \
+        np.count_nonzero(spec["weights_out"], axis=1)
+    if limit and fan.size and fan.max() > limit:
+        i = int(fan.argmax())
+        (name, first), = [(l["name"], l["neurons"][0]) for l in layout(net)["layers"]
+                          if l["role"] == "hidden" and l["neurons"][0] <= i < l["neurons"][1]]
+        raise _refuse(f"layer {name}: neuron {i - first} has {int(fan[i])} outgoing synapses, "
+                      f"above the {limit} of {net.profile.name!r} (limits.fan_out); train "
+                      f"under the xylo profile (rewire.train steers fan-out) or prune", name)
 
 
 def _check_layer(layer, readout: bool) -> None:

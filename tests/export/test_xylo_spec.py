@@ -171,6 +171,10 @@ def test_the_check_refuses_what_a_specification_cannot_express():
     wide = layer("fc1", rng.integers(-128, 128, (4, 17)), 2, 2, 100, 31)  # the mapper
     _refused(dataclasses.replace(network([hidden, readout]), layers=(wide, readout)),  # refuses
              "17 input channels")
+    wide = [layer("fc2", np.ones((66, 4), np.int64), 2, 2, 100, 31),  # 66 > 64 targets
+            layer("fc3", np.ones((2, 66)), 2, 2, 100, 1)]
+    _refused(dataclasses.replace(network([hidden, readout]), layers=(hidden, *wide)),  # (the
+             "layer fc1: neuron 0 has 66 outgoing synapses, above the 64")  # mapper refuses)
     big = layer("fc1", hidden.weight_int, 2, 2, 40000, 31)
     _refused(network([big, readout]), "threshold 40000")
     biased = dataclasses.replace(hidden, bias=np.zeros(4, np.float32),
