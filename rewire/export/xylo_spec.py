@@ -17,10 +17,10 @@ numbered layer after layer), as rockpool's mapper maps one: layer 0 is fed by th
 block ``weights_rec[rows of layer k-1, columns of layer k]`` (``(N, N)``, hidden spikes arrive
 one step late); a recurrent hidden layer's own weights are its diagonal block of
 ``weights_rec``; the last layer is the readout, ``weights_out (N, n_out)`` from the rows of
-layer ``L-2`` (one step late). Each matrix holds int8 values ``m`` with one ``weight_shift_*``: the chip's weights are
-``m << shift``, the shift the compiler chose (:func:`rewire.compiler.xylo.xylo_shifts` reads it
-back from the integer weights). Decays
-are per neuron (``dash_syn``, ``dash_mem`` uint8), thresholds int16.
+layer ``L-2`` (one step late). Each matrix holds int8 values ``m`` with one
+``weight_shift_*``: the chip's weights are ``m << shift``, the shift the compiler chose
+(:func:`rewire.compiler.xylo.xylo_shifts` reads it back from the integer weights). Decays are
+per neuron (``dash_syn``, ``dash_mem`` uint8), thresholds int16.
 """
 
 from __future__ import annotations
@@ -66,14 +66,15 @@ def check(net: CompiledNetwork) -> None:
     Raises:
         rewire.errors.ExportError: fewer than two layers; a layer that is not a plain dense
             or recurrent dense layer (conv, pool, skip connections, a bias), a recurrent
-            readout, or a neuron that is not ``BitshiftLIF``; hidden layers not emitting up to 31 spikes per step or a readout
-            not emitting 1; more inputs, hidden or readout neurons than the profile's
-            ``max_inputs``, ``neurons_per_core``, ``output_neurons``; a weight matrix that is
-            not int8 values times one power of two up to ``2**8`` (:func:`weight_shift`); a
-            threshold outside 1..32,767 or a dash outside 0..15; a current-encoded input
-            whose ``input_max_value`` exceeds the 15 events per channel and step the chip
-            takes; a hidden neuron with more outgoing synapses than ``limits.fan_out`` (64)
-            (each names the layer, the figure and the fix).
+            readout, or a neuron that is not ``BitshiftLIF``; hidden layers not emitting up
+            to 31 spikes per step or a readout not emitting 1; more inputs, hidden or
+            readout neurons than the profile's ``max_inputs``, ``neurons_per_core``,
+            ``output_neurons``; a weight matrix that is not int8 values times one power of
+            two up to ``2**8`` (:func:`rewire.compiler.xylo.xylo_shifts`); a threshold
+            outside 1..32,767 or a dash outside 0..15; a current-encoded input whose
+            ``input_max_value`` exceeds the 15 events per channel and step the chip takes; a
+            hidden neuron with more outgoing synapses than ``limits.fan_out`` (64) (each
+            names the layer, the figure and the fix).
     """
     if len(net.layers) < 2:
         raise _refuse("Xylo needs at least two neuron layers (hidden and readout); this "
