@@ -197,13 +197,7 @@ def compile_xylo(network: Network, profile: HardwareProfile, input_max_value: in
         raise CompileError(f"layer {names[int(np.argmax(over))]}: the synaptic input, I or V "
                            f"still leaves int16 after {_ROUNDS} smaller scales; lower the "
                            f"weights or the threshold's ratio to them")
-    hidden_out = []
-    for k in range(len(compiled) - 1):
-        out = [compiled[k + 1].weight_int]
-        if compiled[k].recurrent:
-            out.append(compiled[k].weight_rec_int)
-        hidden_out.append(np.vstack(out))
-    check_fan_out(names[:-1], hidden_out, profile)
+    check_fan_out(compiled, profile)
     compiled = [dataclasses.replace(c, source=l.name) for c, l in zip(compiled, layers)]
     chip = CompiledNetwork(layers=tuple(compiled), steps=network.steps,
                            encoding=network.encoding, input_gain=network.input_gain,

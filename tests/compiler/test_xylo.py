@@ -56,3 +56,15 @@ def test_a_norse_lif_is_refused_with_the_nearest_dash():
     net = chain((16, 20, 8), neurons=[norse, norse])
     with pytest.raises(CompileError, match=r"LIFBitshiftCell\(dash_syn=2, dash_mem=3\)"):
         compile_network(net, XYLO)
+
+
+def test_fan_out_per_hidden_layer_counts_rec_and_out():
+    from rewire.compiler.xylo_checks import fan_out
+    w2 = np.zeros((6, 10), np.float32)
+    w2[:, 0] = 0.5
+    w2[:2, 1] = 0.5
+    net = chain((16, 10, 6, 8), weights=[np.ones((10, 16), np.float32) * 0.1, w2,
+                                         np.full((8, 6), 0.2, np.float32)], recurrent=(1,))
+    compiled = compile_network(net, XYLO)
+    rec = np.count_nonzero(compiled.layers[1].weight_rec_int, axis=0)
+    assert fan_out(compiled) == {"fc1": 6, "fc2": int((rec + 8).max())}
