@@ -13,6 +13,8 @@ from rewire.ir.chip_bitshift import CompiledBitshiftLIF
 from rewire.ir.compiled_layers import CompiledRecurrentDense
 from xylo_nets import XYLO, chain
 
+pytestmark = pytest.mark.filterwarnings("ignore::rewire.errors.RewireWarning")
+
 
 def test_compile_network_dispatches_xylo_by_neuron_model():
     assert COMPILERS["cuba_bitshift"] is compile_xylo
