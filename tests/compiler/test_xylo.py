@@ -70,3 +70,25 @@ def test_fan_out_per_hidden_layer_counts_rec_and_out():
     compiled = compile_network(net, XYLO)
     rec = np.count_nonzero(compiled.layers[1].weight_rec_int, axis=0)
     assert fan_out(compiled) == {"fc1": 6, "fc2": int((rec + 8).max())}
+
+
+def test_calibration_keeps_i_and_v_in_int16(monkeypatch):
+    """Compiled with its inputs as calibration, the integer model never saturates I or V on
+    them; the same net compiled without (one step's worst case only) does."""
+    from rewire.compiler import simulate as sim
+    rng = np.random.default_rng(3)
+    net = chain((16, 30, 8), scale=0.5, steps=16)
+    x = rng.uniform(size=(200, 16))
+    seen = []
+    plain = sim.NumpyOps.saturate
+    monkeypatch.setattr(sim.NumpyOps, "saturate",
+                        lambda self, v: seen.append(int(np.abs(v).max())) or plain(self, v))
+    for cal in (x, None):
+        seen.clear()
+        compiled = compile_network(net, XYLO, 15, calibration=cal)
+        sim.simulate(compiled, sim.encode_input(compiled, x))
+        if cal is not None:
+            assert max(seen) <= 32767 and "state bits" in [l.scale_limited_by
+                                                             for l in compiled.layers]
+        else:
+            assert max(seen) > 32767
