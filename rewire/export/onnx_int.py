@@ -63,6 +63,7 @@ import onnx
 from onnx import TensorProto
 
 from rewire.errors import ExportError
+from rewire.ir.chip_bitshift import CompiledBitshiftLIF
 from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import CompiledConv, CompiledDense, lookup
 from rewire.export.onnx_int_ops import OnnxIntOps
@@ -220,7 +221,8 @@ def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
     i64 = np.int64
 
     def emit(b: GraphBuilder, x: str, states: dict) -> tuple[str, dict, list]:
-        ops = OnnxIntOps(b, nfmt)
+        ops = OnnxIntOps(b, nfmt, cuba=not all(isinstance(l.chip, CompiledBitshiftLIF)
+                                               for l in net.layers))
         s, new, spikes, seen = x, {}, [], [x]
         if lava_delay and any(layer.skips for layer in net.layers):
             raise ExportError("a network with skip connections has no Lava-delayed model "
