@@ -98,13 +98,18 @@ class CompiledBitshiftLIF(ChipNeuron):
         rockpool 3.1's ``from_nir`` takes ``dt = tau_mem / (1 + r)``, which is then ``dt``
         exactly (``dash_mem >= 1``), so its Xylo mapper's ``dash = log2(tau / dt)`` gives back
         both dash values; it reads the weights and ``v_threshold`` as written and ignores
-        ``w_in``. NIR's equations integrated by forward Euler at ``dt`` give
-        ``I = i 2**dash_mem / r`` and :math:`v_t = (1 - 2^{-d_m}) v_{t-1} + i_{t-1}`: Xylo's
-        neuron except that the input of a step reaches ``v`` one step later (Xylo: ``+ i_t``).
-        The ``metadata`` carries ``rewire.kind = "BitshiftLIF"``, ``rewire.dash_syn``/
-        ``rewire.dash_mem``, the spike fields (:mod:`rewire.ir.spike_metadata`) and that
-        difference in words (``rewire.note``); rewire's reader (:mod:`rewire.frontends.nir`)
-        reads the node back as the ``BitshiftLIF`` it was, by them.
+        ``w_in``. A reader that steps the synapse equation and then the membrane equation
+        on the new current (Norse 1.1's ``from_nir``: a ``LIBoxCell`` then a ``LIFBoxCell``;
+        rewire's own CubaLIF reading, Norse's ``LIFCell`` order) gets ``I`` proportional to
+        Xylo's ``i`` and exactly :math:`v_t = (1 - 2^{-d_m}) v_{t-1} + i_t` (up to the
+        scale of ``v``, which ``v_threshold`` follows); one that steps both equations from
+        the previous step's values (explicit Euler of the coupled equations) gives ``v``
+        the current of the step before, one step late. Several spikes per step and the
+        subtractive reset are in the metadata only. The ``metadata`` carries
+        ``rewire.kind = "BitshiftLIF"``, ``rewire.dash_syn``/``rewire.dash_mem``, the spike
+        fields (:mod:`rewire.ir.spike_metadata`) and those differences in words
+        (``rewire.note``); rewire's reader (:mod:`rewire.frontends.nir`) reads the node back
+        as the ``BitshiftLIF`` it was, by them.
 
         Raises:
             CompileError: ``dash_syn = 0``: the current is emptied every step, so the neuron
@@ -131,7 +136,9 @@ class CompiledBitshiftLIF(ChipNeuron):
                            w_in=full((2.0 ** ds - 1.0) * 2.0 ** dm / r, shape), metadata=meta)
 
 
-#: What a NIR reader that integrates CubaLIF by forward Euler gets wrong about this neuron.
-NIR_NOTE = ("Xylo BitshiftLIF: i = (1 - 2^-dash_syn)(i + a); v = (1 - 2^-dash_mem) v + i, "
-            "the input reaching v in the same step; Euler integration of this CubaLIF at dt "
-            "gives v the current of the step before (one step late)")
+#: How the CubaLIF of :meth:`CompiledBitshiftLIF.nir_node` reads as Xylo's neuron (its metadata).
+NIR_NOTE = ("Xylo BitshiftLIF: i = (1 - 2^-dash_syn)(i + a); v = (1 - 2^-dash_mem) v + i; "
+            "n = min(floor(v / v_threshold), rewire.max_spikes) spikes at v >= v_threshold, "
+            "v -= n v_threshold. The input reaches v in the same step: stepping the synapse "
+            "and then the membrane on the new current (Norse's from_nir) is exact; explicit "
+            "Euler of both equations from the previous step's values is one step late")
