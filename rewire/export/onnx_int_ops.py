@@ -110,21 +110,47 @@ class OnnxIntOps:
         return self.b.op("Max", [v, floor], self.p + "v_floor")
 
     # Xylo's neuron (rewire.ir.chip_bitshift)
-    def bitshift_decay(self, x: str, dash: int, tag: str) -> str:
-        """``x - dec(x, dash)`` with ``dec = x >> dash`` (floor), ``1`` where that is 0 and
-        ``x > 0`` (:meth:`rewire.compiler.simulate.NumpyOps.bitshift_decay`): ``Div`` of
-        ``|x|`` only (``BitShift`` takes unsigned types); for ``x < 0`` the floor is
-        ``-ceil(|x| / 2**dash) = -Div(|x| + 2**dash - 1, 2**dash)``."""
+    def _dec(self, x: str, dash: int, tag: str) -> str:
+        """``dec(x, dash)``: ``x >> dash`` (floor), ``1`` where that is 0 and ``x > 0``;
+        ``Div`` of ``|x|`` only (``BitShift`` takes unsigned types): ``Max(Div(|x|, 2**d),
+        1)`` for ``x > 0``, ``-Div(|x| + 2**d - 1, 2**d)`` (the floor) otherwise."""
         b, p, i64 = self.b, self.p + tag, np.int64
         step = b.const(f"pow2_{dash}", 1 << dash, i64)
         mag = b.op("Abs", [x], p + "abs")
-        down = b.op("Div", [mag, step], p + "down")  # floor(x / 2**dash) for x >= 0
+        down = b.op("Div", [mag, step], p + "down")
         up = b.op("Div", [b.op("Add", [mag, b.const(f"pow2m1_{dash}", (1 << dash) - 1, i64)],
                                p + "mag_up"), step], p + "up")
         pos = b.op("Max", [down, b.const("least_1", 1, i64)], p + "at_least_1")
-        dec = b.op("Where", [b.op("Greater", [x, self.zero], p + "is_pos"), pos,
-                             b.op("Neg", [up], p + "neg_up")], p + "dec")
-        return b.op("Sub", [x, dec], p + "decayed")
+        return b.op("Where", [b.op("Greater", [x, self.zero], p + "is_pos"), pos,
+                              b.op("Neg", [up], p + "neg_up")], p + "dec")
+
+    def bitshift_decay(self, x: str, dash: int, tag: str) -> str:
+        """``x - dec(x, dash)`` (:meth:`rewire.compiler.simulate.NumpyOps.bitshift_decay`)."""
+        return self.b.op("Sub", [x, self._dec(x, dash, tag)], self.p + tag + "decayed")
+
+    def bitshift_leak(self, x: str, dash: int, tag: str) -> str:
+        """``-dec(x, dash)``, the change the decay makes
+        (:meth:`rewire.compiler.simulate.NumpyOps.bitshift_leak`)."""
+        return self.b.op("Neg", [self._dec(x, dash, tag)], self.p + tag + "leak")
+
+    def ordered(self, u: str, terms: list[tuple[str, np.ndarray]], name: str) -> str:
+        """``u`` plus the synaptic input added one presynaptic neuron at a time, saturated
+        after each addition (:func:`rewire.compiler.chip_rules.ordered_input`, Xylo's
+        ``Isyn`` accumulation): for each ``(s, w)`` of ``terms`` in order (the input, then a
+        recurrent layer's own spikes of the step before), column ``j`` of ``s (batch, n)``
+        times ``w[:, j]`` (``w`` int ``(n_out, n)``), ``j = 0, 1, ...``. Unrolled: 4 nodes
+        per presynaptic neuron."""
+        b, i64 = self.b, np.int64
+        acc = u
+        for t, (s, w) in enumerate(terms):
+            for j in range(w.shape[1]):
+                p = f"{self.p}o{t}_{j}_"
+                col = b.op("Slice", [s, b.const(f"col{j}", [j], i64),
+                                     b.const(f"col{j + 1}", [j + 1], i64),
+                                     b.const("axis1", [1], i64)], p + "s")
+                prod = b.op("Mul", [col, b.const(f"{name}_{t}_{j}", w[:, j], i64)], p + "ws")
+                acc = self.saturate(b.op("Add", [acc, prod], p + "sum"))
+        return acc
 
     def saturate(self, x: str) -> str:
         """Saturate at the ``state_bits`` two's-complement range (int16 on Xylo)."""

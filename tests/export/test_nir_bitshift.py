@@ -179,3 +179,20 @@ def test_same_step_readers_are_exact_and_explicit_euler_is_late():
     many = xylo_net()
     assert (norse_run(nir_graph.to_nir(many), events()) !=
             dynamics.run(many, events())[0].numpy()).sum() > 0
+
+
+def test_compiled_xylo_net_writes_and_reads_back(tmp_path):
+    """``nir_graph.write`` of a compiled net of Xylo neurons (the float model: weights,
+    ``BitshiftLIF`` layers, current input with its gain) reads back to the same float IR."""
+    from export.test_onnx_bitshift import xylo_compiled
+
+    from rewire.ir.compiled import float_network
+
+    net = xylo_compiled()
+    back = lower(nir_graph.write(net, tmp_path / "xylo.nir"))
+    ir = float_network(net)
+    assert [l.neuron for l in back.layers] == [l.neuron for l in ir.layers]
+    x = torch.rand(B, 16)
+    want = dynamics.run(ir, dynamics.encode(ir, x))[0]
+    assert want.sum() > 0
+    assert torch.equal(dynamics.run(back, dynamics.encode(back, x))[0], want)
