@@ -123,7 +123,7 @@ def _bitshift(name: str, node, n: int, dt: float):
     for fld, tau in (("dash_syn", "tau_syn"), ("dash_mem", "tau_mem")):
         value = meta.pop(f"rewire.{fld}", None)
         try:
-            dash[fld] = irn.BitshiftLIF(value, 0).dash_syn
+            dash[fld] = irn.BitshiftLIF(value, 0).dash_syn  # its own check of a bit shift
         except ValueError:
             raise ValueError(f"NIR node {name!r} (BitshiftLIF): metadata 'rewire.{fld}' must "
                              f"be an integer >= 0, got {value!r}") from None
