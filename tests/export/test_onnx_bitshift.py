@@ -1,11 +1,14 @@
 """Xylo's neuron (``BitshiftLIF``) in the three ONNX files: ``model_int.onnx`` (Scan and
 per step) equals rewire's numpy integer model (:func:`rewire.compiler.simulate.simulate`:
-16-bit saturation, bit-shift decays, up to 31 spikes per step) state for state and spike for
-spike; the float files equal the float IR (:func:`rewire.ir.dynamics.run`). (~6 s)
+input clipped at 15 events, ordered saturating accumulation, bit-shift decays, up to 31
+spikes per step; with and without the chip's delays) state for state and spike for spike,
+and with the chip's delays XyloSim; the float files equal the float IR
+(:func:`rewire.ir.dynamics.run`). (~9 s)
 
-The compiled networks are built here, not by the Xylo compiler: the IR net is compiled for
-``loihi2`` (whose compiler keeps each layer's neuron, :class:`CompiledBitshiftLIF`), then
-given int8 weights and int16 thresholds and the ``xylo`` profile (16-bit states)."""
+:func:`xylo_compiled` builds random-weight nets directly (an IR net compiled for ``loihi2``,
+whose compiler keeps each layer's :class:`CompiledBitshiftLIF`, then given int8 weights,
+int16 thresholds and the ``xylo`` profile), so that dash values, thresholds and weights range
+freely; the recurrent and user-model tests go through the Xylo compiler."""
 
 from __future__ import annotations
 
@@ -65,8 +68,9 @@ def xylo_compiled(ds=(2, 1), dm=(3, 2), th=(600, 900), seed=0, w_max=127, hidden
     return dataclasses.replace(net, layers=tuple(layers), profile=load_profile("xylo"))
 
 
-def payload_for(seed=1):
-    return np.random.default_rng(seed).integers(0, 16, (T, B, 16)).astype(np.int64)
+def payload_for(seed=1, top=15):
+    """Input events ``(T, B, 16)`` in ``0..top`` (Xylo clips above 15)."""
+    return np.random.default_rng(seed).integers(0, top + 1, (T, B, 16)).astype(np.int64)
 
 
 def test_compiled_test_net_is_xylo_like():
@@ -81,43 +85,39 @@ def test_compiled_test_net_is_xylo_like():
 @given(ds=st.tuples(st.integers(0, 15), st.integers(0, 15)),
        dm=st.tuples(st.integers(0, 15), st.integers(0, 15)),
        th=st.tuples(st.integers(1, 32767), st.integers(1, 32767)),
-       w_max=st.sampled_from([3, 40, 127]), seed=st.integers(0, 1000))
-def test_integer_onnx_equals_numpy_model(ds, dm, th, w_max, seed):
-    """Scan and per-step files equal ``simulate``'s output spikes at random dash values,
-    thresholds and weight ranges (inputs up to 15 x 16 x 127 per step drive Isyn into
-    saturation; the hidden layer's counts up to 31 reach the readout)."""
+       w_max=st.sampled_from([3, 40, 127]), seed=st.integers(0, 1000),
+       chip_delay=st.booleans())
+def test_integer_onnx_equals_numpy_model(ds, dm, th, w_max, seed, chip_delay):
+    """Scan and per-step files equal ``simulate``'s output spikes, with and without the
+    chip's delays, at random dash values, thresholds and weight ranges; inputs 0..20 events
+    (clipped at 15), up to 15 x 16 x 127 per step into the ordered saturating accumulation;
+    the hidden layer's counts up to 31 reach the readout."""
     net = xylo_compiled(ds, dm, th, seed, w_max)
-    payload = payload_for(seed + 1)
-    ref = simulate.simulate(net, payload)[-1]
+    payload = payload_for(seed + 1, top=20)
+    ref = simulate.simulate(net, payload, chip_delay=chip_delay)[-1]
     for build in (onnx_int.build, onnx_int.build_step):
-        np.testing.assert_array_equal(onnx_int.run(build(net), payload), ref)
+        got = onnx_int.run(build(net, chip_delay=chip_delay), payload)
+        np.testing.assert_array_equal(got, ref)
 
 
-def test_integer_onnx_states_equal_numpy_model():
-    """Per step, ``u`` (Isyn) and ``v`` (Vmem) of both layers equal the numpy model's, and
-    the saturation at int16 is reached."""
+@pytest.mark.parametrize("chip_delay", [False, True])
+def test_integer_onnx_states_equal_numpy_model(chip_delay):
+    """Per step, ``u`` (Isyn) and ``v`` (Vmem) of both layers equal the numpy model's
+    (:func:`rewire.compiler.simulate.simulate_states`), ``Isyn`` saturating at int16 during
+    the ordered accumulation."""
     net = xylo_compiled(ds=(4, 1), dm=(8, 2), th=(32767, 3000))
-    payload = payload_for(3)
-    sess = session(onnx_int.build_step(net))
-    ops = simulate.NumpyOps(net.profile.neuron)
-    u = [np.zeros((B, l.shape[0]), np.int64) for l in net.layers]
-    v = [np.zeros_like(x) for x in u]
-    feeds = {f"{s}{k}": np.zeros((B, l.shape[0]), np.int64)
-             for k, l in enumerate(net.layers) for s in "uv"}
+    payload = payload_for(3, top=20)
+    rec = simulate.simulate_states(net, payload, chip_delay=chip_delay)
+    sess = session(onnx_int.build_step(net, chip_delay=chip_delay))
     names = [o.name for o in sess.get_outputs()]
-    saturated = False
-    for x_t in payload:
+    feeds = {i.name: np.zeros((B, i.shape[1]), np.int64) for i in sess.get_inputs()[1:]}
+    for t, x_t in enumerate(payload):
         res = dict(zip(names, sess.run(None, {**feeds, "x": x_t})))
-        s = x_t
-        for k, layer in enumerate(net.layers):
-            a = simulate.synaptic_input(layer, s)
-            u[k], v[k], _, fire = layer.chip.int_step(ops, u[k], v[k], a)
-            np.testing.assert_array_equal(res[f"u{k}_out"], u[k])
-            np.testing.assert_array_equal(res[f"v{k}_out"], v[k])
-            saturated |= bool(((v[k] == 32767) | (v[k] == -32768)).any())
-            s = fire.astype(np.int64)
+        for k in range(len(net.layers)):
+            np.testing.assert_array_equal(res[f"u{k}_out"], rec[k].u[t])
+            np.testing.assert_array_equal(res[f"v{k}_out"], rec[k].v[t])
         feeds = {key: res[f"{key}_out"] for key in feeds}
-    assert saturated
+    assert (np.abs(rec[0].u) >= 2 ** 14).any() and rec[0].out.sum() > 0
 
 
 def test_bitshift_decay_rounds_like_the_chip():
@@ -154,3 +154,83 @@ def test_float_onnx_equals_float_ir(ds, dm):
     got = onnx_step.run(onnx_step.build(net), x)
     np.testing.assert_array_equal(got, want.numpy())
     np.testing.assert_array_equal(onnx_unrolled.run(onnx_unrolled.build(net), x), want.numpy())
+
+
+def test_user_model_compiled_for_xylo_exports_exactly(tmp_path):
+    """A model written by a user (16 -> 20 LIFBitshiftCell (31 spikes) -> 8 LIFBitshiftCell,
+    a time loop) compiled with ``rewire.compile(model, "xylo")``: ``model_int.onnx`` equals
+    ``simulate`` with and without the chip's delays, the float files the float IR, and the
+    NIR file reads back to the same BitshiftLIF layers."""
+    import rewire
+    from rewire.export import nir_graph
+    from rewire.frontends.nir import lower as lower_nir
+
+    from frontends.test_bitshift_lowering import LoopNet
+
+    torch.manual_seed(4)
+    model = LoopNet(rewire.LIFBitshiftCell(2, 3, v_th=1.0, max_spikes=31),
+                    rewire.LIFBitshiftCell(1, 2, v_th=1.0, max_spikes=1))
+    model.fc1.bias, model.fc2.bias = None, None  # Xylo's weight matrices hold no bias
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 16, (B, 16)) / 15
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = rewire.compile(model, "xylo", steps=T, encoding="current", input_gain=1.0,
+                             calibration=x)
+    payload = simulate.encode_input(net, x)
+    for chip_delay in (False, True):
+        ref = simulate.simulate(net, payload, chip_delay=chip_delay)[-1]
+        assert ref.sum() > 0
+        np.testing.assert_array_equal(
+            onnx_int.run(onnx_int.build(net, chip_delay=chip_delay), payload), ref)
+    ir = float_network(net)
+    want = dynamics.run(ir, dynamics.encode(ir, torch.tensor(x, dtype=torch.float32)))[0]
+    assert want.sum() > 0
+    np.testing.assert_array_equal(onnx_unrolled.run(onnx_unrolled.build(net), x), want.numpy())
+    back = lower_nir(nir_graph.write(net, tmp_path / "m.nir"))
+    assert [l.neuron for l in back.layers] == [l.neuron for l in ir.layers]
+
+
+def test_integer_onnx_with_chip_delay_is_xylosim():
+    """``model_int.onnx`` built with ``chip_delay=True`` gives XyloSim 0.1.3's output spikes
+    (the specification of :mod:`rewire.export.xylo_spec` run by :mod:`rewire.export.xylo_run`)
+    on a compiled 16-24-8 net, inputs 0..20 events (the chip clips at 15)."""
+    from rewire.export.xylo_run import run_specification, xylosim_missing
+    from rewire.export.xylo_spec import specification
+
+    if xylosim_missing():
+        pytest.skip(xylosim_missing())
+    net = xylo_compiled(w_max=60)
+    payload = payload_for(9, top=20)
+    got = onnx_int.run(onnx_int.build(net, chip_delay=True), payload)
+    want = run_specification(specification(net), payload)["Spikes_out"]
+    assert want.sum() > 0
+    np.testing.assert_array_equal(got, want)
+
+
+def test_recurrent_hidden_layer():
+    """A recurrent hidden layer (``RecurrentDense``: Xylo's ``weights_rec`` block) compiled for
+    ``xylo``: the integer files accumulate its own spikes of the step before after the input
+    (as ``simulate``), the float files equal the float IR."""
+    rng = np.random.default_rng(2)
+    ir = Network(nodes=(nodes.RecurrentDense(rng.normal(0, 1, (20, 16)),
+                                             rng.normal(0, 0.5, (20, 20))),
+                        nodes.BitshiftLIF(2, 3, v_th=1.0, max_spikes=31),
+                        nodes.Dense(rng.normal(0, 1, (8, 20))),
+                        nodes.BitshiftLIF(1, 2, v_th=1.0)),
+                 input_shape=(16,), steps=T, encoding="current", input_gain=3.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = compile_network(ir, load_profile("xylo"), 15)
+    assert net.layers[0].recurrent
+    x = rng.integers(0, 16, (B, 16)) / 15
+    payload = simulate.encode_input(net, x)
+    for chip_delay in (False, True):
+        ref = simulate.simulate(net, payload, chip_delay=chip_delay)[-1]
+        assert ref.sum() > 0
+        for build in (onnx_int.build, onnx_int.build_step):
+            np.testing.assert_array_equal(
+                onnx_int.run(build(net, chip_delay=chip_delay), payload), ref)
+    fl = float_network(net)
+    want = dynamics.run(fl, dynamics.encode(fl, torch.tensor(x, dtype=torch.float32)))[0]
+    np.testing.assert_array_equal(onnx_step.run(onnx_step.build(net), x), want.numpy())
