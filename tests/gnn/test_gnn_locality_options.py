@@ -112,3 +112,23 @@ def test_restores_inside_long_edits_keep_every_edit(trained, toy, targets):
 def test_bad_option_values_are_refused_by_name(field, value):
     with pytest.raises(ValueError, match=field):
         EditConfig(**{field: value})
+
+
+def test_cli_passes_the_restore_options_to_the_editor(tmp_path, capsys):
+    import json
+
+    from rewire.gnn.__main__ import main
+
+    ck = tmp_path / "toy.pt"
+    assert main(["train", "--dataset", "toy", "--epochs", "40", "--out", str(ck)]) == 0
+    rec = tmp_path / "rec.json"
+    assert main(["edit", str(ck), "--misclassified", "3", "--mode", "sequential",
+                 "--max-steps", "100", "--k", "4", "--locality-steps", "3",
+                 "--locality-extra", "7", "--locality-rise", "1.25", "--locality-every", "4",
+                 "--record", str(rec)]) == 0
+    config = json.loads(rec.read_text())["record"]["config"]
+    assert (config["locality_extra"], config["locality_rise"], config["locality_every"]) == (
+        7, 1.25, 4)
+    capsys.readouterr()
+    assert main(["edit", str(ck), "--targets", "1", "--locality-rise", "0.5"]) == 2
+    assert "locality_rise" in capsys.readouterr().err
