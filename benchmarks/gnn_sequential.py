@@ -37,7 +37,7 @@ whenever a step raised the target loss, ``lr_backtrack``): tried on the tuning d
 ``..., extra 30`` (up to 30 more restore steps while the restore's KL is above 1.5 times
 its level before the edit, ``locality_extra``), ``..., margin 0.5, extra 30`` (an edit goes
 on until its target leads by 0.5 logits, ``margin``), ``..., every 10`` (a restore inside
-an edit after every 10 Adam steps that leave its target wrong, ``locality_every``) and
+an edit after every 10 of its Adam steps, ``locality_every``) and
 ``..., every 10, extra 30``: tried on the tuning draws 100-108 (tuning.md, fifth session).
 
 Usage::

@@ -114,8 +114,8 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--locality-rise", type=float, default=EditConfig.locality_rise,
                    help=f"that factor ({EditConfig.locality_rise:g})")
     q.add_argument("--locality-every", type=_int, default=EditConfig.locality_every,
-                   help="a restore inside an edit after every this many steps that leave "
-                        "its target wrong (0: off)")
+                   help="a restore inside an edit after every this many of its steps "
+                        "(0: off)")
     e.add_argument("--out", help="edited checkpoint to write (sequential / batch mode)")
     e.add_argument("--record", help="JSON file for the edit record")
     return p

@@ -55,9 +55,10 @@ class EditConfig:
             0 = none.
         locality_rise: that factor (> 1 lets the level creep; >= 1).
         locality_every: sequential mode with ``locality_steps``: inside an edit, after
-            every this many Adam steps that leave a target wrong, a restore of
-            ``locality_steps`` steps in which the edit's targets' loss may not rise
-            (they need not be right yet); 0 = none.
+            every this many of its Adam steps (an edit goes on while a target is wrong),
+            a restore of ``locality_steps`` steps in which the edit's targets' loss
+            stays within 1 % of its value at the restore's start (they need not be
+            right yet; :func:`rewire.gnn.locality.restore` ``pending``); 0 = none.
         margin: an edit goes on (within ``max_steps``) until each of its targets leads
             by at least this logit margin ``z_y − max_{c≠y} z_c`` (0: until it is
             right), which leaves a locality restore room to move without flipping it.
