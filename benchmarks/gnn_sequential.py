@@ -33,7 +33,12 @@ draws, ``benchmarks/results/sequential/tuning.md``; its table is in
 (the same with gentler edit steps: Adam lr 0.005, at most 40 steps; chosen for Cora GCN
 on the tuning draws, ``locality/README.md``); ``gre+ K=16 protect + locality, lr 0.004``
 (lr 0.004, at most 40 or 50 steps) and ``... lr 0.005 backtrack`` (lr 0.005, halved within an edit
-whenever a step raised the target loss, ``lr_backtrack``): tried on the tuning draws only.
+whenever a step raised the target loss, ``lr_backtrack``): tried on the tuning draws only;
+``..., extra 30`` (up to 30 more restore steps while the restore's KL is above 1.5 times
+its level before the edit, ``locality_extra``), ``..., margin 0.5, extra 30`` (an edit goes
+on until its target leads by 0.5 logits, ``margin``), ``..., every 10`` (a restore inside
+an edit after every 10 of its Adam steps, ``locality_every``) and
+``..., every 10, extra 30``: tried on the tuning draws 100-108 (tuning.md, fifth session).
 
 Usage::
 
@@ -75,7 +80,7 @@ from editing import base_models  # noqa: E402  (benchmarks/editing.py, beside th
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "planetoid"
 #: The reported draws (never used to choose a method or a rate) and the tuning draws.
 REPORTED_DRAWS = (0, 1, 2, 3, 4)
-TUNING_DRAWS = (100, 101, 102)
+TUNING_DRAWS = tuple(range(100, 109))
 #: label -> EditConfig fields (mode="sequential" added).
 VARIANTS = {
     "gre+ protect": {},
@@ -95,6 +100,18 @@ VARIANTS = {
     "gre+ K=16 protect + locality, lr 0.005 backtrack": {
         "k": 16, "max_anchors": 80, "locality_steps": 10, "lr": 0.005, "max_steps": 40,
         "lr_backtrack": True},
+    "gre+ K=16 protect + locality, lr 0.005, extra 30": {
+        "k": 16, "max_anchors": 80, "locality_steps": 10, "lr": 0.005, "max_steps": 40,
+        "locality_extra": 30},
+    "gre+ K=16 protect + locality, lr 0.005, margin 0.5, extra 30": {
+        "k": 16, "max_anchors": 80, "locality_steps": 10, "lr": 0.005, "max_steps": 40,
+        "locality_extra": 30, "margin": 0.5},
+    "gre+ K=16 protect + locality, lr 0.005, every 10": {
+        "k": 16, "max_anchors": 80, "locality_steps": 10, "lr": 0.005, "max_steps": 40,
+        "locality_every": 10},
+    "gre+ K=16 protect + locality, lr 0.005, every 10, extra 30": {
+        "k": 16, "max_anchors": 80, "locality_steps": 10, "lr": 0.005, "max_steps": 40,
+        "locality_every": 10, "locality_extra": 30},
 }
 KEYS = ("dataset", "model", "method", "draw")
 

@@ -15,7 +15,8 @@ Examples::
 SR after edits 1, 10, 25, 50, max and mean DD, kept, own SR, CPU s per edit; the JSON on
 stdout holds the same figures under ``sequence``); ``--no-protect`` and ``--max-anchors``
 set the protection of earlier edits, ``--locality-steps`` (``--locality-lr``,
-``--locality-sample``) the locality restore after each edit (:mod:`rewire.gnn.locality`).
+``--locality-sample``, ``--locality-extra``, ``--locality-rise``, ``--locality-every``) the
+locality restore after each edit (:mod:`rewire.gnn.locality`).
 
 Exit codes: 0 success, 2 bad input or out of memory (one line; ``python -m rewire.gnn``
 then ends at once), 130 on Ctrl-C (one line; no file is left half written).
@@ -107,6 +108,14 @@ def parser() -> argparse.ArgumentParser:
                    help=f"first step size of those steps ({EditConfig.locality_lr:g})")
     q.add_argument("--locality-sample", type=_int, default=None,
                    help="locality nodes per restore (default: every node not edited)")
+    q.add_argument("--locality-extra", type=_int, default=EditConfig.locality_extra,
+                   help="at most this many restore steps more while its KL is above "
+                        "--locality-rise times its level before the edit (0: off)")
+    q.add_argument("--locality-rise", type=float, default=EditConfig.locality_rise,
+                   help=f"that factor ({EditConfig.locality_rise:g})")
+    q.add_argument("--locality-every", type=_int, default=EditConfig.locality_every,
+                   help="a restore inside an edit after every this many of its steps "
+                        "(0: off)")
     e.add_argument("--out", help="edited checkpoint to write (sequential / batch mode)")
     e.add_argument("--record", help="JSON file for the edit record")
     return p
@@ -216,7 +225,10 @@ def _edit(args) -> dict:
                              max_anchors=args.max_anchors,
                              locality_steps=args.locality_steps,
                              locality_lr=args.locality_lr,
-                             locality_sample=args.locality_sample)
+                             locality_sample=args.locality_sample,
+                             locality_extra=args.locality_extra,
+                             locality_rise=args.locality_rise,
+                             locality_every=args.locality_every)
     before = accuracy(model, data)
     labels = None if args.labels is None else torch.tensor(args.labels)
     if sequential:

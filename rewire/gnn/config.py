@@ -48,6 +48,20 @@ class EditConfig:
             kept step, quartered on a refused try).
         locality_sample: locality nodes per restore, drawn afresh per edit (None: every
             node not edited).
+        locality_extra: sequential mode: at most this many restore steps more after
+            ``locality_steps`` while the restore's loss ``L_loc`` is still above
+            ``locality_rise`` times its level before the edit (the ``L_loc`` the previous
+            restore ended at): an edit that moved the graph far gets a longer restore;
+            0 = none.
+        locality_rise: that factor (> 1 lets the level creep; >= 1).
+        locality_every: sequential mode with ``locality_steps``: inside an edit, after
+            every this many of its Adam steps (an edit goes on while a target is wrong),
+            a restore of ``locality_steps`` steps in which the edit's targets' loss
+            stays within 1 % of its value at the restore's start (they need not be
+            right yet; :func:`rewire.gnn.locality.restore` ``pending``); 0 = none.
+        margin: an edit goes on (within ``max_steps``) until each of its targets leads
+            by at least this logit margin ``z_y − max_{c≠y} z_c`` (0: until it is
+            right), which leaves a locality restore room to move without flipping it.
         lr_backtrack: halve Adam's learning rate for the rest of an edit each time a step
             raised the edit's target loss (Adam's momentum overshooting; default off: the
             paper's fixed ``lr``).
@@ -72,6 +86,10 @@ class EditConfig:
     locality_steps: int = 0
     locality_lr: float = 10.0
     locality_sample: int | None = None
+    locality_extra: int = 0
+    locality_rise: float = 1.5
+    locality_every: int = 0
+    margin: float = 0.0
     lr_backtrack: bool = False
 
     def __post_init__(self):
@@ -80,9 +98,15 @@ class EditConfig:
                 raise ValueError(f"{name}: {getattr(self, name)!r} is not one of {list(allowed)}")
         if not isinstance(self.lr_backtrack, bool):
             raise ValueError(f"lr_backtrack must be True or False, got {self.lr_backtrack!r}")
-        if not isinstance(self.locality_steps, int) or self.locality_steps < 0:
-            raise ValueError(f"locality_steps must be an integer >= 0, got "
-                             f"{self.locality_steps!r}")
+        for name in ("locality_steps", "locality_extra", "locality_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got "
+                                 f"{getattr(self, name)!r}")
+        if not (self.margin >= 0 and self.margin < float("inf")):
+            raise ValueError(f"margin must be a finite number >= 0, got {self.margin}")
+        if not (self.locality_rise >= 1 and self.locality_rise < float("inf")):
+            raise ValueError(f"locality_rise must be a finite number >= 1, got "
+                             f"{self.locality_rise}")
         for name in ("k", "max_steps", "batch_size", "max_anchors", "anchor_sample",
                      "locality_sample"):
             if name in ("k", "anchor_sample", "locality_sample") and getattr(self, name) is None:

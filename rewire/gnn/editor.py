@@ -72,8 +72,16 @@ __all__ = ["METHODS", "MODES", "PROJECTIONS", "EditConfig", "EditOutcome", "Edit
            "receptive_field", "field_for"]
 
 
+def _margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Logit margins ``z_y − max_{c≠y} z_c`` of (T, C) ``logits`` for ``labels`` (T,);
+    > 0 where the label is predicted."""
+    own = logits.gather(1, labels.view(-1, 1)).flatten()
+    others = logits.scatter(1, labels.view(-1, 1), float("-inf"))
+    return own - others.max(dim=1).values
+
+
 def _edit_once(model, params, data, nodes, labels, config, projector, field=None,
-               guards=None) -> EditOutcome:
+               guards=None, settle=None) -> EditOutcome:
     """Up to ``max_steps`` rewired Adam steps on one target set; stops when all are right
     (and, with ``guards`` = (nodes, labels) of earlier edits, all of those too: a wrong
     one joins the loss)."""
@@ -89,7 +97,8 @@ def _edit_once(model, params, data, nodes, labels, config, projector, field=None
         logits = model(x, edge_index)[index]
         right = logits.argmax(dim=1) == every_y
         losses.append(float(F.cross_entropy(logits[:t].detach(), labels)))
-        if bool(right.all()) or steps == config.max_steps:
+        short = _margins(logits[:t].detach(), labels) < config.margin  # right, but barely
+        if (bool(right.all()) and not bool(short.any())) or steps == config.max_steps:
             break
         if config.lr_backtrack and len(losses) > 1 and losses[-1] > losses[-2]:
             for group in opt.param_groups:
@@ -112,9 +121,16 @@ def _edit_once(model, params, data, nodes, labels, config, projector, field=None
         else:
             opt.step()
         steps += 1
+        if settle is not None and steps % config.locality_every == 0:
+            settle(nodes, labels)  # a restore inside a long edit
     correct = int(right[:t].sum())
     return EditOutcome(nodes.tolist(), correct == t, steps, losses, 0.0, correct=correct,
                        guarded=every.numel() - t, kept=int(right[t:].sum()))
+
+
+def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat`` that gives an empty int64 tensor for no parts."""
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
 
 
 def misclassified(model: nn.Module, data: Data, n: int = 50, seed: int = 42,
@@ -229,7 +245,7 @@ def edit(model: nn.Module, data: Data, targets, labels=None,
     projector = None
     views: dict = {}  # receptive fields of anchor chunks, built once per call
     done_nodes, done_labels = [], []
-    reference = None
+    reference, level = None, 0.0  # level: L_loc where the last restore ended
     previous = getattr(work, "project_first", None)  # SAGE: mean over projected features
     if config.mode == "sequential" and config.locality_steps and previous is not None:
         work.set_project_first(True)  # (same outputs, a fraction of the time: SAGE.forward)
@@ -246,7 +262,14 @@ def edit(model: nn.Module, data: Data, targets, labels=None,
             work.load_state_dict(original)
         if i == 0 or not fresh:  # anchors of the model this edit starts from
             projector = _projector(work, data, params, config, field, guards, cache=views)
-        outcome = _edit_once(work, params, data, nodes, ys, config, projector, field, guards)
+        settle = None
+        if reference is not None and config.locality_every:
+            def settle(pending, pending_y, i=i):
+                restore(work, params, data, reference, _cat(done_nodes), _cat(done_labels),
+                        config.locality_steps, config.locality_lr, config.locality_sample,
+                        config.seed + i, field, views, pending=(pending, pending_y))
+        outcome = _edit_once(work, params, data, nodes, ys, config, projector, field, guards,
+                             settle)
         if outcome.success:
             done_nodes.append(nodes)
             done_labels.append(ys)
@@ -254,7 +277,9 @@ def edit(model: nn.Module, data: Data, targets, labels=None,
             outcome.restored, outcome.locality_before, outcome.locality = restore(
                 work, params, data, reference, torch.cat(done_nodes), torch.cat(done_labels),
                 config.locality_steps, config.locality_lr, config.locality_sample,
-                config.seed + i, field, views)
+                config.seed + i, field, views, extra=config.locality_extra,
+                bound=config.locality_rise * level)
+            level = outcome.locality
         outcome.seconds = time.perf_counter() - start
         outcome.cpu_seconds = time.process_time() - cpu_start
         outcome.anchors = getattr(projector, "k", 1 if projector is not None else 0)

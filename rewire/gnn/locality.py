@@ -74,7 +74,9 @@ def restore(model: nn.Module, params, data: Data, reference: torch.Tensor,
             edited: torch.Tensor, labels: torch.Tensor, steps: int, lr: float,
             sample: int | None = None, seed: int = 0,
             field: ReceptiveField | None = None, cache: dict | None = None,
-            tries: int = 6) -> tuple[int, float, float]:
+            tries: int = 6, extra: int = 0, bound: float = float("inf"),
+            pending: tuple[torch.Tensor, torch.Tensor] | None = None
+            ) -> tuple[int, float, float]:
     """Pull ``model``'s predictions off the edited nodes back toward ``reference`` in place,
     keeping every edited node right (module docstring).
 
@@ -90,26 +92,50 @@ def restore(model: nn.Module, params, data: Data, reference: torch.Tensor,
         sample: locality nodes per restore (None: every node not edited).
         seed: seed of that sample (a sequence passes a new one per edit).
         tries: step sizes tried per step (each a quarter of the last) before it ends.
+        extra: at most this many steps more after ``steps`` while ``L_loc`` is above
+            ``bound`` (an edit that moved the graph far gets a longer restore).
+        bound: the ``L_loc`` below which the ``extra`` steps stop.
+        pending: ``(nodes, labels)`` of an edit still under way (a restore inside it):
+            their loss rows join the cone and a try is kept only if their loss is at
+            most 1 % above its value when the restore began (to first order it does not
+            rise; a strict bound refuses every step once their row is active), but they
+            need not be right yet; they are no locality nodes.
         field, cache: receptive-field index and view cache (:func:`rewire.gnn.anchors.view`).
 
     Returns:
         ``(steps kept, L_loc before, L_loc after)``.
     """
-    if steps == 0 or edited.numel() == 0:
+    held = edited if pending is None else torch.cat([edited, pending[0]])
+    if steps == 0 or held.numel() == 0:
         return 0, 0.0, 0.0
-    local = locality_nodes(data.num_nodes, edited, sample, seed)
+    local = locality_nodes(data.num_nodes, held, sample, seed)
     if local.numel() == 0:
         return 0, 0.0, 0.0
     inputs = view(data, local, field, cache if sample is None else None)
     target = reference[local]
-    edited_view = view(data, edited, field)
+    held_view = view(data, held, field)
+    held_y = labels if pending is None else torch.cat([labels, pending[1]])
     y = data.y.clone()
-    y[edited] = labels
-    rows = anchor_gradients(model, data, [n.view(1) for n in edited], params, field, y, cache)
+    y[held] = held_y
+    rows = anchor_gradients(model, data, [n.view(1) for n in held], params, field, y, cache)
     project = AnchorProjector(rows)
+    e = edited.numel()
+
+    def acceptable(pending_loss):
+        """Every edited node right and the pending targets' loss at most 1 % above
+        ``pending_loss``; returns (ok, the pending loss now)."""
+        with torch.no_grad():
+            logits = model(*held_view[:2])[held_view[2]]
+        ok = bool((logits[:e].argmax(dim=1) == labels).all())
+        now = float(F.cross_entropy(logits[e:], pending[1])) if pending is not None else 0.0
+        return ok and now <= pending_loss * (1 + 1e-2), now
+
+    pending_loss = acceptable(float("inf"))[1]
     loss = _kl(model, inputs, target)
     first, kept, eta = float(loss), 0, lr
-    for _ in range(steps):
+    for step in range(steps + extra):
+        if step >= steps and float(loss) <= bound:
+            break
         g = flatten(torch.autograd.grad(loss, params, allow_unused=True), params)
         u = project(g)  # G_E u >= 0: no edited node's loss rises to first order
         slope = float(g @ u)
@@ -118,9 +144,7 @@ def restore(model: nn.Module, params, data: Data, reference: torch.Tensor,
         before = flatten([p.detach() for p in params], params)
         for _ in range(tries):
             _assign(params, before - eta * u)
-            with torch.no_grad():
-                right = bool((model(*edited_view[:2])[edited_view[2]].argmax(dim=1)
-                              == labels).all())
+            right, _ = acceptable(pending_loss)
             new_loss = _kl(model, inputs, target)
             if right and float(new_loss) <= float(loss) - 1e-4 * eta * slope:  # Armijo
                 break
