@@ -151,7 +151,7 @@ def parser() -> argparse.ArgumentParser:
     namespace (the field keeps its default)."""
     import argparse
 
-    from rewire.job.spec import CONV_EPOCHS, CONV_LR, JobSpec, MODELS
+    from rewire.job.spec import CONV_EPOCHS, CONV_LR, PROFILE_DEFAULTS, JobSpec, MODELS
     from rewire.training.data import DATASETS
     from rewire.training.model import ENCODINGS
     from rewire.job.events import INPUTS
@@ -162,12 +162,16 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 argument_default=argparse.SUPPRESS)
 
+    def show(value):
+        return " ".join(map(str, value)) if isinstance(value, tuple) else f"{value:g}" \
+            if isinstance(value, float) else value
+
     def add(group, field, text, **kwargs):
-        shown = default[field]
-        shown = " ".join(map(str, shown)) if isinstance(shown, tuple) else f"{shown:g}" \
-            if isinstance(shown, float) else shown
+        shown = show(default[field])
+        chips = "".join(f"; {model} chips (xylo): {show(own[field])}"
+                        for model, own in PROFILE_DEFAULTS.items() if field in own)
         group.add_argument(FLAGS[field], dest=field,
-                           help=text.replace("{default}", f"default {shown}"), **kwargs)
+                           help=text.replace("{default}", f"default {shown}{chips}"), **kwargs)
 
     add(p, "profile", "shipped profile name or path to a TOML profile ({default})")
     add(p, "out", "output folder ({default})")
@@ -176,7 +180,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--show-profile", metavar="NAME", default=None,
                    help="print a profile as JSON, exit")
     d = p.add_argument_group("data and network")
-    add(d, "dataset", f"one of {', '.join(DATASETS)}: digits embedded, mnist needs --data-dir "
+    add(d, "dataset", f"one of {', '.join(DATASETS)}: digits and digits-xylo embedded, mnist "
+                      f"needs --data-dir "
                       f"({{default}})", metavar="{" + ",".join(DATASETS) + "}")
     add(d, "data_dir", "folder with the MNIST IDX files")
     add(d, "model", "mlp: fully connected (--hidden); conv: Conv2d + sum-pooling stages then "

@@ -57,6 +57,7 @@ from rewire.compiler import equivalence
 from rewire.compiler.quantize import compile_network
 from rewire.errors import RewireError
 from rewire.frontends import lower
+from rewire.frontends.bitshift import LIFBitshiftCell
 from rewire.hw_profiles.profile import HardwareProfile, load_profile
 from rewire.ir.chip_neurons import chip_class
 from rewire.ir.compiled import CompiledNetwork
@@ -119,10 +120,12 @@ class QAT:
 
 
 def _neuron_modules(model: nn.Module) -> list[nn.Module]:
-    """Norse neuron modules (a ``p`` parameter tuple with ``tau_mem_inv`` or ``v_th``), in
-    module order (the order of the IR layers)."""
-    return [m for m in model.modules() if isinstance(getattr(m, "p", None), tuple)
-            and any(f in getattr(m.p, "_fields", ()) for f in ("tau_mem_inv", "v_th"))]
+    """Neuron modules in module order (the order of the IR layers): Norse's (a ``p``
+    parameter tuple with ``tau_mem_inv`` or ``v_th``) and Xylo's
+    :class:`~rewire.frontends.bitshift.LIFBitshiftCell` (its IR neuron ``neuron``)."""
+    return [m for m in model.modules() if isinstance(m, LIFBitshiftCell) or (
+        isinstance(getattr(m, "p", None), tuple)
+        and any(f in getattr(m.p, "_fields", ()) for f in ("tau_mem_inv", "v_th")))]
 
 
 def _layer_k(layer) -> tuple[float, float]:
@@ -274,6 +277,10 @@ class QATRun:
 
     @staticmethod
     def _set_cell(cell: nn.Module, values: dict) -> None:
+        if isinstance(cell, LIFBitshiftCell):  # its decays are the chip's already (dash)
+            if "v_th" in values:
+                cell.neuron = dataclasses.replace(cell.neuron, v_th=float(values["v_th"]))
+            return
         fields = {k: torch.full_like(torch.as_tensor(getattr(cell.p, k)), float(v))
                   for k, v in values.items() if k in cell.p._fields}
         cell.p = cell.p._replace(**fields)
