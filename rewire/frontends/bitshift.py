@@ -43,13 +43,15 @@ class MultiSpike(torch.autograd.Function):
     slope ``1 / th`` (a straight-through estimate), 0 above.
 
     Shapes:
-        ``v`` any shape, float; ``th`` a positive float; ``most`` an int >= 1.
+        ``v`` any shape, float; ``th`` a positive float; ``most`` an int >= 1; ``alpha``
+        (optional) the sharpness, default :data:`SURROGATE_ALPHA` (a cell's
+        ``surrogate_alpha`` attribute, where set, gives it).
     """
 
     @staticmethod
-    def forward(ctx, v, th: float, most: int):
+    def forward(ctx, v, th: float, most: int, alpha: float = SURROGATE_ALPHA):
         ctx.save_for_backward(v)
-        ctx.th, ctx.most = th, most
+        ctx.th, ctx.most, ctx.alpha = th, most, alpha
         count = torch.clamp(torch.floor(v / th), 0, most)
         return count * (v - th >= 0).to(v.dtype)
 
@@ -58,10 +60,10 @@ class MultiSpike(torch.autograd.Function):
         (v,) = ctx.saved_tensors
         th, most = ctx.th, ctx.most
         x = v / th - 1.0
-        below = 1.0 / (SURROGATE_ALPHA * x.abs() + 1.0) ** 2
+        below = 1.0 / (ctx.alpha * x.abs() + 1.0) ** 2
         slope = torch.where(x < 0, below, torch.where(x < most, torch.ones_like(x),
                                                       torch.zeros_like(x)))
-        return grad * slope / th, None, None
+        return grad * slope / th, None, None, None
 
 
 class LIFBitshiftCell(nn.Module):
@@ -125,6 +127,7 @@ class LIFBitshiftCell(nn.Module):
             zeros = torch.zeros_like(a)
             state = LIFBitshiftState(zeros, zeros)
         v, i = bitshift_subthreshold(self.neuron, [a], state.i, state.v)
-        z = MultiSpike.apply(v, float(self.neuron.v_th), int(self.neuron.max_spikes))
+        z = MultiSpike.apply(v, float(self.neuron.v_th), int(self.neuron.max_spikes),
+                             float(getattr(self, "surrogate_alpha", SURROGATE_ALPHA)))
         v = v - z.detach() * torch.as_tensor(self.neuron.v_th, dtype=v.dtype)
         return z, LIFBitshiftState(v, i)
