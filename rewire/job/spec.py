@@ -43,9 +43,9 @@ CONV_EPOCHS_OTHER = 10
 #: channels, 8 outputs): the 16-channel 8-class ``digits-xylo`` task, with the figures chosen
 #: on its validation split (the last 231 training samples; docs/training.md, "Xylo").
 PROFILE_DEFAULTS = {
-    "cuba_bitshift": {"dataset": "digits-xylo", "hidden": (128,), "steps": 16,
+    "cuba_bitshift": {"dataset": "digits-xylo", "hidden": (128,), "steps": 8,
                       "input_gain": 4.0, "connectivity": None,
-                      "train": {"epochs": 60, "lr": 3e-3}},
+                      "train": {"epochs": 40, "lr": 3e-3}},
 }
 #: The defaults of the fields :data:`PROFILE_DEFAULTS` may set, on every other chip.
 COMMON_DEFAULTS = {"dataset": "digits", "hidden": (256,), "steps": 16, "input_gain": 4.0,

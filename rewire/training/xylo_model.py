@@ -28,11 +28,19 @@ from torch import nn
 from rewire.frontends.bitshift import LIFBitshiftCell
 from rewire.training.model import SpikingMLP
 
-__all__ = ["HIDDEN_MAX_SPIKES", "XyloNeuron", "XyloMLP"]
+__all__ = ["HIDDEN_MAX_SPIKES", "SURROGATE_ALPHA", "XyloNeuron", "XyloMLP"]
 
 #: Most spikes a Xylo hidden neuron emits per step (XyloSim 0.1.3, measured; rockpool 3.1's
 #: ``max_spikes_per_dt`` of the hidden layer).
 HIDDEN_MAX_SPIKES = 31
+#: SuperSpike's sharpness below the threshold in the surrogate gradient of every
+#: :class:`XyloMLP` cell (``surrogate_alpha`` of
+#: :class:`~rewire.frontends.bitshift.LIFBitshiftCell`; Zenke & Ganguli, Neural Computation
+#: 30(6), 2018, eq. 5, on ``v / v_th``). Chosen on the ``digits-xylo`` validation split
+#: (docs/training.md, "Xylo"): at Norse's 100 a readout neuron whose ``v`` stays well below
+#: its threshold gets almost no gradient (0.0004 at half the threshold, against 0.028 at 10),
+#: and a class whose readout fell silent on part of the data stayed so.
+SURROGATE_ALPHA = 10.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,13 @@ class XyloNeuron:
         dt: the step in s (written to NIR as ``tau = dt 2**dash``).
         hidden_max_spikes: most spikes per step of a hidden neuron (Xylo: 31).
         readout_max_spikes: most spikes per step of a readout neuron (Xylo: 1).
+        readout_dash_syn, readout_dash_mem: the readout's own decays (Xylo's
+            ``dash_syn_out``, ``dash_mem_out``); ``None``: the hidden layers'.
+        surrogate_alpha: the surrogate gradient's sharpness below the threshold
+            (:data:`SURROGATE_ALPHA`); training only, the forward does not depend on it.
+
+    The defaults were chosen on the ``digits-xylo`` validation split (docs/training.md,
+    "Xylo"): ``dash_syn 1``, ``dash_mem 2``, the readout's ``dash_mem 4``, ``v_th 1``.
     """
 
     dash_syn: int = 1
@@ -54,6 +69,16 @@ class XyloNeuron:
     dt: float = 1e-3
     hidden_max_spikes: int = HIDDEN_MAX_SPIKES
     readout_max_spikes: int = 1
+    readout_dash_syn: int | None = None
+    readout_dash_mem: int | None = 4
+    surrogate_alpha: float = SURROGATE_ALPHA
+
+    def dashes(self, readout: bool) -> tuple[int, int]:
+        """``(dash_syn, dash_mem)`` of a hidden layer or of the readout."""
+        if not readout:
+            return self.dash_syn, self.dash_mem
+        return (self.dash_syn if self.readout_dash_syn is None else self.readout_dash_syn,
+                self.dash_mem if self.readout_dash_mem is None else self.readout_dash_mem)
 
 
 class XyloMLP(SpikingMLP):
@@ -90,7 +115,9 @@ class XyloMLP(SpikingMLP):
         self.neuron = neuron
         last = len(self.sizes) - 2
         self.cells = nn.ModuleList(
-            LIFBitshiftCell(neuron.dash_syn, neuron.dash_mem, neuron.v_th,
+            LIFBitshiftCell(*neuron.dashes(k == last), neuron.v_th,
                             neuron.readout_max_spikes if k == last
                             else neuron.hidden_max_spikes, neuron.dt)
             for k in range(len(self.sizes) - 1))
+        for cell in self.cells:  # a plain attribute: training only, not lowered
+            cell.surrogate_alpha = float(neuron.surrogate_alpha)
