@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project's virtualenv in .venv and install rewire with its `lava`,
-# `test`, `readers`, `docs` and `neurobench` extras. The venv is reused while pyproject.toml and the
-# interpreter are unchanged.
+# `xylo`, `test`, `readers`, `docs` and `neurobench` extras. The venv is reused while
+# pyproject.toml and the interpreter are unchanged.
 #
 # Python 3.10 is preferred: lava-dl 0.6 / lava-nc 0.10 need Python >=3.10,<3.11. Without a
 # 3.10 the newest Python >= 3.10 found is used without the `lava` extra (one line says so);
@@ -47,7 +47,7 @@ find_newest() {  # the newest Python >= 3.10 on PATH or in pyenv
     echo "$best"
 }
 
-EXTRAS="lava,test,readers,docs,neurobench"
+EXTRAS="lava,xylo,test,readers,docs,neurobench"
 if [ -n "${PYTHON:-}" ]; then
     PY=$PYTHON
     if [ -z "$(version_of "$PY")" ]; then
@@ -69,11 +69,11 @@ MSG
 fi
 if ! is_py310 "$PY"; then
     EXTRAS="test,readers,docs,neurobench"
-    echo ">> no Python 3.10: using $PY (Python $(version_of "$PY" | tr ' ' .)) without the lava extra; the Lava check and tests are skipped" >&2
+    echo ">> no Python 3.10: using $PY (Python $(version_of "$PY" | tr ' ' .)) without the lava and xylo extras; the Lava and XyloSim checks and tests are skipped" >&2
 fi
 
 stamp="$VENV/.rewire-deps-$(sha256sum pyproject.toml | cut -c1-16)"
-if [ "$EXTRAS" != "lava,test,readers,docs,neurobench" ]; then
+if [ "$EXTRAS" != "lava,xylo,test,readers,docs,neurobench" ]; then
     stamp="$stamp-py$(version_of "$PY" | tr ' ' .)-nolava"
 fi
 if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ]; then

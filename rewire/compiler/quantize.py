@@ -41,8 +41,8 @@ from rewire.compiler.diagnostics import with_warnings
 from rewire.compiler.mapping import map_cores
 from rewire.compiler.netx_legal import grid_matrix, netx_exact, netx_weights, to_netx_grid
 from rewire.compiler.rounding import round_weights, weight_magnitude
-from rewire.compiler.skips import (check_skips, conv_skip_columns, split_skips,
-                                   with_conv_skips)
+from rewire.compiler.skips import check_skips, conv_skip_columns, split_skips, with_conv_skips
+from rewire.compiler.xylo import compile_xylo
 from rewire.errors import CompileError
 from rewire.hw_profiles.profile import HardwareProfile
 from rewire.ir import nodes as ir_nodes
@@ -54,8 +54,6 @@ from rewire.ir.network import Network
 
 ACTIVATION_BITS = 16  # Lava's LIF a_in port: LavaPyType(np.int16, precision=16)
 ACTIVATION_MAX = 2 ** (ACTIVATION_BITS - 1) - 1
-
-
 
 
 def quantize_layer(name: str, weight: np.ndarray, neuron, profile: HardwareProfile,
@@ -273,8 +271,7 @@ def _graded_input_layer(name: str, layer, profile: HardwareProfile, input_gain: 
 
 def _dense(name, layer, profile, input_scale, max_payload, payloads, netx,
            relays, skips=()) -> CompiledDense:
-    rec = layer.synapse.weight_rec if isinstance(layer.synapse, ir_nodes.RecurrentDense) \
-        else None
+    rec = getattr(layer.synapse, "weight_rec", None)  # RecurrentDense only
     # skip weights carry binary spikes, as recurrent ones do: they join the layer's extra
     # columns and share its scale S (every bound then covers them), and are split off after
     extra = [w for w in [rec, *(skip.weight for skip in skips)] if w is not None]
@@ -299,15 +296,13 @@ QUANTIZERS = {ir_nodes.Dense: _dense, ir_nodes.RecurrentDense: _dense,
 
 
 def compile_network(network: Network, profile: HardwareProfile, input_max_value: int | None = None,
-                    cores: int | None = None,
-                    calibration: np.ndarray | None = None, strict: bool = False
-                    ) -> CompiledNetwork:
+                    cores: int | None = None, calibration: np.ndarray | None = None,
+                    strict: bool = False) -> CompiledNetwork:
     """Compile an IR :class:`~rewire.ir.network.Network` for ``profile``.
 
-    Each IR layer becomes the compiled layer of its synapse type
-    (:mod:`rewire.ir.compiled_layers`) named by :func:`~rewire.ir.compiled_layers.layer_names`
-    with its own neuron's chip image (:mod:`rewire.ir.chip_neurons`); then the layers are mapped onto cores
-    (:func:`rewire.compiler.mapping.map_cores`).
+    Each IR layer becomes the compiled layer of its synapse type (:mod:`rewire.ir.compiled_layers`)
+    named by :func:`~rewire.ir.compiled_layers.layer_names` with its own neuron's chip image
+    (:mod:`rewire.ir.chip_neurons`), mapped onto cores (:func:`rewire.compiler.mapping.map_cores`).
 
     Args:
         network: the IR network (lower a torch/Norse module or a NIR graph first with
@@ -325,8 +320,11 @@ def compile_network(network: Network, profile: HardwareProfile, input_max_value:
         The frozen :class:`CompiledNetwork`, its ``warnings`` the ones issued as
         :class:`~rewire.errors.RewireWarning` s (:mod:`rewire.compiler.diagnostics`).
 
+    ``profile.neuron.model`` picks the compiler (:data:`COMPILERS`): ``cuba`` (this module),
+    ``cuba_bitshift`` (Xylo: :func:`rewire.compiler.xylo.compile_xylo`, its own errors).
+
     Raises:
-        CompileError: a profile whose neuron model is not ``cuba``, ``input_max_value`` not
+        CompileError: a neuron model without a compiler, ``input_max_value`` not
             an integer in [1, 2**24], ``cores`` outside [1, limits.cores], and the errors of
             :meth:`~rewire.ir.chip_neurons.ChipNeuron.check`, :func:`quantize_layer` and
             :func:`rewire.compiler.mapping.map_cores` (``MappingError``), naming the layer;
@@ -337,9 +335,16 @@ def compile_network(network: Network, profile: HardwareProfile, input_max_value:
         raise TypeError(f"network: give an IR rewire.ir.Network, got {type(network).__name__}; "
                         f"lower a model first with rewire.frontends.lower(model) or call "
                         f"rewire.compile(model, profile)")
-    if profile.neuron.model != "cuba":
+    if profile.neuron.model not in COMPILERS:
         raise CompileError(f"profile {profile.name!r}: neuron model {profile.neuron.model!r} "
-                           f"is not supported (only 'cuba')")
+                           f"is not supported (only {', '.join(map(repr, COMPILERS))})")
+    compiler = COMPILERS[profile.neuron.model]
+    return compiler(network, profile, input_max_value, cores, calibration, strict)
+
+
+def compile_cuba(network: Network, profile: HardwareProfile, input_max_value=None, cores=None,
+                 calibration=None, strict=False) -> CompiledNetwork:
+    """:func:`compile_network` for a ``cuba`` profile (the module docstring)."""
     current = network.encoding == "current"
     if input_max_value is None:
         input_max_value = 255
@@ -389,3 +394,7 @@ def compile_network(network: Network, profile: HardwareProfile, input_max_value:
                            mapping=mapping, notes=network.notes, source=network.source,
                            input_layout=network.input_shape)
     return with_warnings(chip, calibration, strict)  # rewire.compiler.diagnostics
+
+
+#: ``profile.neuron.model`` -> its compiler (same arguments as :func:`compile_network`).
+COMPILERS = {"cuba": compile_cuba, "cuba_bitshift": compile_xylo}

@@ -43,20 +43,33 @@ spikes of the step before, to ``a``; in Lava the recurrent ``Dense`` delays by o
 well, which is exactly that ``t - 1``, so the delayed model shifts a recurrent layer like any
 other. A leaky-integrator readout (``LI``/``CubaLI``, ``v_th_mant = 0``) never spikes and
 never resets: its output is ``v`` (int64) instead of spikes.
+
+Xylo (profile ``neuron.model = "cuba_bitshift"``, :class:`rewire.ir.chip_bitshift.CompiledBitshiftLIF`)
+follows its chip's own rules (:data:`rewire.compiler.chip_rules.CHIP_RULES`; docs/xylo.md): input
+events are clipped at 15 per channel and step, the current accumulates synapse by synapse with
+16-bit saturation after each (:func:`rewire.compiler.chip_rules.ordered_input`), and with
+``chip_delay=True`` every layer but the first receives its input one step late, as XyloSim
+0.1.3 runs a specification (hidden-to-hidden and hidden-to-readout spikes arrive a step late,
+the input in the same step). :func:`simulate_states` records ``u`` (Xylo's ``Isyn``) and
+``v`` (``Vmem``) of every layer and step besides the spikes.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from rewire.compiler.netx_legal import lava_delay_steps, pad_for_lava
+from rewire.compiler.chip_rules import chip_rules, ordered_input
+from rewire.compiler.netx_legal import lava_delay_steps, pad_for_lava, pad_silent
 from rewire.errors import CompileError
 from rewire.hw_profiles.profile import NeuronFormat
 from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import CompiledConv, CompiledDense, CompiledLayer, lookup
 from rewire.ir.input_layout import flatten_samples
 
-__all__ = ["NumpyOps", "synaptic_input", "encode_input", "simulate", "pad_for_lava", "align",
+__all__ = ["NumpyOps", "synaptic_input", "encode_input", "simulate", "simulate_states",
+           "LayerStates", "pad_for_lava", "pad_for_chip", "chip_delay_steps", "align",
            "class_scores", "accuracy"]
 
 
@@ -140,6 +153,11 @@ class NumpyOps:
         dec = x >> dash
         return x - np.where((dec == 0) & (x > 0), 1, dec)
 
+    def bitshift_leak(self, x, dash, tag):
+        """``-dec(x, dash)``: the change a bit-shift decay makes (``x - dec`` is
+        :meth:`bitshift_decay`)."""
+        return self.bitshift_decay(x, dash, tag) - x
+
     def saturate(self, x):
         """Saturate at the ``state_bits`` two's-complement range (int16 on Xylo)."""
         return np.clip(x, -self.half, self.half - 1)
@@ -194,7 +212,8 @@ def encode_input(net: CompiledNetwork, x: np.ndarray) -> np.ndarray:
     float in [0, 1]; every step carries ``round(x * input_max_value)`` as a graded spike. For
     ``rate`` encoding ``x`` is already the binary spike train ``(T, B, *net.input_shape)`` or
     ``(T, B, n_in)``. The payload is always flat (``x.flatten()`` order per sample), as the
-    integer model, the ONNX files and Lava take it.
+    integer model, the ONNX files and Lava take it. On a chip that clips its input events
+    (Xylo: at 15 per channel and step) the payload is clipped as the chip does.
 
     Raises:
         ValueError: ``x`` in neither layout for the encoding (named, with both layouts).
@@ -205,12 +224,12 @@ def encode_input(net: CompiledNetwork, x: np.ndarray) -> np.ndarray:
         return (flatten_samples(x, n_in, net.input_shape, 2, "rate encoding needs spikes") > 0
                 ).astype(np.int64)
     x = flatten_samples(x, n_in, net.input_shape, 1, "current encoding needs x")
-    payload = np.rint(x * net.input_max_value).astype(np.int64)
+    payload = chip_rules(net).clip_input(np.rint(x * net.input_max_value).astype(np.int64))
     return np.broadcast_to(payload, (net.steps,) + payload.shape)
 
 
 def simulate(net: CompiledNetwork, payload: np.ndarray, lava_delay: bool = False,
-             record_all: bool = False) -> list[np.ndarray]:
+             record_all: bool = False, chip_delay: bool = False) -> list[np.ndarray]:
     """Run the integer model.
 
     Args:
@@ -219,17 +238,72 @@ def simulate(net: CompiledNetwork, payload: np.ndarray, lava_delay: bool = False
             ``(T, B, *net.input_shape)``.
         lava_delay: add Lava's one-step delay per dense layer.
         record_all: return the spikes of every layer, not only the last.
+        chip_delay: add the chip's own delays (:meth:`rewire.compiler.chip_rules.ChipRules.delayed`:
+            Xylo delays every layer but the first); not with ``lava_delay``.
 
     Returns:
         Spike trains ``(T, B, n)`` as uint8, one per layer (or only the output layer's); a
         leaky-integrator layer's voltages ``v`` as int64 instead, and the spike counts of a
         layer with several spikes per step (``max_spikes > 1``) as int64.
 
+    Raises:
+        ValueError: both delays asked for; negative input events on a chip that counts them.
+        rewire.errors.CompileError: a delayed network with skip connections; on Xylo, a
+            layer the chip's ordered accumulation does not cover (conv, skip, bias).
+
     Shapes:
         payload ``(T, B, n_in)`` -> ``[(T, B, n_1), ..., (T, B, n_L)]``.
     """
+    out = [r.out for r in _run(net, payload, _delays(net, lava_delay, chip_delay), False)]
+    return out if record_all else [out[-1]]
+
+
+class LayerStates(NamedTuple):
+    """One layer's record of :func:`simulate_states`, each ``(T, B, n)``.
+
+    Attributes:
+        u: the current after the step (int64; Xylo's ``Isyn``).
+        v: the voltage after the step's reset (int64; Xylo's ``Vmem``).
+        out: the output as :func:`simulate` returns it.
+    """
+
+    u: np.ndarray
+    v: np.ndarray
+    out: np.ndarray
+
+
+def simulate_states(net: CompiledNetwork, payload: np.ndarray,
+                    chip_delay: bool = True) -> list[LayerStates]:
+    """Run the integer model (:func:`simulate`) recording every layer's ``u`` and ``v`` at
+    every step besides its output: what a comparison with the chip's simulator reads
+    state for state (:mod:`rewire.export.xylo_run`).
+
+    Args:
+        net, payload: as :func:`simulate`.
+        chip_delay: with the chip's own delays (default; see :func:`simulate`).
+
+    Returns:
+        One :class:`LayerStates` per layer, input side first.
+    """
+    return _run(net, payload, _delays(net, False, chip_delay), True)
+
+
+def _delays(net: CompiledNetwork, lava_delay: bool, chip_delay: bool) -> tuple[bool, ...]:
+    """Per layer: whether its input arrives one step late."""
+    if lava_delay and chip_delay:
+        raise ValueError("lava_delay and chip_delay: give one delay model, not both")
+    if chip_delay:
+        return chip_rules(net).delayed(len(net.layers))
+    return (lava_delay,) * len(net.layers)
+
+
+def _run(net: CompiledNetwork, payload: np.ndarray, delayed: tuple[bool, ...],
+         states: bool) -> list[LayerStates]:
+    """The integer model with layer ``k`` delayed by one step where ``delayed[k]``."""
     payload = flatten_samples(np.asarray(payload, dtype=np.int64), net.sizes[0],
                               net.input_shape, 2, "the integer model needs a payload")
+    rules = chip_rules(net)
+    payload = rules.clip_input(payload)
     steps, batch = payload.shape[:2]
     ops = NumpyOps(net.profile.neuron)
     u = [np.zeros((batch, l.shape[0]), np.int64) for l in net.layers]
@@ -238,29 +312,38 @@ def simulate(net: CompiledNetwork, payload: np.ndarray, lava_delay: bool = False
     pending = [np.zeros((batch, l.shape[1]), np.int64) for l in net.layers]
     out = [np.zeros((steps, batch, l.shape[0]), np.uint8 if _binary(l) else np.int64)
            for l in net.layers]
+    rec = [(np.zeros((steps, batch, l.shape[0]), np.int64),
+            np.zeros((steps, batch, l.shape[0]), np.int64)) if states else (None, None)
+           for l in net.layers]
     z_prev = [np.zeros((batch, l.shape[0]), np.int64) for l in net.layers]
-    if lava_delay and any(l.skips for l in net.layers):
+    if any(delayed) and any(l.skips for l in net.layers):
         raise CompileError("a network with skip connections has no Lava-delayed model: each "
                            "path to a layer would arrive with its own delay (netx refuses it)")
     bias = [l.bias_per_neuron() for l in net.layers]
+    arrives = np.cumsum(delayed)  # the delayed step at which layer k's first input arrives
     for t in range(steps):
         s = payload[t]
         seen = [s]  # seen[j]: the spikes of layer j this step (0: the input payload)
         for k, layer in enumerate(net.layers):
-            if lava_delay:
+            if delayed[k]:
                 s, pending[k] = pending[k], s
-            a = synaptic_input(layer, s)
-            for skip in layer.skips:  # integer sums: the order does not matter
-                a = a + seen[skip.source] @ skip.weight_int.astype(np.int64).T
-            if bias[k] is not None and (t > k or not lava_delay):
-                a = a + bias[k]  # delayed: from the step the layer's first input arrives
-            if layer.recurrent:
-                a = a + z_prev[k] @ layer.weight_rec_int.astype(np.int64).T
+            if rules.ordered:  # synapse by synapse, saturating after each (Xylo)
+                a = ordered_input(layer, u[k], s, z_prev[k], ops.saturate) - u[k]
+            else:
+                a = synaptic_input(layer, s)
+                for skip in layer.skips:  # integer sums: the order does not matter
+                    a = a + seen[skip.source] @ skip.weight_int.astype(np.int64).T
+                if bias[k] is not None and t >= arrives[k]:
+                    a = a + bias[k]  # delayed: from the step the layer's first input arrives
+                if layer.recurrent:
+                    a = a + z_prev[k] @ layer.weight_rec_int.astype(np.int64).T
             u[k], v[k], out[k][t], fire = layer.chip.int_step(ops, u[k], v[k], a, z_prev[k])
+            if states:
+                rec[k][0][t], rec[k][1][t] = u[k], v[k]
             if fire is not None:
                 s = z_prev[k] = fire.astype(np.int64)
             seen.append(s)
-    return out if record_all else [out[-1]]
+    return [LayerStates(ru, rv, o) for (ru, rv), o in zip(rec, out)]
 
 
 def _binary(layer: CompiledLayer) -> bool:
@@ -276,6 +359,21 @@ def align(net: CompiledNetwork, payload: np.ndarray) -> np.ndarray:
     """
     delayed = simulate(net, pad_for_lava(net, payload), lava_delay=True)[-1]
     return delayed[lava_delay_steps(net):]
+
+
+def chip_delay_steps(net: CompiledNetwork) -> int:
+    """Steps the chip's own delays (``chip_delay=True``) put between the input and the
+    output: ``L - 1`` on Xylo (every layer but the first), ``L`` for Lava's CUBA chips."""
+    return sum(chip_rules(net).delayed(len(net.layers)))
+
+
+def pad_for_chip(net: CompiledNetwork, payload: np.ndarray) -> np.ndarray:
+    """Append :func:`chip_delay_steps` silent steps to ``payload`` ``(T, B, n_in)`` (int64),
+    so the chip's delayed run holds the whole response of the last input step; dropping the
+    first :func:`chip_delay_steps` outputs of ``simulate(net, pad_for_chip(net, payload),
+    chip_delay=True)`` gives ``simulate(net, payload)`` exactly (states start at 0 and a
+    layer without input stays at 0)."""
+    return pad_silent(np.asarray(payload, dtype=np.int64), chip_delay_steps(net))
 
 
 def class_scores(net: CompiledNetwork, out: np.ndarray) -> np.ndarray:

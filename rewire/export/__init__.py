@@ -9,7 +9,7 @@
 
 Example:
     >>> sorted(WRITERS)
-    ['cores', 'netx', 'nir', 'onnx']
+    ['cores', 'netx', 'nir', 'onnx', 'xylo']
 """
 
 from __future__ import annotations
@@ -54,6 +54,9 @@ WRITERS: dict[str, tuple[FileWriter, ...]] = {
                         "check_size"),
              FileWriter("onnx_int", "model_int.onnx", "rewire.export.onnx_int", "check")),
     "nir": (FileWriter("nir", "model.nir", "rewire.export.nir_graph", "to_nir"),),
+    "xylo": (FileWriter("xylo", "model_xylo.npz", "rewire.export.xylo_spec", "check"),
+             FileWriter("xylo_json", "model_xylo.json", "rewire.export.xylo_spec",
+                        func="write_json")),
     "cores": (FileWriter("cores_json", "cores.json", "rewire.export.cores", func="write_json"),
               FileWriter("cores_png", "cores.png", "rewire.export.cores", func="write_png")),
 }
@@ -134,7 +137,8 @@ def write(net: CompiledNetwork, out_dir: str | Path, formats=None) -> dict[str, 
 
     Returns:
         ``{file key: path}``: ``"netx"``, ``"onnx_step"``, ``"onnx_unrolled"``,
-        ``"onnx_int"``, ``"nir"``, ``"cores_json"``, ``"cores_png"`` (those written).
+        ``"onnx_int"``, ``"nir"``, ``"xylo"`` (``model_xylo.npz``, :mod:`rewire.export.xylo_spec`),
+        ``"xylo_json"``, ``"cores_json"``, ``"cores_png"`` (those written).
 
     Raises:
         TypeError: ``net`` is not a compiled network (e.g. ``None``, a dict, an IR

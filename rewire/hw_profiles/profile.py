@@ -88,7 +88,7 @@ class HardwareProfile:
     Attributes:
         name: short name, e.g. ``"loihi2"``.
         description: one line for humans.
-        formats: export formats that apply to this chip (subset of netx, onnx, nir).
+        formats: export formats that apply to this chip (subset of netx, onnx, nir, xylo).
         limits: :class:`Limits`.
         weights: :class:`WeightFormat`.
         neuron: :class:`NeuronFormat`.

@@ -17,7 +17,7 @@ __all__ = ["FORMAT_VERSION", "READABLE_VERSIONS", "KNOWN_FORMATS", "parse_fields
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-KNOWN_FORMATS = ("netx", "onnx", "nir")
+KNOWN_FORMATS = ("netx", "onnx", "nir", "xylo")
 
 _TOP_KEYS = {"format_version", "name", "description", "formats", "limits", "weights",
              "neuron", "energy", "sources"}

@@ -112,6 +112,13 @@ class ChipNeuron:
     ZERO_LEAK: ClassVar[bool] = False  #: ``vDecay = 0`` allowed (no leak: ``IF``)
 
     @classmethod
+    def weight_range(cls, profile: HardwareProfile) -> tuple[int, int, int]:
+        """``(lowest, highest, step)`` of the integer weights a layer of this neuron holds on
+        ``profile``: its weight format's ``min_int``, ``max_int`` and ``step``."""
+        fmt = profile.weights
+        return fmt.min_int, fmt.max_int, fmt.step
+
+    @classmethod
     def threshold_limit(cls, neuron, profile: HardwareProfile) -> float:
         """The largest ``S`` whose ``vThMant`` fits ``threshold_bits`` (``inf`` without one)."""
         if not neuron.spiking:

@@ -9,14 +9,18 @@ integer weights times the input events, clipped at 15 per channel and step, plus
 recurrent spikes of the step before) is::
 
     I = sat16(I + a);  I = I - dec(I, dash_syn)
-    V = sat16(V - dec(V, dash_mem) + I)
+    V = sat16(V + sat16(I - dec(V, dash_mem)))
     n = [V >= th] min(V // th, max_spikes);  V = V - n th
 
+The change of ``V`` is saturated before it is added, and ``a`` is accumulated into ``I`` one
+presynaptic neuron at a time, saturating after each (the integer model does that:
+:func:`rewire.compiler.chip_rules.ordered_input`); both measured against XyloSim 0.1.3 in
+``tests/export/test_xylo_sim.py``.
 (:meth:`CompiledBitshiftLIF.int_step`; the fields ``i_decay``, ``v_decay`` and ``v_th_mant``
 of :class:`~rewire.ir.chip_base.ChipNeuron` hold ``dash_syn``, ``dash_mem`` and the int16
 threshold ``th``). Where the float weights and threshold are integers times ``1/S`` the float
 model (:func:`rewire.ir.dynamics.bitshift_subthreshold`) differs from this only by the
-rounding of the shifts. Measured against XyloSim: ``tests/ir/test_bitshift_xylosim.py``.
+rounding of the shifts.
 """
 
 from __future__ import annotations
@@ -66,9 +70,25 @@ class CompiledBitshiftLIF(ChipNeuron):
                                    f"{profile.neuron.decay_bits}); train with {field} <= {top}")
         return neuron.dash_syn, neuron.dash_mem, 1.0
 
+    @classmethod
+    def max_weight_shift(cls, profile: HardwareProfile) -> int:
+        """The largest ``weight_shift`` of a Xylo weight matrix: ``state_bits - weights.bits``
+        (8: ``127 << 8 = 32512`` and ``-128 << 8`` are the last int8 weights int16 holds;
+        XyloSim 0.1.3 computes ``w << shift`` in int16, so ``127 << 9`` wraps to -512,
+        measured)."""
+        return max(0, profile.neuron.state_bits - profile.weights.bits)
+
+    @classmethod
+    def weight_range(cls, profile: HardwareProfile) -> tuple[int, int, int]:
+        """``(min_int << s, max_int << s, step)`` with ``s`` = :meth:`max_weight_shift`: the
+        chip's weight is ``int8 << weight_shift``, one shift per matrix (which shifts a
+        network's matrices take: :func:`rewire.compiler.xylo.xylo_shifts`)."""
+        fmt, s = profile.weights, cls.max_weight_shift(profile)
+        return fmt.min_int << s, fmt.max_int << s, fmt.step
+
     def int_step(self, ops, u, v, a, z_prev=None):
         """One Xylo step (module docstring) on the backend ``ops`` (``add``, ``saturate``,
-        ``bitshift_decay`` and :func:`rewire.ir.chip_spikes.int_spike`'s ops); ``u`` is
+        ``bitshift_decay``, ``bitshift_leak`` and :func:`rewire.ir.chip_spikes.int_spike`'s ops); ``u`` is
         ``Isyn``, ``v`` is ``Vmem``.
 
         Returns:
@@ -76,7 +96,8 @@ class CompiledBitshiftLIF(ChipNeuron):
         """
         u = ops.saturate(ops.add(u, a, "u_pre"))
         u = ops.bitshift_decay(u, self.i_decay, "u_")
-        v = ops.saturate(ops.add(ops.bitshift_decay(v, self.v_decay, "v_"), u, "v_pre"))
+        dv = ops.saturate(ops.add(u, ops.bitshift_leak(v, self.v_decay, "v_"), "dv"))
+        v = ops.saturate(ops.add(v, dv, "v_pre"))
         v, out, n = int_spike(self, ops, v, z_prev)
         return u, v, out, n
 

@@ -53,13 +53,15 @@ def check_run_fields(data: dict) -> None:
         raise ValueError("compiled network: source must be a string")
 
 
-def _ints_in(name: str, w: np.ndarray, profile: HardwareProfile) -> None:
+def _ints_in(name: str, w: np.ndarray, profile: HardwareProfile, chip=None) -> None:
     fmt = profile.weights
     if w.dtype.kind not in "iu":
         raise ValueError(f"{name} must hold integers, got dtype {w.dtype}")
     if not w.size:
         return
-    lo, hi, step = fmt.min_int, fmt.max_int, fmt.step
+    # the layer's neuron class knows its chip's weights (Xylo: int8 << a per-matrix shift)
+    lo, hi, step = (fmt.min_int, fmt.max_int, fmt.step) if chip is None else \
+        chip.weight_range(profile)
     wide = w.astype(np.int64)
     bad = (wide < lo) | (wide > hi) | (wide % step != 0)
     if np.any(bad):
@@ -104,17 +106,17 @@ def check_layer(layer: CompiledLayer, k: int, profile: HardwareProfile) -> None:
     if layer.weight_int.ndim != ndim or 0 in layer.weight_int.shape:
         raise ValueError(f"{at}.weight_int must be a non-empty {ndim}-D array, got shape "
                          f"{layer.weight_int.shape}")
-    _ints_in(f"{at}.weight_int", layer.weight_int, profile)
+    _ints_in(f"{at}.weight_int", layer.weight_int, profile, layer.chip)
     _floats(f"{at}.weight", layer.weight, layer.weight_int.shape)
     for n, skip in enumerate(layer.skips):
-        _ints_in(f"{at}.skips[{n}].weight_int", skip.weight_int, profile)
+        _ints_in(f"{at}.skips[{n}].weight_int", skip.weight_int, profile, layer.chip)
         _floats(f"{at}.skips[{n}].weight", skip.weight, skip.weight_int.shape)
     if isinstance(layer, CompiledRecurrentDense):
         out = layer.weight_int.shape[0]
         if not isinstance(layer.weight_rec_int, np.ndarray) or \
                 layer.weight_rec_int.shape != (out, out):
             raise ValueError(f"{at}.weight_rec_int must be an ({out}, {out}) array")
-        _ints_in(f"{at}.weight_rec_int", layer.weight_rec_int, profile)
+        _ints_in(f"{at}.weight_rec_int", layer.weight_rec_int, profile, layer.chip)
         if not isinstance(layer.weight_rec, np.ndarray):
             raise ValueError(f"{at}.weight_rec must be an array dict")
         _floats(f"{at}.weight_rec", layer.weight_rec, (out, out))
@@ -127,7 +129,7 @@ def check_layer(layer: CompiledLayer, k: int, profile: HardwareProfile) -> None:
         _floats(f"{at}.bias", layer.bias, (layer.weight_int.shape[0],))
         if layer.bias_int.shape != layer.bias.shape:
             raise ValueError(f"{at}.bias_int must have the shape of bias, {layer.bias.shape}")
-        _ints_in(f"{at}.bias_int", layer.bias_int, profile)
+        _ints_in(f"{at}.bias_int", layer.bias_int, profile, layer.chip)
     _positive_finite(f"{at}.scale", layer.scale)
     _positive_finite(f"{at}.input_scale", layer.input_scale)
     unit, top = profile.neuron.decay_unit, profile.neuron.max_threshold_mant

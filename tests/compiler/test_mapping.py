@@ -227,7 +227,7 @@ def test_xylo_run_on_a_network_that_fits_trains_maps_and_reports(tmp_path):
     assert report["result"]["quantized_accuracy"] is None
     assert "cuba_bitshift" in report["result"]["not_compiled"]
     assert report["result"]["cores"] == 1 and report["formats"]["written"] == []
-    assert set(report["formats"]["skipped"]) == {"netx", "onnx", "nir"}
+    assert set(report["formats"]["skipped"]) == {"netx", "onnx", "nir", "xylo"}
     cores = json.loads((tmp_path / "out" / "cores.json").read_text())
     assert [c["core"] for c in cores["cores"]] == [0, "output"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [

@@ -36,7 +36,7 @@ def test_every_field_cites_a_source(name):
     ("loihi2", 128, 8192, 937500, ("netx", "onnx", "nir")),
     ("loihi", 128, 1024, 131072, ("onnx", "nir")),
     ("speck", 9, 65536, 65536, ("nir", "onnx")),
-    ("xylo", 1, 1000, 88000, ("nir", "onnx")),
+    ("xylo", 1, 1000, 88000, ("nir", "onnx", "xylo")),
     ("truenorth", 4096, 256, 65536, ("onnx",)),
 ])
 def test_key_figures(name, cores, neurons, synapses, fmt):
