@@ -16,7 +16,6 @@ fan-out table of a compiled network.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -53,22 +52,19 @@ def fan_out_rows(net: CompiledNetwork) -> list[dict]:
 def xylo_check(net: CompiledNetwork, path: Path, payload: np.ndarray) -> dict:
     """Run every test input of ``payload`` ``(T, N, 16)`` (integer events per channel and
     step) through XyloSim from the written specification at ``path`` and compare every
-    recorded state with rewire's integer model (:func:`rewire.export.xylo_run.check`).
+    recorded state (``Vmem``, ``Isyn``, spikes, of every neuron and step) with rewire's
+    integer model (:func:`rewire.export.xylo_run.xylo_check`).
 
     Returns:
-        ``{"samples", "samples_equal", "states_compared", "states_equal", "output_spikes",
-        "compared", "seconds"}`` (``compared``: at least one output spike and one state were
-        compared; a check of silence proves nothing), or ``{"skipped": why}`` where xylosim
-        is not installed.
+        :func:`rewire.export.xylo_run.compare`'s dict (``samples``, ``samples_equal``,
+        ``states_compared``, ``states_equal``, ``output_spikes``, ``hidden_spikes``,
+        ``steps``, ``first_mismatch``) with ``passed``, ``seconds`` and ``compared`` (at
+        least one output spike and one state were compared: a check of silence proves
+        nothing), or ``{"skipped": why}`` where xylosim is not installed.
     """
     from rewire.export import xylo_run
 
-    missing = xylo_run.xylosim_missing()
-    if missing:
-        return {"skipped": missing}
-    start = time.perf_counter()
-    result = dict(xylo_run.check(net, path, payload))
-    result["compared"] = bool(result.get("output_spikes", 0) > 0
-                              and result.get("states_compared", 0) > 0)
-    result["seconds"] = time.perf_counter() - start
+    result = xylo_run.xylo_check(net, path, payload, int(np.shape(payload)[1]))
+    if "samples" in result:
+        result["compared"] = bool(result["output_spikes"] > 0 and result["states_compared"] > 0)
     return result
