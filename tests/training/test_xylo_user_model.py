@@ -108,3 +108,32 @@ def test_user_model_trained_under_xylo_compiles_and_equals_xylosim(tmp_path):
     assert check["samples"] == check["samples_equal"] == len(x_test)
     assert check["states_equal"] == check["states_compared"] > 0
     assert check["output_spikes"] > 0 and check["passed"]
+
+
+def test_qat_on_xylo_trains_the_compilers_grid():
+    """QAT under the xylo profile (about 4 s): the grid is the compiler's own (int8 << one
+    shift per matrix, no integer differs: ``grid_mismatch`` 0) and the compiled image's class
+    is the float model's on every test sample."""
+    import dataclasses
+
+    from rewire.compiler import equivalence
+    from rewire.training.budget import make_budget
+    from rewire.training.qat import QAT, compile_image
+    from rewire.training.xylo_model import XyloMLP
+
+    full = load_split("digits-xylo")
+    split = dataclasses.replace(full, x_train=full.x_train[:384], y_train=full.y_train[:384],
+                                x_test=full.x_test[:96], y_test=full.y_test[:96])
+    torch.manual_seed(0)
+    sizes = (16, 32, 8)
+    model = XyloMLP(sizes, steps=4)
+    profile = load_profile("xylo")
+    x = split.x_train.numpy()
+    result = rewire.train(model, split, make_budget(profile, sizes),
+                          rewire.TrainConfig(epochs=3, lr=3e-3, progress=False),
+                          qat=QAT(profile, epochs=1, input_max_value=15, calibration=x))
+    assert result.qat["on"] and result.qat["grid_mismatch"] == 0
+    assert result.qat["payload"] == 15
+    net = compile_image(model, profile, 15, calibration=x)
+    rep = equivalence.compare(net, split.x_test.numpy())
+    assert rep.prediction_agreement == 1.0
