@@ -39,7 +39,12 @@ class ChipRules:
     ordered: bool = False
 
     def delayed(self, layers: int) -> tuple[bool, ...]:
-        """Per layer of a chain of ``layers``: whether its input arrives a step late."""
+        """Per layer of a chain of ``layers``: whether its input arrives a step late.
+
+        Example:
+            >>> CHIP_RULES["cuba_bitshift"].delayed(3), CHIP_RULES["cuba"].delayed(3)
+            ((False, True, True), (True, True, True))
+        """
         return (self.first_delayed,) + (True,) * (layers - 1)
 
     def clip_input(self, payload: np.ndarray) -> np.ndarray:

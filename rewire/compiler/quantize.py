@@ -309,7 +309,7 @@ def compile_network(network: Network, profile: HardwareProfile, input_max_value:
             :func:`rewire.frontends.lower`, or call :func:`rewire.compile`, which does).
         profile: target chip.
         input_max_value: ``current`` encoding: the integer payload standing for input 1.0
-            (16 for digits, 255 for MNIST); default 255. Ignored for ``rate`` input.
+            (16 for digits, 255 for MNIST); default 255 (15 on Xylo). Ignored for ``rate`` input.
         cores: cores allotted to the model (default: the whole chip).
         calibration: optional inputs ``(B, *input_shape)`` or ``(B, n_in)`` in [0, 1] (the
             training set) bounding the first layer's graded input (current encoding);

@@ -312,13 +312,13 @@ def _run(net: CompiledNetwork, payload: np.ndarray, delayed: tuple[bool, ...],
     pending = [np.zeros((batch, l.shape[1]), np.int64) for l in net.layers]
     out = [np.zeros((steps, batch, l.shape[0]), np.uint8 if _binary(l) else np.int64)
            for l in net.layers]
-    rec = [(np.zeros((steps, batch, l.shape[0]), np.int64),
-            np.zeros((steps, batch, l.shape[0]), np.int64)) if states else (None, None)
-           for l in net.layers]
+    rec = [tuple(np.zeros((steps, batch, l.shape[0]), np.int64) for _ in "uv") if states
+           else (None, None) for l in net.layers]
     z_prev = [np.zeros((batch, l.shape[0]), np.int64) for l in net.layers]
     if any(delayed) and any(l.skips for l in net.layers):
-        raise CompileError("a network with skip connections has no Lava-delayed model: each "
-                           "path to a layer would arrive with its own delay (netx refuses it)")
+        raise CompileError("a network with skip connections has no Lava-delayed (or "
+                           "chip-delayed) model: each path to a layer would arrive with its own "
+                           "delay (netx refuses it)")
     bias = [l.bias_per_neuron() for l in net.layers]
     arrives = np.cumsum(delayed)  # the delayed step at which layer k's first input arrives
     for t in range(steps):
@@ -327,8 +327,8 @@ def _run(net: CompiledNetwork, payload: np.ndarray, delayed: tuple[bool, ...],
         for k, layer in enumerate(net.layers):
             if delayed[k]:
                 s, pending[k] = pending[k], s
-            if rules.ordered:  # synapse by synapse, saturating after each (Xylo)
-                a = ordered_input(layer, u[k], s, z_prev[k], ops.saturate) - u[k]
+            if rules.ordered:  # Xylo: the a whose u + a (int_step's first sum) is the sum
+                a = ordered_input(layer, u[k], s, z_prev[k], ops.saturate) - u[k]  # in order
             else:
                 a = synaptic_input(layer, s)
                 for skip in layer.skips:  # integer sums: the order does not matter

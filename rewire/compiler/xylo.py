@@ -28,7 +28,8 @@ largest value (``scale_limited_by`` names the bound that set it) such that
 * without calibration data, ``activation bits``: the worst-case synaptic input of one step,
   :math:`\sum_j |w_{\mathrm{int},ij}|\,p_j` (:math:`p_j` at most ``input_max_value`` input
   events, or 31 spikes of a hidden neuron), fits int16, so that no sum of one step saturates;
-* with calibration data (``current`` encoding), ``state bits``: :math:`I + a` and :math:`V`
+* with calibration data (``current`` encoding), ``state bits``: :math:`I + a` (every partial
+  sum of :math:`a`, in any order: :func:`rewire.compiler.xylo_bounds.split`) and :math:`V`
   stay within int16 on the calibration inputs, first estimated from the float model's
   states (times :math:`S`, with :data:`STATE_MARGIN`), then checked in the integer model, on
   the chip's timing (hidden-to-hidden and readout weights one step late) and without it,
@@ -46,16 +47,14 @@ import dataclasses
 import math
 
 import numpy as np
-import torch
-from torch.nn import functional as F
 
 from rewire.compiler.diagnostics import CALIBRATION_SAMPLES, with_warnings
 from rewire.compiler.mapping import layer_connectivity, map_layers
-from rewire.compiler.simulate import NumpyOps
+from rewire.compiler.xylo_bounds import (activation_peaks, float_peaks, payload_max,
+                                         state_peaks)
 from rewire.compiler.xylo_checks import check_fan_out, check_network
 from rewire.errors import CompileError
 from rewire.hw_profiles.profile import HardwareProfile
-from rewire.ir import dynamics
 from rewire.ir import nodes as ir_nodes
 from rewire.ir.chip_bitshift import CompiledBitshiftLIF
 from rewire.ir.compiled import CompiledNetwork
@@ -187,8 +186,8 @@ def compile_xylo(network: Network, profile: HardwareProfile, input_max_value: in
         "activation bits" if payload is None else "state bits"
     for _ in range(_ROUNDS):  # rounding may push a bound over: shrink that layer's S
         compiled = _quantize(network, profile, names, scales_in, caps)
-        over = _activation_peaks(network, compiled, input_max_value if current else 1) \
-            if payload is None else _state_peaks(compiled, profile, payload, network.steps)
+        over = activation_peaks(network, compiled, input_max_value if current else 1) \
+            if payload is None else state_peaks(compiled, profile, payload, network.steps)
         if all(p <= limit for p in over):
             break
         caps = [(cap * limit / peak * 0.98, bound) if peak > limit else (cap, why)
@@ -197,13 +196,7 @@ def compile_xylo(network: Network, profile: HardwareProfile, input_max_value: in
         raise CompileError(f"layer {names[int(np.argmax(over))]}: the synaptic input, I or V "
                            f"still leaves int16 after {_ROUNDS} smaller scales; lower the "
                            f"weights or the threshold's ratio to them")
-    hidden_out = []
-    for k in range(len(compiled) - 1):
-        out = [compiled[k + 1].weight_int]
-        if compiled[k].recurrent:
-            out.append(compiled[k].weight_rec_int)
-        hidden_out.append(np.vstack(out))
-    check_fan_out(names[:-1], hidden_out, profile)
+    check_fan_out(compiled, profile)
     compiled = [dataclasses.replace(c, source=l.name) for c, l in zip(compiled, layers)]
     chip = CompiledNetwork(layers=tuple(compiled), steps=network.steps,
                            encoding=network.encoding, input_gain=network.input_gain,
@@ -221,29 +214,6 @@ def _map(layers, profile: HardwareProfile, cores):
     return map_layers(conns, profile, cores)
 
 
-def _payload_max(k: int, layer, layers, first: int) -> np.ndarray:
-    """The most events one input column of layer ``k`` carries per step (its recurrent
-    columns after its input ones)."""
-    width = layer.synapse.weight.shape[1]
-    p = np.full(width, float(first if k == 0 else layers[k - 1].neuron.max_spikes))
-    if isinstance(layer.synapse, ir_nodes.RecurrentDense):
-        p = np.concatenate([p, np.full(layer.synapse.weight_rec.shape[1],
-                                       float(layer.neuron.max_spikes))])
-    return p
-
-
-def _activation_peaks(network: Network, layers, first: int) -> list[int]:
-    """Per layer the worst-case integer synaptic input of one step, ``sum_j |w_int| p_j``."""
-    peaks = []
-    for k, (ir_layer, layer) in enumerate(zip(network.layers, layers)):
-        w = np.abs(layer.weight_int).astype(np.int64)
-        if layer.recurrent:
-            w = np.hstack([w, np.abs(layer.weight_rec_int).astype(np.int64)])
-        p = _payload_max(k, ir_layer, network.layers, first).astype(np.int64)
-        peaks.append(int((w @ p).max(initial=0)))
-    return peaks
-
-
 def _float_rows(layer, scale_in: float) -> np.ndarray:
     """``[W c_in | W_rec]`` float64 ``(out, in [+ out])``: the weights per unit of ``S``."""
     w = layer.synapse.weight.astype(np.float64) * scale_in
@@ -256,7 +226,7 @@ def _caps(network: Network, profile: HardwareProfile, scales_in, first: int, pay
     """Per layer ``(S cap, bound)`` from the threshold, the largest shift and either the
     worst-case activation (no calibration) or the float model's states on ``payload``."""
     state_max = 2 ** (profile.neuron.state_bits - 1) - 1
-    peaks = None if payload is None else _float_peaks(network, payload / first)
+    peaks = None if payload is None else float_peaks(network, payload / first)
     caps, (_, hi, top) = [], _int8(profile)
     for k, layer in enumerate(network.layers):
         rows = _float_rows(layer, scales_in[k])
@@ -264,7 +234,7 @@ def _caps(network: Network, profile: HardwareProfile, scales_in, first: int, pay
         bounds = {"threshold bits": profile.neuron.max_threshold_mant / layer.neuron.v_th,
                   "weight bits": hi * 2 ** top / wmax if wmax else math.inf}
         if peaks is None:
-            act = float((np.abs(rows) @ _payload_max(k, layer, network.layers, first)).max())
+            act = float((np.abs(rows) @ payload_max(k, layer, network.layers, first)).max())
             bounds["activation bits"] = state_max / act if act else math.inf
         elif peaks[k] > 0:
             bounds["state bits"] = STATE_MARGIN * state_max / peaks[k]
@@ -317,65 +287,3 @@ def _quantize(network: Network, profile: HardwareProfile, names, scales_in, caps
         else:
             out.append(CompiledDense(**fields))
     return out
-
-
-def _float_peaks(network: Network, x: np.ndarray) -> list[float]:
-    """Per layer the largest ``|i + a|`` and ``|v|`` (before its spikes) of the float model on
-    inputs ``x`` ``(B, n_in)``."""
-    inputs = dynamics.encode(network, torch.as_tensor(x, dtype=torch.float32))
-    states = [dynamics.initial_state(l.neuron, l.out_shape, len(x)) for l in network.layers]
-    peaks = [0.0] * len(network.layers)
-    w_rec = [torch.tensor(l.synapse.weight_rec)
-             if isinstance(l.synapse, ir_nodes.RecurrentDense) else None
-             for l in network.layers]
-    with torch.no_grad():
-        for x_t in inputs:
-            s = x_t
-            for k, layer in enumerate(network.layers):
-                terms = [dynamics.synaptic_input(layer.synapse, s, layer.in_shape)]
-                if w_rec[k] is not None:
-                    terms.append(F.linear(states[k].z, w_rec[k]))
-                j = states[k].i + sum(terms)
-                v, _ = dynamics.bitshift_subthreshold(layer.neuron, terms, states[k].i,
-                                                      states[k].v)
-                peaks[k] = max(peaks[k], float(j.abs().max()), float(v.abs().max()))
-                s, states[k] = dynamics.neuron_step(layer.neuron, terms, states[k])
-    return peaks
-
-
-class _PeakOps(NumpyOps):
-    """:class:`NumpyOps` that records how far a saturated value went (``|x|``, ``-x - 1``
-    for negative ``x``, so that ``-32768`` counts as in range)."""
-
-    def __init__(self, nfmt):
-        super().__init__(nfmt)
-        self.peak = 0
-
-    def saturate(self, x):
-        if x.size:
-            self.peak = max(self.peak, int(x.max()), int(-x.min() - 1))
-        return super().saturate(x)
-
-
-def _state_peaks(layers, profile: HardwareProfile, payload: np.ndarray, steps: int) -> list[int]:
-    """Per layer the largest ``|I + a|``/``|V|`` before saturation of the integer model on
-    ``payload`` ``(B, n_in)`` held for ``steps`` steps, over the chip's timing (a later layer
-    gets the spikes of the step before) and the undelayed one."""
-    peaks = [0] * len(layers)
-    for late in (False, True):
-        ops = [_PeakOps(profile.neuron) for _ in layers]
-        u = [np.zeros((len(payload), l.shape[0]), np.int64) for l in layers]
-        v = [np.zeros_like(x) for x in u]
-        z = [np.zeros_like(x) for x in u]
-        p = payload.astype(np.int64)
-        for _ in range(steps):
-            prev = list(z)
-            for k, layer in enumerate(layers):
-                s = p if k == 0 else (prev[k - 1] if late else z[k - 1])
-                a = s @ layer.weight_int.astype(np.int64).T
-                if layer.recurrent:
-                    a = a + prev[k] @ layer.weight_rec_int.astype(np.int64).T
-                u[k], v[k], _, n = layer.chip.int_step(ops[k], u[k], v[k], a)
-                z[k] = n.astype(np.int64)
-        peaks = [max(a, o.peak) for a, o in zip(peaks, ops)]
-    return peaks

@@ -45,7 +45,7 @@ from rewire.ir.compiled_layers import layer_names
 from rewire.ir.network import Network
 
 __all__ = ["INPUT_EVENTS", "HIDDEN_SPIKES", "READOUT_SPIKES", "nearest_dash", "check_network",
-           "check_fan_out"]
+           "outgoing", "fan_out", "check_fan_out"]
 
 INPUT_EVENTS = 15   #: input events per channel and step XyloSim keeps (it clips above)
 HIDDEN_SPIKES = 31  #: spikes per step a hidden neuron emits at most
@@ -168,13 +168,33 @@ def _check_layer(name: str, layer, profile: HardwareProfile) -> None:
                                f"{profile.neuron.decay_bits}); train with {field} <= {top}")
 
 
-def check_fan_out(names, hidden_out: list[np.ndarray], profile: HardwareProfile) -> None:
-    """Refuse a hidden neuron whose non-zero outgoing weights exceed ``limits.fan_out``.
+def outgoing(layers) -> list[np.ndarray]:
+    """Per hidden layer of the compiled chain ``layers``, its neurons' integer outgoing
+    weights ``(n_targets, n_layer)``: the next layer's weights, with the layer's own recurrent
+    weights stacked under them (what Xylo stores in ``weights_rec`` and ``weights_out``)."""
+    out = []
+    for k in range(len(layers) - 1):
+        parts = [layers[k + 1].weight_int]
+        if layers[k].recurrent:
+            parts.append(layers[k].weight_rec_int)
+        out.append(np.vstack(parts))
+    return out
+
+
+def fan_out(net) -> dict[str, int]:
+    """``{hidden layer name: the largest fan-out of its neurons}`` of a compiled Xylo network
+    (non-zero outgoing weights in ``weights_rec`` and ``weights_out``; ``limits.fan_out`` is
+    64), for the report's per-layer line."""
+    return {layer.name: int(np.count_nonzero(w, axis=0).max(initial=0))
+            for layer, w in zip(net.layers, outgoing(net.layers))}
+
+
+def check_fan_out(layers, profile: HardwareProfile) -> None:
+    """Refuse a hidden neuron whose non-zero outgoing weights (:func:`outgoing`) exceed
+    ``limits.fan_out``.
 
     Args:
-        names: the layer names of ``hidden_out``'s sources.
-        hidden_out: per hidden layer, its integer outgoing weights ``(n_targets, n_layer)``
-            (the next layer's weights, with its own recurrent weights stacked under them).
+        layers: the compiled layers of the chain, in order.
         profile: the Xylo profile.
 
     Raises:
@@ -183,10 +203,10 @@ def check_fan_out(names, hidden_out: list[np.ndarray], profile: HardwareProfile)
     limit = profile.limits.fan_out
     if not limit:
         return
-    for name, w in zip(names, hidden_out):
+    for layer, w in zip(layers, outgoing(layers)):
         fan = np.count_nonzero(w, axis=0)
         if fan.size and fan.max() > limit:
-            j = int(fan.argmax())
+            j, name = int(fan.argmax()), layer.name
             raise MappingError(f"layer {name}: neuron {j} has {int(fan[j])} outgoing synapses "
                                f"but {profile.name!r} allows {limit} per hidden neuron "
                                f"(limits.fan_out; over by {int(fan[j]) - limit}): train under "

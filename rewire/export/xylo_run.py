@@ -3,10 +3,11 @@ rewire's integer model state for state. Needs the ``xylo`` extra (``xylosim``, c
 
 XyloSim 0.1.3's ``xylosim.v2.XyloLayer`` is built with keyword arguments exactly as rockpool
 3.1 ``devices/xylo/syns61201/xylo_sim.py`` ``XyloSim.from_specification`` builds it (rockpool's
-module itself imports samna, which is not installable here). Two facts of XyloSim the runner
-respects: the layer does not keep its arguments alive (freeing the synapse lists while the
-layer lives crashes the process: :class:`XyloRun` holds them), and a layer with fewer than two
-hidden neurons or without any readout synapse crashes it too (refused before).
+module itself imports samna, which is not installable here). The layer does not keep its
+arguments alive: freeing the synapse lists while the layer lives crashes the process
+(measured: a segmentation fault at the next ``evolve``), so :class:`XyloRun` holds them, as
+rockpool's ``XyloSim`` holds ``_xylo_sim_params``. With them held, one hidden neuron and a
+readout without synapses run as well.
 
 Timing (docs/xylo.md): the input reaches the hidden neurons in the same step, hidden spikes
 reach the next hidden layer and the readout one step late, so the output of a chain of ``L``
@@ -22,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from rewire.compiler import simulate
-from rewire.errors import ExportError
 from rewire.export.xylo_spec import load_specification
 from rewire.ir.compiled import CompiledNetwork
 
@@ -61,8 +61,6 @@ class XyloRun:
 
     Raises:
         ImportError: XyloSim is not installed (names :data:`INSTALL`).
-        rewire.errors.ExportError: fewer than two hidden neurons, or no readout synapse
-            (XyloSim 0.1.3 crashes on both).
     """
 
     def __init__(self, spec: dict):
@@ -74,10 +72,6 @@ class XyloRun:
         w_in, w_out = np.asarray(spec["weights_in"]), np.asarray(spec["weights_out"])
         n_h, n_out = w_out.shape
         w_rec = np.asarray(spec.get("weights_rec", np.zeros((n_h, n_h), np.int8)))
-        if n_h < 2 or not np.any(w_out):
-            raise ExportError(f"xylo: XyloSim 0.1.3 crashes on a network with {n_h} hidden "
-                              f"neuron(s) and {np.count_nonzero(w_out)} readout synapse(s); "
-                              f"it needs >= 2 and >= 1", format="xylo")
 
         def ints(key, n, default=0):
             return [int(x) for x in np.asarray(spec.get(key, np.full(n, default))).ravel()]
@@ -149,15 +143,24 @@ def reference_states(net: CompiledNetwork, payload: np.ndarray) -> dict[str, np.
     """
     rec = simulate.simulate_states(net, payload, chip_delay=True)
     hidden, readout = rec[:-1], rec[-1]
-    cat = lambda field: np.concatenate([getattr(r, field) for r in hidden], axis=-1)  # noqa
+
+    def cat(field: str) -> np.ndarray:  # the hidden layers side by side
+        return np.concatenate([getattr(r, field) for r in hidden], axis=-1)
+
     return {"Isyn": cat("u"), "Vmem": cat("v"), "Spikes": cat("out").astype(np.int64),
             "Isyn_out": readout.u, "Vmem_out": readout.v,
             "Spikes_out": readout.out.astype(np.int64)}
 
 
-def compare(net: CompiledNetwork, spec: dict | str | Path, payload: np.ndarray) -> dict:
+def compare(net: CompiledNetwork, spec: dict | str | Path, payload: np.ndarray,
+            labels: np.ndarray | None = None) -> dict:
     """Run ``payload`` ``(T, B, n_in)`` padded by ``L - 1`` silent steps through XyloSim and
     rewire's integer model; compare every recorded state of every step.
+
+    Args:
+        labels: ``(B,)`` classes; with them the result holds XyloSim's ``"accuracy"``
+            (fraction; the class of a sample is the readout neuron with most spikes, ties
+            to the lowest index, as :func:`rewire.compiler.simulate.class_scores`).
 
     Returns:
         ``{"samples", "samples_equal", "states_compared", "states_equal", "output_spikes",
@@ -181,18 +184,23 @@ def compare(net: CompiledNetwork, spec: dict | str | Path, payload: np.ndarray) 
             t, b, i = (int(x) for x in np.argwhere(~same)[0])
             first = {"sample": b, "state": key, "step": t, "neuron": i,
                      "xylosim": int(got[key][t, b, i]), "rewire": int(ref[key][t, b, i])}
-    return {"samples": int(padded.shape[1]), "samples_equal": int(equal_all.sum()),
-            "states_compared": states, "states_equal": states_equal,
-            "output_spikes": int(got["Spikes_out"].sum()),
-            "hidden_spikes": int(got["Spikes"].sum()), "steps": int(padded.shape[0]),
-            "first_mismatch": first}
+    result = {"samples": int(padded.shape[1]), "samples_equal": int(equal_all.sum()),
+              "states_compared": states, "states_equal": states_equal,
+              "output_spikes": int(got["Spikes_out"].sum()),
+              "hidden_spikes": int(got["Spikes"].sum()), "steps": int(padded.shape[0]),
+              "first_mismatch": first}
+    if labels is not None:
+        scores = got["Spikes_out"].sum(0)
+        result["accuracy"] = float(np.mean(scores.argmax(-1) == np.asarray(labels)))
+    return result
 
 
 def xylo_check(net: CompiledNetwork, path: str | Path, payload: np.ndarray,
-               samples: int) -> dict:
+               samples: int, labels: np.ndarray | None = None) -> dict:
     """The report's XyloSim check (as the Lava check is for Loihi 2): the first ``samples``
     inputs of ``payload`` ``(T, N, n_in)`` through the written specification ``path`` and
-    rewire's integer model, every state compared (:func:`compare`).
+    rewire's integer model, every state compared (:func:`compare`; with ``labels`` ``(N,)``
+    XyloSim's accuracy on those samples too).
 
     Returns:
         :func:`compare`'s dict plus ``"passed"`` (every sample equal in every state, at least
@@ -205,7 +213,8 @@ def xylo_check(net: CompiledNetwork, path: str | Path, payload: np.ndarray,
     if missing:
         return {"skipped": missing}
     start = time.perf_counter()
-    result = compare(net, path, np.asarray(payload)[:, :samples])
+    labels = None if labels is None else np.asarray(labels)[:samples]
+    result = compare(net, path, np.asarray(payload)[:, :samples], labels)
     result["passed"] = bool(result["samples"] > 0 and result["output_spikes"] > 0
                             and result["samples_equal"] == result["samples"])
     result["seconds"] = time.perf_counter() - start

@@ -17,9 +17,10 @@ numbered layer after layer), as rockpool's mapper maps one: layer 0 is fed by th
 block ``weights_rec[rows of layer k-1, columns of layer k]`` (``(N, N)``, hidden spikes arrive
 one step late); a recurrent hidden layer's own weights are its diagonal block of
 ``weights_rec``; the last layer is the readout, ``weights_out (N, n_out)`` from the rows of
-layer ``L-2`` (one step late). Each matrix holds int8 values ``m`` with one ``weight_shift_*``: the chip's weights are
-``m << shift``; :func:`weight_shift` finds the shift of the compiled integer weights. Decays
-are per neuron (``dash_syn``, ``dash_mem`` uint8), thresholds int16.
+layer ``L-2`` (one step late). Each matrix holds int8 values ``m`` with one
+``weight_shift_*``: the chip's weights are ``m << shift``, the shift the compiler chose
+(:func:`rewire.compiler.xylo.xylo_shifts` reads it back from the integer weights). Decays are
+per neuron (``dash_syn``, ``dash_mem`` uint8), thresholds int16.
 """
 
 from __future__ import annotations
@@ -30,14 +31,15 @@ from pathlib import Path
 import numpy as np
 
 from rewire._version import __version__
-from rewire.errors import ExportError
+from rewire.compiler.xylo import xylo_shifts
+from rewire.errors import CompileError, ExportError
 from rewire.io import atomic_path, write_text
 from rewire.ir.chip_bitshift import CompiledBitshiftLIF
 from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import CompiledDense, CompiledRecurrentDense
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "SPEC_KEYS", "HIDDEN_SPIKES", "check", "weight_shift",
-           "specification", "layout", "write", "write_json", "load_specification"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "SPEC_KEYS", "HIDDEN_SPIKES", "check", "specification",
+           "layout", "write", "write_json", "load_specification", "load_layout"]
 
 FORMAT = "rewire-xylo-spec"
 #: Version of the two files' layout (bump on any change of keys, dtypes or the JSON).
@@ -49,8 +51,6 @@ SPEC_KEYS = ("weights_in", "weights_out", "weights_rec", "dash_mem", "dash_mem_o
              "weight_shift_rec", "weight_shift_out", "dt")
 #: Spikes a hidden neuron emits per step on Xylo Audio 2 (XyloSim 0.1.3); a readout neuron 1.
 HIDDEN_SPIKES = 31
-#: Largest weight shift written: ``127 << 8`` already spans the int16 state.
-MAX_SHIFT = 8
 _LIMITS = (("max_inputs", 16, "input channels"), ("neurons_per_core", 1000, "hidden neurons"),
            ("output_neurons", 8, "readout neurons"))
 _FMT = "xylo"
@@ -66,13 +66,15 @@ def check(net: CompiledNetwork) -> None:
     Raises:
         rewire.errors.ExportError: fewer than two layers; a layer that is not a plain dense
             or recurrent dense layer (conv, pool, skip connections, a bias), a recurrent
-            readout, or a neuron that is not ``BitshiftLIF``; hidden layers not emitting up to 31 spikes per step or a readout
-            not emitting 1; more inputs, hidden or readout neurons than the profile's
-            ``max_inputs``, ``neurons_per_core``, ``output_neurons``; a weight matrix that is
-            not int8 values times one power of two up to ``2**8`` (:func:`weight_shift`); a
-            threshold outside 1..32,767 or a dash outside 0..15; a current-encoded input
-            whose ``input_max_value`` exceeds the 15 events per channel and step the chip
-            takes (each names the layer, the figure and the fix).
+            readout, or a neuron that is not ``BitshiftLIF``; hidden layers not emitting up
+            to 31 spikes per step or a readout not emitting 1; more inputs, hidden or
+            readout neurons than the profile's ``max_inputs``, ``neurons_per_core``,
+            ``output_neurons``; a weight matrix that is not int8 values times one power of
+            two up to ``2**8`` (:func:`rewire.compiler.xylo.xylo_shifts`); a threshold
+            outside 1..32,767 or a dash outside 0..15; a current-encoded input whose
+            ``input_max_value`` exceeds the 15 events per channel and step the chip takes; a
+            hidden neuron with more outgoing synapses than ``limits.fan_out`` (64) (each
+            names the layer, the figure and the fix).
     """
     if len(net.layers) < 2:
         raise _refuse("Xylo needs at least two neuron layers (hidden and readout); this "
@@ -89,7 +91,23 @@ def check(net: CompiledNetwork) -> None:
         raise _refuse(f"input_max_value = {net.input_max_value}: Xylo takes at most 15 input "
                       f"events per channel and step and clips the rest; compile with "
                       f"input_max_value <= 15")
-    specification(net)  # the weight shifts, which refuse weights off an int8 << k grid
+    spec = specification(net)  # the weight shifts refuse weights off an int8 << k grid
+    _check_fan_out(net, spec)
+
+
+def _check_fan_out(net: CompiledNetwork, spec: dict) -> None:
+    """A hidden neuron's outgoing synapses (its rows of ``weights_rec`` and ``weights_out``)
+    within the profile's ``limits.fan_out``."""
+    limit = int(net.profile.limits.fan_out or 0)
+    fan = np.count_nonzero(spec["weights_rec"], axis=1) + \
+        np.count_nonzero(spec["weights_out"], axis=1)
+    if limit and fan.size and fan.max() > limit:
+        i = int(fan.argmax())
+        (name, first), = [(l["name"], l["neurons"][0]) for l in layout(net)["layers"]
+                          if l["role"] == "hidden" and l["neurons"][0] <= i < l["neurons"][1]]
+        raise _refuse(f"layer {name}: neuron {i - first} has {int(fan[i])} outgoing synapses, "
+                      f"above the {limit} of {net.profile.name!r} (limits.fan_out); train "
+                      f"under the xylo profile (rewire.train steers fan-out) or prune", name)
 
 
 def _check_layer(layer, readout: bool) -> None:
@@ -120,28 +138,6 @@ def _check_layer(layer, readout: bool) -> None:
             raise _refuse(f"layer {name}: {field} = {value} is outside 0..15", name)
 
 
-def weight_shift(w: np.ndarray, what: str) -> tuple[np.ndarray, int]:
-    """Split integer weights into int8 values and one left shift: the smallest ``k`` (up to
-    :data:`MAX_SHIFT`) with every entry a multiple of ``2**k`` and ``w >> k`` within int8.
-
-    Returns:
-        ``(w >> k as int8, k)``.
-
-    Raises:
-        rewire.errors.ExportError: no such ``k`` (names ``what``, the largest weight and the
-            fix).
-    """
-    w = np.asarray(w, dtype=np.int64)
-    for k in range(MAX_SHIFT + 1):
-        m = w >> k
-        if np.all(m << k == w) and (not m.size or (m.min() >= -128 and m.max() <= 127)):
-            return m.astype(np.int8), k
-    top = int(np.abs(w).max()) if w.size else 0
-    raise _refuse(f"{what}: the integer weights (largest |w| = {top}) are not int8 values "
-                  f"times one power of two 2**0..2**{MAX_SHIFT}; compile for the xylo profile, "
-                  f"whose weights are on that grid (one grid per matrix)")
-
-
 def _blocks(net: CompiledNetwork) -> list[tuple[int, int]]:
     """``[start, stop)`` hidden neuron ids of each hidden layer."""
     stops = np.cumsum([l.shape[0] for l in net.layers[:-1]])
@@ -154,7 +150,8 @@ def specification(net: CompiledNetwork) -> dict[str, np.ndarray]:
     float64 in s.
 
     Raises:
-        rewire.errors.ExportError: as :func:`weight_shift`.
+        rewire.errors.ExportError: a matrix that no ``weight_shift`` holds (names the
+            matrix, its largest weight and the layers).
     """
     hidden, readout = net.layers[:-1], net.layers[-1]
     blocks = _blocks(net)
@@ -162,7 +159,7 @@ def specification(net: CompiledNetwork) -> dict[str, np.ndarray]:
     w_in = np.zeros((n_in, n_h), np.int64)
     w_rec = np.zeros((n_h, n_h), np.int64)
     w_out = np.zeros((n_h, readout.shape[0]), np.int64)
-    (a, b), matrices = blocks[0], []
+    a, b = blocks[0]
     w_in[:, a:b] = hidden[0].weight_int.T
     for (pa, pb), (a, b), layer in zip(blocks[:-1], blocks[1:], hidden[1:]):
         w_rec[pa:pb, a:b] = layer.weight_int.T
@@ -171,11 +168,9 @@ def specification(net: CompiledNetwork) -> dict[str, np.ndarray]:
             w_rec[a:b, a:b] = layer.weight_rec_int.T
     pa, pb = blocks[-1]
     w_out[pa:pb] = readout.weight_int.T
-    rec = [l.name for k, l in enumerate(hidden) if k or l.recurrent]
-    names = {"in": hidden[0].name, "rec": ", ".join(rec) or "none", "out": readout.name}
-    for key, w in (("in", w_in), ("rec", w_rec), ("out", w_out)):
-        matrices.append(weight_shift(w, f"weights_{key} (layer {names[key]})"))
-    (w_in, s_in), (w_rec, s_rec), (w_out, s_out) = matrices
+    shifts = _shifts(net)
+    w_in, w_rec, w_out = ((w >> shifts[key]).astype(np.int8) for key, w in
+                          (("weights_in", w_in), ("weights_rec", w_rec), ("weights_out", w_out)))
 
     def per_neuron(attr, dtype):
         return np.concatenate([np.full(l.shape[0], getattr(l, attr)) for l in hidden]
@@ -188,8 +183,20 @@ def specification(net: CompiledNetwork) -> dict[str, np.ndarray]:
             "dash_syn_out": np.full(readout.shape[0], readout.i_decay, np.uint8),
             "threshold": per_neuron("v_th_mant", np.int16),
             "threshold_out": np.full(readout.shape[0], readout.v_th_mant, np.int16),
-            "weight_shift_in": np.int64(s_in), "weight_shift_rec": np.int64(s_rec),
-            "weight_shift_out": np.int64(s_out), "dt": np.float64(net.dt)}
+            "weight_shift_in": np.int64(shifts["weights_in"]),
+            "weight_shift_rec": np.int64(shifts["weights_rec"]),
+            "weight_shift_out": np.int64(shifts["weights_out"]), "dt": np.float64(net.dt)}
+
+
+def _shifts(net: CompiledNetwork) -> dict[str, int]:
+    """Each matrix's ``weight_shift``: the compiler's rule
+    (:func:`rewire.compiler.xylo.xylo_shifts`, the smallest shift that makes every integer
+    weight of the matrix an int8 value shifted left), its refusal as the writer's."""
+    try:
+        return xylo_shifts(net)
+    except CompileError as exc:
+        layers = ", ".join(l["name"] + " in " + l["matrix"] for l in layout(net)["layers"])
+        raise _refuse(f"{exc} (layers: {layers})") from None
 
 
 def layout(net: CompiledNetwork) -> dict:
@@ -261,3 +268,19 @@ def load_specification(path: str | Path) -> dict[str, np.ndarray]:
         if key in spec and spec[key].shape != shape:
             raise ValueError(f"{path}: {key} has shape {spec[key].shape}, expected {shape}")
     return spec
+
+
+def load_layout(path: str | Path) -> dict:
+    """Read a ``model_xylo.json`` back (:func:`layout`'s dict).
+
+    Raises:
+        ValueError: not a rewire Xylo layout, or a version this rewire does not read (the
+            message says which it reads).
+    """
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a rewire Xylo layout (format must be {FORMAT!r})")
+    if data.get("version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: layout version {data.get('version')!r}; this rewire reads "
+                         f"version {FORMAT_VERSION}: write the specification again")
+    return data

@@ -13,6 +13,8 @@ from rewire.ir.chip_bitshift import CompiledBitshiftLIF
 from rewire.ir.compiled_layers import CompiledRecurrentDense
 from xylo_nets import XYLO, chain
 
+pytestmark = pytest.mark.filterwarnings("ignore::rewire.errors.RewireWarning")
+
 
 def test_compile_network_dispatches_xylo_by_neuron_model():
     assert COMPILERS["cuba_bitshift"] is compile_xylo
@@ -56,3 +58,37 @@ def test_a_norse_lif_is_refused_with_the_nearest_dash():
     net = chain((16, 20, 8), neurons=[norse, norse])
     with pytest.raises(CompileError, match=r"LIFBitshiftCell\(dash_syn=2, dash_mem=3\)"):
         compile_network(net, XYLO)
+
+
+def test_fan_out_per_hidden_layer_counts_rec_and_out():
+    from rewire.compiler.xylo_checks import fan_out
+    w2 = np.zeros((6, 10), np.float32)
+    w2[:, 0] = 0.5
+    w2[:2, 1] = 0.5
+    net = chain((16, 10, 6, 8), weights=[np.ones((10, 16), np.float32) * 0.1, w2,
+                                         np.full((8, 6), 0.2, np.float32)], recurrent=(1,))
+    compiled = compile_network(net, XYLO)
+    rec = np.count_nonzero(compiled.layers[1].weight_rec_int, axis=0)
+    assert fan_out(compiled) == {"fc1": 6, "fc2": int((rec + 8).max())}
+
+
+def test_calibration_keeps_i_and_v_in_int16(monkeypatch):
+    """Compiled with its inputs as calibration, the integer model never saturates I or V on
+    them; the same net compiled without (one step's worst case only) does."""
+    from rewire.compiler import simulate as sim
+    rng = np.random.default_rng(3)
+    net = chain((16, 30, 8), scale=0.5, steps=16)
+    x = rng.uniform(size=(200, 16))
+    seen = []
+    plain = sim.NumpyOps.saturate
+    monkeypatch.setattr(sim.NumpyOps, "saturate",
+                        lambda self, v: seen.append(int(np.abs(v).max())) or plain(self, v))
+    for cal in (x, None):
+        seen.clear()
+        compiled = compile_network(net, XYLO, 15, calibration=cal)
+        sim.simulate(compiled, sim.encode_input(compiled, x))
+        if cal is not None:
+            assert max(seen) <= 32767 and "state bits" in [l.scale_limited_by
+                                                             for l in compiled.layers]
+        else:
+            assert max(seen) > 32767

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import examples
 from rewire.compiler import chip_rules, simulate
 from rewire.export import xylo_run, xylo_spec
 
@@ -49,8 +50,8 @@ def xylo_cases(draw):
 SPIKING = []
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                   HealthCheck.function_scoped_fixture])
+@settings(examples(60), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(case=xylo_cases())
 def test_integer_model_equals_xylosim_in_every_state(case, tmp_path):
     """Property: every recorded state of every step and sample equal (saturating sums,
@@ -139,8 +140,63 @@ def test_xylo_check_fails_on_silence_and_passes_on_spikes(tmp_path):
                    layer("fc2", rng.integers(0, 128, (3, 6)), 2, 2, 50, 1)])
     path = xylo_spec.write(net, tmp_path / "model_xylo.npz")
     busy = rng.integers(0, 16, (5, 4, 4))
-    check = xylo_run.xylo_check(net, path, busy, 3)
+    labels = simulate.class_scores(net, simulate.simulate(net, busy)[-1]).argmax(-1)
+    check = xylo_run.xylo_check(net, path, busy, 3, labels)
     assert check["passed"] and check["samples"] == 3 and check["output_spikes"] > 0
+    assert check["accuracy"] == 1.0  # XyloSim's classes are the integer model's
     silent = xylo_run.xylo_check(net, path, np.zeros_like(busy), 3)
     assert not silent["passed"] and silent["output_spikes"] == 0
     assert xylo_run.xylo_check(net, path, busy, 0) == {"skipped": "xylo_samples 0"}
+
+
+def test_input_events_are_clipped_at_15_as_the_chip_does():
+    """The integer model takes event counts above 15 as 15 (XyloSim clips them the same way:
+    the property above feeds up to 40); encode_input clips x above 1 the same way; negative
+    counts do not exist on Xylo and are refused."""
+    net = _net_for_inputs()
+    wild = np.array([[[0, 3, 15, 16, 40, 1000]]] * 3)
+    assert np.array_equal(simulate.simulate(net, wild, record_all=True)[0],
+                          simulate.simulate(net, np.minimum(wild, 15), record_all=True)[0])
+    x = np.array([[0.0, 0.5, 1.0, 1.2, 3.0, 1.0]])
+    assert simulate.encode_input(net, x)[0, 0].tolist() == [0, 8, 15, 15, 15, 15]
+    with pytest.raises(ValueError, match="counts >= 0"):
+        simulate.simulate(net, -wild)
+
+
+def _net_for_inputs():
+    rng = np.random.default_rng(5)
+    return network([layer("fc1", rng.integers(1, 128, (3, 6)), 2, 2, 200, 31),
+                    layer("fc2", rng.integers(1, 128, (2, 3)), 2, 2, 200, 1)])
+
+
+def test_recorded_states_and_delays_of_the_integer_model():
+    """simulate_states records what simulate outputs; chip_delay on Xylo delays every layer
+    but the first (L - 1 steps), and aligned it equals the undelayed model."""
+    net = random_network(np.random.default_rng(2), [4, 6, 5, 3], [3, 3, 3], density=0.9)
+    payload = np.random.default_rng(3).integers(0, 16, (6, 4, 4))
+    plain = simulate.simulate(net, payload, record_all=True)
+    rec = simulate.simulate_states(net, payload, chip_delay=False)
+    assert all(np.array_equal(r.out, p) for r, p in zip(rec, plain))
+    assert rec[0].u.shape == rec[0].v.shape == (6, 4, 6)
+    assert simulate.chip_delay_steps(net) == 2
+    delayed = simulate.simulate_states(net, simulate.pad_for_chip(net, payload))
+    for k, (d, r) in enumerate(zip(delayed, rec)):  # layer k lags k steps
+        assert np.array_equal(d.u[k:k + 6], r.u) and np.array_equal(d.v[k:k + 6], r.v)
+    with pytest.raises(ValueError, match="one delay model"):
+        simulate.simulate(net, payload, lava_delay=True, chip_delay=True)
+
+
+def test_the_runner_keeps_xylosims_arguments_alive():
+    """XyloLayer does not hold its synapse lists: freed, the next evolve crashes the process.
+    XyloRun holds them (a collection between building and running changes nothing); one
+    hidden neuron and a readout without synapses run too."""
+    import gc
+
+    net = network([layer("fc1", np.array([[90, 40, 7]]), 1, 1, 50, 31),
+                   layer("fc2", np.array([[0]]), 1, 1, 50, 1)])
+    run = xylo_run.XyloRun(xylo_spec.specification(net))
+    gc.collect()
+    got = run.run(np.full((4, 3), 5))
+    assert got["Spikes"].sum() > 0 and got["Spikes_out"].sum() == 0
+    payload = np.full((4, 2, 3), 5)
+    assert xylo_run.compare(net, xylo_spec.specification(net), payload)["first_mismatch"] is None

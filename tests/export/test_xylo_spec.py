@@ -16,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from rewire.errors import ExportError
 from rewire.export import build, write, xylo_run, xylo_spec
 from rewire.ir.chip_neurons import chip_class
+from rewire.ir.compiled_layers import CompiledConv
 from rewire.ir.neurons import LIF
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -51,7 +50,7 @@ def _parameters(path: Path, func: str) -> tuple[set[str], bool]:
     raise LookupError(f"{func} not in {path}")
 
 
-def _net(seed=0, sizes=(5, 6, 4, 3), shifts=(2, 3, 4)):
+def _net(seed=5, sizes=(5, 6, 4, 3), shifts=(2, 3, 4)):
     return random_network(np.random.default_rng(seed), list(sizes), list(shifts))
 
 
@@ -115,8 +114,12 @@ def test_layout_json_and_loader(tmp_path):
     net = _net(sizes=(5, 6, 4, 3))
     out = build(dataclasses.replace(net, profile=dataclasses.replace(XYLO, formats=("xylo",))),
                 tmp_path)
-    meta = json.loads(out["xylo_json"].read_text())
+    meta = xylo_spec.load_layout(out["xylo_json"])
+    assert meta == json.loads(out["xylo_json"].read_text())
     assert meta["format"] == xylo_spec.FORMAT and meta["version"] == xylo_spec.FORMAT_VERSION
+    (tmp_path / "v9.json").write_text(json.dumps({**meta, "version": 9}))
+    with pytest.raises(ValueError, match="reads version 1"):
+        xylo_spec.load_layout(tmp_path / "v9.json")
     assert [(l["name"], l["role"], l["matrix"], l["neurons"], l["delay"]) for l in meta["layers"]] \
         == [("fc1", "hidden", "weights_in", [0, 6], 0), ("fc2", "hidden", "weights_rec", [6, 10], 1),
             ("fc3", "readout", "weights_out", [0, 3], 2)]
@@ -142,16 +145,6 @@ def test_written_as_one_published_set(tmp_path):
     assert set(out) == {"xylo", "xylo_json"}
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.integers(-128, 127), min_size=1, max_size=20), st.integers(0, 8))
-def test_weight_shift_is_the_smallest_exact_one(m, k):
-    w = np.asarray(m, np.int64) << k
-    got, shift = xylo_spec.weight_shift(w, "w")
-    assert np.array_equal(got.astype(np.int64) << shift, w) and shift <= k
-    assert shift == 0 or not np.all((w >> (shift - 1)) << (shift - 1) == w) \
-        or np.abs(w >> (shift - 1)).max() > 127
-
-
 def _refused(net, match):
     with pytest.raises(ExportError, match=match) as info:
         xylo_spec.check(net)
@@ -173,11 +166,15 @@ def test_the_check_refuses_what_a_specification_cannot_express():
     odd = hidden.weight_int.copy()
     odd[0, 0] = 129  # needs a shift of 1, but is odd
     _refused(network([dataclasses.replace(hidden, weight_int=odd), readout]),
-             r"weights_in \(layer fc1\).*largest \|w\| = 129")
+             r"weights_in: .*largest \|w\| 129.*fc1 in weights_in")
     _refused(network([hidden, readout], input_max_value=16), "input_max_value = 16")
     wide = layer("fc1", rng.integers(-128, 128, (4, 17)), 2, 2, 100, 31)  # the mapper
     _refused(dataclasses.replace(network([hidden, readout]), layers=(wide, readout)),  # refuses
              "17 input channels")
+    wide = [layer("fc2", np.ones((66, 4), np.int64), 2, 2, 100, 31),  # 66 > 64 targets
+            layer("fc3", np.ones((2, 66)), 2, 2, 100, 1)]
+    _refused(dataclasses.replace(network([hidden, readout]), layers=(hidden, *wide)),  # (the
+             "layer fc1: neuron 0 has 66 outgoing synapses, above the 64")  # mapper refuses)
     big = layer("fc1", hidden.weight_int, 2, 2, 40000, 31)
     _refused(network([big, readout]), "threshold 40000")
     biased = dataclasses.replace(hidden, bias=np.zeros(4, np.float32),
@@ -185,10 +182,12 @@ def test_the_check_refuses_what_a_specification_cannot_express():
     _refused(network([biased, readout]), "fc1 has a bias")
     rec_readout = layer("fc2", readout.weight_int, 2, 2, 100, 1, np.zeros((2, 2)))
     _refused(network([hidden, rec_readout]), "fc2 is the readout and recurrent")
-    conv = types.SimpleNamespace(**{f.name: getattr(hidden, f.name)
-                                    for f in dataclasses.fields(hidden)})
+    kernel = rng.integers(-128, 128, (1, 1, 2, 2)).astype(np.int32)  # (1, 3, 3) -> (1, 2, 2)
+    conv = CompiledConv(name="conv1", weight=kernel.astype(np.float32), weight_int=kernel,
+                        scale=1.0, input_scale=1.0, scale_limited_by="weight bits",
+                        chip=hidden.chip, in_shape=(1, 3, 3), out_shape=(1, 2, 2))
     _refused(dataclasses.replace(network([hidden, readout]), layers=(conv, readout)),
-             "fc1 has a SimpleNamespace")
+             "conv1 has a CompiledConv")
 
 
 def test_a_recurrent_hidden_layer_is_its_diagonal_block():

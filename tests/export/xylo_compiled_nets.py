@@ -57,9 +57,9 @@ def random_network(rng: np.random.Generator, sizes, shifts, density: float = 0.5
     for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         shift = shifts[0] if k == 0 else shifts[2] if k == last else shifts[1]
         m = rng.integers(-128, 128, (n_out, n_in)) * (rng.random((n_out, n_in)) < density)
-        if not m.any():  # a readout without synapses crashes XyloSim 0.1.3
+        if not m.any():  # every layer passes something on
             m[0, 0] = int(rng.integers(1, 128))
-        threshold = int(rng.integers(1, 4000))
+        threshold = int(np.exp(rng.uniform(0, np.log(32767))))  # 1..32767, log-uniform
         rec = None
         if recurrent and k < last:
             rec = (rng.integers(-128, 128, (n_out, n_out))
