@@ -13,6 +13,8 @@ PyG nor Lava):
 * :func:`load_profile`, :func:`compile`, :func:`lower`, ``rewire.export.write``;
 * :func:`train` (any compilable model, :class:`TrainConfig`), :func:`apply_gradr`,
   :func:`remove_gradr`, :class:`GradR`, :class:`BudgetController`, :func:`model_budget`;
+* :class:`LIFBitshiftCell`: Xylo's neuron as a torch cell (called like Norse's
+  ``LIFCell``), for models that :func:`compile` lowers to ``BitshiftLIF`` layers;
 * :class:`JobSpec`, :func:`run_job`; :class:`Network`, :class:`CompiledNetwork`;
   :class:`RewireError` and its subclasses in :mod:`rewire.errors`.
 
@@ -36,6 +38,7 @@ _LAZY = {
     "load_profile": ("rewire.hw_profiles.profile", "load_profile"),
     "HardwareProfile": ("rewire.hw_profiles.profile", "HardwareProfile"),
     "lower": ("rewire.frontends", "lower"),
+    "LIFBitshiftCell": ("rewire.frontends.bitshift", "LIFBitshiftCell"),
     "Network": ("rewire.ir.network", "Network"),
     "CompiledNetwork": ("rewire.ir.compiled", "CompiledNetwork"),
     "apply_gradr": ("rewire.training.gradr", "apply_gradr"),

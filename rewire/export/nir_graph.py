@@ -6,7 +6,9 @@ r"""NIR export (neuromorphic intermediate representation, ``nir`` 1.0); the read
 :func:`write` goes through ``nir.write``. A dense net is the chain
 ``input -> fc1 -> lif1 -> fc2 -> lif2 -> ... -> output`` (``nir.Linear`` + each layer's own
 neuron node, :func:`neuron_node`: ``nir.CubaLIF``, ``nir.LIF``, ``nir.IF``, ``nir.CubaLI`` or
-``nir.LI``; a recurrent layer's neurons are the nested graph of :func:`recurrent_subgraph`); a
+``nir.LI``; Xylo's ``BitshiftLIF`` a ``nir.CubaLIF`` that rockpool maps back to its dash values,
+with ``metadata["rewire.kind"]``, :meth:`rewire.ir.chip_bitshift.CompiledBitshiftLIF.nir_node`;
+a recurrent layer's neurons are the nested graph of :func:`recurrent_subgraph`); a
 conv net is
 
     ``input (C,H,W) -> conv1 -> lif1 [-> pool1 -> lif2] -> conv2 -> ... -> flatten -> fc1 ->

@@ -62,7 +62,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
+from rewire.compiler.chip_rules import chip_rules
 from rewire.errors import ExportError
+from rewire.ir.chip_bitshift import CompiledBitshiftLIF
 from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import CompiledConv, CompiledDense, lookup
 from rewire.export.onnx_int_ops import OnnxIntOps
@@ -198,7 +200,8 @@ def _add_bias(b: GraphBuilder, a: str, layer, k: int, p: str, states, new: dict)
     return b.op("Add", [a, bias], p + "a_bias")
 
 
-def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
+def int_body(net: CompiledNetwork, lava_delay: bool = False,
+             chip_delay: bool = False) -> StepBody:
     """The chip's integer step of ``net`` (module docstring) as a :class:`StepBody`.
 
     States per layer ``k``: ``u<k>`` (current), ``v<k>`` (voltage), int64 ``(batch, n_k)``,
@@ -211,6 +214,11 @@ def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
     ``layout`` entry of layer ``k`` records the choice: ``"accumulate"`` (``"float32"`` or
     ``"int64"``) and ``"sum_bound"`` (``row * m``, the largest possible partial sum).
 
+    On a chip with its own rules (:func:`rewire.compiler.chip_rules.chip_rules`; Xylo) the
+    input is clipped at ``input_max`` events, the current accumulates synapse by synapse with
+    saturation after each (:meth:`OnnxIntOps.ordered`), and ``chip_delay`` delays the layers
+    the chip delays, as :func:`rewire.compiler.simulate.simulate` does.
+
     Raises:
         rewire.errors.ExportError: a conv layer whose partial sums could reach ``2**24``
             (:func:`accumulators`).
@@ -218,26 +226,40 @@ def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
     acc = accumulators(net)
     nfmt = net.profile.neuron
     i64 = np.int64
+    rules, n_layers = chip_rules(net), len(net.layers)
+    if lava_delay and chip_delay:
+        raise ValueError("lava_delay and chip_delay: give one delay model, not both")
+    delayed = rules.delayed(n_layers) if chip_delay else (lava_delay,) * n_layers
+    if rules.ordered:
+        _check_ordered(net)
 
     def emit(b: GraphBuilder, x: str, states: dict) -> tuple[str, dict, list]:
-        ops = OnnxIntOps(b, nfmt)
+        ops = OnnxIntOps(b, nfmt, cuba=not all(isinstance(l.chip, CompiledBitshiftLIF)
+                                               for l in net.layers))
+        if rules.input_max is not None:  # the chip takes at most input_max events
+            x = b.op("Min", [x, b.const("input_max", rules.input_max, i64)], "x_clipped")
         s, new, spikes, seen = x, {}, [], [x]
-        if lava_delay and any(layer.skips for layer in net.layers):
+        if any(delayed) and any(layer.skips for layer in net.layers):
             raise ExportError("a network with skip connections has no Lava-delayed model "
                               "(each path would arrive with its own delay)", "onnx_int")
         for k, layer in enumerate(net.layers):
             p = ops.p = f"l{k}_"
             ops.k = k
-            if lava_delay:
+            if delayed[k]:
                 new[f"p{k}"] = b.op("Identity", [s], p + "pending")
                 s = states[f"p{k}"]
-            if acc[k].dtype == "float32":  # float32 Conv / MatMul of integers, exact < 2**24
+            if rules.ordered:  # synapse by synapse, saturated after each (Xylo)
+                terms = [(s, layer.weight_int)] + ([(states[f"r{k}"], layer.weight_rec_int)]
+                                                   if layer.recurrent else [])
+                a = b.op("Sub", [ops.ordered(states[f"u{k}"], terms, f"Word{k}"),
+                                 states[f"u{k}"]], p + "a")
+            elif acc[k].dtype == "float32":  # float32 Conv / MatMul of integers, exact < 2**24
                 s_f = b.op("Cast", [s], p + "s_f", to=TensorProto.FLOAT)
                 a_f = lookup(_INPUT_F32, layer, "integer ONNX")(b, s_f, layer, k, p)
                 a = b.op("Cast", [a_f], p + "a", to=TensorProto.INT64)
             else:  # dense layer above the float32 bound: int64 MatMul (slow, exact)
                 a = b.op("MatMul", [s, b.const(f"Wint{k}_T", layer.weight_int.T, i64)], p + "a")
-            if layer.recurrent:  # a += W_rec z_{t-1}, the layer's own spikes one step back
+            if layer.recurrent and not rules.ordered:  # a += W_rec z_{t-1}, one step back
                 w_rec = layer.weight_rec_int.T
                 if acc[k].dtype == "float32":
                     r_f = b.op("Cast", [states[f"r{k}"]], p + "r_f", to=TensorProto.FLOAT)
@@ -267,7 +289,7 @@ def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
         states, layout["clock"] = [("t_seen", 1)], {"states": {"t_seen": 1}, "dtype": "int64"}
     for k, layer in enumerate(net.layers):
         n_out, n_in = layer.shape
-        widths = {f"u{k}": n_out, f"v{k}": n_out, **({f"p{k}": n_in} if lava_delay else {}),
+        widths = {f"u{k}": n_out, f"v{k}": n_out, **({f"p{k}": n_in} if delayed[k] else {}),
                   **({f"r{k}": n_out} if _keeps_spikes(layer) else {})}
         states += list(widths.items())
         layout[f"layer{k}"] = {"states": widths, "size": n_out, "dtype": "int64",
@@ -280,13 +302,23 @@ def int_body(net: CompiledNetwork, lava_delay: bool = False) -> StepBody:
                     emit=emit, layout=layout)
 
 
+def _check_ordered(net: CompiledNetwork) -> None:
+    """Refuse conv layers, skips, biases (:func:`~rewire.compiler.chip_rules.ordered_input`)."""
+    for layer in net.layers:
+        if not isinstance(layer, CompiledDense) or layer.skips or layer.bias_int is not None:
+            raise ExportError(f"integer ONNX export: layer {layer.name}: the {net.profile.name} "
+                              f"integer model takes dense layers without skips or bias",
+                              "onnx_int", layer.name)
+
+
 def _keeps_spikes(layer) -> bool:
     """Whether the step keeps the layer's spikes as a state ``r<k>``: a recurrent layer, or
     one that resets one step late (``reset_delay``)."""
     return layer.recurrent or (layer.spiking and layer.neuron.reset_delay)
 
 
-def build(net: CompiledNetwork, lava_delay: bool = False) -> onnx.ModelProto:
+def build(net: CompiledNetwork, lava_delay: bool = False,
+          chip_delay: bool = False) -> onnx.ModelProto:
     """The integer chip model over all steps (one ``Scan``); checked, with metadata.
 
     Example:
@@ -296,22 +328,25 @@ def build(net: CompiledNetwork, lava_delay: bool = False) -> onnx.ModelProto:
         >>> build(net).graph.input[0].type.tensor_type.elem_type == TensorProto.INT64
         True
     """
-    model = scan_model(net, int_body(net, lava_delay), "int_unrolled", USAGE_SCAN)
-    return _set_int_props(model, net, lava_delay)
+    model = scan_model(net, int_body(net, lava_delay, chip_delay), "int_unrolled", USAGE_SCAN)
+    return _set_int_props(model, net, lava_delay, chip_delay)
 
 
-def build_step(net: CompiledNetwork, lava_delay: bool = False) -> onnx.ModelProto:
+def build_step(net: CompiledNetwork, lava_delay: bool = False,
+               chip_delay: bool = False) -> onnx.ModelProto:
     """The integer chip model, one step with explicit int64 states; checked, with metadata."""
-    model = step_model(net, int_body(net, lava_delay), "int_step", USAGE_STEP)
-    return _set_int_props(model, net, lava_delay)
+    model = step_model(net, int_body(net, lava_delay, chip_delay), "int_step", USAGE_STEP)
+    return _set_int_props(model, net, lava_delay, chip_delay)
 
 
-def _set_int_props(model: onnx.ModelProto, net: CompiledNetwork,
-                   lava_delay: bool) -> onnx.ModelProto:
-    """Add the integer files' metadata: ``lava_delay`` and, when the first layer sums in
-    float32, ``exact_payload_max`` (:func:`exact_payload_max`)."""
+def _set_int_props(model: onnx.ModelProto, net: CompiledNetwork, lava_delay: bool,
+                   chip_delay: bool = False) -> onnx.ModelProto:
+    """Add the integer files' metadata: ``lava_delay`` (``chip_delay`` when set) and, when
+    the first layer sums in float32, ``exact_payload_max`` (:func:`exact_payload_max`)."""
     props = {p.key: p.value for p in model.metadata_props}
     props["lava_delay"] = str(lava_delay)
+    if chip_delay:
+        props["chip_delay"] = "True"
     limit = exact_payload_max(net)
     if limit is not None:
         props["exact_payload_max"] = str(limit)
@@ -319,9 +354,10 @@ def _set_int_props(model: onnx.ModelProto, net: CompiledNetwork,
     return model
 
 
-def write(net: CompiledNetwork, path: str | Path, lava_delay: bool = False) -> Path:
+def write(net: CompiledNetwork, path: str | Path, lava_delay: bool = False,
+          chip_delay: bool = False) -> Path:
     """Build the unrolled integer model and write it atomically; return the path."""
-    return save(build(net, lava_delay), path)
+    return save(build(net, lava_delay, chip_delay), path)
 
 
 def run(path, payload: np.ndarray, sess=None) -> np.ndarray:

@@ -20,16 +20,22 @@ class OnnxIntOps:
     adds int64 nodes to the graph ``b`` (names prefixed by the layer's ``p``), so the integer
     file runs the very step :mod:`rewire.compiler.simulate` runs on numpy."""
 
-    def __init__(self, b: GraphBuilder, nfmt):
+    def __init__(self, b: GraphBuilder, nfmt, cuba: bool = True):
+        """``cuba``: add the constants of Lava's CUBA step (:meth:`decay`, :meth:`wrap`,
+        :meth:`clip`, :meth:`shift`) up front, as the Loihi files always had them; a net of
+        Xylo neurons only (``False``) needs none of them."""
         self.b, self.nfmt, self.p, self.k = b, nfmt, "", 0
         half, i64 = 1 << (nfmt.state_bits - 1), np.int64
         self.unit = 1 << nfmt.decay_bits
-        self.act = b.const("act_mult", 1 << nfmt.activation_shift, i64)
-        self.half_c, self.two_half = b.const("half", half, i64), b.const("two_half", 2 * half,
-                                                                         i64)
-        self.neg_half = b.const("neg_half", -half, i64)
-        self.v_lo, self.v_hi = b.const("v_lo", -half + 1, i64), b.const("v_hi", half - 1, i64)
+        if cuba:
+            self.act = b.const("act_mult", 1 << nfmt.activation_shift, i64)
+            self.half_c = b.const("half", half, i64)
+            self.two_half = b.const("two_half", 2 * half, i64)
+            self.neg_half = b.const("neg_half", -half, i64)
+            self.v_lo = b.const("v_lo", -half + 1, i64)
+            self.v_hi = b.const("v_hi", half - 1, i64)
         self.zero = b.const("zero_i", 0, i64)
+        self.saturated = 0  # saturate() calls so far (names its outputs)
 
     def decay(self, x: str, decay: int, tag: str) -> str:
         """``trunc0(x (unit - decay) / unit)``: Div of non-negative numbers only, whose
@@ -102,6 +108,56 @@ class OnnxIntOps:
     def floor(self, v: str, v_min_mant: int) -> str:
         floor = self.b.const(f"vmin{self.k}", v_min_mant << self.nfmt.threshold_shift, np.int64)
         return self.b.op("Max", [v, floor], self.p + "v_floor")
+
+    # Xylo's neuron (rewire.ir.chip_bitshift)
+    def _dec(self, x: str, dash: int, tag: str) -> str:
+        """``dec(x, dash)``: ``x >> dash`` (floor), ``1`` where that is 0 and ``x > 0``;
+        ``Div`` of ``|x|`` only (``BitShift`` takes unsigned types): ``Max(Div(|x|, 2**d),
+        1)`` for ``x > 0``, ``-Div(|x| + 2**d - 1, 2**d)`` (the floor) otherwise."""
+        b, p, i64 = self.b, self.p + tag, np.int64
+        step = b.const(f"pow2_{dash}", 1 << dash, i64)
+        mag = b.op("Abs", [x], p + "abs")
+        down = b.op("Div", [mag, step], p + "down")
+        up = b.op("Div", [b.op("Add", [mag, b.const(f"pow2m1_{dash}", (1 << dash) - 1, i64)],
+                               p + "mag_up"), step], p + "up")
+        pos = b.op("Max", [down, b.const("least_1", 1, i64)], p + "at_least_1")
+        return b.op("Where", [b.op("Greater", [x, self.zero], p + "is_pos"), pos,
+                              b.op("Neg", [up], p + "neg_up")], p + "dec")
+
+    def bitshift_decay(self, x: str, dash: int, tag: str) -> str:
+        """``x - dec(x, dash)`` (:meth:`rewire.compiler.simulate.NumpyOps.bitshift_decay`)."""
+        return self.b.op("Sub", [x, self._dec(x, dash, tag)], self.p + tag + "decayed")
+
+    def bitshift_leak(self, x: str, dash: int, tag: str) -> str:
+        """``-dec(x, dash)``, the change the decay makes
+        (:meth:`rewire.compiler.simulate.NumpyOps.bitshift_leak`)."""
+        return self.b.op("Neg", [self._dec(x, dash, tag)], self.p + tag + "leak")
+
+    def ordered(self, u: str, terms: list[tuple[str, np.ndarray]], name: str) -> str:
+        """``u`` plus the synaptic input added one presynaptic neuron at a time, saturated
+        after each addition (:func:`rewire.compiler.chip_rules.ordered_input`, Xylo's
+        ``Isyn`` accumulation): for each ``(s, w)`` of ``terms`` in order (the input, then a
+        recurrent layer's own spikes of the step before), column ``j`` of ``s (batch, n)``
+        times ``w[:, j]`` (``w`` int ``(n_out, n)``), ``j = 0, 1, ...``. Unrolled: 4 nodes
+        per presynaptic neuron."""
+        b, i64 = self.b, np.int64
+        acc = u
+        for t, (s, w) in enumerate(terms):
+            for j in range(w.shape[1]):
+                p = f"{self.p}o{t}_{j}_"
+                col = b.op("Slice", [s, b.const(f"col{j}", [j], i64),
+                                     b.const(f"col{j + 1}", [j + 1], i64),
+                                     b.const("axis1", [1], i64)], p + "s")
+                prod = b.op("Mul", [col, b.const(f"{name}_{t}_{j}", w[:, j], i64)], p + "ws")
+                acc = self.saturate(b.op("Add", [acc, prod], p + "sum"))
+        return acc
+
+    def saturate(self, x: str) -> str:
+        """Saturate at the ``state_bits`` two's-complement range (int16 on Xylo)."""
+        half, b = 1 << (self.nfmt.state_bits - 1), self.b
+        self.saturated += 1
+        return b.op("Clip", [x, b.const("sat_lo", -half, np.int64),
+                             b.const("sat_hi", half - 1, np.int64)], f"{self.p}sat{self.saturated}")
 
     def readout(self, v: str) -> tuple[str, str]:
         return (self.b.op("Identity", [v], self.p + "v_new"),

@@ -9,7 +9,8 @@ one Euler step of the float model that the caller loops over::
     outputs: z (batch, n_out) and, per layer,  v<k>_out, i<k>_out (r<k>_out),  and z<k>
 
 Each layer follows its own IR neuron (:func:`float_body`); for a ``CubaLIF`` layer, in
-Norse's order of operations (so onnxruntime reproduces Norse to float rounding):
+Norse's order of operations (so onnxruntime reproduces Norse to float rounding; Xylo's
+``BitshiftLIF``: :func:`_bitshift_step`):
 
 .. math::
     j = i + (W s + b),\quad \tilde v = v + c_m((v_\mathrm{leak} - v) + j),\quad
@@ -37,7 +38,7 @@ from onnx import TensorProto
 
 from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import CompiledConv, CompiledDense, lookup
-from rewire.ir.neurons import IF, LI, LIF, CubaLI, CubaLIF
+from rewire.ir.neurons import IF, LI, LIF, BitshiftLIF, CubaLI, CubaLIF
 from rewire.export.onnx_graph import (GraphBuilder, StepBody, body_from_meta, conv2d, map_shape,
                                       run_steps, save, session, spike_fields, step_model)
 from rewire.export.onnx_spikes import spike_step
@@ -114,9 +115,25 @@ def _li_step(b: GraphBuilder, nrn, k: int, p: str, terms: list, v: str, i: str,
     return b.op("Add", [v, b.op("Mul", [c_mem, drive], p + "dv")], p + "v_dec")
 
 
+def _bitshift_step(b: GraphBuilder, nrn, k: int, p: str, terms: list, v: str, i: str,
+                   new: dict) -> str:
+    """Xylo's ``BitshiftLIF`` (:func:`rewire.ir.dynamics.bitshift_subthreshold`, same
+    order): ``j = i + a``; ``i' = j - j 2**-dash_syn``; ``v' = (v - v 2**-dash_mem) + i'``
+    (the products by powers of two are exact in float32)."""
+    j = i
+    for n, t in enumerate(terms):
+        j = b.op("Add", [j, t], p + f"j{n}")
+    c_syn = b.const(f"c_syn{k}", F32(2.0 ** -nrn.dash_syn))
+    c_mem = b.const(f"c_mem{k}", F32(2.0 ** -nrn.dash_mem))
+    i_new = b.op("Sub", [j, b.op("Mul", [j, c_syn], p + "di")], p + "i_new")
+    new[f"i{k}"] = i_new
+    v_left = b.op("Sub", [v, b.op("Mul", [v, c_mem], p + "dv")], p + "v_left")
+    return b.op("Add", [v_left, i_new], p + "v_dec")
+
+
 #: IR neuron type -> its float ONNX step.
 _NEURON_STEP = {CubaLIF: _cuba_step, CubaLI: _cuba_step, LIF: _lif_step, LI: _li_step,
-                IF: _if_step}
+                IF: _if_step, BitshiftLIF: _bitshift_step}
 
 
 def _keeps_spikes(layer) -> bool:

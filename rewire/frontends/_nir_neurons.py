@@ -109,6 +109,43 @@ def _sinabs(name: str, node, n: int, dt: float):
         raise ValueError(f"NIR node {name!r} ({kind}): {exc}") from None
 
 
+def _bitshift(name: str, node, n: int, dt: float):
+    r"""rewire's own Xylo node (written by
+    :meth:`rewire.ir.chip_bitshift.CompiledBitshiftLIF.nir_node`: a ``CubaLIF`` with
+    ``metadata["rewire.kind"] = "BitshiftLIF"``) read back as that
+    :class:`~rewire.ir.neurons.BitshiftLIF`: the dash values and spike fields from the
+    metadata, ``v_th = v_threshold``, weights as written (factor 1). The time constants must
+    be ``dt 2**dash`` at the file's ``dt``, else the node was changed after rewire wrote it
+    and is refused (``ValueError`` naming the field)."""
+    one = lambda fld, default=0.0: _one(name, node, fld, n, default)  # noqa: E731
+    meta = dict(getattr(node, "metadata", None) or {})
+    dash = {}
+    for fld, tau in (("dash_syn", "tau_syn"), ("dash_mem", "tau_mem")):
+        value = meta.pop(f"rewire.{fld}", None)
+        try:
+            dash[fld] = irn.BitshiftLIF(value, 0).dash_syn  # its own check of a bit shift
+        except ValueError:
+            raise ValueError(f"NIR node {name!r} (BitshiftLIF): metadata 'rewire.{fld}' must "
+                             f"be an integer >= 0, got {value!r}") from None
+        if not math.isclose(one(tau), dt * 2.0 ** dash[fld], rel_tol=1e-6):
+            raise ValueError(f"NIR node {name!r} (BitshiftLIF): {tau} = {one(tau)!r} s is not "
+                             f"dt 2**{fld} = {dt * 2.0 ** dash[fld]!r} s (dt = {dt!r} s from "
+                             f"the graph's metadata): the node was changed after rewire "
+                             f"wrote it; write it again from the model")
+    for key in ("rewire.kind", "rewire.note"):
+        meta.pop(key, None)
+    try:
+        neuron = irn.BitshiftLIF(v_th=one("v_threshold"), dt=dt, **dash,
+                                 **from_metadata(meta))
+    except ValueError as exc:
+        raise ValueError(f"NIR node {name!r} (BitshiftLIF): {exc}") from None
+    return neuron, 1.0
+
+
+#: ``metadata["rewire.kind"]`` -> the reader of a neuron kind NIR has no node for.
+REWIRE_KINDS = {"BitshiftLIF": _bitshift}
+
+
 def _lower_neuron(name: str, node, n: int, dt: float, mode: str = "nir",
                   tau_scale: float = 1.0):
     """``(IR neuron, weight factor)`` of a NIR neuron node of ``n`` neurons (module docstring
@@ -117,9 +154,16 @@ def _lower_neuron(name: str, node, n: int, dt: float, mode: str = "nir",
     (r = w_in = 1: voltages and weights as written); ``"spyx"`` spyx's (``r`` holds
     ``beta``, not a resistance, and ``V_t = beta V + x``: voltages divided by tau/dt, weights as
     written); ``"rockpool"`` a CubaLIF is rockpool's ``LIFTorch`` (:func:`_rockpool_cuba`).
-    ``"sinabs"``: sinabs' own reading (:func:`_sinabs`).
+    ``"sinabs"``: sinabs' own reading (:func:`_sinabs`). A node whose metadata names a rewire
+    kind (``rewire.kind``, :data:`REWIRE_KINDS`) is read as that kind in every mode.
     ``tau_scale``: the time constants are ``tau_scale`` times too small (Norse 1.1: ``dt``)."""
     kind = _kind(node)
+    own = (getattr(node, "metadata", None) or {}).get("rewire.kind")
+    if own is not None:
+        if own not in REWIRE_KINDS:
+            raise ValueError(f"NIR node {name!r}: metadata 'rewire.kind' = {own!r} is not a "
+                             f"kind rewire writes; known: {sorted(REWIRE_KINDS)}")
+        return REWIRE_KINDS[own](name, node, n, dt)
     if mode == "sinabs":
         return _sinabs(name, node, n, dt)
     if mode == "rockpool" and kind == "CubaLIF":

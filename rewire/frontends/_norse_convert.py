@@ -17,6 +17,7 @@ from norse.torch import (IAFCell, LIBoxCell, LICell, LIFBoxCell, LIFCell, LIFRec
 from torch import nn
 
 from rewire.errors import LoweringError
+from rewire.frontends.bitshift import LIFBitshiftCell
 from rewire.frontends.pooling import SumPool2d
 from rewire.ir import nodes as ir
 
@@ -147,6 +148,12 @@ def _recurrent(cell: LIFRecurrentCell, path):
     return [ir.RecurrentDense(_np(cell.input_weights), w_rec), neuron]
 
 
+def _bitshift(cell: LIFBitshiftCell, path):
+    """The cell's own IR neuron (:class:`~rewire.ir.neurons.BitshiftLIF`, ``dt`` included):
+    the cell's step is that node's float step, so nothing is converted."""
+    return cell.neuron
+
+
 def _sum_pool(m: SumPool2d, path):
     return ir.SumPool2d(m.kernel, m.kernel, 0, float(m.weight.reshape(-1)[0]))
 
@@ -160,10 +167,11 @@ CONVERTERS: dict[type, Callable] = {
     nn.Dropout: lambda m, p: None,
     nn.BatchNorm1d: _batchnorm, nn.BatchNorm2d: _batchnorm,
     LIFCell: _lif, LIFBoxCell: _lif_box, IAFCell: _iaf, LICell: _li, LIBoxCell: _li_box,
-    LIFRecurrentCell: _recurrent, SumPool2d: _sum_pool,
+    LIFRecurrentCell: _recurrent, SumPool2d: _sum_pool, LIFBitshiftCell: _bitshift,
 }
 #: Modules whose output is ``(out, state)``.
-STATEFUL: list[type] = [LIFCell, LIFBoxCell, IAFCell, LICell, LIBoxCell, LIFRecurrentCell]
+STATEFUL: list[type] = [LIFCell, LIFBoxCell, IAFCell, LICell, LIBoxCell, LIFRecurrentCell,
+                         LIFBitshiftCell]
 #: Parameters each converter lowers (everything else a module holds must be absent).
 _LOWERED = {nn.Linear: ("weight", "bias"), nn.Conv2d: ("weight", "bias"),
             LIFRecurrentCell: ("input_weights", "recurrent_weights"), SumPool2d: ("weight",),

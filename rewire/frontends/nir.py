@@ -48,7 +48,10 @@ synapse before the neuron (for a pool, into its weight). rewire's writer
 (:mod:`rewire.export.nir_graph`: CubaLIF ``R = tau_mem/dt``, ``w_in = tau_syn/dt``,
 ``v_threshold = v_th tau_mem/dt``; LIF, LI, IF ``R = 1``) lowers back to the same weights and
 constants, and reads the spike fields it writes into a neuron's metadata
-(:mod:`rewire.ir.spike_metadata`). IF is read as ``V += R S`` per step, not ``V += dt R S``:
+(:mod:`rewire.ir.spike_metadata`); a ``CubaLIF`` whose metadata says ``rewire.kind =
+"BitshiftLIF"`` (Xylo's neuron, :meth:`rewire.ir.chip_bitshift.CompiledBitshiftLIF.nir_node`)
+is read back as that ``BitshiftLIF``, dash values and spike fields from the metadata, in any
+``framework``. IF is read as ``V += R S`` per step, not ``V += dt R S``:
 NIR stores no step and every reader integrates IF so (Norse, sinabs and spyx ignore ``R``,
 snnTorch 1.0 asserts ``R = 1``); rewire's files before ``R = 1`` (IF ``R = 1/dt``) are read
 as written then.

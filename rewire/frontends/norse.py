@@ -27,7 +27,8 @@ right after a ``Linear``/``Conv2d`` (folded into its weights and bias,
 Norse's ``LIFCell`` (→ ``CubaLIF``), ``LIFBoxCell`` (→ ``LIF``), ``IAFCell`` (→ ``IF``),
 ``LICell`` (→ ``CubaLI``), ``LIBoxCell`` (→ ``LI``) and ``LIFRecurrentCell`` (→
 ``RecurrentDense`` + ``CubaLIF``, ``input_weights``/``recurrent_weights`` with autapses
-masked as Norse masks them). Synapse modules in a row without a neuron cell between them
+masked as Norse masks them), and rewire's :class:`~rewire.frontends.bitshift.LIFBitshiftCell`
+(Xylo's neuron, → ``BitshiftLIF``). Synapse modules in a row without a neuron cell between them
 (``Linear -> Linear``, ``Linear -> LIFRecurrentCell``, a pool or conv before a conv or a
 flattened ``Linear``) are composed exactly into one layer named ``"a+b"``
 (:func:`rewire.ir.fuse.fuse`), or refused naming the pair. **Nothing is dropped silently**: every parameter and buffer of

@@ -111,20 +111,55 @@ class CompiledBitshiftLIF(ChipNeuron):
 
     @classmethod
     def nir_node(cls, neuron, shape, weight: float = 1.0):
-        """NIR 1.0 ``CubaLIF`` with ``tau = dt / 2**-dash`` (``tau_syn``, ``tau_mem``),
-        ``r = 1``, ``w_in = 1``: Euler at ``dt`` gives the decays ``1 - 2**-dash``; the input
-        gain and order differ from this neuron's (``i`` decays before ``v`` reads it), which
-        the ``metadata`` names (``rewire.kind = "BitshiftLIF"``, the dash values)."""
+        r"""NIR 1.0 ``CubaLIF`` of a ``BitshiftLIF`` (docs/formats.md, "Xylo's neuron in NIR"):
+        ``tau_syn = dt 2**dash_syn``, ``tau_mem = dt 2**dash_mem`` (s),
+        ``r = max(2**dash_mem - 1, 1)``, ``w_in = (2**dash_syn - 1) 2**dash_mem / r``,
+        ``v_threshold = v_th / weight``, ``v_leak = v_reset = 0``.
+
+        rockpool 3.1's ``from_nir`` takes ``dt = tau_mem / (1 + r)``, which is then ``dt``
+        exactly (``dash_mem >= 1``), so its Xylo mapper's ``dash = log2(tau / dt)`` gives back
+        both dash values; it reads the weights and ``v_threshold`` as written and ignores
+        ``w_in``. A reader that steps the synapse equation and then the membrane equation
+        on the new current (Norse 1.1's ``from_nir``: a ``LIBoxCell`` then a ``LIFBoxCell``;
+        rewire's own CubaLIF reading, Norse's ``LIFCell`` order) gets ``I`` proportional to
+        Xylo's ``i`` and exactly :math:`v_t = (1 - 2^{-d_m}) v_{t-1} + i_t` (up to the
+        scale of ``v``, which ``v_threshold`` follows); one that steps both equations from
+        the previous step's values (explicit Euler of the coupled equations) gives ``v``
+        the current of the step before, one step late. Several spikes per step and the
+        subtractive reset are in the metadata only. The ``metadata`` carries
+        ``rewire.kind = "BitshiftLIF"``, ``rewire.dash_syn``/``rewire.dash_mem``, the spike
+        fields (:mod:`rewire.ir.spike_metadata`) and those differences in words
+        (``rewire.note``); rewire's reader (:mod:`rewire.frontends.nir`) reads the node back
+        as the ``BitshiftLIF`` it was, by them.
+
+        Raises:
+            CompileError: ``dash_syn = 0``: the current is emptied every step, so the neuron
+                never receives input; NIR could only say so with ``w_in = 0``, which readers
+                refuse.
+        """
         import nir
 
         from rewire.ir.spike_metadata import to_metadata
 
-        dt = neuron.dt
-        tau_syn, tau_mem = dt * 2.0 ** neuron.dash_syn, dt * 2.0 ** neuron.dash_mem
-        meta = {**to_metadata(neuron, 1.0 / weight),
-                "rewire.kind": "BitshiftLIF", "rewire.dash_syn": neuron.dash_syn,
-                "rewire.dash_mem": neuron.dash_mem}
-        return nir.CubaLIF(tau_syn=full(tau_syn, shape), tau_mem=full(tau_mem, shape),
-                           r=full(1.0, shape), v_leak=full(0.0, shape),
-                           v_threshold=full(neuron.v_th / weight, shape),
-                           v_reset=full(0.0, shape), w_in=full(1.0, shape), metadata=meta)
+        dt, ds, dm = neuron.dt, neuron.dash_syn, neuron.dash_mem
+        if ds == 0:
+            raise CompileError("NIR export: a BitshiftLIF with dash_syn = 0 empties its "
+                               "synaptic current every step and never receives input; NIR "
+                               "can only write that as w_in = 0, which readers refuse: "
+                               "train with dash_syn >= 1")
+        r = max(2.0 ** dm - 1.0, 1.0)
+        meta = {**to_metadata(neuron, 1.0 / weight), "rewire.kind": "BitshiftLIF",
+                "rewire.dash_syn": ds, "rewire.dash_mem": dm, "rewire.note": NIR_NOTE}
+        return nir.CubaLIF(tau_syn=full(dt * 2.0 ** ds, shape),
+                           tau_mem=full(dt * 2.0 ** dm, shape), r=full(r, shape),
+                           v_leak=full(0.0, shape), v_threshold=full(neuron.v_th / weight, shape),
+                           v_reset=full(0.0, shape),
+                           w_in=full((2.0 ** ds - 1.0) * 2.0 ** dm / r, shape), metadata=meta)
+
+
+#: How the CubaLIF of :meth:`CompiledBitshiftLIF.nir_node` reads as Xylo's neuron (its metadata).
+NIR_NOTE = ("Xylo BitshiftLIF: i = (1 - 2^-dash_syn)(i + a); v = (1 - 2^-dash_mem) v + i; "
+            "n = min(floor(v / v_threshold), rewire.max_spikes) spikes at v >= v_threshold, "
+            "v -= n v_threshold. The input reaches v in the same step: stepping the synapse "
+            "and then the membrane on the new current (Norse's from_nir) is exact; explicit "
+            "Euler of both equations from the previous step's values is one step late")

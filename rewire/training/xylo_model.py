@@ -28,19 +28,11 @@ from torch import nn
 from rewire.frontends.bitshift import LIFBitshiftCell
 from rewire.training.model import SpikingMLP
 
-__all__ = ["HIDDEN_MAX_SPIKES", "SURROGATE_ALPHA", "XyloNeuron", "XyloMLP"]
+__all__ = ["HIDDEN_MAX_SPIKES", "XyloNeuron", "XyloMLP"]
 
 #: Most spikes a Xylo hidden neuron emits per step (XyloSim 0.1.3, measured; rockpool 3.1's
 #: ``max_spikes_per_dt`` of the hidden layer).
 HIDDEN_MAX_SPIKES = 31
-#: SuperSpike's sharpness below the threshold in the surrogate gradient of every
-#: :class:`XyloMLP` cell (``surrogate_alpha`` of
-#: :class:`~rewire.frontends.bitshift.LIFBitshiftCell`; Zenke & Ganguli, Neural Computation
-#: 30(6), 2018, eq. 5, on ``v / v_th``). Chosen on the ``digits-xylo`` validation split
-#: (docs/training.md, "Xylo"): at Norse's 100 a readout neuron whose ``v`` stays well below
-#: its threshold gets almost no gradient (0.0004 at half the threshold, against 0.028 at 10),
-#: and a class whose readout fell silent on part of the data stayed so.
-SURROGATE_ALPHA = 10.0
 
 
 @dataclass(frozen=True)
@@ -56,8 +48,6 @@ class XyloNeuron:
         readout_max_spikes: most spikes per step of a readout neuron (Xylo: 1).
         readout_dash_syn, readout_dash_mem: the readout's own decays (Xylo's
             ``dash_syn_out``, ``dash_mem_out``); ``None``: the hidden layers'.
-        surrogate_alpha: the surrogate gradient's sharpness below the threshold
-            (:data:`SURROGATE_ALPHA`); training only, the forward does not depend on it.
 
     The defaults were chosen on the ``digits-xylo`` validation split (docs/training.md,
     "Xylo"): ``dash_syn 1``, ``dash_mem 2``, the readout's ``dash_mem 4``, ``v_th 1``.
@@ -71,7 +61,6 @@ class XyloNeuron:
     readout_max_spikes: int = 1
     readout_dash_syn: int | None = None
     readout_dash_mem: int | None = 4
-    surrogate_alpha: float = SURROGATE_ALPHA
 
     def dashes(self, readout: bool) -> tuple[int, int]:
         """``(dash_syn, dash_mem)`` of a hidden layer or of the readout."""
@@ -119,5 +108,3 @@ class XyloMLP(SpikingMLP):
                             neuron.readout_max_spikes if k == last
                             else neuron.hidden_max_spikes, neuron.dt)
             for k in range(len(self.sizes) - 1))
-        for cell in self.cells:  # a plain attribute: training only, not lowered
-            cell.surrogate_alpha = float(neuron.surrogate_alpha)

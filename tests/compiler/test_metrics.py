@@ -202,3 +202,24 @@ def test_neurobench_counts_the_same_synops_and_activation_sparsity(loihi2, tmp_p
     assert round(ours["connection_sparsity"], 4) == theirs["ConnectionSparsity"]
     # NeuroBench's footprint adds snnTorch's neuron parameters to the float32 weights
     assert 0 <= theirs["Footprint"] - ours["footprint_bytes"] <= 64 * len(net.layers)
+
+
+def test_activation_sparsity_counts_a_multi_spike_step_once():
+    """A Xylo hidden neuron sending 31 spikes in one step is one non-zero activation
+    (NeuroBench 2.3's ActivationSparsity counts non-zero outputs): the sparsity stays in
+    [0, 1] while the spike count (for the energy model) counts every event."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "export"))
+    from xylo_compiled_nets import layer, network
+    from rewire.compiler.metrics import workload_metrics
+
+    hidden = layer("fc1", np.full((4, 2), 100), 1, 1, 10, 31)    # 15 events -> many spikes
+    readout = layer("fc2", np.full((2, 4), 1), 1, 1, 1000, 1)
+    net = network([hidden, readout], steps=4)
+    payload = np.full((4, 3, 2), 15, np.int64)
+    rows = workload_metrics(net, payload)["layers"]
+    assert rows[0]["spikes"] > 4 * 4          # several spikes per neuron and step
+    assert 0.0 <= rows[0]["activation_sparsity"] <= 1.0
+    assert rows[0]["activation_sparsity"] == 0.0   # every neuron active at every step
