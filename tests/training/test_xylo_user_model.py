@@ -28,8 +28,6 @@ class UserXyloNet(nn.Module):
         self.lif1 = LIFBitshiftCell(dash_syn=1, dash_mem=2, v_th=1.0, max_spikes=31)
         self.fc2 = nn.Linear(hidden, 8, bias=False)
         self.out = LIFBitshiftCell(dash_syn=1, dash_mem=4, v_th=1.0, max_spikes=1)
-        for cell in (self.lif1, self.out):  # a wider surrogate below the threshold
-            cell.surrogate_alpha = 10.0      # (docs/training.md, "Xylo")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s1 = s2 = None
