@@ -163,6 +163,8 @@ def parser() -> argparse.ArgumentParser:
                                 argument_default=argparse.SUPPRESS)
 
     def show(value):
+        if value is None:
+            return "none"
         return " ".join(map(str, value)) if isinstance(value, tuple) else f"{value:g}" \
             if isinstance(value, float) else value
 
@@ -214,11 +216,13 @@ def parser() -> argparse.ArgumentParser:
     add(b, "connectivity", "connectivity budget in (0, 1] ({default})", type=_float)
     add(b, "max_fan_in", "per-neuron fan-in budget", type=_int)
     t = p.add_argument_group("training (GradR)")
-    add(t, "epochs", f"epochs (default: mlp {{epochs}}; conv {CONV_EPOCHS['digits']} on "
-                     f"digits, {CONV_EPOCHS['mnist']} on mnist)".replace(
-                         "{epochs}", str(default["epochs"])), type=_int)
+    xylo = PROFILE_DEFAULTS["cuba_bitshift"]["train"]
+    add(t, "epochs", f"epochs (default: mlp {{epochs}}, {xylo['epochs']} on xylo; conv "
+                     f"{CONV_EPOCHS['digits']} on digits, {CONV_EPOCHS['mnist']} on mnist)"
+                     .replace("{epochs}", str(default["epochs"])), type=_int)
     add(t, "batch_size", "batch ({default})", type=_int)
-    add(t, "lr", f"learning rate (default: mlp {default['lr']:g}, conv {CONV_LR:g})",
+    add(t, "lr", f"learning rate (default: mlp {default['lr']:g}, {xylo['lr']:g} on xylo; "
+                 f"conv {CONV_LR:g})",
         type=_float)
     add(t, "alpha", "initial prior penalty; adapted to meet the budget ({default})",
         type=_float)

@@ -7,7 +7,11 @@ folder) before any work; :func:`run` then trains, compiles and writes, through
 integer model) and ``<out>/model.nir``; then ``<out>/cores.json`` and ``<out>/cores.png``
 (per-core usage, see :mod:`rewire.compiler.mapping`) and ``<out>/report.json``
 (:func:`rewire.job.report.build_report`). Only the export formats the profile lists for its
-chip are written; the report says which were skipped and why. The files are published as
+chip are written; the report says which were skipped and why. On Xylo (``neuron.model``
+``cuba_bitshift``) the model is :class:`~rewire.training.xylo_model.XyloMLP`, the chip's file
+is ``<out>/model_xylo.npz`` (+ ``.json``, :mod:`rewire.export.xylo_spec`) and every test
+sample runs through XyloSim against the integer model (:data:`CHIP_CHECKS`), in the report
+(``xylo_check``) and the table with the fan-out of every layer. The files are published as
 one set (:class:`rewire.job.publish.Staging`).
 
 Example (the job ``python -m rewire.export`` runs, on a smaller budget)::
