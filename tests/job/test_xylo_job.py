@@ -14,7 +14,7 @@ from rewire.job.cli import main
 
 @pytest.mark.slow
 def test_main_job_on_xylo_meets_the_issue(tmp_path, capsys):
-    """The default xylo job, seed 0 (about 40 s of CPU; 2-3 min on 2 loaded cores)."""
+    """The default xylo job, seed 0 (51 s here, 39 s of CPU; 2-3 min on 2 loaded cores)."""
     out = tmp_path / "build"
     assert main(["--profile", "xylo", "--out", str(out), "--no-progress"]) == 0
     table = capsys.readouterr().out
