@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,7 +56,7 @@ from torch.nn.utils import parametrize
 
 from rewire.compiler import equivalence
 from rewire.compiler.quantize import compile_network
-from rewire.errors import RewireError
+from rewire.errors import RewireError, RewireWarning
 from rewire.frontends import lower
 from rewire.frontends.bitshift import LIFBitshiftCell
 from rewire.hw_profiles.profile import HardwareProfile, load_profile
@@ -222,7 +223,10 @@ class QATRun:
 
     def _compile(self) -> CompiledNetwork:
         was_training = self.model.training
-        with torch.random.fork_rng(devices=[]), torch.no_grad(), grid_off(self.model):
+        # the grid's own compiles, of the plain weights: their warnings are not the result's
+        with torch.random.fork_rng(devices=[]), torch.no_grad(), grid_off(self.model), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore", RewireWarning)
             net = compile_network(lower(self.model, **self.run_options), self.qat.profile,
                                   self.qat.input_max_value, self.qat.cores,
                                   calibration=self.qat.calibration)
