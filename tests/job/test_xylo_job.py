@@ -35,3 +35,25 @@ def test_main_job_on_xylo_meets_the_issue(tmp_path, capsys):
     for name in ("model_xylo.npz", "model_xylo.json", "model.nir", "model_step.onnx",
                  "model_unrolled.onnx", "model_int.onnx", "report.json"):
         assert (out / name).exists(), name
+
+
+@pytest.mark.slow
+def test_a_users_xylo_model_through_the_main_job(tmp_path):
+    """``rewire.run_job(model=..., profile="xylo")`` takes a user's time-loop model of
+    ``nn.Linear`` + ``LIFBitshiftCell`` too: trained (2 epochs), compiled, written, and equal
+    to XyloSim on every test sample (21 s)."""
+    import torch
+
+    import rewire
+    from training.test_xylo_user_model import UserXyloNet
+
+    torch.manual_seed(0)
+    report = rewire.run_job(model=UserXyloNet(), profile="xylo", out=str(tmp_path), steps=8,
+                            train=rewire.TrainConfig(epochs=2, lr=3e-3, progress=False),
+                            log=lambda *_: None)
+    assert report["network"]["sizes"] == [16, 64, 8]
+    assert report["formats"]["written"] == ["onnx", "nir", "xylo"]
+    check = report["xylo_check"]
+    if "skipped" not in check:
+        assert check["samples"] == check["samples_equal"] == 289 and check["passed"]
+    assert report["result"]["quantized_accuracy"] is not None
