@@ -151,7 +151,7 @@ def parser() -> argparse.ArgumentParser:
     namespace (the field keeps its default)."""
     import argparse
 
-    from rewire.job.spec import CONV_EPOCHS, CONV_LR, JobSpec, MODELS
+    from rewire.job.spec import CONV_EPOCHS, CONV_LR, PROFILE_DEFAULTS, JobSpec, MODELS
     from rewire.training.data import DATASETS
     from rewire.training.model import ENCODINGS
     from rewire.job.events import INPUTS
@@ -162,12 +162,18 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 argument_default=argparse.SUPPRESS)
 
+    def show(value):
+        if value is None:
+            return "none"
+        return " ".join(map(str, value)) if isinstance(value, tuple) else f"{value:g}" \
+            if isinstance(value, float) else value
+
     def add(group, field, text, **kwargs):
-        shown = default[field]
-        shown = " ".join(map(str, shown)) if isinstance(shown, tuple) else f"{shown:g}" \
-            if isinstance(shown, float) else shown
+        shown = show(default[field])
+        chips = "".join(f"; {model} chips (xylo): {show(own[field])}"
+                        for model, own in PROFILE_DEFAULTS.items() if field in own)
         group.add_argument(FLAGS[field], dest=field,
-                           help=text.replace("{default}", f"default {shown}"), **kwargs)
+                           help=text.replace("{default}", f"default {shown}{chips}"), **kwargs)
 
     add(p, "profile", "shipped profile name or path to a TOML profile ({default})")
     add(p, "out", "output folder ({default})")
@@ -176,7 +182,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--show-profile", metavar="NAME", default=None,
                    help="print a profile as JSON, exit")
     d = p.add_argument_group("data and network")
-    add(d, "dataset", f"one of {', '.join(DATASETS)}: digits embedded, mnist needs --data-dir "
+    add(d, "dataset", f"one of {', '.join(DATASETS)}: digits and digits-xylo embedded, mnist "
+                      f"needs --data-dir "
                       f"({{default}})", metavar="{" + ",".join(DATASETS) + "}")
     add(d, "data_dir", "folder with the MNIST IDX files")
     add(d, "model", "mlp: fully connected (--hidden); conv: Conv2d + sum-pooling stages then "
@@ -209,11 +216,13 @@ def parser() -> argparse.ArgumentParser:
     add(b, "connectivity", "connectivity budget in (0, 1] ({default})", type=_float)
     add(b, "max_fan_in", "per-neuron fan-in budget", type=_int)
     t = p.add_argument_group("training (GradR)")
-    add(t, "epochs", f"epochs (default: mlp {{epochs}}; conv {CONV_EPOCHS['digits']} on "
-                     f"digits, {CONV_EPOCHS['mnist']} on mnist)".replace(
-                         "{epochs}", str(default["epochs"])), type=_int)
+    xylo = PROFILE_DEFAULTS["cuba_bitshift"]["train"]
+    add(t, "epochs", f"epochs (default: mlp {{epochs}}, {xylo['epochs']} on xylo; conv "
+                     f"{CONV_EPOCHS['digits']} on digits, {CONV_EPOCHS['mnist']} on mnist)"
+                     .replace("{epochs}", str(default["epochs"])), type=_int)
     add(t, "batch_size", "batch ({default})", type=_int)
-    add(t, "lr", f"learning rate (default: mlp {default['lr']:g}, conv {CONV_LR:g})",
+    add(t, "lr", f"learning rate (default: mlp {default['lr']:g}, {xylo['lr']:g} on xylo; "
+                 f"conv {CONV_LR:g})",
         type=_float)
     add(t, "alpha", "initial prior penalty; adapted to meet the budget ({default})",
         type=_float)

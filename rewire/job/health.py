@@ -89,8 +89,8 @@ def warnings(report: dict) -> list[str]:
     """Every warning a finished report deserves (module docstring), as sentences that name
     the figure, the threshold and what to do; ``[]`` for a healthy run.
 
-    Reads ``projection``, ``result``, ``activity``, ``lava_check``, ``equivalence`` and
-    ``test_set`` of the report (each optional).
+    Reads ``projection``, ``result``, ``activity``, ``lava_check``, ``xylo_check``,
+    ``fan_out``, ``equivalence`` and ``test_set`` of the report (each optional).
     """
     out = []
     proj = report.get("projection", {})
@@ -121,6 +121,19 @@ def warnings(report: dict) -> list[str]:
     if "samples" in lava and not lava.get("output_spikes"):
         out.append(f"the Lava check compared no output spike ({lava['samples']} silent "
                    f"samples): it proves nothing about the export")
+    xylo = report.get("xylo_check", {})
+    if "samples" in xylo and not xylo.get("compared"):
+        out.append(f"the XyloSim check compared no output spike or no state "
+                   f"({xylo['samples']} samples, {xylo.get('output_spikes', 0)} output spikes): "
+                   f"it proves nothing about the export")
+    elif "samples" in xylo and xylo.get("samples_equal") != xylo["samples"]:
+        out.append(f"XyloSim differs from rewire's integer model on "
+                   f"{xylo['samples'] - xylo.get('samples_equal', 0)} of {xylo['samples']} "
+                   f"test samples: the specification does not run the compiled network")
+    for row in report.get("fan_out") or []:
+        if not row["within"]:
+            out.append(f"fan-out {row['max_fan_out']} of {row['source']} into {row['into']} "
+                       f"is above the chip's {row['limit']} (limits.fan_out)")
     eq = report.get("equivalence")
     if eq and eq.get("layers"):
         last = eq["layers"][-1]

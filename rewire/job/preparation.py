@@ -30,6 +30,20 @@ from rewire.training.data import Split, load_split
 from rewire.training.gradr import apply_gradr
 from rewire.training.layout import sample_shape
 from rewire.training.model import SpikingMLP
+from rewire.training.xylo_model import XyloMLP
+
+#: The ``mlp`` of a chip whose ``neuron.model`` is the key: Xylo's bit-shift neurons
+#: (:class:`~rewire.training.xylo_model.XyloMLP`); any other chip trains rewire's
+#: :class:`~rewire.training.model.SpikingMLP` of Norse LIF cells.
+MLP_MODELS = {"cuba_bitshift": XyloMLP}
+#: ``neuron.model`` values rewire compiles to fixed point (the job compiles, writes and checks
+#: the chip's files); the others end with the trained float network mapped onto the cores.
+COMPILED_MODELS = ("cuba", "cuba_bitshift")
+
+
+def has_compiler(profile: HardwareProfile) -> bool:
+    """Whether rewire compiles for ``profile``'s neurons (:data:`COMPILED_MODELS`)."""
+    return profile.neuron.model in COMPILED_MODELS
 
 
 @dataclass
@@ -53,7 +67,7 @@ class Prepared:
     spec: JobSpec
     profile: HardwareProfile
     split: Split
-    model: SpikingMLP | SpikingConvNet
+    model: SpikingMLP | XyloMLP | SpikingConvNet
     budget: SynapseBudget
     out: Path
     spikes: SpikeData | None = None
@@ -90,7 +104,7 @@ def _prepare_user_model(spec: JobSpec, profile: HardwareProfile, split: Split, o
 
     Raises:
         TypeError: ``model`` is not a torch module.
-        CompileError: the profile has no fixed-point compiler (only ``cuba`` chips).
+        CompileError: the profile has no fixed-point compiler (:data:`COMPILED_MODELS`).
         ValueError: rate coding of dense data asked for (use ``input="spikes"``), or the
             model's input size is not the data's, or its output neurons not its classes.
         rewire.errors.LoweringError: a module or parameter the compiler cannot map.
@@ -99,10 +113,11 @@ def _prepare_user_model(spec: JobSpec, profile: HardwareProfile, split: Split, o
 
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model: give a torch nn.Module, got {type(model).__name__}")
-    if profile.neuron.model != "cuba":
+    if not has_compiler(profile):
         raise CompileError(f"profile {profile.name!r}: the main job takes a model of your own "
                            f"only for a chip rewire compiles for (neuron.model 'cuba': loihi2, "
-                           f"loihi); train it with rewire.train and map it yourself")
+                           f"loihi; 'cuba_bitshift': xylo); train it with rewire.train and map "
+                           f"it yourself")
     if spec.encoding == "rate" and spikes is None:
         raise ValueError("encoding 'rate' with a model of your own: give input='spikes' (fixed "
                          "spike trains, the same for training, the chip and Lava) or events=")
@@ -203,12 +218,12 @@ def prepare(spec: JobSpec, model: torch.nn.Module | None = None) -> Prepared:
     sizes = (split.num_features, *spec.hidden, split.num_classes)
     check_trainable(sizes)
     mapping.check_network(profile, sizes, spec.cores)  # what no pruning can fix, before training
-    model = SpikingMLP(sizes, steps=spec.steps, encoding=spec.encoding,
-                       input_gain=spec.input_gain)
+    model = MLP_MODELS.get(profile.neuron.model, SpikingMLP)(
+        sizes, steps=spec.steps, encoding=spec.encoding, input_gain=spec.input_gain)
     check_neuron_fits(profile, model.neuron)
     budget = make_budget(profile, sizes, cores=spec.cores, max_synapses=spec.max_synapses,
                          connectivity=spec.connectivity, max_fan_in=spec.max_fan_in)
     return Prepared(spec, profile, split, model, budget, out, spikes)
 
 
-__all__ = ["Prepared", "prepare"]
+__all__ = ["COMPILED_MODELS", "MLP_MODELS", "Prepared", "has_compiler", "prepare"]

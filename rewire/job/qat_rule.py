@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rewire.job.preparation import has_compiler
 from rewire.training.qat import QAT, auto_epochs
 from rewire.training.train import encoded_batches
 
@@ -45,7 +46,7 @@ def qat_option(prep) -> QAT | None:
     spec = prep.spec
     if spec.qat == "off" or (spec.qat == "auto" and spec.train.epochs < 2):
         return None  # auto never trains the whole run on the grid: no epoch to measure after
-    if prep.profile.neuron.model != "cuba":
+    if not has_compiler(prep.profile):
         if spec.qat == "auto":
             return None
         raise ValueError(f"qat: profile {prep.profile.name!r} has no fixed-point compiler "

@@ -15,6 +15,7 @@ from rewire.errors import WarningRecord
 from rewire.hw_profiles.profile import KNOWN_FORMATS, HardwareProfile
 from rewire.ir.compiled_layers import CompiledSumPool
 from rewire.job import health
+from rewire.job.chip_checks import fan_out_rows
 from rewire.training.budget import SynapseBudget
 from rewire.training.train import TrainResult
 
@@ -23,7 +24,8 @@ REPORT_VERSION = 1
 
 def build_report(prep, result: TrainResult, files: dict, timings: dict, lava: dict,
                  formats=(), *, net=None, equivalence=None, cores=None, reason: str = "",
-                 activity: list[dict] | None = None, payload=None) -> dict:
+                 activity: list[dict] | None = None, payload=None,
+                 checks: dict | None = None) -> dict:
     """The whole ``report.json`` of a run (JSON-ready; accuracies are fractions in [0, 1]).
 
     A compiled run gives ``net`` (the :class:`~rewire.ir.compiled.CompiledNetwork`) and
@@ -48,6 +50,8 @@ def build_report(prep, result: TrainResult, files: dict, timings: dict, lava: di
             report holds ``metrics`` (:func:`rewire.compiler.metrics.network_metrics`,
             NeuroBench 2.3 definitions) and ``energy`` (a modelled estimate from the
             profile's published figures, or why there is none).
+        checks: the checks of the chip's own file in its own simulator, report key ->
+            result (``{"xylo_check": ...}``, :func:`rewire.job.chip_checks.xylo_check`).
 
     Raises:
         ValueError: the test set is empty (a check of nothing is a failed check).
@@ -76,8 +80,10 @@ def build_report(prep, result: TrainResult, files: dict, timings: dict, lava: di
                    "input_gain": spec.input_gain, "controller": dict(spec.train.controller)},
         "formats": export_formats(profile, formats, reason),
     })
+    report.update(checks or {})
     if net is not None:
         report["equivalence"] = equiv
+        report["fan_out"] = fan_out_rows(net)
     if net is not None and payload is not None:
         report["metrics"] = network_metrics(net, payload)
         report["energy"] = energy_estimate(net, report["metrics"], profile.energy)

@@ -7,7 +7,11 @@ folder) before any work; :func:`run` then trains, compiles and writes, through
 integer model) and ``<out>/model.nir``; then ``<out>/cores.json`` and ``<out>/cores.png``
 (per-core usage, see :mod:`rewire.compiler.mapping`) and ``<out>/report.json``
 (:func:`rewire.job.report.build_report`). Only the export formats the profile lists for its
-chip are written; the report says which were skipped and why. The files are published as
+chip are written; the report says which were skipped and why. On Xylo (``neuron.model``
+``cuba_bitshift``) the model is :class:`~rewire.training.xylo_model.XyloMLP`, the chip's file
+is ``<out>/model_xylo.npz`` (+ ``.json``, :mod:`rewire.export.xylo_spec`) and every test
+sample runs through XyloSim against the integer model (:data:`CHIP_CHECKS`), in the report
+(``xylo_check``) and the table with the fan-out of every layer. The files are published as
 one set (:class:`rewire.job.publish.Staging`).
 
 Example (the job ``python -m rewire.export`` runs, on a smaller budget)::
@@ -37,7 +41,8 @@ from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import layer_names
 from rewire.ir.nodes import Dense
 from rewire.job import health
-from rewire.job.preparation import Prepared, prepare
+from rewire.job.chip_checks import xylo_check
+from rewire.job.preparation import Prepared, has_compiler, prepare
 from rewire.job.publish import Staging
 from rewire.job.qat_rule import qat_option
 from rewire.job.quiet import captured
@@ -108,6 +113,11 @@ def lava_check(net: CompiledNetwork, path: Path, payload: np.ndarray, samples: i
             "seconds": time.perf_counter() - start}
 
 
+#: Export format -> (report key, check of the written file against the integer model, called
+#: ``check(net, path, payload)`` on every test sample): the chip's own simulator.
+CHIP_CHECKS = {"xylo": ("xylo_check", xylo_check)}
+
+
 def _publish(stage: Staging, report: dict) -> None:
     """Publish the staged files into the output folder with ``report.json`` (listing every
     file's SHA-256) written last as the set's commit record (:class:`rewire.io.Staging`:
@@ -144,12 +154,13 @@ def run(prep: Prepared, log=print) -> dict:
             published and the table logged; it names every warning).
     """
     spec, profile, t0 = prep.spec, prep.profile, time.perf_counter()
-    compiled = profile.neuron.model == "cuba"
+    compiled = has_compiler(profile)
     if not compiled and not isinstance(prep.model, SpikingMLP):
         raise CompileError(
             f"profile {profile.name!r}: its neuron model {profile.neuron.model!r} has no "
-            f"fixed-point compiler in rewire (only 'cuba': loihi2, loihi), and the float-only "
-            f"path (train, map cores, report) takes fully connected networks only")
+            f"fixed-point compiler in rewire (only 'cuba': loihi2, loihi; 'cuba_bitshift': "
+            f"xylo), and the float-only path (train, map cores, report) takes fully "
+            f"connected networks only")
     sizes = prep.sizes if prep.user_model else prep.model.sizes
     log(f"rewire {__version__}: {prep.split.name} {sizes} T={spec.steps} "
         f"on {profile.name}; budget {prep.budget.max_synapses} synapses "
@@ -194,10 +205,14 @@ def _compile_and_export(prep: Prepared, result, t0: float) -> dict:
         lava = {"skipped": "profile has no netx target"}
         if "netx" in staged:
             lava = lava_check(net, staged["netx"], payload, spec.lava_samples)
+        # the chip's own simulator, where its file has one: every test sample (cheap)
+        checks = {key: check(net, staged[fmt], payload)
+                  for fmt, (key, check) in CHIP_CHECKS.items() if fmt in staged}
         timings = {"train_s": t1 - t0, "compile_s": t2 - t1, "export_s": t3 - t2,
                    "total_s": time.perf_counter() - t0}
         report = build_report(prep, result, _final_paths(prep.out, staged), timings, lava,
-                              formats, net=net, equivalence=equiv, payload=payload)
+                              formats, net=net, equivalence=equiv, payload=payload,
+                              checks=checks)
         report["qat"] = result.qat
         _publish(stage, report)
     return report
@@ -205,7 +220,7 @@ def _compile_and_export(prep: Prepared, result, t0: float) -> dict:
 
 def _map_float(prep: Prepared, result, t0: float) -> dict:
     """The end of the main job on a chip whose neurons rewire cannot compile (``neuron.model``
-    other than ``cuba``: speck, xylo, truenorth): the trained network's synapses are mapped
+    outside :data:`rewire.job.preparation.COMPILED_MODELS`: speck, truenorth): the trained network's synapses are mapped
     onto the chip's cores and reported; no fixed-point file is written, and the report says
     why."""
     profile, spec, t1 = prep.profile, prep.spec, time.perf_counter()
@@ -214,7 +229,7 @@ def _map_float(prep: Prepared, result, t0: float) -> dict:
               for name, lin in zip(names, prep.model.linears)]
     cores = mapping.map_layers(layers, profile, spec.cores)
     reason = (f"neuron model {profile.neuron.model!r} of {profile.name} has no fixed-point "
-              f"compiler in rewire (only 'cuba')")
+              f"compiler in rewire (only 'cuba' and 'cuba_bitshift')")
     with Staging(prep.out) as stage:
         staged = {"cores_json": cores_files.write_json(cores, stage.path / "cores.json"),
                   "cores_png": cores_files.write_png(cores, stage.path / "cores.png")}

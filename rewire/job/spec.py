@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rewire.errors import RewireError
+from rewire.hw_profiles.profile import load_profile
 from rewire.training.train import TrainConfig
 
 MODELS = ("mlp", "conv")
@@ -35,8 +37,39 @@ CONV_EPOCHS = {"digits": 60, "mnist-t10k": 5, "mnist": 1}
 CONV_EPOCHS_OTHER = 10
 
 
-def default_train_config(model: str = "mlp", dataset: str = "digits") -> TrainConfig:
-    """The training defaults of ``model`` on ``dataset``: ``TrainConfig()`` for the mlp;
+#: The job's defaults for a chip whose ``neuron.model`` is the key, where they differ from
+#: those of every other chip (:data:`COMMON_DEFAULTS`): the task, network and training the job
+#: runs on it when the fields are left out. ``cuba_bitshift`` (SynSense Xylo Audio 2: 16 input
+#: channels, 8 outputs): the 16-channel 8-class ``digits-xylo`` task, with the figures chosen
+#: on its validation split (the last 231 training samples; docs/training.md, "Xylo").
+PROFILE_DEFAULTS = {
+    "cuba_bitshift": {"dataset": "digits-xylo", "hidden": (128,), "steps": 8,
+                      "input_gain": 4.0, "connectivity": None,
+                      "train": {"epochs": 40, "lr": 3e-3}},
+}
+#: The defaults of the fields :data:`PROFILE_DEFAULTS` may set, on every other chip.
+COMMON_DEFAULTS = {"dataset": "digits", "hidden": (256,), "steps": 16, "input_gain": 4.0,
+                   "connectivity": 0.1}
+#: The default of ``JobSpec.connectivity`` until the profile is known (``None`` is a value:
+#: no connectivity limit).
+PROFILE_CONNECTIVITY = "profile"
+
+
+def profile_defaults(profile) -> dict:
+    """The job's defaults for ``profile`` (a shipped name or a TOML path): :data:`COMMON_DEFAULTS`
+    updated by :data:`PROFILE_DEFAULTS` of its ``neuron.model``. A profile that cannot be
+    loaded gets the common ones (:func:`rewire.job.preparation.prepare` names its error)."""
+    try:
+        model = load_profile(profile).neuron.model
+    except (RewireError, OSError, ValueError, TypeError):
+        model = None
+    return {**COMMON_DEFAULTS, **PROFILE_DEFAULTS.get(model, {})}
+
+
+def default_train_config(model: str = "mlp", dataset: str = "digits",
+                         profile: str | None = None) -> TrainConfig:
+    """The training defaults of ``model`` on ``dataset``: ``TrainConfig()`` for the mlp
+    (updated by the ``train`` entry of :data:`PROFILE_DEFAULTS` for ``profile``'s neurons);
     for ``conv`` the learning rate :data:`CONV_LR`, the controller's :data:`CONV_CONTROLLER`
     and the epochs of :data:`CONV_EPOCHS`.
 
@@ -46,7 +79,8 @@ def default_train_config(model: str = "mlp", dataset: str = "digits") -> TrainCo
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
     if model == "mlp":
-        return TrainConfig()
+        own = profile_defaults(profile).get("train", {}) if profile is not None else {}
+        return TrainConfig(**own)
     return TrainConfig(epochs=CONV_EPOCHS.get(dataset, CONV_EPOCHS_OTHER), lr=CONV_LR,
                        controller=dict(CONV_CONTROLLER))
 
@@ -59,7 +93,11 @@ class JobSpec:
     Attributes:
         profile: shipped profile name or TOML path.
         out: output folder.
-        dataset, data_dir: data set (``digits`` needs no folder).
+        dataset, data_dir: data set (``digits`` and ``digits-xylo`` need no folder).
+            Left out (``None``), ``dataset``, ``hidden``, ``steps``, ``input_gain``,
+            ``connectivity`` and ``train`` take the profile's defaults
+            (:func:`profile_defaults`: ``digits``, ``(256,)``, 16, 4, 0.1; on Xylo the
+            16-channel 8-class ``digits-xylo`` task and its network).
         model: ``"mlp"`` (:class:`rewire.training.model.SpikingMLP`) or ``"conv"``
             (:class:`rewire.training.conv.SpikingConvNet` on the square image).
         hidden: hidden layer sizes (``mlp``).
@@ -100,20 +138,20 @@ class JobSpec:
 
     profile: str = "loihi2"
     out: str = "build"
-    dataset: str = "digits"
+    dataset: str | None = None
     data_dir: str | None = None
     model: str = "mlp"
-    hidden: tuple[int, ...] = (256,)
+    hidden: tuple[int, ...] | None = None
     channels: tuple[int, ...] = (16, 32)
     kernels: tuple[int, ...] = (5, 3)
     strides: tuple[int, ...] = (2, 1)
     pools: tuple[int, ...] = (1, 2)
-    steps: int = 16
+    steps: int | None = None
     encoding: str | None = None
-    input_gain: float = 4.0
+    input_gain: float | None = None
     cores: int | None = None
     max_synapses: int | None = None
-    connectivity: float | None = 0.1
+    connectivity: float | None | str = PROFILE_CONNECTIVITY
     max_fan_in: int | None = None
     train: TrainConfig | None = None
     lava_samples: int = 10
@@ -123,7 +161,14 @@ class JobSpec:
     qat: str | int = "auto"
 
     def __post_init__(self) -> None:
-        defaults = default_train_config(self.model, self.dataset)
+        unset = [f for f in COMMON_DEFAULTS if f != "connectivity" and getattr(self, f) is None]
+        if self.connectivity == PROFILE_CONNECTIVITY:
+            unset.append("connectivity")
+        if unset or self.train is None:
+            chip = profile_defaults(self.profile)
+            for name in unset:
+                object.__setattr__(self, name, chip[name])
+        defaults = default_train_config(self.model, self.dataset, self.profile)
         if self.train is None:
             object.__setattr__(self, "train", defaults)
         if self.qat not in ("auto", "off") and (isinstance(self.qat, bool) or not isinstance(
@@ -142,5 +187,5 @@ def training_line(spec: JobSpec) -> str:
             f"seed {t.seed}{extra}")
 
 
-__all__ = ["CONV_CONTROLLER", "CONV_EPOCHS", "CONV_EPOCHS_OTHER", "CONV_LR", "JobSpec", "MODELS",
+__all__ = ["COMMON_DEFAULTS", "PROFILE_DEFAULTS", "profile_defaults", "CONV_CONTROLLER", "CONV_EPOCHS", "CONV_EPOCHS_OTHER", "CONV_LR", "JobSpec", "MODELS",
            "default_train_config", "training_line"]

@@ -55,6 +55,7 @@ def format_report(report: dict) -> str:
                                    f"({lava['output_spikes']} output spikes)"))
     else:
         rows.append(("Lava check", f"skipped: {lava['skipped']}"))
+    rows += chip_rows(report)
     eq = report.get("equivalence")
     if eq:
         for l in eq["layers"]:
@@ -93,6 +94,28 @@ def format_report(report: dict) -> str:
     return "\n".join(table)
 
 
+def chip_rows(report: dict) -> list[tuple[str, str]]:
+    """The table's XyloSim check line and fan-out lines (none when the report has neither):
+    the fan-out lines on a chip that limits fan-out (``profile_limits.fan_out``)."""
+    rows = []
+    xylo = report.get("xylo_check")
+    if xylo and "samples" not in xylo:
+        rows.append(("XyloSim check", f"skipped: {xylo.get('skipped')}"))
+    elif xylo:
+        verdict = "" if xylo.get("compared") else "FAILED: compared nothing; "
+        rows.append(("XyloSim check", f"{verdict}{xylo['samples_equal']}/{xylo['samples']} "
+                                      f"test samples equal in every recorded state "
+                                      f"({xylo['states_compared']:,} states compared, "
+                                      f"{xylo['output_spikes']:,} output spikes)"))
+    if report.get("profile_limits", {}).get("fan_out"):
+        for row in report.get("fan_out") or []:
+            limit = f"<= {row['limit']}" if row["limit"] else "not limited"
+            ok = "" if row["within"] else " OVER THE LIMIT"
+            rows.append((f"fan-out {row['source']}", f"{row['max_fan_out']} into "
+                                                     f"{row['into']} ({limit}){ok}"))
+    return rows
+
+
 def metric_rows(report: dict) -> list[tuple[str, str]]:
     """The table's NeuroBench metrics and energy lines (``report["metrics"]`` and
     ``report["energy"]``; none when the report has no metrics)."""
@@ -119,4 +142,4 @@ def metric_rows(report: dict) -> list[tuple[str, str]]:
     return rows
 
 
-__all__ = ["format_report", "metric_rows"]
+__all__ = ["chip_rows", "format_report", "metric_rows"]

@@ -4,6 +4,11 @@
   ship inside scikit-learn, so nothing is downloaded. Fixed split: 360 test images chosen by
   ``sklearn.model_selection.train_test_split(test_size=360, stratify=y, random_state=0)``,
   the other 1,437 train.
+* ``digits-xylo``: the 16-channel 8-class task of SynSense Xylo (16 input channels, 8
+  outputs): the ``digits`` split's images of the classes 0-7 (1,154 train / 289 test), each
+  8x8 image sum-pooled 2x2 to 4x4 = 16 features (0..64), made event counts
+  ``round(v / 64 * 15)`` in 0..15 (Xylo takes at most 15 input events per channel and step);
+  ``x = counts / 15``, ``max_value = 15``, so the chip's integer payload is the count itself.
 * ``mnist``: the standard split of LeCun, Cortes & Burges' MNIST database (LeCun et al.,
   Proc. IEEE 86(11), 1998): the 60,000 images of ``train-images-idx3-ubyte(.gz)`` train, the
   10,000 of ``t10k-images-idx3-ubyte(.gz)`` test, both pairs read from ``--data-dir``. This is
@@ -35,7 +40,7 @@ import numpy as np
 import torch
 from rewire.errors import DataError
 
-DATASETS = ("digits", "mnist", "mnist-t10k")
+DATASETS = ("digits", "digits-xylo", "mnist", "mnist-t10k")
 MNIST_TEST = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 MNIST_TRAIN = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
 MNIST_FILES = (MNIST_TEST, MNIST_TRAIN)
@@ -83,6 +88,39 @@ def load_digits_split() -> Split:
     return _make_split("digits", x_tr, y_tr, x_te, y_te, max_value=16, num_classes=10,
                        split="scikit-learn digits: 1,437 train / 360 test (stratified, "
                              "random_state=0)")
+
+
+#: ``digits-xylo``: the classes kept, the pooling window and the most events per channel and
+#: step (Xylo Audio 2 clips input events at 15 per channel and step: rockpool 3.1
+#: ``devices/xylo/syns61201/xylo_sim.py``, measured against XyloSim 0.1.3).
+XYLO_CLASSES, XYLO_POOL, XYLO_EVENTS = 8, 2, 15
+
+
+def load_digits_xylo_split() -> Split:
+    """``digits-xylo``: the ``digits`` split (:func:`load_digits_split`) restricted to the
+    classes 0-7 (1,154 train / 289 test), 2x2 sum-pooled to 16 features and made event counts
+    ``round(v / 64 * 15)`` in 0..15; ``x = counts / 15`` (float32 ``(N, 16)``),
+    ``max_value = 15``, 8 classes (see the module doc)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits(return_X_y=True)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=360, stratify=y, random_state=0)
+    top = 16 * XYLO_POOL * XYLO_POOL  # a pooled window of four pixels 0..16
+
+    def counts(images: np.ndarray) -> np.ndarray:
+        side = 8 // XYLO_POOL
+        pooled = images.reshape(-1, side, XYLO_POOL, side, XYLO_POOL).sum(axis=(2, 4))
+        return np.rint(pooled.reshape(len(images), -1) / top * XYLO_EVENTS)
+
+    keep_tr, keep_te = y_tr < XYLO_CLASSES, y_te < XYLO_CLASSES
+    return _make_split("digits-xylo", counts(x_tr[keep_tr]), y_tr[keep_tr],
+                       counts(x_te[keep_te]), y_te[keep_te], max_value=XYLO_EVENTS,
+                       num_classes=XYLO_CLASSES,
+                       split=f"scikit-learn digits 0-7, 2x2 sum-pooled to 16 event counts "
+                             f"0..{XYLO_EVENTS}: {int(keep_tr.sum()):,} train / "
+                             f"{int(keep_te.sum()):,} test (the digits split, stratified, "
+                             f"random_state=0)")
 
 
 #: Largest IDX body read (bytes): 256 MiB, over 5x MNIST's 60,000 training images (47 MB);
@@ -280,7 +318,7 @@ def _make_split(name, x_tr, y_tr, x_te, y_te, max_value, num_classes, split="") 
 
 
 def load_split(name: str, data_dir: str | Path | None = None) -> Split:
-    """Load ``digits`` (embedded), ``mnist`` or ``mnist-t10k`` (both need ``data_dir``).
+    """Load ``digits`` or ``digits-xylo`` (embedded), ``mnist`` or ``mnist-t10k`` (both need ``data_dir``).
 
     ``mnist`` is the standard 60,000/10,000 split where ``data_dir`` holds the train pair;
     with only the t10k pair there, it is the 8,000/2,000 split of that file, named
@@ -291,6 +329,8 @@ def load_split(name: str, data_dir: str | Path | None = None) -> Split:
     """
     if name == "digits":
         return load_digits_split()
+    if name == "digits-xylo":
+        return load_digits_xylo_split()
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}: use one of {DATASETS}")
     if data_dir is None:

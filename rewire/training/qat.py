@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,15 +56,16 @@ from torch.nn.utils import parametrize
 
 from rewire.compiler import equivalence
 from rewire.compiler.quantize import compile_network
-from rewire.errors import RewireError
+from rewire.errors import RewireError, RewireWarning
 from rewire.frontends import lower
+from rewire.frontends.bitshift import LIFBitshiftCell
 from rewire.hw_profiles.profile import HardwareProfile, load_profile
 from rewire.ir.chip_neurons import chip_class
 from rewire.ir.compiled import CompiledNetwork
 from rewire.ir.compiled_layers import CompiledRecurrentDense, CompiledSumPool
 from rewire.training.qat_grid import ChipGrid, InputGrid, grid_off, qat_grids, remove_qat
 
-__all__ = ["QAT", "ChipGrid", "InputGrid", "QATRun", "auto_epochs", "chip_image",
+__all__ = ["GRID_STEPS", "uniform_steps", "xylo_steps", "QAT", "ChipGrid", "InputGrid", "QATRun", "auto_epochs", "chip_image",
            "compile_image", "grid_off", "qat_grids", "remove_qat"]
 
 #: Weight tensors a compiled layer's source module holds, in ``[W | W_rec]`` order.
@@ -119,10 +121,12 @@ class QAT:
 
 
 def _neuron_modules(model: nn.Module) -> list[nn.Module]:
-    """Norse neuron modules (a ``p`` parameter tuple with ``tau_mem_inv`` or ``v_th``), in
-    module order (the order of the IR layers)."""
-    return [m for m in model.modules() if isinstance(getattr(m, "p", None), tuple)
-            and any(f in getattr(m.p, "_fields", ()) for f in ("tau_mem_inv", "v_th"))]
+    """Neuron modules in module order (the order of the IR layers): Norse's (a ``p``
+    parameter tuple with ``tau_mem_inv`` or ``v_th``) and Xylo's
+    :class:`~rewire.frontends.bitshift.LIFBitshiftCell` (its IR neuron ``neuron``)."""
+    return [m for m in model.modules() if isinstance(m, LIFBitshiftCell) or (
+        isinstance(getattr(m, "p", None), tuple)
+        and any(f in getattr(m.p, "_fields", ()) for f in ("tau_mem_inv", "v_th")))]
 
 
 def _layer_k(layer) -> tuple[float, float]:
@@ -219,7 +223,10 @@ class QATRun:
 
     def _compile(self) -> CompiledNetwork:
         was_training = self.model.training
-        with torch.random.fork_rng(devices=[]), torch.no_grad(), grid_off(self.model):
+        # the grid's own compiles, of the plain weights: their warnings are not the result's
+        with torch.random.fork_rng(devices=[]), torch.no_grad(), grid_off(self.model), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore", RewireWarning)
             net = compile_network(lower(self.model, **self.run_options), self.qat.profile,
                                   self.qat.input_max_value, self.qat.cores,
                                   calibration=self.qat.calibration)
@@ -274,6 +281,10 @@ class QATRun:
 
     @staticmethod
     def _set_cell(cell: nn.Module, values: dict) -> None:
+        if isinstance(cell, LIFBitshiftCell):  # its decays are the chip's already (dash)
+            if "v_th" in values:
+                cell.neuron = dataclasses.replace(cell.neuron, v_th=float(values["v_th"]))
+            return
         fields = {k: torch.full_like(torch.as_tensor(getattr(cell.p, k)), float(v))
                   for k, v in values.items() if k in cell.p._fields}
         cell.p = cell.p._replace(**fields)
@@ -284,16 +295,18 @@ class QATRun:
         if not self.active:
             return
         net = self._compile()
-        wfmt, zero, mismatch = net.profile.weights, 0, 0
-        wmag = min(wfmt.max_int, -wfmt.min_int)
-        for layer, cell, v_th0 in zip(net.layers, _neuron_modules(self.model), self.v_th0):
+        zero, mismatch = 0, 0
+        steps = GRID_STEPS.get(net.profile.neuron.model, uniform_steps)(net)
+        for index, (layer, cell, v_th0) in enumerate(zip(net.layers,
+                                                         _neuron_modules(self.model),
+                                                         self.v_th0)):
             module = self.model.get_submodule(layer.source)
             k_in, k_rec = _layer_k(layer)
             ints = [layer.weight_int] + ([layer.weight_rec_int] if layer.recurrent else [])
-            for pname, k, want in zip([n for n in WEIGHT_NAMES if hasattr(module, n)],
-                                      (k_in, k_rec), ints):
+            for part, (pname, k, want) in enumerate(zip(
+                    [n for n in WEIGHT_NAMES if hasattr(module, n)], (k_in, k_rec), ints)):
                 grid = [p for p in module.parametrizations[pname] if isinstance(p, ChipGrid)][0]
-                grid.set(k, wfmt.step, wmag)
+                grid.set(k, *steps[index][part])
                 with grid_off(self.model):
                     plain = getattr(module, pname)
                 got = grid.integers(plain).reshape(np.shape(want))
@@ -312,6 +325,32 @@ class QATRun:
         """The final grid (after the last epoch and after the projection): the model is then
         the float image of the network the compiler makes of it."""
         self.refresh()
+
+
+def uniform_steps(net: CompiledNetwork) -> list[list[tuple[int, int]]]:
+    """Per layer, per weight tensor (``[W | W_rec]``): ``(step, magnitude)`` of the
+    compiler's integer grid, the profile's ``weights.step`` and its largest symmetric
+    magnitude for every tensor (the CUBA compiler's, :mod:`rewire.compiler.rounding`)."""
+    wfmt = net.profile.weights
+    grid = (int(wfmt.step), int(min(wfmt.max_int, -wfmt.min_int)))
+    return [[grid, grid] for _ in net.layers]
+
+
+def xylo_steps(net: CompiledNetwork) -> list[list[tuple[int, int]]]:
+    """:func:`uniform_steps` for Xylo: each matrix's integers are ``int8 << weight_shift``
+    (:func:`rewire.compiler.xylo.xylo_shifts`), so its grid step is ``2**shift`` and its
+    magnitude ``127 << shift``."""
+    from rewire.compiler.xylo import matrix_of, xylo_shifts
+
+    shifts, n = xylo_shifts(net), len(net.layers)
+    top = int(min(net.profile.weights.max_int, -net.profile.weights.min_int))
+    return [[(1 << shifts[matrix_of(k, n, part)], top << shifts[matrix_of(k, n, part)])
+             for part in (False, True)] for k in range(n)]
+
+
+#: ``profile.neuron.model`` -> the per-tensor integer grids of its compiled networks
+#: (:func:`uniform_steps` for any model not listed).
+GRID_STEPS = {"cuba_bitshift": xylo_steps}
 
 
 def auto_epochs(epochs: int) -> int:

@@ -158,7 +158,8 @@ def test_structural_check_ignores_what_pruning_fixes(loihi2):
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["--profile", "xylo"], "accepts 16 input channels (limits.max_inputs; over by 48)"),
+    (["--profile", "xylo", "--dataset", "digits"],
+     "accepts 16 input channels (limits.max_inputs; over by 48)"),
     (["--profile", "loihi2", "--cores", "1", "--hidden", "9000"], "layer fc1 needs 2 cores"),
     (["--profile", "SIXTEEN_INPUTS"], "'loihi2' accepts 16 input channels"),
 ])
@@ -209,29 +210,32 @@ def test_uncompiled_chip_refuses_a_conv_net_before_training(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_xylo_run_on_a_network_that_fits_trains_maps_and_reports(tmp_path):
-    """A 16-input, 4-class task fits Xylo: the job trains, maps the float network onto the core
-    and the readout neurons, writes cores.json/png and a report that says why nothing was
-    compiled (Xylo's bit-shift neurons) and which formats were skipped."""
+def test_xylo_run_on_a_network_that_fits_trains_compiles_and_checks(tmp_path):
+    """A 16-input, 4-class task fits Xylo: the job trains rewire's Xylo model
+    (:class:`~rewire.training.xylo_model.XyloMLP`), compiles it, writes the specification
+    and runs the XyloSim check on every test sample (issue 24; before it, the float network
+    was only mapped onto the cores)."""
+    from rewire.training.xylo_model import XyloMLP
+
     gen = torch.Generator().manual_seed(0)
-    x = torch.rand(256, 16, generator=gen)
+    x = torch.randint(0, 16, (256, 16), generator=gen).float() / 15
     y = (x[:, :4].argmax(1)).long()
-    split = Split("toy16", x[:192], y[:192], x[192:], y[192:], max_value=16, num_classes=4)
+    split = Split("toy16", x[:192], y[:192], x[192:], y[192:], max_value=15, num_classes=4)
     xylo = load_profile("xylo")
     sizes = (16, 24, 4)
     spec = JobSpec(profile="xylo", out=str(tmp_path / "out"), hidden=(24,), steps=4,
                    train=TrainConfig(epochs=1, batch_size=64, progress=False))
-    prep = Prepared(spec, xylo, split, SpikingMLP(sizes, steps=4),
+    prep = Prepared(spec, xylo, split, XyloMLP(sizes, steps=4),
                     make_budget(xylo, sizes, connectivity=0.5), tmp_path / "out")
     report = run(prep, log=lambda _: None)
-    assert report["result"]["quantized_accuracy"] is None
-    assert "cuba_bitshift" in report["result"]["not_compiled"]
-    assert report["result"]["cores"] == 1 and report["formats"]["written"] == []
-    assert set(report["formats"]["skipped"]) == {"netx", "onnx", "nir", "xylo"}
-    cores = json.loads((tmp_path / "out" / "cores.json").read_text())
-    assert [c["core"] for c in cores["cores"]] == [0, "output"]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "cores.json", "cores.png", "report.json"]
+    assert report["result"]["quantized_accuracy"] is not None
+    assert report["formats"]["written"] == ["onnx", "nir", "xylo"]
+    assert set(report["formats"]["skipped"]) == {"netx"}
+    assert [r["limit"] for r in report["fan_out"]] == [None, 64]
+    check = report["xylo_check"]
+    if "skipped" not in check:
+        assert check["samples"] == check["samples_equal"] == 64 and check["passed"]
+    assert (tmp_path / "out" / "model_xylo.npz").exists()
 
 
 def test_recurrent_layer_after_a_dense_one_maps(loihi2):
