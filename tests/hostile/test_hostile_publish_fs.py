@@ -139,25 +139,30 @@ def test_mount_point_as_out(tmp_path):
 
 
 def test_concurrent_publishers_never_show_a_mix(tmp_path):
-    """Two processes publish 15 sets each into one folder while this one reads it through
-    read_set: every read is one set (all files carry one tag); at the end no staging
-    folder is left and the folder holds one whole set."""
+    """Two processes publish sets into one folder while this one reads it through read_set
+    until it has read 30 sets: every read is one set (all files carry one tag); at the end
+    no staging folder is left and the folder holds one whole set. The writers keep
+    publishing until the reader has its reads (at most 2,000 sets each), so a loaded machine
+    that schedules the reader late cannot end the test with nothing read."""
     out = tmp_path / "out"
     out.mkdir()
+    stop = tmp_path / "stop"
     writer = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(HERE)!r})
         from pathlib import Path
         from _publish_sets import publish
         tag = sys.argv[1]
-        for i in range(15):
+        for i in range(2000):
+            if Path({str(stop)!r}).exists():
+                break
             publish(Path({str(out)!r}), "t", files={{n: f"{{tag}}{{i}}".encode()
                                                    for n in ("a.bin", "b.bin", "c.bin")}})
     """)
     procs = [subprocess.Popen([sys.executable, "-c", writer, tag], cwd=ROOT, env=ENV,
                               stderr=subprocess.PIPE) for tag in ("x", "y")]
     reads, mixes, deadline = 0, [], time.time() + 60
-    while any(p.poll() is None for p in procs) and time.time() < deadline:
+    while reads < 30 and any(p.poll() is None for p in procs) and time.time() < deadline:
         try:
             got = set(read_set(out).values())
         except SetError:
@@ -165,6 +170,7 @@ def test_concurrent_publishers_never_show_a_mix(tmp_path):
         reads += 1
         if len(got) != 1:
             mixes.append(got)
+    stop.touch()
     for p in procs:
         assert p.wait(timeout=60) == 0, p.stderr.read().decode()[-2000:]
     assert not mixes, mixes[:3]
