@@ -165,6 +165,24 @@ def epoch_times(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _at_one_rate(rs: list[dict], rows: list[dict], method: str, level: float,
+                 epochs: int | None) -> tuple[list[dict], str]:
+    """The test rows ``rs`` of one method, level and length at ONE learning rate (never
+    pooled across rates): where they hold several rates, the one :func:`chosen_lr` picks on
+    validation runs of that length, else the rate with the most seeds; and a note listing
+    the runs left out (``""`` when none)."""
+    rates = sorted({r["lr"] for r in rs})
+    if len(rates) < 2:
+        return rs, ""
+    most = max(rates, key=lambda lr: sum(r["lr"] == lr for r in rs))
+    keep = chosen_lr(rows, method, level, most, epochs)
+    keep = keep if keep in rates else most
+    left = sorted((r for r in rs if r["lr"] != keep), key=lambda r: (r["lr"], r["seed"]))
+    note = "; ".join(f"lr {r['lr']:g} seed {r['seed']}: {100 * r['accuracy']:.2f}"
+                     for r in left)
+    return [r for r in rs if r["lr"] == keep], f" (not pooled: {note})"
+
+
 def table(rows: list[dict], seeds: int = 3) -> str:
     """Markdown: per level (the paper's and :data:`EXTREME_LEVELS`) and epochs per run, the
     paper's accuracy and rewire's per method on the test set (mean ± sd over seeds, the lr),
@@ -185,11 +203,11 @@ def table(rows: list[dict], seeds: int = 3) -> str:
             at = [r for r in test if r["level"] == level and r["epochs"] == epochs]
             cells, means, missing = [], {}, []
             for method, want in (("gradr", seeds), ("magnitude", seeds), ("deep-r", 1)):
-                rs = [r for r in at if r["method"] == method]
+                rs, others = _at_one_rate([r for r in at if r["method"] == method], rows,
+                                          method, level, epochs)
                 if rs:
                     means[method] = statistics.mean(r["accuracy"] for r in rs)
-                    lrs = "/".join(f"{v:g}" for v in sorted({r["lr"] for r in rs}))
-                    cells.append(f"{_stat(rs)}, lr {lrs}")
+                    cells.append(f"{_stat(rs)}, lr {rs[0]['lr']:g}{others}")
                 else:
                     cells.append("–")
                 if len({r["seed"] for r in rs}) < want:
