@@ -16,8 +16,9 @@ held out and scored (column ``eval`` = ``validation``); the test set is not read
 
 Every finished run is appended to ``--results`` (a CSV, default
 ``benchmarks/results/paper_mnist.csv``) and, with ``--commit``, committed at once
-(``git commit --only`` of that file), so the table grows over several sessions; a run whose
-(method, lr, eval, level, seed, epochs) is already in the file is skipped. ``--table``
+(``git commit --only`` of that file and of the ``--table-out`` page rewritten from it), so
+the table grows over several sessions; a run whose (method, lr, eval, level, seed, epochs)
+is already in the file is skipped. ``--table``
 trains nothing: it writes the paper's numbers beside rewire's (mean ± sd over seeds) and
 the runs still missing to ``--table-out``.
 
@@ -94,16 +95,17 @@ def append_row(path: Path, row: dict) -> None:
     write_text(path, buf.getvalue())
 
 
-def commit(path: Path, message: str, tries: int = 5) -> None:
-    """``git commit --only path`` (other staged work stays staged); retries a busy index."""
+def commit(paths: list[Path], message: str, tries: int = 5) -> None:
+    """``git commit --only paths`` (other staged work stays staged); retries a busy index."""
+    names = [str(p) for p in paths]
     for attempt in range(tries):
-        subprocess.run(["git", "-C", str(ROOT), "add", "--", str(path)], check=False)
+        subprocess.run(["git", "-C", str(ROOT), "add", "--", *names], check=False)
         done = subprocess.run(["git", "-C", str(ROOT), "commit", "-q", "-m", message, "--only",
-                               "--", str(path)], capture_output=True, text=True)
+                               "--", *names], capture_output=True, text=True)
         if done.returncode == 0:
             return
         time.sleep(5 * (attempt + 1))
-    print(f"commit of {path} failed: {done.stderr.strip()}", file=sys.stderr, flush=True)
+    print(f"commit of {names} failed: {done.stderr.strip()}", file=sys.stderr, flush=True)
 
 
 def run_one(split, method: str, lr: float, level: float, seed: int, epochs: int,
@@ -124,13 +126,18 @@ def run_one(split, method: str, lr: float, level: float, seed: int, epochs: int,
             "seconds": round(res.seconds, 1), "seconds_per_epoch": round(res.seconds / epochs, 1)}
 
 
-def chosen_lr(rows: list[dict], method: str, level: float, default: float) -> float:
+def chosen_lr(rows: list[dict], method: str, level: float, default: float,
+              epochs: int | None = None) -> float:
     """The learning rate with the best mean validation accuracy (``eval == "validation"``
-    rows only; the test set never chooses) for ``method`` at ``level``; where that level has
-    no validation rows, the best over the method's validation rows at every level; where the
-    method has none, ``default``."""
+    rows only; the test set never chooses) for ``method`` at ``level``, taken from the
+    validation runs of the same length (``epochs``) where there are any, else from every
+    validation run at ``level``; where that level has no validation rows, the best over the
+    method's validation rows at every level; where the method has none, ``default``.
+    (A rate chosen on 5-epoch runs need not be the best for 15: magnitude pruning at 0.25 %
+    lost 5-6 points from 5 to 15 epochs at the 5-epoch choice.)"""
     val = [r for r in rows if r["eval"] == "validation" and r["method"] == method]
-    here = [r for r in val if r["level"] == level] or val
+    at_level = [r for r in val if r["level"] == level]
+    here = [r for r in at_level if r["epochs"] == epochs] or at_level or val
     if not here:
         return default
     by_lr: dict[float, list[float]] = {}
@@ -158,6 +165,24 @@ def epoch_times(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _at_one_rate(rs: list[dict], rows: list[dict], method: str, level: float,
+                 epochs: int | None) -> tuple[list[dict], str]:
+    """The test rows ``rs`` of one method, level and length at ONE learning rate (never
+    pooled across rates): where they hold several rates, the one :func:`chosen_lr` picks on
+    validation runs of that length, else the rate with the most seeds; and a note listing
+    the runs left out (``""`` when none)."""
+    rates = sorted({r["lr"] for r in rs})
+    if len(rates) < 2:
+        return rs, ""
+    most = max(rates, key=lambda lr: sum(r["lr"] == lr for r in rs))
+    keep = chosen_lr(rows, method, level, most, epochs)
+    keep = keep if keep in rates else most
+    left = sorted((r for r in rs if r["lr"] != keep), key=lambda r: (r["lr"], r["seed"]))
+    note = "; ".join(f"lr {r['lr']:g} seed {r['seed']}: {100 * r['accuracy']:.2f}"
+                     for r in left)
+    return [r for r in rs if r["lr"] == keep], f" (not pooled: {note})"
+
+
 def table(rows: list[dict], seeds: int = 3) -> str:
     """Markdown: per level (the paper's and :data:`EXTREME_LEVELS`) and epochs per run, the
     paper's accuracy and rewire's per method on the test set (mean ± sd over seeds, the lr),
@@ -178,11 +203,11 @@ def table(rows: list[dict], seeds: int = 3) -> str:
             at = [r for r in test if r["level"] == level and r["epochs"] == epochs]
             cells, means, missing = [], {}, []
             for method, want in (("gradr", seeds), ("magnitude", seeds), ("deep-r", 1)):
-                rs = [r for r in at if r["method"] == method]
+                rs, others = _at_one_rate([r for r in at if r["method"] == method], rows,
+                                          method, level, epochs)
                 if rs:
                     means[method] = statistics.mean(r["accuracy"] for r in rs)
-                    lrs = "/".join(f"{v:g}" for v in sorted({r["lr"] for r in rs}))
-                    cells.append(f"{_stat(rs)}, lr {lrs}")
+                    cells.append(f"{_stat(rs)}, lr {rs[0]['lr']:g}{others}")
                 else:
                     cells.append("–")
                 if len({r["seed"] for r in rs}) < want:
@@ -205,6 +230,28 @@ def validation_table(rows: list[dict]) -> str:
               f"{r['epochs']} | {100 * r['accuracy']:.2f} | {r['seconds_per_epoch']:.0f} |"
               for r in val]
     return "\n".join(lines)
+
+
+def write_table(results: Path, out: Path) -> str:
+    """Write the markdown page of ``results`` (the table beside the paper, the validation
+    runs, the seconds per epoch) to ``out``; return its text."""
+    rows = read_rows(results)
+    paper = ("the paper's numbers: PAPER_MNIST" if PAPER_MNIST else
+             "the paper's MNIST table was not retrieved (docs/mnist.md and "
+             "paper_mnist_search.md say what was searched and found), so its column is "
+             "empty and its levels are not run yet")
+    text = (f"# GradR vs magnitude pruning and Deep R on standard MNIST\n\n"
+            f"Written by `benchmarks/paper_mnist.py --table` from `{results.name}`: "
+            f"60,000 train / 10,000 test, 784-800-10, T = 8, spike-count cross-entropy, "
+            f"Adam, batch 64; test accuracy of the final model, mean ± sample sd over "
+            f"seeds; {paper}.\n\n"
+            f"## Test accuracy beside the paper\n\n{table(rows)}\n\n"
+            f"## Learning-rate choice (validation: last 10,000 training images)\n\n"
+            f"{validation_table(rows)}\n\n"
+            f"## Seconds per epoch (wall, 1 thread, nice 15 or 19 on a shared 2-core "
+            f"machine)\n\n{epoch_times(rows)}\n")
+    write_text(out, text)
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--validation", type=int, default=0, metavar="N",
                     help="score on the last N training images (lr choice); test set unread")
     ap.add_argument("--controller", default="kp=4,ki=40,margin=1,ramp=0.8,off_below=1")
-    ap.add_argument("--commit", action="store_true", help="git-commit the results per run")
+    ap.add_argument("--commit", action="store_true",
+                    help="git-commit the results and the rewritten --table-out per run")
     ap.add_argument("--table", action="store_true", help="no training: write the table")
     ap.add_argument("--table-out", default=str(ROOT / "benchmarks" / "results" /
                                                "paper_mnist.md"))
@@ -239,23 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     results = Path(args.results)
     if args.table:
-        rows = read_rows(results)
-        paper = ("the paper's numbers: PAPER_MNIST" if PAPER_MNIST else
-                 "the paper's MNIST table was not retrieved (docs/mnist.md and "
-                 "paper_mnist_search.md say what was searched and found), so its column is "
-                 "empty and its levels are not run yet")
-        text = (f"# GradR vs magnitude pruning and Deep R on standard MNIST\n\n"
-                f"Written by `benchmarks/paper_mnist.py --table` from `{results.name}`: "
-                f"60,000 train / 10,000 test, 784-800-10, T = 8, spike-count cross-entropy, "
-                f"Adam, batch 64; test accuracy of the final model, mean ± sample sd over "
-                f"seeds; {paper}.\n\n"
-                f"## Test accuracy beside the paper\n\n{table(rows)}\n\n"
-                f"## Learning-rate choice (validation: last 10,000 training images)\n\n"
-                f"{validation_table(rows)}\n\n"
-                f"## Seconds per epoch (wall, 1 thread, nice 15 on a shared 2-core machine)\n\n"
-                f"{epoch_times(rows)}\n")
-        write_text(Path(args.table_out), text)
-        print(text)
+        print(write_table(results, Path(args.table_out)))
         return 0
     if not 1 <= args.epochs <= 30 or any(not 0 < lv <= 1 for lv in args.levels):
         ap.error("--epochs must be in 1..30 and every --levels value in (0, 1]")
@@ -272,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             for method in args.methods:
                 lrs = args.lr or [chosen_lr(read_rows(results), method, level,
-                                            defaults[method])]
+                                            defaults[method], args.epochs)]
                 for lr in lrs:
                     key = (method, lr, evaluated, level, seed, args.epochs)
                     if key in done:
@@ -289,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
                            f"s/epoch)")
                     print(msg, flush=True)
                     if args.commit:
-                        commit(results, msg)
+                        write_table(results, Path(args.table_out))
+                        commit([results, Path(args.table_out)], msg)
     return 0
 
 

@@ -155,3 +155,36 @@ def test_results_are_appended_and_the_lr_is_chosen_on_validation_only(tmp_path):
     table = bench.table(back)
     assert "| 0.5 % |" in table and "gradr 2, magnitude 2, deep-r 1" in table
     assert "+8.00" in table  # GradR's test mean 99 % vs magnitude's 91 %
+
+
+def test_the_lr_is_chosen_on_validation_runs_of_the_same_length(tmp_path):
+    """A rate chosen on 5-epoch runs is not carried to 15-epoch runs when 15-epoch validation
+    runs exist (magnitude pruning lost 5-6 points from 5 to 15 epochs at its 5-epoch rate).
+    Bookkeeping only, no training (well under 1 s)."""
+    bench = _bench()
+    rows = [_row(bench, "magnitude", 1e-3, "validation", 0.0025, 0, 0.91),
+            _row(bench, "magnitude", 2e-3, "validation", 0.0025, 0, 0.86),
+            _row(bench, "magnitude", 1e-3, "validation", 0.0025, 0, 0.85),
+            _row(bench, "magnitude", 5e-4, "validation", 0.0025, 0, 0.90)]
+    for r, epochs in zip(rows, (5, 5, 15, 15)):
+        r["epochs"] = epochs
+    assert bench.chosen_lr(rows, "magnitude", 0.0025, 1.0, 5) == 1e-3
+    assert bench.chosen_lr(rows, "magnitude", 0.0025, 1.0, 15) == 5e-4
+    # no validation run of that length: every run at the level (1e-3: mean 0.88 vs 0.90)
+    assert bench.chosen_lr(rows, "magnitude", 0.0025, 1.0, 30) == 5e-4
+    assert bench.chosen_lr(rows, "magnitude", 0.0025, 1.0) == 5e-4
+
+
+def test_the_table_never_pools_test_runs_of_different_rates():
+    """Test runs of one method, level and length at two rates: the cell holds the rate chosen
+    on validation at that length and lists the other runs as not pooled (well under 1 s)."""
+    bench = _bench()
+    rows = [_row(bench, "magnitude", 5e-4, "validation", 0.0025, 0, 0.90),
+            _row(bench, "magnitude", 1e-3, "validation", 0.0025, 0, 0.85),
+            _row(bench, "magnitude", 1e-3, "test", 0.0025, 0, 0.84),
+            _row(bench, "magnitude", 1e-3, "test", 0.0025, 1, 0.85),
+            _row(bench, "magnitude", 5e-4, "test", 0.0025, 2, 0.91),
+            _row(bench, "gradr", 4e-3, "test", 0.0025, 2, 0.93)]
+    table = bench.table(rows)
+    assert "91.00 (1 seed), lr 0.0005 (not pooled: lr 0.001 seed 0: 84.00; " in table
+    assert "+2.00" in table  # GradR 93 % vs magnitude 91 % at the chosen rate only
