@@ -41,6 +41,7 @@ import numpy as np
 from rewire.errors import CompileError, MappingError
 from rewire.hw_profiles.profile import HardwareProfile
 from rewire.ir import nodes as ir_nodes
+from rewire.ir.chip_bitshift import CompiledBitshiftLIF
 from rewire.ir.compiled_layers import layer_names
 from rewire.ir.network import Network
 
@@ -159,13 +160,7 @@ def _check_layer(name: str, layer, profile: HardwareProfile) -> None:
         raise CompileError(f"layer {name}: a {neuron.kind} neuron, but Xylo's neurons decay by "
                            f"bit shifts (1 - 2**-dash); {_cell_fix(neuron)}, the nearest decays "
                            f"(rockpool rounds log2(tau / dt) the same way)")
-    top = (1 << profile.neuron.decay_bits) - 1
-    for field in ("dash_syn", "dash_mem"):
-        value = getattr(neuron, field)
-        if value > top:
-            raise CompileError(f"layer {name}: {field} = {value} is above {top}, the largest "
-                               f"bit shift of {profile.name} (neuron.decay_bits = "
-                               f"{profile.neuron.decay_bits}); train with {field} <= {top}")
+    CompiledBitshiftLIF.decays(neuron, profile, name)  # v_th > 0, dash within decay_bits
 
 
 def outgoing(layers) -> list[np.ndarray]:
